@@ -1,0 +1,286 @@
+"""Strict configuration for the compression pipeline.
+
+Settings are looked up per layer: by exact layer name, then by layer type ("Linear", "Conv2d",
+"Gemm", ...), then by layer family ("conv" or "fc", so one entry covers torch and ONNX layers), then
+the global entry, then the paper's defaults (Han, Mao & Dally 2016: 8-bit conv / 5-bit fc
+codebooks, 8-bit conv / 5-bit fc relative indices). This mirrors coremltools'
+`OptimizationConfig(global_config, op_type_configs, op_name_configs)`.
+
+`from_dict` rejects unknown keys and impossible values with a one-line `CompressError` that
+names the key, e.g. ``config.by_name['fc1'].bits: must be an integer in 1..8, got 0``.
+This module imports neither torch nor scikit-learn (the ONNX-in path uses it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from compressor.errors import CompressError
+
+PRUNE_METHODS = ("none", "threshold", "sparsity", "quality", "global")
+INIT_METHODS = ("linear", "density", "random", "kmeans++")
+KMEANS_BACKENDS = ("exact", "sklearn")
+
+CONV_TYPES = frozenset({"Conv1d", "Conv2d", "Conv3d", "Conv", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose"})
+FC_TYPES = frozenset({"Linear", "Gemm", "MatMul", "Bilinear"})
+
+
+def layer_family(layer_type: str) -> str:
+    """'conv', 'fc' or 'other': the paper sets its defaults per family."""
+    if layer_type in CONV_TYPES or layer_type.lower() == "conv":
+        return "conv"
+    if layer_type in FC_TYPES or layer_type.lower() == "fc":
+        return "fc"
+    return "other"
+
+
+# --- value checks: each returns the value or raises CompressError naming `where` -------------
+
+def _fail(where: str, message: str) -> CompressError:
+    return CompressError(f"{where}: {message}")
+
+
+def _check_int(where: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(where, f"must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        span = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise _fail(where, f"must be an integer {span}, got {value!r}")
+    return value
+
+
+def _check_float(where: str, value: Any, low: float, high: float | None = None, *,
+                 high_open: bool = False, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise _fail(where, f"must be a number, got {value!r}")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        span = f"in {left}{low:g}, {high:g}{right}" if high is not None else (f"> {low:g}" if low_open else f">= {low:g}")
+        raise _fail(where, f"must be {span}, got {value!r}")
+    return value
+
+
+def _check_choice(where: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise _fail(where, f"must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _check_bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(where, f"must be true or false, got {value!r}")
+    return value
+
+
+def _reject_unknown(where: str, given: Mapping[str, Any], known: list[str]) -> None:
+    if not isinstance(given, Mapping):
+        raise _fail(where, f"must be a mapping, got {type(given).__name__}")
+    for key in given:
+        if key not in known:
+            raise CompressError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+
+
+# --- per-layer settings -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """Settings for some layers; None means 'inherit from the next, more general entry'.
+
+    prune       'none' | 'threshold' (|w| < threshold) | 'sparsity' (per-layer percentile) |
+                'quality' (|w| < quality * std(w), Han et al. 2015) | 'global' (one threshold
+                across all 'global' layers reaching `sparsity` overall).
+    sparsity    fraction of weights removed, in [0, 1) ('sparsity' and 'global').
+    threshold   absolute magnitude threshold, >= 0 ('threshold').
+    quality     multiple of the layer's weight standard deviation, >= 0 ('quality').
+    share       whether to share weights through a k-means codebook.
+    bits        codebook index bits, 1..8 (k = 2**bits centroids).
+    gap_bits    bits per relative column index of the sparse encoding, 1..8.
+    init        centroid init: 'linear' (the paper's best), 'density', 'random', 'kmeans++'.
+    kmeans      'exact' (our sorted 1-D Lloyd) or 'sklearn' (sklearn.cluster.KMeans, the reference).
+    group_rows  rows of the weight's 2-D view sharing one codebook (per-channel palettes); None = one.
+    skip        keep this layer raw (uncompressed).
+    """
+
+    prune: str | None = None
+    sparsity: float | None = None
+    threshold: float | None = None
+    quality: float | None = None
+    share: bool | None = None
+    bits: int | None = None
+    gap_bits: int | None = None
+    init: str | None = None
+    kmeans: str | None = None
+    group_rows: int | None = None
+    skip: bool | None = None
+    where: str = field(default="config", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        w = self.where
+        if self.prune is not None:
+            _check_choice(f"{w}.prune", self.prune, PRUNE_METHODS)
+        if self.sparsity is not None:
+            _check_float(f"{w}.sparsity", self.sparsity, 0.0, 1.0, high_open=True)
+        if self.threshold is not None:
+            _check_float(f"{w}.threshold", self.threshold, 0.0)
+        if self.quality is not None:
+            _check_float(f"{w}.quality", self.quality, 0.0)
+        if self.share is not None:
+            _check_bool(f"{w}.share", self.share)
+        if self.bits is not None:
+            _check_int(f"{w}.bits", self.bits, 1, 8)
+        if self.gap_bits is not None:
+            _check_int(f"{w}.gap_bits", self.gap_bits, 1, 8)
+        if self.init is not None:
+            _check_choice(f"{w}.init", self.init, INIT_METHODS)
+        if self.kmeans is not None:
+            _check_choice(f"{w}.kmeans", self.kmeans, KMEANS_BACKENDS)
+        if self.group_rows is not None:
+            _check_int(f"{w}.group_rows", self.group_rows, 1)
+        if self.skip is not None:
+            _check_bool(f"{w}.skip", self.skip)
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "where"]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "config") -> "LayerConfig":
+        data = {} if data is None else data
+        _reject_unknown(where, data, cls.keys())
+        return cls(**dict(data), where=where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.keys() if getattr(self, k) is not None}
+
+
+# The paper's defaults per family (Han, Mao & Dally 2016, sections 2-3).
+_FAMILY_DEFAULTS = {
+    "conv": LayerConfig(bits=8, gap_bits=8, where="defaults.conv"),
+    "fc": LayerConfig(bits=5, gap_bits=5, where="defaults.fc"),
+    "other": LayerConfig(bits=8, gap_bits=8, where="defaults.other"),
+}
+_BASE_DEFAULTS = LayerConfig(prune="none", sparsity=0.0, threshold=0.0, quality=0.0, share=True,
+                             init="linear", kmeans="exact", skip=False, where="defaults")
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Fully resolved settings for one layer (every field concrete, except group_rows)."""
+
+    name: str
+    layer_type: str
+    prune: str
+    sparsity: float
+    threshold: float
+    quality: float
+    share: bool
+    bits: int
+    gap_bits: int
+    init: str
+    kmeans: str
+    group_rows: int | None
+    skip: bool
+
+
+# --- whole-run settings -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """How to compress a model.
+
+    global_config   LayerConfig applied to every layer (dict key "global").
+    by_type         {layer type or family ('conv'/'fc'): LayerConfig}.
+    by_name         {layer name (torch parameter or ONNX initializer name): LayerConfig}.
+    prune_steps     the iterative schedule: reach the target in this many prune + fine-tune rounds.
+    prune_epochs    fine-tuning epochs after each prune step (needs a train loader).
+    share_epochs    epochs training the centroids after weight sharing (needs a train loader).
+    lr, share_lr    learning rates of the default Adam optimizer while pruning / sharing.
+    distill_temperature  if set, recover with knowledge distillation from the dense model.
+    distill_alpha   weight of the soft-target loss (the rest is the task loss), in [0, 1].
+    fold_batchnorm  fold BatchNorm into the preceding conv before compressing (where valid).
+    min_weights     layers with fewer weights are kept raw.
+    seed            seeds k-means init and training, so a run is reproducible.
+    """
+
+    global_config: LayerConfig = field(default_factory=LayerConfig)
+    by_type: Mapping[str, LayerConfig] = field(default_factory=dict)
+    by_name: Mapping[str, LayerConfig] = field(default_factory=dict)
+    prune_steps: int = 1
+    prune_epochs: int = 0
+    share_epochs: int = 0
+    lr: float = 1e-3
+    share_lr: float | None = None
+    distill_temperature: float | None = None
+    distill_alpha: float = 0.5
+    fold_batchnorm: bool = True
+    min_weights: int = 0
+    seed: int = 0
+
+    _DICT_KEYS = ("global", "by_type", "by_name", "prune_steps", "prune_epochs", "share_epochs", "lr",
+                  "share_lr", "distill_temperature", "distill_alpha", "fold_batchnorm", "min_weights", "seed")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.global_config, LayerConfig):
+            raise CompressError(f"config.global: must be a LayerConfig, got {type(self.global_config).__name__}")
+        for attr in ("by_type", "by_name"):
+            table = getattr(self, attr)
+            if not isinstance(table, Mapping):
+                raise CompressError(f"config.{attr}: must be a mapping, got {type(table).__name__}")
+            for key, value in table.items():
+                if not isinstance(key, str) or not isinstance(value, LayerConfig):
+                    raise CompressError(f"config.{attr}[{key!r}]: must map a name to a LayerConfig")
+        _check_int("config.prune_steps", self.prune_steps, 1)
+        _check_int("config.prune_epochs", self.prune_epochs, 0)
+        _check_int("config.share_epochs", self.share_epochs, 0)
+        _check_float("config.lr", self.lr, 0.0, low_open=True)
+        if self.share_lr is not None:
+            _check_float("config.share_lr", self.share_lr, 0.0, low_open=True)
+        if self.distill_temperature is not None:
+            _check_float("config.distill_temperature", self.distill_temperature, 0.0, low_open=True)
+        _check_float("config.distill_alpha", self.distill_alpha, 0.0, 1.0)
+        _check_bool("config.fold_batchnorm", self.fold_batchnorm)
+        _check_int("config.min_weights", self.min_weights, 0)
+        _check_int("config.seed", self.seed, 0)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "CompressConfig":
+        """Build from plain data (JSON/YAML); unknown keys and impossible values raise CompressError."""
+        data = {} if data is None else data
+        _reject_unknown("config", data, list(cls._DICT_KEYS))
+        kwargs = {k: v for k, v in data.items() if k not in ("global", "by_type", "by_name")}
+        kwargs["global_config"] = LayerConfig.from_dict(data.get("global"), "config.global")
+        for table in ("by_type", "by_name"):
+            entries = data.get(table) or {}
+            if not isinstance(entries, Mapping):
+                raise CompressError(f"config.{table}: must be a mapping, got {type(entries).__name__}")
+            kwargs[table] = {k: LayerConfig.from_dict(v, f"config.{table}[{k!r}]") for k, v in entries.items()}
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data; `from_dict(to_dict())` gives an equal config."""
+        out: dict[str, Any] = {"global": self.global_config.to_dict(),
+                               "by_type": {k: v.to_dict() for k, v in self.by_type.items()},
+                               "by_name": {k: v.to_dict() for k, v in self.by_name.items()}}
+        for key in self._DICT_KEYS[3:]:
+            out[key] = getattr(self, key)
+        return out
+
+    def for_layer(self, name: str, layer_type: str) -> LayerPlan:
+        """Resolve one layer's settings: name, then type, then family, then global, then defaults."""
+        family = layer_family(layer_type)
+        chain = [self.by_name.get(name), self.by_type.get(layer_type), self.by_type.get(family),
+                 self.global_config, _FAMILY_DEFAULTS[family], _BASE_DEFAULTS]
+        resolved: dict[str, Any] = {}
+        for key in LayerConfig.keys():
+            resolved[key] = next((getattr(c, key) for c in chain if c is not None and getattr(c, key) is not None), None)
+        return LayerPlan(name=name, layer_type=layer_type, **resolved)
+
+    def check_names(self, known_names: list[str]) -> None:
+        """Fail if by_name names a layer the model does not have (a typo would silently do nothing)."""
+        for key in self.by_name:
+            if key not in known_names:
+                raise CompressError(f"config.by_name[{key!r}]: no compressible layer has this name")

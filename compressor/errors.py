@@ -1,0 +1,9 @@
+"""The compressor's one error type (the developers' guide: one per package, a ValueError)."""
+from __future__ import annotations
+
+
+class CompressError(ValueError):
+    """Bad input to the compressor: wrong config, unsupported layer, unreadable data.
+
+    The message is one line and names what is wrong and where (the config key, the layer, the file).
+    """
