@@ -64,3 +64,27 @@ class LayerState:
         if self.mask is not None:
             dense[~self.mask] = 0.0
         return dense.reshape(self.shape)
+
+    def to_format_tensor(self, name: str | None = None):
+        """The `formats` writer input for this state, stored under `name` (default: `self.name`).
+
+        pruned + shared -> SparseShared (the Deep Compression encoding); shared -> Shared;
+        pruned -> Sparse; neither -> Raw float32. A missing `gap_bits` takes the paper's default
+        for the layer family (8 conv, 5 fc).
+        """
+        import formats  # formats is numpy + bitarray only; imported here so state stays light
+
+        from compressor.config import layer_family
+
+        name = self.name if name is None else name
+        gap_bits = self.gap_bits or (5 if layer_family(self.layer_type) == "fc" else 8)
+        if self.shared:
+            codebook = np.asarray(self.codebook, dtype=np.float32)
+            labels = np.asarray(self.labels).reshape(self.shape)
+            if self.pruned:
+                return formats.SparseShared(name, np.asarray(self.mask, dtype=bool).reshape(self.shape), labels,
+                                            codebook, int(self.label_bits), int(gap_bits), self.group_rows)
+            return formats.Shared(name, labels, codebook, int(self.label_bits), self.group_rows)
+        if self.pruned:
+            return formats.Sparse(name, self.weight(), np.asarray(self.mask, dtype=bool).reshape(self.shape), int(gap_bits))
+        return formats.Raw(name, self.weight())

@@ -1,0 +1,223 @@
+"""Torch model + compression states -> ONNX graph with `.dcz` placeholders -> `.dcz` file.
+
+Steps (each a function below):
+1. `_baked_copy`: an eval-mode copy of the model whose compressed parameters hold exactly
+   `LayerState.weight()` (parametrizations removed), so the graph computes what the file stores.
+2. `_to_onnx`: torch's TorchScript exporter (opset 17, dynamic batch axis). It runs in
+   `TrainingMode.PRESERVE` on the eval copy because `EVAL` fuses BatchNorm into the conv weights,
+   which would rescale shared weights per channel and break their codebook; BatchNorm that the
+   compressor folded beforehand is gone already, BatchNorm left in stays an exact node.
+   (The dynamo exporter works too but takes ~6x longer here and only targets opset 18.)
+3. `_match_initializers`: each initializer back to its parameter - by name, then by value (the
+   exporter renames constant-folded tensors), then by transposed value for 2-D weights.
+4. `onnx_graph.plan_tensors`: compressed weights become SparseShared / Shared / Sparse, other float
+   initializers Raw (all as placeholders); int initializers stay inline in the graph.
+5. `formats.write` (atomic), metadata `source.*` / `compress.*`.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+import torch
+from torch.nn.utils import parametrize
+
+import formats
+from compressor.errors import CompressError
+from compressor.onnx_graph import TensorPlan, initializer_array, plan_metadata, plan_tensors, to_placeholders
+from compressor.state import LayerState
+
+OPSET = 17
+# How far the model's own weight may drift from LayerState.weight() before we call the state stale.
+_STALE_TOLERANCE = 1e-5
+
+
+# --- 1. a copy of the model holding exactly the compressed weights ------------------------------
+
+def canonical_param_name(name: str) -> str:
+    """'fc1.parametrizations.weight.original' -> 'fc1.weight' (the name without parametrizations)."""
+    return name.replace(".parametrizations.", ".").removesuffix(".original")
+
+
+def _strip_parametrizations(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for tensor_name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=True)
+
+
+def _baked_copy(model: torch.nn.Module, layers: Mapping[str, LayerState]) -> tuple[torch.nn.Module, dict[str, LayerState]]:
+    """Eval copy with each compressed parameter set to its state's dense weight; states by canonical name."""
+    baked = copy.deepcopy(model).eval()
+    _strip_parametrizations(baked)
+    params = dict(baked.named_parameters())
+    by_name: dict[str, LayerState] = {}
+    for given, state in layers.items():
+        name = canonical_param_name(given)
+        if name not in params:
+            raise CompressError(f"layers[{given!r}]: the model has no parameter {name!r}")
+        param = params[name]
+        weight = state.weight()
+        if tuple(param.shape) != tuple(weight.shape):
+            raise CompressError(f"layers[{given!r}]: state shape {tuple(weight.shape)} != parameter shape {tuple(param.shape)}")
+        current = param.detach().cpu().numpy()
+        drift = float(np.max(np.abs(current - weight))) if weight.size else 0.0
+        scale = max(1.0, float(np.max(np.abs(weight)))) if weight.size else 1.0
+        if drift > _STALE_TOLERANCE * scale:
+            raise CompressError(f"layers[{given!r}]: the model's weight differs from the compressed state by {drift:.3g} "
+                                "(state is stale: re-run the sharing step or pass the model it was computed on)")
+        with torch.no_grad():
+            param.copy_(torch.from_numpy(weight))
+        by_name[name] = state
+    return baked, by_name
+
+
+# --- 2. export ---------------------------------------------------------------------------------
+
+def _as_args(example_input) -> tuple:
+    return tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+
+
+def _io_names(model: torch.nn.Module, args: tuple) -> tuple[list[str], list[str]]:
+    with torch.no_grad():
+        out = model(*args)
+    n_out = len(out) if isinstance(out, (tuple, list)) else 1
+    inputs = ["input"] if len(args) == 1 else [f"input_{i}" for i in range(len(args))]
+    outputs = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
+    return inputs, outputs
+
+
+def _to_onnx(model: torch.nn.Module, example_input) -> onnx.ModelProto:
+    """TorchScript ONNX export of an eval model: opset 17, dynamic batch axis on inputs and outputs."""
+    args = _as_args(example_input)
+    inputs, outputs = _io_names(model, args)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        try:
+            torch.onnx.export(model, args, buffer, dynamo=False, opset_version=OPSET, input_names=inputs,
+                              output_names=outputs, dynamic_axes={n: {0: "batch"} for n in inputs + outputs},
+                              keep_initializers_as_inputs=False, training=torch.onnx.TrainingMode.PRESERVE,
+                              do_constant_folding=True)
+        except Exception as error:  # torch raises many types; the user needs one clear message
+            raise CompressError(f"torch.onnx.export failed for {type(model).__name__}: {error}".splitlines()[0]) from error
+    return onnx.load_from_string(buffer.getvalue())
+
+
+# --- 3. initializers back to parameters -------------------------------------------------------
+
+def _digest(array: np.ndarray) -> str:
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    return hashlib.sha256(str(array.shape).encode() + array.tobytes()).hexdigest()
+
+
+@dataclass
+class _Match:
+    state: LayerState
+    transposed: bool = False
+
+
+def _match_initializers(graph: onnx.ModelProto, states: Mapping[str, LayerState]) -> dict[str, _Match]:
+    """initializer name -> the state it stores. Each state is used at most once."""
+    weights = {name: state.weight() for name, state in states.items()}
+    by_digest = {_digest(w): name for name, w in weights.items()}
+    by_digest_t = {_digest(w.T): name for name, w in weights.items() if w.ndim == 2}
+    used: set[str] = set()
+    matches: dict[str, _Match] = {}
+    for tensor in graph.graph.initializer:
+        if tensor.data_type != onnx.TensorProto.FLOAT:
+            continue
+        if tensor.name in states and tensor.name not in used:
+            matches[tensor.name] = _Match(states[tensor.name])
+            used.add(tensor.name)
+            continue
+        array = initializer_array(tensor)
+        digest = _digest(array)
+        name = by_digest.get(digest)
+        if name is not None and name not in used:
+            matches[tensor.name] = _Match(states[name])
+            used.add(name)
+        elif by_digest_t.get(digest) is not None and by_digest_t[digest] not in used:
+            name = by_digest_t[digest]
+            matches[tensor.name] = _Match(states[name], transposed=True)
+            used.add(name)
+    missing = sorted(set(states) - used)
+    if missing:
+        raise CompressError(f"layers[{missing[0]!r}]: no initializer of the exported graph holds this weight")
+    return matches
+
+
+def _transposed(state: LayerState) -> LayerState:
+    """The state of W.T (MatMul exports of Linear layers store the weight transposed)."""
+    if state.group_rows is not None:
+        raise CompressError(f"layers[{state.name!r}]: exported transposed, which per-row codebook groups cannot follow")
+    t = lambda a: None if a is None else np.ascontiguousarray(np.asarray(a).T)  # noqa: E731
+    return LayerState(state.name, state.layer_type, tuple(reversed(state.shape)), t(state.mask), state.codebook,
+                      t(state.labels), state.label_bits, state.gap_bits, None, t(state.values))
+
+
+# --- 4. states by initializer name -----------------------------------------------------------
+
+def _states_by_initializer(matches: Mapping[str, _Match]) -> dict[str, LayerState]:
+    return {name: (_transposed(m.state) if m.transposed else m.state) for name, m in matches.items()}
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+def _metadata(model: torch.nn.Module, plan: TensorPlan, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "source.framework": "torch",
+        "source.torch_version": torch.__version__.split("+")[0],
+        "source.model_class": type(model).__name__,
+        "source.exporter": f"torch.onnx.export (TorchScript), opset {OPSET}",
+        **plan_metadata(plan),
+    }
+    meta.update(dict(metadata or {}))
+    return meta
+
+
+def export_graph(model: torch.nn.Module, example_input, layers: Mapping[str, LayerState],
+                 raw_small: bool = True) -> tuple[onnx.ModelProto, TensorPlan]:
+    """The placeholder graph and the `.dcz` tensors for `model` (no file written)."""
+    baked, states = _baked_copy(model, layers)
+    graph = _to_onnx(baked, example_input)
+    plan = plan_tensors(graph, _states_by_initializer(_match_initializers(graph, states)), raw_small=raw_small)
+    to_placeholders(graph, [t.name for t in plan.tensors])
+    return graph, plan
+
+
+def export_dcz(model: torch.nn.Module, example_input, layers: Mapping[str, LayerState], path,
+               metadata: Mapping[str, Any] | None = None, huffman: bool = True, raw_small: bool = True):
+    """Write `model` with its compressed `layers` (param name -> LayerState) to a `.dcz` at `path`.
+
+    Compressed weights are stored in their Deep Compression encodings, other float initializers
+    raw (with `raw_small`; otherwise they stay inline in the graph), int initializers inline.
+    `metadata` adds keys (e.g. `compress.accuracy.dense`); the write is atomic.
+    Returns the file's `formats.SizeReport`.
+    """
+    graph, plan = export_graph(model, example_input, layers, raw_small)
+    try:
+        return formats.write(path, plan.tensors, graph=graph.SerializeToString(), graph_format="onnx",
+                             metadata=_metadata(model, plan, metadata), huffman=huffman)
+    except formats.FormatError as error:
+        raise CompressError(f"writing {path}: {error}") from error
+
+
+def export_onnx_dense(model: torch.nn.Module, example_input, layers: Mapping[str, LayerState] | None = None,
+                      path=None) -> bytes:
+    """An ordinary ONNX model with the compressed weights stored dense (the "no .dcz" baseline).
+
+    Returns the serialized model; also writes it to `path` when given.
+    """
+    baked, _ = _baked_copy(model, layers or {})
+    data = _to_onnx(baked, example_input).SerializeToString()
+    if path is not None:
+        with open(path, "wb") as out:
+            out.write(data)
+    return data

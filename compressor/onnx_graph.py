@@ -1,0 +1,230 @@
+"""ONNX graph surgery for `.dcz`: find compressible weights, turn them into placeholders, fill them back.
+
+The `.dcz` convention (common brief): every tensor stored in the `.dcz` that the graph uses stays in
+`graph.initializer` as a *placeholder* - same name, data_type and dims, no data,
+`data_location = EXTERNAL`, `external_data = [("location", "dcz")]`. ONNX Runtime accepts this form
+as is when the arrays come through `SessionOptions.add_external_initializers`.
+
+numpy + onnx only: the torch-free ONNX-in path and the runtime-side tests use this module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+DCZ_LOCATION = "dcz"
+
+# Node types whose weight input is compressible, and which input positions may hold that weight.
+WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {"Conv": (1,), "Gemm": (1, 0), "MatMul": (1, 0)}
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """A compressible weight found in a graph.
+
+    name      the tensor's name (initializer name, or the Constant node's output name).
+    op_type   the consuming node type ("Conv", "Gemm", "MatMul"): the layer type for config lookup.
+    node      the consuming node's name (may be empty in hand-built graphs).
+    origin    "initializer" or "constant" (a Constant node at the top level of the graph).
+    """
+
+    name: str
+    op_type: str
+    node: str
+    origin: str
+
+
+def make_placeholder(name: str, data_type: int, dims) -> TensorProto:
+    """A data-less initializer whose values live in the `.dcz` under the same name."""
+    tensor = TensorProto()
+    tensor.name = name
+    tensor.data_type = int(data_type)
+    tensor.dims.extend(int(d) for d in dims)
+    tensor.data_location = TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key = "location"
+    entry.value = DCZ_LOCATION
+    return tensor
+
+
+def is_placeholder(tensor: TensorProto) -> bool:
+    """True for an initializer that follows the `.dcz` placeholder convention."""
+    if tensor.data_location != TensorProto.EXTERNAL:
+        return False
+    return any(e.key == "location" and e.value == DCZ_LOCATION for e in tensor.external_data)
+
+
+def placeholder_names(model: onnx.ModelProto) -> list[str]:
+    """Names of every placeholder initializer in the main graph, in graph order."""
+    return [t.name for t in model.graph.initializer if is_placeholder(t)]
+
+
+def _constant_tensor(node: onnx.NodeProto) -> TensorProto | None:
+    """The tensor of a Constant node given by its `value` attribute (the only form weights take)."""
+    for attr in node.attribute:
+        if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+            return attr.t
+    return None
+
+
+def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    return {out: node for node in graph.node for out in node.output}
+
+
+def _resolve(name: str, producers, initializers: set[str]) -> tuple[str, str] | None:
+    """Follow Identity nodes back to an initializer or a Constant node: (tensor name, origin) or None."""
+    seen = set()
+    while name not in seen:
+        seen.add(name)
+        if name in initializers:
+            return name, "initializer"
+        node = producers.get(name)
+        if node is None:
+            return None
+        if node.op_type == "Constant" and _constant_tensor(node) is not None:
+            return name, "constant"
+        if node.op_type != "Identity":
+            return None
+        name = node.input[0]
+    return None
+
+
+def find_weights(model: onnx.ModelProto) -> list[WeightSource]:
+    """Float weights of Conv / Gemm / MatMul nodes held in initializers or top-level Constant nodes.
+
+    Each tensor is listed once (a weight shared by two nodes takes the first node's type). Only
+    float32 tensors of two or more dimensions qualify: biases and int constants are not weights.
+    """
+    graph = model.graph
+    producers = _producers(graph)
+    inits = {t.name: t for t in graph.initializer}
+    found: dict[str, WeightSource] = {}
+    for node in graph.node:
+        for position in WEIGHT_INPUTS.get(node.op_type, ()):
+            if position >= len(node.input) or not node.input[position]:
+                continue
+            resolved = _resolve(node.input[position], producers, set(inits))
+            if resolved is None:
+                continue
+            name, origin = resolved
+            tensor = inits[name] if origin == "initializer" else _constant_tensor(producers[name])
+            if tensor.data_type != TensorProto.FLOAT or len(tensor.dims) < 2 or name in found:
+                continue
+            found[name] = WeightSource(name, node.op_type, node.name, origin)
+            if node.op_type != "Conv":
+                break  # MatMul / Gemm: the first constant operand is the weight
+    return list(found.values())
+
+
+def constants_to_initializers(model: onnx.ModelProto, names) -> None:
+    """Move the top-level Constant nodes producing `names` into `graph.initializer` (same values).
+
+    The initializer takes the Constant's output name, so consumers are untouched and the graph
+    computes the same thing; only an initializer can become a `.dcz` placeholder.
+    """
+    wanted = set(names)
+    graph = model.graph
+    keep = []
+    for node in graph.node:
+        tensor = _constant_tensor(node) if node.op_type == "Constant" else None
+        if tensor is not None and node.output[0] in wanted:
+            moved = TensorProto()
+            moved.CopyFrom(tensor)
+            moved.name = node.output[0]
+            graph.initializer.append(moved)
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+
+
+def initializer_array(tensor: TensorProto) -> np.ndarray:
+    """The values of an inline initializer (raises ValueError for a placeholder)."""
+    if is_placeholder(tensor):
+        raise ValueError(f"initializer {tensor.name!r} is a .dcz placeholder and holds no data")
+    return numpy_helper.to_array(tensor)
+
+
+def to_placeholders(model: onnx.ModelProto, names) -> dict[str, np.ndarray]:
+    """Replace the named initializers by placeholders in place; return their arrays by name."""
+    wanted = set(names)
+    arrays: dict[str, np.ndarray] = {}
+    for index, tensor in enumerate(model.graph.initializer):
+        if tensor.name in wanted:
+            arrays[tensor.name] = initializer_array(tensor)
+            model.graph.initializer[index].CopyFrom(make_placeholder(tensor.name, tensor.data_type, tensor.dims))
+    missing = wanted - set(arrays)
+    if missing:
+        raise ValueError(f"no initializer named {sorted(missing)[0]!r} in the graph")
+    return arrays
+
+
+def fill_placeholders(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of `model` with every placeholder replaced by the given array (an ordinary ONNX model)."""
+    filled = onnx.ModelProto()
+    filled.CopyFrom(model)
+    for index, tensor in enumerate(filled.graph.initializer):
+        if not is_placeholder(tensor):
+            continue
+        if tensor.name not in arrays:
+            raise ValueError(f"placeholder {tensor.name!r} has no array to fill it")
+        array = np.asarray(arrays[tensor.name])
+        if tuple(array.shape) != tuple(tensor.dims):
+            raise ValueError(f"array for {tensor.name!r} has shape {array.shape}, graph expects {tuple(tensor.dims)}")
+        want = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        filled.graph.initializer[index].CopyFrom(numpy_helper.from_array(array.astype(want, copy=False), tensor.name))
+    return filled
+
+
+# --- which initializer goes where in the .dcz -------------------------------------------------
+
+@dataclass
+class TensorPlan:
+    """The `.dcz` tensors of a graph, plus which weights were kept raw and why.
+
+    tensors     formats writer inputs, in graph initializer order (each becomes a placeholder).
+    compressed  initializer name -> the state's name (torch parameter or ONNX weight name).
+    kept_raw    initializer name -> reason, for every Conv/Gemm/MatMul weight stored uncompressed.
+    """
+
+    tensors: list = field(default_factory=list)
+    compressed: dict[str, str] = field(default_factory=dict)
+    kept_raw: dict[str, str] = field(default_factory=dict)
+
+
+def plan_tensors(model: onnx.ModelProto, states, kept_raw=None, raw_small: bool = True) -> TensorPlan:
+    """Decide the storage of every initializer of `model`.
+
+    states     initializer name -> LayerState (already oriented like the initializer).
+    kept_raw   initializer name -> reason, for weights the caller chose not to compress.
+    Compressed weights take their state's encoding; other float initializers are stored Raw (all
+    float ones with `raw_small`, otherwise only the uncompressed weights); non-float ones stay
+    inline in the graph.
+    """
+    import formats  # numpy + bitarray only
+
+    weight_names = {w.name for w in find_weights(model)}
+    plan = TensorPlan(kept_raw=dict(kept_raw or {}))
+    for tensor in model.graph.initializer:
+        state = states.get(tensor.name)
+        if state is not None:
+            plan.tensors.append(state.to_format_tensor(tensor.name))
+            plan.compressed[tensor.name] = state.name
+            continue
+        if tensor.data_type != TensorProto.FLOAT:
+            continue  # int shape constants and the like stay inline
+        if tensor.name in weight_names:
+            plan.kept_raw.setdefault(tensor.name, "no compression state given for this weight")
+        elif not raw_small:
+            continue
+        plan.tensors.append(formats.Raw(tensor.name, initializer_array(tensor)))
+    return plan
+
+
+def plan_metadata(plan: TensorPlan) -> dict:
+    """The `compress.*` keys every export records: what was compressed, what was kept raw and why."""
+    return {"compress.layers": dict(sorted(plan.compressed.items())),
+            "compress.kept_raw": dict(sorted(plan.kept_raw.items()))}
