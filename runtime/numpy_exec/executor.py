@@ -1,0 +1,138 @@
+"""The NumPy executor: runs an ONNX graph node by node with the registered op functions.
+
+The graph is compiled once into a plan (op function, input/output names, attributes); `run` then
+walks the plan, freeing every intermediate after its last use so peak memory stays near the largest
+layer's activations rather than the sum of all of them.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, helper, numpy_helper
+
+from ..errors import DczRuntimeError
+from ..onnx_graph import opset_version
+from . import ops_nn, ops_tensor  # noqa: F401  (importing registers the ops)
+from .registry import OpContext, lookup
+from .sparse import CsrRows, matmul_transposed
+
+
+@dataclass(frozen=True)
+class Step:
+    fn: object
+    ctx: OpContext
+    inputs: tuple[str, ...]  # "" marks an omitted optional input
+    outputs: tuple[str, ...]
+    attrs: dict
+    op_type: str
+
+
+def _attribute(attr: onnx.AttributeProto):
+    if attr.type == AttributeProto.GRAPH or attr.type == AttributeProto.GRAPHS:
+        raise DczRuntimeError(f"attribute {attr.name!r} holds a subgraph; control flow is not supported by the NumPy backend")
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, onnx.TensorProto):
+        return value  # Constant/ConstantOfShape convert it themselves
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode("utf-8") for v in value]
+    return value
+
+
+class SparseFC:
+    """Internal op: a Gemm/MatMul whose weight is held as CSR rows (see sparse.py)."""
+
+    def __init__(self, weight: CsrRows, alpha: float = 1.0, beta: float = 1.0):
+        self.weight, self.alpha, self.beta = weight, alpha, beta
+
+    def __call__(self, ctx, x, c=None):
+        lead = x.shape[:-1]
+        y = matmul_transposed(x.reshape(-1, x.shape[-1]), self.weight)
+        if self.alpha != 1.0:
+            y *= np.float32(self.alpha)
+        if c is not None:
+            y += c * np.float32(self.beta) if self.beta != 1.0 else c
+        return y.reshape(lead + (y.shape[-1],))
+
+
+class NumpyExecutor:
+    """Compile an ONNX ModelProto against a mapping of initializer arrays; `run` feeds inputs."""
+
+    def __init__(self, model: onnx.ModelProto, weights: Mapping[str, np.ndarray], sparse_weights: Mapping[str, CsrRows] | None = None):
+        self._opset = opset_version(model)
+        self._constants: dict[str, object] = dict(weights)
+        for init in model.graph.initializer:
+            if init.name not in self._constants and init.data_location != onnx.TensorProto.EXTERNAL:
+                self._constants[init.name] = numpy_helper.to_array(init)
+        self._outputs = [o.name for o in model.graph.output]
+        self._steps = [self._compile(i, node, sparse_weights or {}) for i, node in enumerate(model.graph.node)]
+        self._last_use = self._last_uses()
+        self.sparse_nodes = [s.ctx.node for s in self._steps if isinstance(s.fn, SparseFC)]
+
+    def _compile(self, index: int, node: onnx.NodeProto, sparse: Mapping[str, CsrRows]) -> Step:
+        label = node.name or f"{node.op_type}_{index}"
+        ctx = OpContext(self._opset, label)
+        attrs = {a.name: _attribute(a) for a in node.attribute}
+        sparse_step = self._sparse_step(node, attrs, sparse, ctx)
+        if sparse_step is not None:
+            return sparse_step
+        fn = lookup(node.op_type, node.domain, label)
+        return Step(fn, ctx, tuple(node.input), tuple(node.output), attrs, node.op_type)
+
+    @staticmethod
+    def _sparse_step(node, attrs, sparse, ctx) -> Step | None:
+        """Gemm(x, W, b, transB=1) / MatMul(x, W) with W chosen for sparse -> SparseFC."""
+        if node.domain not in ("", "ai.onnx") or len(node.input) < 2 or node.input[1] not in sparse:
+            return None
+        csr = sparse[node.input[1]]
+        if node.op_type == "Gemm" and not attrs.get("transA", 0) and attrs.get("transB", 0):
+            fn = SparseFC(csr, attrs.get("alpha", 1.0), attrs.get("beta", 1.0))
+        elif node.op_type == "MatMul":
+            fn = SparseFC(csr)  # caller stored the CSR of W.T, see runtime.model
+        else:
+            return None
+        inputs = (node.input[0],) + tuple(node.input[2:3])
+        return Step(fn, ctx, inputs, tuple(node.output[:1]), {}, "SparseFC")
+
+    def _last_uses(self) -> dict[str, int]:
+        last: dict[str, int] = {}
+        for i, step in enumerate(self._steps):
+            for name in step.inputs:
+                if name:
+                    last[name] = i
+        return last
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        env: dict[str, object] = dict(self._constants)
+        env.update(feeds)
+        keep = set(self._outputs) | set(self._constants)
+        for i, step in enumerate(self._steps):
+            args = []
+            for name in step.inputs:
+                if not name:
+                    args.append(None)
+                elif name in env:
+                    args.append(env[name])
+                else:
+                    raise DczRuntimeError(f"node {step.ctx.node!r} ({step.op_type}) reads {name!r}, which nothing produced")
+            try:
+                result = step.fn(step.ctx, *args, **step.attrs)
+            except DczRuntimeError:
+                raise
+            except (ValueError, TypeError, IndexError) as exc:
+                raise DczRuntimeError(f"node {step.ctx.node!r} ({step.op_type}) failed: {exc}") from None
+            results = result if isinstance(result, tuple) else (result,)
+            for name, value in zip(step.outputs, results):
+                if name:
+                    env[name] = np.asarray(value)
+            for name in step.inputs:
+                if name and self._last_use.get(name) == i and name not in keep:
+                    env.pop(name, None)
+        missing = [o for o in self._outputs if o not in env]
+        if missing:
+            raise DczRuntimeError(f"graph output {missing[0]!r} is never produced")
+        return [env[o] for o in self._outputs]
