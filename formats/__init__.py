@@ -1,1 +1,18 @@
+"""formats: the versioned .dcz file of DCZ (numpy + bitarray + stdlib only).
 
+    formats.write(path, tensors, graph=b"", graph_format="onnx", metadata=None, huffman=True) -> SizeReport
+    formats.dumps(...) -> bytes;  formats.open(path) / formats.loads(buf) -> DczFile
+
+formats/SPEC.md specifies every byte; FormatError is the only error this package raises.
+"""
+from .container import DczFile, TensorInfo, dumps, loads, write
+from .container import open_file as open  # noqa: A001 - the contract names it formats.open
+from .errors import FormatError
+from .layout import VERSION
+from .report import SizeReport, TensorSizes
+from .tensors import Raw, Shared, Sparse, SparseShared
+
+__all__ = [
+    "FormatError", "Raw", "Sparse", "Shared", "SparseShared", "write", "dumps", "open", "loads",
+    "DczFile", "TensorInfo", "SizeReport", "TensorSizes", "VERSION",
+]

@@ -1,0 +1,383 @@
+"""Writing and reading the .dcz container: preamble, section directory, aligned sections."""
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import codec, header, tensors
+from .cursor import Cursor
+from .decode import decode_entry
+from .errors import FormatError
+from .layout import (
+    ALIGN,
+    DIR_ENTRY_SIZE,
+    KIND_ARRAY,
+    KIND_GRAPH,
+    KIND_HEADER,
+    KIND_NAMES,
+    KIND_STREAM,
+    MAGIC,
+    MAX_HEADER_BYTES,
+    MAX_SECTIONS,
+    PREAMBLE_SIZE,
+    SUPPORTED_MAJORS,
+    VERSION,
+    align_up,
+)
+
+_PREAMBLE = struct.Struct("<8sHHIQII28s")  # 60 bytes, then u32 preamble CRC
+_DIR_ENTRY = struct.Struct("<QQIHH")
+PRODUCER = "dcz-formats 0.1.0"
+ARRAY_ROLES = ("data", "values", "codebook")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What the tensor table says about one tensor."""
+
+    name: str
+    shape: tuple
+    dtype: str
+    encoding: str
+    nnz: int
+    label_bits: int | None
+    gap_bits: int | None
+    codebook_size: int | None
+    groups: int | None
+
+
+# ---------------------------------------------------------------- writing
+
+def _assemble(sections: list[tuple[int, bytes]]) -> bytes:
+    """Preamble + directory + sections at aligned offsets, zero padding between."""
+    first = align_up(PREAMBLE_SIZE + DIR_ENTRY_SIZE * len(sections))
+    directory, chunks, pos = [], [], first
+    for kind, data in sections:
+        pos = align_up(pos)
+        directory.append(_DIR_ENTRY.pack(pos, len(data), zlib.crc32(data), kind, 0))
+        chunks.append((pos, data))
+        pos += len(data)
+    dir_bytes = b"".join(directory)
+    pre = _PREAMBLE.pack(MAGIC, VERSION[0], VERSION[1], len(sections), pos, zlib.crc32(dir_bytes), 0, bytes(28))
+    out = bytearray(pos)
+    out[:PREAMBLE_SIZE] = pre + struct.pack("<I", zlib.crc32(pre))
+    out[PREAMBLE_SIZE:PREAMBLE_SIZE + len(dir_bytes)] = dir_bytes
+    for at, data in chunks:
+        out[at:at + len(data)] = data
+    return bytes(out)
+
+
+def dumps(tensor_list, graph: bytes = b"", graph_format: str = "onnx", metadata: dict | None = None,
+          huffman: bool = True) -> bytes:
+    """The bytes of a .dcz file holding `tensor_list` (see formats.write)."""
+    metadata = dict(metadata or {})
+    header.check_metadata_keys(metadata, writer=True)
+    for key, value in metadata.items():
+        header.check_metadata_value(value, key)
+    if not isinstance(graph_format, str) or not header.GRAPH_FORMAT_RE.match(graph_format):
+        raise FormatError(f"graph_format must match {header.GRAPH_FORMAT_RE.pattern}, got {graph_format!r}")
+    if not isinstance(graph, (bytes, bytearray, memoryview)):
+        raise FormatError(f"graph must be bytes, got {type(graph).__name__}")
+    sections: list[tuple[int, bytes]] = [(KIND_HEADER, b""), (KIND_GRAPH, bytes(graph))]
+    entries, seen = [], set()
+    for t in tensor_list:
+        entry, parts = tensors.encode_tensor(t, huffman)
+        if entry["name"] in seen:
+            raise FormatError(f"tensor {entry['name']!r} given twice")
+        seen.add(entry["name"])
+        entry["sections"] = {}
+        for part in parts:
+            entry["sections"][part.role] = len(sections)
+            sections.append((part.kind, part.data))
+        entries.append(entry)
+    if len(sections) > MAX_SECTIONS:
+        raise FormatError(f"{len(sections)} sections exceed the limit {MAX_SECTIONS}")
+    metadata["dcz.producer"] = PRODUCER
+    metadata["dcz.huffman"] = bool(huffman)
+    doc = {"graph_format": graph_format, "metadata": metadata, "tensors": entries}
+    head = header.dump_json(doc)
+    if len(head) > MAX_HEADER_BYTES:
+        raise FormatError(f"header of {len(head)} bytes exceeds the {MAX_HEADER_BYTES}-byte cap")
+    sections[0] = (KIND_HEADER, head)
+    return _assemble(sections)
+
+
+def write(path, tensor_list, graph: bytes = b"", graph_format: str = "onnx", metadata: dict | None = None,
+          huffman: bool = True):
+    """Write a .dcz file atomically; returns its SizeReport.
+
+    The bytes go to a temporary file in the target folder, are fsync'ed, then renamed over the
+    target (os.replace), so a reader or a crash never sees a partial file; an existing target's
+    permission bits are kept.
+    """
+    data = dumps(tensor_list, graph, graph_format, metadata, huffman)
+    atomic_write_bytes(Path(path), data)
+    return loads(data).size_report()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via temp file + fsync + os.replace in the same folder."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+# ---------------------------------------------------------------- reading
+
+@dataclass(frozen=True)
+class Section:
+    index: int
+    offset: int
+    length: int
+    kind: int
+
+
+def read_preamble(buf) -> tuple[tuple[int, int], int]:
+    """Validate the preamble: ((major, minor), section count)."""
+    cur = Cursor(buf, 0, len(buf), "preamble")
+    if len(buf) < len(MAGIC) or bytes(buf[:len(MAGIC)]) != MAGIC:
+        raise cur.fail(f"bad magic: not a .dcz file (expected {MAGIC!r})", 0)
+    cur.pos = len(MAGIC)
+    major = cur.uint("u16", "major version")
+    minor = cur.uint("u16", "minor version")
+    if major not in SUPPORTED_MAJORS:
+        supported = ", ".join(f"{m}.x" for m in SUPPORTED_MAJORS)
+        raise cur.fail(f"file format version {major}.{minor} is not supported (this reader supports {supported})", 8)
+    cur.need(PREAMBLE_SIZE - cur.pos, "rest of the 64-byte preamble")
+    count = cur.uint("u32", "section count")
+    file_length = cur.uint("u64", "file length")
+    dir_crc = cur.uint("u32", "directory CRC32")
+    flags = cur.uint("u32", "flags")
+    cur.zeros(28, "reserved preamble bytes")
+    crc = cur.uint("u32", "preamble CRC32")
+    if crc != zlib.crc32(bytes(buf[:60])):
+        raise cur.fail("preamble CRC32 mismatch", 60)
+    if flags:
+        raise cur.fail(f"unknown flags {flags:#x} (must be 0 in v{major}.x)", 28)
+    if file_length != len(buf):
+        raise cur.fail(f"file length field says {file_length} bytes, the file has {len(buf)}"
+                       + (" (truncated)" if file_length > len(buf) else " (trailing data)"), 16)
+    if not 2 <= count <= MAX_SECTIONS:
+        raise cur.fail(f"section count {count} outside 2..{MAX_SECTIONS}", 12)
+    cur.need(DIR_ENTRY_SIZE * count, f"section directory of {count} entries")
+    if zlib.crc32(bytes(buf[PREAMBLE_SIZE:PREAMBLE_SIZE + DIR_ENTRY_SIZE * count])) != dir_crc:
+        raise FormatError(f"section directory at byte {PREAMBLE_SIZE}: CRC32 mismatch")
+    return (major, minor), count
+
+
+def read_directory(buf, count: int) -> list[Section]:
+    """Validate the directory: contiguous aligned sections, zero padding, exact cover, CRCs."""
+    cur = Cursor(buf, PREAMBLE_SIZE, PREAMBLE_SIZE + DIR_ENTRY_SIZE * count, "section directory")
+    sections, end = [], PREAMBLE_SIZE + DIR_ENTRY_SIZE * count
+    for i in range(count):
+        at = cur.pos
+        offset = cur.uint("u64", f"section {i} offset")
+        length = cur.uint("u64", f"section {i} length")
+        crc = cur.uint("u32", f"section {i} CRC32")
+        kind = cur.uint("u16", f"section {i} kind")
+        cur.zeros(2, f"section {i} reserved")
+        expected = align_up(end)
+        if offset != expected:
+            what = "overlaps the previous one" if offset < expected else "leaves a gap after the previous one"
+            raise cur.fail(f"section {i} starts at {offset}, expected {expected}: it {what}", at)
+        pad = Cursor(buf, end, min(expected, len(buf)), f"padding before section {i}")
+        pad.zeros(pad.left, "padding")
+        if length > len(buf) - offset:
+            raise cur.fail(f"section {i} of {length} bytes at {offset} runs past the {len(buf)}-byte file", at + 8)
+        want_kind = KIND_HEADER if i == 0 else KIND_GRAPH if i == 1 else None
+        if (want_kind and kind != want_kind) or (not want_kind and kind not in (KIND_ARRAY, KIND_STREAM)):
+            raise cur.fail(f"section {i} has kind {kind}, not allowed at this index", at + 20)
+        if zlib.crc32(memoryview(buf)[offset:offset + length]) != crc:
+            raise FormatError(f"section {i} ({KIND_NAMES[kind]}) at byte {offset}: CRC32 mismatch")
+        sections.append(Section(i, offset, length, kind))
+        end = offset + length
+    if end != len(buf):
+        raise FormatError(f"file at byte {end}: {len(buf) - end} trailing bytes after the last section")
+    return sections
+
+
+class DczFile:
+    """A validated .dcz file; tensors are decoded on demand."""
+
+    def __init__(self, buf, closer=None):
+        self._buf = buf
+        self._closer = closer
+        self.version, count = read_preamble(buf)
+        self._sections = read_directory(buf, count)
+        head = self._sections[0]
+        if head.length > MAX_HEADER_BYTES:
+            raise FormatError(f"section 0 (header) at byte {head.offset}: {head.length} bytes exceed the "
+                              f"{MAX_HEADER_BYTES}-byte cap")
+
+        def hfail(msg):
+            return FormatError(f"section 0 (header) at byte {head.offset}: {msg}")
+
+        obj = header.parse_json(self._bytes(0), hfail)
+        self.metadata, self.graph_format, entries = header.check_header(obj, count, hfail)
+        self._entries = {e["name"]: e for e in entries}
+        self._streams: dict[int, codec.StreamInfo] = {}
+        self._check_sections(entries)
+
+    # -- validation of the tensor table against the sections
+    def _check_sections(self, entries: list[dict]) -> None:
+        owner: dict[int, str] = {}
+        for e in entries:
+            for role, idx in e["sections"].items():
+                if idx in owner:
+                    raise self._fail(e, role, f"section {idx} is already used by {owner[idx]}")
+                owner[idx] = f"tensor {e['name']!r} {role}"
+                want = KIND_ARRAY if role in ARRAY_ROLES else KIND_STREAM
+                if self._sections[idx].kind != want:
+                    raise self._fail(e, role, f"section {idx} is a {KIND_NAMES[self._sections[idx].kind]} section, "
+                                              f"{role} needs {KIND_NAMES[want]}")
+                if want == KIND_ARRAY:
+                    self._check_array(e, role, idx)
+                else:
+                    self._check_stream(e, role, idx)
+        unused = sorted(set(range(2, len(self._sections))) - set(owner))
+        if unused:
+            s = self._sections[unused[0]]
+            raise FormatError(f"section {s.index} at byte {s.offset}: no tensor uses it")
+
+    def _check_array(self, e: dict, role: str, idx: int) -> None:
+        if role == "data":
+            want = e["numel"] * np.dtype(e["dtype"]).itemsize
+        elif role == "values":
+            want = e["nnz"] * 4
+        else:
+            want = e["groups"] * e["codebook_size"] * 4
+        if self._sections[idx].length != want:
+            raise self._fail(e, role, f"holds {self._sections[idx].length} bytes, {want} expected")
+
+    def _check_stream(self, e: dict, role: str, idx: int) -> None:
+        info, _, _ = codec.read_stream_header(self._cursor(e, role))
+        self._streams[idx] = info
+        width = {"labels": e["label_bits"], "gaps": e["gap_bits"]}.get(role)
+        if width is not None and info.width != width:
+            raise self._fail(e, role, f"stream width {info.width} differs from the tensor's {width} bits")
+        want = {"rows": e["rows"], "labels": e["nnz"]}.get(role)
+        if want is not None and info.count != want:
+            raise self._fail(e, role, f"stream holds {info.count} symbols, {want} expected")
+
+    def _cursor(self, e: dict, role: str) -> Cursor:
+        s = self._sections[e["sections"][role]]
+        return Cursor(self._buf, s.offset, s.offset + s.length,
+                      f"section {s.index} (tensor {e['name']!r} {role})")
+
+    def _fail(self, e: dict, role: str | None, message: str) -> FormatError:
+        if role is None:
+            return FormatError(f"tensor {e['name']!r}: {message}")
+        s = self._sections[e["sections"][role]]
+        return FormatError(f"section {s.index} (tensor {e['name']!r} {role}) at byte {s.offset}: {message}")
+
+    def _bytes(self, idx: int) -> memoryview:
+        s = self._sections[idx]
+        return memoryview(self._buf)[s.offset:s.offset + s.length]
+
+    # -- public API
+    @property
+    def graph(self) -> bytes:
+        return bytes(self._bytes(1))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def __contains__(self, name) -> bool:
+        return name in self._entries
+
+    def _entry(self, name: str) -> dict:
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise FormatError(f"no tensor named {name!r} in this file") from None
+
+    def info(self, name: str) -> TensorInfo:
+        e = self._entry(name)
+        return TensorInfo(e["name"], e["shape"], e["dtype"], e["encoding"], e["nnz"], e["label_bits"],
+                          e["gap_bits"], e["codebook_size"], e["groups"])
+
+    def tensor(self, name: str) -> np.ndarray:
+        """The decoded dense array (a fresh copy: float32 for compressed encodings)."""
+        e = self._entry(name)
+        return decode_entry(
+            e,
+            section=lambda role: self._bytes(e["sections"][role]),
+            stream_cursor=lambda role: self._cursor(e, role),
+            fail=lambda role, msg: self._fail(e, role, msg),
+        )
+
+    def size_report(self):
+        from .report import build_report
+        return build_report(self._entries.values(), self._sections, self._streams, len(self._buf))
+
+    def close(self) -> None:
+        self._buf = None
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<DczFile v{self.version[0]}.{self.version[1]} {len(self._entries)} tensors>"
+
+
+def loads(buf) -> DczFile:
+    """A DczFile over bytes already in memory."""
+    if not isinstance(buf, (bytes, bytearray, memoryview)):
+        raise FormatError(f"loads needs bytes, got {type(buf).__name__}")
+    return DczFile(bytes(buf))
+
+
+def open_file(path) -> DczFile:
+    """Memory-map and validate the .dcz at `path`."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise FormatError(f"{path}: empty file, not a .dcz")
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        return DczFile(mm, closer=mm.close)
+    except BaseException:
+        mm.close()
+        raise

@@ -1,0 +1,209 @@
+"""The header section: strict canonical JSON holding metadata and the tensor table.
+
+Writers emit `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=True)`, so equal
+inputs give equal bytes. Readers accept only what SPEC.md allows: no duplicate keys, no NaN or
+Infinity, bounded depth, every field typed and range-checked; unknown keys are ignored.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from .errors import FormatError
+from .layout import (
+    ENCODINGS,
+    MAX_ELEMENTS,
+    MAX_JSON_DEPTH,
+    MAX_NAME_BYTES,
+    MAX_RANK,
+    MAX_TENSORS,
+    RAW_DTYPES,
+)
+from .tensors import groups_for, view_2d
+
+KEY_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+GRAPH_FORMAT_RE = re.compile(r"^[a-z0-9_.-]{0,64}$")
+
+
+def dump_json(obj) -> bytes:
+    """Canonical JSON bytes of `obj`."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def check_metadata_value(value, key: str, depth: int = 0) -> None:
+    """Raise FormatError unless `value` is JSON-like (str, int, float, bool, None, list, dict)."""
+    if depth > MAX_JSON_DEPTH // 2:
+        raise FormatError(f"metadata {key!r}: nested deeper than {MAX_JSON_DEPTH // 2}")
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise FormatError(f"metadata {key!r}: {value} is not representable in JSON")
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            check_metadata_value(item, key, depth + 1)
+        return
+    if isinstance(value, dict):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                raise FormatError(f"metadata {key!r}: dict keys must be str, got {k!r}")
+            check_metadata_value(item, key, depth + 1)
+        return
+    raise FormatError(f"metadata {key!r}: {type(value).__name__} is not JSON-like")
+
+
+def check_metadata_keys(metadata: dict, writer: bool) -> None:
+    """Keys are namespaced `ns.key`, lowercase; writers may not set the reserved `dcz.*`."""
+    for key in metadata:
+        if not isinstance(key, str) or not KEY_RE.match(key):
+            raise FormatError(f"metadata key {key!r} must be namespaced lowercase 'ns.key' ([a-z0-9_] parts)")
+        if writer and key.startswith("dcz."):
+            raise FormatError(f"metadata key {key!r}: the dcz.* namespace is reserved for the writer")
+
+
+# ---------------------------------------------------------------- reading
+
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not allowed")
+
+
+def parse_json(data: bytes, fail) -> dict:
+    """Parse the header bytes strictly; `fail(msg)` builds the FormatError."""
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise fail(f"header is not UTF-8 ({exc.reason} at header byte {exc.start})") from None
+    depth = _max_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise fail(f"header JSON nests {depth} levels, limit {MAX_JSON_DEPTH}")
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise fail(f"header is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise fail("header JSON must be an object")
+    return obj
+
+
+def _max_depth(text: str) -> int:
+    """Bracket depth outside strings (checked before json.loads can recurse)."""
+    depth = best = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+def _int(entry: dict, key: str, lo: int, hi: int, fail, optional: bool = False):
+    value = entry.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise fail(f"field {key!r} must be an int in {lo}..{hi}, got {value!r}")
+    return value
+
+
+def check_entry(entry, index: int, n_sections: int, fail) -> dict:
+    """Validate one tensor-table entry; returns a normalised dict (with rows, cols, numel)."""
+    if not isinstance(entry, dict):
+        raise fail(f"tensor #{index} must be an object")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise fail(f"tensor #{index}: name must be a non-empty str of at most {MAX_NAME_BYTES} bytes")
+
+    def tfail(msg):
+        return fail(f"tensor #{index} {name!r}: {msg}")
+
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or len(shape) > MAX_RANK:
+        raise tfail(f"shape must be a list of at most {MAX_RANK} dims")
+    numel = 1
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+            raise tfail(f"shape {shape} has a dim that is not a non-negative int")
+        numel *= d
+        if numel > MAX_ELEMENTS:
+            raise tfail(f"shape {shape} has more than 2**63 - 1 elements")
+    encoding = entry.get("encoding")
+    if encoding not in ENCODINGS:
+        raise tfail(f"unknown encoding {encoding!r} (known: {', '.join(ENCODINGS)})")
+    dtype = entry.get("dtype")
+    if encoding == "raw":
+        if dtype not in RAW_DTYPES:
+            raise tfail(f"raw dtype {dtype!r} not one of {', '.join(RAW_DTYPES)}")
+    elif dtype != "float32":
+        raise tfail(f"dtype of a {encoding} tensor must be 'float32', got {dtype!r}")
+    rows, cols = view_2d(tuple(shape))
+    out = dict(name=name, shape=tuple(shape), dtype=dtype, encoding=encoding, numel=numel, rows=rows, cols=cols,
+               label_bits=None, gap_bits=None, codebook_size=None, groups=None, group_rows=None)
+    out["nnz"] = _int(entry, "nnz", 0, numel, tfail)
+    if encoding == "raw" and out["nnz"] != numel:
+        raise tfail(f"nnz of a raw tensor must equal its {numel} elements")
+    if encoding in ("shared", "sparse_shared"):
+        bits = out["label_bits"] = _int(entry, "label_bits", 1, 8, tfail)
+        out["codebook_size"] = _int(entry, "codebook_size", 1, 1 << bits, tfail)
+        out["group_rows"] = _int(entry, "group_rows", 1, MAX_ELEMENTS, tfail, optional=True)
+        out["groups"] = _int(entry, "groups", 1, MAX_ELEMENTS, tfail)
+        if out["groups"] != groups_for(rows, out["group_rows"]):
+            raise tfail(f"groups {out['groups']} inconsistent with {rows} rows and group_rows {out['group_rows']}")
+        if encoding == "shared" and out["nnz"] != numel:
+            raise tfail(f"nnz of a shared tensor must equal its {numel} elements")
+    if encoding in ("sparse", "sparse_shared"):
+        out["gap_bits"] = _int(entry, "gap_bits", 1, 8, tfail)
+    sections = entry.get("sections")
+    from .tensors import ROLES
+    if not isinstance(sections, dict) or set(sections) != set(ROLES[encoding]):
+        raise tfail(f"sections must map exactly {', '.join(ROLES[encoding])} to section indices")
+    out["sections"] = {}
+    for role in ROLES[encoding]:
+        idx = sections[role]
+        if isinstance(idx, bool) or not isinstance(idx, int) or not 2 <= idx < n_sections:
+            raise tfail(f"section index for {role!r} must be an int in 2..{n_sections - 1}, got {idx!r}")
+        out["sections"][role] = idx
+    return out
+
+
+def check_header(obj: dict, n_sections: int, fail) -> tuple[dict, str, list[dict]]:
+    """Validate the header object: (metadata, graph_format, tensor entries)."""
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict):
+        raise fail("'metadata' must be an object")
+    try:
+        check_metadata_keys(metadata, writer=False)
+    except FormatError as exc:
+        raise fail(str(exc)) from None
+    graph_format = obj.get("graph_format")
+    if not isinstance(graph_format, str) or not GRAPH_FORMAT_RE.match(graph_format):
+        raise fail(f"'graph_format' must match {GRAPH_FORMAT_RE.pattern}, got {graph_format!r}")
+    tensors = obj.get("tensors")
+    if not isinstance(tensors, list) or len(tensors) > MAX_TENSORS:
+        raise fail(f"'tensors' must be a list of at most {MAX_TENSORS} entries")
+    entries = [check_entry(e, i, n_sections, fail) for i, e in enumerate(tensors)]
+    names = [e["name"] for e in entries]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise fail(f"tensor name {dup!r} appears twice")
+    return metadata, graph_format, entries

@@ -1,0 +1,47 @@
+"""Constants of the .dcz v1 layout; formats/SPEC.md is the authority, this mirrors it."""
+from __future__ import annotations
+
+MAGIC = b"\x89DCZ\r\n\x1a\n"
+VERSION = (1, 0)
+SUPPORTED_MAJORS = (1,)
+
+PREAMBLE_SIZE = 64
+DIR_ENTRY_SIZE = 24
+ALIGN = 8  # every section starts at a multiple of 8: the largest itemsize, so arrays view in place
+
+# section kinds
+KIND_HEADER = 1
+KIND_GRAPH = 2
+KIND_ARRAY = 3   # little-endian array bytes (raw tensors, float32 values, float32 codebooks)
+KIND_STREAM = 4  # an integer stream: stream header, optional Huffman table, payload bits
+KIND_NAMES = {KIND_HEADER: "header", KIND_GRAPH: "graph", KIND_ARRAY: "array", KIND_STREAM: "stream"}
+
+# stream codings
+CODING_FIXED = 0
+CODING_HUFFMAN = 1
+STREAM_HEADER_SIZE = 16
+
+# limits (SPEC.md, "Limits")
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_SECTIONS = 1 << 20
+MAX_TENSORS = 1 << 16
+MAX_RANK = 8
+MAX_NAME_BYTES = 1024
+MAX_SYMBOL_WIDTH = 32
+MAX_CODE_LENGTH = 24
+MAX_HUFFMAN_SYMBOLS = 65535
+MAX_JSON_DEPTH = 32
+MAX_ELEMENTS = (1 << 63) - 1
+
+RAW_DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8")
+ENCODINGS = ("raw", "sparse", "shared", "sparse_shared")
+
+
+def align_up(n: int, a: int = ALIGN) -> int:
+    """The smallest multiple of `a` that is >= n."""
+    return (n + a - 1) // a * a
+
+
+def symbol_bytes(width: int) -> int:
+    """Bytes per symbol in a Huffman symbol list: 1, 2 or 4 by symbol width."""
+    return 1 if width <= 8 else 2 if width <= 16 else 4

@@ -1,0 +1,158 @@
+"""Per-stage size accounting computed from the bytes of a file (SizeReport).
+
+Stages follow Deep Compression (Han et al. 2016): dense fp32; P = pruned (CSR: float32 values,
+b-bit gaps with fillers, row counts); P+Q = pruned + quantized (n-bit labels, b-bit gaps, row
+counts, float32 codebook), all fixed width; P+Q+H = the bytes the tensor occupies in the file
+(coded streams with their headers and Huffman tables, codebook). Header, graph and alignment
+padding are reported apart, and all parts add up to the file size exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .layout import DIR_ENTRY_SIZE, PREAMBLE_SIZE
+
+_FLOAT_DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class TensorSizes:
+    name: str
+    encoding: str
+    shape: tuple
+    numel: int
+    nnz: int
+    label_bits: int | None
+    gap_bits: int | None
+    dense_bytes: int
+    pruned_bytes: int
+    quantized_bytes: int
+    huffman_bytes: int
+    streams: dict = field(default_factory=dict)
+
+    # bits per kept weight, as the paper's table reports them
+    def _per_nnz(self, nbytes: int) -> float:
+        return 8.0 * nbytes / self.nnz if self.nnz else 0.0
+
+    def weight_bits(self) -> tuple[float, float]:
+        """(P+Q, P+Q+H) bits per kept weight spent on the weights themselves."""
+        if self.encoding == "raw":
+            b = self._per_nnz(self.huffman_bytes)
+            return b, b
+        if self.encoding == "sparse":
+            b = self._per_nnz(self.streams["values"]["bytes"])
+            return b, b
+        lab = self.streams["labels"]
+        return self._per_nnz(lab["fixed_bytes"]), self._per_nnz(lab["bytes"])
+
+    def index_bits(self) -> tuple[float, float]:
+        """(P+Q, P+Q+H) bits per kept weight spent on the CSR index (gaps + row counts)."""
+        if self.encoding not in ("sparse", "sparse_shared"):
+            return 0.0, 0.0
+        g, r = self.streams["gaps"], self.streams["rows"]
+        return self._per_nnz(g["fixed_bytes"] + r["fixed_bytes"]), self._per_nnz(g["bytes"] + r["bytes"])
+
+
+@dataclass(frozen=True)
+class SizeReport:
+    tensors: list
+    header_bytes: int
+    graph_bytes: int
+    padding_bytes: int
+    file_bytes: int
+
+    def totals(self) -> dict:
+        keys = ("numel", "nnz", "dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes")
+        return {k: sum(getattr(t, k) for t in self.tensors) for k in keys}
+
+    def to_dict(self) -> dict:
+        out = {
+            "tensors": [dict(asdict(t), shape=list(t.shape)) for t in self.tensors],
+            "header_bytes": self.header_bytes,
+            "graph_bytes": self.graph_bytes,
+            "padding_bytes": self.padding_bytes,
+            "file_bytes": self.file_bytes,
+            "totals": self.totals(),
+        }
+        return out
+
+    def _rows(self) -> list[list[str]]:
+        rows = []
+        for t in self.tensors:
+            wq, wh = t.weight_bits()
+            iq, ih = t.index_bits()
+            rows.append([t.name, t.encoding, f"{t.numel:,}", _pct(t.nnz, t.numel), f"{wq:.2f}", f"{wh:.2f}",
+                         f"{iq:.2f}", f"{ih:.2f}", _pct(t.quantized_bytes, t.dense_bytes),
+                         _pct(t.huffman_bytes, t.dense_bytes)])
+        tot = self.totals()
+        rows.append(["total (tensors)", "", f"{tot['numel']:,}", _pct(tot["nnz"], tot["numel"]), "", "", "", "",
+                     _pct(tot["quantized_bytes"], tot["dense_bytes"]),
+                     _pct(tot["huffman_bytes"], tot["dense_bytes"])])
+        return rows
+
+    _HEAD = ["tensor", "encoding", "weights", "weights% (P)", "weight bits (P+Q)", "weight bits (P+Q+H)",
+             "index bits (P+Q)", "index bits (P+Q+H)", "compress (P+Q)", "compress (P+Q+H)"]
+
+    def _footer(self) -> list[str]:
+        tot = self.totals()
+        ratio = tot["dense_bytes"] / self.file_bytes if self.file_bytes else 0.0
+        return [
+            f"dense fp32: {tot['dense_bytes']:,} B; P: {tot['pruned_bytes']:,} B; P+Q: {tot['quantized_bytes']:,} B; "
+            f"P+Q+H (tensor bytes in file): {tot['huffman_bytes']:,} B",
+            f"header {self.header_bytes:,} B + graph {self.graph_bytes:,} B + padding {self.padding_bytes:,} B + "
+            f"tensors {tot['huffman_bytes']:,} B = file {self.file_bytes:,} B "
+            f"({ratio:.1f}x smaller than dense fp32 weights)",
+        ]
+
+    def to_markdown(self) -> str:
+        lines = ["| " + " | ".join(self._HEAD) + " |", "|" + "---|" * len(self._HEAD)]
+        lines += ["| " + " | ".join(r) + " |" for r in self._rows()]
+        return "\n".join(lines + [""] + self._footer()) + "\n"
+
+    def to_text(self) -> str:
+        table = [self._HEAD] + self._rows()
+        widths = [max(len(r[i]) for r in table) for i in range(len(self._HEAD))]
+        lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in table]
+        return "\n".join(lines + self._footer()) + "\n"
+
+
+def _pct(a: int, b: int) -> str:
+    return f"{100.0 * a / b:.1f}%" if b else "-"
+
+
+def _stream_detail(info, length: int) -> dict:
+    return {"coding": info.coding_name, "symbols": info.count, "width": info.width, "bytes": length,
+            "fixed_bytes": info.fixed_bytes, "table_bytes": info.table_bytes, "payload_bytes": info.payload_bytes}
+
+
+def tensor_sizes(e: dict, sections, streams) -> TensorSizes:
+    """Stage sizes of one validated entry from its section lengths and stream headers."""
+    detail = {}
+    for role, idx in e["sections"].items():
+        length = sections[idx].length
+        detail[role] = _stream_detail(streams[idx], length) if idx in streams else {"bytes": length}
+    in_file = sum(d["bytes"] for d in detail.values())
+    enc, numel, nnz = e["encoding"], e["numel"], e["nnz"]
+    dense = numel * (4 if e["dtype"] in _FLOAT_DTYPES else detail.get("data", {}).get("bytes", numel * 4) // max(numel, 1))
+    fixed = {r: d.get("fixed_bytes", d["bytes"]) for r, d in detail.items()}
+    if enc == "raw":
+        pruned = quantized = in_file
+    elif enc == "sparse":
+        pruned = quantized = nnz * 4 + fixed["gaps"] + fixed["rows"]
+    elif enc == "shared":
+        pruned = numel * 4
+        quantized = fixed["labels"] + fixed["codebook"]
+    else:
+        pruned = nnz * 4 + fixed["gaps"] + fixed["rows"]
+        quantized = fixed["labels"] + fixed["gaps"] + fixed["rows"] + fixed["codebook"]
+    return TensorSizes(e["name"], enc, tuple(e["shape"]), numel, nnz, e["label_bits"], e["gap_bits"],
+                       dense, pruned, quantized, in_file, detail)
+
+
+def build_report(entries, sections, streams, file_bytes: int) -> SizeReport:
+    tensors = [tensor_sizes(e, sections, streams) for e in entries]
+    header_bytes = PREAMBLE_SIZE + DIR_ENTRY_SIZE * len(sections) + sections[0].length
+    graph_bytes = sections[1].length
+    data = sum(t.huffman_bytes for t in tensors)
+    padding = file_bytes - header_bytes - graph_bytes - data
+    return SizeReport(tensors, header_bytes, graph_bytes, padding, file_bytes)

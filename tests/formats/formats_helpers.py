@@ -1,0 +1,50 @@
+"""Small tensors for the formats tests (plain numpy; deterministic)."""
+from __future__ import annotations
+
+import numpy as np
+
+import formats
+
+
+def quantized(t) -> np.ndarray:
+    """The dense float32 array a writer input stands for (what decoding must return)."""
+    if isinstance(t, formats.Raw):
+        return np.asarray(t.array)
+    if isinstance(t, formats.Sparse):
+        return np.where(t.mask, np.asarray(t.values, dtype=np.float32), np.float32(0)).astype(np.float32)
+    book = np.asarray(t.codebook, dtype=np.float32)
+    labels = np.asarray(t.labels, dtype=np.int64)
+    shape = labels.shape
+    rows = shape[0] if len(shape) > 1 else 1
+    lab2 = labels.reshape(rows, -1) if labels.size else labels.reshape(rows, -1)
+    if book.ndim == 1:
+        dense = book[lab2] if lab2.size else np.zeros(lab2.shape, np.float32)
+    else:
+        g = (np.arange(rows) // t.group_rows)[:, None]
+        dense = book[g, lab2] if lab2.size else np.zeros(lab2.shape, np.float32)
+    dense = dense.reshape(shape).astype(np.float32)
+    if isinstance(t, formats.SparseShared):
+        dense = np.where(t.mask, dense, np.float32(0)).astype(np.float32)
+    return dense
+
+
+def sample_tensors(seed: int = 0) -> list:
+    """One tensor of each encoding, incl. a grouped codebook and a 4-D conv weight."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((12, 20)) < 0.2
+    labels = rng.integers(0, 8, (12, 20))
+    book = np.linspace(-1, 1, 8).astype(np.float32)
+    conv_mask = rng.random((4, 2, 3, 3)) < 0.5
+    return [
+        formats.Raw("bias", rng.standard_normal(7).astype(np.float32)),
+        formats.Raw("shape_i64", np.array([1, -1], dtype=np.int64)),
+        formats.Sparse("pruned", rng.standard_normal((12, 20)).astype(np.float32), mask, 3),
+        formats.Shared("shared", labels, book, 3),
+        formats.SparseShared("dc", mask, labels, book, 3, 5),
+        formats.SparseShared("conv", conv_mask, rng.integers(0, 4, (4, 2, 3, 3)),
+                             np.stack([book[:4], book[4:]]), 2, 2, group_rows=2),
+    ]
+
+
+def sample_file(seed: int = 0, **kw) -> bytes:
+    return formats.dumps(sample_tensors(seed), graph=b"graph-bytes", metadata={"user.note": "test"}, **kw)

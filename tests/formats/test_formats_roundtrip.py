@@ -1,0 +1,72 @@
+"""Basic round trips of every encoding through dumps/loads and write/open."""
+import os
+
+import numpy as np
+import pytest
+
+import formats
+
+from formats_helpers import quantized, sample_file, sample_tensors
+
+
+@pytest.mark.parametrize("huffman", [True, False])
+def test_every_encoding_round_trips_bit_exactly(huffman):
+    tensors = sample_tensors()
+    f = formats.loads(formats.dumps(tensors, huffman=huffman))
+    assert f.names == [t.name for t in tensors]
+    for t in tensors:
+        got, want = f.tensor(t.name), quantized(t)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes(), t.name
+
+
+def test_info_describes_each_tensor():
+    f = formats.loads(sample_file())
+    dc = f.info("dc")
+    assert (dc.encoding, dc.shape, dc.label_bits, dc.gap_bits, dc.codebook_size, dc.groups) == \
+        ("sparse_shared", (12, 20), 3, 5, 8, 1)
+    assert dc.nnz == int(sample_tensors()[4].mask.sum())
+    assert f.info("conv").groups == 2
+    assert f.info("shape_i64").dtype == "int64"
+    assert "dc" in f and "nope" not in f
+    with pytest.raises(formats.FormatError, match="nope"):
+        f.tensor("nope")
+
+
+def test_graph_metadata_and_version():
+    f = formats.loads(sample_file())
+    assert f.graph == b"graph-bytes" and f.graph_format == "onnx"
+    assert f.metadata["user.note"] == "test" and f.metadata["dcz.producer"].startswith("dcz-formats")
+    assert f.version == formats.VERSION == (1, 0)
+
+
+def test_write_then_open_memory_mapped(tmp_path):
+    path = tmp_path / "m.dcz"
+    report = formats.write(path, sample_tensors(), graph=b"g")
+    assert report.file_bytes == os.path.getsize(path)
+    with formats.open(path) as f:
+        assert np.array_equal(f.tensor("dc"), quantized(sample_tensors()[4]))
+
+
+def test_same_input_gives_identical_bytes():
+    assert sample_file(3) == sample_file(3)
+    assert sample_file(3) != sample_file(4)
+
+
+def test_size_report_parts_add_up_to_file_size():
+    data = sample_file()
+    r = formats.loads(data).size_report()
+    assert r.header_bytes + r.graph_bytes + r.padding_bytes + sum(t.huffman_bytes for t in r.tensors) == len(data)
+    assert r.padding_bytes >= 0 and r.file_bytes == len(data)
+    dc = next(t for t in r.tensors if t.name == "dc")
+    assert dc.dense_bytes == 12 * 20 * 4
+    assert dc.pruned_bytes < dc.dense_bytes and dc.quantized_bytes < dc.pruned_bytes
+    assert set(r.to_dict()) >= {"tensors", "header_bytes", "graph_bytes", "padding_bytes", "file_bytes"}
+    assert "weights% (P)" in r.to_text() and r.to_markdown().startswith("| tensor |")
+
+
+def test_fixed_width_file_is_the_p_plus_q_stage():
+    r = formats.loads(sample_file(huffman=False)).size_report()
+    for t in r.tensors:
+        for d in t.streams.values():
+            assert d.get("coding", "fixed") == "fixed"
