@@ -31,6 +31,7 @@ from torch.nn.utils import parametrize
 import formats
 from compressor.errors import CompressError
 from compressor.onnx_graph import TensorPlan, initializer_array, plan_metadata, plan_tensors, to_placeholders
+from compressor.report import ACCURACY_KEY, METRIC_KEY
 from compressor.state import LayerState
 
 OPSET = 17
@@ -170,7 +171,8 @@ def _states_by_initializer(matches: Mapping[str, _Match]) -> dict[str, LayerStat
 
 # --- public API ---------------------------------------------------------------------------------
 
-def _metadata(model: torch.nn.Module, plan: TensorPlan, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+def _metadata(model: torch.nn.Module, plan: TensorPlan, metadata: Mapping[str, Any] | None,
+              accuracies: Mapping[str, float] | None, metric: str) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "source.framework": "torch",
         "source.torch_version": torch.__version__.split("+")[0],
@@ -178,33 +180,45 @@ def _metadata(model: torch.nn.Module, plan: TensorPlan, metadata: Mapping[str, A
         "source.exporter": f"torch.onnx.export (TorchScript), opset {OPSET}",
         **plan_metadata(plan),
     }
+    if accuracies:
+        meta[ACCURACY_KEY] = {str(stage): float(value) for stage, value in accuracies.items()}
+        meta[METRIC_KEY] = metric
     meta.update(dict(metadata or {}))
     return meta
 
 
 def export_graph(model: torch.nn.Module, example_input, layers: Mapping[str, LayerState],
-                 raw_small: bool = True) -> tuple[onnx.ModelProto, TensorPlan]:
-    """The placeholder graph and the `.dcz` tensors for `model` (no file written)."""
+                 raw_small: bool = True, kept_raw: Mapping[str, str] | None = None) -> tuple[onnx.ModelProto, TensorPlan]:
+    """The placeholder graph and the `.dcz` tensors for `model` (no file written).
+
+    kept_raw: parameter name -> why the compressor left it uncompressed (recorded in the report).
+    """
     baked, states = _baked_copy(model, layers)
     graph = _to_onnx(baked, example_input)
-    plan = plan_tensors(graph, _states_by_initializer(_match_initializers(graph, states)), raw_small=raw_small)
+    reasons = {canonical_param_name(name): reason for name, reason in (kept_raw or {}).items()}
+    plan = plan_tensors(graph, _states_by_initializer(_match_initializers(graph, states)), reasons,
+                        raw_small=raw_small)
     to_placeholders(graph, [t.name for t in plan.tensors])
     return graph, plan
 
 
 def export_dcz(model: torch.nn.Module, example_input, layers: Mapping[str, LayerState], path,
-               metadata: Mapping[str, Any] | None = None, huffman: bool = True, raw_small: bool = True):
+               metadata: Mapping[str, Any] | None = None, huffman: bool = True, raw_small: bool = True, *,
+               accuracies: Mapping[str, float] | None = None, metric: str = "accuracy",
+               kept_raw: Mapping[str, str] | None = None):
     """Write `model` with its compressed `layers` (param name -> LayerState) to a `.dcz` at `path`.
 
     Compressed weights are stored in their Deep Compression encodings, other float initializers
     raw (with `raw_small`; otherwise they stay inline in the graph), int initializers inline.
-    `metadata` adds keys (e.g. `compress.accuracy.dense`); the write is atomic.
+    `metadata` adds keys (`compress.config`, `user.*`, ...); `accuracies` (stage -> metric value,
+    in stage order) is recorded as `compress.accuracy` for the report; `kept_raw` (parameter name
+    -> reason) names the weights the compressor chose not to compress. The write is atomic.
     Returns the file's `formats.SizeReport`.
     """
-    graph, plan = export_graph(model, example_input, layers, raw_small)
+    graph, plan = export_graph(model, example_input, layers, raw_small, kept_raw)
     try:
         return formats.write(path, plan.tensors, graph=graph.SerializeToString(), graph_format="onnx",
-                             metadata=_metadata(model, plan, metadata), huffman=huffman)
+                             metadata=_metadata(model, plan, metadata, accuracies, metric), huffman=huffman)
     except formats.FormatError as error:
         raise CompressError(f"writing {path}: {error}") from error
 

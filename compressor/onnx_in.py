@@ -1,0 +1,210 @@
+"""Compress an existing ONNX model without torch: post-training pruning + weight sharing.
+
+The weights of Conv / Gemm / MatMul nodes are found whether they sit in initializers or in
+top-level Constant nodes (as many exported models keep them; those Constants become initializers
+with the same name, which changes nothing the graph computes). Each weight is pruned by its
+layer's rule and shared through the exact 1-D k-means; everything else in the graph is kept.
+numpy + onnx only (no fine-tuning is possible without a training framework).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+
+from compressor.config import CompressConfig, LayerPlan
+from compressor.errors import CompressError
+from compressor.kmeans import cluster_weights
+from compressor.onnx_graph import (TensorPlan, WeightSource, constants_to_initializers, find_weights,
+                                   initializer_array, plan_metadata, plan_tensors, to_placeholders)
+from compressor.state import LayerState
+
+
+@dataclass
+class OnnxCompressed:
+    """The result of `compress_onnx`.
+
+    graph        serialized ONNX model with `.dcz` placeholders (the `.dcz` graph).
+    layers       initializer name -> LayerState of every compressed weight.
+    plan         the `.dcz` tensors and the weights kept raw (with reasons).
+    report       `compressor.report.Report` of the `.dcz` (sizes per layer and in total).
+    dcz          the `.dcz` bytes when no `out_path` was given, else None.
+    """
+
+    graph: bytes
+    layers: dict[str, LayerState]
+    plan: TensorPlan
+    report: Any
+    dcz: bytes | None = None
+
+
+def _load(model_or_path) -> onnx.ModelProto:
+    if isinstance(model_or_path, onnx.ModelProto):
+        model = onnx.ModelProto()
+        model.CopyFrom(model_or_path)
+        return model
+    if isinstance(model_or_path, (bytes, bytearray)):
+        loader, where = (lambda: onnx.load_from_string(bytes(model_or_path))), "the given bytes"
+    else:
+        loader, where = (lambda: onnx.load(str(model_or_path))), str(model_or_path)
+    try:
+        return loader()
+    except Exception as error:  # protobuf/IO errors of many types: one clear message
+        raise CompressError(f"{where}: not a readable ONNX model ({type(error).__name__}: {error})".splitlines()[0]) from error
+
+
+def _config(config) -> CompressConfig:
+    if config is None:
+        return CompressConfig()
+    if isinstance(config, CompressConfig):
+        return config
+    if isinstance(config, Mapping):
+        return CompressConfig.from_dict(config)
+    raise CompressError(f"config: must be a CompressConfig or a mapping, got {type(config).__name__}")
+
+
+def _weight_array(model: onnx.ModelProto, source: WeightSource) -> np.ndarray:
+    for tensor in model.graph.initializer:
+        if tensor.name == source.name:
+            return initializer_array(tensor).astype(np.float32, copy=False)
+    raise CompressError(f"weight {source.name!r}: not found among the initializers")
+
+
+# --- pruning rules, numpy only ------------------------------------------------------------------
+
+def _keep_smallest_removed(magnitude: np.ndarray, sparsity: float) -> np.ndarray:
+    """Mask removing exactly round(sparsity * n) entries of smallest magnitude (ties: first in order)."""
+    flat = magnitude.ravel()
+    remove = int(round(sparsity * flat.size))
+    keep = np.ones(flat.size, dtype=bool)
+    if remove:
+        keep[np.argsort(flat, kind="stable")[:remove]] = False
+    return keep.reshape(magnitude.shape)
+
+
+def layer_mask(weight: np.ndarray, plan: LayerPlan) -> np.ndarray | None:
+    """The per-layer pruning rules: None (no pruning) or the bool mask of surviving weights."""
+    magnitude = np.abs(weight)
+    if plan.prune == "threshold":
+        return magnitude >= plan.threshold
+    if plan.prune == "quality":
+        return magnitude >= plan.quality * float(np.std(weight))
+    if plan.prune == "sparsity":
+        return _keep_smallest_removed(magnitude, plan.sparsity)
+    return None  # "none"; "global" is decided across layers by global_masks
+
+
+def global_masks(weights: Mapping[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
+    """One magnitude threshold across all given layers, removing `sparsity` of their weights overall."""
+    names = list(weights)
+    flat = np.concatenate([np.abs(weights[n]).ravel() for n in names])
+    keep = _keep_smallest_removed(flat, sparsity)
+    masks, start = {}, 0
+    for name in names:
+        size = weights[name].size
+        masks[name] = keep[start:start + size].reshape(weights[name].shape)
+        start += size
+    return masks
+
+
+def _masks(weights: Mapping[str, np.ndarray], plans: Mapping[str, LayerPlan]) -> dict[str, np.ndarray | None]:
+    masks = {name: layer_mask(weights[name], plans[name]) for name in weights}
+    global_layers = [name for name in weights if plans[name].prune == "global"]
+    if global_layers:
+        sparsities = {plans[name].sparsity for name in global_layers}
+        if len(sparsities) > 1:
+            raise CompressError(f"config: layers pruned 'global' must share one sparsity, got {sorted(sparsities)}")
+        masks.update(global_masks({n: weights[n] for n in global_layers}, sparsities.pop()))
+    return masks
+
+
+# --- one layer -------------------------------------------------------------------------------------
+
+def _why_raw(source: WeightSource, weight: np.ndarray, plan: LayerPlan, config: CompressConfig) -> str | None:
+    if plan.skip:
+        return "config: skip"
+    if weight.size < config.min_weights:
+        return f"fewer than min_weights={config.min_weights} weights"
+    if plan.prune == "none" and not plan.share:
+        return "config: neither pruned nor shared"
+    return None
+
+
+def _layer_state(source: WeightSource, weight: np.ndarray, mask: np.ndarray | None, plan: LayerPlan,
+                 seed: int) -> LayerState:
+    state = LayerState(source.name, source.op_type, tuple(weight.shape), mask=mask, gap_bits=plan.gap_bits)
+    if plan.share:
+        state.codebook, state.labels = cluster_weights(weight, mask, plan.bits, init=plan.init, seed=seed,
+                                                       backend=plan.kmeans, group_rows=plan.group_rows)
+        state.label_bits = plan.bits
+        state.group_rows = plan.group_rows
+    else:
+        state.values = np.where(mask, weight, 0).astype(np.float32)
+    return state
+
+
+# --- the whole model -------------------------------------------------------------------------------
+
+def compress_graph(model: onnx.ModelProto, config: CompressConfig) -> tuple[dict[str, LayerState], dict[str, str]]:
+    """LayerStates for the compressible weights of `model` (modified: weight Constants -> initializers).
+
+    Returns (states by initializer name, kept_raw reasons by initializer name).
+    """
+    sources = find_weights(model)
+    config.check_names([s.name for s in sources])
+    constants_to_initializers(model, [s.name for s in sources if s.origin == "constant"])
+    plans = {s.name: config.for_layer(s.name, s.op_type) for s in sources}
+    weights: dict[str, np.ndarray] = {}
+    kept_raw: dict[str, str] = {}
+    for source in sources:
+        weight = _weight_array(model, source)
+        reason = _why_raw(source, weight, plans[source.name], config)
+        if reason is None:
+            weights[source.name] = weight
+        else:
+            kept_raw[source.name] = reason
+    masks = _masks(weights, plans)
+    states = {}
+    for index, source in enumerate(s for s in sources if s.name in weights):
+        states[source.name] = _layer_state(source, weights[source.name], masks[source.name],
+                                           plans[source.name], config.seed + index)
+    return states, kept_raw
+
+
+def compress_onnx(model_or_path, config=None, out_path=None, metadata: Mapping[str, Any] | None = None,
+                  huffman: bool = True, raw_small: bool = True) -> OnnxCompressed:
+    """Post-training compression of an ONNX model (ModelProto, bytes or path) to `.dcz`.
+
+    config: CompressConfig, a dict for `CompressConfig.from_dict`, or None (paper defaults: no
+    pruning, 8-bit conv / 5-bit fc sharing). Writes `out_path` atomically when given; otherwise
+    the `.dcz` bytes are in the result's `dcz`.
+    """
+    import formats
+
+    from compressor.report import Report
+
+    config = _config(config)
+    model = _load(model_or_path)
+    states, kept_raw = compress_graph(model, config)
+    plan = plan_tensors(model, states, kept_raw, raw_small=raw_small)
+    to_placeholders(model, [t.name for t in plan.tensors])
+    graph = model.SerializeToString()
+    meta = {"source.framework": "onnx", "source.producer": model.producer_name or "unknown",
+            "source.opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
+            "compress.config": config.to_dict(), **plan_metadata(plan), **dict(metadata or {})}
+    try:
+        if out_path is not None:
+            sizes = formats.write(Path(out_path), plan.tensors, graph=graph, graph_format="onnx", metadata=meta,
+                                  huffman=huffman)
+            data = None
+        else:
+            data = formats.dumps(plan.tensors, graph=graph, graph_format="onnx", metadata=meta, huffman=huffman)
+            with formats.loads(data) as dcz:
+                sizes = dcz.size_report()
+    except formats.FormatError as error:
+        raise CompressError(f"writing {out_path or 'the .dcz'}: {error}") from error
+    report = Report.from_sizes(sizes, kept_raw=plan.kept_raw)
+    return OnnxCompressed(graph, states, plan, report, data)
