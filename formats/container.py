@@ -183,10 +183,12 @@ def read_preamble(buf) -> tuple[tuple[int, int], int]:
     file_length = cur.uint("u64", "file length")
     dir_crc = cur.uint("u32", "directory CRC32")
     flags = cur.uint("u32", "flags")
-    cur.zeros(28, "reserved preamble bytes")
+    reserved = cur.bytes(28, "reserved preamble bytes")
     crc = cur.uint("u32", "preamble CRC32")
     if crc != zlib.crc32(bytes(buf[:60])):
         raise cur.fail("preamble CRC32 mismatch", 60)
+    if any(reserved):
+        raise cur.fail("reserved preamble bytes must be zero", 32)
     if flags:
         raise cur.fail(f"unknown flags {flags:#x} (must be 0 in v{major}.x)", 28)
     if file_length != len(buf):

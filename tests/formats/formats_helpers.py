@@ -16,7 +16,8 @@ def quantized(t) -> np.ndarray:
     labels = np.asarray(t.labels, dtype=np.int64)
     shape = labels.shape
     rows = shape[0] if len(shape) > 1 else 1
-    lab2 = labels.reshape(rows, -1) if labels.size else labels.reshape(rows, -1)
+    cols = int(np.prod(shape[1:])) if len(shape) > 1 else (shape[0] if shape else 1)
+    lab2 = labels.reshape(rows, cols)
     if book.ndim == 1:
         dense = book[lab2] if lab2.size else np.zeros(lab2.shape, np.float32)
     else:
@@ -48,3 +49,76 @@ def sample_tensors(seed: int = 0) -> list:
 
 def sample_file(seed: int = 0, **kw) -> bytes:
     return formats.dumps(sample_tensors(seed), graph=b"graph-bytes", metadata={"user.note": "test"}, **kw)
+
+
+# ---------------------------------------------------------------- crafting files (hostile tests, fuzz)
+import json
+import struct
+import zlib
+
+from formats.container import _assemble
+
+PRE = struct.Struct("<8sHHIQII28s")
+DIR = struct.Struct("<QQIHH")
+
+
+def split(data: bytes) -> list[list]:
+    """[[kind, bytes], ...] of a well-formed file's sections."""
+    count = struct.unpack_from("<I", data, 12)[0]
+    out = []
+    for i in range(count):
+        off, length, _, kind, _ = DIR.unpack_from(data, 64 + 24 * i)
+        out.append([kind, data[off:off + length]])
+    return out
+
+
+def join(sections) -> bytes:
+    """A file from [[kind, bytes], ...] with correct offsets and CRCs."""
+    return _assemble([(k, bytes(b)) for k, b in sections])
+
+
+def header_of(data: bytes) -> dict:
+    return json.loads(split(data)[0][1])
+
+
+def with_header(data: bytes, obj: dict, raw: bytes | None = None) -> bytes:
+    """The file with its header replaced (and every CRC recomputed)."""
+    secs = split(data)
+    secs[0][1] = raw if raw is not None else json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return join(secs)
+
+
+def with_section(data: bytes, index: int, payload: bytes) -> bytes:
+    secs = split(data)
+    secs[index][1] = payload
+    return join(secs)
+
+
+def fix_preamble_crc(data: bytes) -> bytes:
+    buf = bytearray(data)
+    buf[60:64] = struct.pack("<I", zlib.crc32(bytes(buf[:60])))
+    return bytes(buf)
+
+
+def fix_directory_crc(data: bytes) -> bytes:
+    count = struct.unpack_from("<I", data, 12)[0]
+    buf = bytearray(data)
+    buf[24:28] = struct.pack("<I", zlib.crc32(bytes(buf[64:64 + 24 * count])))
+    return fix_preamble_crc(bytes(buf))
+
+
+def set_dir_field(data: bytes, index: int, field: str, value: int) -> bytes:
+    """Patch one directory entry field (offset, length, crc, kind) and fix the CRCs above it."""
+    pos = {"offset": (0, "<Q"), "length": (8, "<Q"), "crc": (16, "<I"), "kind": (20, "<H")}[field]
+    buf = bytearray(data)
+    struct.pack_into(pos[1], buf, 64 + 24 * index + pos[0], value)
+    return fix_directory_crc(bytes(buf))
+
+
+def stream(coding: int, width: int, count: int, payload: bytes, counts=(), symbols=(), sym_fmt="B",
+           n_len=None, n_sym=None) -> bytes:
+    """A stream section built field by field (may be inconsistent on purpose)."""
+    n_len = len(counts) if n_len is None else n_len
+    n_sym = len(symbols) if n_sym is None else n_sym
+    head = struct.pack("<BBBBIQ", coding, width, n_len, 0, n_sym, count)
+    return head + struct.pack(f"<{len(counts)}H", *counts) + struct.pack(f"<{len(symbols)}{sym_fmt}", *symbols) + payload
