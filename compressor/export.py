@@ -47,8 +47,17 @@ def canonical_param_name(name: str) -> str:
 
 
 def _strip_parametrizations(model: torch.nn.Module) -> None:
+    """Bake parametrizations of a deep copy into plain parameters, leaving the original model intact.
+
+    torch keeps each parametrized tensor as a property of a per-module generated class that a deep
+    copy shares with the original, and `remove_parametrizations` deletes that property from the
+    class: so each copied module first gets its own clone of the generated class.
+    """
     for module in model.modules():
         if parametrize.is_parametrized(module):
+            cls = module.__class__
+            own = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+            module.__class__ = type(cls.__name__, cls.__bases__, own)
             for tensor_name in list(module.parametrizations.keys()):
                 parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=True)
 
@@ -215,8 +224,8 @@ def export_dcz(model: torch.nn.Module, example_input, layers: Mapping[str, Layer
     -> reason) names the weights the compressor chose not to compress. The write is atomic.
     Returns the file's `formats.SizeReport`.
     """
-    graph, plan = export_graph(model, example_input, layers, raw_small, kept_raw)
     try:
+        graph, plan = export_graph(model, example_input, layers, raw_small, kept_raw)
         return formats.write(path, plan.tensors, graph=graph.SerializeToString(), graph_format="onnx",
                              metadata=_metadata(model, plan, metadata, accuracies, metric), huffman=huffman)
     except formats.FormatError as error:

@@ -189,13 +189,13 @@ def compress_onnx(model_or_path, config=None, out_path=None, metadata: Mapping[s
     config = _config(config)
     model = _load(model_or_path)
     states, kept_raw = compress_graph(model, config)
-    plan = plan_tensors(model, states, kept_raw, raw_small=raw_small)
-    to_placeholders(model, [t.name for t in plan.tensors])
-    graph = model.SerializeToString()
-    meta = {"source.framework": "onnx", "source.producer": model.producer_name or "unknown",
-            "source.opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
-            "compress.config": config.to_dict(), **plan_metadata(plan), **dict(metadata or {})}
     try:
+        plan = plan_tensors(model, states, kept_raw, raw_small=raw_small)
+        to_placeholders(model, [t.name for t in plan.tensors])
+        graph = model.SerializeToString()
+        meta = {"source.framework": "onnx", "source.producer": model.producer_name or "unknown",
+                "source.opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
+                "compress.config": config.to_dict(), **plan_metadata(plan), **dict(metadata or {})}
         if out_path is not None:
             sizes = formats.write(Path(out_path), plan.tensors, graph=graph, graph_format="onnx", metadata=meta,
                                   huffman=huffman)

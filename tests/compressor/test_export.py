@@ -1,0 +1,232 @@
+"""torch model + LayerStates -> .dcz: the graph computes what the compressed torch model computes.
+
+Each test decodes the `.dcz` through `formats` (independently of the runtime), fills the
+placeholders and runs the graph in ONNX Runtime.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import formats
+from compressor.errors import CompressError
+from compressor.kmeans import cluster_weights
+from compressor.onnx_graph import fill_placeholders, is_placeholder
+from compressor.report import Report
+from compressor.state import LayerState
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+from compressor.export import export_dcz, export_graph, export_onnx_dense  # noqa: E402  (needs torch)
+
+torch.set_num_threads(1)
+
+
+class SmallNet(torch.nn.Module):
+    """Conv + BatchNorm + a residual add + Linear: the shapes that matter, in a few thousand weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.fc = torch.nn.Linear(8 * 4 * 4, 32)
+        self.out = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.conv(x)))
+        h = torch.nn.functional.max_pool2d(h + self.conv2(h), 2)
+        return self.out(torch.relu(self.fc(h.flatten(1))))
+
+
+def compress_in_place(model, names, sparsity=0.6, bits=4) -> dict[str, LayerState]:
+    """Prune by magnitude + k-means share the named weights, writing the result into the model."""
+    params = dict(model.named_parameters())
+    states = {}
+    for name in names:
+        weight = params[name].detach().numpy()
+        mask = np.abs(weight) > np.quantile(np.abs(weight), sparsity)
+        book, labels = cluster_weights(weight, mask, bits)
+        layer_type = "Conv2d" if weight.ndim == 4 else "Linear"
+        states[name] = LayerState(name, layer_type, weight.shape, mask, book, labels, bits, 5)
+        with torch.no_grad():
+            params[name].copy_(torch.from_numpy(states[name].weight()))
+    return states
+
+
+def decoded(dcz) -> onnx.ModelProto:
+    return fill_placeholders(onnx.load_from_string(dcz.graph), {n: dcz.tensor(n) for n in dcz.names})
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    model = SmallNet().eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+        model.bn.weight.uniform_(0.5, 1.5)
+    states = compress_in_place(model, ["conv.weight", "conv2.weight", "fc.weight", "out.weight"])
+    return model, states
+
+
+EXAMPLE = torch.zeros(1, 1, 8, 8)
+
+
+def test_dcz_outputs_equal_the_compressed_torch_model(net, tmp_path):
+    model, states = net
+    path = tmp_path / "net.dcz"
+    sizes = export_dcz(model, EXAMPLE, states, path)
+    assert sizes.file_bytes == path.stat().st_size
+    x = np.random.default_rng(1).random((7, 1, 8, 8), dtype=np.float32)  # batch 7: the batch axis is dynamic
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    with formats.open(path) as dcz:
+        for name, state in states.items():
+            assert dcz.info(name).encoding == "sparse_shared"
+            np.testing.assert_array_equal(dcz.tensor(name), state.weight())
+        got = run(decoded(dcz), x)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_graph_follows_the_placeholder_convention(net):
+    model, states = net
+    graph, plan = export_graph(model, EXAMPLE, states)
+    inits = {t.name: t for t in graph.graph.initializer}
+    stored = {t.name for t in plan.tensors}
+    assert set(states) <= stored
+    assert {"conv.bias", "fc.bias", "out.bias"} <= stored  # small float tensors: raw in the .dcz
+    for name in stored:
+        assert is_placeholder(inits[name]) and not inits[name].raw_data
+    assert all(not is_placeholder(t) for n, t in inits.items() if n not in stored)
+    assert graph.opset_import[0].version == 17
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert plan.kept_raw == {} and plan.compressed == {n: n for n in states}
+
+
+def test_batchnorm_is_kept_exact_not_fused_into_shared_weights(net):
+    graph, _ = export_graph(net[0], EXAMPLE, net[1])
+    assert any(node.op_type == "BatchNormalization" for node in graph.graph.node)
+
+
+def test_weight_without_state_is_kept_raw_and_named(net, tmp_path):
+    model, states = net
+    partial = {k: v for k, v in states.items() if k != "out.weight"}
+    path = tmp_path / "partial.dcz"
+    export_dcz(model, EXAMPLE, partial, path, accuracies={"dense": 0.9, "quantized": 0.895},
+               kept_raw={"out.weight": "fewer than min_weights=1000 weights"})
+    report = Report.from_dcz(path)
+    assert report.kept_raw == {"out.weight": "fewer than min_weights=1000 weights"}
+    assert report.accuracies == {"dense": 0.9, "quantized": 0.895}
+    with formats.open(path) as dcz:
+        assert dcz.info("out.weight").encoding == "raw"
+        np.testing.assert_array_equal(dcz.tensor("out.weight"), model.out.weight.detach().numpy())
+
+
+def test_raw_small_false_keeps_biases_inline(net):
+    graph, plan = export_graph(net[0], EXAMPLE, net[1], raw_small=False)
+    assert {t.name for t in plan.tensors} == set(net[1])
+    bias = next(t for t in graph.graph.initializer if t.name == "fc.bias")
+    assert not is_placeholder(bias) and len(onnx.numpy_helper.to_array(bias)) == 32
+
+
+def test_same_inputs_give_identical_bytes(net, tmp_path):
+    a, b = tmp_path / "a.dcz", tmp_path / "b.dcz"
+    export_dcz(net[0], EXAMPLE, net[1], a)
+    export_dcz(net[0], EXAMPLE, net[1], b)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_parametrized_model_exports_under_plain_names(tmp_path):
+    """Masks applied as torch parametrizations: states may use either parameter name."""
+    from torch.nn.utils import parametrize
+
+    class Mask(torch.nn.Module):
+        def __init__(self, mask):
+            super().__init__()
+            self.register_buffer("mask", mask)
+
+        def forward(self, w):
+            return w * self.mask
+
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    mask = torch.rand(16, 20) > 0.5
+    parametrize.register_parametrization(model[0], "weight", Mask(mask))
+    weight = model[0].weight.detach().numpy()
+    state = LayerState("0.weight", "Linear", weight.shape, mask=mask.numpy(), values=weight, gap_bits=4)
+    path = tmp_path / "p.dcz"
+    export_dcz(model, torch.zeros(1, 20), {"0.parametrizations.weight.original": state}, path)
+    x = np.random.default_rng(2).random((3, 20), dtype=np.float32)
+    with formats.open(path) as dcz:
+        assert dcz.info("0.weight").encoding == "sparse"
+        with torch.no_grad():
+            np.testing.assert_allclose(run(decoded(dcz), x), model(torch.from_numpy(x)).numpy(), atol=1e-5)
+    assert parametrize.is_parametrized(model[0])  # the user's model is untouched
+
+
+def test_transposed_weight_is_found_by_value(tmp_path):
+    """x @ W.t() is constant-folded into a new, renamed initializer holding W.T."""
+
+    class TMatMul(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(12, 24))
+
+        def forward(self, x):
+            return x @ self.w.t()
+
+    torch.manual_seed(2)
+    model = TMatMul().eval()
+    states = compress_in_place(model, ["w"], sparsity=0.5, bits=3)
+    path = tmp_path / "t.dcz"
+    export_dcz(model, torch.zeros(2, 24), states, path)
+    x = np.random.default_rng(3).random((4, 24), dtype=np.float32)
+    with formats.open(path) as dcz:
+        (name,) = [n for n in dcz.names if dcz.info(n).encoding == "sparse_shared"]
+        assert dcz.info(name).shape == (24, 12)
+        with torch.no_grad():
+            np.testing.assert_allclose(run(decoded(dcz), x), model(torch.from_numpy(x)).numpy(), atol=1e-5)
+
+
+def test_stale_state_is_refused(net, tmp_path):
+    model, states = net
+    stale = dict(states)
+    other = states["fc.weight"]
+    stale["fc.weight"] = LayerState(other.name, other.layer_type, other.shape, other.mask, other.codebook * 2,
+                                    other.labels, other.label_bits, other.gap_bits)
+    with pytest.raises(CompressError, match="fc.weight.*stale"):
+        export_dcz(model, EXAMPLE, stale, tmp_path / "x.dcz")
+    assert not (tmp_path / "x.dcz").exists()
+
+
+def test_unknown_parameter_is_refused(net, tmp_path):
+    with pytest.raises(CompressError, match="nope.weight"):
+        export_dcz(net[0], EXAMPLE, {"nope.weight": net[1]["fc.weight"]}, tmp_path / "x.dcz")
+
+
+def test_failed_write_leaves_no_file(net, tmp_path):
+    model, states = net
+    bad = dict(states)
+    s = states["fc.weight"]
+    bad["fc.weight"] = LayerState(s.name, s.layer_type, s.shape, s.mask, s.codebook, s.labels, 9, s.gap_bits)
+    path = tmp_path / "bad.dcz"
+    with pytest.raises(CompressError, match="label_bits|bits"):
+        export_dcz(model, EXAMPLE, bad, path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dense_onnx_baseline_matches_and_is_larger(net, tmp_path):
+    model, states = net
+    dense = export_onnx_dense(model, EXAMPLE, states, tmp_path / "dense.onnx")
+    x = np.random.default_rng(4).random((2, 1, 8, 8), dtype=np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(run(onnx.load_from_string(dense), x), model(torch.from_numpy(x)).numpy(), atol=1e-5)
+    sizes = export_dcz(model, EXAMPLE, states, tmp_path / "net.dcz")
+    assert sizes.file_bytes * 3 < len(dense)
