@@ -1,0 +1,179 @@
+"""`dcz report FILE [--budget 100KB]`: does the model fit, which layers hold the bytes, what-if table."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+from tools.budget_parse import format_size
+from tools.commands._common import add_command, open_dcz, size_arg
+
+DESCRIPTION = """\
+Answer a size budget from the .dcz file alone: whether the file fits and by how much, which layers
+hold the bytes, and a what-if table of label bits x sparsity.
+
+The what-if cells are ESTIMATES from a formula (fixed-width labels and gaps at the given density,
+scaled by the Huffman gain this file already shows per layer), not real encodings: recompress
+(dcz compress, or `--budget` in the compressor) to get exact sizes.
+Sizes: 100KB = 100,000 bytes, 256KiB = 262,144 bytes; a bare number is bytes.
+
+examples:
+  dcz report lenet.dcz --budget 32KB
+  dcz report lenet.dcz --budget 256KiB --check    # exit code 1 if it does not fit"""
+
+BITS_GRID = (2, 3, 4, 5, 6, 8)
+SPARSITY_GRID = (0.5, 0.75, 0.9, 0.95, 0.98)
+
+
+def register(subparsers, common) -> None:
+    parser = add_command(
+        subparsers, common, "report", "check a .dcz against a byte budget; what-if table", DESCRIPTION, run
+    )
+    parser.add_argument("file", help="the .dcz file")
+    parser.add_argument("--budget", type=size_arg, metavar="SIZE", help="byte budget, e.g. 100KB, 1.5MB, 256KiB, 64k")
+    parser.add_argument("--top", type=int, default=10, metavar="N", help="layers to list by bytes (default 10)")
+    parser.add_argument("--check", action="store_true", help="exit with code 1 when the file does not fit the budget")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+
+
+# --- the what-if estimate --------------------------------------------------------------------
+
+def is_compressible(t) -> bool:
+    """Tensors a recompression would touch: already compressed ones and raw float matrices/kernels."""
+    return t.encoding != "raw" or (len(t.shape) >= 2 and t.numel >= 256)
+
+
+def expected_fillers(density: float, gap_bits: int) -> float:
+    """Fillers per kept entry with b-bit gaps when entries fall at random (geometric gaps)."""
+    if density >= 1.0:
+        return 0.0
+    step = 2**gap_bits - 1
+    miss = (1.0 - density) ** step
+    return miss / (1.0 - miss)
+
+
+def estimate_tensor_bytes(t, density: float, label_bits: int) -> float:
+    """Estimated bytes of one tensor pruned to `density` with `label_bits`-bit labels (see DESCRIPTION)."""
+    numel = t.numel
+    rows = t.shape[0] if len(t.shape) > 1 else 1
+    cols = max(1, numel // rows)
+    kept = math.ceil(density * numel)
+    bits = kept * label_bits + 32 * 2**label_bits
+    if density < 1.0:
+        gap_bits = t.gap_bits or 5
+        bits += kept * (1 + expected_fillers(density, gap_bits)) * gap_bits
+        bits += rows * max(1, math.ceil(math.log2(cols + 1)))
+    huffman_gain = t.huffman_bytes / t.quantized_bytes if t.encoding != "raw" and t.quantized_bytes else 1.0
+    return bits / 8 * min(1.0, huffman_gain)
+
+
+def fixed_bytes(report) -> int:
+    """Bytes no recompression changes: header, graph, padding and the small raw tensors."""
+    kept_raw = sum(t.huffman_bytes for t in report.tensors if not is_compressible(t))
+    return report.header_bytes + report.graph_bytes + report.padding_bytes + kept_raw
+
+
+def current_density(t) -> float:
+    return t.nnz / t.numel if t.numel else 1.0
+
+
+def estimate_file_bytes(report, sparsity: float | None, label_bits: int | None) -> int:
+    """Whole-file estimate; None keeps each layer's present sparsity / bits."""
+    total = fixed_bytes(report)
+    for t in report.tensors:
+        if not is_compressible(t):
+            continue
+        density = current_density(t) if sparsity is None else 1.0 - sparsity
+        bits = (t.label_bits or 8) if label_bits is None else label_bits
+        total += estimate_tensor_bytes(t, density, bits)
+    return int(round(total))
+
+
+def what_if_grid(report) -> dict:
+    """{sparsity label: {bits label: estimated bytes}}, with an 'as now' row and column."""
+    sparsities = [None, *SPARSITY_GRID]
+    bits = [None, *BITS_GRID]
+    label = lambda value, fmt: "as now" if value is None else fmt.format(value)  # noqa: E731
+    return {
+        label(s, "{:.0%}"): {label(b, "{} bits"): estimate_file_bytes(report, s, b) for b in bits} for s in sparsities
+    }
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+def verdict(file_bytes: int, budget: int) -> str:
+    if file_bytes <= budget:
+        spare = budget - file_bytes
+        return f"FITS: {format_size(file_bytes)} within the budget of {format_size(budget)}; {spare:,} B ({spare / budget:.1%}) to spare"
+    over = file_bytes - budget
+    return f"DOES NOT FIT: {format_size(file_bytes)} is {over:,} B ({over / budget:.1%}) over the budget of {format_size(budget)}"
+
+
+def holders(report) -> list[tuple[str, str, int]]:
+    """(name, what, bytes) for every part of the file, largest first."""
+    parts = [(t.name, t.encoding, t.huffman_bytes) for t in report.tensors]
+    parts += [("(graph)", "onnx", report.graph_bytes), ("(header)", "", report.header_bytes)]
+    parts += [("(padding)", "alignment", report.padding_bytes)]
+    return sorted(parts, key=lambda part: -part[2])
+
+
+def holders_table(report, top: int) -> str:
+    lines = [f"{'bytes held by':<32} {'encoding':<14} {'bytes':>12} {'share':>7} {'cumul.':>7}"]
+    cumulative = 0
+    parts = holders(report)
+    for name, what, size in parts[:top]:
+        cumulative += size
+        share, cum = size / report.file_bytes, cumulative / report.file_bytes
+        lines.append(f"{name[:32]:<32} {what:<14} {size:>12,} {share:>7.1%} {cum:>7.1%}")
+    if len(parts) > top:
+        rest = report.file_bytes - cumulative
+        lines.append(f"{f'({len(parts) - top} more)':<32} {'':<14} {rest:>12,} {rest / report.file_bytes:>7.1%} {'100.0%':>7}")
+    return "\n".join(lines)
+
+
+def grid_table(grid: dict, budget: int | None) -> str:
+    columns = list(next(iter(grid.values())))
+    header = "sparsity / labels"
+    lines = [f"{header:<18}" + "".join(f"{column:>12}" for column in columns)]
+    for row, cells in grid.items():
+        rendered = []
+        for size in cells.values():
+            mark = "" if budget is None else (" ok" if size <= budget else "   ")
+            rendered.append(f"{size / 1000:.1f}KB{mark}".rjust(12))
+        lines.append(f"{row:<18}" + "".join(rendered))
+    return "\n".join(lines)
+
+
+def budget_metadata(metadata: dict) -> dict:
+    """What `compress --budget` recorded about its allocation (compress.budget.* keys), if anything."""
+    return {key: value for key, value in sorted(metadata.items()) if key.startswith("compress.budget")}
+
+
+def run(args) -> int:
+    with open_dcz(args.file) as dcz:
+        report = dcz.size_report()
+        allocation = budget_metadata(dcz.metadata)
+    grid = what_if_grid(report)
+    fits = args.budget is None or report.file_bytes <= args.budget
+    if args.json:
+        document = {
+            "file": str(args.file), "file_bytes": report.file_bytes, "budget": args.budget,
+            "fits": fits if args.budget is not None else None,
+            "over_by": max(0, report.file_bytes - args.budget) if args.budget is not None else None,
+            "holders": [{"name": n, "encoding": e, "bytes": b} for n, e, b in holders(report)],
+            "what_if_estimated_bytes": grid, "what_if_is_estimate": True, "budget_allocation": allocation,
+        }
+        json.dump(document, sys.stdout, indent=2)
+        print()
+    else:
+        print(verdict(report.file_bytes, args.budget) if args.budget is not None else f"{args.file}: {format_size(report.file_bytes)}")
+        print()
+        print(holders_table(report, args.top))
+        print()
+        note = "" if args.budget is None else f"; 'ok' = fits {args.budget:,} B"
+        print(f"what if (ESTIMATED file size; each layer at this sparsity and label width{note}):")
+        print(grid_table(grid, args.budget))
+        if allocation:
+            print("\nallocation recorded by the budget solver:")
+            print("\n".join(f"  {key} = {json.dumps(value)}" for key, value in allocation.items()))
+    return 1 if args.check and not fits else 0
