@@ -1,0 +1,97 @@
+"""The benchmark harness: a tiny end-to-end run, and the pure parts (verdict, BENCHMARKS.md sections).
+
+No test here asserts a time: only that the figures exist, agree with the files, and land in the
+right place of BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tools.bench_artifacts import Artifact
+from tools.bench_measure import LoadFigures
+from tools.bench_report import Row, replace_section, replace_top_matter, verdict
+
+OTHER_SECTION = "<!-- BEGIN formats -->\nformats figures, not ours\n<!-- END formats -->"
+
+
+def _row(tmp_path: Path, key: str, nbytes: int, accuracy: float | None) -> Row:
+    path = tmp_path / f"{key}.bin"
+    path.write_bytes(b"\0" * nbytes)
+    return Row(Artifact(key, key, path, "onnx", 0.1, 1), LoadFigures(0.01, 50.0, 40.0, accuracy, 1))
+
+
+def test_verdict_yes_when_dcz_is_smallest_at_equal_accuracy(tmp_path):
+    rows = [_row(tmp_path, "dense", 1000, 98.0), _row(tmp_path, "int8", 300, 97.9),
+            _row(tmp_path, "dcz.PQH", 50, 97.8)]
+    text = verdict(rows)
+    assert "smallest row at equal accuracy: YES" in text
+    assert "int8, 6.00x the bytes" in text
+
+
+def test_verdict_no_names_the_smaller_row(tmp_path):
+    rows = [_row(tmp_path, "dense", 1000, 98.0), _row(tmp_path, "shared.zip", 40, 97.8),
+            _row(tmp_path, "dcz.PQH", 50, 97.8)]
+    text = verdict(rows)
+    assert "NO" in text and "shared.zip (40 B" in text
+
+
+def test_verdict_sets_aside_smaller_rows_that_lose_accuracy(tmp_path):
+    rows = [_row(tmp_path, "dense", 1000, 98.0), _row(tmp_path, "int8", 30, 97.0),
+            _row(tmp_path, "dcz.PQH", 50, 97.9)]
+    text = verdict(rows)
+    assert "YES" in text
+    assert "int8 is smaller (30 B) but loses 0.90 pp" in text
+
+
+def test_verdict_flags_dcz_losing_more_than_the_tolerance(tmp_path):
+    rows = [_row(tmp_path, "dense", 1000, 98.0), _row(tmp_path, "dcz.PQH", 50, 97.5)]
+    assert "OUTSIDE 0.3 pp" in verdict(rows)
+
+
+def test_verdict_without_accuracy_is_not_judged(tmp_path):
+    rows = [_row(tmp_path, "dense", 1000, None), _row(tmp_path, "dcz.PQH", 50, None)]
+    assert "not judged" in verdict(rows)
+
+
+def test_sections_replace_only_their_own_block():
+    text = "# old top\n\n" + OTHER_SECTION + "\n\n<!-- BEGIN bench -->\nold\n<!-- END bench -->\n"
+    text = replace_section(replace_top_matter(text, "# new top"), "bench", "new body")
+    assert text.startswith("# new top\n\n")
+    assert OTHER_SECTION in text
+    assert "<!-- BEGIN bench -->\nnew body\n<!-- END bench -->" in text and "old" not in text
+
+
+def test_missing_section_is_appended():
+    text = replace_section(OTHER_SECTION + "\n", "bench", "body")
+    assert text.index(OTHER_SECTION) < text.index("<!-- BEGIN bench -->\nbody\n<!-- END bench -->")
+
+
+def test_tiny_end_to_end_run_writes_consistent_tables(tmp_path, capsys):
+    """One tiny model, one repeat: every row present, bytes and ratios match, other sections kept."""
+    pytest.importorskip("compressor.pipeline")
+    from tools.bench import main
+
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# stale header\n\n" + OTHER_SECTION + "\n")
+    workdir = tmp_path / "work"
+    assert main(["--models", "tiny", "--repeats", "1", "--no-gather", "--workdir", str(workdir), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert OTHER_SECTION in text and "stale header" not in text
+    assert "- Versions: python" in text and "onnxruntime" in text
+    rows = re.findall(r"^\| ([^|]+) \| ([\d,]+) \| ([\d.]+)x \| ([^|]+) \|", text, re.M)
+    labels = [r[0] for r in rows]
+    assert len(rows) == 9, labels
+    assert labels[0].startswith("dense ONNX") and labels[-1].startswith(".dcz P+Q+H")
+    dense = int(rows[0][1].replace(",", ""))
+    files = {p.name: p.stat().st_size for p in workdir.iterdir()}
+    assert files["tiny.onnx"] == dense and files["tiny.PQH.dcz"] == int(rows[-1][1].replace(",", ""))
+    for _, nbytes, ratio, accuracy in rows:
+        assert float(ratio) == pytest.approx(dense / int(nbytes.replace(",", "")), abs=0.051)
+        assert 0.0 <= float(accuracy) <= 100.0      # every file loaded back and ran
+    # the three .dcz stages get smaller in order, as the paper's P -> P+Q -> P+Q+H
+    sizes = [int(r[1].replace(",", "")) for r in rows[-3:]]
+    assert sizes[0] > sizes[1] > sizes[2]
+    assert "smallest row at equal accuracy" in text
