@@ -191,3 +191,14 @@ def test_onnx_in_never_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_sparsity_selection_equals_a_stable_sort_with_ties():
+    from compressor.onnx_in import _keep_smallest_removed
+
+    values = np.random.default_rng(5).integers(0, 6, size=(13, 11)).astype(np.float32)  # many ties
+    for sparsity in (0.0, 0.1, 0.37, 0.5, 0.93):
+        remove = int(round(sparsity * values.size))
+        want = np.ones(values.size, dtype=bool)
+        want[np.argsort(values.ravel(), kind="stable")[:remove]] = False
+        np.testing.assert_array_equal(_keep_smallest_removed(values, sparsity), want.reshape(values.shape))
