@@ -9,18 +9,19 @@ from compressor.kmeans import assign, cluster_weights, inertia, initial_centroid
 @pytest.fixture(scope="module")
 def weights():
     rng = np.random.default_rng(1)
-    return np.concatenate([rng.normal(-0.05, 0.02, 6000), rng.normal(0.04, 0.03, 4000)]).astype(np.float32)
+    return np.concatenate([rng.normal(-0.05, 0.02, 1800), rng.normal(0.04, 0.03, 1200)]).astype(np.float32)
 
 
-@pytest.mark.parametrize("init", ["linear", "density", "random", "kmeans++"])
+@pytest.mark.parametrize("init", ["linear", "kmeans++"])  # sklearn is slow to start; the other inits: see below
 def test_inertia_equal_or_lower_than_sklearn_from_same_init(weights, init):
     ours = kmeans_1d(weights, 16, init=init, seed=3)
     ref = kmeans_sklearn(weights, 16, init=init, seed=3, tol=0.0)
     assert inertia(weights, *ours) <= inertia(weights, *ref) * (1 + 1e-9)
 
 
-def test_result_is_a_lloyd_fixed_point(weights):
-    centroids, labels = kmeans_1d(weights, 8)
+@pytest.mark.parametrize("init", ["linear", "density", "random", "kmeans++"])
+def test_result_is_a_lloyd_fixed_point(weights, init):
+    centroids, labels = kmeans_1d(weights, 8, init=init)
     assert np.array_equal(labels, assign(weights, centroids))       # every value at its nearest centroid
     for j in range(centroids.size):                                  # every centroid the mean of its values
         members = weights[labels == j].astype(np.float64)

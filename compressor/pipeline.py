@@ -1,0 +1,227 @@
+"""`compress()`: the Deep Compression pipeline on a PyTorch model.
+
+dense -> (fold BatchNorm) -> prune (iterative, fine-tuning between steps) -> share weights
+(k-means codebooks) -> fine-tune centroids -> `Compressed` (model, LayerStates, skipped layers,
+accuracy per stage) -> `.save()` writes the `.dcz` through compressor.export.
+The user's model is never modified: the pipeline works on a copy.
+"""
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from compressor.config import CompressConfig, LayerPlan
+from compressor.errors import CompressError
+from compressor.finetune import LossFn, OptimizerFactory, finetune
+from compressor.prune import current_mask, prune_step
+from compressor.share import as_numpy, share_layer, shared_weight
+from compressor.state import LayerState
+
+# Module types whose `.weight` the pipeline compresses.
+SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_BN = ((nn.Conv1d, nn.BatchNorm1d), (nn.Conv2d, nn.BatchNorm2d), (nn.Conv3d, nn.BatchNorm3d))
+
+
+@dataclass
+class Compressed:
+    """The result of `compress()`.
+
+    model     the compressed torch model (parametrized: it computes with the shared/pruned weights).
+    layers    parameter name -> LayerState, for every compressed weight.
+    skipped   parameter name -> why it is kept raw (never dropped: the export stores it as is).
+    accuracy  stage -> eval_fn result: dense, pruned, pruned+finetuned, shared, shared+finetuned.
+    folded    BatchNorm modules folded into their preceding convolution.
+    """
+
+    model: nn.Module
+    example_input: Any
+    layers: dict[str, LayerState]
+    skipped: dict[str, str]
+    accuracy: dict[str, float] = field(default_factory=dict)
+    folded: list[str] = field(default_factory=list)
+    config: CompressConfig = field(default_factory=CompressConfig)
+
+    def metadata(self) -> dict[str, Any]:
+        """The `compress.*` metadata recorded in the `.dcz`."""
+        return {"compress.config": self.config.to_dict(), "compress.accuracy": dict(self.accuracy),
+                "compress.skipped": dict(sorted(self.skipped.items())), "compress.folded_batchnorm": list(self.folded)}
+
+    def save(self, path, metadata: Mapping[str, Any] | None = None, huffman: bool = True):
+        """Write the `.dcz` (atomic) through compressor.export; returns its formats.SizeReport."""
+        from compressor.export import export_dcz  # torch.onnx + onnx: loaded only when saving
+
+        return export_dcz(self.model, self.example_input, self.layers, path,
+                          metadata={**self.metadata(), **dict(metadata or {})}, huffman=huffman)
+
+
+def compress(model: nn.Module, example_input, config: CompressConfig | Mapping[str, Any] | None = None,
+             train_loader: Iterable | None = None, eval_fn: Callable[[nn.Module], float] | None = None, *,
+             loss_fn: LossFn | None = None, optimizer_factory: OptimizerFactory | None = None,
+             progress: bool = True) -> Compressed:
+    """Prune, share weights and fine-tune a copy of `model` as `config` says.
+
+    train_loader yields (inputs, targets) batches; without it, compression is post-training
+    (no fine-tuning, whatever the epochs say). eval_fn(model) -> metric is called after each
+    stage. optimizer_factory(params, lr) overrides the default Adam.
+    """
+    config = _as_config(config)
+    torch.manual_seed(config.seed)
+    work = copy.deepcopy(model).eval()
+    _check_runs(work, example_input)
+    folded = fold_batchnorm(work) if config.fold_batchnorm else []
+    teacher = _teacher(work, config, train_loader)
+    layers, skipped = find_layers(work, config)
+    accuracy: dict[str, float] = {}
+    _measure(accuracy, "dense", eval_fn, work)
+
+    def recover(epochs: int, lr: float, desc: str) -> bool:
+        if train_loader is None or epochs == 0:
+            return False
+        finetune(work, train_loader, epochs, lr, loss_fn=loss_fn, optimizer_factory=optimizer_factory,
+                 teacher=teacher, temperature=config.distill_temperature or 1.0, alpha=config.distill_alpha,
+                 progress=progress, desc=desc)
+        return True
+
+    pruning = {n: (m, p) for n, (m, p) in layers.items() if p.prune != "none"}
+    if pruning:
+        dense_std = {n: float(m.weight.detach().std()) for n, (m, _) in pruning.items()}
+        tuned = False
+        for step in range(1, config.prune_steps + 1):
+            prune_step(pruning, dense_std, step, config.prune_steps)
+            if step == config.prune_steps:
+                _measure(accuracy, "pruned", eval_fn, work)
+            tuned = recover(config.prune_epochs, config.lr, f"prune {step}/{config.prune_steps}") or tuned
+        if tuned:
+            _measure(accuracy, "pruned+finetuned", eval_fn, work)
+
+    sharing = {n: (m, p) for n, (m, p) in layers.items() if p.share}
+    if sharing:
+        for index, (name, (module, plan)) in enumerate(sharing.items()):
+            share_layer(module, plan, seed=config.seed + index)
+        _measure(accuracy, "shared", eval_fn, work)
+        if recover(config.share_epochs, config.share_lr or config.lr, "share"):
+            _measure(accuracy, "shared+finetuned", eval_fn, work)
+
+    states = {}
+    for name, (module, plan) in layers.items():
+        state = layer_state(name, module, plan)
+        if state is None:
+            skipped[name] = "config: neither pruned nor shared"
+        else:
+            states[name] = state
+    work.eval()
+    return Compressed(model=work, example_input=example_input, layers=states, skipped=skipped,
+                      accuracy=accuracy, folded=folded, config=config)
+
+
+def find_layers(model: nn.Module, config: CompressConfig) -> tuple[dict[str, tuple[nn.Module, LayerPlan]], dict[str, str]]:
+    """Compressible weights (param name -> (module, plan)) and the weights kept raw, with reasons."""
+    layers: dict[str, tuple[nn.Module, LayerPlan]] = {}
+    skipped: dict[str, str] = {}
+    for module_name, module in model.named_modules():
+        for param_name, param in module.named_parameters(recurse=False):
+            full = f"{module_name}.{param_name}" if module_name else param_name
+            if param.dim() < 2:
+                continue  # biases, norms: small, stored raw by the exporter
+            if not isinstance(module, SUPPORTED) or param_name != "weight":
+                skipped[full] = f"unsupported layer type {type(module).__name__}: kept raw"
+                continue
+            plan = config.for_layer(full, type(module).__name__)
+            if plan.skip:
+                skipped[full] = "config: skip"
+            elif param.numel() < config.min_weights:
+                skipped[full] = f"{param.numel()} weights < min_weights {config.min_weights}: kept raw"
+            else:
+                layers[full] = (module, plan)
+    config.check_names(list(layers) + list(skipped))
+    return layers, skipped
+
+
+def layer_state(name: str, module: nn.Module, plan: LayerPlan) -> LayerState | None:
+    """The LayerState of one compressed module.weight (None if it was neither pruned nor shared)."""
+    shared = shared_weight(module)
+    mask = current_mask(module)
+    shape = tuple(module.weight.shape)
+    layer_type = type(module).__name__
+    if shared is not None:
+        return LayerState(name=name, layer_type=layer_type, shape=shape, mask=as_numpy(shared.mask),
+                          codebook=as_numpy(shared.centroids).astype("float32"), labels=as_numpy(shared.labels),
+                          label_bits=plan.bits, gap_bits=plan.gap_bits, group_rows=plan.group_rows)
+    if mask is not None:
+        return LayerState(name=name, layer_type=layer_type, shape=shape, mask=as_numpy(mask),
+                          gap_bits=plan.gap_bits, values=as_numpy(module.weight).astype("float32"))
+    return None
+
+
+def fold_batchnorm(model: nn.Module) -> list[str]:
+    """Fold each BatchNorm that directly and only follows a conv into that conv (in place).
+
+    Valid only where the conv's output feeds nothing but the BatchNorm and each module is called
+    once; found with torch.fx. Models fx cannot trace keep their BatchNorms (returns []).
+    """
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # fx cannot trace data-dependent control flow; folding is an optimisation
+        return []
+    modules = dict(model.named_modules())
+    calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+    folded = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not node.args or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        source = node.args[0]
+        if source.op != "call_module" or len(source.users) != 1 or calls[node.target] != 1 or calls[source.target] != 1:
+            continue
+        conv, bn = modules[source.target], modules[node.target]
+        if not any(type(conv) is c and type(bn) is b for c, b in _CONV_BN) or not bn.track_running_stats:
+            continue
+        fused = fuse_conv_bn_eval(conv.eval(), bn.eval())
+        _replace(model, source.target, fused)
+        _replace(model, node.target, nn.Identity())
+        folded.append(node.target)
+    return folded
+
+
+def _replace(model: nn.Module, dotted: str, new: nn.Module) -> None:
+    parent_name, _, child = dotted.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def _as_config(config) -> CompressConfig:
+    if config is None:
+        return CompressConfig()
+    if isinstance(config, CompressConfig):
+        return config
+    if isinstance(config, Mapping):
+        return CompressConfig.from_dict(config)
+    raise CompressError(f"config: expected a CompressConfig or a mapping, got {type(config).__name__}")
+
+
+def _check_runs(model: nn.Module, example_input) -> None:
+    args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+    try:
+        with torch.no_grad():
+            model(*args)
+    except Exception as error:
+        raise CompressError(f"example_input: the model fails on it ({type(error).__name__}: {error})".splitlines()[0]) from error
+
+
+def _teacher(model: nn.Module, config: CompressConfig, train_loader) -> nn.Module | None:
+    if config.distill_temperature is None or train_loader is None:
+        return None
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def _measure(accuracy: dict[str, float], stage: str, eval_fn, model: nn.Module) -> None:
+    if eval_fn is not None:
+        model.eval()
+        accuracy[stage] = float(eval_fn(model))

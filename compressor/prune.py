@@ -1,0 +1,117 @@
+"""Magnitude pruning as torch parametrizations (like torch.ao.pruning's FakeSparsity).
+
+A `PruneMask` parametrization computes `weight = original * mask`: pruned weights read as zero and
+receive zero gradient while fine-tuning, so they stay pruned. Masks only ever shrink: each step of
+the iterative schedule prunes among the weights that survived the previous one.
+
+Rules (per layer, from the layer's `LayerPlan`):
+  threshold  prune |w| < threshold
+  sparsity   prune the `sparsity` fraction of the layer with the smallest |w| (a percentile)
+  quality    prune |w| < quality * std(w)  (Han et al. 2015; std of the dense weights)
+  global     one threshold across all 'global' layers, pruning `sparsity` of their weights in total
+             (as torch.nn.utils.prune.global_unstructured with L1Unstructured)
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from compressor.config import LayerPlan
+from compressor.errors import CompressError
+
+
+class PruneMask(nn.Module):
+    """Parametrization `original * mask`; the mask is a bool buffer (saved with the state dict)."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask.to(torch.bool))
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        return original * self.mask
+
+
+def ramp(step: int, steps: int) -> float:
+    """Fraction of the final pruning reached after `step` of `steps` (cubic, Zhu & Gupta 2017:
+    prune fast while there are many redundant weights, slowly near the target)."""
+    return 1.0 - (1.0 - step / steps) ** 3
+
+
+def current_mask(module: nn.Module, tensor_name: str = "weight") -> torch.Tensor | None:
+    """The PruneMask on module.<tensor_name>, if any."""
+    if not parametrize.is_parametrized(module, tensor_name):
+        return None
+    for p in module.parametrizations[tensor_name]:
+        if isinstance(p, PruneMask):
+            return p.mask
+    return None
+
+
+def set_mask(module: nn.Module, mask: torch.Tensor, tensor_name: str = "weight") -> None:
+    """Install or update the PruneMask of module.<tensor_name>."""
+    existing = current_mask(module, tensor_name)
+    if existing is not None:
+        existing.copy_(mask)
+        return
+    parametrize.register_parametrization(module, tensor_name, PruneMask(mask))
+
+
+def _keep_largest(magnitude: torch.Tensor, alive: torch.Tensor, n_prune: int) -> torch.Tensor:
+    """Mask keeping all but the n_prune smallest magnitudes (already-pruned entries count first)."""
+    flat = torch.where(alive, magnitude, torch.full_like(magnitude, -1.0)).flatten()
+    order = torch.argsort(flat, stable=True)  # stable: ties resolved by position, reproducibly
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    keep[order[:n_prune]] = False
+    return keep.reshape(magnitude.shape)
+
+
+def prune_step(layers: Mapping[str, tuple[nn.Module, LayerPlan]], dense_std: Mapping[str, float],
+               step: int, steps: int) -> dict[str, float]:
+    """Apply step `step` (1-based) of `steps` to every pruned layer; returns each layer's density."""
+    fraction = ramp(step, steps)
+    masks: dict[str, torch.Tensor] = {}
+    pooled: list[str] = []
+    with torch.no_grad():
+        for name, (module, plan) in layers.items():
+            weight = module.weight.detach()
+            alive = current_mask(module)
+            alive = torch.ones_like(weight, dtype=torch.bool) if alive is None else alive
+            magnitude = weight.abs()
+            if plan.prune == "sparsity":
+                masks[name] = _keep_largest(magnitude, alive, round(plan.sparsity * fraction * weight.numel()))
+            elif plan.prune == "threshold":
+                masks[name] = alive & (magnitude >= plan.threshold * fraction)
+            elif plan.prune == "quality":
+                masks[name] = alive & (magnitude >= plan.quality * dense_std[name] * fraction)
+            elif plan.prune == "global":
+                pooled.append(name)
+            else:
+                raise CompressError(f"layer {name}: unknown pruning rule {plan.prune!r}")
+        if pooled:
+            masks.update(_global_masks({n: layers[n] for n in pooled}, fraction))
+        for name, mask in masks.items():
+            module = layers[name][0]
+            old = current_mask(module)
+            set_mask(module, mask if old is None else mask & old)
+    return {name: float(current_mask(layers[name][0]).float().mean()) for name in masks}
+
+
+def _global_masks(layers: Mapping[str, tuple[nn.Module, LayerPlan]], fraction: float) -> dict[str, torch.Tensor]:
+    targets = {plan.sparsity for _, plan in layers.values()}
+    if len(targets) != 1:
+        raise CompressError(f"global pruning: layers {sorted(layers)} ask for different sparsities {sorted(targets)}; "
+                            "set one 'sparsity' for all layers pruned with 'global'")
+    sparsity = targets.pop()
+    magnitudes, alives, sizes = [], [], []
+    for module, _ in layers.values():
+        weight = module.weight.detach()
+        alive = current_mask(module)
+        magnitudes.append(weight.abs().flatten())
+        alives.append((torch.ones_like(weight, dtype=torch.bool) if alive is None else alive).flatten())
+        sizes.append(weight.numel())
+    keep = _keep_largest(torch.cat(magnitudes), torch.cat(alives), round(sparsity * fraction * sum(sizes)))
+    parts = torch.split(keep, sizes)
+    return {name: part.reshape(module.weight.shape) for (name, (module, _)), part in zip(layers.items(), parts)}

@@ -1,0 +1,70 @@
+"""Weight sharing with trainable centroids (Han, Mao & Dally 2016, section 3.3).
+
+`SharedWeight` is a parametrization computing `weight = centroids[labels] * mask`. The centroids are
+an nn.Parameter, so autograd's backward of the gather sums the gradients of all weights of a
+cluster into that cluster's centroid (the paper's trained quantization); the labels and mask are
+fixed buffers, so pruned positions stay zero and weights never change cluster.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from compressor.config import LayerPlan
+from compressor.kmeans import cluster_weights
+from compressor.prune import current_mask
+
+
+class SharedWeight(nn.Module):
+    """Parametrization `centroids[labels] * mask` (per-group codebooks when centroids is 2-D)."""
+
+    def __init__(self, centroids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None,
+                 group_rows: int | None = None) -> None:
+        super().__init__()
+        self.centroids = nn.Parameter(centroids.to(torch.float32))
+        self.register_buffer("labels", labels.to(torch.long))
+        self.register_buffer("mask", None if mask is None else mask.to(torch.bool))
+        self.group_rows = group_rows
+        if self.centroids.dim() == 2:
+            rows = labels.shape[0]
+            group = torch.arange(rows) // (group_rows or rows)
+            self.register_buffer("row_group", group.reshape((rows,) + (1,) * (labels.dim() - 1)).expand_as(labels).clone())
+        else:
+            self.row_group = None
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:  # the original is superseded
+        if self.row_group is None:
+            weight = self.centroids[self.labels]
+        else:
+            weight = self.centroids[self.row_group, self.labels]
+        return weight if self.mask is None else weight * self.mask
+
+
+def shared_weight(module: nn.Module) -> SharedWeight | None:
+    """The SharedWeight parametrization of module.weight, if any."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return None
+    return next((p for p in module.parametrizations["weight"] if isinstance(p, SharedWeight)), None)
+
+
+def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeight:
+    """Cluster module.weight's surviving values and replace it by a SharedWeight parametrization."""
+    with torch.no_grad():
+        weight = module.weight.detach().clone()
+    mask = current_mask(module)
+    mask = None if mask is None else mask.clone()
+    book, labels = cluster_weights(weight.numpy(), None if mask is None else mask.numpy(), plan.bits,
+                                   init=plan.init, seed=seed, backend=plan.kmeans, group_rows=plan.group_rows)
+    if parametrize.is_parametrized(module, "weight"):
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    shared = SharedWeight(torch.from_numpy(book), torch.from_numpy(labels), mask, plan.group_rows)
+    parametrize.register_parametrization(module, "weight", shared)
+    # The original tensor no longer affects the output: freeze it so optimizers leave it alone.
+    module.parametrizations["weight"].original.requires_grad_(False)
+    return shared
+
+
+def as_numpy(tensor: torch.Tensor | None) -> np.ndarray | None:
+    return None if tensor is None else tensor.detach().cpu().numpy()

@@ -1,0 +1,56 @@
+"""Fine-tuning driver and distillation loss."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compressor import CompressError
+from compressor.distill import distillation_loss
+from compressor.finetune import accuracy, finetune
+
+
+def _toy(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(256, 4, generator=g)
+    y = (X[:, 0] + X[:, 1] > 0).long()
+    return X, y, [(X[i:i + 32], y[i:i + 32]) for i in range(0, 256, 32)]
+
+
+def test_finetune_reduces_loss_and_raises_accuracy():
+    torch.manual_seed(0)
+    X, y, loader = _toy()
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    before = accuracy(model, X, y)
+    first = finetune(model, loader, 1, 1e-2, progress=False)
+    last = finetune(model, loader, 5, 1e-2, progress=False)
+    assert last < first and accuracy(model, X, y) > max(before, 90.0)
+
+
+def test_distillation_loss_matches_its_definition():
+    student, teacher = torch.randn(5, 3), torch.randn(5, 3)
+    targets = torch.tensor([0, 1, 2, 1, 0])
+    T, alpha = 3.0, 0.6
+    p_teacher = F.softmax(teacher / T, dim=-1)
+    kl = (p_teacher * (p_teacher.log() - F.log_softmax(student / T, dim=-1))).sum(-1).mean()
+    expected = alpha * kl * T * T + (1 - alpha) * F.cross_entropy(student, targets)
+    assert distillation_loss(student, teacher, targets, T, alpha).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert distillation_loss(teacher, teacher, targets, T, 1.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_finetune_with_teacher_moves_student_towards_it():
+    torch.manual_seed(0)
+    X, y, loader = _toy()
+    teacher = nn.Linear(4, 2)
+    student = nn.Linear(4, 2)
+    def gap():  # KL(teacher || student) of the predicted distributions
+        with torch.no_grad():
+            return F.kl_div(F.log_softmax(student(X), -1), F.log_softmax(teacher(X), -1), log_target=True,
+                            reduction="batchmean").item()
+    start = gap()
+    finetune(student, loader, 20, 5e-2, teacher=teacher, temperature=2.0, alpha=1.0, progress=False)
+    assert gap() < start / 2
+
+
+def test_bad_loader_is_a_clear_error():
+    with pytest.raises(CompressError, match=r"\(inputs, targets\)"):
+        finetune(nn.Linear(2, 2), [torch.zeros(1, 2)], 1, 1e-3, progress=False)
