@@ -59,15 +59,49 @@ class SparseFC:
         return y.reshape(lead + (y.shape[-1],))
 
 
+def _weight_orientation(node: onnx.NodeProto) -> bool | None:
+    """For x @ W-style nodes: True if W must be transposed to get (out, in) rows, None if not FC."""
+    if node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Gemm" and not attrs.get("transA", 0):
+        return not attrs.get("transB", 0)
+    if node.op_type == "MatMul":
+        return True
+    return None
+
+
+def sparse_candidates(model: onnx.ModelProto) -> dict[str, bool]:
+    """Weights (input 1 of Gemm/MatMul) that every consumer could read as CSR rows -> transpose flag.
+
+    The CSR holds W as (out, in) rows: Gemm(transB=1) stores it so; MatMul and Gemm(transB=0)
+    store (in, out) and need the transpose. A 2-D weight with any other consumer stays dense.
+    """
+    orientation: dict[str, bool | None] = {}
+    for node in model.graph.node:
+        for position, name in enumerate(node.input):
+            if not name:
+                continue
+            flag = _weight_orientation(node) if position == 1 else None
+            if name in orientation and orientation[name] != flag:
+                flag = None
+            orientation[name] = flag
+    dims = {t.name: len(t.dims) for t in model.graph.initializer}
+    return {n: f for n, f in orientation.items() if f is not None and dims.get(n) == 2}
+
+
 class NumpyExecutor:
     """Compile an ONNX ModelProto against a mapping of initializer arrays; `run` feeds inputs."""
 
     def __init__(self, model: onnx.ModelProto, weights: Mapping[str, np.ndarray], sparse_weights: Mapping[str, CsrRows] | None = None):
         self._opset = opset_version(model)
-        self._constants: dict[str, object] = dict(weights)
-        for init in model.graph.initializer:
-            if init.name not in self._constants and init.data_location != onnx.TensorProto.EXTERNAL:
-                self._constants[init.name] = numpy_helper.to_array(init)
+        # Stored weights stay behind their (lazy) mapping and are fetched when a node first reads them.
+        self._weights = weights
+        self._constants: dict[str, object] = {
+            init.name: numpy_helper.to_array(init)
+            for init in model.graph.initializer
+            if init.data_location != onnx.TensorProto.EXTERNAL
+        }
         self._outputs = [o.name for o in model.graph.output]
         self._steps = [self._compile(i, node, sparse_weights or {}) for i, node in enumerate(model.graph.node)]
         self._last_use = self._last_uses()
@@ -89,12 +123,12 @@ class NumpyExecutor:
         if node.domain not in ("", "ai.onnx") or len(node.input) < 2 or node.input[1] not in sparse:
             return None
         csr = sparse[node.input[1]]
-        if node.op_type == "Gemm" and not attrs.get("transA", 0) and attrs.get("transB", 0):
-            fn = SparseFC(csr, attrs.get("alpha", 1.0), attrs.get("beta", 1.0))
-        elif node.op_type == "MatMul":
-            fn = SparseFC(csr)  # caller stored the CSR of W.T, see runtime.model
-        else:
+        if _weight_orientation(node) is None:
             return None
+        if node.op_type == "Gemm":
+            fn = SparseFC(csr, attrs.get("alpha", 1.0), attrs.get("beta", 1.0))
+        else:
+            fn = SparseFC(csr)
         inputs = (node.input[0],) + tuple(node.input[2:3])
         return Step(fn, ctx, inputs, tuple(node.output[:1]), {}, "SparseFC")
 
@@ -109,7 +143,7 @@ class NumpyExecutor:
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         env: dict[str, object] = dict(self._constants)
         env.update(feeds)
-        keep = set(self._outputs) | set(self._constants)
+        keep = set(self._outputs)
         for i, step in enumerate(self._steps):
             args = []
             for name in step.inputs:
@@ -117,6 +151,8 @@ class NumpyExecutor:
                     args.append(None)
                 elif name in env:
                     args.append(env[name])
+                elif name in self._weights:
+                    args.append(self._weights[name])
                 else:
                     raise DczRuntimeError(f"node {step.ctx.node!r} ({step.op_type}) reads {name!r}, which nothing produced")
             try:

@@ -68,8 +68,46 @@ def lenet_300_100_weights(seed=0, density=0.1) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     out = {}
     for layer, (o, i) in zip(("fc1", "fc2", "fc3"), ((300, 784), (100, 300), (10, 100))):
-        w = rng.standard_normal((o, i)).astype(np.float32) / np.sqrt(i)
+        w = (rng.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32)
         w[rng.random((o, i)) > density] = 0.0
         out[f"{layer}.weight"] = w
         out[f"{layer}.bias"] = (0.1 * rng.standard_normal(o)).astype(np.float32)
     return out
+
+
+def shared_form(weight: np.ndarray, bits: int = 4):
+    """(mask, labels, codebook) of a weight quantized to 2**bits evenly spaced centroids."""
+    mask = weight != 0
+    kept = weight[mask]
+    book = np.linspace(kept.min(), kept.max(), 2**bits).astype(np.float32)
+    labels = np.abs(weight[..., None] - book).argmin(-1).astype(np.int64)
+    return mask, labels, book
+
+
+def lenet_dcz_tensors(weights: dict[str, np.ndarray]):
+    """formats writer inputs: fc weights SparseShared (the paper's encoding), biases Raw.
+
+    Returns (tensors, effective dense weights) - the latter is what the file decodes to.
+    """
+    import formats
+
+    tensors, effective = [], {}
+    for name, array in weights.items():
+        if array.ndim == 2:
+            mask, labels, book = shared_form(array)
+            tensors.append(formats.SparseShared(name, mask, labels, book, label_bits=4, gap_bits=5))
+            effective[name] = np.where(mask, book[labels], 0).astype(np.float32)
+        else:
+            tensors.append(formats.Raw(name, array))
+            effective[name] = array
+    return tensors, effective
+
+
+def lenet_reference(effective: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The LeNet-300-100 forward pass in float64 numpy, for comparing backends against."""
+    h = x.reshape(len(x), -1).astype(np.float64)
+    for i, layer in enumerate(("fc1", "fc2", "fc3")):
+        h = h @ effective[f"{layer}.weight"].T.astype(np.float64) + effective[f"{layer}.bias"]
+        if i < 2:
+            h = np.maximum(h, 0)
+    return h

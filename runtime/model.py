@@ -1,0 +1,174 @@
+"""`runtime.load`: a .dcz opened, checked against its graph, and ready to run on a backend."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+import formats
+
+from .errors import DczRuntimeError
+from .lazy import LazyTensors
+from .onnx_graph import Placeholder, graph_inputs, graph_outputs, parse_model, placeholders
+from .validate import check_placeholders, normalize_inputs
+
+BACKENDS = ("ort", "numpy", None)  # None: inspect tensors / report / metadata without a backend
+SPARSE_ENCODINGS = ("sparse", "sparse_shared")
+
+
+class Model:
+    """A loaded .dcz. Use `runtime.load` to make one.
+
+    tensors   lazy mapping name -> decoded array (decoded on first use from the memory-mapped file)
+    graph     the stored ONNX graph (bytes, with placeholders)
+    metadata  the file's metadata dict
+    report    the per-stage size report (formats.SizeReport)
+    run(x)    inputs (dict name -> array, or one array) -> list of output arrays
+    """
+
+    def __init__(self, dcz_file, backend: str, lazy: bool, providers, threads, inter_op_threads, sparse):
+        self._file = dcz_file
+        self.backend = backend
+        self.graph: bytes = bytes(dcz_file.graph)
+        self.metadata: dict = dict(dcz_file.metadata)
+        if dcz_file.graph_format != "onnx":
+            raise DczRuntimeError(f"graph_format is {dcz_file.graph_format!r}; the runtime runs 'onnx' graphs only")
+        self.onnx_model: onnx.ModelProto = parse_model(self.graph)
+        self.placeholders: dict[str, Placeholder] = placeholders(self.onnx_model)
+        check_placeholders(self.placeholders, {name: dcz_file.info(name) for name in dcz_file.names})
+        self._inputs = graph_inputs(self.onnx_model)
+        self._outputs = graph_outputs(self.onnx_model)
+        self.tensors = LazyTensors(dcz_file)
+        if not lazy:
+            self.tensors.decode_all()
+        self._engine = self._make_engine(providers, threads, inter_op_threads, sparse)
+
+    def _make_engine(self, providers, threads, inter_op_threads, sparse):
+        if self.backend is None:
+            return None
+        if self.backend == "ort":
+            if sparse:
+                raise DczRuntimeError("sparse=True is a NumPy backend option; ONNX Runtime computes dense")
+            from .ort_backend import OrtSession
+
+            # Iterating LazyTensors decodes one tensor at a time, straight into ORT's hands.
+            return OrtSession(self.onnx_model, {n: self.tensors[n] for n in self.tensors}, providers, threads, inter_op_threads)
+        if providers is not None:
+            raise DczRuntimeError("providers apply to backend='ort' only")
+        from .numpy_exec import NumpyExecutor
+
+        sparse_weights = self._sparse_weights() if sparse else {}
+        dense = _DenseView(self.tensors, exclude=set(sparse_weights))
+        return NumpyExecutor(self.onnx_model, dense, sparse_weights)
+
+    def _sparse_weights(self) -> dict:
+        """CSR forms of pruned FC weights whose every consumer can compute from CSR."""
+        from .numpy_exec import CsrRows
+        from .numpy_exec.executor import sparse_candidates
+
+        chosen = {}
+        for name, transpose in sparse_candidates(self.onnx_model).items():
+            if name not in self.placeholders or self._file.info(name).encoding not in SPARSE_ENCODINGS:
+                continue
+            dense = self.tensors[name]
+            chosen[name] = CsrRows.from_dense(dense.T if transpose else dense)
+            self.tensors.release(name)  # keep only the CSR form; re-decoded if someone asks
+        return chosen
+
+    # --- public API ----------------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self._inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self._outputs]
+
+    @property
+    def report(self):
+        return self._file.size_report()
+
+    @property
+    def version(self) -> tuple[int, int]:
+        return tuple(self._file.version)
+
+    def run(self, inputs) -> list[np.ndarray]:
+        """Run the network: `inputs` is a dict name -> array, or one array for a single-input graph."""
+        if self._engine is None:
+            raise DczRuntimeError("this model was loaded with backend=None (or closed): nothing can run it")
+        return self._engine.run(normalize_inputs(inputs, self._inputs))
+
+    def close(self) -> None:
+        """Drop the backend and the decoded tensors, and unmap the file."""
+        self._engine = None
+        self._file.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<runtime.Model backend={self.backend!r} tensors={len(self.tensors)} inputs={self.input_names} outputs={self.output_names}>"
+
+
+class _DenseView(Mapping):
+    """The lazy tensors minus the ones the executor holds in CSR form."""
+
+    def __init__(self, tensors: LazyTensors, exclude: set[str]):
+        self._tensors, self._exclude = tensors, exclude
+
+    def __getitem__(self, name):
+        if name in self._exclude:
+            raise KeyError(name)
+        return self._tensors[name]
+
+    def __iter__(self):
+        return (n for n in self._tensors if n not in self._exclude)
+
+    def __len__(self):
+        return len(self._tensors) - len(self._exclude)
+
+
+def open_dcz(source):
+    """formats.open / formats.loads, letting the format's own error through unchanged.
+
+    formats.open closes its mmap when validation fails; if a memoryview of the map is still alive
+    in the failing frame, mmap.close() raises BufferError and hides the FormatError. Surface the
+    FormatError it was handling instead (the caller must see the format's own message).
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return formats.loads(bytes(source))
+    try:
+        return formats.open(os.fspath(source))
+    except BufferError as exc:
+        if isinstance(exc.__context__, formats.FormatError):
+            raise exc.__context__ from None
+        raise
+
+
+def load(path, backend: str = "ort", providers: Sequence | None = None, threads: int | None = None,
+         lazy: bool = True, *, inter_op_threads: int | None = None, sparse: bool = False) -> Model:
+    """Open a .dcz and prepare it to run.
+
+    backend           "ort" (ONNX Runtime), "numpy" (the built-in executor) or None (inspect only).
+    providers         ORT execution providers (default CPU); `threads` / `inter_op_threads` set ORT's pools.
+    lazy              decode each tensor on first use (default) instead of all at load.
+    sparse            NumPy backend: compute pruned fully connected layers from their CSR form.
+    Raises formats.FormatError for a damaged file (before any inference) and DczRuntimeError when
+    the graph and the stored tensors disagree (message names the tensor) or arguments are invalid.
+    """
+    if backend not in BACKENDS:
+        raise DczRuntimeError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if threads is not None and (not isinstance(threads, int) or threads < 0):
+        raise DczRuntimeError(f"threads must be a non-negative int (0 = ORT's default), got {threads!r}")
+    dcz_file = open_dcz(path)
+    try:
+        return Model(dcz_file, backend, lazy, providers, threads, inter_op_threads, sparse)
+    except BaseException:
+        dcz_file.close()
+        raise
