@@ -15,6 +15,12 @@ from typing import Any, Mapping
 ACCURACY_KEY = "compress.accuracy"
 METRIC_KEY = "compress.metric"
 KEPT_RAW_KEY = "compress.kept_raw"
+SKIPPED_KEY = "compress.skipped"
+# formats.SizeReport's columns, in its order, short enough for an 80-column terminal.
+_COMPACT_HEAD = ("tensor", "enc", "weights", "kept\n(P)", "w bits\nP+Q", "w bits\nP+Q+H",
+                 "idx bits\nP+Q", "idx bits\nP+Q+H", "size\nP+Q", "size\nP+Q+H")
+# Encodings named by the paper's stages they store (P = pruned, Q = quantized / shared).
+_SHORT_ENCODING = {"sparse_shared": "P+Q", "sparse": "P", "shared": "Q", "raw": "raw"}
 
 
 @dataclass
@@ -56,7 +62,8 @@ class Report:
     def _from_file(cls, dcz) -> "Report":
         meta = dcz.metadata
         accuracies = meta.get(ACCURACY_KEY) or {}
-        kept_raw = meta.get(KEPT_RAW_KEY) or {}
+        # compress() also records its own reasons under compress.skipped (parameter names): they win
+        kept_raw = {**(meta.get(KEPT_RAW_KEY) or {}), **(meta.get(SKIPPED_KEY) or {})}
         return cls(dcz.size_report(), {str(k): float(v) for k, v in accuracies.items()},
                    {str(k): str(v) for k, v in kept_raw.items()}, str(meta.get(METRIC_KEY, "accuracy")))
 
@@ -75,6 +82,10 @@ class Report:
     def compression(self) -> float:
         """Dense fp32 weights over the whole `.dcz` file (graph, header and padding included)."""
         return self.dense_bytes / self.file_bytes if self.file_bytes else float("nan")
+
+    def _percent(self, value: float) -> float:
+        """Accuracies are fractions (as compress()'s eval_fn returns them) unless some value exceeds 1."""
+        return value if any(v > 1.0 for v in self.accuracies.values()) else value * 100.0
 
     def accuracy_rows(self) -> list[tuple[str, float, float | None]]:
         """(stage, value, change against the first stage) per stage."""
@@ -112,9 +123,9 @@ class Report:
         lines = ["", f"| stage | {self.metric} | change |", "|---|---:|---:|"] if markdown else \
                 ["", f"{'stage':<16} {self.metric:>12} {'change':>10}"]
         for stage, value, change in self.accuracy_rows():
-            delta = "" if change is None else f"{change * 100:+.2f} pp"
-            lines.append(f"| {stage} | {value * 100:.2f}% | {delta} |" if markdown
-                         else f"{stage:<16} {value * 100:>11.2f}% {delta:>10}")
+            delta = "" if change is None else f"{self._percent(change):+.2f} pp"
+            lines.append(f"| {stage} | {self._percent(value):.2f}% | {delta} |" if markdown
+                         else f"{stage:<16} {self._percent(value):>11.2f}% {delta:>10}")
         return lines
 
     def _kept_raw_lines(self, markdown: bool) -> list[str]:
@@ -128,25 +139,30 @@ class Report:
                 f"({self.compression:.1f}x, whole file)")
 
     def to_markdown(self) -> str:
-        return "\n".join([self.sizes.to_markdown().rstrip(), "", self._summary(),
-                          *self._accuracy_lines(True), *self._kept_raw_lines(True)]) + "\n"
+        return "\n".join([self.sizes.to_markdown().rstrip(), *self._accuracy_lines(True),
+                          *self._kept_raw_lines(True)]) + "\n"
 
     def to_text(self) -> str:
-        return "\n".join([self.sizes.to_text().rstrip(), "", self._summary(),
-                          *self._accuracy_lines(False), *self._kept_raw_lines(False)]) + "\n"
+        return "\n".join([self.sizes.to_text().rstrip(), *self._accuracy_lines(False),
+                          *self._kept_raw_lines(False)]) + "\n"
 
     def __str__(self) -> str:
         return self.to_text()
 
     def to_rich(self):
         """A rich renderable (tables + notes) for the terminal: `rich.print(report.to_rich())`."""
+        from rich import box
         from rich.console import Group
         from rich.table import Table
 
-        sizes = Table(title="Deep Compression, per tensor (Han et al. 2016 columns)", title_justify="left")
-        for i, head in enumerate(self.sizes._HEAD):  # formats' paper columns, rendered by formats
-            sizes.add_column(head, justify="left" if i < 2 else "right", no_wrap=i == 0)
-        rows = self.sizes._rows()
+        sizes = Table(title="Deep Compression, per tensor (Han et al. 2016 columns)", title_justify="left",
+                      box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        heads = _COMPACT_HEAD if len(_COMPACT_HEAD) == len(self.sizes._HEAD) else self.sizes._HEAD
+        rows = [[row[0], _SHORT_ENCODING.get(row[1], row[1]), *row[2:]] for row in self.sizes._rows()]
+        name_width = min(24, max(len(row[0]) for row in rows))
+        for i, head in enumerate(heads):  # formats' paper columns; cells as formats renders them
+            sizes.add_column(head, justify="left" if i < 2 else "right", overflow="ellipsis" if i else "fold", no_wrap=True,
+                             min_width=name_width if i == 0 else None)
         for row in rows[:-1]:
             style = "yellow" if row[0] in self.kept_raw else None
             sizes.add_row(*row, style=style)
@@ -157,7 +173,8 @@ class Report:
             for head in ("stage", self.metric, "change"):
                 stages.add_column(head, justify="left" if head == "stage" else "right")
             for stage, value, change in self.accuracy_rows():
-                stages.add_row(stage, f"{value * 100:.2f}%", "" if change is None else f"{change * 100:+.2f} pp")
+                stages.add_row(stage, f"{self._percent(value):.2f}%",
+                               "" if change is None else f"{self._percent(change):+.2f} pp")
             parts.append(stages)
         parts.extend(self._kept_raw_lines(False))
         return Group(*parts)
