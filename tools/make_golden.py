@@ -3,7 +3,7 @@
     python tools/make_golden.py [--out DIR]
 
 Each golden file is small and covers one corner of format v1.0; beside it, a folder holds one
-.npy per tensor (the exact decoded array) and manifest.json maps file -> tensor -> .npy. Every
+.npy per tensor (the exact decoded array) and manifest.json maps file -> [[tensor, .npy], ...] in file order. Every
 later reader must keep loading these files to the same arrays (tests/formats/test_formats_golden.py
 regenerates them into a temporary folder and compares the bytes, then loads each one).
 """
@@ -99,12 +99,12 @@ def generate(out: Path) -> dict:
         formats.write(path, tensors, graph=f"graph of {stem}".encode(), metadata=METADATA, **kw)
         folder = out / stem
         folder.mkdir(exist_ok=True)
-        entry = {}
+        entry = []
         with formats.open(path) as f:
             for i, name in enumerate(f.names):
                 npy = _npy_name(i, name)
                 np.save(folder / npy, f.tensor(name), allow_pickle=False)
-                entry[name] = f"{stem}/{npy}"
+                entry.append([name, f"{stem}/{npy}"])
         manifest[f"{stem}.dcz"] = entry
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
