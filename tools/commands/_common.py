@@ -65,6 +65,10 @@ def open_dcz(path: str | Path) -> Any:
     formats = require("formats", "reading .dcz files")
     try:
         return formats.open(path)
+    except BufferError as exc:  # formats failed to unmap after a FormatError: report the FormatError
+        if not isinstance(exc.__context__, formats.FormatError):
+            raise
+        raise CliError(f"{path} is not a valid .dcz file: {exc.__context__}", "check that it is a complete .dcz written by dcz") from exc
     except formats.FormatError as exc:
         raise CliError(f"{path} is not a valid .dcz file: {exc}", "check that it is a complete .dcz written by dcz") from exc
 

@@ -58,7 +58,8 @@ def register(subparsers, common) -> None:
     parser.add_argument("--no-huffman", action="store_true", help="fixed-width streams (the paper's P+Q stage)")
     parser.add_argument("--config", metavar="FILE", help="per-layer settings, .toml or .json")
     parser.add_argument("--seed", type=int, help="seed for k-means initialisation (default 0)")
-    parser.add_argument("--budget", type=size_arg, metavar="SIZE", help="fit the file into SIZE bytes, e.g. 64KB (budget solver)")
+    parser.add_argument("--budget", type=size_arg, metavar="SIZE", help="fit the file into SIZE bytes, e.g. 64KB: the solver picks each layer's sparsity and bits")
+    parser.add_argument("--calib", metavar="X.npy", help="with --budget: sample inputs to weigh each layer's damage (default: the zero example input)")
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -219,17 +220,56 @@ def compress_onnx(args, config, out: Path) -> None:
 def compress_torch(args, config, out: Path) -> None:
     model, example = build_torch_model(args)
     if args.budget is not None:
-        budget = require("compressor.budget", "--budget")
-        budget.fit_budget(model, example, args.budget, config=config, path=out, huffman=not args.no_huffman)
+        fit_to_budget(args, model, example, out)
         return
     compressor = require("compressor", "dcz compress")
     result = compressor.compress(model, example, config)
     result.save(out, huffman=not args.no_huffman)
 
 
-def run(args) -> int:
+BUDGET_CONFLICTS = ("threshold", "sparsity", "quality", "bits", "gap_bits", "config")
+
+
+def fit_to_budget(args, model, example, out: Path) -> None:
+    """--budget: compressor.budget.fit_budget chooses per-layer sparsity and bits; prints its allocation."""
+    torch = require("torch", "--budget")
+    np = require("numpy", "--budget")
+    budget = require("compressor.budget", "--budget")
+    calib = None
+    if args.calib:
+        calib = torch.from_numpy(np.load(existing_file(args.calib, "--calib file"), allow_pickle=False).astype(np.float32))
+    result = budget.fit_budget(model, example, args.budget, calib=calib, seed=args.seed or 0, out_path=out,
+                               progress=lambda message: print(f"budget: {message}", file=sys.stderr))
+    print(result.to_text())
+    print()
+
+
+def check_model_spec(spec: str) -> None:
+    if spec.endswith(".onnx"):
+        return
+    if spec.endswith((".pt", ".pth", ".bin", ".ckpt")):
+        raise usage_error(f"model {spec!r} is a weights file: whole pickled models are not loaded (unsafe)",
+                          "give package.module:factory and pass the state dict with --weights")
+    module, _, factory = spec.partition(":")
+    if not module or not factory:
+        raise usage_error(f"model {spec!r} is neither an .onnx file nor package.module:factory", "see 'dcz compress --help'")
+
+
+def check_option_mix(args) -> None:
+    check_model_spec(args.model)
     if args.weights and args.model.endswith(".onnx"):
         raise usage_error("--weights is for PyTorch models; an .onnx file carries its weights", "drop --weights")
+    if args.calib and args.budget is None:
+        raise usage_error("--calib only matters with --budget", "add --budget SIZE or drop --calib")
+    if args.budget is not None:
+        given = [name for name in BUDGET_CONFLICTS if getattr(args, name) is not None]
+        if given or args.no_share or args.no_huffman:
+            option = "--" + (given[0].replace("_", "-") if given else ("no-share" if args.no_share else "no-huffman"))
+            raise usage_error(f"--budget chooses every layer's sparsity and bits itself; {option} conflicts with it", f"drop {option} or --budget")
+
+
+def run(args) -> int:
+    check_option_mix(args)
     out = output_path(args.output or default_output(args.model), "output file")
     config = build_config(args)
     if args.model.endswith(".onnx"):

@@ -54,9 +54,18 @@ def describe(path, dcz) -> dict:
     }
 
 
-def metadata_lines(metadata: dict) -> list[str]:
-    """The metadata worth a line each, `dcz.*` (writer bookkeeping) left to --json."""
-    return [f"  {key} = {json.dumps(value)}" for key, value in sorted(metadata.items()) if not key.startswith("dcz.")]
+SHOWN_ELSEWHERE = ("dcz.", "compress.accuracy", "compress.kept_raw")
+
+
+def metadata_lines(metadata: dict, width: int = 110) -> list[str]:
+    """One line per metadata key (long values cut; --json has them whole); keys the tables show are left out."""
+    lines = []
+    for key, value in sorted(metadata.items()):
+        if key.startswith(SHOWN_ELSEWHERE):
+            continue
+        text = f"  {key} = {json.dumps(value)}"
+        lines.append(text if len(text) <= width else text[: width - 3] + "...")
+    return lines
 
 
 def run(args) -> int:
@@ -76,5 +85,14 @@ def run(args) -> int:
             print("metadata:")
             print("\n".join(lines))
         print()
-        print(report.to_text())
+        print(stage_table(dcz, report))
     return 0
+
+
+def stage_table(dcz, sizes) -> str:
+    """The compressor's Report (sizes + accuracy per stage + kept-raw reasons) if importable, else formats' table."""
+    try:
+        from compressor.report import Report
+    except ImportError:  # a runtime-only install still shows the size table
+        return sizes.to_text()
+    return Report.from_dcz(dcz).to_text().rstrip()

@@ -6,7 +6,8 @@ import math
 import sys
 
 from tools.budget_parse import format_size
-from tools.commands._common import add_command, open_dcz, size_arg
+from tools.cli_errors import CliError, require
+from tools.commands._common import add_command, open_dcz, output_path, size_arg
 
 DESCRIPTION = """\
 Answer a size budget from the .dcz file alone: whether the file fits and by how much, which layers
@@ -34,6 +35,7 @@ def register(subparsers, common) -> None:
     parser.add_argument("--top", type=int, default=10, metavar="N", help="layers to list by bytes (default 10)")
     parser.add_argument("--check", action="store_true", help="exit with code 1 when the file does not fit the budget")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    parser.add_argument("--curve", metavar="PNG", help="files written with 'compress --budget': plot the rate / damage curve")
 
 
 # --- the what-if estimate --------------------------------------------------------------------
@@ -144,15 +146,24 @@ def grid_table(grid: dict, budget: int | None) -> str:
     return "\n".join(lines)
 
 
-def budget_metadata(metadata: dict) -> dict:
-    """What `compress --budget` recorded about its allocation (compress.budget.* keys), if anything."""
-    return {key: value for key, value in sorted(metadata.items()) if key.startswith("compress.budget")}
+def solver_report(path, budget: int | None, curve_png: str | None):
+    """The budget solver's own view (allocation per layer, predicted vs actual bytes) when the file
+    was written by `dcz compress --budget`; None for other files."""
+    budget_report = require("compressor.budget_report", "reading the budget allocation")
+    document = budget_report.budget_report(path, budget)
+    if not document.get("recorded_by_fit_budget"):
+        if curve_png:
+            raise CliError(f"{path} was not written with --budget: it has no rate curve", "drop --curve")
+        return None
+    if curve_png:
+        budget_report.plot_rate_curve(document, output_path(curve_png, "PNG"))
+    return document
 
 
 def run(args) -> int:
     with open_dcz(args.file) as dcz:
         report = dcz.size_report()
-        allocation = budget_metadata(dcz.metadata)
+    allocation = solver_report(args.file, args.budget, args.curve)
     grid = what_if_grid(report)
     fits = args.budget is None or report.file_bytes <= args.budget
     if args.json:
@@ -174,6 +185,8 @@ def run(args) -> int:
         print(f"what if (ESTIMATED file size; each layer at this sparsity and label width{note}):")
         print(grid_table(grid, args.budget))
         if allocation:
-            print("\nallocation recorded by the budget solver:")
-            print("\n".join(f"  {key} = {json.dumps(value)}" for key, value in allocation.items()))
+            print("\nallocation chosen by 'dcz compress --budget' (from the file's metadata):")
+            print(require("compressor.budget_report", "dcz report").render_text(allocation))
+        if args.curve:
+            print(f"\nwrote {args.curve}")
     return 1 if args.check and not fits else 0
