@@ -351,8 +351,11 @@ class DczFile:
     def close(self) -> None:
         self._buf = None
         if self._closer is not None:
-            self._closer()
-            self._closer = None
+            closer, self._closer = self._closer, None
+            try:
+                closer()
+            except BufferError:  # a view is still alive somewhere: the map goes when it does
+                pass
 
     def __enter__(self):
         return self
@@ -380,6 +383,20 @@ def open_file(path) -> DczFile:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     try:
         return DczFile(mm, closer=mm.close)
+    except FormatError as exc:
+        message = str(exc)
     except BaseException:
-        mm.close()
+        _close_map(mm)
         raise
+    # Re-raised without the traceback: its frames hold views of the map, and a map with live
+    # views cannot be closed (mmap raises BufferError, which would hide the FormatError).
+    _close_map(mm)
+    raise FormatError(message)
+
+
+def _close_map(mm: mmap.mmap) -> None:
+    """Close the map now if no view is alive; otherwise the garbage collector unmaps it later."""
+    try:
+        mm.close()
+    except BufferError:
+        pass

@@ -228,3 +228,23 @@ def test_writer_rejects_bad_inputs_by_name():
         formats.dumps([], metadata={"Bad": 1})
     with pytest.raises(formats.FormatError, match="given twice"):
         formats.dumps([formats.Raw("a", np.zeros(1, np.float32))] * 2)
+
+
+def test_open_from_disk_raises_format_error_not_buffer_error(tmp_path):
+    """formats.open memory-maps; a damaged file must still surface as FormatError."""
+    data = sample_file()
+    damaged = {
+        "truncated.dcz": data[:-5],
+        "crc.dcz": data[:-1] + bytes([data[-1] ^ 1]),
+        "header.dcz": with_header(data, None, raw=b'{"metadata":{},"graph_format":"onnx","tensors":[{}]}'),
+        "stream.dcz": with_section(SMALL, sec_index(SMALL, "w", "labels"), stream(0, 1, 2**40, b"\0")),
+    }
+    for name, blob in damaged.items():
+        path = tmp_path / name
+        path.write_bytes(blob)
+        with pytest.raises(formats.FormatError) as exc:
+            formats.open(path)
+        assert "at byte" in str(exc.value), name
+    (tmp_path / "empty.dcz").write_bytes(b"")
+    with pytest.raises(formats.FormatError, match="empty"):
+        formats.open(tmp_path / "empty.dcz")
