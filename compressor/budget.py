@@ -1,0 +1,432 @@
+"""Fit a model into N bytes with the least damage (issue 7).
+
+`fit_budget(model, example_input, budget_bytes, ...)`:
+1. finds the compressible weights (Linear / Conv weights) and weighs each entry by the diagonal
+   empirical Fisher from a calibration batch (`budget_fisher`): damage = sum_w F_w (w - w_hat)^2;
+2. measures every candidate of every layer by really encoding it (`budget_candidates`);
+3. measures the fixed overhead (graph, header, metadata, raw tensors) by writing the file with every
+   layer at its smallest candidate: that file is also the smallest reachable, and a budget below it
+   fails with a CompressError stating it;
+4. allocates bytes per layer (`budget_solver`: Lagrangian over convex hulls, then greedy fill), writes
+   the file, and if the written file is over the budget tightens the target by the excess and solves
+   again until it fits;
+5. does the same for the uniform baseline (same sparsity and bits everywhere), keeps whichever of
+   the two has less estimated damage (so the solver is never worse than uniform on its own estimate),
+   and fine-tunes the centroids when a train loader is given (sizes do not change; re-verified).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+import formats
+from compressor.budget_candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer
+from compressor.budget_errors import budget_error
+from compressor.budget_fisher import compressible_weights, fisher_diagonal
+from compressor.budget_report import LayerAllocation, plot_rate_curve  # noqa: F401  (re-exported)
+from compressor.budget_solver import (UniformSetting, allocate, best_uniform, greedy_repair, min_bytes,
+                                      rate_curve, uniform_settings)
+from compressor.state import LayerState
+
+MAX_WRITE_ATTEMPTS = 8
+CURVE_POINTS_IN_FILE = 12
+
+
+@dataclass
+class Plan:
+    """One allocation: a candidate per layer (with the gap width it is written with)."""
+
+    choice: list[Candidate]
+    gap_override: list[int | None]  # uniform baseline forces one gap width; None = candidate's own
+
+    def states(self, layers: list[LayerCandidates]) -> dict[str, LayerState]:
+        return {layer.name: layer.state(cand, gap) for layer, cand, gap in zip(layers, self.choice, self.gap_override)}
+
+    def predicted_tensor_bytes(self, layers: list[LayerCandidates]) -> list[int]:
+        out = []
+        for layer, cand, gap in zip(layers, self.choice, self.gap_override):
+            size = layer.uniform_bytes(cand.sparsity, cand.label_bits, gap) if gap is not None else None
+            out.append(cand.nbytes if size is None else size)
+        return out
+
+    @property
+    def damage(self) -> float:
+        return float(sum(c.damage for c in self.choice))
+
+
+@dataclass
+class Written:
+    """A plan as written: the file's size report and its tensor bytes per layer."""
+
+    plan: Plan
+    states: dict[str, LayerState]
+    report: Any  # formats.SizeReport
+    layer_bytes: dict[str, int]  # param name -> bytes in the file
+
+    @property
+    def file_bytes(self) -> int:
+        return int(self.report.file_bytes)
+
+
+@dataclass
+class UniformBaseline:
+    sparsity: float
+    label_bits: int
+    gap_bits: int | None  # None: dense (no index stream)
+    file_bytes: int
+    damage: float
+    accuracy: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class BudgetResult:
+    """What fit_budget decided and measured. `save(path)` writes the verified file."""
+
+    budget_bytes: int
+    dense_bytes: int  # float32 bytes of every parameter
+    min_file_bytes: int  # smallest file reachable with the candidate grid
+    file_bytes: int  # the written file
+    predicted_file_bytes: int
+    allocation: list[LayerAllocation]
+    damage: float
+    uniform: UniformBaseline | None
+    accuracy: dict[str, float]
+    curve: list[tuple[int, float]]  # (predicted file bytes, estimated damage) along the Lagrangian path
+    chose_uniform: bool
+    layers: dict[str, LayerState]
+    model: torch.nn.Module  # computes with the compressed weights
+    example_input: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    uniform_layers: dict[str, LayerState] | None = None
+    uniform_model: torch.nn.Module | None = None
+    uniform_curve: list[tuple[int, float]] = field(default_factory=list)  # (predicted file bytes, damage), Pareto
+
+    @property
+    def fits(self) -> bool:
+        return self.file_bytes <= self.budget_bytes
+
+    def save(self, path, metadata: dict[str, Any] | None = None):
+        """Write the .dcz; raises CompressError (and leaves no file) if it would exceed the budget."""
+        meta = {**self.metadata, **(metadata or {})}
+        report = _write_file(self.model, self.example_input, self.layers, path, meta)
+        if report.file_bytes > self.budget_bytes:
+            Path(path).unlink(missing_ok=True)
+            raise budget_error(f"{path}: {report.file_bytes} bytes with the extra metadata, over the budget of "
+                               f"{self.budget_bytes} bytes by {report.file_bytes - self.budget_bytes}")
+        return report
+
+    def to_dict(self) -> dict[str, Any]:
+        from compressor.budget_report import result_to_dict
+
+        return result_to_dict(self)
+
+    def to_text(self) -> str:
+        from compressor.budget_report import render_text
+
+        return render_text(self.to_dict())
+
+    def to_markdown(self) -> str:
+        from compressor.budget_report import render_markdown
+
+        return render_markdown(self.to_dict())
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+def _bake(model: torch.nn.Module, states: dict[str, LayerState]) -> torch.nn.Module:
+    """A copy of model computing with the compressed weights."""
+    baked = copy.deepcopy(model).eval()
+    params = dict(baked.named_parameters())
+    with torch.no_grad():
+        for name, state in states.items():
+            params[name].copy_(torch.from_numpy(state.weight()))
+    return baked
+
+
+def _write_file(model, example_input, states, path, metadata):
+    """Write through the exporter (graph + placeholders + raw small tensors)."""
+    from compressor.export import export_dcz
+
+    return export_dcz(_bake(model, states), example_input, states, path, metadata=metadata)
+
+
+def _write_plan(model, example_input, layers, plan: Plan, metadata, workdir: str) -> Written:
+    states = plan.states(layers)
+    path = os.path.join(workdir, "candidate.dcz")
+    report = _write_file(model, example_input, states, path, metadata)
+    with formats.open(path) as dcz:
+        onnx_to_param = dict(dcz.metadata.get("compress.layers", {}))
+    by_tensor = {t.name: int(t.huffman_bytes) for t in report.tensors}
+    layer_bytes = {param: by_tensor[onnx_name] for onnx_name, param in onnx_to_param.items() if onnx_name in by_tensor}
+    return Written(plan, states, report, layer_bytes)
+
+
+# --- solving to a written file ---------------------------------------------------------------------
+
+def _solve_written(layers, budget: int, overhead: int, write: Callable[[Plan], Written]) -> Written:
+    """Allocate, write, and tighten the target by any excess until the written file fits."""
+    target = budget - overhead
+    written = None
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        plan = Plan(allocate(layers, target), [None] * len(layers))
+        written = write(plan)
+        if written.file_bytes <= budget:
+            return _spend_slack(layers, budget, target, written, write)
+        target -= written.file_bytes - budget
+        if target < min_bytes(layers):
+            break
+    # Still over (overhead moved with the allocation): give bytes back greedily from the last plan.
+    choice = written.plan.choice
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        excess = written.file_bytes - budget
+        choice = greedy_repair(layers, choice, sum(c.nbytes for c in choice) - excess)
+        written = write(Plan(choice, [None] * len(layers)))
+        if written.file_bytes <= budget:
+            return written
+    return written
+
+
+def _spend_slack(layers, budget: int, target: int, written: Written, write) -> Written:
+    """The overhead was estimated on another allocation: if the file came out under the budget, offer
+    the slack to the solver again and keep the larger plan when it still fits."""
+    for _ in range(2):
+        slack = budget - written.file_bytes
+        if slack <= 0:
+            break
+        target += slack
+        plan = Plan(allocate(layers, target), [None] * len(layers))
+        if plan.damage >= written.plan.damage:
+            break
+        trial = write(plan)
+        if trial.file_bytes > budget:
+            break
+        written = trial
+    return written
+
+
+def _solve_uniform(layers, grid, budget, overhead, write) -> Written | None:
+    """Least-damage uniform setting whose WRITTEN file fits (tighten and retry like the solver)."""
+    settings = uniform_settings(layers, grid.gap_bits)
+    target = budget - overhead
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        best = best_uniform(settings, target)
+        if best is None:
+            return None
+        written = write(_uniform_plan(layers, best))
+        if written.file_bytes <= budget:
+            return written
+        settings = [s for s in settings if s != best]
+    return None
+
+
+def _uniform_plan(layers, setting: UniformSetting) -> Plan:
+    choice, gaps = [], []
+    for layer in layers:
+        cand = layer.find(setting.sparsity, setting.label_bits)
+        choice.append(cand)
+        gaps.append(setting.gap_bits if cand.gap_bits is not None else None)
+    return Plan(choice, gaps)
+
+
+def _smallest_plan(layers) -> Plan:
+    return Plan([layer.smallest() for layer in layers], [None] * len(layers))
+
+
+# --- public API -------------------------------------------------------------------------------------
+
+@dataclass
+class BudgetProblem:
+    """The measured candidates of a model: reusable across budgets (measuring is the slow part)."""
+
+    model: torch.nn.Module  # an eval copy of the user's model
+    layers: list[LayerCandidates]
+    grid: CandidateGrid
+
+    def min_tensor_bytes(self) -> int:
+        return min_bytes(self.layers)
+
+
+def prepare_budget(model: torch.nn.Module, calib, candidates: CandidateGrid | None = None,
+                   loss_fn: Callable | None = None, progress: Callable[[str], None] | None = None) -> BudgetProblem:
+    """Weigh every compressible weight (Fisher diagonal on `calib`) and measure every candidate."""
+    say = progress or (lambda message: None)
+    grid = candidates or CandidateGrid()
+    model = copy.deepcopy(model).eval()
+    named = compressible_weights(model)
+    if not named:
+        raise budget_error(f"{type(model).__name__} has no Linear or Conv weight to compress")
+    say("calibration (Fisher diagonal)")
+    fisher = fisher_diagonal(model, named, calib, loss_fn)
+    layers = []
+    for name, (layer_type, param) in named.items():
+        say(f"measuring candidates of {name} {tuple(param.shape)}")
+        layers.append(measure_layer(name, layer_type, param.detach().cpu().numpy(), fisher[name], grid))
+    return BudgetProblem(model, layers, grid)
+
+
+def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=None,
+               eval_fn: Callable[[torch.nn.Module], float] | None = None, train_loader: Iterable | None = None,
+               candidates: CandidateGrid | None = None, finetune: int = 1, seed: int = 0,
+               loss_fn: Callable | None = None, finetune_lr: float = 1e-3, uniform: bool = True,
+               out_path=None, metadata: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
+               problem: "BudgetProblem | None" = None) -> BudgetResult:
+    """Choose per-layer sparsity, label bits and gap bits so the written .dcz is <= budget_bytes.
+
+    model         torch module (not modified); compressible weights are Linear / Conv weights.
+    example_input a tensor (or tuple) for the ONNX export.
+    budget_bytes  the whole file, graph and header included.
+    calib         calibration data for the damage estimate: an iterable of (x, y) batches, or a tensor x
+                  (labels = the model's own predictions); None uses example_input.
+    eval_fn       eval_fn(model) -> accuracy (higher is better); reported for solver, uniform, dense.
+    train_loader  iterable of (x, y): centroids (and raw tensors) fine-tuned for `finetune` epochs after
+                  allocation (trained quantization, paper section 3.3); sizes do not change.
+    candidates    the per-layer grid (CandidateGrid); default sparsities 0..0.995 x 1..8 bits x 1..8 gap bits.
+    out_path      if given, the verified file is written there.
+    problem       a `prepare_budget(...)` result to reuse (several budgets, one measurement); then
+                  model's weights, calib and candidates are taken from it.
+    Raises CompressError when budget_bytes is below the smallest reachable file (the message says how small).
+    """
+    if int(budget_bytes) <= 0:
+        raise budget_error(f"budget must be a positive number of bytes, got {budget_bytes}")
+    budget = int(budget_bytes)
+    say = progress or (lambda message: None)
+    torch.manual_seed(seed)
+    if problem is None:
+        problem = prepare_budget(model, calib if calib is not None else example_input, candidates, loss_fn, progress)
+    model, layers, grid = problem.model, problem.layers, problem.grid
+    meta = dict(metadata or {})
+    tensor_curve = rate_curve(layers)  # (tensor bytes, damage): known before any write, recorded in the file
+    with tempfile.TemporaryDirectory(prefix="dcz-budget-") as workdir:
+        def write(plan: Plan, recorded_budget: int = budget) -> Written:
+            extra = _budget_metadata(recorded_budget, layers, plan, _thin(tensor_curve))
+            return _write_plan(model, example_input, layers, plan, {**meta, **extra}, workdir)
+
+        smallest = write(_smallest_plan(layers))
+        overhead = smallest.file_bytes - sum(smallest.plan.predicted_tensor_bytes(layers))
+        if budget < smallest.file_bytes:
+            # The file records its budget, so the smallest file depends (by a digit) on the budget asked:
+            # report a size that is reachable when it is itself the budget.
+            for _ in range(4):
+                again = write(_smallest_plan(layers), smallest.file_bytes)
+                if again.file_bytes <= smallest.file_bytes:
+                    break
+                smallest = again
+            raise budget_error(_impossible_message(budget, smallest, layers))
+        say("allocating")
+        solved = _solve_written(layers, budget, overhead, write)
+        base = _solve_uniform(layers, grid, budget, overhead, write) if uniform else None
+        chose_uniform = base is not None and base.plan.damage < solved.plan.damage
+        final = base if chose_uniform else solved
+        if final.file_bytes > budget:  # cannot happen while budget >= smallest file; never return an overrun
+            raise budget_error(f"could not fit {budget} bytes: best written file {final.file_bytes} bytes")
+        curve = [(b + overhead, d) for b, d in tensor_curve]
+        result = _result(model, example_input, budget, layers, final, smallest, overhead, curve, base, chose_uniform,
+                         {**meta, **_budget_metadata(budget, layers, final.plan, _thin(tensor_curve))})
+        result.uniform_curve = _pareto([(s.nbytes + overhead, s.damage) for s in uniform_settings(layers, grid.gap_bits)])
+    _evaluate_and_finetune(result, eval_fn, train_loader, finetune, finetune_lr, loss_fn, say)
+    if out_path is not None:
+        report = result.save(out_path)
+        result.file_bytes = int(report.file_bytes)
+    return result
+
+
+def _impossible_message(budget: int, smallest: Written, layers: list[LayerCandidates]) -> str:
+    report = smallest.report
+    tensor_total = sum(smallest.layer_bytes.values())
+    return (f"budget of {budget} bytes is impossible: the smallest reachable file is {smallest.file_bytes} bytes "
+            f"(graph {report.graph_bytes} + header {report.header_bytes} + padding {report.padding_bytes} + raw tensors "
+            f"{smallest.file_bytes - tensor_total - report.graph_bytes - report.header_bytes - report.padding_bytes} + "
+            f"{len(layers)} layers at their smallest encoding {tensor_total}); raise the budget to at least "
+            f"{smallest.file_bytes} bytes")
+
+
+def _budget_metadata(budget: int, layers, plan: Plan, curve) -> dict[str, Any]:
+    """What the file records about its allocation (read back by `dcz report FILE --budget`).
+
+    The curve is in tensor bytes (the allocated layers only): the report adds the file's overhead."""
+    predicted = plan.predicted_tensor_bytes(layers)
+    alloc = [[layer.name, c.sparsity, c.label_bits, g if g is not None else c.gap_bits, p]
+             for layer, c, g, p in zip(layers, plan.choice, plan.gap_override, predicted)]
+    meta = {"compress.budget.bytes": budget, "compress.budget.allocation": alloc}
+    if curve:
+        meta["compress.budget.curve"] = curve
+    return meta
+
+
+def _result(model, example_input, budget, layers, final: Written, smallest: Written, overhead, curve, base,
+            chose_uniform, meta) -> BudgetResult:
+    predicted = final.plan.predicted_tensor_bytes(layers)
+    allocation = []
+    for layer, cand, gap, pred in zip(layers, final.plan.choice, final.plan.gap_override, predicted):
+        allocation.append(LayerAllocation(
+            name=layer.name, layer_type=layer.layer_type, shape=tuple(layer.weight.shape), numel=layer.numel,
+            encoding=cand.encoding, sparsity=cand.sparsity, label_bits=cand.label_bits,
+            gap_bits=gap if gap is not None else cand.gap_bits, predicted_bytes=int(pred),
+            actual_bytes=final.layer_bytes.get(layer.name), damage=cand.damage))
+    uniform = None
+    if base is not None:
+        first = next(i for i, g in enumerate(base.plan.gap_override) if g is not None) if any(
+            g is not None for g in base.plan.gap_override) else 0
+        c = base.plan.choice[first]
+        uniform = UniformBaseline(c.sparsity, c.label_bits, base.plan.gap_override[first] or c.gap_bits,
+                                  base.file_bytes, base.plan.damage)
+    dense_bytes = sum(4 * p.numel() for p in model.parameters())
+    result = BudgetResult(
+        budget_bytes=budget, dense_bytes=dense_bytes, min_file_bytes=smallest.file_bytes, file_bytes=final.file_bytes,
+        predicted_file_bytes=overhead + sum(predicted), allocation=allocation, damage=final.plan.damage,
+        uniform=uniform, accuracy={}, curve=curve, chose_uniform=chose_uniform, layers=final.states,
+        model=_bake(model, final.states), example_input=example_input,
+        metadata=meta,
+        uniform_layers=base.states if base is not None else None,
+        uniform_model=_bake(model, base.states) if base is not None else None)
+    result._dense_model = model  # for accuracy of the dense reference
+    return result
+
+
+def _pareto(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Points not beaten on both bytes and damage, bytes ascending."""
+    out: list[tuple[int, float]] = []
+    for b, d in sorted(points):
+        if not out or d < out[-1][1]:
+            out.append((b, d))
+    return out
+
+
+def _thin(curve: list[tuple[int, float]], points: int = CURVE_POINTS_IN_FILE) -> list[list[float]]:
+    """A few points of the rate curve, rounded, for the file's metadata (it costs bytes)."""
+    if not curve:
+        return []
+    idx = np.unique(np.round(np.linspace(0, len(curve) - 1, min(points, len(curve)))).astype(int))
+    return [[int(curve[i][0]), float(f"{curve[i][1]:.4g}")] for i in idx]
+
+
+def _evaluate_and_finetune(result: BudgetResult, eval_fn, train_loader, epochs, lr, loss_fn, say) -> None:
+    if eval_fn is not None:
+        result.accuracy["dense"] = float(eval_fn(result._dense_model))
+        result.accuracy["budget"] = float(eval_fn(result.model))
+        if result.uniform_model is not None:
+            result.uniform.accuracy["uniform"] = float(eval_fn(result.uniform_model))
+    if train_loader is None or not epochs:
+        return
+    from compressor.budget_finetune import finetune_centroids
+
+    say("fine-tuning centroids")
+    result.model, result.layers = finetune_centroids(result.model, result.layers, train_loader, epochs, lr, loss_fn)
+    if eval_fn is not None:
+        result.accuracy["budget+finetune"] = float(eval_fn(result.model))
+    if result.uniform_model is not None:
+        result.uniform_model, result.uniform_layers = finetune_centroids(
+            result.uniform_model, result.uniform_layers, train_loader, epochs, lr, loss_fn)
+        if eval_fn is not None:
+            result.uniform.accuracy["uniform+finetune"] = float(eval_fn(result.uniform_model))
+    with tempfile.TemporaryDirectory(prefix="dcz-budget-") as workdir:  # centroids moved: re-verify the size
+        report = _write_file(result.model, result.example_input, result.layers, os.path.join(workdir, "f.dcz"),
+                             result.metadata)
+    result.file_bytes = int(report.file_bytes)

@@ -1,0 +1,217 @@
+"""Per-layer candidates for the byte-budget solver: what each setting costs and how much it hurts.
+
+A candidate is one way to store one weight tensor: a sparsity (magnitude pruning to that
+fraction of zeros), a label width (k-means weight sharing with 2**bits centroids) and a gap width
+(relative column indices), or the tensor kept raw. Its size comes from REALLY encoding the tensor
+with `formats` and reading the per-tensor bytes from the size report, never from a formula, so the
+solver and the written file agree byte for byte on every tensor.
+
+Gap bits do not change the weights, only the bytes; so for each sparsity we encode the mask with
+every gap width once (at a reference label width), keep the smallest, and encode every label
+width with that gap width. (All widths are measured: bytes against gap width is not unimodal once
+the gaps are Huffman coded, e.g. 2 bits can beat 3 while 4 beats 3, so a local search misses.) Other gap widths are dominated (same damage, more bytes); their sizes
+are kept as measured deltas for the uniform baseline, which must use the same gap width everywhere.
+
+This module is torch-free (numpy + formats): the damage weights (Fisher diagonal) come in as an
+array, computed by the caller.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import formats
+
+DEFAULT_SPARSITIES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995)
+DEFAULT_LABEL_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
+DEFAULT_GAP_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
+REFERENCE_LABEL_BITS = 4  # label width used while sweeping gap widths (labels do not depend on gaps)
+
+
+@dataclass(frozen=True)
+class CandidateGrid:
+    """The settings the solver may choose from, the same for every layer."""
+
+    sparsities: tuple[float, ...] = DEFAULT_SPARSITIES
+    label_bits: tuple[int, ...] = DEFAULT_LABEL_BITS
+    gap_bits: tuple[int, ...] = DEFAULT_GAP_BITS
+    allow_raw: bool = True  # float32 as-is: zero damage, 4 bytes a weight (only for roomy budgets)
+
+    def __post_init__(self) -> None:
+        from compressor.budget_errors import budget_error
+
+        if not self.sparsities or any(not 0.0 <= s < 1.0 for s in self.sparsities):
+            raise budget_error(f"candidate sparsities must lie in [0, 1), got {list(self.sparsities)}")
+        for what, bits in (("label_bits", self.label_bits), ("gap_bits", self.gap_bits)):
+            if not bits or any(not 1 <= int(b) <= 8 for b in bits):
+                raise budget_error(f"candidate {what} must lie in 1..8, got {list(bits)}")
+
+
+@dataclass
+class Candidate:
+    """One way to store one layer. `state` is rebuilt on demand (see LayerCandidates.state)."""
+
+    sparsity: float  # fraction of weights pruned (0 = dense); for raw, 0
+    label_bits: int | None  # None = raw float32
+    gap_bits: int | None  # None = dense (no index stream) or raw
+    nbytes: int  # bytes this tensor occupies in the file (formats SizeReport huffman_bytes)
+    damage: float  # sum_w F_w (w - w_hat)^2
+
+    @property
+    def encoding(self) -> str:
+        if self.label_bits is None:
+            return "raw"
+        return "shared" if self.gap_bits is None else "sparse_shared"
+
+    def key(self) -> tuple:
+        return (self.sparsity, self.label_bits, self.gap_bits)
+
+
+@dataclass
+class LayerCandidates:
+    """Every candidate measured for one layer, plus what is needed to rebuild the chosen one."""
+
+    name: str
+    layer_type: str
+    weight: np.ndarray  # float32, the dense weight
+    fisher: np.ndarray  # float32, same shape: damage weight of each entry
+    candidates: list[Candidate]
+    # gap_delta[(sparsity, gap_bits)] = bytes(gap_bits) - bytes(best gap_bits) at that sparsity (measured)
+    gap_delta: dict[tuple[float, int], int] = field(default_factory=dict)
+    best_gap: dict[float, int] = field(default_factory=dict)
+
+    @property
+    def numel(self) -> int:
+        return int(self.weight.size)
+
+    def smallest(self) -> Candidate:
+        return min(self.candidates, key=lambda c: (c.nbytes, c.damage))
+
+    def find(self, sparsity: float, label_bits: int | None) -> Candidate | None:
+        for cand in self.candidates:
+            if cand.sparsity == sparsity and cand.label_bits == label_bits:
+                return cand
+        return None
+
+    def uniform_bytes(self, sparsity: float, label_bits: int, gap_bits: int) -> int | None:
+        """Bytes of this layer at a forced gap width: measured best + measured delta."""
+        cand = self.find(sparsity, label_bits)
+        if cand is None:
+            return None
+        if cand.gap_bits is None:  # dense: no index stream, gap width irrelevant
+            return cand.nbytes
+        delta = self.gap_delta.get((sparsity, gap_bits))
+        return None if delta is None else cand.nbytes + delta
+
+    def state(self, cand: Candidate, gap_bits: int | None = None):
+        """The LayerState for a candidate (recomputes prune + k-means: deterministic)."""
+        from compressor.state import LayerState
+
+        shape = tuple(self.weight.shape)
+        if cand.label_bits is None:
+            return LayerState(self.name, self.layer_type, shape, values=self.weight.copy())
+        mask = prune_mask(self.weight, cand.sparsity)
+        codebook, labels = share(self.weight, mask, cand.label_bits)  # same as when measured (deterministic)
+        gaps = cand.gap_bits if gap_bits is None else gap_bits
+        return LayerState(
+            self.name, self.layer_type, shape,
+            mask=mask if cand.gap_bits is not None else None,
+            codebook=codebook, labels=labels, label_bits=cand.label_bits,
+            gap_bits=gaps if cand.gap_bits is not None else None,
+        )
+
+
+def prune_order(weight: np.ndarray) -> np.ndarray:
+    """Flat positions by ascending magnitude (stable: ties by position): prune from the front."""
+    return np.argsort(np.abs(weight.reshape(-1)), kind="stable")
+
+
+def prune_mask(weight: np.ndarray, sparsity: float, order: np.ndarray | None = None) -> np.ndarray:
+    """Keep the largest-magnitude (1 - sparsity) fraction of weights (at least one)."""
+    order = prune_order(weight) if order is None else order
+    n_prune = min(int(round(sparsity * order.size)), order.size - 1)  # an empty layer is not a setting
+    mask = np.ones(order.size, dtype=bool)
+    mask[order[:n_prune]] = False
+    return mask.reshape(weight.shape)
+
+
+def share(weight: np.ndarray, mask: np.ndarray, label_bits: int,
+          sorted_kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """k-means (linear init) over the surviving weights: (codebook (k,), labels of weight.shape, 0 where pruned).
+
+    `sorted_kept` (the kept values sorted) only saves work; the result is the same without it."""
+    from compressor.kmeans import assign, kmeans_1d
+
+    kept = weight[mask].astype(np.float32)
+    srt = np.sort(kept) if sorted_kept is None else sorted_kept
+    distinct = 1 + int(np.count_nonzero(np.diff(srt))) if srt.size else 0
+    k = max(1, min(2 ** label_bits, distinct))
+    codebook, _ = kmeans_1d(srt, k, init="linear", seed=0)
+    codebook = np.asarray(codebook, dtype=np.float32)
+    labels = np.zeros(weight.shape, dtype=np.int64)
+    labels[mask] = assign(kept, codebook)
+    return codebook, labels
+
+
+def reconstruct(weight: np.ndarray, mask: np.ndarray, codebook: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    w_hat = codebook[labels].astype(np.float32)
+    w_hat[~mask] = 0.0
+    return w_hat
+
+
+def encoded_bytes(tensor) -> int:
+    """Bytes one formats tensor occupies in a .dcz (its huffman_bytes in the size report)."""
+    report = formats.loads(formats.dumps([tensor])).size_report()
+    return int(report.tensors[0].huffman_bytes)
+
+
+def _format_tensor(name: str, mask: np.ndarray, labels: np.ndarray, codebook: np.ndarray,
+                   label_bits: int, gap_bits: int | None):
+    if gap_bits is None:
+        return formats.Shared(name, labels, codebook, label_bits)
+    return formats.SparseShared(name, mask, labels, codebook, label_bits, gap_bits)
+
+
+def measure_layer(name: str, layer_type: str, weight: np.ndarray, fisher: np.ndarray,
+                  grid: CandidateGrid = CandidateGrid()) -> LayerCandidates:
+    """Encode every grid setting of one layer; return sizes (real bytes) and damages."""
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    fisher = np.ascontiguousarray(fisher, dtype=np.float64).reshape(weight.shape)
+    out = LayerCandidates(name, layer_type, weight, fisher.astype(np.float32), [])
+    if grid.allow_raw:
+        out.candidates.append(Candidate(0.0, None, None, encoded_bytes(formats.Raw(name, weight)), 0.0))
+    order = prune_order(weight)
+    flat_w, flat_f = weight.reshape(-1).astype(np.float64), fisher.reshape(-1)
+    # damage of the pruned part, for every prefix of the magnitude order: O(1) per sparsity
+    pruned_damage = np.concatenate([[0.0], np.cumsum((flat_f * flat_w ** 2)[order])])
+    ref_bits = _reference_bits(grid.label_bits)
+    for sparsity in sorted(set(grid.sparsities)):
+        mask = prune_mask(weight, sparsity, order)
+        n_pruned = int(mask.size - np.count_nonzero(mask))
+        kept_w, kept_f = flat_w[mask.reshape(-1)], flat_f[mask.reshape(-1)]
+        sorted_kept = np.sort(kept_w.astype(np.float32))
+        shared = {bits: share(weight, mask, bits, sorted_kept) for bits in grid.label_bits}
+        best_gap, sweep = None, {}
+        if n_pruned:
+            book, labels = shared[ref_bits]
+            sweep = {b: encoded_bytes(_format_tensor(name, mask, labels, book, ref_bits, b)) for b in grid.gap_bits}
+            best_gap = min(sweep, key=lambda b: (sweep[b], b))
+            out.best_gap[sparsity] = best_gap
+            for b, nbytes in sweep.items():
+                out.gap_delta[(sparsity, b)] = nbytes - sweep[best_gap]
+        for bits in grid.label_bits:
+            book, labels = shared[bits]
+            err = kept_w - book[labels.reshape(-1)[mask.reshape(-1)]].astype(np.float64)
+            damage = float(pruned_damage[n_pruned] + np.dot(kept_f, err * err))
+            if n_pruned and bits == ref_bits:
+                nbytes = sweep[best_gap]
+            else:
+                nbytes = encoded_bytes(_format_tensor(name, mask, labels, book, bits, best_gap))
+            out.candidates.append(Candidate(float(sparsity), bits, best_gap, nbytes, damage))
+    return out
+
+
+def _reference_bits(label_bits: tuple[int, ...]) -> int:
+    below = [b for b in label_bits if b <= REFERENCE_LABEL_BITS]
+    return max(below) if below else min(label_bits)

@@ -1,0 +1,201 @@
+"""Budget reports without torch: render a BudgetResult, check an existing .dcz against a budget, plot.
+
+`budget_report(path, budget_bytes)` is what `dcz report FILE --budget N` calls: it reads the file only
+(formats + numpy), says whether it fits and by how much, lists each layer's allocation and bytes, and
+shows predicted against actual bytes when the file was written by `fit_budget` (its metadata records
+the allocation and the predicted bytes per layer).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+import formats
+
+
+@dataclass
+class LayerAllocation:
+    """The setting chosen for one layer and its bytes (predicted by encoding alone, actual in the file)."""
+
+    name: str
+    layer_type: str
+    shape: tuple[int, ...]
+    numel: int
+    encoding: str
+    sparsity: float
+    label_bits: int | None
+    gap_bits: int | None
+    predicted_bytes: int | None
+    actual_bytes: int | None
+    damage: float | None = None
+
+
+def result_to_dict(result) -> dict[str, Any]:
+    """JSON-able view of a BudgetResult."""
+    uniform = None
+    if result.uniform is not None:
+        uniform = asdict(result.uniform)
+    return {
+        "budget_bytes": result.budget_bytes,
+        "file_bytes": result.file_bytes,
+        "fits": result.file_bytes <= result.budget_bytes,
+        "slack_bytes": result.budget_bytes - result.file_bytes,
+        "predicted_file_bytes": result.predicted_file_bytes,
+        "min_file_bytes": result.min_file_bytes,
+        "dense_bytes": result.dense_bytes,
+        "compression": result.dense_bytes / max(result.file_bytes, 1),
+        "damage": result.damage,
+        "chose_uniform": result.chose_uniform,
+        "accuracy": dict(result.accuracy),
+        "uniform": uniform,
+        "layers": [asdict(a) | {"shape": list(a.shape)} for a in result.allocation],
+        "curve": [[int(b), float(d)] for b, d in result.curve],
+        "uniform_curve": [[int(b), float(d)] for b, d in getattr(result, "uniform_curve", [])],
+    }
+
+
+def budget_report(path, budget_bytes: int | None = None) -> dict[str, Any]:
+    """Check a .dcz against a budget from the file alone (no torch). Same keys as result_to_dict where known."""
+    with formats.open(path) as dcz:
+        report = dcz.size_report()
+        meta = dcz.metadata
+        infos = {name: dcz.info(name) for name in dcz.names}
+    onnx_to_param = dict(meta.get("compress.layers", {}) or {})
+    recorded = {row[0]: row for row in meta.get("compress.budget.allocation", []) or []}
+    budget = int(budget_bytes if budget_bytes is not None else meta.get("compress.budget.bytes", 0)) or None
+    layers = []
+    for sizes in report.tensors:
+        info = infos[sizes.name]
+        param = onnx_to_param.get(sizes.name, sizes.name)
+        row = recorded.get(param)
+        numel = int(np.prod(info.shape)) if info.shape else 1
+        sparsity = 1.0 - (info.nnz / numel) if info.nnz is not None and numel else 0.0
+        layers.append(LayerAllocation(
+            name=param, layer_type="", shape=tuple(info.shape), numel=numel, encoding=info.encoding,
+            sparsity=round(sparsity, 4), label_bits=info.label_bits, gap_bits=info.gap_bits,
+            predicted_bytes=int(row[4]) if row else None, actual_bytes=int(sizes.huffman_bytes)))
+    layers.sort(key=lambda a: -(a.actual_bytes or 0))
+    # The recorded curve counts the allocated layers' bytes only; everything else is fixed overhead.
+    fixed = int(report.file_bytes) - sum(a.actual_bytes for a in layers if a.name in recorded)
+    out = {
+        "budget_bytes": budget,
+        "file_bytes": int(report.file_bytes),
+        "fits": None if budget is None else report.file_bytes <= budget,
+        "slack_bytes": None if budget is None else budget - int(report.file_bytes),
+        "overhead_bytes": int(report.header_bytes + report.graph_bytes + report.padding_bytes),
+        "layers": [asdict(a) | {"shape": list(a.shape)} for a in layers],
+        "curve": [[int(b) + fixed, float(d)] for b, d in meta.get("compress.budget.curve", []) or []],
+        "recorded_by_fit_budget": bool(recorded),
+    }
+    return out
+
+
+def _fmt_bits(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def _rows(d: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for a in d["layers"]:
+        pred, act = a.get("predicted_bytes"), a.get("actual_bytes")
+        rows.append([a["name"], "x".join(map(str, a["shape"])), a["encoding"], f"{100 * a['sparsity']:.1f}%",
+                     _fmt_bits(a["label_bits"]), _fmt_bits(a["gap_bits"]), "-" if pred is None else str(pred),
+                     "-" if act is None else str(act)])
+    return rows
+
+
+HEADERS = ["layer", "shape", "encoding", "pruned", "label bits", "gap bits", "predicted B", "actual B"]
+
+
+def _summary(d: dict[str, Any]) -> list[str]:
+    lines = []
+    if d.get("budget_bytes") is not None:
+        verdict = "FITS" if d["fits"] else "DOES NOT FIT"
+        lines.append(f"{verdict}: file {d['file_bytes']} B, budget {d['budget_bytes']} B "
+                     f"({'slack' if d['slack_bytes'] >= 0 else 'over by'} {abs(d['slack_bytes'])} B)")
+    else:
+        lines.append(f"file {d['file_bytes']} B (no budget given or recorded)")
+    if d.get("predicted_file_bytes") is not None:
+        lines.append(f"predicted file {d['predicted_file_bytes']} B; smallest reachable {d['min_file_bytes']} B; "
+                     f"dense float32 {d['dense_bytes']} B ({d['compression']:.1f}x)")
+    if d.get("uniform"):
+        u = d["uniform"]
+        lines.append(f"uniform baseline: pruned {100 * u['sparsity']:.1f}%, {u['label_bits']} label bits, {u['gap_bits']} gap bits, "
+                     f"{u['file_bytes']} B, est. damage {u['damage']:.4g} (solver {d['damage']:.4g})"
+                     + (" -> uniform kept" if d.get("chose_uniform") else ""))
+        for stage, acc in (u.get("accuracy") or {}).items():
+            lines.append(f"accuracy {stage}: {acc:.4f}")
+    for stage, acc in (d.get("accuracy") or {}).items():
+        lines.append(f"accuracy {stage}: {acc:.4f}")
+    return lines
+
+
+def render_text(d: dict[str, Any]) -> str:
+    rows = _rows(d)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(HEADERS)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    table = [fmt.format(*HEADERS), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows]
+    return "\n".join(_summary(d) + [""] + table)
+
+
+def render_markdown(d: dict[str, Any]) -> str:
+    lines = [f"- {line}" for line in _summary(d)] + ["", "| " + " | ".join(HEADERS) + " |",
+                                                     "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(r) + " |" for r in _rows(d)]
+    return "\n".join(lines)
+
+
+def plot_rate_curve(result, path, runs: list | None = None) -> None:
+    """PNG: estimated damage vs file bytes (solver path, uniform settings, budget), and, when `runs`
+    (a list of BudgetResult or their dicts at several budgets) carry accuracies, accuracy vs bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = result if isinstance(result, dict) else result.to_dict()
+    runs_d = [r if isinstance(r, dict) else r.to_dict() for r in (runs or [])]
+    with_acc = [r for r in runs_d if r.get("accuracy")]
+    fig, axes = plt.subplots(1, 2 if with_acc else 1, figsize=(11 if with_acc else 6, 4.2), squeeze=False)
+    ax = axes[0][0]
+    if d.get("curve"):
+        xb, yd = zip(*d["curve"])
+        ax.plot(np.array(xb) / 1024, yd, "-", color="C0", label="solver (Lagrangian path)")
+    if d.get("uniform_curve"):
+        xb, yd = zip(*d["uniform_curve"])
+        ax.plot(np.array(xb) / 1024, yd, ".", color="C1", alpha=0.6, label="uniform settings")
+    if d.get("budget_bytes"):
+        ax.axvline(d["budget_bytes"] / 1024, color="k", ls="--", lw=1, label="budget")
+    if d.get("damage") is not None:
+        ax.plot([d["file_bytes"] / 1024], [d["damage"]], "o", color="C0", label="chosen (written)")
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=max(1e-9, min([y for _, y in d.get("curve", [[0, 1]]) if y > 0] or [1e-9])))
+    ax.set_xlabel("file size (KiB)")
+    ax.set_ylabel("estimated damage  sum F (w - w_hat)^2")
+    ax.set_title("rate / damage")
+    ax.legend(fontsize=8)
+    if with_acc:
+        ax2 = axes[0][1]
+        pts = sorted((r["file_bytes"], r) for r in with_acc)
+        for key, label, color in (("budget+finetune", "solver + fine-tune", "C0"), ("budget", "solver", "C0")):
+            xy = [(b / 1024, r["accuracy"][key]) for b, r in pts if key in r["accuracy"]]
+            if xy:
+                ax2.plot(*zip(*xy), "o-" if "fine" in key else "o--", color=color, label=label)
+        for key, label in (("uniform+finetune", "uniform + fine-tune"), ("uniform", "uniform")):
+            xy = [(r["uniform"]["file_bytes"] / 1024, r["uniform"]["accuracy"][key]) for _, r in pts
+                  if r.get("uniform") and key in (r["uniform"].get("accuracy") or {})]
+            if xy:
+                ax2.plot(*zip(*xy), "s-" if "fine" in key else "s--", color="C1", label=label)
+        dense = [r["accuracy"]["dense"] for _, r in pts if "dense" in r["accuracy"]]
+        if dense:
+            ax2.axhline(dense[0], color="gray", lw=1, label="dense")
+        ax2.set_xscale("log")
+        ax2.set_xlabel("file size (KiB)")
+        ax2.set_ylabel("accuracy")
+        ax2.set_title("rate / accuracy")
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,213 @@
+"""fit_budget: the written file meets the budget, impossible budgets say how small is reachable,
+the allocation beats a uniform one where it must, and the solver is exact on small problems."""
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import formats  # noqa: E402
+from compressor.budget import fit_budget, prepare_budget  # noqa: E402
+from compressor.budget_candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer  # noqa: E402
+from compressor.budget_report import budget_report, plot_rate_curve, render_text  # noqa: E402
+from compressor.budget_solver import allocate, lower_hull, min_bytes, total  # noqa: E402
+from compressor.errors import CompressError  # noqa: E402
+
+GRID = CandidateGrid(sparsities=(0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99), label_bits=(1, 2, 4, 6), gap_bits=(2, 4, 6), allow_raw=True)
+
+
+class TwoBranch(nn.Module):
+    """out = loud(x) + 0.01 * quiet(x): same shapes, so a uniform setting treats both alike,
+    but errors in `quiet` barely reach the output. The solver must spend its bytes on `loud`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loud = nn.Linear(256, 128)
+        self.quiet = nn.Linear(256, 128)
+
+    def forward(self, x):
+        return self.loud(x) + 0.01 * self.quiet(x)
+
+
+def _toy(seed: int = 0):
+    torch.manual_seed(seed)
+    model = TwoBranch().eval()
+    x = torch.randn(128, 256)
+    return model, x
+
+
+@pytest.fixture(scope="module")
+def toy_problem():
+    model, x = _toy()
+    return model, x, prepare_budget(model, x, GRID)
+
+
+# --- the solver alone (no torch model, no file) ------------------------------------------------------
+
+def _random_layers(rng: random.Random, n_layers: int, n_cands: int) -> list[LayerCandidates]:
+    layers = []
+    for i in range(n_layers):
+        cands = [Candidate(0.1 * j, 4, None, rng.randint(10, 300), rng.random() * 10) for j in range(n_cands)]
+        layers.append(LayerCandidates(f"l{i}", "Linear", np.zeros(1, np.float32), np.zeros(1, np.float32), cands))
+    return layers
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_allocation_matches_brute_force_on_small_problems(seed):
+    rng = random.Random(seed)
+    layers = _random_layers(rng, 3, 7)
+    for target in range(min_bytes(layers), 700, 37):
+        choice = allocate(layers, target)
+        combos = [c for c in itertools.product(*[l.candidates for l in layers]) if sum(x.nbytes for x in c) <= target]
+        best = min(sum(x.damage for x in c) for c in combos)
+        nbytes, damage = total(choice)
+        assert nbytes <= target
+        assert damage == pytest.approx(best, rel=1e-12)  # the knapsack makes it exact at byte granularity
+
+
+def test_lagrangian_alone_is_near_optimal_and_bucketed_knapsack_fits():
+    from compressor.budget_solver import greedy_fill, knapsack, lagrangian
+
+    rng = random.Random(11)
+    layers = _random_layers(rng, 4, 9)
+    for target in range(min_bytes(layers), 1200, 53):
+        exact = total(knapsack(layers, target))
+        greedy = total(greedy_fill(layers, lagrangian(layers, target), target))
+        assert greedy[0] <= target and exact[0] <= target and exact[1] <= greedy[1] + 1e-12
+        bucketed = knapsack(layers, target, max_cells=40)  # sizes rounded up to buckets: must still fit
+        bucket = -(-target // 40)
+        if bucketed is None:  # only allowed within one bucket per layer of the smallest total
+            assert target < min_bytes(layers) + len(layers) * bucket
+        else:
+            assert total(bucketed)[0] <= target and exact[1] <= total(bucketed)[1] + 1e-12
+
+
+def test_lower_hull_is_convex_and_decreasing():
+    rng = random.Random(1)
+    layer = _random_layers(rng, 1, 40)[0]
+    hull = lower_hull(layer.candidates)
+    assert hull[0].nbytes == min(c.nbytes for c in layer.candidates)
+    assert all(a.nbytes < b.nbytes and a.damage > b.damage for a, b in zip(hull, hull[1:]))
+    slopes = [(b.damage - a.damage) / (b.nbytes - a.nbytes) for a, b in zip(hull, hull[1:])]
+    assert all(s1 <= s2 + 1e-12 for s1, s2 in zip(slopes, slopes[1:]))  # slopes rise: convex
+
+
+# --- candidates come from real encodings -------------------------------------------------------------
+
+def test_candidate_bytes_are_the_bytes_formats_writes():
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(40, 50)).astype(np.float32)
+    layer = measure_layer("w", "Linear", weight, np.ones_like(weight), GRID)
+    for cand in layer.candidates:
+        tensor = layer.state(cand).to_format_tensor("w")
+        report = formats.loads(formats.dumps([tensor])).size_report()
+        assert report.tensors[0].huffman_bytes == cand.nbytes, cand
+        assert report.tensors[0].encoding == cand.encoding
+    # best gap width per sparsity really is the smallest of the measured widths
+    for sparsity, best in layer.best_gap.items():
+        assert all(layer.gap_delta[(sparsity, b)] >= 0 for b in GRID.gap_bits)
+        assert layer.gap_delta[(sparsity, best)] == 0
+
+
+# --- fit_budget end to end ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fraction", [10, 20, 40])
+def test_written_file_meets_the_budget(toy_problem, tmp_path, fraction):
+    model, x, problem = toy_problem
+    dense = sum(4 * p.numel() for p in model.parameters())
+    budget = dense // fraction
+    result = fit_budget(model, x[:1], budget, problem=problem, out_path=tmp_path / "m.dcz")
+    size = (tmp_path / "m.dcz").stat().st_size
+    assert size <= budget and result.fits and result.file_bytes == size
+    for alloc in result.allocation:  # predicted (encoded alone) equals actual (in the written file)
+        assert alloc.predicted_bytes == alloc.actual_bytes, alloc
+    with formats.open(tmp_path / "m.dcz") as dcz:
+        assert dcz.metadata["compress.budget.bytes"] == budget
+
+
+def test_budget_uses_most_of_the_room(toy_problem):
+    model, x, problem = toy_problem
+    dense = sum(4 * p.numel() for p in model.parameters())
+    result = fit_budget(model, x[:1], dense // 20, problem=problem)
+    # the next larger candidate of some layer is at least a few hundred bytes here; slack stays below that
+    assert result.budget_bytes - result.file_bytes < 0.1 * result.budget_bytes
+
+
+def test_impossible_budget_states_the_smallest_reachable_file(toy_problem):
+    model, x, problem = toy_problem
+    with pytest.raises(CompressError, match=r"smallest reachable file is (\d+) bytes") as info:
+        fit_budget(model, x[:1], 500, problem=problem)
+    smallest = int(info.value.args[0].split("smallest reachable file is ")[1].split()[0])
+    assert smallest > 500
+    assert fit_budget(model, x[:1], smallest, problem=problem, uniform=False).file_bytes == smallest
+    with pytest.raises(CompressError):
+        fit_budget(model, x[:1], smallest - 1, problem=problem)
+
+
+def test_solver_beats_uniform_where_one_layer_is_insensitive(toy_problem):
+    model, x, problem = toy_problem
+    dense = sum(4 * p.numel() for p in model.parameters())
+    result = fit_budget(model, x[:1], dense // 40, problem=problem)
+    assert result.uniform is not None and not result.chose_uniform
+    assert result.damage < result.uniform.damage
+    by_name = {a.name: a for a in result.allocation}
+    assert by_name["loud.weight"].actual_bytes > by_name["quiet.weight"].actual_bytes
+    with torch.no_grad():  # and the real output error agrees with the estimate
+        ref = model(x)
+        err_solver = float(((result.model(x) - ref) ** 2).mean())
+        err_uniform = float(((result.uniform_model(x) - ref) ** 2).mean())
+    assert err_solver < err_uniform
+
+
+def test_finetune_keeps_size_masks_and_labels(toy_problem):
+    model, x, problem = toy_problem
+    y = model(x).argmax(1).detach()
+    dense = sum(4 * p.numel() for p in model.parameters())
+    plain = fit_budget(model, x[:1], dense // 40, problem=problem, uniform=False)
+    tuned = fit_budget(model, x[:1], dense // 40, problem=problem, uniform=False,
+                       train_loader=[(x[i:i + 32], y[i:i + 32]) for i in range(0, 128, 32)], finetune=2,
+                       eval_fn=lambda m: float((m(x).argmax(1) == y).float().mean()))
+    assert tuned.file_bytes <= tuned.budget_bytes
+    assert {"dense", "budget", "budget+finetune"} <= set(tuned.accuracy)
+    for name, state in plain.layers.items():
+        new = tuned.layers[name]
+        if state.codebook is not None:
+            np.testing.assert_array_equal(state.labels, new.labels)
+            assert (state.mask is None) == (new.mask is None)
+            if state.mask is not None:
+                np.testing.assert_array_equal(state.mask, new.mask)
+
+
+def test_report_of_a_file_and_rate_curve_png(toy_problem, tmp_path):
+    model, x, problem = toy_problem
+    dense = sum(4 * p.numel() for p in model.parameters())
+    result = fit_budget(model, x[:1], dense // 20, problem=problem, out_path=tmp_path / "m.dcz")
+    report = budget_report(tmp_path / "m.dcz")
+    assert report["fits"] is True and report["budget_bytes"] == dense // 20
+    assert report["recorded_by_fit_budget"]
+    rows = {r["name"]: r for r in report["layers"]}
+    for alloc in result.allocation:
+        assert rows[alloc.name]["actual_bytes"] == alloc.actual_bytes == rows[alloc.name]["predicted_bytes"]
+    tight = budget_report(tmp_path / "m.dcz", budget_bytes=result.file_bytes - 1)
+    assert tight["fits"] is False and tight["slack_bytes"] == -1
+    assert "DOES NOT FIT" in render_text(tight) and "over by 1 B" in render_text(tight)
+    assert "FITS" in result.to_text() and "| layer |" in result.to_markdown()
+    plot_rate_curve(result, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_arguments_are_compress_errors(toy_problem):
+    model, x, problem = toy_problem
+    with pytest.raises(CompressError, match="positive"):
+        fit_budget(model, x[:1], 0, problem=problem)
+    with pytest.raises(CompressError, match="sparsities"):
+        CandidateGrid(sparsities=(1.0,))
+    with pytest.raises(CompressError, match="label_bits"):
+        CandidateGrid(label_bits=(0, 4))
+    with pytest.raises(CompressError, match="no Linear or Conv"):
+        prepare_budget(nn.Sequential(nn.ReLU()), x)
