@@ -44,6 +44,10 @@ exit codes: 0 success, 1 failure, 2 wrong command line, 130 interrupted.
 Run 'dcz COMMAND --help' for the options of a command."""
 
 
+# The one error type of each package (all ValueErrors); their messages name what is wrong and where.
+PACKAGE_ERRORS = ("FormatError", "CompressError", "DczRuntimeError")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line naming the command's --help, not a usage dump."""
 
@@ -95,9 +99,10 @@ def _describe(exc: BaseException) -> tuple[str, int]:
         return f"{exc.strerror or exc}: {exc.filename}; check the path and its permissions", EXIT_FAILURE
     if isinstance(exc, OSError):
         return f"{exc}; check the path, permissions and free disk space", EXIT_FAILURE
-    if isinstance(exc, ValueError):  # FormatError, CompressError, DczRuntimeError all are
-        kind = type(exc).__name__
-        return f"{kind}: {exc}; rerun with --debug for the traceback", EXIT_FAILURE
+    if type(exc).__name__ in PACKAGE_ERRORS:  # written for users: what is wrong and where
+        return f"{exc}", EXIT_FAILURE
+    if isinstance(exc, ValueError):
+        return f"{type(exc).__name__}: {exc}; rerun with --debug for the traceback", EXIT_FAILURE
     return (
         f"internal error {type(exc).__name__}: {exc}; rerun with --debug and report the traceback",
         EXIT_FAILURE,

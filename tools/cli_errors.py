@@ -23,6 +23,7 @@ EXTRA_OF_MODULE = {
     "tqdm": "compress",
     "rich": "compress",
     "matplotlib": "compress",
+    "tomli": "compress",
     "onnx": "runtime",
     "onnxruntime": "runtime",
 }

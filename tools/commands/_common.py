@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +60,27 @@ def output_path(path: str | Path, what: str = "output") -> Path:
     return path
 
 
+@contextmanager
+def naming_file(path: str | Path):
+    """Prefix a damaged-file error (formats.FormatError, also via runtime) with the file's path."""
+    try:
+        yield
+    except BufferError as exc:  # formats failed to unmap after a FormatError: report the FormatError
+        if type(exc.__context__).__name__ != "FormatError":
+            raise
+        raise CliError(f"{path} is not a valid .dcz file: {exc.__context__}", "check that it is a complete .dcz written by dcz") from exc
+    except ValueError as exc:
+        if type(exc).__name__ != "FormatError":
+            raise
+        raise CliError(f"{path} is not a valid .dcz file: {exc}", "check that it is a complete .dcz written by dcz") from exc
+
+
 def open_dcz(path: str | Path) -> Any:
     """formats.open with the file checked first and FormatError turned into one line naming the file."""
     path = existing_file(path, ".dcz file")
     formats = require("formats", "reading .dcz files")
-    try:
+    with naming_file(path):
         return formats.open(path)
-    except BufferError as exc:  # formats failed to unmap after a FormatError: report the FormatError
-        if not isinstance(exc.__context__, formats.FormatError):
-            raise
-        raise CliError(f"{path} is not a valid .dcz file: {exc.__context__}", "check that it is a complete .dcz written by dcz") from exc
-    except formats.FormatError as exc:
-        raise CliError(f"{path} is not a valid .dcz file: {exc}", "check that it is a complete .dcz written by dcz") from exc
 
 
 def usage_error(message: str, hint: str) -> CliError:

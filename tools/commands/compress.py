@@ -70,8 +70,10 @@ def read_config_file(path: str) -> dict:
     text = path.read_bytes()
     try:
         if path.suffix.lower() == ".toml":
-            import tomllib
-
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI (compress extra)
+                tomllib = require("tomli", "reading TOML config files")
             data = tomllib.loads(text.decode("utf-8"))
         elif path.suffix.lower() == ".json":
             data = json.loads(text)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from tools.cli_errors import require
-from tools.commands._common import add_command, existing_file, output_path
+from tools.commands._common import add_command, existing_file, naming_file, output_path
 
 DESCRIPTION = """\
 Write a standard ONNX model with every weight decoded and inlined, for tools that do not read .dcz
@@ -23,6 +23,7 @@ def run(args) -> int:
     source = existing_file(args.file, ".dcz file")
     target = output_path(args.output)
     runtime = require("runtime", "dcz export-onnx")
-    runtime.export_onnx(source, target)
+    with naming_file(source):
+        runtime.export_onnx(source, target)
     print(f"wrote {target} ({target.stat().st_size:,} bytes)")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tools.cli_errors import CliError, require
-from tools.commands._common import add_command, existing_file, output_path
+from tools.commands._common import add_command, existing_file, naming_file, output_path
 
 DESCRIPTION = """\
 Run a .dcz model on inputs stored as NumPy files, with ONNX Runtime (default) or the pure NumPy
@@ -72,9 +72,11 @@ def run(args) -> int:
     options = {"backend": args.backend}
     if args.threads:
         options["threads"] = args.threads
-    model = runtime.load(model_path, **options)
+    with naming_file(model_path):
+        model = runtime.load(model_path, **options)
     inputs = load_inputs(input_path, list(model.input_names))
-    outputs = model.run(inputs)
+    with naming_file(model_path):  # lazy decoding may meet damage only now
+        outputs = model.run(inputs)
     for name, array in zip(model.output_names, outputs):
         print(summarize(name, array))
     if out_path is not None:

