@@ -134,32 +134,28 @@ class _Match:
 
 
 def _match_initializers(graph: onnx.ModelProto, states: Mapping[str, LayerState]) -> dict[str, _Match]:
-    """initializer name -> the state it stores. Each state is used at most once."""
-    weights = {name: state.weight() for name, state in states.items()}
-    by_digest = {_digest(w): name for name, w in weights.items()}
-    by_digest_t = {_digest(w.T): name for name, w in weights.items() if w.ndim == 2}
-    used: set[str] = set()
-    matches: dict[str, _Match] = {}
-    for tensor in graph.graph.initializer:
-        if tensor.data_type != onnx.TensorProto.FLOAT:
-            continue
-        if tensor.name in states and tensor.name not in used:
-            matches[tensor.name] = _Match(states[tensor.name])
-            used.add(tensor.name)
-            continue
-        array = initializer_array(tensor)
-        digest = _digest(array)
-        name = by_digest.get(digest)
-        if name is not None and name not in used:
-            matches[tensor.name] = _Match(states[name])
-            used.add(name)
-        elif by_digest_t.get(digest) is not None and by_digest_t[digest] not in used:
-            name = by_digest_t[digest]
-            matches[tensor.name] = _Match(states[name], transposed=True)
-            used.add(name)
-    missing = sorted(set(states) - used)
-    if missing:
-        raise CompressError(f"layers[{missing[0]!r}]: no initializer of the exported graph holds this weight")
+    """initializer name -> the state it stores. Each state is used at most once.
+
+    Names first (the TorchScript exporter keeps parameter names); only the states left over are
+    hashed and compared with the remaining float initializers (renamed or constant-folded ones).
+    """
+    floats = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+    matches = {t.name: _Match(states[t.name]) for t in floats if t.name in states}
+    left = {name: states[name].weight() for name in states if name not in matches}
+    if left:
+        by_digest = {_digest(w): (name, False) for name, w in left.items()}
+        for name, w in left.items():
+            if w.ndim == 2:
+                by_digest.setdefault(_digest(w.T), (name, True))  # a symmetric W stays untransposed
+        for tensor in floats:
+            if tensor.name in matches or not left:
+                continue
+            found = by_digest.get(_digest(initializer_array(tensor)))
+            if found is not None and found[0] in left:
+                matches[tensor.name] = _Match(states[found[0]], transposed=found[1])
+                del left[found[0]]
+    if left:
+        raise CompressError(f"layers[{sorted(left)[0]!r}]: no initializer of the exported graph holds this weight")
     return matches
 
 
