@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.cli_errors import CliError, require
+from tools.commands.info import stage_table
 from tools.commands._common import add_command, existing_file, output_path, shape_arg, size_arg, usage_error
 
 DESCRIPTION = """\
@@ -160,12 +161,16 @@ def load_factory(spec: str):
         raise usage_error(f"model {spec!r} is neither an .onnx file nor package.module:factory", "see 'dcz compress --help'")
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
+    if module_name.split(".")[0] == "torchvision":
+        allow_torchvision_import()
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise CliError(f"cannot import module {module_name!r} (no module named {exc.name!r})", "check the name and that it is importable from here") from exc
         raise
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+        raise CliError(f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}", f"check it with: python -c 'import {module_name}'") from exc
     factory = module
     for part in attribute.split("."):
         factory = getattr(factory, part, None)
@@ -174,6 +179,16 @@ def load_factory(spec: str):
     if not callable(factory):
         raise CliError(f"{spec} is not callable", "name a function or class that returns a torch.nn.Module")
     return factory
+
+
+def allow_torchvision_import() -> None:
+    """torchvision wheels built against another torch release fail at import while registering
+    their meta kernels (RuntimeError: operator torchvision::nms does not exist). The model
+    constructors do not need those kernels, so skip that one submodule, as torchvision's own
+    tests do when kernels are absent."""
+    import types
+
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
 
 
 def load_state_dict(torch, path: str) -> dict:
@@ -281,7 +296,7 @@ def run(args) -> int:
     formats = require("formats", "dcz compress")
     with formats.open(out) as written:
         report = written.size_report()
-    print(report.to_text())
+        print(stage_table(written, report))
     print(f"\nwrote {out} ({report.file_bytes:,} bytes)")
     if args.budget is not None:
         verdict = "fits" if report.file_bytes <= args.budget else "DOES NOT FIT"
