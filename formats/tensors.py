@@ -147,16 +147,20 @@ def _codebook(name, codebook, label_bits, rows, group_rows) -> tuple[np.ndarray,
     return book, group_rows
 
 
-def _labels(name, labels, shape, k, where=None) -> np.ndarray:
+def _labels(name, labels, shape, k, check: bool = True) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.shape != shape:
         raise _fail(name, f"labels shape {labels.shape} differs from tensor shape {shape}")
     if labels.dtype.kind not in "iu":
         raise _fail(name, f"labels must be integers, got {labels.dtype}")
-    used = labels if where is None else labels[where]
+    if check:
+        _check_label_range(name, labels, k)
+    return labels
+
+
+def _check_label_range(name, used: np.ndarray, k: int) -> None:
     if used.size and (used.min() < 0 or used.max() >= k):
         raise _fail(name, f"labels must lie in 0..{k - 1} (codebook size {k}), found {used.min()}..{used.max()}")
-    return labels
 
 
 def csr_streams(mask2d: np.ndarray, gap_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -212,7 +216,6 @@ def encode_tensor(t: Tensor, huffman: bool) -> tuple[dict, list[Part]]:
     rows, cols = view_2d(shape)
     entry = dict(name=name, shape=list(shape), dtype="float32")
     parts: list[Part] = []
-    label_where = None
     if isinstance(t, (Shared, SparseShared)):
         label_bits = _check_bits(name, "label_bits", t.label_bits)
         book, group_rows = _codebook(name, t.codebook, label_bits, rows, t.group_rows)
@@ -236,11 +239,11 @@ def encode_tensor(t: Tensor, huffman: bool) -> tuple[dict, list[Part]]:
         vals = values.reshape(-1)[flat].astype("<f4")
         parts.append(Part("values", KIND_ARRAY, vals.tobytes()))
     else:
-        label_where = mask
-        labels = _labels(name, t.labels, shape, book.shape[1], label_where)
+        labels = _labels(name, t.labels, shape, book.shape[1], check=False)
+        kept = labels.reshape(-1)[flat]
+        _check_label_range(name, kept, book.shape[1])
         entry["encoding"] = "sparse_shared"
-        parts.append(Part("labels", KIND_STREAM,
-                          codec.encode_stream(labels.reshape(-1)[flat], label_bits, huffman)))
+        parts.append(Part("labels", KIND_STREAM, codec.encode_stream(kept, label_bits, huffman)))
     return entry, parts
 
 
