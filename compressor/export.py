@@ -154,6 +154,9 @@ def _match_initializers(graph: onnx.ModelProto, states: Mapping[str, LayerState]
             if found is not None and found[0] in left:
                 matches[tensor.name] = _Match(states[found[0]], transposed=found[1])
                 del left[found[0]]
+    if left:  # the exporter stores equal tensors once: a state equal to a matched one is covered by it
+        stored = {_digest(m.state.weight()) for m in matches.values()}
+        left = {name: w for name, w in left.items() if _digest(w) not in stored}
     if left:
         raise CompressError(f"layers[{sorted(left)[0]!r}]: no initializer of the exported graph holds this weight")
     return matches

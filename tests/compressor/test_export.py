@@ -245,3 +245,28 @@ def test_runtime_runs_the_exported_file(net, tmp_path, backend):
     out = out[0] if isinstance(out, (list, tuple)) else out  # run() gives one array per graph output
     with torch.no_grad():
         np.testing.assert_allclose(np.asarray(out), model(torch.from_numpy(x)).numpy(), atol=1e-5, rtol=0)
+
+
+def test_equal_weights_deduplicated_by_the_exporter_are_covered(tmp_path):
+    """The TorchScript exporter stores equal initializers once (Identity for the others)."""
+
+    class Twin(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+            with torch.no_grad():
+                self.b.weight.copy_(self.a.weight)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    torch.manual_seed(3)
+    model = Twin().eval()
+    states = compress_in_place(model, ["a.weight", "b.weight"], sparsity=0.5, bits=2)
+    path = tmp_path / "twin.dcz"
+    export_dcz(model, torch.zeros(1, 8), states, path)
+    x = np.random.default_rng(6).random((2, 8), dtype=np.float32)
+    with formats.open(path) as dcz:
+        assert sum(dcz.info(n).encoding == "sparse_shared" for n in dcz.names) == 1
+        with torch.no_grad():
+            np.testing.assert_allclose(run(decoded(dcz), x), model(torch.from_numpy(x)).numpy(), atol=1e-5)
