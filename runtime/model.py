@@ -28,7 +28,8 @@ class Model:
     run(x)    inputs (dict name -> array, or one array) -> list of output arrays
     """
 
-    def __init__(self, dcz_file, backend: str, lazy: bool, providers, threads, inter_op_threads, sparse):
+    def __init__(self, dcz_file, backend: str | None, lazy: bool, providers, threads, inter_op_threads, sparse,
+                 low_memory: bool = False):
         self._file = dcz_file
         self.backend = backend
         self.graph: bytes = bytes(dcz_file.graph)
@@ -43,9 +44,9 @@ class Model:
         self.tensors = LazyTensors(dcz_file)
         if not lazy:
             self.tensors.decode_all()
-        self._engine = self._make_engine(providers, threads, inter_op_threads, sparse)
+        self._engine = self._make_engine(providers, threads, inter_op_threads, sparse, low_memory)
 
-    def _make_engine(self, providers, threads, inter_op_threads, sparse):
+    def _make_engine(self, providers, threads, inter_op_threads, sparse, low_memory):
         if self.backend is None:
             return None
         if self.backend == "ort":
@@ -54,9 +55,14 @@ class Model:
             from .ort_backend import OrtSession
 
             # Iterating LazyTensors decodes one tensor at a time, straight into ORT's hands.
-            return OrtSession(self.onnx_model, {n: self.tensors[n] for n in self.tensors}, providers, threads, inter_op_threads)
-        if providers is not None:
-            raise DczRuntimeError("providers apply to backend='ort' only")
+            engine = OrtSession(self.onnx_model, {n: self.tensors[n] for n in self.tensors}, providers, threads,
+                                inter_op_threads, weights_as_inputs=low_memory)
+            if engine.weights_copied:  # ORT holds its own copy now: ours would only double memory
+                for name in list(self.tensors.decoded):
+                    self.tensors.release(name)
+            return engine
+        if providers is not None or low_memory:
+            raise DczRuntimeError("providers and low_memory apply to backend='ort' only")
         from .numpy_exec import NumpyExecutor
 
         sparse_weights = self._sparse_weights() if sparse else {}
@@ -152,13 +158,17 @@ def open_dcz(source):
 
 
 def load(path, backend: str = "ort", providers: Sequence | None = None, threads: int | None = None,
-         lazy: bool = True, *, inter_op_threads: int | None = None, sparse: bool = False) -> Model:
+         lazy: bool = True, *, inter_op_threads: int | None = None, sparse: bool = False,
+         low_memory: bool = False) -> Model:
     """Open a .dcz and prepare it to run.
 
     backend           "ort" (ONNX Runtime), "numpy" (the built-in executor) or None (inspect only).
     providers         ORT execution providers (default CPU); `threads` / `inter_op_threads` set ORT's pools.
     lazy              decode each tensor on first use (default) instead of all at load.
     sparse            NumPy backend: compute pruned fully connected layers from their CSR form.
+    low_memory        ORT backend: bind the weights as inputs (read in place, one copy in memory)
+                      instead of initializers (ORT copies them; peak two copies while the session
+                      is created, one after). See runtime/ort_backend.py.
     Raises formats.FormatError for a damaged file (before any inference) and DczRuntimeError when
     the graph and the stored tensors disagree (message names the tensor) or arguments are invalid.
     """
@@ -168,7 +178,7 @@ def load(path, backend: str = "ort", providers: Sequence | None = None, threads:
         raise DczRuntimeError(f"threads must be a non-negative int (0 = ORT's default), got {threads!r}")
     dcz_file = open_dcz(path)
     try:
-        return Model(dcz_file, backend, lazy, providers, threads, inter_op_threads, sparse)
+        return Model(dcz_file, backend, lazy, providers, threads, inter_op_threads, sparse, low_memory)
     except BaseException:
         dcz_file.close()
         raise

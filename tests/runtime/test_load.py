@@ -30,10 +30,14 @@ def lenet(tmp_path_factory):
     return path, effective
 
 
-@pytest.mark.parametrize("backend,sparse", [("ort", False), ("numpy", False), ("numpy", True)])
-def test_backends_match_the_reference(lenet, backend, sparse):
+BACKENDS = [{"backend": "ort"}, {"backend": "ort", "low_memory": True}, {"backend": "numpy"},
+            {"backend": "numpy", "sparse": True}]
+
+
+@pytest.mark.parametrize("options", BACKENDS, ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_backends_match_the_reference(lenet, options):
     path, effective = lenet
-    with runtime.load(path, backend=backend, sparse=sparse) as model:
+    with runtime.load(path, **options) as model:
         (logits,) = model.run(X)
     assert logits.shape == (5, 10) and logits.dtype == np.float32
     np.testing.assert_allclose(logits, lenet_reference(effective, X), atol=1e-5, rtol=0)
@@ -84,6 +88,20 @@ def test_numpy_backend_decodes_on_first_run(lenet):
     assert len(model.tensors.decoded) == 6
 
 
+def test_ort_keeps_one_copy_of_the_weights(lenet):
+    """ORT copies add_external_initializers values (probed); the decoded arrays are then dropped."""
+    from runtime.ort_backend import ort_copies_external_initializers
+
+    path, effective = lenet
+    model = runtime.load(path, backend="ort")
+    assert model._engine.weights_copied == ort_copies_external_initializers()
+    if model._engine.weights_copied:
+        assert model.tensors.decoded == []
+    np.testing.assert_array_equal(model.tensors["fc1.weight"], effective["fc1.weight"])  # re-decoded on demand
+    low = runtime.load(path, backend="ort", low_memory=True)
+    assert not low._engine.weights_copied and len(low.tensors.decoded) == 6
+
+
 def test_load_from_bytes(lenet):
     path, effective = lenet
     (logits,) = runtime.load(path.read_bytes(), backend="ort").run(X)
@@ -116,7 +134,8 @@ def test_ort_options_threads_and_providers(lenet):
 
 
 @pytest.mark.parametrize("bad", [{"backend": "tvm"}, {"threads": -1}, {"backend": "ort", "sparse": True},
-                                 {"backend": "numpy", "providers": ["CPUExecutionProvider"]}])
+                                 {"backend": "numpy", "providers": ["CPUExecutionProvider"]},
+                                 {"backend": "numpy", "low_memory": True}])
 def test_bad_arguments_are_refused(lenet, bad):
     with pytest.raises(DczRuntimeError):
         runtime.load(lenet[0], **bad)

@@ -18,7 +18,9 @@ import runtime
 torch = pytest.importorskip("torch")
 
 ATOL = 1e-5
-BACKENDS = [("ort", False), ("numpy", False), ("numpy", True)]
+BACKENDS = [{"backend": "ort"}, {"backend": "ort", "low_memory": True}, {"backend": "numpy"},
+            {"backend": "numpy", "sparse": True}]
+IDS = ["ort", "ort-low-memory", "numpy", "numpy-sparse"]
 LENET_CONFIG = {"global": {"prune": "sparsity", "sparsity": 0.9}}
 RESNET_CONFIG = {"global": {"prune": "sparsity", "sparsity": 0.7}}
 
@@ -62,13 +64,13 @@ def lenets(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("backend,sparse", BACKENDS, ids=["ort", "numpy", "numpy-sparse"])
+@pytest.mark.parametrize("options", BACKENDS, ids=IDS)
 @pytest.mark.parametrize("name", ["lenet_300_100", "lenet5"])
-def test_lenets_match_torch(lenets, name, backend, sparse):
+def test_lenets_match_torch(lenets, name, options):
     path, x, want = lenets[name]
-    with runtime.load(path, backend=backend, sparse=sparse) as model:
+    with runtime.load(path, **options) as model:
         (got,) = model.run(x)
-        if sparse:
+        if options.get("sparse"):
             assert model._engine.sparse_nodes, "no FC layer went through the CSR path"
     assert got.shape == want.shape
     assert float(np.abs(got - want).max()) <= ATOL
@@ -93,10 +95,10 @@ def resnet18(tmp_path_factory):
     return path, x, _torch_logits(compressed, x)
 
 
-@pytest.mark.parametrize("backend", ["ort", "numpy"])
-def test_resnet18_matches_torch(resnet18, backend):
+@pytest.mark.parametrize("options", BACKENDS[:3], ids=IDS[:3])
+def test_resnet18_matches_torch(resnet18, options):
     path, x, want = resnet18
-    with runtime.load(path, backend=backend) as model:
+    with runtime.load(path, **options) as model:
         (got,) = model.run(x)
     assert float(np.abs(got - want).max()) <= ATOL
     np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
