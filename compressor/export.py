@@ -136,11 +136,15 @@ class _Match:
 def _match_initializers(graph: onnx.ModelProto, states: Mapping[str, LayerState]) -> dict[str, _Match]:
     """initializer name -> the state it stores. Each state is used at most once.
 
-    Names first (the TorchScript exporter keeps parameter names); only the states left over are
-    hashed and compared with the remaining float initializers (renamed or constant-folded ones).
+    Names first (the TorchScript exporter keeps parameter names), when the values agree; only the
+    states left over are hashed and compared with the remaining float initializers (renamed or
+    constant-folded ones).
     """
     floats = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
-    matches = {t.name: _Match(states[t.name]) for t in floats if t.name in states}
+    # a name is trusted only with equal values: an exporter may fold e.g. BatchNorm into a weight
+    # and keep the parameter's name for the folded tensor
+    matches = {t.name: _Match(states[t.name]) for t in floats
+               if t.name in states and np.array_equal(initializer_array(t), states[t.name].weight())}
     left = {name: states[name].weight() for name in states if name not in matches}
     if left:
         by_digest = {_digest(w): (name, False) for name, w in left.items()}
