@@ -270,3 +270,17 @@ def test_equal_weights_deduplicated_by_the_exporter_are_covered(tmp_path):
         assert sum(dcz.info(n).encoding == "sparse_shared" for n in dcz.names) == 1
         with torch.no_grad():
             np.testing.assert_allclose(run(decoded(dcz), x), model(torch.from_numpy(x)).numpy(), atol=1e-5)
+
+
+def test_a_name_is_trusted_only_with_equal_values():
+    """An exporter may keep a parameter's name on a folded tensor: values decide."""
+    from onnx import helper, numpy_helper
+
+    from compressor.export import _match_initializers
+
+    state = LayerState("w", "Linear", (3, 4), values=np.arange(12, dtype=np.float32).reshape(3, 4))
+    folded = numpy_helper.from_array(state.weight() * 2, "w")
+    renamed = numpy_helper.from_array(state.weight().T.copy(), "onnx::MatMul_7")
+    graph = helper.make_model(helper.make_graph([], "g", [], [], [folded, renamed]))
+    matches = _match_initializers(graph, {"w": state})
+    assert list(matches) == ["onnx::MatMul_7"] and matches["onnx::MatMul_7"].transposed
