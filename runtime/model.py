@@ -141,20 +141,10 @@ class _DenseView(Mapping):
 
 
 def open_dcz(source):
-    """formats.open / formats.loads, letting the format's own error through unchanged.
-
-    formats.open closes its mmap when validation fails; if a memoryview of the map is still alive
-    in the failing frame, mmap.close() raises BufferError and hides the FormatError. Surface the
-    FormatError it was handling instead (the caller must see the format's own message).
-    """
+    """formats.open for a path, formats.loads for bytes; the format's own error passes through unchanged."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return formats.loads(bytes(source))
-    try:
-        return formats.open(os.fspath(source))
-    except BufferError as exc:
-        if isinstance(exc.__context__, formats.FormatError):
-            raise exc.__context__ from None
-        raise
+    return formats.open(os.fspath(source))
 
 
 def load(path, backend: str = "ort", providers: Sequence | None = None, threads: int | None = None,
