@@ -74,8 +74,13 @@ def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
     return {out: node for node in graph.node for out in node.output}
 
 
+# Nodes that rearrange a tensor without changing its values: a weight reached through them is
+# still a weight (exporters write MatMul(x, Transpose(W)) and the like). Input 0 is the data.
+PASS_THROUGH = frozenset({"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
+
+
 def _resolve(name: str, producers, initializers: set[str]) -> tuple[str, str] | None:
-    """Follow Identity nodes back to an initializer or a Constant node: (tensor name, origin) or None."""
+    """Follow value-preserving nodes back to an initializer or a Constant node: (tensor name, origin) or None."""
     seen = set()
     while name not in seen:
         seen.add(name)
@@ -86,7 +91,7 @@ def _resolve(name: str, producers, initializers: set[str]) -> tuple[str, str] | 
             return None
         if node.op_type == "Constant" and _constant_tensor(node) is not None:
             return name, "constant"
-        if node.op_type != "Identity":
+        if node.op_type not in PASS_THROUGH or not node.input:
             return None
         name = node.input[0]
     return None
@@ -101,12 +106,13 @@ def find_weights(model: onnx.ModelProto) -> list[WeightSource]:
     graph = model.graph
     producers = _producers(graph)
     inits = {t.name: t for t in graph.initializer}
+    init_names = set(inits)
     found: dict[str, WeightSource] = {}
     for node in graph.node:
         for position in WEIGHT_INPUTS.get(node.op_type, ()):
             if position >= len(node.input) or not node.input[position]:
                 continue
-            resolved = _resolve(node.input[position], producers, set(inits))
+            resolved = _resolve(node.input[position], producers, init_names)
             if resolved is None:
                 continue
             name, origin = resolved

@@ -202,3 +202,20 @@ def test_sparsity_selection_equals_a_stable_sort_with_ties():
         want = np.ones(values.size, dtype=bool)
         want[np.argsort(values.ravel(), kind="stable")[:remove]] = False
         np.testing.assert_array_equal(_keep_smallest_removed(values, sparsity), want.reshape(values.shape))
+
+
+def test_weight_reached_through_transpose_is_compressed():
+    """MatMul(x, Transpose(W)): the initializer W is still the layer's weight."""
+    w = RNG.normal(0, 0.2, (10, 48)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]), helper.make_node("MatMul", ["x", "wt"], ["y"])],
+        "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 48])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    result = compress_onnx(model, {"global": {"prune": "sparsity", "sparsity": 0.5, "bits": 4}})
+    assert set(result.layers) == {"w"} and result.layers["w"].layer_type == "MatMul"
+    x = RNG.random((3, 48), dtype=np.float32)
+    with formats.loads(result.dcz) as dcz:
+        session = ort.InferenceSession(decoded_model(dcz).SerializeToString(), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, {"x": x})[0], x @ result.layers["w"].weight().T, atol=1e-5)
