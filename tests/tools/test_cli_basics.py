@@ -163,3 +163,14 @@ def test_console_script_in_a_subprocess(tmp_path):
     bad = subprocess.run([*dcz_command(), "info", "missing.dcz"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert bad.returncode == 1
     assert bad.stderr.strip() == "dcz: error: .dcz file not found: missing.dcz; check the path"
+
+
+def test_bench_delegates_to_tools_bench(capsys, monkeypatch):
+    import types
+
+    seen = []
+    fake = types.ModuleType("tools.bench")
+    fake.main = lambda argv: seen.append(argv) or 3
+    monkeypatch.setitem(sys.modules, "tools.bench", fake)
+    assert main(["bench", "--models", "lenet5", "--repeats", "1"]) == 3
+    assert seen == [["--models", "lenet5", "--repeats", "1"]]

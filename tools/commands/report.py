@@ -54,13 +54,14 @@ def expected_fillers(density: float, gap_bits: int) -> float:
     return miss / (1.0 - miss)
 
 
-def estimate_tensor_bytes(t, density: float, label_bits: int) -> float:
-    """Estimated bytes of one tensor pruned to `density` with `label_bits`-bit labels (see DESCRIPTION)."""
+def estimate_tensor_bytes(t, density: float, label_bits: int | None) -> float:
+    """Estimated bytes of one tensor pruned to `density` with `label_bits`-bit labels (see DESCRIPTION);
+    label_bits None = not shared (float32 values)."""
     numel = t.numel
     rows = t.shape[0] if len(t.shape) > 1 else 1
     cols = max(1, numel // rows)
     kept = math.ceil(density * numel)
-    bits = kept * label_bits + 32 * 2**label_bits
+    bits = kept * 32 if label_bits is None else kept * label_bits + 32 * 2**label_bits
     if density < 1.0:
         gap_bits = t.gap_bits or 5
         bits += kept * (1 + expected_fillers(density, gap_bits)) * gap_bits
@@ -86,7 +87,7 @@ def estimate_file_bytes(report, sparsity: float | None, label_bits: int | None) 
         if not is_compressible(t):
             continue
         density = current_density(t) if sparsity is None else 1.0 - sparsity
-        bits = (t.label_bits or 8) if label_bits is None else label_bits
+        bits = t.label_bits if label_bits is None else label_bits  # as now: unshared tensors stay float32
         total += estimate_tensor_bytes(t, density, bits)
     return int(round(total))
 
