@@ -284,3 +284,22 @@ def test_a_name_is_trusted_only_with_equal_values():
     graph = helper.make_model(helper.make_graph([], "g", [], [], [folded, renamed]))
     matches = _match_initializers(graph, {"w": state})
     assert list(matches) == ["onnx::MatMul_7"] and matches["onnx::MatMul_7"].transposed
+
+
+def test_several_inputs_and_outputs_get_a_batch_axis_each(tmp_path):
+    class TwoHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(6, 5), torch.nn.Linear(4, 5)
+
+        def forward(self, x, z):
+            h = self.a(x) + self.b(z)
+            return h, torch.relu(h)
+
+    torch.manual_seed(4)
+    model = TwoHeads().eval()
+    states = compress_in_place(model, ["a.weight", "b.weight"], sparsity=0.3, bits=2)
+    graph, _ = export_graph(model, (torch.zeros(1, 6), torch.zeros(1, 4)), states)
+    assert [i.name for i in graph.graph.input] == ["input_0", "input_1"]
+    assert [o.name for o in graph.graph.output] == ["output_0", "output_1"]
+    assert all(v.type.tensor_type.shape.dim[0].dim_param == "batch" for v in [*graph.graph.input, *graph.graph.output])
