@@ -219,3 +219,18 @@ def test_weight_reached_through_transpose_is_compressed():
     with formats.loads(result.dcz) as dcz:
         session = ort.InferenceSession(decoded_model(dcz).SerializeToString(), providers=["CPUExecutionProvider"])
         np.testing.assert_allclose(session.run(None, {"x": x})[0], x @ result.layers["w"].weight().T, atol=1e-5)
+
+
+def test_codebook_per_group_of_rows_round_trips():
+    config = {"by_name": {"conv.w": {"prune": "sparsity", "sparsity": 0.2, "bits": 2, "group_rows": 2},
+                          "fc1.w": {"prune": "none", "bits": 3, "group_rows": 16}}}
+    result = compress_onnx(build_model(), config)
+    conv, fc1 = result.layers["conv.w"], result.layers["fc1.w"]
+    assert conv.codebook.shape == (3, 4) and fc1.codebook.shape == (3, 8) and fc1.mask is None
+    with formats.loads(result.dcz) as dcz:
+        assert dcz.info("conv.w").groups == 3 and dcz.info("fc1.w").encoding == "shared"
+        for name in ("conv.w", "fc1.w"):
+            np.testing.assert_array_equal(dcz.tensor(name), result.layers[name].weight())
+        got = run(decoded_model(dcz), X)
+    want = numpy_forward(X, conv.weight(), fc1.weight(), result.layers["fc2.w"].weight())
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
