@@ -274,7 +274,7 @@ def prepare_budget(model: torch.nn.Module, calib, candidates: CandidateGrid | No
 def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=None,
                eval_fn: Callable[[torch.nn.Module], float] | None = None, train_loader: Iterable | None = None,
                candidates: CandidateGrid | None = None, finetune: int = 1, seed: int = 0,
-               loss_fn: Callable | None = None, finetune_lr: float = 1e-3, uniform: bool = True,
+               loss_fn: Callable | None = None, finetune_lr: float = 1e-4, uniform: bool = True,
                out_path=None, metadata: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
                problem: "BudgetProblem | None" = None) -> BudgetResult:
     """Choose per-layer sparsity, label bits and gap bits so the written .dcz is <= budget_bytes.
