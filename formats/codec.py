@@ -68,16 +68,17 @@ def pack_fixed(symbols: np.ndarray, width: int) -> bytes:
 
 
 def unpack_fixed(payload, count: int, width: int) -> np.ndarray:
-    """The `count` symbols of `width` bits in `payload` (int64)."""
+    """The `count` symbols of `width` bits in `payload` (uint8 for width <= 8, else int64)."""
     raw = np.frombuffer(payload, dtype=np.uint8)
     if width == 8:
-        return raw[:count].astype(np.int64)
+        return raw[:count].copy()
     bits = np.unpackbits(raw, count=count * width).reshape(count, width)
     full = 8 if width < 8 else 16 if width <= 16 else 32
     padded = np.zeros((count, full), dtype=np.uint8)
     padded[:, full - width:] = bits
     packed = np.packbits(padded, axis=1)
-    return packed.view({8: np.uint8, 16: ">u2", 32: ">u4"}[full]).reshape(count).astype(np.int64)
+    out = packed.view({8: np.uint8, 16: ">u2", 32: ">u4"}[full]).reshape(count)
+    return out if full == 8 else out.astype(np.int64)
 
 
 # ---------------------------------------------------------------- Huffman tables
@@ -213,7 +214,10 @@ def read_stream_header(cur: Cursor) -> tuple[StreamInfo, list[int], list[int]]:
 
 
 def decode_stream(cur: Cursor) -> np.ndarray:
-    """All symbols of the stream section in `cur` (int64); checks pad bits and full consumption."""
+    """All symbols of the stream section in `cur` (uint8 when width <= 8, else int64).
+
+    Checks the table, the pad bits and that the payload is used exactly.
+    """
     info, counts, symbols = read_stream_header(cur)
     at = cur.pos
     payload = cur.bytes(cur.left, "stream payload")
@@ -247,7 +251,8 @@ def _huffman_decode(payload, count, counts, symbols, cur, at) -> tuple[np.ndarra
     _, length_of = canonical_codes(counts, symbols)
     len_lut = np.zeros(max(symbols) + 1, dtype=np.int64)
     len_lut[list(length_of)] = list(length_of.values())
-    return out.astype(np.int64), int(len_lut[out].sum())
+    used = int(np.bincount(out, minlength=len_lut.size) @ len_lut)
+    return out, used
 
 
 def _check_pad(payload, used_bits: int, cur: Cursor, at: int) -> None:
