@@ -95,8 +95,12 @@ def _as_args(example_input) -> tuple:
 
 
 def _io_names(model: torch.nn.Module, args: tuple) -> tuple[list[str], list[str]]:
-    with torch.no_grad():
-        out = model(*args)
+    try:
+        with torch.no_grad():
+            out = model(*args)
+    except Exception as error:  # the user's forward can raise anything: one clear line
+        raise CompressError(f"example_input: {type(model).__name__} fails on it ({type(error).__name__}: {error})"
+                            .splitlines()[0]) from error
     n_out = len(out) if isinstance(out, (tuple, list)) else 1
     inputs = ["input"] if len(args) == 1 else [f"input_{i}" for i in range(len(args))]
     outputs = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]

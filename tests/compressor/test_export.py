@@ -303,3 +303,9 @@ def test_several_inputs_and_outputs_get_a_batch_axis_each(tmp_path):
     assert [i.name for i in graph.graph.input] == ["input_0", "input_1"]
     assert [o.name for o in graph.graph.output] == ["output_0", "output_1"]
     assert all(v.type.tensor_type.shape.dim[0].dim_param == "batch" for v in [*graph.graph.input, *graph.graph.output])
+
+
+def test_wrong_example_input_is_one_clear_error(net, tmp_path):
+    with pytest.raises(CompressError, match="example_input") as error:
+        export_dcz(net[0], torch.zeros(1, 3, 8, 8), net[1], tmp_path / "x.dcz")
+    assert "\n" not in str(error.value) and not (tmp_path / "x.dcz").exists()
