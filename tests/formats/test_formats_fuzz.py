@@ -11,7 +11,7 @@ SEEDS = seed_files()
 mutation = st.tuples(st.sampled_from(OPS), st.integers(0, 1 << 16), st.integers(0, 255), st.integers(1, 64))
 
 
-@settings(max_examples=1500)
+@settings(max_examples=1000)
 @given(st.sampled_from(range(len(SEEDS))), st.lists(mutation, min_size=1, max_size=4), st.booleans())
 def test_byte_mutations_raise_only_format_error(seed, mutations, fix):
     data = SEEDS[seed]
@@ -26,7 +26,7 @@ def test_header_mutations_raise_only_format_error(seed, which, value):
     exercise(mutate_header(SEEDS[seed], which, value))
 
 
-@settings(max_examples=1500)
+@settings(max_examples=1000)
 @given(st.sampled_from(range(len(SEEDS))),
        st.lists(st.tuples(st.integers(0, 63), st.integers(0, 1 << 16), st.integers(0, 7)), min_size=1, max_size=3))
 def test_in_section_bit_flips_raise_only_format_error(seed, flips):
