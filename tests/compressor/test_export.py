@@ -309,3 +309,31 @@ def test_wrong_example_input_is_one_clear_error(net, tmp_path):
     with pytest.raises(CompressError, match="example_input") as error:
         export_dcz(net[0], torch.zeros(1, 3, 8, 8), net[1], tmp_path / "x.dcz")
     assert "\n" not in str(error.value) and not (tmp_path / "x.dcz").exists()
+
+
+def test_layer_the_pipeline_cannot_compress_is_stored_raw_and_named(tmp_path):
+    """Issue 3, item 5 end to end: an Embedding is kept raw, named in the report, never dropped."""
+    from compressor.pipeline import compress
+
+    class Bag(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(50, 16)
+            self.fc = torch.nn.Linear(16, 4)
+
+        def forward(self, tokens):
+            return self.fc(self.embed(tokens).mean(dim=1))
+
+    torch.manual_seed(5)
+    tokens = torch.randint(0, 50, (3, 7))
+    result = compress(Bag().eval(), tokens, {"global": {"prune": "sparsity", "sparsity": 0.5, "bits": 3}}, progress=False)
+    path = tmp_path / "bag.dcz"
+    result.save(path)
+    report = Report.from_dcz(path)
+    assert "embed.weight" in report.kept_raw and "embed.weight" in report.to_markdown()
+    with formats.open(path) as dcz:
+        assert dcz.info("embed.weight").encoding == "raw" and dcz.info("fc.weight").encoding == "sparse_shared"
+        session = ort.InferenceSession(decoded(dcz).SerializeToString(), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"input": tokens.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, result.model(tokens).numpy(), atol=1e-5, rtol=0)
