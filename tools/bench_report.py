@@ -27,12 +27,21 @@ def _num(value: float | None, fmt: str, missing: str = "—") -> str:
     return missing if value is None else format(value, fmt)
 
 
+def short(value: float | None) -> str:
+    """Three significant digits without exponents: 0.0412, 3.88, 71.7, 1,890."""
+    if value is None:
+        return "—"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
 def row_cells(row: Row, dense_bytes: int) -> list[str]:
     art, load = row.artifact, row.load
     load_ms = None if load.load_first_s is None else 1000 * load.load_first_s
     acc = _num(load.accuracy, ".2f") if load.error is None else f"n/a ({load.error})"
     return [art.label, f"{art.nbytes:,}", f"{dense_bytes / art.nbytes:.1f}x", acc,
-            _num(art.produce_s, ".3g"), _num(load_ms, ".3g"), _num(load.peak_rss_mib, ".0f")]
+            short(art.produce_s), short(load_ms), _num(load.peak_rss_mib, ",.0f")]
 
 
 HEADER = ["row", "bytes", "ratio to dense", "top-1 %", "time to produce s", "load + 1st inference ms", "peak RSS MiB"]
@@ -50,7 +59,7 @@ def verdict(rows: list[Row]) -> str:
     by_key = {r.artifact.key: r for r in rows}
     final, dense = by_key.get(DCZ_FINAL), by_key.get("dense")
     if final is None or final.load.accuracy is None or dense is None or dense.load.accuracy is None:
-        return "Smallest at equal accuracy: not judged (no accuracy for this model)."
+        return "- Smallest at equal accuracy: not judged (untrained model: no accuracy to hold equal)."
     acc = final.load.accuracy
     drop = dense.load.accuracy - acc
     lines = [f"- .dcz P+Q+H top-1 {acc:.2f}% vs dense {dense.load.accuracy:.2f}% "

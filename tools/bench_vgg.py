@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import threading
+import traceback
 import resource
 import subprocess
 import sys
@@ -34,6 +37,61 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class PeakWatcher:
+    """Samples this process's RSS from a thread; at each new high (by `step_mib`) notes where the main
+    thread was, in the project's own code, so the peak can be attributed to a line."""
+
+    def __init__(self, step_mib: float = 64.0, period_s: float = 0.02):
+        self.step_mib, self.period_s = step_mib, period_s
+        self.highs: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._main = threading.get_ident()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> "PeakWatcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @staticmethod
+    def _rss_mib() -> float:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+        return 0.0
+
+    def _where(self) -> str:
+        frame = sys._current_frames().get(self._main)
+        stack = traceback.extract_stack(frame) if frame is not None else []
+        own = [f for f in stack if f"{os.sep}compressor{os.sep}" in f.filename or f"{os.sep}formats{os.sep}" in f.filename]
+        return " < ".join(f"{Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno} {f.name}"
+                          for f in reversed(own[-3:])) or "outside compressor/formats"
+
+    def _sample(self) -> None:
+        best = 0.0
+        while not self._stop.wait(self.period_s):
+            rss = self._rss_mib()
+            if rss > best + self.step_mib:
+                best = rss
+                self.highs.append((rss, self._where()))
+
+    def summary(self, top: int = 4) -> list[tuple[float, float, str]]:
+        """(MiB gained, MiB reached, where) of the code locations that raised the high-water mark most."""
+        gained: dict[str, list[float]] = {}
+        previous = self.highs[0][0] if self.highs else 0.0
+        for rss, where in self.highs[1:]:
+            entry = gained.setdefault(where, [0.0, 0.0])
+            entry[0] += rss - previous
+            entry[1] = max(entry[1], rss)
+            previous = rss
+        ranked = sorted(gained.items(), key=lambda item: -item[1][0])[:top]
+        return [(g, reached, where) for where, (g, reached) in ranked]
+
+
 def run(out: Path) -> dict:
     """Build the stack, then time compress() and save() (the Huffman-coded .dcz)."""
     import torch
@@ -48,10 +106,12 @@ def run(out: Path) -> dict:
     float32_mib = sum(p.numel() for p in model.parameters()) * 4 / 2**20
     rss_model = _peak_rss_mib()
     cpu_start, start = _cpu_s(), time.perf_counter()
-    result = compressor.compress(model, example, vgg_config(), progress=False)
-    compressed = time.perf_counter()
-    result.save(out)
-    done, cpu_done = time.perf_counter(), _cpu_s()
+    with PeakWatcher() as watcher:
+        result = compressor.compress(model, example, vgg_config(), progress=False)
+        compressed = time.perf_counter()
+        rss_compressed = _peak_rss_mib()
+        result.save(out)
+        done, cpu_done = time.perf_counter(), _cpu_s()
     peak = _peak_rss_mib()
     return {
         "weights": sum(p.numel() for p in model.parameters()),
@@ -64,7 +124,10 @@ def run(out: Path) -> dict:
         "rss_imports_mib": rss_imports,
         "rss_model_mib": rss_model,
         "peak_rss_mib": peak,
+        "peak_rss_compress_mib": rss_compressed,
+        "rss_rises": watcher.summary(),
         "peak_over_float32": peak / float32_mib,
+        "peak_above_imports_over_float32": (peak - rss_imports) / float32_mib,
     }
 
 
@@ -99,15 +162,19 @@ def markdown(figures: dict | None = None) -> str:
         "Command: `python tools/bench_vgg.py` (one run in its own process, 1 torch thread)",
         "",
         "| weights | float32 MiB | prune + share s | export + Huffman + write s | total s (wall) | total CPU s "
-        "| .dcz bytes | peak RSS MiB | peak / float32 |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| .dcz bytes | peak RSS MiB | peak / float32 | (peak - imports) / float32 |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         f"| {f['weights']:,} | {f['float32_mib']:.0f} | {f['compress_s']:.1f} | {f['save_s']:.1f} | {f['total_s']:.1f} "
         f"| {f['cpu_s']:.1f} "
-        f"| {f['file_bytes']:,} | {f['peak_rss_mib']:.0f} | {f['peak_over_float32']:.2f}x |",
+        f"| {f['file_bytes']:,} | {f['peak_rss_mib']:,.0f} | {f['peak_over_float32']:.2f}x "
+        f"| {f['peak_above_imports_over_float32']:.2f}x |",
         "",
         f"- Time: {time_ok} the {TIME_FLOOR_S:.0f} s floor. Peak RSS: {rss_ok} the {RSS_FLOOR_X:.0f}x float32 floor "
         f"(the dense model itself is 1x; interpreter + imports {f['rss_imports_mib']:.0f} MiB, "
-        f"after building the model {f['rss_model_mib']:.0f} MiB).",
+        f"after building the model {f['rss_model_mib']:.0f} MiB, peak by the end of compress() "
+        f"{f['peak_rss_compress_mib']:.0f} MiB).",
+        "- Where the high-water mark rose most (RSS sampled every 20 ms; MiB gained there, MiB reached):",
+        *[f"  - +{g:,.0f} MiB (to {r:,.0f}) in `{w}`" for g, r, w in f.get("rss_rises", [])],
         "",
     ])
 
