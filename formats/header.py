@@ -7,6 +7,7 @@ Infinity, bounded depth, every field typed and range-checked; unknown keys are i
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from .errors import FormatError
@@ -77,43 +78,42 @@ def _no_constants(name):
     raise ValueError(f"{name} is not allowed")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} overflows a double")
+    return value
+
+
 def parse_json(data: bytes, fail) -> dict:
     """Parse the header bytes strictly; `fail(msg)` builds the FormatError."""
     try:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise fail(f"header is not UTF-8 ({exc.reason} at header byte {exc.start})") from None
-    depth = _max_depth(text)
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                         parse_float=_finite_float)
+    except RecursionError:
+        raise fail(f"header JSON nests deeper than the limit {MAX_JSON_DEPTH}") from None
+    except ValueError as exc:
+        raise fail(f"header is not valid JSON: {exc}") from None
+    depth = _depth(obj)
     if depth > MAX_JSON_DEPTH:
         raise fail(f"header JSON nests {depth} levels, limit {MAX_JSON_DEPTH}")
-    try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:
-        raise fail(f"header is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise fail("header JSON must be an object")
     return obj
 
 
-def _max_depth(text: str) -> int:
-    """Bracket depth outside strings (checked before json.loads can recurse)."""
-    depth = best = 0
-    in_str = esc = False
-    for ch in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            depth += 1
+def _depth(obj) -> int:
+    """Nesting depth of a parsed JSON value (iterative: no recursion on hostile input)."""
+    best, stack = 0, [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
             best = max(best, depth)
-        elif ch in "]}":
-            depth -= 1
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
     return best
 
 

@@ -248,3 +248,14 @@ def test_open_from_disk_raises_format_error_not_buffer_error(tmp_path):
     (tmp_path / "empty.dcz").write_bytes(b"")
     with pytest.raises(formats.FormatError, match="empty"):
         formats.open(tmp_path / "empty.dcz")
+
+
+def test_header_numbers_that_overflow_are_rejected():
+    raises(with_header(SMALL, None, raw=b'{"metadata":{"user.x":1e400},"graph_format":"onnx","tensors":[]}'),
+           "section 0 (header)", "overflows")
+
+
+def test_depth_is_counted_outside_strings_only():
+    obj = header_of(SMALL)
+    obj["metadata"]["user.brackets"] = "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{"
+    assert formats.loads(with_header(SMALL, obj)).metadata["user.brackets"].startswith("[[[")
