@@ -19,7 +19,7 @@ INITS = ("linear", "density", "random", "kmeans++")
 
 
 def kmeans_1d(values, k: int, init: str | np.ndarray = "linear", seed: int = 0,
-              max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
+              max_iter: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """Cluster `values` (any shape, flattened) into at most k centroids.
 
     init: 'linear' (evenly spaced between min and max: the paper's best for weight sharing),
@@ -31,21 +31,82 @@ def kmeans_1d(values, k: int, init: str | np.ndarray = "linear", seed: int = 0,
     """
     xs_in = _as_checked_vector(values)
     k = _checked_k(k)
-    xs = np.sort(xs_in)
-    distinct = 1 + int(np.count_nonzero(np.diff(xs)))
+    xs = np.sort(xs_in)  # float32 stays float32 here: the sort is the costliest step
+    distinct = 1 + int(np.count_nonzero(xs[1:] != xs[:-1]))
     if distinct <= k:
-        centroids = np.unique(xs)
-        return centroids, np.searchsorted(centroids, xs_in).astype(np.int64)
-    start = initial_centroids(xs, k, init, seed, presorted=True)
-    centroids = _lloyd_sorted(xs, start, max_iter)
-    return centroids, assign(xs_in, centroids)
+        centroids = np.unique(xs).astype(np.float64)
+        return centroids, np.searchsorted(centroids, xs_in.astype(np.float64)).astype(np.int64)
+    data = _Sorted(xs)
+    start = data.initial(k, init, seed)
+    centroids = _lloyd_sorted(data, start, max_iter)
+    return centroids + data.shift, assign(xs_in, centroids + data.shift)
+
+
+class _Sorted:
+    """Sorted values, centred (z = x - mean) in float64, with the prefix sums Lloyd needs.
+
+    Centring keeps the prefix sums' rounding negligible even at 1e7+ values.
+    """
+
+    def __init__(self, sorted_values: np.ndarray) -> None:
+        self.z = sorted_values.astype(np.float64)
+        self.shift = float(self.z.mean())
+        self.z -= self.shift
+        self.prefix = np.concatenate(([0.0], np.cumsum(self.z)))
+
+    def initial(self, k: int, init, seed: int) -> np.ndarray:
+        """Centred initial centroids, sorted."""
+        z = self.z
+        if not isinstance(init, str):
+            start = np.asarray(init, dtype=np.float64).ravel()
+            if start.size != k or not np.all(np.isfinite(start)):
+                raise CompressError(f"kmeans init: expected {k} finite centroids, got {start.size}")
+            return np.sort(start) - self.shift
+        rng = np.random.default_rng(seed)
+        if init == "linear":
+            return np.linspace(z[0], z[-1], k)
+        if init == "density":
+            return z[np.round(np.linspace(0, z.size - 1, k)).astype(np.int64)]
+        if init == "random":
+            return np.sort(z[rng.choice(z.size, size=k, replace=False)])
+        if init == "kmeans++":
+            return _kmeanspp_sorted(z, self.prefix, k, rng)
+        raise CompressError(f"kmeans init: must be one of {', '.join(INITS)}; got {init!r}")
 
 
 def assign(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Nearest-centroid label per value (ties go to the lower centroid, as argmin does)."""
+    """Nearest-centroid label per value (ties go to the lower centroid, as argmin does).
+
+    Equals `searchsorted(midpoints, values)`, but a binary search per value is the slowest step
+    at 1e7 values. Instead each value's bin on a fine uniform grid gives its label through a
+    lookup table; only values in bins next to a midpoint (where rounding could matter) are
+    searched exactly. About 5x faster; exact.
+    """
     centroids = np.asarray(centroids, dtype=np.float64)
+    flat = np.asarray(values).ravel()
+    if flat.dtype not in (np.float32, np.float64):
+        flat = flat.astype(np.float64)
     midpoints = (centroids[:-1] + centroids[1:]) / 2
-    return np.searchsorted(midpoints, np.asarray(values, dtype=np.float64).ravel(), side="left").astype(np.int64)
+    if flat.size < 4096 or midpoints.size == 0:
+        return np.searchsorted(midpoints, flat.astype(np.float64), side="left").astype(np.int64)
+    low, high = float(flat.min()), float(flat.max())
+    if not high > low:
+        return np.searchsorted(midpoints, np.array([low]), side="left").repeat(flat.size).astype(np.int64)
+    bins = 1 << 16
+    scale = (bins - 1) / (high - low)
+    edges = low + np.arange(bins) / scale                    # left edge of each bin
+    table = np.searchsorted(midpoints, edges, side="left")   # label of a value at the edge
+    uncertain = np.zeros(bins + 2, dtype=bool)               # bins within one of a midpoint
+    near = np.clip(np.floor((midpoints - low) * scale).astype(np.int64), -1, bins)
+    for offset in (0, 1, 2):
+        uncertain[np.clip(near + offset, 0, bins + 1)] = True
+    uncertain = uncertain[1:-1]
+    index = ((flat - flat.dtype.type(low)) * flat.dtype.type(scale)).astype(np.int32)
+    np.clip(index, 0, bins - 1, out=index)
+    labels = table[index].astype(np.int64)
+    check = np.flatnonzero(uncertain[index])
+    labels[check] = np.searchsorted(midpoints, flat[check].astype(np.float64), side="left")
+    return labels
 
 
 def inertia(values: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> float:
@@ -54,31 +115,17 @@ def inertia(values: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> fl
     return float(np.dot(diff, diff))
 
 
-def initial_centroids(values: np.ndarray, k: int, init: str | np.ndarray = "linear", seed: int = 0,
-                      presorted: bool = False) -> np.ndarray:
+def initial_centroids(values: np.ndarray, k: int, init: str | np.ndarray = "linear", seed: int = 0) -> np.ndarray:
     """The k starting centroids (sorted) for `init`; shared by our k-means and the sklearn reference."""
-    xs = np.asarray(values, dtype=np.float64).ravel()
-    if not presorted:
-        xs = np.sort(xs)
-    if not isinstance(init, str):
-        start = np.asarray(init, dtype=np.float64).ravel()
-        if start.size != k or not np.all(np.isfinite(start)):
-            raise CompressError(f"kmeans init: expected {k} finite centroids, got {start.size}")
-        return np.sort(start)
-    rng = np.random.default_rng(seed)
-    if init == "linear":
-        return np.linspace(xs[0], xs[-1], k)
-    if init == "density":
-        return xs[np.round(np.linspace(0, xs.size - 1, k)).astype(np.int64)]
-    if init == "random":
-        return np.sort(xs[rng.choice(xs.size, size=k, replace=False)])
-    if init == "kmeans++":
-        return _kmeanspp_sorted(xs, k, rng)
-    raise CompressError(f"kmeans init: must be one of {', '.join(INITS)}; got {init!r}")
+    data = _Sorted(np.sort(_as_checked_vector(values)))
+    return data.initial(_checked_k(k), init, seed) + data.shift
 
 
 def _as_checked_vector(values) -> np.ndarray:
-    xs = np.asarray(values, dtype=np.float64).ravel()
+    """Flat float32 or float64 values (other dtypes widen to float64), all finite."""
+    xs = np.asarray(values).ravel()
+    if xs.dtype not in (np.float32, np.float64):
+        xs = xs.astype(np.float64)
     if xs.size == 0:
         raise CompressError("kmeans: no values to cluster")
     if not np.all(np.isfinite(xs)):
@@ -92,63 +139,111 @@ def _checked_k(k) -> int:
     return int(k)
 
 
-def _lloyd_sorted(xs: np.ndarray, centroids: np.ndarray, max_iter: int) -> np.ndarray:
-    """Lloyd iterations on sorted values until the partition is a fixed point."""
-    shift = xs.mean()  # prefix sums of centred values keep float64 rounding negligible at 1e7+
-    prefix = np.concatenate(([0.0], np.cumsum(xs - shift)))
-    c = np.sort(centroids - shift)
+def _lloyd_sorted(data: "_Sorted", c: np.ndarray, max_iter: int) -> np.ndarray:
+    """Lloyd iterations (centred coordinates) until the partition is a fixed point."""
+    z, prefix = data.z, data.prefix
+    bounds = np.empty(c.size + 1, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, z.size
     previous = None
     for _ in range(max_iter):
-        cuts = np.searchsorted(xs, c[:-1] / 2 + c[1:] / 2 + shift, side="right")
+        cuts = np.searchsorted(z, (c[:-1] + c[1:]) * 0.5, side="right")
         if previous is not None and np.array_equal(cuts, previous):
             break
-        bounds = np.concatenate(([0], cuts, [xs.size]))
+        bounds[1:-1] = cuts
         counts = np.diff(bounds)
         sums = prefix[bounds[1:]] - prefix[bounds[:-1]]
-        # An empty cluster keeps its centroid (it may catch values later); re-sort so the
-        # midpoint partition stays valid.
-        c = np.sort(np.where(counts > 0, sums / np.maximum(counts, 1), c))
+        if counts.all():
+            c = sums / counts
+        else:
+            c = _update_with_relocation(z, c, counts, sums, bounds)
         previous = cuts
-    return c + shift
+    return c
 
 
-def _kmeanspp_sorted(xs: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ D^2 sampling (Arthur & Vassilvitskii 2007) on sorted values.
+def _update_with_relocation(z: np.ndarray, old: np.ndarray, counts: np.ndarray, sums: np.ndarray,
+                            bounds: np.ndarray) -> np.ndarray:
+    """New centroids when some clusters are empty, by scikit-learn's rule (_relocate_empty_clusters).
 
-    Between two neighbouring centres only the values in that gap change their nearest centre,
-    so we keep one D^2 total per gap: a new centre is drawn by picking a gap by its total, then
-    a value inside it; only that gap is recomputed. About O(n log k) instead of O(n k).
+    The e values farthest from their current centroid become the e empty clusters' centroids and
+    leave their clusters. In 1-D the farthest values of a cluster are at its two ends, so only the
+    e values at each end of each cluster are candidates. Returns sorted centroids.
     """
-    centres = [xs[rng.integers(xs.size)]]
-    # gap g covers xs[starts[g]:starts[g+1]]: before the first centre, between centres, after the last
-    cut = int(np.searchsorted(xs, centres[0]))
-    starts = [0, cut, xs.size]
-    weights = [_gap_d2(xs, 0, cut, None, centres[0]).sum(), _gap_d2(xs, cut, xs.size, centres[0], None).sum()]
+    empty = np.flatnonzero(counts == 0)
+    full = np.flatnonzero(counts)
+    e = empty.size
+    step = np.arange(e)
+    lo, hi = bounds[full], bounds[full + 1]
+    index = np.concatenate([lo[:, None] + step, hi[:, None] - 1 - step], axis=1)
+    owner = np.repeat(full, 2 * e).reshape(index.shape)
+    inside = (index >= lo[:, None]) & (index < hi[:, None])
+    index, owner = index[inside], owner[inside]
+    index, first = np.unique(index, return_index=True)
+    owner = owner[first]
+    distance = np.abs(z[index] - old[owner])
+    far = np.argsort(-distance, kind="stable")[:e]
+    counts, sums = counts.astype(np.float64), sums.copy()
+    np.subtract.at(counts, owner[far], 1.0)
+    np.subtract.at(sums, owner[far], z[index[far]])
+    new = np.where(counts > 0, sums / np.maximum(counts, 1.0), old)
+    new[empty[:far.size]] = z[index[far]]
+    return np.sort(new)
+
+
+def _kmeanspp_sorted(z: np.ndarray, p1: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ D^2 sampling (Arthur & Vassilvitskii 2007) on sorted values in O(n + k log n).
+
+    With the values sorted, the centres split them into gaps, and within a gap each value's
+    nearest centre is the left one up to the gap's midpoint, the right one after. The D^2 mass of
+    any run of values w.r.t. one centre c is S2 - 2 c S1 + m c^2 from prefix sums S1, S2, so a gap's
+    weight costs O(log n) (finding the midpoint) and a value is drawn by bisection on that
+    cumulative mass, never touching the values one by one.
+    """
+    p2 = np.concatenate(([0.0], np.cumsum(z * z)))
+
+    def mass(lo: int, hi: int, c: float) -> float:
+        return max(float(p2[hi] - p2[lo] - 2.0 * c * (p1[hi] - p1[lo]) + (hi - lo) * c * c), 0.0)
+
+    def pieces(lo: int, hi: int, left, right) -> list[tuple[int, int, float]]:
+        if left is None:
+            return [(lo, hi, right)]
+        if right is None:
+            return [(lo, hi, left)]
+        mid = min(max(int(np.searchsorted(z, (left + right) / 2, side="right")), lo), hi)
+        return [(lo, mid, left), (mid, hi, right)]
+
+    def draw(lo: int, hi: int, c: float) -> int:
+        target = rng.random() * mass(lo, hi, c)
+        low, high = lo, hi - 1          # smallest i with mass(lo, i + 1) > target
+        while low < high:
+            middle = (low + high) // 2
+            if mass(lo, middle + 1, c) > target:
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    centres = [float(z[rng.integers(z.size)])]
+    first = int(np.searchsorted(z, centres[0]))
+    gaps = [pieces(0, first, None, centres[0]), pieces(first, z.size, centres[0], None)]
+    starts = [0, first, z.size]         # gap g covers z[starts[g]:starts[g + 1]]
+    weights = [sum(mass(*p) for p in g) for g in gaps]
     while len(centres) < k:
         totals = np.cumsum(weights)
+        if totals[-1] <= 0:
+            break  # every value sits on a centre (cannot happen with > k distinct values)
         g = min(int(np.searchsorted(totals, rng.random() * totals[-1], side="right")), len(weights) - 1)
+        piece_mass = [mass(*p) for p in gaps[g]]
+        chosen = gaps[g][0] if len(gaps[g]) == 1 or rng.random() * sum(piece_mass) < piece_mass[0] else gaps[g][1]
+        new = float(z[draw(*chosen)])
         lo, hi = starts[g], starts[g + 1]
         left = centres[g - 1] if g > 0 else None
         right = centres[g] if g < len(centres) else None
-        d2 = _gap_d2(xs, lo, hi, left, right)
-        inside = np.cumsum(d2)
-        pick = lo + min(int(np.searchsorted(inside, rng.random() * inside[-1], side="right")), hi - lo - 1)
-        new = xs[pick]
-        split = int(np.searchsorted(xs, new))
+        split = int(np.searchsorted(z, new))
         centres.insert(g, new)
         starts.insert(g + 1, split)
-        weights[g:g + 1] = [_gap_d2(xs, lo, split, left, new).sum(), _gap_d2(xs, split, hi, new, right).sum()]
+        gaps[g:g + 1] = [pieces(lo, split, left, new), pieces(split, hi, new, right)]
+        weights[g:g + 1] = [sum(mass(*p) for p in gaps[g]), sum(mass(*p) for p in gaps[g + 1])]
     return np.asarray(centres, dtype=np.float64)
-
-
-def _gap_d2(xs: np.ndarray, lo: int, hi: int, left: float | None, right: float | None) -> np.ndarray:
-    """Squared distance to the nearest of the gap's bounding centres for xs[lo:hi]."""
-    part = xs[lo:hi]
-    if left is None:
-        return (right - part) ** 2
-    if right is None:
-        return (part - left) ** 2
-    return np.minimum((part - left) ** 2, (right - part) ** 2)
 
 
 # --- one layer: codebook(s) over the surviving weights ------------------------------------------

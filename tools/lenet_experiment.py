@@ -42,8 +42,8 @@ SETUPS = {
     "lenet300": dict(
         build=lenet_300_100, dense_epochs=40, weight_decay=1e-4,
         config={"global": {"prune": "sparsity"},
-                "by_type": {"fc": {"bits": 6, "gap_bits": 5}},
-                "by_name": {"fc1.weight": {"sparsity": 0.94}, "fc2.weight": {"sparsity": 0.92},
+                "by_type": {"fc": {"bits": 5, "gap_bits": 5}},
+                "by_name": {"fc1.weight": {"sparsity": 0.95}, "fc2.weight": {"sparsity": 0.93},
                             "fc3.weight": {"sparsity": 0.75}},
                 "prune_steps": 4, "prune_epochs": 8, "share_epochs": 8, "lr": 5e-4, "share_lr": 1e-4,
                 "distill_temperature": 4.0, "distill_alpha": 0.7, "seed": 0}),

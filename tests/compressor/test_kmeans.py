@@ -83,3 +83,14 @@ def test_cluster_weights_per_row_groups(weights):
     err_grouped = np.square(shared - w).sum()
     single_book, single_labels = cluster_weights(w, None, bits=2)
     assert err_grouped <= np.square(single_book[single_labels] - w).sum() + 1e-9
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_assign_equals_binary_search_including_ties(dtype):
+    rng = np.random.default_rng(5)
+    values = rng.laplace(0, 0.05, 50_000).astype(dtype)
+    centroids = np.sort(rng.choice(values, 40, replace=False).astype(np.float64))
+    midpoints = (centroids[:-1] + centroids[1:]) / 2
+    values[:39] = midpoints.astype(dtype)          # values sitting on (or next to) midpoints
+    expected = np.searchsorted(midpoints, values.astype(np.float64), side="left")
+    assert np.array_equal(assign(values, centroids), expected)

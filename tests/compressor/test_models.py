@@ -3,6 +3,8 @@ import torch
 
 from compressor.models import lenet5, lenet_300_100
 
+torch.set_num_threads(1)  # tiny models: extra threads only contend on the shared CI cores
+
 
 def _weights(model):
     return {n: tuple(p.shape) for n, p in model.named_parameters() if n.endswith("weight")}

@@ -6,6 +6,8 @@ from torch import nn
 from compressor import CompressConfig, CompressError
 from compressor.prune import current_mask, prune_step, ramp
 
+torch.set_num_threads(1)  # tiny models: extra threads only contend on the shared CI cores
+
 
 def _layers(config_dict, *modules):
     config = CompressConfig.from_dict(config_dict)

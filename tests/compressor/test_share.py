@@ -7,6 +7,8 @@ from compressor import CompressConfig
 from compressor.prune import prune_step
 from compressor.share import SharedWeight, share_layer, shared_weight
 
+torch.set_num_threads(1)  # tiny models: extra threads only contend on the shared CI cores
+
 
 def _plan(**layer):
     return CompressConfig.from_dict({"global": layer}).for_layer("w", "Linear")
