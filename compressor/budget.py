@@ -37,6 +37,7 @@ from compressor.state import LayerState
 
 MAX_WRITE_ATTEMPTS = 8
 CURVE_POINTS_IN_FILE = 12
+METRIC_POINTS = 12
 
 
 @dataclass
@@ -254,8 +255,15 @@ class BudgetProblem:
 
 
 def prepare_budget(model: torch.nn.Module, calib, candidates: CandidateGrid | None = None,
-                   loss_fn: Callable | None = None, progress: Callable[[str], None] | None = None) -> BudgetProblem:
-    """Weigh every compressible weight (Fisher diagonal on `calib`) and measure every candidate."""
+                   loss_fn: Callable | None = None, progress: Callable[[str], None] | None = None,
+                   metric_fn: Callable[[torch.nn.Module], float] | None = None,
+                   metric_points: int = METRIC_POINTS) -> BudgetProblem:
+    """Weigh every compressible weight (Fisher diagonal on `calib`) and measure every candidate.
+
+    metric_fn: the user's metric (higher is better, e.g. accuracy on held-out data). When given, the
+    damage of up to `metric_points` candidates per layer (spread along the layer's bytes/Fisher
+    Pareto front) is MEASURED: metric(dense) - metric(model with only this layer replaced); the
+    other candidates are dropped. Costs layers x metric_points evaluations."""
     say = progress or (lambda message: None)
     grid = candidates or CandidateGrid()
     model = copy.deepcopy(model).eval()
@@ -268,7 +276,44 @@ def prepare_budget(model: torch.nn.Module, calib, candidates: CandidateGrid | No
     for name, (layer_type, param) in named.items():
         say(f"measuring candidates of {name} {tuple(param.shape)}")
         layers.append(measure_layer(name, layer_type, param.detach().cpu().numpy(), fisher[name], grid))
+    if metric_fn is not None:
+        _measure_damage_with_metric(model, named, layers, metric_fn, metric_points, say)
     return BudgetProblem(model, layers, grid)
+
+
+def _spread_by_bytes(sizes: list[int], points: int) -> np.ndarray:
+    """Indices of about `points` sizes spread evenly in log(bytes), always the smallest and largest."""
+    logs = np.log(np.asarray(sizes, dtype=np.float64))
+    targets = np.linspace(logs[0], logs[-1], min(points, len(sizes)))
+    return np.unique([int(np.argmin(np.abs(logs - t))) for t in targets])
+
+
+def _measure_damage_with_metric(model, named, layers: list[LayerCandidates], metric_fn, points: int, say) -> None:
+    """Replace Fisher damages by measured metric drops on a thinned Pareto front of each layer."""
+    from dataclasses import replace
+
+    from compressor.budget_solver import pareto
+
+    base = float(metric_fn(model))
+    for layer in layers:
+        param = named[layer.name][1]
+        original = param.detach().clone()
+        front = pareto(layer.candidates)
+        keep = _spread_by_bytes([c.nbytes for c in front], points)
+        say(f"measuring metric damage of {layer.name} ({len(keep)} candidates)")
+        measured = []
+        try:
+            for i in keep:
+                cand = front[int(i)]
+                with torch.no_grad():
+                    param.copy_(torch.from_numpy(layer.state(cand).weight()))
+                drop = max(base - float(metric_fn(model)), 0.0)
+                # the Fisher damage (tiny weight) breaks ties between candidates the metric cannot tell apart
+                measured.append(replace(cand, damage=drop + 1e-9 * cand.damage))
+        finally:
+            with torch.no_grad():
+                param.copy_(original)
+        layer.candidates = measured
 
 
 def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=None,
@@ -276,7 +321,8 @@ def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=N
                candidates: CandidateGrid | None = None, finetune: int = 1, seed: int = 0,
                loss_fn: Callable | None = None, finetune_lr: float = 1e-4, uniform: bool = True,
                out_path=None, metadata: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
-               problem: "BudgetProblem | None" = None) -> BudgetResult:
+               problem: "BudgetProblem | None" = None,
+               metric_fn: Callable[[torch.nn.Module], float] | None = None) -> BudgetResult:
     """Choose per-layer sparsity, label bits and gap bits so the written .dcz is <= budget_bytes.
 
     model         torch module (not modified); compressible weights are Linear / Conv weights.
@@ -291,6 +337,9 @@ def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=N
     out_path      if given, the verified file is written there.
     problem       a `prepare_budget(...)` result to reuse (several budgets, one measurement); then
                   model's weights, calib and candidates are taken from it.
+    metric_fn     metric_fn(model) -> score, higher is better, on data the solver may look at (not the
+                  test set): damage is then measured per layer and candidate instead of estimated
+                  (see prepare_budget). eval_fn only reports.
     Raises CompressError when budget_bytes is below the smallest reachable file (the message says how small).
     """
     if int(budget_bytes) <= 0:
@@ -299,7 +348,8 @@ def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=N
     say = progress or (lambda message: None)
     torch.manual_seed(seed)
     if problem is None:
-        problem = prepare_budget(model, calib if calib is not None else example_input, candidates, loss_fn, progress)
+        problem = prepare_budget(model, calib if calib is not None else example_input, candidates, loss_fn, progress,
+                                 metric_fn=metric_fn)
     model, layers, grid = problem.model, problem.layers, problem.grid
     meta = dict(metadata or {})
     tensor_curve = rate_curve(layers)  # (tensor bytes, damage): known before any write, recorded in the file

@@ -176,7 +176,7 @@ def _format_tensor(name: str, mask: np.ndarray, labels: np.ndarray, codebook: np
 def measure_layer(name: str, layer_type: str, weight: np.ndarray, fisher: np.ndarray,
                   grid: CandidateGrid = CandidateGrid()) -> LayerCandidates:
     """Encode every grid setting of one layer; return sizes (real bytes) and damages."""
-    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    weight = np.array(weight, dtype=np.float32, order="C", copy=True)  # never a view of a live parameter
     fisher = np.ascontiguousarray(fisher, dtype=np.float64).reshape(weight.shape)
     out = LayerCandidates(name, layer_type, weight, fisher.astype(np.float32), [])
     if grid.allow_raw:

@@ -199,6 +199,9 @@ def test_report_of_a_file_and_rate_curve_png(toy_problem, tmp_path):
     assert "FITS" in result.to_text() and "| layer |" in result.to_markdown()
     plot_rate_curve(result, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot_rate_curve(report, tmp_path / "from_file.png")  # what `dcz report FILE --curve` draws: the file alone
+    assert (tmp_path / "from_file.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(report["curve"]) >= 2 and all(b >= report["overhead_bytes"] for b, _ in report["curve"])
 
 
 def test_bad_arguments_are_compress_errors(toy_problem):
@@ -211,3 +214,25 @@ def test_bad_arguments_are_compress_errors(toy_problem):
         CandidateGrid(label_bits=(0, 4))
     with pytest.raises(CompressError, match="no Linear or Conv"):
         prepare_budget(nn.Sequential(nn.ReLU()), x)
+
+
+def test_damage_measured_with_the_users_metric(toy_problem):
+    model, x, _ = toy_problem
+    with torch.no_grad():
+        ref = model(x)
+    calls = []
+
+    def neg_mse(m):  # higher is better
+        calls.append(1)
+        with torch.no_grad():
+            return -float(((m(x) - ref) ** 2).mean())
+
+    grid = CandidateGrid(sparsities=(0.0, 0.8, 0.95, 0.99), label_bits=(1, 2, 4), gap_bits=(3, 5), allow_raw=False)
+    problem = prepare_budget(model, x, grid, metric_fn=neg_mse, metric_points=5)
+    assert len(calls) == 1 + 2 * 5  # dense once, then each layer's thinned front
+    assert all(len(layer.candidates) <= 5 for layer in problem.layers)
+    dense = sum(4 * p.numel() for p in model.parameters())
+    result = fit_budget(model, x[:1], dense // 10, problem=problem, uniform=False)
+    assert result.file_bytes <= dense // 10
+    by_name = {a.name: a for a in result.allocation}
+    assert by_name["loud.weight"].actual_bytes > by_name["quiet.weight"].actual_bytes
