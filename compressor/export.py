@@ -211,6 +211,7 @@ def export_graph(model: torch.nn.Module, example_input, layers: Mapping[str, Lay
     """
     baked, states = _baked_copy(model, layers)
     graph = _to_onnx(baked, example_input)
+    del baked  # the graph holds every weight now: free the copy before planning (peak memory)
     reasons = {canonical_param_name(name): reason for name, reason in (kept_raw or {}).items()}
     plan = plan_tensors(graph, _states_by_initializer(_match_initializers(graph, states)), reasons,
                         raw_small=raw_small)
