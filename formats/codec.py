@@ -59,12 +59,35 @@ def _bit_matrix(values: np.ndarray, width: int) -> np.ndarray:
     return np.unpackbits(as_bytes, axis=1)[:, 32 - width:]
 
 
+BLOCK = 1 << 20  # symbols per block: bounds the bit-matrix temporaries to ~32 MB
+
+
+class _BitWriter:
+    """Concatenates bit arrays (uint8 0/1) into bytes, a block at a time."""
+
+    def __init__(self):
+        self.chunks: list[bytes] = []
+        self.carry = np.zeros(0, dtype=np.uint8)
+
+    def add(self, bits: np.ndarray) -> None:
+        bits = np.concatenate([self.carry, bits]) if self.carry.size else bits
+        whole = bits.size - bits.size % 8
+        self.chunks.append(np.packbits(bits[:whole]).tobytes())
+        self.carry = bits[whole:]
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.chunks) + np.packbits(self.carry).tobytes()
+
+
 def pack_fixed(symbols: np.ndarray, width: int) -> bytes:
     """Pack non-negative ints < 2**width, `width` bits each, MSB first."""
     sym = np.asarray(symbols).ravel()
     if width == 8:
         return sym.astype(np.uint8).tobytes()
-    return np.packbits(_bit_matrix(sym, width)).tobytes()
+    out = _BitWriter()
+    for i in range(0, sym.size, BLOCK):
+        out.add(_bit_matrix(sym[i:i + BLOCK], width).ravel())
+    return out.getvalue()
 
 
 def unpack_fixed(payload, count: int, width: int) -> np.ndarray:
@@ -72,6 +95,17 @@ def unpack_fixed(payload, count: int, width: int) -> np.ndarray:
     raw = np.frombuffer(payload, dtype=np.uint8)
     if width == 8:
         return raw[:count].copy()
+    parts = []
+    for i in range(0, count, BLOCK):  # BLOCK symbols are a whole number of bytes
+        n = min(BLOCK, count - i)
+        start = i * width // 8
+        parts.append(_unpack_block(raw[start:start + (n * width + 7) // 8], n, width))
+    if not parts:
+        return np.zeros(0, dtype=np.uint8 if width < 8 else np.int64)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _unpack_block(raw: np.ndarray, count: int, width: int) -> np.ndarray:
     bits = np.unpackbits(raw, count=count * width).reshape(count, width)
     full = 8 if width < 8 else 16 if width <= 16 else 32
     padded = np.zeros((count, full), dtype=np.uint8)
@@ -118,17 +152,35 @@ def huffman_payload(sym: np.ndarray, counts: list[int], symbols: list[int]) -> t
     `length` bits are kept (a boolean mask in row-major order keeps the stream order).
     """
     code_of, length_of = canonical_codes(counts, symbols)
-    top = max(symbols) + 1
-    code_lut = np.zeros(top, dtype=np.int64)
-    len_lut = np.zeros(top, dtype=np.int64)
-    code_lut[list(code_of)] = list(code_of.values())
-    len_lut[list(length_of)] = list(length_of.values())
+    index = _symbol_index(symbols)
+    code_lut = np.array([code_of[x] for x in symbols], dtype=np.int64)
+    len_lut = np.array([length_of[x] for x in symbols], dtype=np.int64)
     longest = len(counts)
-    lengths = len_lut[sym]
-    aligned = code_lut[sym] << (longest - lengths)
-    bits = _bit_matrix(aligned, longest)
-    keep = np.arange(longest, dtype=np.int64)[None, :] < lengths[:, None]
-    return np.packbits(bits[keep]).tobytes(), int(lengths.sum())
+    columns = np.arange(longest, dtype=np.int64)[None, :]
+    out, total = _BitWriter(), 0
+    for i in range(0, sym.size, BLOCK):
+        block = index(sym[i:i + BLOCK])
+        lengths = len_lut[block]
+        bits = _bit_matrix(code_lut[block] << (longest - lengths), longest)
+        out.add(bits[columns < lengths[:, None]])
+        total += int(lengths.sum())
+    return out.getvalue(), total
+
+
+def _symbol_index(symbols: list[int]):
+    """A function mapping symbol values to their position in `symbols` (all must be present).
+
+    A lookup table when the largest symbol is small; a binary search otherwise, so that a
+    32-bit symbol never sizes an array.
+    """
+    top = max(symbols)
+    if top < 1 << 16:
+        lut = np.zeros(top + 1, dtype=np.int64)
+        lut[symbols] = np.arange(len(symbols))
+        return lambda values: lut[values]
+    order = np.argsort(symbols)
+    ranked = np.asarray(symbols, dtype=np.int64)[order]
+    return lambda values: order[np.searchsorted(ranked, values)]
 
 
 def check_table(counts: list[int], symbols: list[int], width: int, cur: Cursor, at: int) -> None:
@@ -249,9 +301,13 @@ def _huffman_decode(payload, count, counts, symbols, cur, at) -> tuple[np.ndarra
     if out.size != count:
         raise cur.fail(f"Huffman payload ends before its {count} symbols", at)
     _, length_of = canonical_codes(counts, symbols)
-    len_lut = np.zeros(max(symbols) + 1, dtype=np.int64)
-    len_lut[list(length_of)] = list(length_of.values())
-    used = int(np.bincount(out, minlength=len_lut.size) @ len_lut)
+    lengths = np.array([length_of[x] for x in symbols], dtype=np.int64)
+    if max(symbols) < 1 << 16:
+        per_value = np.zeros(max(symbols) + 1, dtype=np.int64)
+        per_value[symbols] = lengths
+        used = int(np.bincount(out, minlength=per_value.size) @ per_value)
+    else:
+        used = int(lengths[_symbol_index(symbols)(out)].sum())
     return out, used
 
 

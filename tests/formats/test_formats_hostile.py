@@ -259,3 +259,12 @@ def test_depth_is_counted_outside_strings_only():
     obj = header_of(SMALL)
     obj["metadata"]["user.brackets"] = "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{"
     assert formats.loads(with_header(SMALL, obj)).metadata["user.brackets"].startswith("[[[")
+
+
+def test_huge_symbol_values_size_no_array():
+    """A Huffman table listing symbol 2**32 - 1 must not allocate a 2**32-entry lookup table."""
+    j = sec_index(SMALL, "w", "rows")
+    valid = stream(1, 32, 3, bytes([0b00000000]), counts=[2], symbols=[1, 2**32 - 1], sym_fmt="I")
+    load_all(with_section(SMALL, j, valid))  # rows 1, 1, 1: the file is fine
+    hostile = stream(1, 32, 3, bytes([0b01000000]), counts=[2], symbols=[1, 2**32 - 1], sym_fmt="I")
+    raises(with_section(SMALL, j, hostile), f"section {j}", "row count exceeds")
