@@ -106,3 +106,14 @@ def test_streams_longer_than_one_block_round_trip(monkeypatch):
         for huffman in (False, True):
             data = codec.encode_stream(np.asarray(sym, dtype=np.int64), width, huffman)
             assert codec.decode_stream(Cursor(data, 0, len(data), "s")).tolist() == [int(x) for x in sym]
+
+
+@given(st.sampled_from(formats.layout.RAW_DTYPES), shapes(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_raw_tensors_round_trip_in_their_dtype(dtype, shape, big_endian, seed):
+    rng = np.random.default_rng(seed)
+    arr = (rng.standard_normal(shape) * 100).astype(dtype)
+    if big_endian:
+        arr = arr.astype(arr.dtype.newbyteorder(">"))
+    got = formats.loads(formats.dumps([formats.Raw("r", arr)])).tensor("r")
+    assert got.dtype == np.dtype(dtype) and got.shape == arr.shape
+    assert np.array_equal(got, arr, equal_nan=arr.dtype.kind == "f")

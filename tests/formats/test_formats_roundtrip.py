@@ -70,3 +70,20 @@ def test_fixed_width_file_is_the_p_plus_q_stage():
     for t in r.tensors:
         for d in t.streams.values():
             assert d.get("coding", "fixed") == "fixed"
+
+
+def test_identical_bytes_across_processes_and_hash_seeds():
+    """No dict or set order leaks into the file: two interpreters with different hash seeds agree."""
+    import hashlib
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, hashlib; sys.path.insert(0, %r); from formats_helpers import sample_file; "
+            "print(hashlib.sha256(sample_file(7)).hexdigest())") % str(Path(__file__).parent)
+    digests = set()
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed})
+        digests.add(out.stdout.strip())
+    assert digests == {hashlib.sha256(sample_file(7)).hexdigest()}
