@@ -297,6 +297,8 @@ class DczFile:
             raise self._fail(e, role, f"stream holds {info.count} symbols, {want} expected")
 
     def _cursor(self, e: dict, role: str) -> Cursor:
+        if self._buf is None:
+            raise FormatError("the .dcz file is closed")
         s = self._sections[e["sections"][role]]
         return Cursor(self._buf, s.offset, s.offset + s.length,
                       f"section {s.index} (tensor {e['name']!r} {role})")
@@ -308,6 +310,8 @@ class DczFile:
         return FormatError(f"section {s.index} (tensor {e['name']!r} {role}) at byte {s.offset}: {message}")
 
     def _bytes(self, idx: int) -> memoryview:
+        if self._buf is None:
+            raise FormatError("the .dcz file is closed")
         s = self._sections[idx]
         return memoryview(self._buf)[s.offset:s.offset + s.length]
 

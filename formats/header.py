@@ -20,7 +20,7 @@ from .layout import (
     MAX_TENSORS,
     RAW_DTYPES,
 )
-from .tensors import groups_for, view_2d
+from .tensors import ROLES, groups_for, view_2d
 
 KEY_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 GRAPH_FORMAT_RE = re.compile(r"^[a-z0-9_.-]{0,64}$")
@@ -174,7 +174,6 @@ def check_entry(entry, index: int, n_sections: int, fail) -> dict:
     if encoding in ("sparse", "sparse_shared"):
         out["gap_bits"] = _int(entry, "gap_bits", 1, 8, tfail)
     sections = entry.get("sections")
-    from .tensors import ROLES
     if not isinstance(sections, dict) or set(sections) != set(ROLES[encoding]):
         raise tfail(f"sections must map exactly {', '.join(ROLES[encoding])} to section indices")
     out["sections"] = {}

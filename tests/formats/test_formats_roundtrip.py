@@ -87,3 +87,16 @@ def test_identical_bytes_across_processes_and_hash_seeds():
                              env={**os.environ, "PYTHONHASHSEED": seed})
         digests.add(out.stdout.strip())
     assert digests == {hashlib.sha256(sample_file(7)).hexdigest()}
+
+
+def test_closed_file_raises_format_error(tmp_path):
+    path = tmp_path / "m.dcz"
+    formats.write(path, sample_tensors())
+    f = formats.open(path)
+    f.close()
+    f.close()  # idempotent
+    with pytest.raises(formats.FormatError, match="closed"):
+        f.tensor("dc")
+    with pytest.raises(formats.FormatError, match="closed"):
+        f.graph
+    assert f.names and f.info("dc").encoding == "sparse_shared"  # the table stays readable
