@@ -38,6 +38,17 @@ from compressor.state import LayerState
 MAX_WRITE_ATTEMPTS = 8
 CURVE_POINTS_IN_FILE = 12
 METRIC_POINTS = 12
+NOISE_SAMPLES = 64
+
+
+def _noise_like(example_input, samples: int, seed: int):
+    """Stand-in calibration inputs: standard normal, the example's shape with `samples` rows."""
+    if not isinstance(example_input, torch.Tensor):
+        return example_input
+    generator = torch.Generator().manual_seed(seed)
+    shape = (samples, *example_input.shape[1:])
+    return torch.randn(shape, generator=generator, dtype=example_input.dtype if example_input.is_floating_point()
+                       else torch.float32)
 
 
 @dataclass
@@ -329,7 +340,8 @@ def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=N
     example_input a tensor (or tuple) for the ONNX export.
     budget_bytes  the whole file, graph and header included.
     calib         calibration data for the damage estimate: an iterable of (x, y) batches, or a tensor x
-                  (labels = the model's own predictions); None uses example_input.
+                  (labels = the model's own predictions); None: Gaussian noise shaped like example_input
+                  (a zero example input would carry no gradient to the first layer).
     eval_fn       eval_fn(model) -> accuracy (higher is better); reported for solver, uniform, dense.
     train_loader  iterable of (x, y): centroids (and raw tensors) fine-tuned for `finetune` epochs after
                   allocation (trained quantization, paper section 3.3); sizes do not change.
@@ -348,8 +360,11 @@ def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=N
     say = progress or (lambda message: None)
     torch.manual_seed(seed)
     if problem is None:
-        problem = prepare_budget(model, calib if calib is not None else example_input, candidates, loss_fn, progress,
-                                 metric_fn=metric_fn)
+        if calib is None:
+            say("no calibration data: weighing damage by the Fisher diagonal on Gaussian noise inputs "
+                "(pass calib=(x, y) batches for an allocation that knows the data)")
+            calib = _noise_like(example_input, NOISE_SAMPLES, seed)
+        problem = prepare_budget(model, calib, candidates, loss_fn, progress, metric_fn=metric_fn)
     model, layers, grid = problem.model, problem.layers, problem.grid
     meta = dict(metadata or {})
     tensor_curve = rate_curve(layers)  # (tensor bytes, damage): known before any write, recorded in the file

@@ -236,3 +236,12 @@ def test_damage_measured_with_the_users_metric(toy_problem):
     assert result.file_bytes <= dense // 10
     by_name = {a.name: a for a in result.allocation}
     assert by_name["loud.weight"].actual_bytes > by_name["quiet.weight"].actual_bytes
+
+
+def test_without_calibration_data_noise_inputs_still_see_layer_sensitivity():
+    model, _ = _toy()
+    zeros = torch.zeros(1, 256)  # a zero example input carries no gradient: noise stands in for data
+    dense = sum(4 * p.numel() for p in model.parameters())
+    result = fit_budget(model, zeros, dense // 20, candidates=GRID, uniform=False)
+    by_name = {a.name: a for a in result.allocation}
+    assert result.fits and by_name["loud.weight"].actual_bytes > by_name["quiet.weight"].actual_bytes
