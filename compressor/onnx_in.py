@@ -19,7 +19,7 @@ from compressor.config import CompressConfig, LayerPlan
 from compressor.errors import CompressError
 from compressor.kmeans import cluster_weights
 from compressor.onnx_graph import (TensorPlan, WeightSource, constants_to_initializers, find_weights,
-                                   initializer_array, plan_metadata, plan_tensors, to_placeholders)
+                                   initializer_array, is_placeholder, plan_metadata, plan_tensors, to_placeholders)
 from compressor.state import LayerState
 
 
@@ -54,6 +54,15 @@ def _load(model_or_path) -> onnx.ModelProto:
         return loader()
     except Exception as error:  # protobuf/IO errors of many types: one clear message
         raise CompressError(f"{where}: not a readable ONNX model ({type(error).__name__}: {error})".splitlines()[0]) from error
+
+
+def _check_data_inline(model: onnx.ModelProto, where: str) -> None:
+    """Every initializer must hold its values: external data not loaded, or an already-.dcz graph, is refused."""
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            hint = ("it is already a .dcz graph (placeholder)" if is_placeholder(tensor)
+                    else "its data is external: pass the model's path so onnx loads it")
+            raise CompressError(f"{where}: initializer {tensor.name!r} holds no values ({hint})")
 
 
 def _config(config) -> CompressConfig:
@@ -194,6 +203,7 @@ def compress_onnx(model_or_path, config=None, out_path=None, metadata: Mapping[s
 
     config = _config(config)
     model = _load(model_or_path)
+    _check_data_inline(model, "model" if isinstance(model_or_path, (onnx.ModelProto, bytes, bytearray)) else str(model_or_path))
     states, kept_raw = compress_graph(model, config)
     try:
         plan = plan_tensors(model, states, kept_raw, raw_small=raw_small)

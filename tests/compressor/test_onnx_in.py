@@ -234,3 +234,17 @@ def test_codebook_per_group_of_rows_round_trips():
         got = run(decoded_model(dcz), X)
     want = numpy_forward(X, conv.weight(), fc1.weight(), result.layers["fc2.w"].weight())
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_a_dcz_graph_or_unloaded_external_data_is_refused(compressed):
+    with pytest.raises(CompressError, match="already a .dcz graph"):
+        compress_onnx(compressed.graph, CONFIG)
+    model = build_model()
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    del tensor.float_data[:]
+    tensor.data_location = TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", "weights.bin"
+    with pytest.raises(CompressError, match="external"):
+        compress_onnx(model.SerializeToString(), CONFIG)
