@@ -330,7 +330,7 @@ def _measure_damage_with_metric(model, named, layers: list[LayerCandidates], met
 def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=None,
                eval_fn: Callable[[torch.nn.Module], float] | None = None, train_loader: Iterable | None = None,
                candidates: CandidateGrid | None = None, finetune: int = 1, seed: int = 0,
-               loss_fn: Callable | None = None, finetune_lr: float = 1e-4, uniform: bool = True,
+               loss_fn: Callable | None = None, finetune_lr: float = 1e-3, uniform: bool = True,
                out_path=None, metadata: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
                problem: "BudgetProblem | None" = None,
                metric_fn: Callable[[torch.nn.Module], float] | None = None) -> BudgetResult:
