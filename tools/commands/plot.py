@@ -1,6 +1,7 @@
 """`dcz plot bytes|weights|sweep`: PNG plots of a compressed model (matplotlib, no display needed)."""
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -71,14 +72,7 @@ def _plots():
 def largest_compressed(dcz) -> str:
     compressed = [dcz.info(name) for name in dcz.names]
     preferred = [info for info in compressed if info.encoding != "raw"] or compressed
-    return max(preferred, key=lambda info: _numel(info.shape)).name
-
-
-def _numel(shape) -> int:
-    count = 1
-    for dim in shape:
-        count *= int(dim)
-    return count
+    return max(preferred, key=lambda info: math.prod(info.shape)).name
 
 
 def read_before(path: str, name: str):
