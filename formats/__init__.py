@@ -5,8 +5,9 @@
 
 formats/SPEC.md specifies every byte; FormatError is the only error this package raises.
 """
-from .container import DczFile, TensorInfo, dumps, loads, write
-from .container import open_file as open  # noqa: A001 - the contract names it formats.open
+from .reader import DczFile, TensorInfo, loads
+from .reader import open_file as open  # noqa: A001 - the contract names it formats.open
+from .writer import dumps, write
 from .errors import FormatError
 from .layout import VERSION
 from .report import SizeReport, TensorSizes

@@ -15,7 +15,6 @@ from bitarray import bitarray
 from bitarray.util import canonical_decode, canonical_huffman
 
 from .cursor import Cursor
-from .errors import FormatError
 from .layout import (
     CODING_FIXED,
     CODING_HUFFMAN,

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import codec
-from .cursor import Cursor
 
 
 def csr_flat_indices(row_counts: np.ndarray, gaps: np.ndarray, entry: dict, fail) -> np.ndarray:

@@ -110,7 +110,7 @@ def _paths(obj, prefix=()):
 
 def mutate_header(data: bytes, which: int, value) -> bytes:
     """Replace the `which`-th value of the JSON header with `value` and fix every checksum."""
-    from formats.container import _assemble
+    from formats.writer import assemble as _assemble
 
     count = struct.unpack_from("<I", data, 12)[0]
     secs = []

@@ -56,7 +56,7 @@ import json
 import struct
 import zlib
 
-from formats.container import _assemble
+from formats.writer import assemble as _assemble
 
 PRE = struct.Struct("<8sHHIQII28s")
 DIR = struct.Struct("<QQIHH")

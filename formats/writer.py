@@ -1,0 +1,132 @@
+"""Writing a .dcz file: sections assembled at aligned offsets, then an atomic write."""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+from . import header, tensors
+from .errors import FormatError
+from .layout import (
+    DIR_ENTRY_SIZE,
+    KIND_GRAPH,
+    KIND_HEADER,
+    MAGIC,
+    MAX_HEADER_BYTES,
+    MAX_SECTIONS,
+    PREAMBLE_SIZE,
+    VERSION,
+    align_up,
+)
+
+PREAMBLE = struct.Struct("<8sHHIQII28s")  # 60 bytes, then u32 preamble CRC
+DIR_ENTRY = struct.Struct("<QQIHH")
+PRODUCER = "dcz-formats 0.1.0"
+
+
+def assemble(sections: list[tuple[int, bytes]]) -> bytes:
+    """Preamble + directory + sections at aligned offsets, zero padding between."""
+    first = align_up(PREAMBLE_SIZE + DIR_ENTRY_SIZE * len(sections))
+    directory, chunks, pos = [], [], first
+    for kind, data in sections:
+        pos = align_up(pos)
+        directory.append(DIR_ENTRY.pack(pos, len(data), zlib.crc32(data), kind, 0))
+        chunks.append((pos, data))
+        pos += len(data)
+    dir_bytes = b"".join(directory)
+    pre = PREAMBLE.pack(MAGIC, VERSION[0], VERSION[1], len(sections), pos, zlib.crc32(dir_bytes), 0, bytes(28))
+    out = bytearray(pos)
+    out[:PREAMBLE_SIZE] = pre + struct.pack("<I", zlib.crc32(pre))
+    out[PREAMBLE_SIZE:PREAMBLE_SIZE + len(dir_bytes)] = dir_bytes
+    for at, data in chunks:
+        out[at:at + len(data)] = data
+    return bytes(out)
+
+
+def dumps(tensor_list, graph: bytes = b"", graph_format: str = "onnx", metadata: dict | None = None,
+          huffman: bool = True) -> bytes:
+    """The bytes of a .dcz file holding `tensor_list` (see formats.write)."""
+    metadata = dict(metadata or {})
+    header.check_metadata_keys(metadata, writer=True)
+    for key, value in metadata.items():
+        header.check_metadata_value(value, key)
+    if not isinstance(graph_format, str) or not header.GRAPH_FORMAT_RE.match(graph_format):
+        raise FormatError(f"graph_format must match {header.GRAPH_FORMAT_RE.pattern}, got {graph_format!r}")
+    if not isinstance(graph, (bytes, bytearray, memoryview)):
+        raise FormatError(f"graph must be bytes, got {type(graph).__name__}")
+    sections: list[tuple[int, bytes]] = [(KIND_HEADER, b""), (KIND_GRAPH, bytes(graph))]
+    entries, seen = [], set()
+    for t in tensor_list:
+        entry, parts = tensors.encode_tensor(t, huffman)
+        if entry["name"] in seen:
+            raise FormatError(f"tensor {entry['name']!r} given twice")
+        seen.add(entry["name"])
+        entry["sections"] = {}
+        for part in parts:
+            entry["sections"][part.role] = len(sections)
+            sections.append((part.kind, part.data))
+        entries.append(entry)
+    if len(sections) > MAX_SECTIONS:
+        raise FormatError(f"{len(sections)} sections exceed the limit {MAX_SECTIONS}")
+    metadata["dcz.producer"] = PRODUCER
+    metadata["dcz.huffman"] = bool(huffman)
+    doc = {"graph_format": graph_format, "metadata": metadata, "tensors": entries}
+    head = header.dump_json(doc)
+    if len(head) > MAX_HEADER_BYTES:
+        raise FormatError(f"header of {len(head)} bytes exceeds the {MAX_HEADER_BYTES}-byte cap")
+    sections[0] = (KIND_HEADER, head)
+    return assemble(sections)
+
+
+def write(path, tensor_list, graph: bytes = b"", graph_format: str = "onnx", metadata: dict | None = None,
+          huffman: bool = True):
+    """Write a .dcz file atomically; returns its SizeReport.
+
+    The bytes go to a temporary file in the target folder, are fsync'ed, then renamed over the
+    target (os.replace), so a reader or a crash never sees a partial file; an existing target's
+    permission bits are kept.
+    """
+    from .reader import loads
+
+    data = dumps(tensor_list, graph, graph_format, metadata, huffman)
+    atomic_write_bytes(Path(path), data)
+    return loads(data).size_report()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via temp file + fsync + os.replace in the same folder."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
