@@ -268,3 +268,8 @@ def test_huge_symbol_values_size_no_array():
     load_all(with_section(SMALL, j, valid))  # rows 1, 1, 1: the file is fine
     hostile = stream(1, 32, 3, bytes([0b01000000]), counts=[2], symbols=[1, 2**32 - 1], sym_fmt="I")
     raises(with_section(SMALL, j, hostile), f"section {j}", "row count exceeds")
+
+
+def test_writer_refuses_a_header_over_its_cap():
+    with pytest.raises(formats.FormatError, match="cap"):
+        formats.dumps([], metadata={"user.big": "x" * (MAX_HEADER_BYTES + 1)})
