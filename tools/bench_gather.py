@@ -26,8 +26,9 @@ class Tool:
 
 TOOLS = (
     Tool("k-means: exact 1-D Lloyd vs scikit-learn KMeans (issue 3)", "tools/bench_kmeans.py",
-         ("--sizes", "1000000", "10000000", "--ks", "32", "256", "--inits", "linear", "--repeats", "3",
-          "--sklearn-repeats", "1")),
+         ("--sizes", "1000000", "10000000", "--ks", "32", "--inits", "linear", "--repeats", "3", "--sklearn-repeats", "1")),
+    Tool("k-means at k = 256 (8-bit codebooks)", "tools/bench_kmeans.py",
+         ("--sizes", "1000000", "--ks", "256", "--inits", "linear", "--repeats", "3", "--sklearn-repeats", "1")),
     Tool("Huffman / stream decode throughput (issue 2)", "tools/bench_formats.py", ("--repeat", "3")),
     Tool("Inference: ORT from .dcz vs dense ONNX, NumPy dense vs sparse, 100M load (issue 4)",
          "tools/bench_runtime.py", (), timeout_s=1500),
