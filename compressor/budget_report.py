@@ -154,24 +154,26 @@ def plot_rate_curve(result, path, runs: list | None = None) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     d = result if isinstance(result, dict) else result.to_dict()
     runs_d = [r if isinstance(r, dict) else r.to_dict() for r in (runs or [])]
     with_acc = [r for r in runs_d if r.get("accuracy")]
     fig, axes = plt.subplots(1, 2 if with_acc else 1, figsize=(11 if with_acc else 6, 4.2), squeeze=False)
     ax = axes[0][0]
-    if d.get("curve"):
-        xb, yd = zip(*d["curve"])
-        ax.plot(np.array(xb) / 1024, yd, "-", color="C0", label="solver (Lagrangian path)")
-    if d.get("uniform_curve"):
-        xb, yd = zip(*d["uniform_curve"])
-        ax.plot(np.array(xb) / 1024, yd, ".", color="C1", alpha=0.6, label="uniform settings")
+    positive = lambda pts: [(b / 1024, y) for b, y in pts if y > 0]  # noqa: E731  (log axis: 0 = lossless)
+    if positive(d.get("curve") or []):
+        ax.plot(*zip(*positive(d["curve"])), "-", color="C0", label="solver (Lagrangian path)")
+    if positive(d.get("uniform_curve") or []):
+        ax.plot(*zip(*positive(d["uniform_curve"])), ".", color="C1", alpha=0.6, label="uniform settings")
     if d.get("budget_bytes"):
         ax.axvline(d["budget_bytes"] / 1024, color="k", ls="--", lw=1, label="budget")
-    if d.get("damage") is not None:
+    if d.get("damage"):
         ax.plot([d["file_bytes"] / 1024], [d["damage"]], "o", color="C0", label="chosen (written)")
+    if d.get("uniform") and d["uniform"].get("damage"):
+        ax.plot([d["uniform"]["file_bytes"] / 1024], [d["uniform"]["damage"]], "s", color="C1", label="uniform (written)")
     ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=max(1e-9, min([y for _, y in d.get("curve", [[0, 1]]) if y > 0] or [1e-9])))
+    ax.set_yscale("log")
     ax.set_xlabel("file size (KiB)")
     ax.set_ylabel("estimated damage  sum F (w - w_hat)^2")
     ax.set_title("rate / damage")
@@ -192,6 +194,8 @@ def plot_rate_curve(result, path, runs: list | None = None) -> None:
         if dense:
             ax2.axhline(dense[0], color="gray", lw=1, label="dense")
         ax2.set_xscale("log")
+        ax2.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax2.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax2.set_xlabel("file size (KiB)")
         ax2.set_ylabel("accuracy")
         ax2.set_title("rate / accuracy")
