@@ -51,8 +51,11 @@ def tensors(draw):
 @settings(max_examples=500)
 @given(tensors(), st.booleans())
 def test_any_tensor_round_trips_bit_exactly(t, huffman):
-    f = formats.loads(formats.dumps([t], huffman=huffman))
+    data = formats.dumps([t], huffman=huffman)
+    f = formats.loads(data)
     got, want = f.tensor("t"), quantized(t)
+    r = f.size_report()
+    assert r.header_bytes + r.graph_bytes + r.padding_bytes + r.tensors[0].huffman_bytes == len(data)
     assert got.shape == want.shape and got.dtype == np.float32
     assert got.tobytes() == want.tobytes()
     info = f.info("t")
