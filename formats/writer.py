@@ -7,12 +7,13 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from . import header, tensors
+from . import codec, header, tensors
 from .errors import FormatError
 from .layout import (
     DIR_ENTRY_SIZE,
     KIND_GRAPH,
     KIND_HEADER,
+    KIND_STREAM,
     MAGIC,
     MAX_HEADER_BYTES,
     MAX_SECTIONS,
@@ -72,12 +73,34 @@ def dumps(tensor_list, graph: bytes = b"", graph_format: str = "onnx", metadata:
         raise FormatError(f"{len(sections)} sections exceed the limit {MAX_SECTIONS}")
     metadata["dcz.producer"] = PRODUCER
     metadata["dcz.huffman"] = bool(huffman)
+    metadata["dcz.sizes"] = stage_totals(entries, sections)
     doc = {"graph_format": graph_format, "metadata": metadata, "tensors": entries}
     head = header.dump_json(doc)
     if len(head) > MAX_HEADER_BYTES:
         raise FormatError(f"header of {len(head)} bytes exceeds the {MAX_HEADER_BYTES}-byte cap")
     sections[0] = (KIND_HEADER, head)
     return assemble(sections)
+
+
+def stage_totals(entries: list[dict], sections: list[tuple[int, bytes]]) -> dict:
+    """Per-stage byte totals over all tensors (dense, P, P+Q, P+Q+H), as SizeReport computes them."""
+    from .cursor import Cursor
+    from .reader import Section
+    from .report import tensor_sizes
+
+    secs = [Section(i, 0, len(data), kind) for i, (kind, data) in enumerate(sections)]
+    streams = {i: codec.read_stream_header(Cursor(data, 0, len(data), f"section {i}"))[0]
+               for i, (kind, data) in enumerate(sections) if kind == KIND_STREAM}
+    totals = dict.fromkeys(("dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes"), 0)
+    for e in entries:
+        numel = 1
+        for d in e["shape"]:
+            numel *= d
+        sizes = tensor_sizes(dict(e, numel=numel, label_bits=e.get("label_bits"), gap_bits=e.get("gap_bits")),
+                             secs, streams)
+        for key in totals:
+            totals[key] += getattr(sizes, key)
+    return totals
 
 
 def write(path, tensor_list, graph: bytes = b"", graph_format: str = "onnx", metadata: dict | None = None,

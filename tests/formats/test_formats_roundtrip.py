@@ -100,3 +100,10 @@ def test_closed_file_raises_format_error(tmp_path):
     with pytest.raises(formats.FormatError, match="closed"):
         f.graph
     assert f.names and f.info("dc").encoding == "sparse_shared"  # the table stays readable
+
+
+def test_writer_records_stage_totals_in_metadata():
+    f = formats.loads(sample_file())
+    totals = f.size_report().totals()
+    assert f.metadata["dcz.sizes"] == {k: totals[k] for k in
+                                       ("dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes")}
