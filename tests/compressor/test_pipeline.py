@@ -31,7 +31,7 @@ def _mlp(seed=0):
 
 
 CONFIG = {"global": {"prune": "sparsity", "sparsity": 0.6, "bits": 3, "gap_bits": 4},
-          "prune_steps": 2, "prune_epochs": 1, "share_epochs": 1, "lr": 5e-3}
+          "prune_steps": 2, "prune_epochs": 1, "share_epochs": 1, "lr": 5e-3, "distill_temperature": 2.0}
 
 
 def test_all_stages_and_states_match_the_model():
@@ -57,6 +57,16 @@ def test_post_training_without_a_loader():
     X, y, _ = _data()
     result = compress(_mlp(), X[:1], CONFIG, eval_fn=lambda m: accuracy(m, X, y), progress=False)
     assert list(result.accuracy) == ["dense", "pruned", "shared"]
+
+
+def test_per_group_codebooks_reach_the_layer_state():
+    X, _, _ = _data()
+    config = {"global": {"bits": 2}, "by_name": {"0.weight": {"group_rows": 16}}}
+    result = compress(_mlp(), X[:1], config, progress=False)
+    state = result.layers["0.weight"]
+    assert state.group_rows == 16 and state.codebook.shape == (4, 4) and state.mask is None
+    assert np.array_equal(state.weight(), result.model[0].weight.detach().numpy())
+    assert result.layers["2.weight"].codebook.shape == (4,)
 
 
 def test_unsupported_and_excluded_layers_are_kept_raw_and_named():
