@@ -78,11 +78,45 @@ class _BitWriter:
         return b"".join(self.chunks) + np.packbits(self.carry).tobytes()
 
 
+def _pack_narrow(sym: np.ndarray, width: int) -> bytes:
+    """Fixed-width packing for width <= 8: 8 symbols make `width` whole bytes (a 64-bit group)."""
+    count = sym.size
+    groups = -(-count // 8)
+    padded = np.zeros(groups * 8, dtype=np.uint64)
+    padded[:count] = sym
+    padded = padded.reshape(groups, 8)
+    word = np.zeros(groups, dtype=np.uint64)
+    for j in range(8):
+        word |= padded[:, j] << np.uint64(width * (7 - j))
+    out = np.empty((groups, width), dtype=np.uint8)
+    for k in range(width):
+        out[:, k] = (word >> np.uint64(8 * (width - 1 - k))) & np.uint64(0xFF)
+    return out.tobytes()[:(count * width + 7) // 8]
+
+
+def _unpack_narrow(raw: np.ndarray, count: int, width: int) -> np.ndarray:
+    """Inverse of _pack_narrow: uint8 symbols."""
+    groups = -(-count // 8)
+    padded = np.zeros(groups * width, dtype=np.uint8)
+    padded[:raw.size] = raw[:groups * width]
+    cols = padded.reshape(groups, width).astype(np.uint64)
+    word = np.zeros(groups, dtype=np.uint64)
+    for k in range(width):
+        word = (word << np.uint64(8)) | cols[:, k]
+    out = np.empty((groups, 8), dtype=np.uint8)
+    mask = np.uint64((1 << width) - 1)
+    for j in range(8):
+        out[:, j] = (word >> np.uint64(width * (7 - j))) & mask
+    return out.reshape(-1)[:count]
+
+
 def pack_fixed(symbols: np.ndarray, width: int) -> bytes:
     """Pack non-negative ints < 2**width, `width` bits each, MSB first."""
     sym = np.asarray(symbols).ravel()
     if width == 8:
         return sym.astype(np.uint8).tobytes()
+    if width < 8:  # BLOCK is a multiple of 8 symbols, so blocks end on whole bytes
+        return b"".join(_pack_narrow(sym[i:i + BLOCK], width) for i in range(0, sym.size, BLOCK))
     out = _BitWriter()
     for i in range(0, sym.size, BLOCK):
         out.add(_bit_matrix(sym[i:i + BLOCK], width).ravel())
@@ -94,6 +128,11 @@ def unpack_fixed(payload, count: int, width: int) -> np.ndarray:
     raw = np.frombuffer(payload, dtype=np.uint8)
     if width == 8:
         return raw[:count].copy()
+    if width < 8:
+        step = BLOCK * width // 8
+        parts = [_unpack_narrow(raw[j * step:(j + 1) * step], min(BLOCK, count - i), width)
+                 for j, i in enumerate(range(0, count, BLOCK))]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
     parts = []
     for i in range(0, count, BLOCK):  # BLOCK symbols are a whole number of bytes
         n = min(BLOCK, count - i)

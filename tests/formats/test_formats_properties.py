@@ -104,7 +104,7 @@ def test_streams_longer_than_one_block_round_trip(monkeypatch):
 
     monkeypatch.setattr(codec, "BLOCK", 64)
     rng = np.random.default_rng(5)
-    for width in (3, 5, 7, 12, 32):
+    for width in (1, 3, 5, 7, 8, 12, 32):
         sym = rng.integers(0, 2**width, 1000) if width < 32 else rng.integers(0, 2**32, 1000, dtype=np.uint64)
         for huffman in (False, True):
             data = codec.encode_stream(np.asarray(sym, dtype=np.int64), width, huffman)
