@@ -25,7 +25,7 @@ def test_crc_check_value():
 
 
 def test_constants_match_the_spec():
-    assert "89 44 43 5A 0D 0A 1A 0A" in SPEC and layout.MAGIC == bytes.fromhex("89444 35A0D0A1A0A".replace(" ", ""))
+    assert "89 44 43 5A 0D 0A 1A 0A" in SPEC and layout.MAGIC == bytes.fromhex("89 44 43 5A 0D 0A 1A 0A")
     assert layout.MAX_HEADER_BYTES == 16 * 1024 * 1024 and "16 MiB" in SPEC
     assert layout.MAX_SECTIONS == 2**20 and "2^20" in SPEC
     assert layout.MAX_TENSORS == 65536 and "65,536" in SPEC
