@@ -190,8 +190,8 @@ class DczFile:
                       f"section {s.index} (tensor {e['name']!r} {role})")
 
     def _fail(self, e: dict, role: str | None, message: str) -> FormatError:
-        if role is None:
-            return FormatError(f"tensor {e['name']!r}: {message}")
+        if role is None:  # about the tensor as a whole: point at its first section
+            role = min(e["sections"], key=e["sections"].get)
         s = self._sections[e["sections"][role]]
         return FormatError(f"section {s.index} (tensor {e['name']!r} {role}) at byte {s.offset}: {message}")
 

@@ -273,3 +273,10 @@ def test_huge_symbol_values_size_no_array():
 def test_writer_refuses_a_header_over_its_cap():
     with pytest.raises(formats.FormatError, match="cap"):
         formats.dumps([], metadata={"user.big": "x" * (MAX_HEADER_BYTES + 1)})
+
+
+def test_a_shape_too_large_to_allocate_is_a_format_error():
+    obj = header_of(SMALL)
+    obj["tensors"][0]["shape"] = [3, 2**62]  # rows stay 3, the gaps stay valid: only the output is absurd
+    with pytest.raises(formats.FormatError, match="cannot allocate|at byte"):
+        load_all(with_header(SMALL, obj))
