@@ -277,6 +277,6 @@ def test_writer_refuses_a_header_over_its_cap():
 
 def test_a_shape_too_large_to_allocate_is_a_format_error():
     obj = header_of(SMALL)
-    obj["tensors"][0]["shape"] = [3, 2**62]  # rows stay 3, the gaps stay valid: only the output is absurd
-    with pytest.raises(formats.FormatError, match="cannot allocate|at byte"):
+    obj["tensors"][0]["shape"] = [3, 2**60]  # rows stay 3, the gaps stay valid: only the output is absurd
+    with pytest.raises(formats.FormatError, match="at byte .*cannot allocate"):
         load_all(with_header(SMALL, obj))
