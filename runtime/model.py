@@ -12,7 +12,7 @@ import formats
 from .errors import DczRuntimeError
 from .lazy import LazyTensors
 from .onnx_graph import Placeholder, graph_inputs, graph_outputs, parse_model, placeholders
-from .validate import check_placeholders, normalize_inputs
+from .validate import InputChecker, check_placeholders
 
 BACKENDS = ("ort", "numpy", None)  # None: inspect tensors / report / metadata without a backend
 SPARSE_ENCODINGS = ("sparse", "sparse_shared")
@@ -41,6 +41,7 @@ class Model:
         check_placeholders(self.placeholders, {name: dcz_file.info(name) for name in dcz_file.names})
         self._inputs = graph_inputs(self.onnx_model)
         self._outputs = graph_outputs(self.onnx_model)
+        self._check_inputs = InputChecker(self._inputs)
         self.tensors = LazyTensors(dcz_file)
         if not lazy:
             self.tensors.decode_all()
@@ -105,7 +106,7 @@ class Model:
         """Run the network: `inputs` is a dict name -> array, or one array for a single-input graph."""
         if self._engine is None:
             raise DczRuntimeError("this model was loaded with backend=None (or closed): nothing can run it")
-        return self._engine.run(normalize_inputs(inputs, self._inputs))
+        return self._engine.run(self._check_inputs(inputs))
 
     def close(self) -> None:
         """Drop the backend and the decoded tensors, and unmap the file."""

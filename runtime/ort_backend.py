@@ -80,7 +80,7 @@ class OrtSession:
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         try:
             if not self.weights_as_inputs:
-                return self.session.run(None, dict(feeds))
+                return self.session.run(self._output_names, feeds)
             binding = self.session.io_binding()  # one per call: run() stays thread-safe
             for name, value in self._bound.items():
                 binding.bind_ortvalue_input(name, value)

