@@ -152,3 +152,20 @@ def test_export_onnx_gives_an_equivalent_dense_model(lenet, tmp_path, external):
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"input": X})
     np.testing.assert_allclose(logits, lenet_reference(effective, X), atol=1e-5, rtol=0)
+
+
+def test_export_onnx_switches_to_external_data_past_the_protobuf_limit(lenet, tmp_path, monkeypatch):
+    import runtime.export as export
+
+    monkeypatch.setattr(export, "_INLINE_LIMIT", 1000)  # stands in for 2 GiB
+    out = runtime.export_onnx(lenet[0], tmp_path / "big.onnx")
+    assert (tmp_path / "big.onnx.data").stat().st_size > 1000
+    assert out.stat().st_size < 10_000  # the graph only
+
+
+def test_export_onnx_failure_leaves_nothing(tmp_path):
+    bad = tmp_path / "bad.dcz"
+    bad.write_bytes(b"DCZ not really")
+    with pytest.raises(formats.FormatError):
+        runtime.export_onnx(bad, tmp_path / "out.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.dcz"]
