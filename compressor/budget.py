@@ -333,7 +333,7 @@ def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=N
                loss_fn: Callable | None = None, finetune_lr: float = 1e-3, uniform: bool = True,
                out_path=None, metadata: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
                problem: "BudgetProblem | None" = None,
-               metric_fn: Callable[[torch.nn.Module], float] | None = None) -> BudgetResult:
+               metric_fn: Callable[[torch.nn.Module], float] | None = None, distill: bool = False) -> BudgetResult:
     """Choose per-layer sparsity, label bits and gap bits so the written .dcz is <= budget_bytes.
 
     model         torch module (not modified); compressible weights are Linear / Conv weights.
@@ -344,7 +344,8 @@ def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=N
                   (a zero example input would carry no gradient to the first layer).
     eval_fn       eval_fn(model) -> accuracy (higher is better); reported for solver, uniform, dense.
     train_loader  iterable of (x, y): centroids (and raw tensors) fine-tuned for `finetune` epochs after
-                  allocation (trained quantization, paper section 3.3); sizes do not change.
+                  allocation (trained quantization, paper section 3.3); sizes do not change. With
+                  distill=True the dense model is the teacher (soft targets).
     candidates    the per-layer grid (CandidateGrid); default sparsities 0..0.995 x 1..8 bits x 1..8 gap bits.
     out_path      if given, the verified file is written there.
     problem       a `prepare_budget(...)` result to reuse (several budgets, one measurement); then
@@ -395,7 +396,7 @@ def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=N
         result = _result(model, example_input, budget, layers, final, smallest, overhead, curve, base, chose_uniform,
                          {**meta, **_budget_metadata(budget, layers, final.plan, _thin(tensor_curve))})
         result.uniform_curve = _pareto([(s.nbytes + overhead, s.damage) for s in uniform_settings(layers, grid.gap_bits)])
-    _evaluate_and_finetune(result, eval_fn, train_loader, finetune, finetune_lr, loss_fn, say)
+    _evaluate_and_finetune(result, eval_fn, train_loader, finetune, finetune_lr, loss_fn, say, distill)
     if out_path is not None:
         report = result.save(out_path)
         result.file_bytes = int(report.file_bytes)
@@ -472,7 +473,8 @@ def _thin(curve: list[tuple[int, float]], points: int = CURVE_POINTS_IN_FILE) ->
     return [[int(curve[i][0]), float(f"{curve[i][1]:.4g}")] for i in idx]
 
 
-def _evaluate_and_finetune(result: BudgetResult, eval_fn, train_loader, epochs, lr, loss_fn, say) -> None:
+def _evaluate_and_finetune(result: BudgetResult, eval_fn, train_loader, epochs, lr, loss_fn, say,
+                           distill: bool = False) -> None:
     if eval_fn is not None:
         result.accuracy["dense"] = float(eval_fn(result._dense_model))
         result.accuracy["budget"] = float(eval_fn(result.model))
@@ -482,16 +484,20 @@ def _evaluate_and_finetune(result: BudgetResult, eval_fn, train_loader, epochs, 
         return
     from compressor.budget_finetune import finetune_centroids
 
-    say("fine-tuning centroids")
-    result.model, result.layers = finetune_centroids(result.model, result.layers, train_loader, epochs, lr, loss_fn)
+    say("fine-tuning centroids" + (" (distilling from the dense model)" if distill else ""))
+    teacher = result._dense_model if distill else None
+    result.model, result.layers = finetune_centroids(result.model, result.layers, train_loader, epochs, lr, loss_fn,
+                                                     teacher=teacher)
     if eval_fn is not None:
         result.accuracy["budget+finetune"] = float(eval_fn(result.model))
     if result.uniform_model is not None:
         result.uniform_model, result.uniform_layers = finetune_centroids(
-            result.uniform_model, result.uniform_layers, train_loader, epochs, lr, loss_fn)
+            result.uniform_model, result.uniform_layers, train_loader, epochs, lr, loss_fn, teacher=teacher)
         if eval_fn is not None:
             result.uniform.accuracy["uniform+finetune"] = float(eval_fn(result.uniform_model))
     with tempfile.TemporaryDirectory(prefix="dcz-budget-") as workdir:  # centroids moved: re-verify the size
         report = _write_file(result.model, result.example_input, result.layers, os.path.join(workdir, "f.dcz"),
                              result.metadata)
     result.file_bytes = int(report.file_bytes)
+    if result.file_bytes > result.budget_bytes:  # cannot happen (sizes fixed by masks and labels); never hide it
+        raise budget_error(f"after fine-tuning the file is {result.file_bytes} bytes, over the budget of {result.budget_bytes}")
