@@ -165,26 +165,28 @@ def run(args) -> int:
     with open_dcz(args.file) as dcz:
         report = dcz.size_report()
     allocation = solver_report(args.file, args.budget, args.curve)
+    # no --budget: a file written by 'compress --budget' is checked against the budget it recorded
+    budget = args.budget if args.budget is not None else (allocation or {}).get("budget_bytes")
     grid = what_if_grid(report)
-    fits = args.budget is None or report.file_bytes <= args.budget
+    fits = budget is None or report.file_bytes <= budget
     if args.json:
         document = {
-            "file": str(args.file), "file_bytes": report.file_bytes, "budget": args.budget,
-            "fits": fits if args.budget is not None else None,
-            "over_by": max(0, report.file_bytes - args.budget) if args.budget is not None else None,
+            "file": str(args.file), "file_bytes": report.file_bytes, "budget": budget,
+            "fits": fits if budget is not None else None,
+            "over_by": max(0, report.file_bytes - budget) if budget is not None else None,
             "holders": [{"name": n, "encoding": e, "bytes": b} for n, e, b in holders(report)],
             "what_if_estimated_bytes": grid, "what_if_is_estimate": True, "budget_allocation": allocation,
         }
         json.dump(document, sys.stdout, indent=2)
         print()
     else:
-        print(verdict(report.file_bytes, args.budget) if args.budget is not None else f"{args.file}: {format_size(report.file_bytes)}")
+        print(verdict(report.file_bytes, budget) if budget is not None else f"{args.file}: {format_size(report.file_bytes)}")
         print()
         print(holders_table(report, args.top))
         print()
-        note = "" if args.budget is None else f"; 'ok' = fits {args.budget:,} B"
+        note = "" if budget is None else f"; 'ok' = fits {budget:,} B"
         print(f"what if (ESTIMATED file size; each layer at this sparsity and label width{note}):")
-        print(grid_table(grid, args.budget))
+        print(grid_table(grid, budget))
         if allocation:
             print("\nallocation chosen by 'dcz compress --budget' (from the file's metadata):")
             print(require("compressor.budget_report", "dcz report").render_text(allocation))
