@@ -5,8 +5,9 @@ centroids sorted, each cluster is a contiguous run of the sorted values, delimit
 midpoints between neighbouring centroids. One iteration is then `searchsorted` of the k-1
 midpoints (O(k log n)) plus cluster sums from a prefix sum (O(k)): after the O(n log n) sort,
 iterations cost nothing next to scikit-learn's O(n k) per iteration. It iterates until the
-partition stops changing (an exact fixed point of Lloyd's algorithm), so from the same initial
-centroids it reaches the same partition as scikit-learn's Lloyd, or a better one where
+partition stops changing (an exact fixed point of Lloyd's algorithm) or max_iter (300, as
+scikit-learn) is reached, and relocates empty clusters by scikit-learn's rule: from the same
+initial centroids it follows scikit-learn's Lloyd path and goes at least as far along it, where
 scikit-learn stops early on its tolerance. tools/bench_kmeans.py measures both side by side.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ INITS = ("linear", "density", "random", "kmeans++")
 
 
 def kmeans_1d(values, k: int, init: str | np.ndarray = "linear", seed: int = 0,
-              max_iter: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+              max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
     """Cluster `values` (any shape, flattened) into at most k centroids.
 
     init: 'linear' (evenly spaced between min and max: the paper's best for weight sharing),
