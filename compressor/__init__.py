@@ -1,5 +1,16 @@
 """DCZ compressor: prune, share weights (trained quantization), fine-tune and export to .dcz.
 
+    from compressor import CompressConfig, compress
+    config = CompressConfig.from_dict({
+        "global": {"prune": "sparsity", "sparsity": 0.9},         # every layer: drop 90% by magnitude
+        "by_type": {"conv": {"bits": 8}, "fc": {"bits": 5}},       # the paper's codebook sizes
+        "by_name": {"fc3.weight": {"sparsity": 0.75}},             # one layer differs
+        "prune_steps": 3, "prune_epochs": 2, "share_epochs": 2, "distill_temperature": 4.0})
+    result = compress(model, example_input, config, train_loader=loader, eval_fn=my_accuracy)
+    result.accuracy            # {'dense': .., 'pruned': .., 'pruned+finetuned': .., 'shared': .., 'shared+finetuned': ..}
+    result.skipped             # weights kept raw, with the reason
+    result.save("model.dcz")   # formats.SizeReport
+
 Importing `compressor` pulls in neither torch nor scikit-learn: the ONNX-in path and the config
 objects work without them. The torch pipeline (`compress`, `Compressed`) loads on first use.
 """
