@@ -168,19 +168,24 @@ def test_finetune_keeps_size_masks_and_labels(toy_problem):
     model, x, problem = toy_problem
     y = model(x).argmax(1).detach()
     dense = sum(4 * p.numel() for p in model.parameters())
-    plain = fit_budget(model, x[:1], dense // 40, problem=problem, uniform=False)
     tuned = fit_budget(model, x[:1], dense // 40, problem=problem, uniform=False,
                        train_loader=[(x[i:i + 32], y[i:i + 32]) for i in range(0, 128, 32)], finetune=2,
                        eval_fn=lambda m: float((m(x).argmax(1) == y).float().mean()))
     assert tuned.file_bytes <= tuned.budget_bytes
     assert {"dense", "budget", "budget+finetune"} <= set(tuned.accuracy)
-    for name, state in plain.layers.items():
-        new = tuned.layers[name]
-        if state.codebook is not None:
-            np.testing.assert_array_equal(state.labels, new.labels)
-            assert (state.mask is None) == (new.mask is None)
-            if state.mask is not None:
-                np.testing.assert_array_equal(state.mask, new.mask)
+    moved = 0
+    for layer, alloc in zip(problem.layers, tuned.allocation):
+        before = layer.state(layer.find(alloc.sparsity, alloc.label_bits))  # the state as allocated
+        after = tuned.layers[layer.name]
+        if before.codebook is None:
+            continue
+        np.testing.assert_array_equal(before.labels, after.labels)
+        assert (before.mask is None) == (after.mask is None)
+        if before.mask is not None:
+            np.testing.assert_array_equal(before.mask, after.mask)
+        moved += int(not np.array_equal(before.codebook, after.codebook))
+        np.testing.assert_allclose(tuned.model.get_parameter(layer.name).detach().numpy(), after.weight(), atol=1e-6)
+    assert moved  # the centroids did train
 
 
 def test_report_of_a_file_and_rate_curve_png(toy_problem, tmp_path):
