@@ -43,9 +43,11 @@ def seed_files() -> list[bytes]:
     ]
     skewed = formats.SparseShared("h", rng.random((4, 40)) < 0.5, rng.choice(4, (4, 40), p=[0.7, 0.2, 0.05, 0.05]),
                                   book, 2, 2)
+    wide_rows = formats.Sparse("r", rng.standard_normal((5, 700)).astype(np.float32), rng.random((5, 700)) < 0.6, 1)
     return [formats.dumps(tensors, graph=b"graph", metadata={"user.k": [1, 2]}),
             formats.dumps(tensors, huffman=False),
-            formats.dumps([skewed])]
+            formats.dumps([skewed]),
+            formats.dumps([wide_rows])]  # row counts > 255: 9-bit symbols
 
 
 def mutate(data: bytes, op: str, pos: int, value: int, length: int) -> bytes:
