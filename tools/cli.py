@@ -86,8 +86,6 @@ def _report(message: str) -> None:
 
 def _describe(exc: BaseException) -> tuple[str, int]:
     """One line and an exit code for any exception that reached the top."""
-    if isinstance(exc, BufferError) and isinstance(exc.__context__, ValueError):
-        exc = exc.__context__  # cleanup (closing an mmap) failed while a file error was raised: report that
     if isinstance(exc, CliError):
         return exc.one_line(), exc.exit_code
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRA_OF_MODULE:

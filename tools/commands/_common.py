@@ -65,10 +65,6 @@ def naming_file(path: str | Path):
     """Prefix a damaged-file error (formats.FormatError, also via runtime) with the file's path."""
     try:
         yield
-    except BufferError as exc:  # formats failed to unmap after a FormatError: report the FormatError
-        if type(exc.__context__).__name__ != "FormatError":
-            raise
-        raise CliError(f"{path} is not a valid .dcz file: {exc.__context__}", "check that it is a complete .dcz written by dcz") from exc
     except ValueError as exc:
         if type(exc).__name__ != "FormatError":
             raise
