@@ -250,3 +250,20 @@ def test_without_calibration_data_noise_inputs_still_see_layer_sensitivity():
     result = fit_budget(model, zeros, dense // 20, candidates=GRID, uniform=False)
     by_name = {a.name: a for a in result.allocation}
     assert result.fits and by_name["loud.weight"].actual_bytes > by_name["quiet.weight"].actual_bytes
+
+
+def test_uniform_baseline_picked_by_measured_score(toy_problem):
+    model, x, problem = toy_problem
+    with torch.no_grad():
+        ref = model(x)
+
+    def neg_mse(m):
+        with torch.no_grad():
+            return -float(((m(x) - ref) ** 2).mean())
+
+    dense = sum(4 * p.numel() for p in model.parameters())
+    by_damage = fit_budget(model, x[:1], dense // 20, problem=problem)
+    by_score = fit_budget(model, x[:1], dense // 20, problem=problem, uniform_fn=neg_mse)
+    assert by_score.uniform.file_bytes <= dense // 20
+    assert neg_mse(by_score.uniform_model) >= neg_mse(by_damage.uniform_model)
+    assert neg_mse(by_score.model) > neg_mse(by_score.uniform_model)  # the solver still wins here
