@@ -159,13 +159,16 @@ def _lloyd_sorted(data: "_Sorted", c: np.ndarray, max_iter: int) -> np.ndarray:
     bounds = np.empty(c.size + 1, dtype=np.int64)
     bounds[0], bounds[-1] = 0, z.size
     previous = None
-    for _ in range(max_iter):
-        cuts = np.searchsorted(z, (c[:-1] + c[1:]) * 0.5, side="right")
-        if previous is not None and np.array_equal(cuts, previous):
+    for _ in range(max_iter):  # plain ndarray methods: per-call overhead is the cost at this size
+        midpoints = c[:-1] + c[1:]
+        midpoints *= 0.5
+        cuts = z.searchsorted(midpoints, side="right")
+        if previous is not None and (cuts == previous).all():
             break
         bounds[1:-1] = cuts
-        counts = np.diff(bounds)
-        sums = prefix[bounds[1:]] - prefix[bounds[:-1]]
+        counts = bounds[1:] - bounds[:-1]
+        at_bounds = prefix[bounds]
+        sums = at_bounds[1:] - at_bounds[:-1]
         if counts.all():
             c = sums / counts
         else:
