@@ -109,6 +109,11 @@ def test_compress_config_file_per_layer_and_command_line_override(capsys, files,
         fc1, fc2 = f.info("fc1.weight"), f.info("fc2.weight")
     assert fc1.label_bits == 6 and fc1.nnz == pytest.approx(0.5 * W1.size, abs=2)
     assert fc2.label_bits == 2 and fc2.nnz == pytest.approx(0.1 * W2.size, abs=2)
+    code, _, err = cli(capsys, "compress", files["onnx"], "--config", config, "--sparsity", "0.25", "--bits", "7", "-o", tmp_path / "d.dcz")
+    assert code == 0, err
+    with formats.open(tmp_path / "d.dcz") as f:  # one value on the command line: every layer
+        for name, weight in (("fc1.weight", W1), ("fc2.weight", W2)):
+            assert f.info(name).label_bits == 7 and f.info(name).nnz == pytest.approx(0.75 * weight.size, abs=2)
 
 
 def test_compress_json_config(capsys, files, tmp_path):

@@ -1,6 +1,7 @@
 """`dcz compress MODEL`: prune, share weights and Huffman-code a PyTorch or ONNX model into a .dcz."""
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import sys
@@ -34,7 +35,8 @@ type or a layer name. --config takes the same settings as a TOML or JSON file:
   [by_name."fc1.weight"]
   sparsity = 0.92
 
-Options given on the command line override the file.
+A setting given on the command line applies to every layer, replacing the file's values for it;
+KEY=N pairs replace just those entries.
 
 examples:
   dcz compress model.onnx --sparsity 0.9 -o model.dcz
@@ -118,13 +120,26 @@ def is_type_key(key: str) -> bool:
     return key in TYPE_KEYS or (key[:1].isupper() and "." not in key)
 
 
+PRUNE_OPTIONS = ("threshold", "sparsity", "quality")
+
+
+def clear_per_layer(data: dict, keys) -> None:
+    """A setting given once on the command line means every layer: drop the file's per-layer values."""
+    for table in ("by_type", "by_name"):
+        for entry in (data.get(table) or {}).values():
+            if isinstance(entry, dict):
+                for key in keys:
+                    entry.pop(key, None)
+
+
 def apply_cli_settings(data: dict, args) -> dict:
     """The config dict with command-line settings layered on top (the command line wins)."""
-    data = json.loads(json.dumps(data))  # deep copy of plain data
+    data = copy.deepcopy(data)
     glob = data.setdefault("global", {})
-    for method in ("threshold", "sparsity", "quality"):
+    for method in PRUNE_OPTIONS:
         value = getattr(args, method)
         if value is not None:
+            clear_per_layer(data, ("prune", *PRUNE_OPTIONS))
             glob.update({"prune": method, method: value})
     if args.no_share:
         glob["share"] = False
@@ -134,10 +149,8 @@ def apply_cli_settings(data: dict, args) -> dict:
             continue
         everywhere, pairs = parse_per_layer(option, text)
         if everywhere is not None:
+            clear_per_layer(data, (key,))
             glob[key] = everywhere
-            for table in ("by_type", "by_name"):  # one number means every layer
-                for entry in data.get(table, {}).values():
-                    entry.pop(key, None)
         for name, bits in pairs.items():
             table = "by_type" if is_type_key(name) else "by_name"
             data.setdefault(table, {}).setdefault(name, {})[key] = bits
