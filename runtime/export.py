@@ -14,9 +14,8 @@ from pathlib import Path
 import onnx
 from onnx import numpy_helper
 
-import formats
-
 from .errors import DczRuntimeError
+from .model import open_dcz
 from .onnx_graph import parse_model, placeholders
 from .validate import check_placeholders
 
@@ -30,8 +29,6 @@ def export_onnx(dcz_path, onnx_path, external_data: bool | None = None) -> Path:
     external_data  None: only when the model would not fit in one protobuf; True/False forces it.
     """
     onnx_path = Path(onnx_path)
-    from .model import open_dcz
-
     with open_dcz(dcz_path) as dcz:
         if dcz.graph_format != "onnx":
             raise DczRuntimeError(f"{dcz_path}: graph_format is {dcz.graph_format!r}, only 'onnx' can be exported")
