@@ -123,7 +123,8 @@ def markdown(rows: list[dict]) -> str:
     for d in rows:
         u = d["uniform"] or {}
         ua = u.get("accuracy", {})
-        setting = (f"{100 * u['sparsity']:.1f}% pruned, {u['label_bits']}b labels, {u['gap_bits']}b gaps" if u else "none fits")
+        gaps = "dense" if u and u["gap_bits"] is None else f"{u.get('gap_bits')}b gaps"
+        setting = (f"{100 * u['sparsity']:.1f}% pruned, {u['label_bits']}b labels, {gaps}" if u else "none fits")
         acc = d["accuracy"]
         lines.append(
             f"| {d['model']} | 1/{d['fraction']} | {d['budget_bytes']} | {d['file_bytes']} | {acc.get('budget', float('nan')):.4f} | "
@@ -136,9 +137,18 @@ def allocation_markdown(d: dict) -> str:
     lines = [f"{d['model']} at 1/{d['fraction']} ({d['budget_bytes']} B):", "",
              "| layer | shape | pruned | label bits | gap bits | predicted B | actual B |", "|---|---|---|---|---|---|---|"]
     for a in d["layers"]:
+        gaps = "-" if a["gap_bits"] is None else a["gap_bits"]
         lines.append(f"| {a['name']} | {'x'.join(map(str, a['shape']))} | {100 * a['sparsity']:.1f}% | {a['label_bits']} | "
-                     f"{a['gap_bits']} | {a['predicted_bytes']} | {a['actual_bytes']} |")
+                     f"{gaps} | {a['predicted_bytes']} | {a['actual_bytes']} |")
     return "\n".join(lines)
+
+
+def render(rows: list[dict]) -> str:
+    """The results table, then each model's allocation at its tightest budget."""
+    parts = [markdown(rows)]
+    for name in dict.fromkeys(d["model"] for d in rows):
+        parts.append(allocation_markdown([d for d in rows if d["model"] == name][-1]))
+    return "\n\n".join(parts)
 
 
 def main(argv=None) -> int:
@@ -153,7 +163,11 @@ def main(argv=None) -> int:
     ap.add_argument("--mnist", type=Path, default=MNIST, help="folder with t10k-*-ubyte.gz")
     ap.add_argument("--uniform-by", choices=("damage", "accuracy"), default="damage",
                     help="pick the uniform baseline by estimated damage, or by accuracy on 1,000 training digits")
+    ap.add_argument("--render", type=Path, metavar="JSON", help="only print the tables of a previous --json run")
     args = ap.parse_args(argv)
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return 0
     torch.set_num_threads(args.threads)
     if not args.mnist.exists():
         print(f"MNIST test set not found at {args.mnist}", file=sys.stderr)
@@ -169,10 +183,7 @@ def main(argv=None) -> int:
         plot_rate_curve(model_rows[-1], png.with_name(f"{png.stem}_{name}{png.suffix}"), runs=model_rows)
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, torch threads {args.threads}, "
           f"torch {torch.__version__}, total {time.perf_counter() - t0:.0f}s\n")
-    print(markdown(rows))
-    for name in args.models.split(","):
-        tight = [d for d in rows if d["model"] == name][-1]
-        print("\n" + allocation_markdown(tight))
+    print(render(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
