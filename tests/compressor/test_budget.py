@@ -87,6 +87,18 @@ def test_lagrangian_alone_is_near_optimal_and_bucketed_knapsack_fits():
             assert total(bucketed)[0] <= target and exact[1] <= total(bucketed)[1] + 1e-12
 
 
+def test_greedy_repair_gives_bytes_back_until_the_target_holds():
+    from compressor.budget_solver import greedy_repair
+
+    rng = random.Random(5)
+    layers = _random_layers(rng, 3, 9)
+    largest = [max(layer.candidates, key=lambda c: c.nbytes) for layer in layers]
+    for target in (min_bytes(layers), min_bytes(layers) + 150, total(largest)[0] - 1):
+        repaired = greedy_repair(layers, largest, target)
+        assert total(repaired)[0] <= target
+    assert greedy_repair(layers, largest, total(largest)[0]) == largest  # nothing to give back
+
+
 def test_lower_hull_is_convex_and_decreasing():
     rng = random.Random(1)
     layer = _random_layers(rng, 1, 40)[0]
