@@ -168,10 +168,9 @@ def build_config(args) -> Any:
 # --- models ----------------------------------------------------------------------------------
 
 def load_factory(spec: str):
-    """The callable named by 'package.module:factory' (the current folder importable, as python -m does)."""
+    """The callable named by 'package.module:factory' (checked by check_model_spec; the current
+    folder importable, as python -m does)."""
     module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise usage_error(f"model {spec!r} is neither an .onnx file nor package.module:factory", "see 'dcz compress --help'")
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     if module_name.split(".")[0] == "torchvision":

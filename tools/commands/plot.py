@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from tools.cli_errors import CliError, require
-from tools.commands._common import add_command, existing_file, open_dcz, output_path
+from tools.commands._common import add_command, existing_file, open_dcz, output_path, usage_error
 
 DESCRIPTION = """\
 Write PNG plots (matplotlib, headless):
@@ -131,7 +131,7 @@ def parse_thresholds(text: str | None):
     except ValueError:
         values = []
     if not values or any(v < 0 for v in values):
-        raise CliError(f"--thresholds {text!r}: give non-negative numbers separated by commas", "e.g. 0,0.5,1,1.5,2", 2)
+        raise usage_error(f"--thresholds {text!r}: give non-negative numbers separated by commas", "e.g. 0,0.5,1,1.5,2")
     return sorted(values)
 
 
@@ -141,7 +141,7 @@ def load_data(args):
         datasets = require("compressor.datasets", "--digits")
         x, y = datasets.load_mnist_5k()
         if not 1 <= args.digits <= len(y):
-            raise CliError(f"--digits {args.digits}: there are {len(y)} digits", f"give 1..{len(y)}", 2)
+            raise usage_error(f"--digits {args.digits}: there are {len(y)} digits", f"give 1..{len(y)}")
         return x[-args.digits:], y[-args.digits:]
     path = existing_file(args.data, "--data file")
     with np.load(path, allow_pickle=False) as arrays:
