@@ -51,8 +51,8 @@ SETUPS = {
         build=lenet5, dense_epochs=30, weight_decay=1e-4,
         config={"global": {"prune": "sparsity"},
                 "by_type": {"conv": {"bits": 8, "gap_bits": 5}, "fc": {"bits": 5, "gap_bits": 5}},
-                "by_name": {"conv1.weight": {"sparsity": 0.34}, "conv2.weight": {"sparsity": 0.90},
-                            "fc1.weight": {"sparsity": 0.94}, "fc2.weight": {"sparsity": 0.81}},
+                "by_name": {"conv1.weight": {"sparsity": 0.34}, "conv2.weight": {"sparsity": 0.92},
+                            "fc1.weight": {"sparsity": 0.96}, "fc2.weight": {"sparsity": 0.81}},
                 "prune_steps": 4, "prune_epochs": 6, "share_epochs": 6, "lr": 5e-4, "share_lr": 1e-4,
                 "distill_temperature": 4.0, "distill_alpha": 0.7, "seed": 0}),
 }
