@@ -55,7 +55,7 @@ class Model:
                 raise DczRuntimeError("sparse=True is a NumPy backend option; ONNX Runtime computes dense")
             from .ort_backend import OrtSession
 
-            # Iterating LazyTensors decodes one tensor at a time, straight into ORT's hands.
+            # ORT needs every weight when it builds the session: all are decoded here, each once.
             engine = OrtSession(self.onnx_model, {n: self.tensors[n] for n in self.tensors}, providers, threads,
                                 inter_op_threads, weights_as_inputs=low_memory)
             if engine.weights_copied:  # ORT holds its own copy now: ours would only double memory
