@@ -36,6 +36,11 @@ TOOLS = (
 )
 
 
+def demote_headings(text: str, levels: int = 3) -> str:
+    """Push a tool's own Markdown headings below ours (its '## Runtime' becomes '##### Runtime')."""
+    return "\n".join("#" * levels + line if line.startswith("#") else line for line in text.splitlines())
+
+
 def run_tool(tool: Tool) -> str:
     """One tool's Markdown block: command, wall time, its output (or why there is none)."""
     path = ROOT / tool.script
@@ -50,7 +55,7 @@ def run_tool(tool: Tool) -> str:
     except subprocess.TimeoutExpired:
         return "\n".join(head + [f"Not finished within {tool.timeout_s:.0f} s.", ""])
     seconds = time.perf_counter() - start
-    output = done.stdout.strip()
+    output = demote_headings(done.stdout.strip())
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         output += f"\n\n(exit code {done.returncode}: {last})"
