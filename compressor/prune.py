@@ -60,12 +60,41 @@ def set_mask(module: nn.Module, mask: torch.Tensor, tensor_name: str = "weight")
 
 
 def _keep_largest(magnitude: torch.Tensor, alive: torch.Tensor, n_prune: int) -> torch.Tensor:
-    """Mask keeping all but the n_prune smallest magnitudes (already-pruned entries count first)."""
-    flat = torch.where(alive, magnitude, torch.full_like(magnitude, -1.0)).flatten()
-    order = torch.argsort(flat, stable=True)  # stable: ties resolved by position, reproducibly
-    keep = torch.ones_like(flat, dtype=torch.bool)
-    keep[order[:n_prune]] = False
+    """Mask keeping all but the n_prune smallest magnitudes (already-pruned entries count first).
+
+    The same mask as a stable ascending argsort (ties pruned first in position order), found by an
+    O(n) selection on one copy instead of a full sort (which needs an int64 index per weight).
+    """
+    n = magnitude.numel()
+    if n_prune <= 0:
+        return torch.ones_like(magnitude, dtype=torch.bool)
+    if n_prune >= n:
+        return torch.zeros_like(magnitude, dtype=torch.bool)
+    flat = torch.where(alive, magnitude, torch.tensor(-1.0, dtype=magnitude.dtype)).flatten()
+    values = flat.numpy()
+    values.partition(n_prune - 1)  # in place: the copy is scrambled, only the kth value is needed
+    kth = float(values[n_prune - 1])
+    del flat, values
+    # value(i) = magnitude if alive else -1; pruned: value < kth, then the first ties up to n_prune
+    keep = torch.where(alive, magnitude >= kth, torch.tensor(-1.0 >= kth)).flatten()
+    need = n_prune - (n - int(keep.sum()))
+    _prune_first_ties(keep, magnitude.flatten(), alive.flatten(), kth, need)
     return keep.reshape(magnitude.shape)
+
+
+def _prune_first_ties(keep: torch.Tensor, magnitude: torch.Tensor, alive: torch.Tensor, kth: float, need: int,
+                      chunk: int = 1 << 22) -> None:
+    """Set keep False at the first `need` positions whose value equals kth (chunked: ties can be
+    most of a tensor, e.g. kth = -1 among already-pruned entries, and an index per tie is 8 bytes)."""
+    for start in range(0, keep.numel(), chunk):
+        if need <= 0:
+            return
+        stop = min(start + chunk, keep.numel())
+        alive_part = alive[start:stop]
+        equal = torch.where(alive_part, magnitude[start:stop] == kth, torch.tensor(kth == -1.0))
+        index = torch.nonzero(equal).flatten()[:need] + start
+        keep[index] = False
+        need -= index.numel()
 
 
 def prune_step(layers: Mapping[str, tuple[nn.Module, LayerPlan]], dense_std: Mapping[str, float],
