@@ -274,7 +274,8 @@ def cluster_weights(weight: np.ndarray, mask: np.ndarray | None, bits: int, init
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Share one layer's weights: k-means (k = 2**bits) over the weights that survive `mask`.
 
-    Returns (codebook float32 (k',) or (groups, k), labels int64 of weight.shape; 0 where pruned).
+    Returns (codebook float32 (k',) or (groups, k), labels of weight.shape; 0 where pruned). Labels
+    are uint8 when k <= 256 (always, for the format's 1..8 label bits): 1 byte per weight, not 8.
     With group_rows, each block of `group_rows` rows of the 2-D view (rows = shape[0]) gets its
     own codebook; codebooks of groups with fewer distinct values are padded by repeating the
     last centroid (unused entries) so every group has the same size.
@@ -282,7 +283,7 @@ def cluster_weights(weight: np.ndarray, mask: np.ndarray | None, bits: int, init
     weight = np.asarray(weight, dtype=np.float32)
     keep = np.ones(weight.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     k = 2 ** int(bits)
-    labels = np.zeros(weight.shape, dtype=np.int64)
+    labels = np.zeros(weight.shape, dtype=label_dtype(k))
     if group_rows is None:
         book, flat = _cluster_kept(weight[keep], k, init, seed, backend)
         labels[keep] = flat
@@ -299,6 +300,11 @@ def cluster_weights(weight: np.ndarray, mask: np.ndarray | None, bits: int, init
         label_rows[block] = sub
         books.append(np.concatenate([book, np.full(k - book.size, book[-1])]))
     return np.stack(books).astype(np.float32), labels
+
+
+def label_dtype(k: int) -> np.dtype:
+    """The narrowest unsigned dtype holding labels 0..k-1 (uint8 for every k the format allows)."""
+    return np.dtype(np.uint8) if k <= 256 else np.dtype(np.int64)
 
 
 def _cluster_kept(kept: np.ndarray, k: int, init: str, seed: int, backend: str) -> tuple[np.ndarray, np.ndarray]:

@@ -18,28 +18,54 @@ from compressor.prune import current_mask
 
 
 class SharedWeight(nn.Module):
-    """Parametrization `centroids[labels] * mask` (per-group codebooks when centroids is 2-D)."""
+    """Parametrization `centroids[labels] * mask` (per-group codebooks when centroids is 2-D).
+
+    Labels are kept as uint8 (k <= 256): 1 byte per weight instead of int64's 8. Torch indexes
+    with int64 only, so forward widens them transiently: whole-tensor when autograd needs the
+    gather (fine-tuning), in row chunks otherwise.
+    """
 
     def __init__(self, centroids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None,
                  group_rows: int | None = None) -> None:
         super().__init__()
         self.centroids = nn.Parameter(centroids.to(torch.float32))
-        self.register_buffer("labels", labels.to(torch.long))
+        narrow = torch.uint8 if centroids.shape[-1] <= 256 else torch.long
+        self.register_buffer("labels", labels.to(narrow))
         self.register_buffer("mask", None if mask is None else mask.to(torch.bool))
         self.group_rows = group_rows
         if self.centroids.dim() == 2:
             rows = labels.shape[0]
             group = torch.arange(rows) // (group_rows or rows)
-            self.register_buffer("row_group", group.reshape((rows,) + (1,) * (labels.dim() - 1)).expand_as(labels).clone())
+            # (rows, 1, ...): broadcasts against the labels when indexing, no per-weight copy
+            self.register_buffer("row_group", group.reshape((rows,) + (1,) * (labels.dim() - 1)))
         else:
             self.row_group = None
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:  # the original is superseded
-        if self.row_group is None:
-            weight = self.centroids[self.labels]
-        else:
-            weight = self.centroids[self.row_group, self.labels]
-        return weight if self.mask is None else weight * self.mask
+        if torch.is_grad_enabled() and self.centroids.requires_grad:
+            labels = self.labels.long()
+            weight = self.centroids[labels] if self.row_group is None else self.centroids[self.row_group, labels]
+            return weight if self.mask is None else weight * self.mask
+        with torch.no_grad():
+            weight = self._gather_in_chunks()
+            return weight if self.mask is None else weight.mul_(self.mask)
+
+    def _gather_in_chunks(self, chunk_elements: int = 1 << 22) -> torch.Tensor:
+        labels = self.labels
+        out = torch.empty(labels.shape, dtype=self.centroids.dtype, device=labels.device)
+        if labels.numel() == 0:
+            return out
+        rows = labels.reshape(labels.shape[0], -1)
+        out_rows = out.view(rows.shape)
+        flat_book = self.centroids.detach().reshape(-1)
+        k = self.centroids.shape[-1]
+        step = max(1, chunk_elements // max(1, rows.shape[1]))
+        for start in range(0, rows.shape[0], step):
+            index = rows[start:start + step].long()
+            if self.row_group is not None:
+                index += self.row_group.reshape(-1)[start:start + step, None] * k
+            out_rows[start:start + step] = flat_book[index]
+        return out
 
 
 def shared_weight(module: nn.Module) -> SharedWeight | None:

@@ -50,20 +50,13 @@ class LayerState:
     def weight(self) -> np.ndarray:
         """The dense float32 tensor this state stands for (what inference computes with)."""
         if self.shared:
-            book = np.asarray(self.codebook, dtype=np.float32)
-            labels = np.asarray(self.labels, dtype=np.int64)
-            if book.ndim == 1:
-                dense = book[labels]
-            else:
-                rows = labels.reshape(labels.shape[0], -1)
-                group = (np.arange(rows.shape[0]) // (self.group_rows or rows.shape[0]))[:, None]
-                dense = book[group, rows].reshape(self.shape)
+            dense = _gather(np.asarray(self.codebook, dtype=np.float32), np.asarray(self.labels), self.group_rows)
         else:
-            dense = np.asarray(self.values, dtype=np.float32)
-        dense = dense.astype(np.float32, copy=True)
+            dense = np.asarray(self.values, dtype=np.float32).astype(np.float32, copy=True)
+        dense = dense.reshape(self.shape)
         if self.mask is not None:
-            dense[~self.mask] = 0.0
-        return dense.reshape(self.shape)
+            _zero_where_pruned(dense, np.asarray(self.mask, dtype=bool).reshape(self.shape))
+        return dense
 
     def to_format_tensor(self, name: str | None = None):
         """The `formats` writer input for this state, stored under `name` (default: `self.name`).
@@ -88,3 +81,40 @@ class LayerState:
         if self.pruned:
             return formats.Sparse(name, self.weight(), np.asarray(self.mask, dtype=bool).reshape(self.shape), int(gap_bits))
         return formats.Raw(name, self.weight())
+
+
+# Rows of the 2-D view handled at a time: numpy widens fancy indices to int64 and `~mask` is a
+# full bool array, so whole-tensor operations would cost 8 + 1 bytes per weight on top.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _row_chunks(rows: int, cols: int):
+    step = max(1, _CHUNK_ELEMENTS // max(1, cols))
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))
+
+
+def _gather(book: np.ndarray, labels: np.ndarray, group_rows: int | None) -> np.ndarray:
+    """codebook[labels] (per row group when the codebook is 2-D), chunk by chunk, as float32."""
+    if labels.size == 0:
+        return np.zeros(labels.shape, dtype=np.float32)
+    rows = labels.reshape(labels.shape[0], -1) if labels.ndim else labels.reshape(1, 1)
+    out = np.empty(rows.shape, dtype=np.float32)
+    flat_book = book.reshape(-1)
+    k = book.shape[-1]
+    for part in _row_chunks(*rows.shape):
+        index = rows[part].astype(np.intp)
+        if book.ndim == 2:
+            index += (np.arange(part.start, part.stop, dtype=np.intp) // (group_rows or rows.shape[0]))[:, None] * k
+        out[part] = flat_book[index]
+    return out.reshape(labels.shape)
+
+
+def _zero_where_pruned(dense: np.ndarray, mask: np.ndarray) -> None:
+    """dense[~mask] = 0.0 in place, chunk by chunk."""
+    if dense.size == 0:
+        return
+    rows = dense.reshape(dense.shape[0], -1) if dense.ndim else dense.reshape(1, 1)
+    keep = mask.reshape(rows.shape)
+    for part in _row_chunks(*rows.shape):
+        np.copyto(rows[part], 0.0, where=~keep[part])
