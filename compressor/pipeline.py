@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from compressor.config import CompressConfig, LayerPlan
@@ -147,16 +148,25 @@ def layer_state(name: str, module: nn.Module, plan: LayerPlan) -> LayerState | N
     """The LayerState of one compressed module.weight (None if it was neither pruned nor shared)."""
     shared = shared_weight(module)
     mask = current_mask(module)
-    shape = tuple(module.weight.shape)
+    shape = _weight_shape(module)
     layer_type = type(module).__name__
     if shared is not None:
         return LayerState(name=name, layer_type=layer_type, shape=shape, mask=as_numpy(shared.mask),
                           codebook=as_numpy(shared.centroids).astype("float32"), labels=as_numpy(shared.labels),
                           label_bits=plan.bits, gap_bits=plan.gap_bits, group_rows=plan.group_rows)
     if mask is not None:
+        with torch.no_grad():
+            values = as_numpy(module.weight).astype("float32", copy=False)
         return LayerState(name=name, layer_type=layer_type, shape=shape, mask=as_numpy(mask),
-                          gap_bits=plan.gap_bits, values=as_numpy(module.weight).astype("float32"))
+                          gap_bits=plan.gap_bits, values=values)
     return None
+
+
+def _weight_shape(module: nn.Module) -> tuple[int, ...]:
+    """module.weight's shape without evaluating its parametrizations (they all keep the shape)."""
+    if parametrize.is_parametrized(module, "weight"):
+        return tuple(module.parametrizations["weight"].original.shape)
+    return tuple(module.weight.shape)
 
 
 def fold_batchnorm(model: nn.Module) -> list[str]:

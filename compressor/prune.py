@@ -56,7 +56,8 @@ def set_mask(module: nn.Module, mask: torch.Tensor, tensor_name: str = "weight")
     if existing is not None:
         existing.copy_(mask)
         return
-    parametrize.register_parametrization(module, tensor_name, PruneMask(mask))
+    # unsafe: skip torch's check evaluation of original * mask (PruneMask keeps shape and dtype)
+    parametrize.register_parametrization(module, tensor_name, PruneMask(mask), unsafe=True)
 
 
 def _keep_largest(magnitude: torch.Tensor, alive: torch.Tensor, n_prune: int) -> torch.Tensor:

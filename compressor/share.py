@@ -76,17 +76,26 @@ def shared_weight(module: nn.Module) -> SharedWeight | None:
 
 
 def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeight:
-    """Cluster module.weight's surviving values and replace it by a SharedWeight parametrization."""
+    """Cluster module.weight's surviving values and replace it by a SharedWeight parametrization.
+
+    The weight is evaluated once: it is read (not copied) for clustering, then becomes the frozen
+    original; registering skips torch's check evaluation (SharedWeight keeps shape and dtype).
+    """
     with torch.no_grad():
-        weight = module.weight.detach().clone()
+        weight = module.weight.detach()  # parametrized: a fresh tensor; plain: the parameter, read only
     mask = current_mask(module)
     mask = None if mask is None else mask.clone()
     book, labels = cluster_weights(weight.numpy(), None if mask is None else mask.numpy(), plan.bits,
                                    init=plan.init, seed=seed, backend=plan.kmeans, group_rows=plan.group_rows)
     if parametrize.is_parametrized(module, "weight"):
-        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        # as remove_parametrizations(leave_parametrized=True), without evaluating the weight again
+        original = module.parametrizations["weight"].original
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+        with torch.no_grad():
+            module.weight.set_(weight)
+        del original
     shared = SharedWeight(torch.from_numpy(book), torch.from_numpy(labels), mask, plan.group_rows)
-    parametrize.register_parametrization(module, "weight", shared)
+    parametrize.register_parametrization(module, "weight", shared, unsafe=True)
     # The original tensor no longer affects the output: freeze it so optimizers leave it alone.
     module.parametrizations["weight"].original.requires_grad_(False)
     return shared
