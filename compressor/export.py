@@ -46,46 +46,79 @@ def canonical_param_name(name: str) -> str:
     return name.replace(".parametrizations.", ".").removesuffix(".original")
 
 
-def _strip_parametrizations(model: torch.nn.Module) -> None:
+def _strip_parametrizations(model: torch.nn.Module, replaced: frozenset[tuple[str, str]] = frozenset()) -> None:
     """Bake parametrizations of a deep copy into plain parameters, leaving the original model intact.
 
     torch keeps each parametrized tensor as a property of a per-module generated class that a deep
     copy shares with the original, and `remove_parametrizations` deletes that property from the
-    class: so each copied module first gets its own clone of the generated class.
+    class: so each copied module first gets its own clone of the generated class. Tensors in
+    `replaced` ((module path, tensor name)) are removed without evaluation: the caller sets them.
     """
-    for module in model.modules():
+    for path, module in model.named_modules():
         if parametrize.is_parametrized(module):
             cls = module.__class__
             own = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
             module.__class__ = type(cls.__name__, cls.__bases__, own)
             for tensor_name in list(module.parametrizations.keys()):
-                parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=True)
+                parametrize.remove_parametrizations(module, tensor_name,
+                                                    leave_parametrized=(path, tensor_name) not in replaced)
 
 
 def _baked_copy(model: torch.nn.Module, layers: Mapping[str, LayerState]) -> tuple[torch.nn.Module, dict[str, LayerState]]:
-    """Eval copy with each compressed parameter set to its state's dense weight; states by canonical name."""
-    baked = copy.deepcopy(model).eval()
-    _strip_parametrizations(baked)
-    params = dict(baked.named_parameters())
-    by_name: dict[str, LayerState] = {}
+    """Eval copy with each compressed parameter set to its state's dense weight; states by canonical name.
+
+    The compressed parameters (and their parametrizations' buffers) are not copied: the copy gets
+    each state's weight instead, after checking it against the model's current weight.
+    """
+    params = {canonical_param_name(n): p for n, p in model.named_parameters()}
+    targets: dict[str, tuple[str, LayerState]] = {}
+    memo: dict[int, object] = {}
     for given, state in layers.items():
         name = canonical_param_name(given)
         if name not in params:
             raise CompressError(f"layers[{given!r}]: the model has no parameter {name!r}")
-        param = params[name]
-        weight = state.weight()
-        if tuple(param.shape) != tuple(weight.shape):
-            raise CompressError(f"layers[{given!r}]: state shape {tuple(weight.shape)} != parameter shape {tuple(param.shape)}")
-        current = param.detach().cpu().numpy()
-        drift = float(np.max(np.abs(current - weight))) if weight.size else 0.0
-        scale = max(1.0, float(np.max(np.abs(weight)))) if weight.size else 1.0
-        if drift > _STALE_TOLERANCE * scale:
-            raise CompressError(f"layers[{given!r}]: the model's weight differs from the compressed state by {drift:.3g} "
-                                "(state is stale: re-run the sharing step or pass the model it was computed on)")
-        with torch.no_grad():
-            param.copy_(torch.from_numpy(weight))
+        targets[name] = (given, state)
+        path, _, tensor_name = name.rpartition(".")
+        module = model.get_submodule(path)
+        skipped = [params[name]]
+        if parametrize.is_parametrized(module, tensor_name):
+            skipped += list(module.parametrizations[tensor_name].buffers())
+        for tensor in skipped:  # placeholders: replaced below, never evaluated
+            memo[id(tensor)] = torch.nn.Parameter(torch.empty(0), requires_grad=False) \
+                if isinstance(tensor, torch.nn.Parameter) else torch.empty(0)
+    baked = copy.deepcopy(model, memo).eval()
+    _strip_parametrizations(baked, frozenset(tuple(n.rpartition(".")[::2]) for n in targets))
+    by_name: dict[str, LayerState] = {}
+    for name, (given, state) in targets.items():
+        path, _, tensor_name = name.rpartition(".")
+        weight = _checked_weight(given, model.get_submodule(path), tensor_name, state)
+        setattr(baked.get_submodule(path), tensor_name, torch.nn.Parameter(torch.from_numpy(weight), requires_grad=False))
         by_name[name] = state
     return baked, by_name
+
+
+def _checked_weight(given: str, module: torch.nn.Module, tensor_name: str, state: LayerState) -> np.ndarray:
+    """state.weight(), after checking that it is what `module` computes with now (shape, drift)."""
+    weight = state.weight()
+    with torch.no_grad():
+        current = getattr(module, tensor_name).detach().cpu().numpy()
+    if tuple(current.shape) != tuple(weight.shape):
+        raise CompressError(f"layers[{given!r}]: state shape {tuple(weight.shape)} != parameter shape {tuple(current.shape)}")
+    drift = _max_abs_difference(current, weight)
+    scale = max(1.0, float(weight.max()), -float(weight.min())) if weight.size else 1.0  # max |w|, no temporary
+    if drift > _STALE_TOLERANCE * scale:
+        raise CompressError(f"layers[{given!r}]: the model's weight differs from the compressed state by {drift:.3g} "
+                            "(state is stale: re-run the sharing step or pass the model it was computed on)")
+    return weight
+
+
+def _max_abs_difference(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 22) -> float:
+    """max |a - b| over row chunks (no whole-tensor temporary)."""
+    if a.size == 0:
+        return 0.0
+    a2, b2 = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    step = max(1, chunk // max(1, a2.shape[1]))
+    return max(float(np.max(np.abs(a2[i:i + step] - b2[i:i + step]))) for i in range(0, a2.shape[0], step))
 
 
 # --- 2. export ---------------------------------------------------------------------------------

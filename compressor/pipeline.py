@@ -73,7 +73,7 @@ def compress(model: nn.Module, example_input, config: CompressConfig | Mapping[s
     """
     config = _as_config(config)
     torch.manual_seed(config.seed)
-    work = copy.deepcopy(model).eval()
+    work = _private_copy(model, share_parameters=train_loader is None).eval()
     _check_runs(work, example_input)
     folded = fold_batchnorm(work) if config.fold_batchnorm else []
     teacher = _teacher(work, config, train_loader)
@@ -116,9 +116,33 @@ def compress(model: nn.Module, example_input, config: CompressConfig | Mapping[s
             skipped[name] = "config: neither pruned nor shared"
         else:
             states[name] = state
+    _unshare_parameters(work, model)
     work.eval()
     return Compressed(model=work, example_input=example_input, layers=states, skipped=skipped,
                       accuracy=accuracy, folded=folded, config=config)
+
+
+def _private_copy(model: nn.Module, share_parameters: bool) -> nn.Module:
+    """A deep copy of `model`; with share_parameters, its parameters alias the model's storage.
+
+    Without fine-tuning nothing writes into a parameter in place (pruning and sharing replace
+    tensors, never overwrite them), so the copy need not duplicate the weights while compressing
+    (a full copy of a VGG-sized model is +1x its float32 size at the peak). `_unshare_parameters`
+    makes whatever still aliases the user's model private before compress() returns.
+    """
+    memo: dict[int, object] = {}
+    if share_parameters:
+        for param in model.parameters():
+            memo[id(param)] = nn.Parameter(param.detach(), requires_grad=param.requires_grad)
+    return copy.deepcopy(model, memo)
+
+
+def _unshare_parameters(work: nn.Module, model: nn.Module) -> None:
+    """Clone every tensor of `work` that still shares storage with the user's `model`."""
+    theirs = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers()) if t.numel()}
+    for tensor in list(work.parameters()) + list(work.buffers()):
+        if tensor.numel() and tensor.untyped_storage().data_ptr() in theirs:
+            tensor.data = tensor.data.clone()
 
 
 def find_layers(model: nn.Module, config: CompressConfig) -> tuple[dict[str, tuple[nn.Module, LayerPlan]], dict[str, str]]:
