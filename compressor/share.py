@@ -78,8 +78,9 @@ def shared_weight(module: nn.Module) -> SharedWeight | None:
 def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeight:
     """Cluster module.weight's surviving values and replace it by a SharedWeight parametrization.
 
-    The weight is evaluated once: it is read (not copied) for clustering, then becomes the frozen
-    original; registering skips torch's check evaluation (SharedWeight keeps shape and dtype).
+    The weight is evaluated once and read (not copied) for clustering. The original that torch keeps
+    becomes a frozen stride-0 zero tensor of the same shape (the labels and codebook supersede its
+    values); registering skips torch's check evaluation (SharedWeight keeps shape and dtype).
     """
     with torch.no_grad():
         weight = module.weight.detach()  # parametrized: a fresh tensor; plain: the parameter, read only
@@ -88,12 +89,12 @@ def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeig
     book, labels = cluster_weights(weight.numpy(), None if mask is None else mask.numpy(), plan.bits,
                                    init=plan.init, seed=seed, backend=plan.kmeans, group_rows=plan.group_rows)
     if parametrize.is_parametrized(module, "weight"):
-        # as remove_parametrizations(leave_parametrized=True), without evaluating the weight again
-        original = module.parametrizations["weight"].original
-        parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
-        with torch.no_grad():
-            module.weight.set_(weight)
-        del original
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)  # no evaluation
+    with torch.no_grad():
+        # SharedWeight ignores the original: keep its shape, not its values (a stride-0 zero tensor,
+        # 4 bytes, instead of a dense float32 copy that nothing reads)
+        module.weight.set_(torch.zeros((), dtype=weight.dtype).expand(weight.shape))
+    del weight
     shared = SharedWeight(torch.from_numpy(book), torch.from_numpy(labels), mask, plan.group_rows)
     parametrize.register_parametrization(module, "weight", shared, unsafe=True)
     # The original tensor no longer affects the output: freeze it so optimizers leave it alone.
