@@ -26,7 +26,8 @@ def kmeans_1d(values, k: int, init: str | np.ndarray = "linear", seed: int = 0,
     init: 'linear' (evenly spaced between min and max: the paper's best for weight sharing),
     'density' (evenly spaced on the CDF), 'random' (k distinct samples), 'kmeans++' (D^2
     sampling), or an array of initial centroids.
-    Returns (centroids float64 sorted ascending, labels int64 with the flattened shape of values).
+    Returns (centroids float64 sorted ascending, labels with the flattened shape of values: uint8
+    for k <= 256, else int64).
     When the values have k or fewer distinct entries, the centroids are exactly those entries
     (so fewer than k may be returned) and the clustering is lossless.
     """
@@ -36,11 +37,12 @@ def kmeans_1d(values, k: int, init: str | np.ndarray = "linear", seed: int = 0,
     distinct = 1 + int(np.count_nonzero(xs[1:] != xs[:-1]))
     if distinct <= k:
         centroids = np.unique(xs).astype(np.float64)
-        return centroids, np.searchsorted(centroids, xs_in.astype(np.float64)).astype(np.int64)
+        return centroids, np.searchsorted(centroids, xs_in.astype(np.float64)).astype(label_dtype(centroids.size))
     data = _Sorted(xs)
     start = data.initial(k, init, seed)
     centroids = _lloyd_sorted(data, start, max_iter)
-    return centroids + data.shift, assign(xs_in, centroids + data.shift)
+    # The sorted ends are the min and max: assign() need not scan for them again.
+    return centroids + data.shift, assign(xs_in, centroids + data.shift, bounds=(float(xs[0]), float(xs[-1])))
 
 
 class _Sorted:
@@ -75,28 +77,31 @@ class _Sorted:
         raise CompressError(f"kmeans init: must be one of {', '.join(INITS)}; got {init!r}")
 
 
-def assign(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+def assign(values: np.ndarray, centroids: np.ndarray, bounds: tuple[float, float] | None = None) -> np.ndarray:
     """Nearest-centroid label per value (ties go to the lower centroid, as argmin does).
 
     Equals `searchsorted(midpoints, values)`, but a binary search per value is the slowest step
     at 1e7 values. Instead each value's bin on a fine uniform grid gives its label through a
     lookup table; only values in bins next to a midpoint (where rounding could matter) are
-    searched exactly. About 5x faster; exact.
+    searched exactly. About 5x faster; exact. `bounds` = (min, max) of the values when the caller
+    knows them. Labels are uint8 for up to 256 centroids (every label width the format allows),
+    else int64: at 1e7 values the 8-byte gather was a third of this function's time.
     """
     centroids = np.asarray(centroids, dtype=np.float64)
     flat = np.asarray(values).ravel()
     if flat.dtype not in (np.float32, np.float64):
         flat = flat.astype(np.float64)
     midpoints = (centroids[:-1] + centroids[1:]) / 2
+    narrow = np.uint8 if centroids.size <= 256 else np.int64
     if flat.size < 4096 or midpoints.size == 0:
-        return np.searchsorted(midpoints, flat.astype(np.float64), side="left").astype(np.int64)
-    low, high = float(flat.min()), float(flat.max())
+        return np.searchsorted(midpoints, flat.astype(np.float64), side="left").astype(narrow)
+    low, high = bounds if bounds is not None else (float(flat.min()), float(flat.max()))
     if not high > low:
-        return np.searchsorted(midpoints, np.array([low]), side="left").repeat(flat.size).astype(np.int64)
+        return np.searchsorted(midpoints, np.array([low]), side="left").repeat(flat.size).astype(narrow)
     bins = 1 << 16
     scale = (bins - 1) / (high - low)
     edges = low + np.arange(bins) / scale                    # left edge of each bin
-    table = np.searchsorted(midpoints, edges, side="left").astype(np.int64)  # label at each bin's edge
+    table = np.searchsorted(midpoints, edges, side="left").astype(narrow)  # label at each bin's edge
     uncertain = np.zeros(bins + 2, dtype=bool)               # bins within one of a midpoint
     near = np.clip(np.floor((midpoints - low) * scale).astype(np.int64), -1, bins)
     for offset in (0, 1, 2):
@@ -108,7 +113,7 @@ def assign(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     index = position.astype(np.int32)
     del position
     np.clip(index, 0, bins - 1, out=index)
-    labels = table[index]                                    # int64 already (searchsorted's intp)
+    labels = table[index]
     check = np.flatnonzero(uncertain[index])
     labels[check] = np.searchsorted(midpoints, flat[check].astype(np.float64), side="left")
     return labels
