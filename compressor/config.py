@@ -284,3 +284,15 @@ class CompressConfig:
         for key in self.by_name:
             if key not in known_names:
                 raise CompressError(f"config.by_name[{key!r}]: no compressible layer has this name")
+
+
+def as_config(config: "CompressConfig | Mapping[str, Any] | None") -> CompressConfig:
+    """The CompressConfig for what a caller passed: None (the paper's defaults), a CompressConfig,
+    or a mapping validated by CompressConfig.from_dict."""
+    if config is None:
+        return CompressConfig()
+    if isinstance(config, CompressConfig):
+        return config
+    if isinstance(config, Mapping):
+        return CompressConfig.from_dict(config)
+    raise CompressError(f"config: must be a CompressConfig or a mapping, got {type(config).__name__}")

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import onnx
 
-from compressor.config import CompressConfig, LayerPlan
+from compressor.config import CompressConfig, LayerPlan, as_config
 from compressor.errors import CompressError
 from compressor.kmeans import cluster_weights
 from compressor.onnx_graph import (TensorPlan, WeightSource, constants_to_initializers, find_weights,
@@ -65,14 +65,6 @@ def _check_data_inline(model: onnx.ModelProto, where: str) -> None:
             raise CompressError(f"{where}: initializer {tensor.name!r} holds no values ({hint})")
 
 
-def _config(config) -> CompressConfig:
-    if config is None:
-        return CompressConfig()
-    if isinstance(config, CompressConfig):
-        return config
-    if isinstance(config, Mapping):
-        return CompressConfig.from_dict(config)
-    raise CompressError(f"config: must be a CompressConfig or a mapping, got {type(config).__name__}")
 
 
 def _weight_array(model: onnx.ModelProto, source: WeightSource) -> np.ndarray:
@@ -201,7 +193,7 @@ def compress_onnx(model_or_path, config=None, out_path=None, metadata: Mapping[s
 
     from compressor.report import Report
 
-    config = _config(config)
+    config = as_config(config)
     model = _load(model_or_path)
     _check_data_inline(model, "model" if isinstance(model_or_path, (onnx.ModelProto, bytes, bytearray)) else str(model_or_path))
     states, kept_raw = compress_graph(model, config)

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from compressor.config import CompressConfig, LayerPlan
+from compressor.config import CompressConfig, LayerPlan, as_config
 from compressor.errors import CompressError
 from compressor.finetune import LossFn, OptimizerFactory, finetune
 from compressor.prune import current_mask, prune_step
@@ -71,7 +71,7 @@ def compress(model: nn.Module, example_input, config: CompressConfig | Mapping[s
     (no fine-tuning, whatever the epochs say). eval_fn(model) -> metric is called after each
     stage. optimizer_factory(params, lr) overrides the default Adam.
     """
-    config = _as_config(config)
+    config = as_config(config)
     torch.manual_seed(config.seed)
     work = _private_copy(model, share_parameters=train_loader is None).eval()
     _check_runs(work, example_input)
@@ -227,14 +227,6 @@ def _replace(model: nn.Module, dotted: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
-def _as_config(config) -> CompressConfig:
-    if config is None:
-        return CompressConfig()
-    if isinstance(config, CompressConfig):
-        return config
-    if isinstance(config, Mapping):
-        return CompressConfig.from_dict(config)
-    raise CompressError(f"config: expected a CompressConfig or a mapping, got {type(config).__name__}")
 
 
 def _check_runs(model: nn.Module, example_input) -> None:
