@@ -3,6 +3,11 @@
 Steps (each a function below):
 1. `_baked_copy`: an eval-mode copy of the model whose compressed parameters hold exactly
    `LayerState.weight()` (parametrizations removed), so the graph computes what the file stores.
+2. `_to_onnx_by_name`: compressed weights never reach the exporter by value (serialized, they
+   cost ~3x their size in memory): the copy holds memory-free stand-ins, the export writes no
+   parameters, and the initializers are put back by name - placeholders for compressed weights.
+   If the exporter made tensors of its own (constant folding) the copy gets the real weights and
+   steps 2-3 below run instead.
 2. `_to_onnx`: torch's TorchScript exporter (opset 17, dynamic batch axis). It runs in
    `TrainingMode.PRESERVE` on the eval copy because `EVAL` fuses BatchNorm into the conv weights,
    which would rescale shared weights per channel and break their codebook; BatchNorm that the
@@ -16,6 +21,7 @@ Steps (each a function below):
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -26,11 +32,13 @@ from typing import Any, Mapping
 import numpy as np
 import onnx
 import torch
+from onnx import numpy_helper
 from torch.nn.utils import parametrize
 
 import formats
 from compressor.errors import CompressError
-from compressor.onnx_graph import TensorPlan, initializer_array, plan_metadata, plan_tensors, to_placeholders
+from compressor.onnx_graph import (TensorPlan, initializer_array, make_placeholder, plan_metadata, plan_tensors,
+                                   to_placeholders)
 from compressor.report import ACCURACY_KEY, METRIC_KEY
 from compressor.state import LayerState
 
@@ -64,11 +72,14 @@ def _strip_parametrizations(model: torch.nn.Module, replaced: frozenset[tuple[st
                                                     leave_parametrized=(path, tensor_name) not in replaced)
 
 
-def _baked_copy(model: torch.nn.Module, layers: Mapping[str, LayerState]) -> tuple[torch.nn.Module, dict[str, LayerState]]:
+def _baked_copy(model: torch.nn.Module, layers: Mapping[str, LayerState],
+                stand_ins: bool = False) -> tuple[torch.nn.Module, dict[str, LayerState]]:
     """Eval copy with each compressed parameter set to its state's dense weight; states by canonical name.
 
     The compressed parameters (and their parametrizations' buffers) are not copied: the copy gets
-    each state's weight instead, after checking it against the model's current weight.
+    each state's weight instead, after checking it against the model's current weight. With
+    `stand_ins`, it gets a memory-free stand-in of the weight's shape (see `_stand_in`) instead;
+    `_set_weights` puts the real weights in later if needed.
     """
     params = {canonical_param_name(n): p for n, p in model.named_parameters()}
     targets: dict[str, tuple[str, LayerState]] = {}
@@ -89,12 +100,75 @@ def _baked_copy(model: torch.nn.Module, layers: Mapping[str, LayerState]) -> tup
     baked = copy.deepcopy(model, memo).eval()
     _strip_parametrizations(baked, frozenset(tuple(n.rpartition(".")[::2]) for n in targets))
     by_name: dict[str, LayerState] = {}
-    for name, (given, state) in targets.items():
+    for index, (name, (given, state)) in enumerate(targets.items()):
         path, _, tensor_name = name.rpartition(".")
-        weight = _checked_weight(given, model.get_submodule(path), tensor_name, state)
-        setattr(baked.get_submodule(path), tensor_name, torch.nn.Parameter(torch.from_numpy(weight), requires_grad=False))
+        module = model.get_submodule(path)
+        if stand_ins and _same_shared_weight(module, tensor_name, state):
+            tensor = _stand_in(state.shape, index)  # the state is what the model computes with: no dense check needed
+        else:
+            weight = _checked_weight(given, module, tensor_name, state)
+            tensor = _stand_in(state.shape, index) if stand_ins else torch.from_numpy(weight)
+            del weight
+        setattr(baked.get_submodule(path), tensor_name, torch.nn.Parameter(tensor, requires_grad=False))
         by_name[name] = state
     return baked, by_name
+
+
+def _stand_in(shape, index: int) -> torch.Tensor:
+    """A tensor of `shape` that costs (almost) no memory: zeros from calloc'ed pages, one value set.
+
+    numpy's zeros come from calloc: fresh pages that the kernel maps only when written (reading
+    them costs nothing), and the exporter only reads. Zeros keep the traced forward harmless
+    (no NaN reaches e.g. LAPACK). The first value is a distinct tiny number per stand-in because the
+    exporter merges equal initializers (`torch.equal`): stand-ins must equal nothing.
+    """
+    array = np.zeros(tuple(shape), dtype=np.float32)
+    if array.size:
+        array.reshape(-1)[0] = np.float32(2.0 ** -100) * np.float32(index + 1)  # normal: no flush-to-zero
+    return torch.from_numpy(array)
+
+
+def _set_weights(baked: torch.nn.Module, states: Mapping[str, LayerState]) -> None:
+    """Put each state's dense weight into the baked copy (replacing its stand-in)."""
+    for name, state in states.items():
+        path, _, tensor_name = name.rpartition(".")
+        setattr(baked.get_submodule(path), tensor_name,
+                torch.nn.Parameter(torch.from_numpy(state.weight()), requires_grad=False))
+
+
+def _same_array(a, b) -> bool:
+    """a and b hold the same values (None only equals None); shared memory short-cuts the comparison."""
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    if a.dtype == b.dtype and a.__array_interface__ == b.__array_interface__:
+        return True  # the very same memory (the pipeline's states alias the model's buffers)
+    return bool(np.array_equal(a, b))
+
+
+def _same_shared_weight(module: torch.nn.Module, tensor_name: str, state: LayerState) -> bool:
+    """True when `module`'s only parametrization of `tensor_name` is the pipeline's SharedWeight holding
+    exactly the state's codebook, labels and mask: the weight it computes is then state.weight(),
+    which can be trusted without building either dense tensor (2 x the weight in memory)."""
+    from compressor.share import SharedWeight
+
+    if not state.shared or not parametrize.is_parametrized(module, tensor_name):
+        return False
+    chain = module.parametrizations[tensor_name]
+    if len(chain) != 1 or not isinstance(chain[0], SharedWeight):
+        return False
+    shared = chain[0]
+    with torch.no_grad():
+        centroids = shared.centroids.detach().cpu().numpy()
+        labels = shared.labels.detach().cpu().numpy().reshape(state.shape)
+        mask = None if shared.mask is None else shared.mask.detach().cpu().numpy().reshape(state.shape)
+    if shared.row_group is not None and state.group_rows != shared.group_rows:
+        return False
+    return (_same_array(np.asarray(state.codebook, dtype=np.float32), centroids)
+            and _same_array(None if state.labels is None else np.asarray(state.labels).reshape(state.shape), labels)
+            and _same_array(None if state.mask is None else np.asarray(state.mask, dtype=bool).reshape(state.shape), mask))
 
 
 def _checked_weight(given: str, module: torch.nn.Module, tensor_name: str, state: LayerState) -> np.ndarray:
@@ -140,21 +214,122 @@ def _io_names(model: torch.nn.Module, args: tuple) -> tuple[list[str], list[str]
     return inputs, outputs
 
 
-def _to_onnx(model: torch.nn.Module, example_input) -> onnx.ModelProto:
-    """TorchScript ONNX export of an eval model: opset 17, dynamic batch axis on inputs and outputs."""
+@contextlib.contextmanager
+def _shape_inference_without(stand_ins: list[torch.Tensor]):
+    """Hide the stand-ins from the TorchScript exporter's ONNX shape inference.
+
+    That pass serializes every parameter a node reads into a scratch ONNX model (~2x the largest
+    weight in memory, stand-ins included, as it copies their bytes); weights of Conv / Gemm /
+    MatMul never decide a shape, and without their values the pass types them from the trace.
+    """
+    name = "_jit_pass_onnx_graph_shape_type_inference"
+    original = getattr(torch._C, name, None)
+    hidden = {t.data_ptr() for t in stand_ins}
+    if original is None or not hidden:
+        yield
+        return
+
+    def without_stand_ins(graph, params, opset):
+        return original(graph, {k: v for k, v in params.items()
+                                if not (isinstance(v, torch.Tensor) and v.data_ptr() in hidden)}, opset)
+
+    setattr(torch._C, name, without_stand_ins)
+    try:
+        yield
+    finally:
+        setattr(torch._C, name, original)
+
+
+def _to_onnx(model: torch.nn.Module, example_input, export_params: bool = True,
+             stand_ins: list[torch.Tensor] | None = None) -> onnx.ModelProto:
+    """TorchScript ONNX export of an eval model: opset 17, dynamic batch axis on inputs and outputs.
+
+    With `export_params=False` the graph holds no weight data: every initializer the exporter
+    would write (after constant folding and deduplication) is a graph input of the same name
+    instead, in the same order.
+    """
     args = _as_args(example_input)
     inputs, outputs = _io_names(model, args)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         try:
-            torch.onnx.export(model, args, buffer, dynamo=False, opset_version=OPSET, input_names=inputs,
-                              output_names=outputs, dynamic_axes={n: {0: "batch"} for n in inputs + outputs},
-                              keep_initializers_as_inputs=False, training=torch.onnx.TrainingMode.PRESERVE,
-                              do_constant_folding=True)
+            with _shape_inference_without(stand_ins or []):
+                torch.onnx.export(model, args, buffer, dynamo=False, opset_version=OPSET, input_names=inputs,
+                                  output_names=outputs, dynamic_axes={n: {0: "batch"} for n in inputs + outputs},
+                                  keep_initializers_as_inputs=False, training=torch.onnx.TrainingMode.PRESERVE,
+                                  do_constant_folding=True, export_params=export_params)
         except Exception as error:  # torch raises many types; the user needs one clear message
             raise CompressError(f"torch.onnx.export failed for {type(model).__name__}: {error}".splitlines()[0]) from error
     return onnx.load_from_string(buffer.getvalue())
+
+
+def _to_onnx_by_name(model: torch.nn.Module, example_input, states: Mapping[str, LayerState]) -> onnx.ModelProto | None:
+    """The export with every compressed weight already a placeholder, or None when names do not suffice.
+
+    Exports without parameters (the serialized weights would cost ~3x their size in memory), then
+    turns each parameter input back into an initializer by its name: compressed weights become
+    placeholders (name, float32, the state's dims), other tensors take the model's values. Returns
+    None - the caller then exports with values and matches by value - when the exporter created a
+    tensor that is no parameter or buffer (constant folding, e.g. a transposed weight) or when a
+    state's weight is not used under its own name (e.g. a tied parameter's second name).
+    """
+    named = dict(model.named_parameters()) | dict(model.named_buffers())
+    graph = _to_onnx(model, example_input, export_params=False, stand_ins=[named[n] for n in states if n in named])
+    user_inputs = len(_as_args(example_input))
+    stored = [value.name for value in graph.graph.input[user_inputs:]]
+    if any(name not in named for name in stored) or any(name not in stored for name in states):
+        return None
+    stored = _merge_equal_states(graph, stored, states)
+    initializers = []
+    for name in stored:
+        if name in states:
+            initializers.append(make_placeholder(name, onnx.TensorProto.FLOAT, tuple(named[name].shape)))
+        else:
+            initializers.append(numpy_helper.from_array(named[name].detach().cpu().numpy(), name))
+    del graph.graph.input[user_inputs:]
+    graph.graph.initializer.extend(initializers)
+    return graph
+
+
+def _state_digest(state: LayerState) -> str:
+    """A hash of everything that defines state.weight() (equal digests: equal weights)."""
+    digest = hashlib.sha256(repr((tuple(state.shape), state.group_rows)).encode())
+    for part in (state.codebook, state.labels, state.mask, state.values):
+        array = None if part is None else np.ascontiguousarray(part)
+        digest.update(b"-" if array is None else f"{array.dtype}{array.shape}".encode())
+        if array is not None:
+            digest.update(array.data)
+    return digest.hexdigest()
+
+
+def _merge_equal_states(graph: onnx.ModelProto, stored: list[str], states: Mapping[str, LayerState]) -> list[str]:
+    """Store equal compressed weights once, as the exporter does with equal initializers.
+
+    Stand-ins never compare equal, so the exporter cannot merge them: states with the same
+    encoding are merged here instead - later names are renamed to the first in every node (and
+    subgraph) and dropped from `stored`, which is returned.
+    """
+    first: dict[str, str] = {}
+    renamed: dict[str, str] = {}
+    for name in stored:
+        if name in states:
+            renamed_to = first.setdefault(_state_digest(states[name]), name)
+            if renamed_to != name:
+                renamed[name] = renamed_to
+    if renamed:
+        _rename_inputs(graph.graph, renamed)
+    return [name for name in stored if name not in renamed]
+
+
+def _rename_inputs(graph: onnx.GraphProto, renamed: Mapping[str, str]) -> None:
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            if name in renamed:
+                node.input[index] = renamed[name]
+        for attribute in node.attribute:
+            for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                _rename_inputs(subgraph, renamed)
 
 
 # --- 3. initializers back to parameters -------------------------------------------------------
@@ -242,10 +417,17 @@ def export_graph(model: torch.nn.Module, example_input, layers: Mapping[str, Lay
 
     kept_raw: parameter name -> why the compressor left it uncompressed (recorded in the report).
     """
-    baked, states = _baked_copy(model, layers)
+    baked, states = _baked_copy(model, layers, stand_ins=True)
+    reasons = {canonical_param_name(name): reason for name, reason in (kept_raw or {}).items()}
+    graph = _to_onnx_by_name(baked, example_input, states)
+    if graph is not None:  # compressed weights never serialized: placeholders by name
+        del baked
+        plan = plan_tensors(graph, states, reasons, raw_small=raw_small)
+        to_placeholders(graph, [t.name for t in plan.tensors if t.name not in states])
+        return graph, plan
+    _set_weights(baked, states)  # the exporter made tensors of its own: match them by value
     graph = _to_onnx(baked, example_input)
     del baked  # the graph holds every weight now: free the copy before planning (peak memory)
-    reasons = {canonical_param_name(name): reason for name, reason in (kept_raw or {}).items()}
     plan = plan_tensors(graph, _states_by_initializer(_match_initializers(graph, states)), reasons,
                         raw_small=raw_small)
     to_placeholders(graph, [t.name for t in plan.tensors])

@@ -337,3 +337,37 @@ def test_layer_the_pipeline_cannot_compress_is_stored_raw_and_named(tmp_path):
         got = session.run(None, {"input": tokens.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, result.model(tokens).numpy(), atol=1e-5, rtol=0)
+
+
+def test_compressed_weights_never_reach_the_exporter_by_value(net, monkeypatch):
+    """Parameters matched by name: no dense weight is put into the copy, and no value matching runs."""
+    import compressor.export as export
+
+    model, states = net
+    monkeypatch.setattr(export, "_set_weights", lambda *a: pytest.fail("fell back to the by-value export"))
+    graph, plan = export_graph(model, EXAMPLE, states)
+    assert set(plan.compressed) == set(states)
+    for tensor in graph.graph.initializer:
+        if tensor.name in states:
+            assert is_placeholder(tensor) and tuple(tensor.dims) == states[tensor.name].shape
+    assert not [i.name for i in graph.graph.input if i.name in states]  # initializers, not inputs
+
+
+def test_exporter_shape_inference_is_restored_even_after_a_failure(net):
+    original = torch._C._jit_pass_onnx_graph_shape_type_inference
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.linalg.eigvals(self.fc(x))  # not exportable at opset 17
+
+    model = Broken().eval()
+    states = compress_in_place(model, ["fc.weight"], sparsity=0.5, bits=2)
+    with pytest.raises(CompressError):
+        export_graph(model, torch.zeros(4, 4), states)
+    assert torch._C._jit_pass_onnx_graph_shape_type_inference is original
+    export_graph(net[0], EXAMPLE, net[1])
+    assert torch._C._jit_pass_onnx_graph_shape_type_inference is original
