@@ -13,7 +13,7 @@ Rules (per layer, from the layer's `LayerPlan`):
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -60,42 +60,73 @@ def set_mask(module: nn.Module, mask: torch.Tensor, tensor_name: str = "weight")
     parametrize.register_parametrization(module, tensor_name, PruneMask(mask), unsafe=True)
 
 
-def _keep_largest(magnitude: torch.Tensor, alive: torch.Tensor, n_prune: int) -> torch.Tensor:
+def _keep_largest(magnitude: torch.Tensor, alive: torch.Tensor, n_prune: int,
+                  reread: Callable[[int, int], torch.Tensor] | None = None) -> torch.Tensor:
     """Mask keeping all but the n_prune smallest magnitudes (already-pruned entries count first).
 
     The same mask as a stable ascending argsort (ties pruned first in position order), found by an
-    O(n) selection on one copy instead of a full sort (which needs an int64 index per weight).
+    O(n) selection instead of a full sort (which needs an int64 index per weight). `magnitude` is
+    overwritten (dead entries become -1): callers pass a tensor they own. With `reread(start, stop)`
+    (|weight| of that flat range, recomputed) the selection scrambles `magnitude` in place and the
+    mask is built chunk by chunk from re-read values: one full-size float array instead of two.
     """
     n = magnitude.numel()
     if n_prune <= 0:
         return torch.ones_like(magnitude, dtype=torch.bool)
     if n_prune >= n:
         return torch.zeros_like(magnitude, dtype=torch.bool)
-    flat = torch.where(alive, magnitude, torch.tensor(-1.0, dtype=magnitude.dtype)).flatten()
-    values = flat.numpy()
-    values.partition(n_prune - 1)  # in place: the copy is scrambled, only the kth value is needed
+    shape, dead = magnitude.shape, ~alive.reshape(-1)
+    flat = magnitude.reshape(-1)
+    flat.masked_fill_(dead, -1.0)  # value(i) = magnitude if alive else -1
+    if reread is None:
+        values = flat.numpy().copy()
+
+        def value(start: int, stop: int) -> torch.Tensor:
+            return flat[start:stop]
+    else:
+        values = flat.numpy()  # scrambled in place; value() recomputes what is needed
+
+        def value(start: int, stop: int) -> torch.Tensor:
+            return reread(start, stop).masked_fill_(dead[start:stop], -1.0)
+    values.partition(n_prune - 1)
     kth = float(values[n_prune - 1])
-    del flat, values
-    # value(i) = magnitude if alive else -1; pruned: value < kth, then the first ties up to n_prune
-    keep = torch.where(alive, magnitude >= kth, torch.tensor(-1.0 >= kth)).flatten()
-    need = n_prune - (n - int(keep.sum()))
-    _prune_first_ties(keep, magnitude.flatten(), alive.flatten(), kth, need)
-    return keep.reshape(magnitude.shape)
+    del values
+    if reread is not None:
+        del flat, magnitude  # scrambled by the selection: freed before the mask is built
+    # pruned: value < kth, then the first ties (value == kth) in position order up to n_prune
+    keep = torch.empty(n, dtype=torch.bool)
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        keep[start:stop] = value(start, stop) >= kth
+    need = n_prune - (n - int(torch.count_nonzero(keep)))  # bool .sum() widens to int64 first: 8 B a weight
+    _prune_first_ties(keep, value, kth, need)
+    return keep.reshape(shape)
 
 
-def _prune_first_ties(keep: torch.Tensor, magnitude: torch.Tensor, alive: torch.Tensor, kth: float, need: int,
-                      chunk: int = 1 << 22) -> None:
+_CHUNK = 1 << 22
+
+
+def _prune_first_ties(keep: torch.Tensor, value: Callable[[int, int], torch.Tensor], kth: float, need: int) -> None:
     """Set keep False at the first `need` positions whose value equals kth (chunked: ties can be
     most of a tensor, e.g. kth = -1 among already-pruned entries, and an index per tie is 8 bytes)."""
-    for start in range(0, keep.numel(), chunk):
+    for start in range(0, keep.numel(), _CHUNK):
         if need <= 0:
             return
-        stop = min(start + chunk, keep.numel())
-        alive_part = alive[start:stop]
-        equal = torch.where(alive_part, magnitude[start:stop] == kth, torch.tensor(kth == -1.0))
-        index = torch.nonzero(equal).flatten()[:need] + start
+        stop = min(start + _CHUNK, keep.numel())
+        index = torch.nonzero(value(start, stop) == kth).flatten()[:need] + start
         keep[index] = False
         need -= index.numel()
+
+
+def _magnitude_source(module: nn.Module) -> torch.Tensor:
+    """The tensor whose |.| the rules compare. Under a PruneMask alone this is the parametrization's
+    original, not original * mask: pruned entries differ, but no rule looks at them (they are not
+    alive), and evaluating the product would be one more full-size copy of the largest layer."""
+    if parametrize.is_parametrized(module, "weight"):
+        chain = module.parametrizations["weight"]
+        if len(chain) == 1 and isinstance(chain[0], PruneMask):
+            return chain.original.detach()
+    return module.weight.detach()
 
 
 def prune_step(layers: Mapping[str, tuple[nn.Module, LayerPlan]], dense_std: Mapping[str, float],
@@ -106,16 +137,17 @@ def prune_step(layers: Mapping[str, tuple[nn.Module, LayerPlan]], dense_std: Map
     pooled: list[str] = []
     with torch.no_grad():
         for name, (module, plan) in layers.items():
-            weight = module.weight.detach()
+            source = _magnitude_source(module)
             alive = current_mask(module)
-            alive = torch.ones_like(weight, dtype=torch.bool) if alive is None else alive
-            magnitude = weight.abs()
+            alive = torch.ones_like(source, dtype=torch.bool) if alive is None else alive
             if plan.prune == "sparsity":
-                masks[name] = _keep_largest(magnitude, alive, round(plan.sparsity * fraction * weight.numel()))
+                flat_source = source.reshape(-1)
+                masks[name] = _keep_largest(source.abs(), alive, round(plan.sparsity * fraction * source.numel()),
+                                            reread=lambda a, b, s=flat_source: s[a:b].abs())
             elif plan.prune == "threshold":
-                masks[name] = alive & (magnitude >= plan.threshold * fraction)
+                masks[name] = alive & (source.abs() >= plan.threshold * fraction)
             elif plan.prune == "quality":
-                masks[name] = alive & (magnitude >= plan.quality * dense_std[name] * fraction)
+                masks[name] = alive & (source.abs() >= plan.quality * dense_std[name] * fraction)
             elif plan.prune == "global":
                 pooled.append(name)
             else:
