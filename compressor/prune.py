@@ -118,10 +118,11 @@ def _prune_first_ties(keep: torch.Tensor, value: Callable[[int, int], torch.Tens
         need -= index.numel()
 
 
-def _magnitude_source(module: nn.Module) -> torch.Tensor:
-    """The tensor whose |.| the rules compare. Under a PruneMask alone this is the parametrization's
-    original, not original * mask: pruned entries differ, but no rule looks at them (they are not
-    alive), and evaluating the product would be one more full-size copy of the largest layer."""
+def unmasked_weight(module: nn.Module) -> torch.Tensor:
+    """module.weight without evaluating a PruneMask: under a PruneMask alone, the parametrization's
+    original (not original * mask), else the weight itself. Pruned entries differ, so callers must
+    read only the kept ones (the pruning rules and the weight-sharing clustering do); evaluating the
+    product would be one more full-size copy of the largest layer."""
     if parametrize.is_parametrized(module, "weight"):
         chain = module.parametrizations["weight"]
         if len(chain) == 1 and isinstance(chain[0], PruneMask):
@@ -137,7 +138,7 @@ def prune_step(layers: Mapping[str, tuple[nn.Module, LayerPlan]], dense_std: Map
     pooled: list[str] = []
     with torch.no_grad():
         for name, (module, plan) in layers.items():
-            source = _magnitude_source(module)
+            source = unmasked_weight(module)
             alive = current_mask(module)
             alive = torch.ones_like(source, dtype=torch.bool) if alive is None else alive
             if plan.prune == "sparsity":

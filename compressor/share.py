@@ -14,7 +14,7 @@ from torch.nn.utils import parametrize
 
 from compressor.config import LayerPlan
 from compressor.kmeans import cluster_weights
-from compressor.prune import current_mask
+from compressor.prune import current_mask, unmasked_weight
 
 
 class SharedWeight(nn.Module):
@@ -82,8 +82,9 @@ def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeig
     becomes a frozen stride-0 zero tensor of the same shape (the labels and codebook supersede its
     values); registering skips torch's check evaluation (SharedWeight keeps shape and dtype).
     """
-    with torch.no_grad():
-        weight = module.weight.detach()  # parametrized: a fresh tensor; plain: the parameter, read only
+    # Under a PruneMask alone, read the original rather than evaluating original * mask (a fresh
+    # full-size tensor): clustering reads only the kept entries, where the two are equal.
+    weight = unmasked_weight(module)
     mask = current_mask(module)
     mask = None if mask is None else mask.clone()
     book, labels = cluster_weights(weight.numpy(), None if mask is None else mask.numpy(), plan.bits,
