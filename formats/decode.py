@@ -61,6 +61,15 @@ def _check_labels(labels: np.ndarray, entry: dict, fail) -> None:
         raise fail("labels", f"label {int(labels.max())} >= codebook size {k}")
 
 
+def _labels_and_codebook(streams: dict, section, entry: dict, expected: int, what: str, fail):
+    """The label stream, checked for count and range, and the codebook it indexes."""
+    labels = streams["labels"]
+    if labels.size != expected:
+        raise fail("labels", f"label stream has {labels.size} symbols for {what}")
+    _check_labels(labels, entry, fail)
+    return labels, _codebook(section("codebook"), entry)
+
+
 def _alloc(entry: dict, fail) -> np.ndarray:
     try:
         return np.zeros(entry["numel"], dtype=np.float32)
@@ -82,13 +91,9 @@ def decode_entry(entry: dict, section, stream_cursor, fail) -> np.ndarray:
     for role in ("rows", "gaps", "labels"):
         if role in entry["sections"]:
             streams[role] = codec.decode_stream(stream_cursor(role))
-    out = None
     if enc == "shared":
-        labels = streams["labels"]
-        if labels.size != entry["numel"]:
-            raise fail("labels", f"label stream has {labels.size} symbols for {entry['numel']} elements")
-        _check_labels(labels, entry, fail)
-        book = _codebook(section("codebook"), entry)
+        labels, book = _labels_and_codebook(streams, section, entry, entry["numel"],
+                                            f"{entry['numel']} elements", fail)
         if entry["groups"] == 1:
             out = book[0][labels]
         else:
@@ -101,11 +106,7 @@ def decode_entry(entry: dict, section, stream_cursor, fail) -> np.ndarray:
     if enc == "sparse":
         dense[flat] = np.frombuffer(section("values"), dtype="<f4")
     else:
-        labels = streams["labels"]
-        if labels.size != entry["nnz"]:
-            raise fail("labels", f"label stream has {labels.size} symbols for nnz {entry['nnz']}")
-        _check_labels(labels, entry, fail)
-        book = _codebook(section("codebook"), entry)
+        labels, book = _labels_and_codebook(streams, section, entry, entry["nnz"], f"nnz {entry['nnz']}", fail)
         if entry["groups"] == 1:
             dense[flat] = book[0][labels]
         else:
