@@ -234,6 +234,10 @@ class DczFile:
             fail=lambda role, msg: self._fail(e, role, msg),
         )
 
+    def tensors(self, names=None) -> dict[str, np.ndarray]:
+        """name -> decoded dense array for `names` (default: every tensor), as `tensor()` gives each."""
+        return {name: self.tensor(name) for name in (self.names if names is None else names)}
+
     def size_report(self):
         from .report import build_report
         return build_report(self._entries.values(), self._sections, self._streams, len(self._buf))
