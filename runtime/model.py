@@ -46,6 +46,7 @@ class Model:
         if not lazy:
             self.tensors.decode_all()
         self._engine = self._make_engine(providers, threads, inter_op_threads, sparse, low_memory)
+        self._run_feeds = _no_backend if self._engine is None else self._engine.run  # bound once, not per call
 
     def _make_engine(self, providers, threads, inter_op_threads, sparse, low_memory):
         if self.backend is None:
@@ -104,13 +105,12 @@ class Model:
 
     def run(self, inputs) -> list[np.ndarray]:
         """Run the network: `inputs` is a dict name -> array, or one array for a single-input graph."""
-        if self._engine is None:
-            raise DczRuntimeError("this model was loaded with backend=None (or closed): nothing can run it")
-        return self._engine.run(self._check_inputs(inputs))
+        return self._run_feeds(self._check_inputs(inputs))
 
     def close(self) -> None:
         """Drop the backend and the decoded tensors, and unmap the file."""
         self._engine = None
+        self._run_feeds = _no_backend
         self._file.close()
 
     def __enter__(self) -> Model:
@@ -121,6 +121,10 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<runtime.Model backend={self.backend!r} tensors={len(self.tensors)} inputs={self.input_names} outputs={self.output_names}>"
+
+
+def _no_backend(feeds) -> list[np.ndarray]:
+    raise DczRuntimeError("this model was loaded with backend=None (or closed): nothing can run it")
 
 
 class _DenseView(Mapping):

@@ -50,6 +50,8 @@ class OrtSession:
             # If ORT kept pointers instead of copying, the arrays must live as long as the session.
             self._arrays, self._values = ([], []) if self.weights_copied else (arrays, values)
         self._output_names = [o.name for o in self.session.get_outputs()]
+        # InferenceSession.run, bound once: with weights as initializers it is all a run needs.
+        self._run = self._run_bound if weights_as_inputs else self.session.run
 
     def _options(self, external) -> ort.SessionOptions:
         options = ort.SessionOptions()
@@ -79,19 +81,20 @@ class OrtSession:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         try:
-            if not self.weights_as_inputs:
-                return self.session.run(self._output_names, feeds)
-            binding = self.session.io_binding()  # one per call: run() stays thread-safe
-            for name, value in self._bound.items():
-                binding.bind_ortvalue_input(name, value)
-            for name, array in feeds.items():
-                binding.bind_cpu_input(name, array)
-            for name in self._output_names:
-                binding.bind_output(name)
-            self.session.run_with_iobinding(binding)
-            return binding.copy_outputs_to_cpu()
+            return self._run(self._output_names, feeds)
         except Exception as exc:
             raise DczRuntimeError(f"ONNX Runtime failed while running: {exc}") from None
+
+    def _run_bound(self, output_names: list[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        binding = self.session.io_binding()  # one per call: run() stays thread-safe
+        for name, value in self._bound.items():
+            binding.bind_ortvalue_input(name, value)
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, array)
+        for name in output_names:
+            binding.bind_output(name)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
 
     @property
     def providers(self) -> list[str]:

@@ -41,25 +41,56 @@ def check_placeholders(wanted: Mapping[str, Placeholder], stored: Mapping[str, o
 
 
 class InputChecker:
-    """`normalize_inputs` for one graph, with the common case (one well-formed array) made cheap:
-    it runs before every inference, where a few microseconds show on small models."""
+    """`normalize_inputs` for one graph, with the common case made cheap: it runs before every
+    inference, where a microsecond shows on LeNet-size calls of ~50 us.
+
+    Fast path (plain attribute compares, no per-call list/dict building): one ndarray for a
+    single-input graph, or a dict holding exactly the graph's inputs as ndarrays, each with the
+    graph's dtype (same dtype object: native byte order), rank and fixed dims. Anything else -
+    casts, Python lists, wrong names, bad shapes - goes through `normalize_inputs`, whose errors
+    name the input. Arrays pass as they are (no contiguous copy): ONNX Runtime copies a strided
+    input itself, and NumPy ops read any strides.
+    """
 
     def __init__(self, specs: Sequence[ValueSpec]):
         self.specs = list(specs)
-        self._single = None
-        if len(self.specs) == 1 and self.specs[0].dtype is not None and self.specs[0].shape is not None:
-            spec = self.specs[0]
-            fixed = tuple((axis, dim) for axis, dim in enumerate(spec.shape) if dim)
-            self._single = (spec.name, spec.dtype, len(spec.shape), fixed)
+        fast = [_fast_spec(s) for s in self.specs]
+        self._fast = tuple(fast) if fast and None not in fast else None
+        self._single = self._fast[0] if self._fast is not None and len(self._fast) == 1 else None
+        self._last_shape = None  # the shape last accepted by the single-array fast path
 
     def __call__(self, inputs) -> dict[str, np.ndarray]:
-        if self._single is not None and type(inputs) is np.ndarray:
-            name, dtype, ndim, fixed = self._single
-            shape = inputs.shape
-            if (inputs.dtype == dtype and inputs.ndim == ndim and inputs.flags.c_contiguous
-                    and all(shape[axis] == dim for axis, dim in fixed)):
-                return {name: inputs}
+        single = self._single
+        if single is not None and type(inputs) is _NDARRAY:
+            if inputs.dtype is single[1]:
+                shape = inputs.shape
+                if shape == self._last_shape or _fits(shape, single):
+                    self._last_shape = shape  # next call with this batch size: one tuple compare
+                    return {single[0]: inputs}
+        elif type(inputs) is dict and self._fast is not None and len(inputs) == len(self._fast):
+            for spec in self._fast:
+                value = inputs.get(spec[0])
+                if not (type(value) is _NDARRAY and value.dtype is spec[1] and _fits(value.shape, spec)):
+                    break
+            else:
+                return inputs  # exactly the graph's inputs, all well-formed: backends only read it
         return normalize_inputs(inputs, self.specs)
+
+
+_NDARRAY = np.ndarray
+
+
+def _fits(shape: tuple, fast_spec: tuple) -> bool:
+    _, _, ndim, lead, tail = fast_spec
+    return len(shape) == ndim and shape[1:] == tail and (lead is None or shape[0] == lead)
+
+
+def _fast_spec(spec: ValueSpec) -> tuple | None:
+    """(name, dtype, rank, fixed dim 0 or None, dims 1..) when only dim 0 may be free, else None."""
+    if spec.dtype is None or not spec.shape or any(d in (None, 0) for d in spec.shape[1:]):
+        return None
+    lead = spec.shape[0] if spec.shape[0] not in (None, 0) else None
+    return spec.name, spec.dtype, len(spec.shape), lead, tuple(spec.shape[1:])
 
 
 def normalize_inputs(inputs, specs: Sequence[ValueSpec]) -> dict[str, np.ndarray]:
