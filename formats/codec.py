@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import itertools
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from bitarray import bitarray
 from bitarray.util import canonical_decode, canonical_huffman
 
 from .cursor import Cursor
+from . import lockstep
 from .layout import (
+    CHUNK_INDEX_HEADER_SIZE,
+    CODING_CHUNKED,
     CODING_FIXED,
     CODING_HUFFMAN,
+    MAX_CHUNKED_CODE_LENGTH,
     MAX_CODE_LENGTH,
+    MAX_INDEX_WIDTH,
     MAX_HUFFMAN_SYMBOLS,
     MAX_SYMBOL_WIDTH,
     STREAM_HEADER_SIZE,
@@ -26,6 +31,13 @@ from .layout import (
 )
 
 _HEADER = struct.Struct("<BBBBIQ")
+_INDEX = struct.Struct("<IB3xQ")  # symbols per chunk C, delta width w, reserved, base (SPEC 3.4.1)
+
+# Writer policy for the chunked coding: streams shorter than this stay plain Huffman (bitarray
+# decodes them in ~1.5 ms; the index would only cost bytes), and a chunk spans ~2 kbit so the
+# index adds ~0.5% to the payload.
+CHUNK_MIN_SYMBOLS = 1 << 16
+CHUNK_TARGET_BITS = 2048
 _SYMBOL_DTYPE = {1: "<u1", 2: "<u2", 4: "<u4"}
 
 
@@ -37,12 +49,14 @@ class StreamInfo:
     width: int
     count: int
     code_lengths: int
-    table_bytes: int
+    table_bytes: int      # Huffman table, and for the chunked coding its chunk index too
     payload_bytes: int
+    chunk: int = 0        # chunked coding: symbols per chunk C
+    starts: np.ndarray | None = field(default=None, compare=False, repr=False)  # bit where each chunk starts
 
     @property
     def coding_name(self) -> str:
-        return "huffman" if self.coding == CODING_HUFFMAN else "fixed"
+        return {CODING_FIXED: "fixed", CODING_HUFFMAN: "huffman", CODING_CHUNKED: "huffman-chunked"}[self.coding]
 
     @property
     def fixed_bytes(self) -> int:
@@ -155,8 +169,8 @@ def _unpack_block(raw: np.ndarray, count: int, width: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- Huffman tables
 
-def huffman_table(freq: dict[int, int]) -> tuple[list[int], list[int]]:
-    """Canonical (counts per length 1..L, symbols in canonical order) with L <= MAX_CODE_LENGTH.
+def huffman_table(freq: dict[int, int], limit: int = MAX_CODE_LENGTH) -> tuple[list[int], list[int]]:
+    """Canonical (counts per length 1..L, symbols in canonical order) with L <= limit.
 
     bitarray builds the code; when a skewed distribution needs codes longer than the limit,
     the frequencies are halved (floor, at least 1) until it fits: a slightly worse code, never
@@ -164,7 +178,7 @@ def huffman_table(freq: dict[int, int]) -> tuple[list[int], list[int]]:
     """
     while True:
         _, counts, symbols = canonical_huffman(freq)
-        if len(counts) - 1 <= MAX_CODE_LENGTH:
+        if len(counts) - 1 <= limit:
             return [int(c) for c in counts[1:]], [int(s) for s in symbols]
         freq = {s: max(1, f >> 1) for s, f in freq.items()}
 
@@ -240,8 +254,12 @@ def check_table(counts: list[int], symbols: list[int], width: int, cur: Cursor, 
 
 # ---------------------------------------------------------------- stream sections
 
-def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True) -> bytes:
-    """A stream section for `symbols` (ints in [0, 2**width)): the smaller of fixed and Huffman."""
+def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: int | None = None) -> bytes:
+    """A stream section for `symbols` (ints in [0, 2**width)): the smaller of fixed and Huffman.
+
+    chunk: symbols per chunk of the chunked Huffman coding (version 1.1); None picks by the
+    writer policy above, 0 never chunks (a file version-1.0 readers can read).
+    """
     sym = np.ascontiguousarray(symbols, dtype=np.int64).ravel()
     count = int(sym.size)
     fixed = pack_fixed(sym, width)
@@ -251,16 +269,53 @@ def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True) -> byte
     values, freqs = np.unique(sym, return_counts=True)
     if values.size > MAX_HUFFMAN_SYMBOLS:
         return best
-    counts, order = huffman_table(dict(zip(values.tolist(), freqs.tolist())))
+    freq = dict(zip(values.tolist(), freqs.tolist()))
+    counts, order = huffman_table(freq)
+    if chunk is None:
+        chunk = _policy_chunk(count, counts, order, freq)
+    coding, index = CODING_HUFFMAN, b""
+    if chunk and count > chunk:
+        coding = CODING_CHUNKED
+        if len(counts) > MAX_CHUNKED_CODE_LENGTH:
+            counts, order = huffman_table(freq, MAX_CHUNKED_CODE_LENGTH)
+        index = chunk_index(sym, counts, order, chunk)
     payload, _ = huffman_payload(sym, counts, order)
     sb = symbol_bytes(width)
     table = struct.pack(f"<{len(counts)}H", *counts) + np.asarray(order, dtype=_SYMBOL_DTYPE[sb]).tobytes()
-    coded = _HEADER.pack(CODING_HUFFMAN, width, len(counts), 0, len(order), count) + table + payload
+    coded = _HEADER.pack(coding, width, len(counts), 0, len(order), count) + table + index + payload
     return coded if len(coded) < len(best) else best
 
 
+def _policy_chunk(count: int, counts: list[int], order: list[int], freq: dict[int, int]) -> int:
+    """Symbols per chunk for a stream of `count` symbols: 0 (plain Huffman) below CHUNK_MIN_SYMBOLS,
+    else the power of two nearest above CHUNK_TARGET_BITS / mean code length, in 64..4096."""
+    if count < CHUNK_MIN_SYMBOLS:
+        return 0
+    _, length_of = canonical_codes(counts, order)
+    mean_bits = sum(f * length_of[s] for s, f in freq.items()) / count
+    want = max(1, int(np.ceil(CHUNK_TARGET_BITS / mean_bits)))
+    return int(min(4096, max(64, 1 << (want - 1).bit_length())))
+
+
+def chunk_index(sym: np.ndarray, counts: list[int], order: list[int], chunk: int) -> bytes:
+    """The chunk index of SPEC 3.4.1: C, w, base, then (K-1) w-bit deltas (chunk bits - base)."""
+    _, length_of = canonical_codes(counts, order)
+    index = _symbol_index(order)
+    len_lut = np.array([length_of[x] for x in order], dtype=np.uint8)
+    full = (sym.size - 1) // chunk  # chunks 0..K-2 are full; the last one's length is implied
+    bits = np.zeros(full, dtype=np.int64)
+    step = max(1, BLOCK // chunk)  # chunks per block: bounds the per-symbol temporaries
+    for j in range(0, full, step):
+        n = min(step, full - j)
+        lens = len_lut[index(sym[j * chunk:(j + n) * chunk])]
+        bits[j:j + n] = lens.reshape(n, chunk).sum(axis=1, dtype=np.int64)
+    base = int(bits.min()) if full else 0
+    width = int(bits.max() - base).bit_length() if full else 0
+    return _INDEX.pack(chunk, width, base) + (pack_fixed(bits - base, width) if width else b"")
+
+
 def read_stream_header(cur: Cursor) -> tuple[StreamInfo, list[int], list[int]]:
-    """Parse and validate a stream header and table; the cursor is left at the payload."""
+    """Parse and validate a stream header, table and chunk index; the cursor is left at the payload."""
     at = cur.pos
     coding = cur.uint("u8", "stream coding")
     width = cur.uint("u8", "stream symbol width")
@@ -272,6 +327,7 @@ def read_stream_header(cur: Cursor) -> tuple[StreamInfo, list[int], list[int]]:
         raise cur.fail(f"stream symbol width {width} outside 1..{MAX_SYMBOL_WIDTH}", at + 1)
     counts: list[int] = []
     symbols: list[int] = []
+    chunk, starts = 0, None
     if coding == CODING_FIXED:
         if n_len or n_sym:
             raise cur.fail("a fixed-width stream must have zero code length and symbol count", at + 2)
@@ -279,49 +335,190 @@ def read_stream_header(cur: Cursor) -> tuple[StreamInfo, list[int], list[int]]:
             raise cur.fail(
                 f"fixed-width stream of {count} x {width}-bit symbols needs {(count * width + 7) // 8} "
                 f"payload bytes, section has {cur.left}")
-    elif coding == CODING_HUFFMAN:
-        if not 1 <= n_len <= MAX_CODE_LENGTH:
-            raise cur.fail(f"Huffman max code length {n_len} outside 1..{MAX_CODE_LENGTH}", at + 2)
-        if not 1 <= n_sym <= MAX_HUFFMAN_SYMBOLS:
-            raise cur.fail(f"Huffman symbol count {n_sym} outside 1..{MAX_HUFFMAN_SYMBOLS}", at + 4)
-        table_at = cur.pos
-        counts = list(struct.unpack(f"<{n_len}H", cur.bytes(2 * n_len, "Huffman code-length counts")))
-        if counts[-1] == 0:
-            raise cur.fail("Huffman table's longest code length has no codes", table_at)
-        if sum(counts) != n_sym:
-            raise cur.fail(f"Huffman counts add up to {sum(counts)}, header says {n_sym} symbols", table_at)
-        sb = symbol_bytes(width)
-        raw = cur.bytes(sb * n_sym, "Huffman symbol list")
-        symbols = np.frombuffer(raw, dtype=_SYMBOL_DTYPE[sb]).tolist()
-        check_table(counts, symbols, width, cur, table_at)
+    elif coding in (CODING_HUFFMAN, CODING_CHUNKED):
+        longest = MAX_CODE_LENGTH if coding == CODING_HUFFMAN else MAX_CHUNKED_CODE_LENGTH
+        counts, symbols = _read_table(cur, at, width, n_len, n_sym, longest)
+        if coding == CODING_CHUNKED:
+            chunk, starts = _read_chunk_index(cur, count, n_len)
         if count == 0 or count > 8 * cur.left:
             raise cur.fail(f"Huffman stream declares {count} symbols for {cur.left} payload bytes")
+        if starts is not None and int(starts[-1]) + (count - (starts.size - 1) * chunk) > 8 * cur.left:
+            raise cur.fail(f"chunk index puts the last chunk at payload bit {int(starts[-1])}, past what its "
+                           f"{count - (starts.size - 1) * chunk} symbols can fit in {cur.left} payload bytes")
     else:
-        raise cur.fail(f"unknown stream coding {coding} (0 fixed, 1 huffman)", at)
-    table_bytes = STREAM_HEADER_SIZE + (cur.pos - at - STREAM_HEADER_SIZE)
-    info = StreamInfo(coding, width, count, n_len, table_bytes - STREAM_HEADER_SIZE, cur.left)
+        raise cur.fail(f"unknown stream coding {coding} (0 fixed, 1 huffman, 2 chunked huffman)", at)
+    table_bytes = cur.pos - at - STREAM_HEADER_SIZE
+    info = StreamInfo(coding, width, count, n_len, table_bytes, cur.left, chunk, starts)
     return info, counts, symbols
+
+
+def _read_table(cur: Cursor, at: int, width: int, n_len: int, n_sym: int, longest: int):
+    """Counts per code length and the canonical symbol list, checked (SPEC 3.4)."""
+    if not 1 <= n_len <= longest:
+        raise cur.fail(f"Huffman max code length {n_len} outside 1..{longest}", at + 2)
+    if not 1 <= n_sym <= MAX_HUFFMAN_SYMBOLS:
+        raise cur.fail(f"Huffman symbol count {n_sym} outside 1..{MAX_HUFFMAN_SYMBOLS}", at + 4)
+    table_at = cur.pos
+    counts = list(struct.unpack(f"<{n_len}H", cur.bytes(2 * n_len, "Huffman code-length counts")))
+    if counts[-1] == 0:
+        raise cur.fail("Huffman table's longest code length has no codes", table_at)
+    if sum(counts) != n_sym:
+        raise cur.fail(f"Huffman counts add up to {sum(counts)}, header says {n_sym} symbols", table_at)
+    sb = symbol_bytes(width)
+    raw = cur.bytes(sb * n_sym, "Huffman symbol list")
+    symbols = np.frombuffer(raw, dtype=_SYMBOL_DTYPE[sb]).tolist()
+    check_table(counts, symbols, width, cur, table_at)
+    return counts, symbols
+
+
+def _read_chunk_index(cur: Cursor, count: int, n_len: int) -> tuple[int, np.ndarray]:
+    """(C, start bit of every chunk) from a chunk index (SPEC 3.4.1), every rule checked."""
+    at = cur.pos
+    chunk = cur.uint("u32", "chunk index: symbols per chunk")
+    width = cur.uint("u8", "chunk index: delta width")
+    cur.zeros(3, "chunk index reserved bytes")
+    base = cur.uint("u64", "chunk index: base chunk bits")
+    if chunk == 0:
+        raise cur.fail("chunk index: symbols per chunk must be >= 1", at)
+    if width > MAX_INDEX_WIDTH:
+        raise cur.fail(f"chunk index: delta width {width} outside 0..{MAX_INDEX_WIDTH}", at + 4)
+    full = max(0, -(-count // chunk) - 1)  # chunks before the last
+    if full and not chunk <= base <= chunk * n_len:
+        raise cur.fail(f"chunk index: base {base} bits outside [{chunk}, {chunk * n_len}] for {chunk} codes of "
+                       f"1..{n_len} bits", at + 8)
+    nbytes = (full * width + 7) // 8
+    deltas_at = cur.pos
+    raw = cur.bytes(nbytes, "chunk index deltas")
+    used = full * width
+    if used % 8 and raw[-1] & ((1 << (8 - used % 8)) - 1):
+        raise cur.fail("chunk index: nonzero pad bits after the last delta", deltas_at + nbytes - 1)
+    bits = unpack_fixed(raw, full, width).astype(np.int64) if width else np.zeros(full, dtype=np.int64)
+    bits += base
+    if full and int(bits.max()) > chunk * n_len:
+        j = int(np.argmax(bits > chunk * n_len))
+        raise cur.fail(f"chunk index: chunk {j} spans {int(bits[j])} bits, more than {chunk} codes of at most "
+                       f"{n_len} bits", deltas_at)
+    starts = np.zeros(full + 1, dtype=np.int64)
+    np.cumsum(bits, out=starts[1:])
+    return chunk, starts
 
 
 def decode_stream(cur: Cursor) -> np.ndarray:
     """All symbols of the stream section in `cur` (uint8 when width <= 8, else int64).
 
-    Checks the table, the pad bits and that the payload is used exactly.
+    Checks the table, the chunk index, the pad bits and that the payload is used exactly.
     """
-    info, counts, symbols = read_stream_header(cur)
-    at = cur.pos
-    payload = cur.bytes(cur.left, "stream payload")
-    if info.coding == CODING_FIXED:
-        used = info.count * info.width
-        out = unpack_fixed(payload, info.count, info.width)
-    else:
-        out, used = _huffman_decode(payload, info.count, counts, symbols, cur, at)
+    return decode_streams([cur])[0]
+
+
+# A walk pays numpy's ~11 per-call costs (~1.5 us each) once per step for all its lanes, then
+# ~15 ns per symbol: below ~1,000 lanes bitarray's sequential ~27 ns per symbol is as fast
+# (measured: tools/bench_formats.py). A chunk longer than MAX_WALK_CHUNK means too few lanes.
+MIN_WALK_LANES = 1024
+MAX_WALK_CHUNK = 1 << 16
+WALK_SYMBOLS = 1 << 22  # symbols per walk: bounds its (steps x lanes) uint32 entry matrix to 16 MB
+
+
+def decode_streams(cursors: list[Cursor]) -> list[np.ndarray]:
+    """decode_stream for several streams; chunked Huffman streams with the same chunk size are
+    decoded together in lockstep walks (formats/lockstep.py)."""
+    out: list = [None] * len(cursors)
+    waiting: dict[int, list] = {}
+    for i, cur in enumerate(cursors):
+        info, counts, symbols = read_stream_header(cur)
+        at = cur.pos
+        payload = cur.bytes(cur.left, "stream payload")
+        job = (i, cur, at, payload, info, counts, symbols)
+        if info.coding == CODING_FIXED:
+            _check_pad(payload, info.count * info.width, cur, at)
+            out[i] = unpack_fixed(payload, info.count, info.width)
+        elif info.coding == CODING_CHUNKED and info.chunk <= MAX_WALK_CHUNK \
+                and len(payload) < lockstep.MAX_BATCH_BYTES:
+            waiting.setdefault(info.chunk, []).append(job)
+        else:
+            out[i] = _sequential(job)
+    for chunk, jobs in waiting.items():
+        if sum(j[4].starts.size for j in jobs) < MIN_WALK_LANES:
+            for job in jobs:
+                out[job[0]] = _sequential(job)
+            continue
+        for batch in _batches(jobs, chunk):
+            for i, symbols in _walk(batch, chunk):
+                out[i] = symbols
+    return out
+
+
+def _batches(jobs: list, chunk: int):
+    """Jobs grouped so that each walk holds about WALK_SYMBOLS symbols and < MAX_BATCH_BYTES of payload."""
+    batch, symbols, nbytes = [], 0, 0
+    for job in jobs:
+        lanes = job[4].starts.size
+        if batch and (symbols + lanes * chunk > WALK_SYMBOLS or nbytes + len(job[3]) + 4 > lockstep.MAX_BATCH_BYTES):
+            yield batch
+            batch, symbols, nbytes = [], 0, 0
+        batch.append(job)
+        symbols += lanes * chunk
+        nbytes += len(job[3]) + 4
+    if batch:
+        yield batch
+
+
+def _sequential(job) -> np.ndarray:
+    """bitarray's decoder over a whole Huffman payload; for the chunked coding, the index is checked
+    against the decoded codes' lengths."""
+    i, cur, at, payload, info, counts, symbols = job
+    out, used, lengths = _huffman_decode(payload, info.count, counts, symbols, cur, at,
+                                         want_lengths=info.coding == CODING_CHUNKED)
+    if info.coding == CODING_CHUNKED and info.starts.size > 1:
+        full = info.starts.size - 1
+        ends = np.cumsum(lengths[:full * info.chunk].reshape(full, info.chunk).sum(axis=1, dtype=np.int64))
+        _check_chunk_ends(ends, info, cur, at)
     _check_pad(payload, used, cur, at)
     return out
 
 
-def _huffman_decode(payload, count, counts, symbols, cur, at) -> tuple[np.ndarray, int]:
-    """bitarray's canonical_decode (C) for the codes; bits used from the code lengths.
+def _walk(batch: list, chunk: int):
+    """(index, symbols) of each stream of `batch`, decoded in one lockstep walk and checked."""
+    lanes = []
+    for i, cur, at, payload, info, counts, symbols in batch:
+        wide = max(symbols) >= 1 << lockstep.LENGTH_SHIFT
+        values = np.arange(len(symbols)) if wide else np.asarray(symbols)  # wide: entries hold ranks
+        lanes.append(lockstep.Lanes(payload, lockstep.lookup_table(counts, values), len(counts), info.starts))
+    entries, ends, slices = lockstep.walk(lanes, chunk)
+    for (i, cur, at, payload, info, counts, symbols), sl in zip(batch, slices):
+        mine = entries[:, sl]
+        _check_chunk_ends(ends[sl][:-1], info, cur, at)
+        last = info.count - (info.starts.size - 1) * chunk  # symbols of the last chunk
+        tail = mine[:last, -1] >> lockstep.LENGTH_SHIFT
+        if not tail.all():
+            raise cur.fail(f"chunk {info.starts.size - 1}: a code that is not in the Huffman table", at)
+        _check_pad(payload, int(info.starts[-1]) + int(tail.sum(dtype=np.int64)), cur, at)
+        yield i, _symbols_of(mine, info, symbols)
+
+
+def _check_chunk_ends(ends: np.ndarray, info: StreamInfo, cur: Cursor, at: int) -> None:
+    """Each full chunk's codes end where the next chunk starts."""
+    bad = np.flatnonzero(ends != info.starts[1:])
+    if bad.size:
+        j = int(bad[0])
+        raise cur.fail(f"chunk {j}: its {info.chunk} codes end at payload bit {int(ends[j])}, the chunk index "
+                       f"starts chunk {j + 1} at bit {int(info.starts[j + 1])}", at)
+
+
+def _symbols_of(entries: np.ndarray, info: StreamInfo, symbols: list[int]) -> np.ndarray:
+    """The stream's symbols from its (steps, lanes) walk entries, in stream order."""
+    flat = entries.T.reshape(-1)[:info.count]
+    if info.width <= 8:
+        return flat.astype(np.uint8)  # entries hold the symbol in the low 16 bits; < 256 here
+    low = flat & np.uint32(0xFFFF)
+    if max(symbols) >= 1 << lockstep.LENGTH_SHIFT:
+        return np.asarray(symbols, dtype=np.int64)[low]
+    return low.astype(np.int64)
+
+
+def _huffman_decode(payload, count, counts, symbols, cur, at, want_lengths=False):
+    """bitarray's canonical_decode (C) for the codes: (symbols, bits used, code length of each
+    symbol if `want_lengths`, else None).
 
     Symbols of <= 8 bits are gathered into a bytearray: the ints are CPython's cached small
     ints, so this runs at canonical_decode's own rate (np.fromiter is ~1.5x slower).
@@ -338,14 +535,16 @@ def _huffman_decode(payload, count, counts, symbols, cur, at) -> tuple[np.ndarra
     if out.size != count:
         raise cur.fail(f"Huffman payload ends before its {count} symbols", at)
     _, length_of = canonical_codes(counts, symbols)
-    lengths = np.array([length_of[x] for x in symbols], dtype=np.int64)
+    lengths = np.array([length_of[x] for x in symbols], dtype=np.uint8)
     if max(symbols) < 1 << 16:
-        per_value = np.zeros(max(symbols) + 1, dtype=np.int64)
+        per_value = np.zeros(max(symbols) + 1, dtype=np.uint8)
         per_value[symbols] = lengths
-        used = int(np.bincount(out, minlength=per_value.size) @ per_value)
+        if not want_lengths:  # a histogram is cheaper than a gather over every symbol
+            return out, int(np.bincount(out, minlength=per_value.size) @ per_value.astype(np.int64)), None
+        code_lengths = per_value[out]
     else:
-        used = int(lengths[_symbol_index(symbols)(out)].sum())
-    return out, used
+        code_lengths = lengths[_symbol_index(symbols)(out)]
+    return out, int(code_lengths.sum(dtype=np.int64)), code_lengths
 
 
 def _check_pad(payload, used_bits: int, cur: Cursor, at: int) -> None:

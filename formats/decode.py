@@ -77,20 +77,28 @@ def _alloc(entry: dict, fail) -> np.ndarray:
         raise fail(None, f"cannot allocate {entry['numel']} float32 elements") from None
 
 
-def decode_entry(entry: dict, section, stream_cursor, fail) -> np.ndarray:
+STREAM_ROLES = ("rows", "gaps", "labels")
+
+
+def stream_roles(entry: dict) -> list[str]:
+    """The entry's stream roles, in decoding order."""
+    return [role for role in STREAM_ROLES if role in entry["sections"]]
+
+
+def decode_entry(entry: dict, section, stream_cursor, fail, streams: dict | None = None) -> np.ndarray:
     """The dense array of `entry`.
 
     section(role) -> bytes of that part; stream_cursor(role) -> Cursor over that stream section;
-    fail(role, message) -> FormatError naming the tensor, section and role.
+    fail(role, message) -> FormatError naming the tensor, section and role; streams: the entry's
+    streams already decoded (role -> symbols), else they are decoded here.
     """
     enc = entry["encoding"]
     if enc == "raw":
         return np.frombuffer(section("data"), dtype=np.dtype(entry["dtype"]).newbyteorder("<")) \
             .astype(entry["dtype"]).reshape(entry["shape"])
-    streams = {}
-    for role in ("rows", "gaps", "labels"):
-        if role in entry["sections"]:
-            streams[role] = codec.decode_stream(stream_cursor(role))
+    if streams is None:
+        roles = stream_roles(entry)
+        streams = dict(zip(roles, codec.decode_streams([stream_cursor(role) for role in roles])))
     if enc == "shared":
         labels, book = _labels_and_codebook(streams, section, entry, entry["numel"],
                                             f"{entry['numel']} elements", fail)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 MAGIC = b"\x89DCZ\r\n\x1a\n"
-VERSION = (1, 0)
+VERSION = (1, 1)  # the newest this package reads and writes; a file uses 1.0 unless it needs 1.1
 SUPPORTED_MAJORS = (1,)
 
 PREAMBLE_SIZE = 64
@@ -19,7 +19,9 @@ KIND_NAMES = {KIND_HEADER: "header", KIND_GRAPH: "graph", KIND_ARRAY: "array", K
 # stream codings
 CODING_FIXED = 0
 CODING_HUFFMAN = 1
+CODING_CHUNKED = 2  # version 1.1: canonical Huffman plus an index of where each chunk of symbols starts
 STREAM_HEADER_SIZE = 16
+CHUNK_INDEX_HEADER_SIZE = 16
 
 # limits (SPEC.md, "Limits")
 MAX_HEADER_BYTES = 16 * 1024 * 1024
@@ -29,6 +31,8 @@ MAX_RANK = 8
 MAX_NAME_BYTES = 1024
 MAX_SYMBOL_WIDTH = 32
 MAX_CODE_LENGTH = 24
+MAX_CHUNKED_CODE_LENGTH = 16  # the chunked decoder's lookup table has 2^L entries
+MAX_INDEX_WIDTH = 32
 MAX_HUFFMAN_SYMBOLS = 65535
 MAX_JSON_DEPTH = 32
 MAX_ELEMENTS = (1 << 63) - 1

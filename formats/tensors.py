@@ -184,15 +184,15 @@ def csr_streams(mask2d: np.ndarray, gap_bits: int) -> tuple[np.ndarray, np.ndarr
     return row_counts, symbols, flat
 
 
-def _rows_stream(row_counts: np.ndarray, huffman: bool) -> bytes:
+def _rows_stream(row_counts: np.ndarray, huffman: bool, chunk: int | None) -> bytes:
     width = max(1, int(row_counts.max()).bit_length()) if row_counts.size else 1
     if width > 32:
         raise FormatError(f"a row holds {int(row_counts.max())} entries, more than a 32-bit row count")
-    return codec.encode_stream(row_counts, width, huffman)
+    return codec.encode_stream(row_counts, width, huffman, chunk)
 
 
-def encode_tensor(t: Tensor, huffman: bool) -> tuple[dict, list[Part]]:
-    """The tensor-table entry fields and the sections of one writer input."""
+def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[dict, list[Part]]:
+    """The tensor-table entry fields and the sections of one writer input (chunk: see codec.encode_stream)."""
     _check_name(t.name)
     name = t.name
     if isinstance(t, Raw):
@@ -225,15 +225,15 @@ def encode_tensor(t: Tensor, huffman: bool) -> tuple[dict, list[Part]]:
     if isinstance(t, Shared):
         labels = _labels(name, t.labels, shape, book.shape[1])
         entry.update(encoding="shared", nnz=int(labels.size))
-        parts.append(Part("labels", KIND_STREAM, codec.encode_stream(labels.ravel(), label_bits, huffman)))
+        parts.append(Part("labels", KIND_STREAM, codec.encode_stream(labels.ravel(), label_bits, huffman, chunk)))
         return entry, parts
 
     gap_bits = _check_bits(name, "gap_bits", t.gap_bits)
     mask = _mask(name, t.mask, shape)
     row_counts, gaps, flat = csr_streams(mask.reshape(rows, cols), gap_bits)
     entry.update(gap_bits=gap_bits, nnz=int(flat.size))
-    parts.append(Part("rows", KIND_STREAM, _rows_stream(row_counts, huffman)))
-    parts.append(Part("gaps", KIND_STREAM, codec.encode_stream(gaps, gap_bits, huffman)))
+    parts.append(Part("rows", KIND_STREAM, _rows_stream(row_counts, huffman, chunk)))
+    parts.append(Part("gaps", KIND_STREAM, codec.encode_stream(gaps, gap_bits, huffman, chunk)))
     if isinstance(t, Sparse):
         entry["encoding"] = "sparse"
         vals = values.reshape(-1)[flat].astype("<f4")
@@ -243,7 +243,7 @@ def encode_tensor(t: Tensor, huffman: bool) -> tuple[dict, list[Part]]:
         kept = labels.reshape(-1)[flat]
         _check_label_range(name, kept, book.shape[1])
         entry["encoding"] = "sparse_shared"
-        parts.append(Part("labels", KIND_STREAM, codec.encode_stream(kept, label_bits, huffman)))
+        parts.append(Part("labels", KIND_STREAM, codec.encode_stream(kept, label_bits, huffman, chunk)))
     return entry, parts
 
 

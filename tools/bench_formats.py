@@ -8,9 +8,12 @@ k-means on real layers), 5-bit gaps. Measured in one process, side by side, so r
 a shared machine:
   encode   formats.dumps                                  (dense MB/s in, symbols/s)
   decode   formats.loads(...).tensor()                    (symbols/s over all streams, dense MB/s out)
+           of the default file (v1.1: long Huffman streams chunked, decoded by lockstep walks)
+           and of the same tensor written as v1.0 (chunk_symbols=0: plain Huffman, bitarray)
+  walk     formats.codec.decode_streams alone on the default file's streams
   baseline bitarray.util.canonical_decode alone on the same Huffman payloads, its symbols
            collected into a bytearray (the cheapest container: its own rate)
-  altern.  bitarray decode with a decodetree; a numpy chunked table-driven decoder
+  altern.  bitarray decode with a decodetree
 and, per stream, coded bits / (empirical entropy x symbols).
 Best of --repeat runs; numpy runs single-threaded for all of these operations.
 """
@@ -74,53 +77,6 @@ def stream_payloads(f: formats.DczFile, name: str) -> dict:
     return out
 
 
-def numpy_chunked_decode(payload: bytes, counts, symbols, count: int) -> np.ndarray:
-    """A numpy table-driven decoder: one cursor per 2048-bit chunk, all advanced per step,
-    resynchronised chunk to chunk (measured as an alternative; not used by formats)."""
-    L = len(counts)
-    first, offset, code, k = [], [], 0, 0
-    for n in counts:
-        first.append(code)
-        offset.append(k)
-        code = (code + n) << 1
-        k += n
-    limits = np.array([(first[i] + counts[i]) << (L - 1 - i) for i in range(L)])
-    every = np.arange(1 << L)
-    len_lut = np.searchsorted(limits, every, side="right") + 1
-    ln = np.minimum(len_lut, L)
-    sym_lut = np.asarray(list(symbols) + [0])[np.array(offset)[ln - 1] + (every >> (L - ln)) - np.array(first)[ln - 1]]
-    b = np.frombuffer(payload + bytes(72), dtype=np.uint8).astype(np.int64)
-    words = (b[:-3] << 24) | (b[1:-2] << 16) | (b[2:-1] << 8) | b[3:]
-    n_bits, chunk, margin = len(payload) * 8, 2048, 256
-    starts = np.arange(0, n_bits, chunk)
-    ends = np.minimum(starts + chunk + margin, n_bits)
-    shifts = 32 - L - np.arange(8)
-    pos, hist, step = starts, [starts], 0
-    while True:
-        pos = pos + len_lut[(words[pos >> 3] >> shifts[pos & 7]) & ((1 << L) - 1)]
-        hist.append(pos)
-        step += 1
-        if step % 16 == 0:
-            np.minimum(pos, n_bits + 8, out=pos)
-            if (pos >= ends).all():
-                break
-    h = np.stack(hist, axis=1)
-    m = np.zeros(starts.size + 1, dtype=np.int64)
-    m[-1] = n_bits
-    if starts.size > 1:
-        span = n_bits + 1
-        lo, hi = starts[1:, None], ends[:-1, None]
-        pair = np.arange(1, starts.size)[:, None] * span
-        a = (h[:-1] + pair)[(h[:-1] >= lo) & (h[:-1] < hi)]
-        c = (h[1:] + pair)[(h[1:] >= lo) & (h[1:] < hi)]
-        common = np.intersect1d(a, c, assume_unique=True)
-        owner = common // span
-        first_hit = np.flatnonzero(np.diff(owner, prepend=0))
-        m[1:-1] = common[first_hit] - owner[first_hit] * span
-    at = h[(h >= m[:-1, None]) & (h < m[1:, None])][:count]
-    return sym_lut[(words[at >> 3] >> shifts[at & 7]) & ((1 << L) - 1)]
-
-
 def run(rows: int, cols: int, density: float, repeat: int) -> dict:
     t = reference_tensor(rows, cols, density)
     dense_bytes = rows * cols * 4
@@ -132,6 +88,10 @@ def run(rows: int, cols: int, density: float, repeat: int) -> dict:
     decode_s = best_of(lambda: formats.loads(data).tensor("w"), repeat)
     fixed = formats.dumps([t], huffman=False)
     fixed_s = best_of(lambda: formats.loads(fixed).tensor("w"), repeat)
+    plain = formats.dumps([t], chunk_symbols=0)
+    plain_s = best_of(lambda: formats.loads(plain).tensor("w"), repeat)
+    cursors = [f._cursor(f._entries["w"], role) for role in ("rows", "gaps", "labels")]
+    walk_s = best_of(lambda: codec.decode_streams([Cursor(c.buf, c.pos, c.end, "bench") for c in cursors]), repeat)
     assert np.array_equal(f.tensor("w"), np.where(t.mask, t.codebook[t.labels], 0).astype(np.float32))
 
     huff = {r: s for r, s in streams.items() if s[0].coding_name == "huffman"}
@@ -155,16 +115,8 @@ def run(rows: int, cols: int, density: float, repeat: int) -> dict:
             sink = bytearray if max(s[2]) < 256 else list
             sink(itertools.islice(bits_of[r].decode(trees[r]), s[0].count))
 
-    def numpy_chunked():
-        for r, s in huff.items():
-            out = numpy_chunked_decode(s[3], s[1], s[2], s[0].count)
-            assert out.size == s[0].count
-
-    for r, s in huff.items():
-        assert np.array_equal(numpy_chunked_decode(s[3], s[1], s[2], s[0].count), s[4]), r
     base_s = best_of(baseline, repeat)
     tree_s = best_of(with_tree, repeat)
-    np_s = best_of(numpy_chunked, repeat)
 
     entropy = {}
     for r, (info, counts, symbols, payload, decoded) in streams.items():
@@ -179,7 +131,8 @@ def run(rows: int, cols: int, density: float, repeat: int) -> dict:
         decode_symbols_per_s=n_symbols / decode_s, decode_mb_per_s=dense_bytes / decode_s / 1e6,
         encode_mb_per_s=dense_bytes / encode_s / 1e6, encode_symbols_per_s=n_symbols / encode_s,
         huffman_symbols=huff_symbols, canonical_decode_per_s=huff_symbols / base_s,
-        decodetree_per_s=huff_symbols / tree_s, numpy_chunked_per_s=huff_symbols / np_s, entropy=entropy,
+        decodetree_per_s=huff_symbols / tree_s, entropy=entropy, plain_s=plain_s, plain_bytes=len(plain),
+        walk_per_s=n_symbols / walk_s, version=f.version,
         clock="process CPU time" if CLOCK is time.process_time else "wall time",
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
                 f"{os.getloadavg()[0]:.1f} at start",
@@ -212,16 +165,21 @@ def markdown(r: dict) -> str:
         "|---|---|---|---|",
         f"| encode (`formats.dumps`) | {r['encode_s'] * 1e3:.0f} ms | {m(r['encode_symbols_per_s'])} | "
         f"{r['encode_mb_per_s']:.0f} (in) |",
-        f"| decode (`loads().tensor()`, all streams + CSR + codebook) | {r['decode_s'] * 1e3:.0f} ms | "
-        f"{m(r['decode_symbols_per_s'])} | {r['decode_mb_per_s']:.0f} (out) |",
+        f"| decode (`loads().tensor()`, all streams + CSR + codebook), v{r['version'][0]}.{r['version'][1]} file | "
+        f"{r['decode_s'] * 1e3:.0f} ms | {m(r['decode_symbols_per_s'])} | {r['decode_mb_per_s']:.0f} (out) |",
+        f"| same, v1.0 file (`chunk_symbols=0`: plain Huffman, bitarray; {r['plain_bytes']:,} B) | "
+        f"{r['plain_s'] * 1e3:.0f} ms | {m(r['symbols'] / r['plain_s'])} | {r['dense_bytes'] / r['plain_s'] / 1e6:.0f} (out) |",
+        f"| `codec.decode_streams` alone on the v{r['version'][0]}.{r['version'][1]} file's 3 streams (lockstep walk) | | "
+        f"{m(r['walk_per_s'])} | |",
         f"| decode, fixed-width file (`huffman=False`, P+Q, {r['fixed_bytes']:,} B) | {r['fixed_s'] * 1e3:.0f} ms | "
         f"{m(r['symbols'] / r['fixed_s'])} | {r['dense_bytes'] / r['fixed_s'] / 1e6:.0f} (out) |",
         f"| baseline: `canonical_decode` alone on the Huffman streams (into a bytearray) | | "
         f"{m(r['canonical_decode_per_s'])} | |",
         f"| alternative: bitarray `decode` + decodetree (into a bytearray) | | {m(r['decodetree_per_s'])} | |",
-        f"| alternative: numpy chunked table-driven decoder | | {m(r['numpy_chunked_per_s'])} | |",
         "",
-        f"Decode / canonical_decode symbol rate: **{r['decode_symbols_per_s'] / r['canonical_decode_per_s']:.2f}x**.",
+        f"Decode / canonical_decode symbol rate: **{r['decode_symbols_per_s'] / r['canonical_decode_per_s']:.2f}x**; "
+        f"v1.1 / v1.0 file decode speed: **{r['plain_s'] / r['decode_s']:.2f}x** for "
+        f"{100 * (r['file_bytes'] / r['plain_bytes'] - 1):+.2f}% bytes.",
         "",
         "| stream | coding | symbols | entropy bits/symbol | payload / entropy | section (header+table+payload) / entropy |",
         "|---|---|---|---|---|---|",
