@@ -59,9 +59,8 @@ class Model:
             # ORT needs every weight when it builds the session: all are decoded here, each once.
             engine = OrtSession(self.onnx_model, {n: self.tensors[n] for n in self.tensors}, providers, threads,
                                 inter_op_threads, weights_as_inputs=low_memory)
-            if engine.weights_copied:  # ORT holds its own copy now: ours would only double memory
-                for name in list(self.tensors.decoded):
-                    self.tensors.release(name)
+            for name in engine.releasable:  # ORT holds its own copy now: ours would only double memory
+                self.tensors.release(name)
             return engine
         if providers is not None or low_memory:
             raise DczRuntimeError("providers and low_memory apply to backend='ort' only")
@@ -161,9 +160,10 @@ def load(path, backend: str = "ort", providers: Sequence | None = None, threads:
     providers         ORT execution providers (default CPU); `threads` / `inter_op_threads` set ORT's pools.
     lazy              decode each tensor on first use (default) instead of all at load.
     sparse            NumPy backend: compute pruned fully connected layers from their CSR form.
-    low_memory        ORT backend: bind the weights as inputs (read in place, one copy in memory)
-                      instead of initializers (ORT copies them; peak two copies while the session
-                      is created, one after). See runtime/ort_backend.py.
+    low_memory        ORT backend: feed every weight in place as a graph input (one copy in memory,
+                      no prepacking) instead of only the large fully connected ones; the others are
+                      initializers, which ORT copies (two copies of those while the session is
+                      created, one after). See runtime/ort_backend.py.
     Raises formats.FormatError for a damaged file (before any inference) and DczRuntimeError when
     the graph and the stored tensors disagree (message names the tensor) or arguments are invalid.
     """

@@ -1,16 +1,24 @@
 """ONNX Runtime backend: decoded arrays handed to ORT in memory, with no temp files and no protobuf copy.
 
-Two ways to hand ORT the weights, both without serializing them into the graph:
+Two ways to hand ORT a weight, both without serializing it into the graph:
 
-* `initializers` (default): `SessionOptions.add_external_initializers(names, OrtValues)` fills the
-  placeholders when ORT builds the session (onnxruntime InjectExternalInitializedTensors). The
-  convention's placeholder form is accepted as is. ORT 1.31 *copies* the values while creating the
-  session (checked by `ort_copies_external_initializers`), so our decoded arrays are dropped right
-  after: steady state holds one copy, but session creation peaks at two.
-* `inputs` (low_memory=True): placeholders become graph inputs and the arrays are bound with
-  IOBinding at every run; ORT reads our buffers in place, so memory stays at one copy throughout.
-  Graph optimizations that need constant weights (e.g. NCHWc conv layouts, weight prepacking)
-  are skipped; BENCHMARKS.md measures what that costs.
+* as an initializer: `SessionOptions.add_external_initializers(names, OrtValues)` fills the
+  placeholder when ORT builds the session (onnxruntime InjectExternalInitializedTensors). ORT 1.31
+  *copies* the value while creating the session (checked by `ort_copies_external_initializers`), so
+  our decoded array is dropped right after; the session then owns the only copy and may prepack it
+  (Gemm/MatMul) or reorder it (NCHWc Conv). Session creation peaks at two copies of such weights.
+* in place: the placeholder becomes a graph input and our OrtValue is fed with every run; ORT reads
+  our buffer, so that weight is in memory once, always. ORT cannot prepack it.
+
+`SessionOptions.add_initializer` (shared initializers, used in place) is not usable here: ORT wants a
+full initializer in the graph to override, and refuses the convention's placeholder (external data
+'dcz' does not exist) and a data-less one (data count 0 does not match the shape).
+
+Default: fully connected weights (every consumer a Gemm or MatMul) of >= IN_PLACE_BYTES go in
+place, everything else is an initializer. Measured (BENCHMARKS.md, runtime section): a 100M-parameter
+FC stack peaks at ~1.2x its dense size instead of 2.3x; batch-1 Gemm is as fast or faster in place
+(ORT's prepacked GEMM loses to its unpacked path at M=1), batch 64 ~1.1x slower; LeNets and resnet18
+have no weight that large and keep every initializer. `low_memory=True` puts every weight in place.
 """
 from __future__ import annotations
 
@@ -27,31 +35,38 @@ from .errors import DczRuntimeError
 
 _IR_TOO_NEW = re.compile(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)")
 
+IN_PLACE_BYTES = 16 * 2**20  # smaller weights: a second copy during session creation costs little
+IN_PLACE_OPS = frozenset({"Gemm", "MatMul"})  # Conv weights stay initializers: NCHWc needs them constant
+
 
 class OrtSession:
-    """An InferenceSession built from a placeholder graph and the decoded arrays."""
+    """An InferenceSession built from a placeholder graph and the decoded arrays.
+
+    weights_copied  ORT holds its own copy of the weights given as initializers (probed once)
+    in_place        names of the weights ORT reads from our arrays (kept alive with the session)
+    releasable      names whose decoded arrays the caller may drop: ORT has its own copy
+    """
 
     def __init__(self, model: onnx.ModelProto, weights: Mapping[str, np.ndarray], providers: Sequence | None = None,
                  threads: int | None = None, inter_op_threads: int | None = None, weights_as_inputs: bool = False):
         self._providers = _check_providers(providers)
         self._threads = (threads, inter_op_threads)
         self.weights_as_inputs = weights_as_inputs
-        names = list(weights)
-        arrays = [np.ascontiguousarray(weights[n]) for n in names]
-        values = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]
-        if weights_as_inputs:
-            self.session = self._create(_placeholders_as_inputs(model, set(names)), None)
-            self._bound = dict(zip(names, values))
-            self._arrays = arrays  # the OrtValues point into these: keep them alive
-            self.weights_copied = False
-        else:
-            self.session = self._create(model, (names, values))
-            self.weights_copied = ort_copies_external_initializers()
-            # If ORT kept pointers instead of copying, the arrays must live as long as the session.
-            self._arrays, self._values = ([], []) if self.weights_copied else (arrays, values)
+        arrays = {n: np.ascontiguousarray(weights[n]) for n in weights}
+        in_place = set(arrays) if weights_as_inputs else in_place_weights(model, arrays, IN_PLACE_BYTES)
+        initializers = [n for n in arrays if n not in in_place]
+        graph = _placeholders_as_inputs(model, in_place) if in_place else model
+        external = (initializers, [ort.OrtValue.ortvalue_from_numpy(arrays[n]) for n in initializers]) if initializers else None
+        self.session = self._create(graph, external)
+        self.weights_copied = bool(initializers) and ort_copies_external_initializers()
+        # If ORT kept pointers instead of copying, every array must live as long as the session.
+        self.releasable = initializers if self.weights_copied else []
+        self.in_place = sorted(in_place)
+        self._arrays = {n: a for n, a in arrays.items() if n not in self.releasable}
+        self._weight_feeds = {n: ort.OrtValue.ortvalue_from_numpy(arrays[n]) for n in self.in_place}
         self._output_names = [o.name for o in self.session.get_outputs()]
-        # InferenceSession.run, bound once: with weights as initializers it is all a run needs.
-        self._run = self._run_bound if weights_as_inputs else self.session.run
+        # InferenceSession.run, bound once: with every weight an initializer it is all a run needs.
+        self._run = self._run_with_weights if self._weight_feeds else self.session.run
 
     def _options(self, external) -> ort.SessionOptions:
         options = ort.SessionOptions()
@@ -85,20 +100,25 @@ class OrtSession:
         except Exception as exc:
             raise DczRuntimeError(f"ONNX Runtime failed while running: {exc}") from None
 
-    def _run_bound(self, output_names: list[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        binding = self.session.io_binding()  # one per call: run() stays thread-safe
-        for name, value in self._bound.items():
-            binding.bind_ortvalue_input(name, value)
-        for name, array in feeds.items():
-            binding.bind_cpu_input(name, array)
-        for name in output_names:
-            binding.bind_output(name)
-        self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()
+    def _run_with_weights(self, output_names: list[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        # The in-place weights are graph inputs: fed as OrtValues over our arrays (no copy, no binding
+        # object per call). Feed names never clash: the caller's are the graph's own inputs.
+        return self.session.run(output_names, {**feeds, **self._weight_feeds})
 
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
+
+
+def in_place_weights(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray], min_bytes: int) -> set[str]:
+    """Weights of at least `min_bytes` whose every consumer is a Gemm or MatMul (default domain)."""
+    consumers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        kind = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        for name in node.input:
+            if name in arrays:
+                consumers.setdefault(name, set()).add(kind)
+    return {n for n, kinds in consumers.items() if kinds <= IN_PLACE_OPS and arrays[n].nbytes >= min_bytes}
 
 
 def _placeholders_as_inputs(model: onnx.ModelProto, names: set[str]) -> onnx.ModelProto:
