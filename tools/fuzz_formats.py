@@ -44,10 +44,17 @@ def seed_files() -> list[bytes]:
     skewed = formats.SparseShared("h", rng.random((4, 40)) < 0.5, rng.choice(4, (4, 40), p=[0.7, 0.2, 0.05, 0.05]),
                                   book, 2, 2)
     wide_rows = formats.Sparse("r", rng.standard_normal((5, 700)).astype(np.float32), rng.random((5, 700)) < 0.6, 1)
+    # version 1.1 chunked streams: chunks of 4 (bitarray's sequential path, index checked) and
+    # 1,100 one-symbol chunks (>= codec.MIN_WALK_LANES: the lockstep walk)
+    walked = formats.Shared("c", rng.choice(256, 1100, p=np.r_[0.9, np.full(255, 0.1 / 255)]),
+                            np.linspace(-1, 1, 256).astype(np.float32), 8)
     return [formats.dumps(tensors, graph=b"graph", metadata={"user.k": [1, 2]}),
             formats.dumps(tensors, huffman=False),
             formats.dumps([skewed]),
-            formats.dumps([wide_rows])]  # row counts > 255: 9-bit symbols
+            formats.dumps([wide_rows]),  # row counts > 255: 9-bit symbols
+            formats.dumps([walked]),  # plain Huffman (coding 1)
+            formats.dumps([walked, skewed], chunk_symbols=16),
+            formats.dumps([walked], chunk_symbols=1)]
 
 
 def mutate(data: bytes, op: str, pos: int, value: int, length: int) -> bytes:

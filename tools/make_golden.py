@@ -1,8 +1,8 @@
-"""Write the golden .dcz files and their expected arrays (tests/golden/v1_0 by default).
+"""Write the golden .dcz files and their expected arrays: tests/golden/v1_0 and tests/golden/v1_1.
 
-    python tools/make_golden.py [--out DIR]
+    python tools/make_golden.py [--out DIR]     (DIR gets one folder per version)
 
-Each golden file is small and covers one corner of format v1.0; beside it, a folder holds one
+Each golden file is small and covers one corner of its format version; beside it, a folder holds one
 .npy per tensor (the exact decoded array) and manifest.json maps file -> [[tensor, .npy], ...] in file order. Every
 later reader must keep loading these files to the same arrays (tests/formats/test_formats_golden.py
 regenerates them into a temporary folder and compares the bytes, then loads each one).
@@ -19,7 +19,7 @@ import numpy as np
 
 import formats
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "tests" / "golden" / "v1_0"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "tests" / "golden"
 
 
 def _raw_file():
@@ -75,28 +75,64 @@ def _dc_fixed():
     return _deep_compression_tensors(), {"huffman": False}
 
 
-GOLDEN = {
+def _chunked_file():
+    """Version 1.1: chunked Huffman streams (chunk size forced small, so the file stays small):
+    5-bit labels and gaps, 10-bit row counts, a one-symbol table, chunk counts that divide the
+    symbol count exactly and ones that do not."""
+    rng = np.random.default_rng(4)
+    fc_mask = rng.random((30, 100)) < 0.15
+    fc_labels = rng.choice(32, (30, 100), p=np.sort(rng.dirichlet(np.ones(32)))[::-1])
+    wide_mask = rng.random((24, 600)) < 0.9  # ~540 entries a row: 10-bit row counts, 1-bit gaps
+    wide_labels = rng.choice(4, (24, 600), p=[0.85, 0.1, 0.03, 0.02])
+    return [
+        formats.SparseShared("fc.weight", fc_mask, fc_labels, np.linspace(-0.3, 0.3, 32).astype(np.float32), 5, 5),
+        formats.SparseShared("wide.weight", wide_mask, wide_labels, np.array([0, 1, 2, 3], np.float32), 2, 1),
+        formats.Shared("constant", np.zeros((8, 64), np.int64), np.array([0.125, 0.5, 1, 2], np.float32), 2),
+    ], {"chunk_symbols": 8}
+
+
+def _chunked_mixed():
+    """Version 1.1 written by the default policy: a stream long enough to be chunked beside short ones."""
+    rng = np.random.default_rng(5)
+    labels = rng.choice(16, 70_000, p=np.sort(rng.dirichlet(np.ones(16)))[::-1])
+    return [formats.Shared("long", labels, np.linspace(-1, 1, 16).astype(np.float32), 4),
+            formats.Raw("bias", np.arange(4, dtype=np.float32))], {}
+
+
+V1_0 = {
     "raw_dtypes": _raw_file,
     "sparse_long_gaps": _sparse_file,
     "shared_grouped": _shared_file,
     "deep_compression_huffman": _dc_huffman,
     "deep_compression_fixed": _dc_fixed,
 }
-METADATA = {"user.golden": "v1.0", "source.model": "synthetic", "compress.label_bits": [5, 8]}
+V1_1 = {
+    "chunked_huffman": _chunked_file,
+    "chunked_by_policy": _chunked_mixed,
+}
+VERSIONS = {"v1_0": V1_0, "v1_1": V1_1}  # folder -> generator entries; a folder is never rewritten
+GOLDEN = V1_0  # kept for callers of the v1.0 set
 
 
 def _npy_name(index: int, name: str) -> str:
     return f"{index:02d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.npy"
 
 
-def generate(out: Path) -> dict:
-    """Write every golden file and expected array into `out`; returns the manifest."""
+def metadata_for(version: str) -> dict:
+    return {"user.golden": version.replace("_", "."),  # "v1_0" -> "v1.0"
+            "source.model": "synthetic", "compress.label_bits": [5, 8]}
+
+
+def generate(out: Path, version: str = "v1_0") -> dict:
+    """Write every golden file of `version` and its expected arrays into `out`; returns the manifest."""
     out.mkdir(parents=True, exist_ok=True)
     manifest = {}
-    for stem, build in GOLDEN.items():
+    for stem, build in VERSIONS[version].items():
         tensors, kw = build()
+        if version == "v1_0":
+            kw = {"chunk_symbols": 0, **kw}  # a 1.0 file whatever the writer's policy becomes
         path = out / f"{stem}.dcz"
-        formats.write(path, tensors, graph=f"graph of {stem}".encode(), metadata=METADATA, **kw)
+        formats.write(path, tensors, graph=f"graph of {stem}".encode(), metadata=metadata_for(version), **kw)
         folder = out / stem
         folder.mkdir(exist_ok=True)
         entry = []
@@ -114,8 +150,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    manifest = generate(args.out)
-    print(f"wrote {len(manifest)} golden files to {args.out}")
+    for version in VERSIONS:
+        manifest = generate(args.out / version, version)
+        print(f"wrote {len(manifest)} golden files to {args.out / version}")
     return 0
 
 

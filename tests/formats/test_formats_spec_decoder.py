@@ -15,7 +15,7 @@ import formats
 
 from formats_helpers import sample_file
 
-GOLDEN = sorted((Path(__file__).resolve().parents[1] / "golden" / "v1_0").glob("*.dcz"))
+GOLDEN = sorted((Path(__file__).resolve().parents[1] / "golden").glob("v1_*/*.dcz"))
 DTYPES = {"float32": "<f4", "float16": "<f2", "int64": "<i8", "int32": "<i4", "int8": "i1", "uint8": "u1"}
 
 
@@ -27,6 +27,18 @@ def read_stream(sec: bytes) -> list[int]:
     size = 1 if width <= 8 else 2 if width <= 16 else 4
     symbols = [int.from_bytes(sec[pos + i * size:pos + (i + 1) * size], "little") for i in range(n_sym)]
     pos += size * n_sym
+    starts = None
+    if coding == 2:  # SPEC 3.4.1: C, d, 3 reserved, base, then K-1 d-bit deltas
+        chunk, d, base = struct.unpack_from("<IB3xQ", sec, pos)
+        assert sec[pos + 5:pos + 8] == bytes(3)
+        pos += 16
+        k = -(-count // chunk)
+        dbits = "".join(f"{b:08b}" for b in sec[pos:pos + ((k - 1) * d + 7) // 8])
+        pos += ((k - 1) * d + 7) // 8
+        assert set(dbits[(k - 1) * d:]) <= {"0"}
+        starts = [0]
+        for j in range(k - 1):
+            starts.append(starts[-1] + base + (int(dbits[j * d:(j + 1) * d], 2) if d else 0))
     bits = "".join(f"{b:08b}" for b in sec[pos:])
     out, at = [], 0
     if coding == 0:
@@ -40,6 +52,8 @@ def read_stream(sec: bytes) -> list[int]:
                 code, k = code + 1, k + 1
             code <<= 1
         while len(out) < count:
+            if starts is not None and len(out) % chunk == 0:
+                assert at == starts[len(out) // chunk]  # every chunk starts where the index says
             for length in range(1, n_len + 1):
                 key = (length, int(bits[at:at + length], 2))
                 if key in codes and at + length <= len(bits):
@@ -53,7 +67,7 @@ def read_stream(sec: bytes) -> list[int]:
 
 
 def decode_file(data: bytes) -> dict[str, np.ndarray]:
-    assert data[:8] == b"\x89DCZ\r\n\x1a\n" and struct.unpack_from("<H", data, 8)[0] == 1
+    assert data[:8] == b"\x89DCZ\r\n\x1a\n" and struct.unpack_from("<HH", data, 8) in ((1, 0), (1, 1))
     count, file_length = struct.unpack_from("<IQ", data, 12)
     assert file_length == len(data) and zlib.crc32(data[:60]) == struct.unpack_from("<I", data, 60)[0]
     sections, end = [], 64 + 24 * count
@@ -107,7 +121,7 @@ def decode_file(data: bytes) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("data", [p.read_bytes() for p in GOLDEN] + [sample_file(1), sample_file(2, huffman=False)],
-                         ids=[p.name for p in GOLDEN] + ["sample_huffman", "sample_fixed"])
+                         ids=[f"{p.parent.name}/{p.name}" for p in GOLDEN] + ["sample_huffman", "sample_fixed"])
 def test_spec_decoder_agrees_with_formats(data):
     mine = decode_file(data)
     f = formats.loads(data)
