@@ -47,6 +47,12 @@ class LazyTensors(Mapping):
         """Forget a decoded array (the NumPy sparse path keeps only its CSR form)."""
         self._decoded.pop(name, None)
 
-    def decode_all(self) -> None:
-        for name in self._names:
-            self[name]
+    def decode_all(self) -> dict[str, np.ndarray]:
+        """Decode every tensor not decoded yet, in one batched call (DczFile.tensors, faster than one
+        `tensor()` per name); returns name -> array for all of them."""
+        missing = [n for n in self._names if n not in self._decoded]
+        if missing:
+            for name, array in self._file.tensors(missing).items():
+                array.flags.writeable = False  # shared with the backends: nobody may edit weights in place
+                self._decoded[name] = array
+        return {n: self._decoded[n] for n in self._names}

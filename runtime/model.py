@@ -11,7 +11,7 @@ import formats
 
 from .errors import DczRuntimeError
 from .lazy import LazyTensors
-from .onnx_graph import Placeholder, graph_inputs, graph_outputs, parse_model, placeholders
+from .onnx_graph import Placeholder, graph_inputs, graph_outputs, inline_functions, parse_graph_bytes, placeholders
 from .validate import InputChecker, check_placeholders
 
 BACKENDS = ("ort", "numpy", None)  # None: inspect tensors / report / metadata without a backend
@@ -36,7 +36,10 @@ class Model:
         self.metadata: dict = dict(dcz_file.metadata)
         if dcz_file.graph_format != "onnx":
             raise DczRuntimeError(f"graph_format is {dcz_file.graph_format!r}; the runtime runs 'onnx' graphs only")
-        self.onnx_model: onnx.ModelProto = parse_model(self.graph)
+        stored = parse_graph_bytes(self.graph)
+        self.onnx_model: onnx.ModelProto = inline_functions(stored)
+        # ORT can take the stored bytes as they are unless inlining changed the graph: no re-serializing.
+        self._graph_as_stored = self.graph if self.onnx_model is stored else None
         self.placeholders: dict[str, Placeholder] = placeholders(self.onnx_model)
         check_placeholders(self.placeholders, {name: dcz_file.info(name) for name in dcz_file.names})
         self._inputs = graph_inputs(self.onnx_model)
@@ -56,9 +59,9 @@ class Model:
                 raise DczRuntimeError("sparse=True is a NumPy backend option; ONNX Runtime computes dense")
             from .ort_backend import OrtSession
 
-            # ORT needs every weight when it builds the session: all are decoded here, each once.
-            engine = OrtSession(self.onnx_model, {n: self.tensors[n] for n in self.tensors}, providers, threads,
-                                inter_op_threads, weights_as_inputs=low_memory)
+            # ORT needs every weight when it builds the session: all are decoded here (batched), each once.
+            engine = OrtSession(self.onnx_model, self.tensors.decode_all(), providers, threads,
+                                inter_op_threads, weights_as_inputs=low_memory, serialized=self._graph_as_stored)
             for name in engine.releasable:  # ORT holds its own copy now: ours would only double memory
                 self.tensors.release(name)
             return engine

@@ -37,17 +37,26 @@ class ValueSpec:
 
 def parse_model(graph: bytes) -> onnx.ModelProto:
     """Parse serialized ONNX bytes; local functions are inlined so executors see plain ops."""
+    return inline_functions(parse_graph_bytes(graph))
+
+
+def parse_graph_bytes(graph: bytes) -> onnx.ModelProto:
+    """The stored ModelProto exactly as serialized (no inlining)."""
     if not graph:
         raise DczRuntimeError("the .dcz file holds no graph: nothing to run (graph section is empty)")
     try:
-        model = onnx.load_model_from_string(bytes(graph))
+        return onnx.load_model_from_string(bytes(graph))
     except Exception as exc:  # protobuf raises DecodeError and friends
         raise DczRuntimeError(f"the graph stored in the .dcz is not a valid ONNX ModelProto: {exc}") from None
-    if len(model.functions):
-        from onnx import inliner
 
-        model = inliner.inline_local_functions(model)
-    return model
+
+def inline_functions(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with its local functions inlined; `model` itself (same object) when it has none."""
+    if not len(model.functions):
+        return model
+    from onnx import inliner
+
+    return inliner.inline_local_functions(model)
 
 
 def onnx_dtype(data_type: int, where: str) -> np.dtype:

@@ -48,16 +48,20 @@ class OrtSession:
     """
 
     def __init__(self, model: onnx.ModelProto, weights: Mapping[str, np.ndarray], providers: Sequence | None = None,
-                 threads: int | None = None, inter_op_threads: int | None = None, weights_as_inputs: bool = False):
+                 threads: int | None = None, inter_op_threads: int | None = None, weights_as_inputs: bool = False,
+                 serialized: bytes | None = None):
+        """`serialized`: `model` as bytes, if the caller has them (the stored graph): ORT gets them as they
+        are, unless weights go in place (then the adapted graph is serialized)."""
         self._providers = _check_providers(providers)
         self._threads = (threads, inter_op_threads)
         self.weights_as_inputs = weights_as_inputs
         arrays = {n: np.ascontiguousarray(weights[n]) for n in weights}
         in_place = set(arrays) if weights_as_inputs else in_place_weights(model, arrays, IN_PLACE_BYTES)
         initializers = [n for n in arrays if n not in in_place]
-        graph = _placeholders_as_inputs(model, in_place) if in_place else model
+        if in_place:
+            model, serialized = _placeholders_as_inputs(model, in_place), None
         external = (initializers, [ort.OrtValue.ortvalue_from_numpy(arrays[n]) for n in initializers]) if initializers else None
-        self.session = self._create(graph, external)
+        self.session = self._create(model, serialized, external)
         self.weights_copied = bool(initializers) and ort_copies_external_initializers()
         # If ORT kept pointers instead of copying, every array must live as long as the session.
         self.releasable = initializers if self.weights_copied else []
@@ -79,9 +83,9 @@ class OrtSession:
             options.add_external_initializers(*external)
         return options
 
-    def _create(self, model: onnx.ModelProto, external) -> ort.InferenceSession:
+    def _create(self, model: onnx.ModelProto, serialized: bytes | None, external) -> ort.InferenceSession:
         try:
-            return self._session(model.SerializeToString(), external)
+            return self._session(model.SerializeToString() if serialized is None else serialized, external)
         except DczRuntimeError as exc:
             lowered = _lower_ir_version(model, str(exc))
             if lowered is None:

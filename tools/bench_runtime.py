@@ -317,6 +317,26 @@ def bench_rss(folder: Path, quick: bool) -> dict:
                               capture_output=True, text=True, check=True)
         peak, seconds = (float(v) for v in done.stdout.split())
         out["cases"][mode] = {"peak_mib": peak, "seconds": seconds}
+    out["latency"] = bench_100m_inference(path, onnx_path, width, quick)
+    return out
+
+
+def bench_100m_inference(dcz: Path, onnx_path: Path, width: int, quick: bool) -> dict:
+    """Model.run on the 100M-parameter .dcz (default path: its large FC weights are fed in place, not
+    prepacked) next to ORT on the dense .onnx (initializers, prepacked), batch 1 and 64."""
+    import onnxruntime as ort
+
+    import runtime
+
+    model = runtime.load(dcz, backend="ort", threads=THREADS)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    out = {"in_place": len(model._engine.in_place)}
+    for batch in (1, 64):
+        x = np.random.default_rng(0).random((batch, width), dtype=np.float32)
+        out[batch] = interleaved({"dcz": lambda: model.run(x), "onnx": lambda: session.run(None, {"input": x})},
+                                 3 if quick else (9 if batch == 1 else 5))
     return out
 
 
@@ -412,6 +432,14 @@ def render_rss(r: dict) -> list[str]:
              "| case | peak RSS increase | x dense size | wall time |", "|---|---|---|---|"]
     for mode, c in r["cases"].items():
         lines.append(f"| {names[mode]} | {c['peak_mib']:.0f} MiB | {c['peak_mib'] / r['dense_mib']:.2f} | {c['seconds']:.2f} s |")
+    latency = r.get("latency")
+    if latency:
+        lines += ["", f"Inference on it, default ORT path from the .dcz ({latency['in_place']} weights fed in place) vs ORT "
+                      "on the dense .onnx (prepacked initializers):", "",
+                  "| batch | ORT .dcz (Model.run) | ORT dense .onnx | ratio |", "|---|---|---|---|"]
+        for batch in (1, 64):
+            t = latency[batch] if batch in latency else latency[str(batch)]
+            lines.append(f"| {batch} | {ms(t['dcz'])} | {ms(t['onnx'])} | {t['dcz'] / t['onnx']:.3f} |")
     return lines + [""]
 
 

@@ -88,3 +88,52 @@ def test_in_place_only_for_large_weights_read_by_gemm_or_matmul_alone():
     arrays = {n: np.zeros(d, np.float32) for n, d in shapes.items()}
     assert in_place_weights(model, arrays, min_bytes=100) == {"fc.w"}  # conv: Conv; shared: also Add; small: 64 B
     assert in_place_weights(model, arrays, min_bytes=0) == {"fc.w", "small.w"}
+
+
+@pytest.fixture
+def graphs_given_to_ort(monkeypatch):
+    """Record the model bytes every InferenceSession is created from."""
+    seen = []
+    real = ort_backend.ort.InferenceSession
+
+    def spy(graph, *args, **kwargs):
+        seen.append(graph)
+        return real(graph, *args, **kwargs)
+
+    monkeypatch.setattr(ort_backend.ort, "InferenceSession", spy)
+    return seen
+
+
+def test_stored_graph_goes_to_ort_as_is(lenet, graphs_given_to_ort, monkeypatch):
+    path, _ = lenet
+    stored = formats.open(path).graph
+    runtime.load(path)
+    assert graphs_given_to_ort[-1] == stored  # no parse + re-serialize round trip
+    monkeypatch.setattr(ort_backend, "IN_PLACE_BYTES", 0)
+    runtime.load(path)
+    assert graphs_given_to_ort[-1] != stored  # weights in place: the adapted graph is serialized
+
+
+@pytest.mark.parametrize("backend", ["ort", "numpy"])
+def test_local_functions_are_inlined_before_any_backend(tmp_path, graphs_given_to_ort, backend):
+    """y = Scale2(x @ W) with Scale2 a model-local function: ORT gets the inlined graph, not the stored one."""
+    weight = np.arange(6, dtype=np.float32).reshape(3, 2)
+    two = helper.make_node("Constant", [], ["two"], value=helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]))
+    scale2 = helper.make_function("local", "Scale2", ["a"], ["b"], [two, helper.make_node("Mul", ["a", "two"], ["b"])],
+                                  [helper.make_opsetid("", 17)])
+    placeholder = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[3, 2], data_location=TensorProto.EXTERNAL)
+    entry = placeholder.external_data.add()
+    entry.key, entry.value = "location", "dcz"
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Scale2", ["m"], ["y"], domain="local")],
+                              "f", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])], [placeholder])
+    model = helper.make_model(graph, functions=[scale2],
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+    model.ir_version = 8
+    path = tmp_path / "f.dcz"
+    formats.write(path, [formats.Raw("W", weight)], graph=model.SerializeToString())
+    x = np.ones((2, 3), np.float32)
+    (y,) = runtime.load(path, backend=backend).run(x)
+    np.testing.assert_allclose(y, 2 * (x @ weight))
+    if backend == "ort":
+        assert graphs_given_to_ort[-1] != model.SerializeToString()
