@@ -32,7 +32,10 @@ def csr_flat_indices(row_counts: np.ndarray, gaps: np.ndarray, entry: dict, fail
     trailing = ~is_entry[ends[nonempty] - 1]
     if trailing.any():
         raise fail("gaps", f"row {int(nonempty[np.argmax(trailing)])} ends with a filler")
-    steps = gaps.astype(np.int64)
+    # int32 arithmetic (half the memory traffic) when no sum below can pass 2^31, even for a
+    # hostile stream whose rows overrun: every symbol advances at most M + 1 columns
+    index_type = np.int32 if gaps.size * (filler + 1) + rows * cols < 1 << 31 else np.int64
+    steps = gaps.astype(index_type)
     steps += is_entry
     span = np.add.reduceat(steps, first)  # columns each non-empty row advances: last entry + 1
     over = span > cols
@@ -45,8 +48,10 @@ def csr_flat_indices(row_counts: np.ndarray, gaps: np.ndarray, entry: dict, fail
     row_start = nonempty * cols
     previous_end = np.zeros(nonempty.size, dtype=np.int64)  # where the cumulative sum stands
     previous_end[1:] = (row_start + span)[:-1]
-    steps[first] += row_start - previous_end
-    flat = np.cumsum(steps)[is_entry]
+    steps[first] += (row_start - previous_end).astype(index_type)
+    flat = np.cumsum(steps, dtype=index_type)
+    if n_entries != gaps.size:  # fillers hold no entry
+        flat = flat[is_entry]
     flat -= 1
     return flat
 

@@ -18,14 +18,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LENGTH_SHIFT = 16  # table entry = symbol (or its rank) | code length << 16
 MAX_BATCH_BYTES = 1 << 28  # positions are uint32 bit offsets: keep every batch under 2^31 bits
 
 
-def lookup_table(counts: list[int], values: np.ndarray) -> np.ndarray:
-    """uint32 entry for every L-bit window: values[rank] | code length << 16 (length 0: no code).
+def entry_layout(values_max: int) -> tuple[int, type]:
+    """(shift, dtype) of table entries value | code length << shift: uint16 entries when every
+    value fits 8 bits (halves the table and entry traffic), else uint32."""
+    return (8, np.uint16) if values_max < 256 else (16, np.uint32)
 
-    `counts` are the codes per length 1..L of a canonical table; `values` (< 2^16) are what an
+
+def lookup_table(counts: list[int], values: np.ndarray, shift: int = 16, dtype=np.uint32) -> np.ndarray:
+    """The entry for every L-bit window: values[rank] | code length << shift (length 0: no code).
+
+    `counts` are the codes per length 1..L of a canonical table; `values` (< 2^shift) are what an
     entry holds for each rank: the symbols themselves, or their ranks when a symbol is wider.
     """
     n_len = len(counts)
@@ -44,17 +49,17 @@ def lookup_table(counts: list[int], values: np.ndarray) -> np.ndarray:
     length = np.minimum(length, n_len)
     ranks = np.asarray(offset)[length - 1] + (window >> (n_len - length)) - np.asarray(first)[length - 1]
     ranks = np.where(valid, ranks, 0)
-    entry = np.asarray(values, dtype=np.uint32)[ranks] | (length.astype(np.uint32) << LENGTH_SHIFT)
-    return np.where(valid, entry, 0).astype(np.uint32)
+    entry = np.asarray(values, dtype=np.int64)[ranks] | (length << shift)
+    return np.where(valid, entry, 0).astype(dtype)
 
 
 @dataclass
 class Lanes:
-    """One stream's part of a walk: its payload, table and the start bit of each chunk."""
+    """One stream's part of a walk: its payload, canonical table and the start bit of each chunk."""
 
     payload: object          # bytes-like
-    table: np.ndarray        # from lookup_table
-    code_lengths: int        # L: the table has 2^L entries
+    counts: list             # codes per length 1..L
+    values: np.ndarray       # what a table entry holds per rank (< 2^16)
     starts: np.ndarray       # int64 bit offset of each chunk in the payload, starts[0] == 0
 
 
@@ -68,27 +73,26 @@ def byte_windows(payloads: list) -> tuple[np.ndarray, list[int]]:
     raw = np.zeros(total + 3, dtype=np.uint8)
     for p, at in zip(payloads, offsets):
         raw[at:at + len(p)] = np.frombuffer(p, dtype=np.uint8)
-    w = raw.astype(np.uint32)
-    words = w[:-3] << 24
-    words |= w[1:-2] << 16
-    words |= w[2:-1] << 8
-    words |= w[3:]
-    return words, offsets
+    # an overlapping big-endian view (stride 1 byte) read out in one pass: ~10x faster than
+    # assembling the four bytes with shifts
+    return np.ndarray((total,), dtype=">u4", buffer=raw, strides=(1,)).astype(np.uint32), offsets
 
 
-def walk(streams: list[Lanes], steps: int) -> tuple[np.ndarray, np.ndarray, list[slice]]:
+def walk(streams: list[Lanes], steps: int) -> tuple[np.ndarray, np.ndarray, list[slice], int]:
     """Decode `steps` codes in every lane of every stream.
 
-    Returns (entries (steps, lanes) uint32, end bit of every lane relative to its payload,
-    the lane slice of each stream). A lane that runs past its chunk keeps decoding the bits
-    after it (or zeros past the payload); the caller keeps only what it asked for.
+    Returns (entries (steps, lanes), end bit of every lane relative to its payload, the lane
+    slice of each stream, the entries' length shift: an entry is value | code length << shift).
+    A lane that runs past its chunk keeps decoding the bits after it (or zeros past the
+    payload); the caller keeps only what it asked for.
     """
     words, byte_at = byte_windows([s.payload for s in streams])
+    shift_len, dtype = entry_layout(max(int(s.values.max()) for s in streams))
     tables, table_at, total = [], [], 0
     for s in streams:
-        tables.append(s.table)
+        tables.append(lookup_table(s.counts, s.values, shift_len, dtype))
         table_at.append(total)
-        total += s.table.size
+        total += tables[-1].size
     table = np.concatenate(tables) if len(tables) > 1 else tables[0]
     sizes = [s.starts.size for s in streams]
     slices, lo = [], 0
@@ -97,15 +101,14 @@ def walk(streams: list[Lanes], steps: int) -> tuple[np.ndarray, np.ndarray, list
         lo += n
     origin = np.repeat(np.asarray(byte_at, dtype=np.int64) * 8, sizes)
     pos = (np.concatenate([s.starts for s in streams]) + origin).astype(np.uint32)
-    same_shape = len({s.code_lengths for s in streams}) == 1
-    if same_shape:
-        shift = np.uint32(32 - streams[0].code_lengths)
+    if len({len(s.counts) for s in streams}) == 1:
+        shift = np.uint32(32 - len(streams[0].counts))
     else:
-        shift = np.repeat(np.asarray([32 - s.code_lengths for s in streams], dtype=np.uint32), sizes)
+        shift = np.repeat(np.asarray([32 - len(s.counts) for s in streams], dtype=np.uint32), sizes)
     base = None
     if len(streams) > 1:
         base = np.repeat(np.asarray(table_at, dtype=np.uint32), sizes)
-    out = np.empty((steps, pos.size), dtype=np.uint32)
+    out = np.empty((steps, pos.size), dtype=dtype)
     index = np.empty(pos.size, dtype=np.uint32)
     window = np.empty(pos.size, dtype=np.uint32)
     for step in range(steps):
@@ -118,7 +121,7 @@ def walk(streams: list[Lanes], steps: int) -> tuple[np.ndarray, np.ndarray, list
             np.add(window, base, out=window)
         row = out[step]
         np.take(table, window, out=row, mode="clip")
-        np.right_shift(row, LENGTH_SHIFT, out=index)
+        np.right_shift(row, shift_len, out=index)
         np.add(pos, index, out=pos)
     ends = pos.astype(np.int64) - origin
-    return out, ends, slices
+    return out, ends, slices, shift_len
