@@ -425,13 +425,20 @@ MAX_WALK_CHUNK = 1 << 16
 WALK_SYMBOLS = 1 << 22  # symbols per walk: bounds its (steps x lanes) uint32 entry matrix to 16 MB
 
 
-def decode_streams(cursors: list[Cursor]) -> list[np.ndarray]:
+def decode_streams(cursors: list[Cursor], headers: list | None = None) -> list[np.ndarray]:
     """decode_stream for several streams; chunked Huffman streams with the same chunk size are
-    decoded together in lockstep walks (formats/lockstep.py)."""
+    decoded together in lockstep walks (formats/lockstep.py).
+
+    headers: for each cursor, what read_stream_header returned for it plus the payload offset
+    (a reader that validated the headers when it opened the file need not parse them again).
+    """
     out: list = [None] * len(cursors)
     waiting: dict[int, list] = {}
     for i, cur in enumerate(cursors):
-        info, counts, symbols = read_stream_header(cur)
+        if headers is None:
+            info, counts, symbols = read_stream_header(cur)
+        else:
+            info, counts, symbols, cur.pos = headers[i]
         at = cur.pos
         payload = cur.bytes(cur.left, "stream payload")
         job = (i, cur, at, payload, info, counts, symbols)

@@ -108,12 +108,12 @@ def parse_json(data: bytes, fail) -> dict:
 
 def _depth(obj) -> int:
     """Nesting depth of a parsed JSON value (iterative: no recursion on hostile input)."""
-    best, stack = 0, [(obj, 1)]
-    while stack:
+    best, stack = 0, [(obj, 1)] if isinstance(obj, (dict, list)) else []
+    while stack:  # only containers are pushed: scalars add no depth
         value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
-            best = max(best, depth)
-            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+        best = max(best, depth)
+        stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value)
+                     if isinstance(v, (dict, list)))
     return best
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import struct
 import zlib
 from dataclasses import dataclass
 
@@ -89,29 +90,33 @@ def read_preamble(buf) -> tuple[tuple[int, int], int]:
     return (major, minor), count
 
 
+_DIR_ENTRY = struct.Struct("<QQIHH")  # offset, length, CRC32, kind, reserved
+
+
 def read_directory(buf, count: int) -> list[Section]:
     """Validate the directory: contiguous aligned sections, zero padding, exact cover, CRCs."""
     cur = Cursor(buf, PREAMBLE_SIZE, PREAMBLE_SIZE + DIR_ENTRY_SIZE * count, "section directory")
+    cur.need(DIR_ENTRY_SIZE * count, "section directory")
     sections, end = [], PREAMBLE_SIZE + DIR_ENTRY_SIZE * count
-    for i in range(count):
-        at = cur.pos
-        offset = cur.uint("u64", f"section {i} offset")
-        length = cur.uint("u64", f"section {i} length")
-        crc = cur.uint("u32", f"section {i} CRC32")
-        kind = cur.uint("u16", f"section {i} kind")
-        cur.zeros(2, f"section {i} reserved")
+    view = memoryview(buf)
+    for i, (offset, length, crc, kind, reserved) in enumerate(
+            _DIR_ENTRY.iter_unpack(view[PREAMBLE_SIZE:PREAMBLE_SIZE + DIR_ENTRY_SIZE * count])):
+        at = PREAMBLE_SIZE + DIR_ENTRY_SIZE * i
+        if reserved:
+            raise cur.fail(f"section {i} reserved must be zero", at + 22)
         expected = align_up(end)
         if offset != expected:
             what = "overlaps the previous one" if offset < expected else "leaves a gap after the previous one"
             raise cur.fail(f"section {i} starts at {offset}, expected {expected}: it {what}", at)
-        pad = Cursor(buf, end, min(expected, len(buf)), f"padding before section {i}")
-        pad.zeros(pad.left, "padding")
+        if expected > end:
+            pad = Cursor(buf, end, min(expected, len(buf)), f"padding before section {i}")
+            pad.zeros(pad.left, "padding")
         if length > len(buf) - offset:
             raise cur.fail(f"section {i} of {length} bytes at {offset} runs past the {len(buf)}-byte file", at + 8)
         want_kind = KIND_HEADER if i == 0 else KIND_GRAPH if i == 1 else None
         if (want_kind and kind != want_kind) or (not want_kind and kind not in (KIND_ARRAY, KIND_STREAM)):
             raise cur.fail(f"section {i} has kind {kind}, not allowed at this index", at + 20)
-        if zlib.crc32(memoryview(buf)[offset:offset + length]) != crc:
+        if zlib.crc32(view[offset:offset + length]) != crc:
             raise FormatError(f"section {i} ({KIND_NAMES[kind]}) at byte {offset}: CRC32 mismatch")
         sections.append(Section(i, offset, length, kind))
         end = offset + length
@@ -140,6 +145,7 @@ class DczFile:
         self.metadata, self.graph_format, entries = header.check_header(obj, count, hfail)
         self._entries = {e["name"]: e for e in entries}
         self._streams: dict[int, codec.StreamInfo] = {}
+        self._stream_headers: dict[int, tuple] = {}
         self._check_sections(entries)
 
     # -- validation of the tensor table against the sections
@@ -174,8 +180,10 @@ class DczFile:
             raise self._fail(e, role, f"holds {self._sections[idx].length} bytes, {want} expected")
 
     def _check_stream(self, e: dict, role: str, idx: int) -> None:
-        info, _, _ = codec.read_stream_header(self._cursor(e, role))
+        cur = self._cursor(e, role)
+        info, counts, symbols = codec.read_stream_header(cur)
         self._streams[idx] = info
+        self._stream_headers[idx] = (info, counts, symbols, cur.pos)  # decoding starts at the payload
         width = {"labels": e["label_bits"], "gaps": e["gap_bits"]}.get(role)
         if width is not None and info.width != width:
             raise self._fail(e, role, f"stream width {info.width} differs from the tensor's {width} bits")
@@ -240,7 +248,7 @@ class DczFile:
         for lo in range(0, len(entries), TENSORS_PER_BATCH):
             batch = entries[lo:lo + TENSORS_PER_BATCH]
             jobs = [(e, role) for e in batch for role in stream_roles(e)]
-            symbols = codec.decode_streams([self._cursor(e, role) for e, role in jobs])
+            symbols = self._decode_streams(jobs)
             streams: dict[str, dict] = {e["name"]: {} for e in batch}
             for (e, role), sym in zip(jobs, symbols):
                 streams[e["name"]][role] = sym
@@ -248,7 +256,15 @@ class DczFile:
                 out[e["name"]] = self._decode(e, streams.pop(e["name"]))
         return out
 
+    def _decode_streams(self, jobs: list[tuple[dict, str]]) -> list[np.ndarray]:
+        """The symbols of each (entry, role) stream, from the headers validated at open."""
+        cursors = [self._cursor(e, role) for e, role in jobs]
+        return codec.decode_streams(cursors, [self._stream_headers[e["sections"][role]] for e, role in jobs])
+
     def _decode(self, e: dict, streams: dict | None = None) -> np.ndarray:
+        if streams is None:
+            roles = stream_roles(e)
+            streams = dict(zip(roles, self._decode_streams([(e, role) for role in roles])))
         return decode_entry(
             e,
             section=lambda role: self._bytes(e["sections"][role]),
