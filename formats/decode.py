@@ -125,3 +125,22 @@ def decode_entry(entry: dict, section, stream_cursor, fail, streams: dict | None
         else:
             dense[flat] = book[flat // entry["cols"] // entry["group_rows"], labels]
     return dense.reshape(entry["shape"])
+
+
+def decode_csr(entry: dict, section, streams: dict, fail) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr int64 (rows+1), column indices int64, float32 values) of a sparse entry's 2-D view,
+    built from its streams without a dense array (the kept entries only, in row-major order)."""
+    flat = csr_flat_indices(streams["rows"], streams["gaps"], entry, fail).astype(np.int64)
+    if entry["encoding"] == "sparse":
+        values = np.frombuffer(section("values"), dtype="<f4").astype(np.float32)
+    else:
+        labels, book = _labels_and_codebook(streams, section, entry, entry["nnz"], f"nnz {entry['nnz']}", fail)
+        if entry["groups"] == 1:
+            values = book[0][labels]
+        else:
+            values = book[flat // entry["cols"] // entry["group_rows"], labels]
+    rows, cols = entry["rows"], max(entry["cols"], 1)
+    row_of = flat // cols
+    indptr = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row_of, minlength=rows), out=indptr[1:])
+    return indptr, flat - row_of * cols, values

@@ -179,3 +179,4 @@ def test_any_flipped_bit_gives_the_format_error_or_symbols_of_the_right_shape(po
     except formats.FormatError:
         return
     assert out.shape == (3000,) and out.dtype == np.uint8
+
