@@ -11,3 +11,8 @@ from __future__ import annotations
 
 class DczRuntimeError(ValueError):
     """A .dcz that is well formed but cannot be run as asked, or bad arguments to the runtime."""
+
+
+def run_error(exc: Exception) -> DczRuntimeError:
+    """An exception ONNX Runtime raised while running (its own pybind types) as the runtime's error."""
+    return DczRuntimeError(f"ONNX Runtime failed while running: {exc}")

@@ -9,7 +9,7 @@ import onnx
 
 import formats
 
-from .errors import DczRuntimeError
+from .errors import DczRuntimeError, run_error
 from .lazy import LazyTensors
 from .onnx_graph import Placeholder, graph_inputs, graph_outputs, inline_functions, parse_graph_bytes, placeholders
 from .validate import InputChecker, check_placeholders
@@ -44,11 +44,13 @@ class Model:
         check_placeholders(self.placeholders, {name: dcz_file.info(name) for name in dcz_file.names})
         self._inputs = graph_inputs(self.onnx_model)
         self._outputs = graph_outputs(self.onnx_model)
-        self._check_inputs = InputChecker(self._inputs)
         self.tensors = LazyTensors(dcz_file)
         if not lazy:
             self.tensors.decode_all()
         self._engine = self._make_engine(providers, threads, inter_op_threads, sparse, low_memory)
+        # ORT refuses a wrong rank or fixed dim itself: the per-call check leaves shapes to it.
+        self._check_inputs = InputChecker(self._inputs, engine_checks_shapes=self.backend == "ort")
+        self._direct = self._direct_path()
         self._run_feeds = _no_backend if self._engine is None else self._engine.run  # bound once, not per call
 
     def _make_engine(self, providers, threads, inter_op_threads, sparse, low_memory):
@@ -72,6 +74,15 @@ class Model:
         sparse_weights = self._sparse_weights() if sparse else {}
         dense = _DenseView(self.tensors, exclude=set(sparse_weights))
         return NumpyExecutor(self.onnx_model, dense, sparse_weights)
+
+    def _direct_path(self) -> tuple | None:
+        """(input name, dtype, InferenceSession.run, output names) for `run`'s one-array fast path:
+        one float32 ndarray goes straight to ORT, which checks rank and dims itself."""
+        single = self._check_inputs.dtype_only_single
+        direct = getattr(self._engine, "direct", None)
+        if single is None or direct is None:
+            return None
+        return single[0], single[1], direct[0], direct[1]
 
     def _sparse_weights(self) -> dict:
         """CSR forms of pruned FC weights whose every consumer can compute from CSR."""
@@ -107,12 +118,26 @@ class Model:
 
     def run(self, inputs) -> list[np.ndarray]:
         """Run the network: `inputs` is a dict name -> array, or one array for a single-input graph."""
-        return self._run_feeds(self._check_inputs(inputs))
+        direct = self._direct
+        if direct is not None and type(inputs) is _NDARRAY and inputs.dtype is direct[1]:
+            try:
+                return direct[2](direct[3], {direct[0]: inputs})
+            except Exception as exc:  # ORT's own exception types
+                error = run_error(exc)
+        else:
+            try:
+                return self._run_feeds(self._check_inputs(inputs))
+            except DczRuntimeError as failure:
+                error = failure
+        if self._engine is not None:
+            self._check_inputs.explain(inputs)  # if the inputs are at fault, this error names the input
+        raise error
 
     def close(self) -> None:
         """Drop the backend and the decoded tensors, and unmap the file."""
         self._engine = None
         self._run_feeds = _no_backend
+        self._direct = None
         self._file.close()
 
     def __enter__(self) -> Model:
@@ -123,6 +148,9 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<runtime.Model backend={self.backend!r} tensors={len(self.tensors)} inputs={self.input_names} outputs={self.output_names}>"
+
+
+_NDARRAY = np.ndarray
 
 
 def _no_backend(feeds) -> list[np.ndarray]:

@@ -31,7 +31,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from .errors import DczRuntimeError
+from .errors import DczRuntimeError, run_error
 
 _IR_TOO_NEW = re.compile(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)")
 
@@ -71,6 +71,9 @@ class OrtSession:
         self._output_names = [o.name for o in self.session.get_outputs()]
         # InferenceSession.run, bound once: with every weight an initializer it is all a run needs.
         self._run = self._run_with_weights if self._weight_feeds else self.session.run
+        # (InferenceSession.run, output names) when a run needs nothing but the caller's feeds:
+        # Model.run's one-array fast path calls it directly, without this object's own frame.
+        self.direct = None if self._weight_feeds else (self.session.run, self._output_names)
 
     def _options(self, external) -> ort.SessionOptions:
         options = ort.SessionOptions()
@@ -102,7 +105,7 @@ class OrtSession:
         try:
             return self._run(self._output_names, feeds)
         except Exception as exc:
-            raise DczRuntimeError(f"ONNX Runtime failed while running: {exc}") from None
+            raise run_error(exc) from None
 
     def _run_with_weights(self, output_names: list[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         # The in-place weights are graph inputs: fed as OrtValues over our arrays (no copy, no binding

@@ -166,3 +166,26 @@ def test_ort_run_errors_are_wrapped(one):
     assert isinstance(onnx_graph, onnx.ModelProto)
     with pytest.raises(DczRuntimeError, match="ONNX Runtime failed"):
         model._engine.run({"x": np.zeros((2, 5), np.float32)})
+
+
+def test_shapes_left_to_the_engine_are_explained_when_it_refuses():
+    """With engine_checks_shapes the fast path checks the dtype only; `explain` gives the named error."""
+    checker = InputChecker([ValueSpec("x", np.dtype(np.float32), (None, 4))], engine_checks_shapes=True)
+    wrong = np.zeros((2, 5), np.float32)
+    assert checker(wrong)["x"] is wrong  # ORT refuses it before running; Model.run then calls explain
+    with pytest.raises(DczRuntimeError, match="input 'x': dim 1 is 5"):
+        checker.explain(wrong)
+    checker.explain(X)  # well-formed: no error
+    with pytest.raises(DczRuntimeError, match="float64"):
+        checker(X.astype(np.float64))  # dtypes stay ours to check: ORT would take '>f4' as is
+
+
+def test_ort_backend_names_the_input_for_every_bad_shape(one):
+    path, _ = one
+    model = runtime.load(path, backend="ort")
+    for bad, message in [(X[0], "input 'x': got 1-D"), (X[:, :3], "input 'x': dim 1 is 3"),
+                         (X[None], "input 'x': got 3-D")]:
+        with pytest.raises(DczRuntimeError, match=message):
+            model.run(bad)
+        with pytest.raises(DczRuntimeError, match=message):
+            model.run({"x": bad})
