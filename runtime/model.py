@@ -29,7 +29,7 @@ class Model:
     """
 
     def __init__(self, dcz_file, backend: str | None, lazy: bool, providers, threads, inter_op_threads, sparse,
-                 low_memory: bool = False):
+                 low_memory: bool | None = None):
         self._file = dcz_file
         self.backend = backend
         self.graph: bytes = bytes(dcz_file.graph)
@@ -67,7 +67,7 @@ class Model:
             for name in engine.releasable:  # ORT holds its own copy now: ours would only double memory
                 self.tensors.release(name)
             return engine
-        if providers is not None or low_memory:
+        if providers is not None or low_memory is not None:
             raise DczRuntimeError("providers and low_memory apply to backend='ort' only")
         from .numpy_exec import NumpyExecutor
 
@@ -184,17 +184,20 @@ def open_dcz(source):
 
 def load(path, backend: str = "ort", providers: Sequence | None = None, threads: int | None = None,
          lazy: bool = True, *, inter_op_threads: int | None = None, sparse: bool = False,
-         low_memory: bool = False) -> Model:
+         low_memory: bool | None = None) -> Model:
     """Open a .dcz and prepare it to run.
 
     backend           "ort" (ONNX Runtime), "numpy" (the built-in executor) or None (inspect only).
     providers         ORT execution providers (default CPU); `threads` / `inter_op_threads` set ORT's pools.
     lazy              decode each tensor on first use (default) instead of all at load.
     sparse            NumPy backend: compute pruned fully connected layers from their CSR form.
-    low_memory        ORT backend: feed every weight in place as a graph input (one copy in memory,
-                      no prepacking) instead of only the large fully connected ones; the others are
-                      initializers, which ORT copies (two copies of those while the session is
-                      created, one after). See runtime/ort_backend.py.
+    low_memory        ORT backend, how weights reach ORT (see runtime/ort_backend.py):
+                      None (default): fully connected weights of >= 16 MiB are fed in place as graph
+                      inputs (one copy in memory; faster at batch 1, ~1.1x slower at batch 64 than
+                      prepacked), the rest are initializers that ORT copies and prepacks;
+                      True: every weight in place (lowest memory, no prepacking anywhere);
+                      False: every weight an initializer (fastest batched FC, peak two copies of the
+                      weights while the session is created).
     Raises formats.FormatError for a damaged file (before any inference) and DczRuntimeError when
     the graph and the stored tensors disagree (message names the tensor) or arguments are invalid.
     """

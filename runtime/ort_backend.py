@@ -18,7 +18,8 @@ Default: fully connected weights (every consumer a Gemm or MatMul) of >= IN_PLAC
 place, everything else is an initializer. Measured (BENCHMARKS.md, runtime section): a 100M-parameter
 FC stack peaks at ~1.2x its dense size instead of 2.3x; batch-1 Gemm is as fast or faster in place
 (ORT's prepacked GEMM loses to its unpacked path at M=1), batch 64 ~1.1x slower; LeNets and resnet18
-have no weight that large and keep every initializer. `low_memory=True` puts every weight in place.
+have no weight that large and keep every initializer. `weights_as_inputs` (runtime.load's
+`low_memory`) overrides: True puts every weight in place, False none.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class OrtSession:
     """
 
     def __init__(self, model: onnx.ModelProto, weights: Mapping[str, np.ndarray], providers: Sequence | None = None,
-                 threads: int | None = None, inter_op_threads: int | None = None, weights_as_inputs: bool = False,
+                 threads: int | None = None, inter_op_threads: int | None = None, weights_as_inputs: bool | None = None,
                  serialized: bytes | None = None):
         """`serialized`: `model` as bytes, if the caller has them (the stored graph): ORT gets them as they
         are, unless weights go in place (then the adapted graph is serialized)."""
@@ -56,7 +57,10 @@ class OrtSession:
         self._threads = (threads, inter_op_threads)
         self.weights_as_inputs = weights_as_inputs
         arrays = {n: np.ascontiguousarray(weights[n]) for n in weights}
-        in_place = set(arrays) if weights_as_inputs else in_place_weights(model, arrays, IN_PLACE_BYTES)
+        if weights_as_inputs is None:
+            in_place = in_place_weights(model, arrays, IN_PLACE_BYTES)
+        else:
+            in_place = set(arrays) if weights_as_inputs else set()
         initializers = [n for n in arrays if n not in in_place]
         if in_place:
             model, serialized = _placeholders_as_inputs(model, in_place), None
@@ -119,6 +123,8 @@ class OrtSession:
 
 def in_place_weights(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray], min_bytes: int) -> set[str]:
     """Weights of at least `min_bytes` whose every consumer is a Gemm or MatMul (default domain)."""
+    if not any(a.nbytes >= min_bytes for a in arrays.values()):
+        return set()  # the common case (every weight small): no graph walk
     consumers: dict[str, set[str]] = {}
     for node in model.graph.node:
         kind = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"

@@ -47,6 +47,16 @@ def test_large_fc_weights_go_in_place(lenet, monkeypatch):
     np.testing.assert_allclose(model.run({"input": X[:1]})[0], lenet_reference(effective, X[:1]), atol=1e-5, rtol=0)
 
 
+def test_low_memory_false_keeps_every_weight_an_initializer(lenet, monkeypatch):
+    path, effective = lenet
+    monkeypatch.setattr(ort_backend, "IN_PLACE_BYTES", 0)  # everything FC would go in place by default
+    model = runtime.load(path, low_memory=False)
+    assert model._engine.in_place == []
+    np.testing.assert_allclose(model.run(X)[0], lenet_reference(effective, X), atol=1e-5, rtol=0)
+    with pytest.raises(runtime.DczRuntimeError, match="backend='ort' only"):
+        runtime.load(path, backend="numpy", low_memory=False)
+
+
 @pytest.mark.parametrize("options", [{"low_memory": True}, {"in_place_bytes": 0}], ids=["low_memory", "all-fc-in-place"])
 def test_in_place_weights_outlive_every_other_reference(lenet, monkeypatch, options):
     """The session must keep our buffers alive itself: drop the model's decoded arrays, collect, scribble
