@@ -154,13 +154,13 @@ def _placeholders_as_inputs(model: onnx.ModelProto, names: set[str]) -> onnx.Mod
 def ort_copies_external_initializers() -> bool:
     """Does this ORT copy `add_external_initializers` values (True) or use the buffers in place?
 
-    Checked once per process: y = x + big + small with a 256 KiB and a 4-byte weight (ORT may treat
+    Checked once per process: y = x + big + small with a 16 KiB and a 4-byte weight (ORT may treat
     small initializers differently), read by Add (a kernel that reads the initializer itself, and
     prepacking off, so a prepacked copy cannot hide a buffer used in place); change both arrays
     after session creation and see whether the session notices. ORT's docs differ across versions;
     the check is what counts. False if either is read in place: then every array must stay alive.
     """
-    big, small = np.ones((256, 256), np.float32), np.ones((1,), np.float32)
+    big, small = np.ones((64, 64), np.float32), np.ones((1,), np.float32)
     placeholders = []
     for name, array in (("big", big), ("small", small)):
         placeholder = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=list(array.shape),
@@ -169,8 +169,8 @@ def ort_copies_external_initializers() -> bool:
         entry.key, entry.value = "location", "dcz"
         placeholders.append(placeholder)
     nodes = [helper.make_node("Add", ["x", "big"], ["xb"]), helper.make_node("Add", ["xb", "small"], ["y"])]
-    graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 256])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256, 256])], placeholders)
+    graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])], placeholders)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
     options = ort.SessionOptions()
@@ -179,7 +179,7 @@ def ort_copies_external_initializers() -> bool:
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     big *= 2.0
     small *= 2.0
-    (y,) = session.run(None, {"x": np.zeros((256, 256), np.float32)})
+    (y,) = session.run(None, {"x": np.zeros((64, 64), np.float32)})
     return bool(np.allclose(y, 2.0))
 
 
