@@ -111,17 +111,19 @@ def walk(streams: list[Lanes], steps: int) -> tuple[np.ndarray, np.ndarray, list
     out = np.empty((steps, pos.size), dtype=dtype)
     index = np.empty(pos.size, dtype=np.uint32)
     window = np.empty(pos.size, dtype=np.uint32)
+    length = np.empty(pos.size, dtype=dtype)  # entries' dtype: no cast when it is split off
+    take_word, take_entry = words.take, table.take  # bound methods: skip np.take's Python wrapper
     for step in range(steps):
         np.right_shift(pos, 3, out=index)
-        np.take(words, index, out=window, mode="clip")
+        take_word(index, out=window, mode="clip")
         np.bitwise_and(pos, 7, out=index)
         np.left_shift(window, index, out=window)
         np.right_shift(window, shift, out=window)
         if base is not None:
             np.add(window, base, out=window)
         row = out[step]
-        np.take(table, window, out=row, mode="clip")
-        np.right_shift(row, shift_len, out=index)
-        np.add(pos, index, out=pos)
+        take_entry(window, out=row, mode="clip")
+        np.right_shift(row, shift_len, out=length)
+        np.add(pos, length, out=pos)
     ends = pos.astype(np.int64) - origin
     return out, ends, slices, shift_len
