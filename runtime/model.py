@@ -93,9 +93,9 @@ class Model:
         for name, transpose in sparse_candidates(self.onnx_model).items():
             if name not in self.placeholders or self._file.info(name).encoding not in SPARSE_ENCODINGS:
                 continue
-            dense = self.tensors[name]
-            chosen[name] = CsrRows.from_dense(dense.T if transpose else dense)
-            self.tensors.release(name)  # keep only the CSR form; re-decoded if someone asks
+            shape = self.placeholders[name].shape
+            csr = CsrRows.from_file(self._file, name, (shape[0], int(np.prod(shape[1:]))))
+            chosen[name] = csr.transposed() if transpose else csr
         return chosen
 
     # --- public API ----------------------------------------------------------------------------

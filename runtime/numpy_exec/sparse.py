@@ -31,6 +31,20 @@ class CsrRows:
         np.cumsum(np.bincount(rows, minlength=dense.shape[0]), out=indptr[1:])
         return cls(dense.shape, indptr, cols.astype(np.int32), dense[rows, cols].astype(np.float32))
 
+    @classmethod
+    def from_file(cls, dcz_file, name: str, shape: tuple[int, int]) -> CsrRows:
+        """The stored tensor's CSR straight from its streams (formats.DczFile.csr): no dense array."""
+        indptr, indices, values = dcz_file.csr(name)
+        return cls(shape, indptr, indices.astype(np.int32), values)
+
+    def transposed(self) -> CsrRows:
+        """The same matrix's transpose, by rows (a stable sort of the entries by column)."""
+        rows = np.repeat(np.arange(self.shape[0], dtype=np.int32), np.diff(self.indptr))
+        order = np.argsort(self.indices, kind="stable")
+        indptr = np.zeros(self.shape[1] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.indices, minlength=self.shape[1]), out=indptr[1:])
+        return CsrRows((self.shape[1], self.shape[0]), indptr, rows[order], self.values[order])
+
     @property
     def nnz(self) -> int:
         return int(self.values.size)

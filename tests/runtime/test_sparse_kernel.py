@@ -35,3 +35,25 @@ def test_batches_larger_than_the_scratch_budget_are_chunked(monkeypatch):
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="does not match"):
         matmul_transposed(np.zeros((2, 3), np.float32), CsrRows.from_dense(np.eye(4, dtype=np.float32)))
+
+
+def test_csr_from_the_file_and_its_transpose_equal_the_dense_weight(tmp_path):
+    """The sparse backend builds its CSR straight from the .dcz streams (no dense array), and
+    transposes it for MatMul / Gemm(transB=0) weights stored (in, out)."""
+    import formats
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((30, 70)) < 0.1
+    mask[4] = False  # an empty row
+    labels = rng.integers(0, 8, (30, 70))
+    book = np.linspace(-1, 1, 8).astype(np.float32)
+    path = tmp_path / "w.dcz"
+    formats.write(path, [formats.SparseShared("w", mask, labels, book, 3, 4)])
+    with formats.open(path) as f:
+        csr = CsrRows.from_file(f, "w", (30, 70))
+        dense = f.tensor("w")
+    assert np.array_equal(csr.to_dense(), dense)
+    flipped = csr.transposed()
+    assert flipped.shape == (70, 30) and np.array_equal(flipped.to_dense(), dense.T)
+    x = rng.standard_normal((3, 30)).astype(np.float32)
+    np.testing.assert_allclose(matmul_transposed(x, flipped), x @ dense, atol=1e-5)
