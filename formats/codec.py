@@ -389,6 +389,9 @@ def _read_chunk_index(cur: Cursor, count: int, n_len: int) -> tuple[int, np.ndar
     if width > MAX_INDEX_WIDTH:
         raise cur.fail(f"chunk index: delta width {width} outside 0..{MAX_INDEX_WIDTH}", at + 4)
     full = max(0, -(-count // chunk) - 1)  # chunks before the last
+    if not full and (base or width):
+        raise cur.fail(f"chunk index: one chunk needs no deltas, but base is {base} and delta width {width} "
+                       "(both MUST be 0)", at + 4)
     if full and not chunk <= base <= chunk * n_len:
         raise cur.fail(f"chunk index: base {base} bits outside [{chunk}, {chunk * n_len}] for {chunk} codes of "
                        f"1..{n_len} bits", at + 8)

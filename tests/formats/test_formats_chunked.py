@@ -180,3 +180,13 @@ def test_any_flipped_bit_gives_the_format_error_or_symbols_of_the_right_shape(po
         return
     assert out.shape == (3000,) and out.dtype == np.uint8
 
+
+
+def test_a_one_chunk_index_must_have_zero_base_and_width():
+    data = _chunked_stream(n=2000, chunk=1999)  # two chunks: base = chunk 0's bits
+    at = _index_at(data)
+    assert struct.unpack_from("<Q", data, at + 8)[0] > 0
+    one = bytearray(data)
+    struct.pack_into("<I", one, at, 2000)  # now K = 1, with the base the writer gave K = 2
+    with pytest.raises(formats.FormatError, match="one chunk needs no deltas"):
+        codec.decode_stream(Cursor(bytes(one), 0, len(one), "stream"))
