@@ -70,8 +70,17 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1, sample_seconds: float 
             times[name].append((clock() - start) / inner[name])
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     # The fastest sample is what the code costs when nobody else wants the cores; kept beside the
-    # median because this machine is shared and its load changes within a run.
-    return {**medians, **{f"{name}@min": min(ts) for name, ts in times.items()}}
+    # median because this machine is shared and its load changes within a run. The samples are
+    # kept for paired ratios (sample i of one callable against sample i of another: same round,
+    # same machine state).
+    return {**medians, **{f"{name}@min": min(ts) for name, ts in times.items()},
+            **{f"{name}@samples": ts for name, ts in times.items()}}
+
+
+def paired(t: dict, a: str, b: str) -> float:
+    """Median over rounds of (a's sample / b's sample of the same round): robust to load drifting
+    between rounds, which a ratio of two medians is not."""
+    return statistics.median(x / y for x, y in zip(t[f"{a}@samples"], t[f"{b}@samples"]))
 
 
 def ms(seconds: float) -> str:
@@ -157,7 +166,7 @@ def bench_model(name: str, folder: Path, quick: bool) -> dict:
     import runtime
 
     compressed, example, dcz, onnx_path = build_model(name, folder, quick)
-    repeats = 3 if quick else 21
+    repeats = 3 if quick else 41
     out = {"model": name, "dcz_bytes": dcz.stat().st_size, "onnx_bytes": onnx_path.stat().st_size}
 
     def ort_from_onnx():
@@ -444,7 +453,7 @@ def bench_handoff() -> list[dict]:
 
 # --- report -----------------------------------------------------------------------------------------
 
-CLOCK_NOTE = {time.process_time: "process CPU time (the machine is shared: wall time would mostly measure the other jobs)",
+CLOCK_NOTE = {time.process_time: "process CPU time (what this process spends, whatever else shares the cores)",
               time.perf_counter: "wall-clock"}
 
 
@@ -453,7 +462,7 @@ def render(results: dict, command: str) -> str:
 
     lines = ["## Runtime (issue 4)", "", f"Command: `{command}`", "", to_markdown(describe()).rstrip(),
              f"- One thread everywhere (ORT intra-op {THREADS}, BLAS 1); times are {CLOCK_NOTE[clock]}, medians of "
-             "interleaved samples; ratios within one run.", ""]
+             "interleaved samples; ratios paired within one run (see Floors).", ""]
     if results.get("models"):
         lines += render_floors(results["models"])
     for model in results.get("models", []):
@@ -470,7 +479,8 @@ def render(results: dict, command: str) -> str:
 def render_floors(models: list[dict]) -> list[str]:
     """The issue's floors, met or not, model by model (Model.run end to end vs raw ORT session.run)."""
     lines = ["### Floors (issue 4)", "",
-             "Ratios ORT-from-.dcz / ORT-from-dense-.onnx: median of interleaved samples (ratio of the fastest samples in brackets). "
+             "Ratios ORT-from-.dcz / ORT-from-dense-.onnx: median over rounds of the paired ratio (each round times every "
+             "callable once, interleaved; ratio of the fastest samples in brackets). "
              "Inference is `Model.run` end to end; 'session alone' is the same ORT session called directly (without "
              "Model.run's input check). Session creation is `runtime.load` (open, validate, decode, create); 'decode alone' "
              "is `runtime.load(backend=None, lazy=False)` over the dense file's whole session creation.", "",
@@ -479,10 +489,10 @@ def render_floors(models: list[dict]) -> list[str]:
     for m in models:
         cells = []
         for t, floor in [(m["create"], 2.0)] + [(m["latency"][b], 1.05) for b in (1, 64)]:
-            ratio, best = t["dcz"] / t["onnx"], t["dcz@min"] / t["onnx@min"]
+            ratio, best = paired(t, "dcz", "onnx"), t["dcz@min"] / t["onnx@min"]
             cell = f"{ratio:.3f} ({best:.3f}) {'met' if ratio <= floor else 'NOT met'}"
             if "dcz_session" in t:
-                cell += f"; session alone {t['dcz_session'] / t['onnx']:.3f}"
+                cell += f"; session alone {paired(t, 'dcz_session', 'onnx'):.3f}"
             else:
                 cell += f"; decode alone {m['decode'] / t['onnx']:.2f}x"
             cells.append(cell)
@@ -495,15 +505,15 @@ def render_model(m: dict) -> list[str]:
     lines = [f"### {m['model']} ({m['dcz_bytes'] / 1024:.1f} KiB .dcz, {m['onnx_bytes'] / 1024:.1f} KiB dense .onnx)", "",
              f"- load + decode all tensors (runtime.load backend=None, lazy=False): {ms(m['decode'])}",
              f"- session creation, ORT from .dcz incl. open+decode: {ms(create['dcz'])}; from dense .onnx: "
-             f"{ms(create['onnx'])}; ratio **{create['dcz'] / create['onnx']:.2f}x** (floor <= 2x); "
-             f"low_memory: {ms(create['dcz_low_memory'])} ({create['dcz_low_memory'] / create['onnx']:.2f}x)", "",
+             f"{ms(create['onnx'])}; paired ratio **{paired(create, 'dcz', 'onnx'):.2f}x** (floor <= 2x); "
+             f"low_memory: {ms(create['dcz_low_memory'])} ({paired(create, 'dcz_low_memory', 'onnx'):.2f}x)", "",
              "| batch | ORT .dcz (Model.run) | ORT .dcz session alone | ORT dense .onnx | ratio (floor <= 1.05) | ORT .dcz low_memory (ratio) | NumPy | NumPy sparse |",
              "|---|---|---|---|---|---|---|---|"]
     for batch, t in m["latency"].items():
         numpy_cell = ms(t["numpy"]) if "numpy" in t else "—"
         sparse_cell = ms(t["numpy_sparse"]) if "numpy_sparse" in t else "—"
-        lines.append(f"| {batch} | {ms(t['dcz'])} | {ms(t['dcz_session'])} | {ms(t['onnx'])} | **{t['dcz'] / t['onnx']:.3f}** | "
-                     f"{ms(t['dcz_low_memory'])} ({t['dcz_low_memory'] / t['onnx']:.3f}) | {numpy_cell} | {sparse_cell} |")
+        lines.append(f"| {batch} | {ms(t['dcz'])} | {ms(t['dcz_session'])} | {ms(t['onnx'])} | **{paired(t, 'dcz', 'onnx'):.3f}** | "
+                     f"{ms(t['dcz_low_memory'])} ({paired(t, 'dcz_low_memory', 'onnx'):.3f}) | {numpy_cell} | {sparse_cell} |")
     agreement = m.get("agreement")
     if agreement:
         lines += ["", f"Top-1 vs the compressed torch model on the {agreement['data']} "
