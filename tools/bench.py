@@ -39,8 +39,9 @@ SECTION_TOOLS = (
 )
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None, prog: str = "bench",
+               parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.Namespace:
+    parser = parser_class(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=DEFAULT_MODELS,
                         help=f"comma-separated, from lenet300, lenet5, resnet18, vgg-stack, tiny (default {DEFAULT_MODELS})")
     parser.add_argument("--repeats", type=int, default=5, help="runs per timing; figures are medians (default 5)")
@@ -135,8 +136,10 @@ def top_matter(cmd: str, info: dict) -> str:
     ])
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "bench",
+         parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> int:
+    """Run the suite; `dcz bench` passes its own prog name and a parser whose errors are one line."""
+    args = parse_args(argv, prog, parser_class)
     cmd = command_line(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     info = bench_machine.describe()

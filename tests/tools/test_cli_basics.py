@@ -170,7 +170,19 @@ def test_bench_delegates_to_tools_bench(capsys, monkeypatch):
 
     seen = []
     fake = types.ModuleType("tools.bench")
-    fake.main = lambda argv: seen.append(argv) or 3
+    fake.main = lambda argv, prog, parser_class: seen.append((argv, prog)) or 3
     monkeypatch.setitem(sys.modules, "tools.bench", fake)
     assert main(["bench", "--models", "lenet5", "--repeats", "1"]) == 3
-    assert seen == [["--models", "lenet5", "--repeats", "1"]]
+    assert seen == [(["--models", "lenet5", "--repeats", "1"], "dcz bench")]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["bench", "--bogus"], "unrecognized arguments: --bogus"),
+    (["bench", "--models", "nosuch"], "unknown model 'nosuch'"),
+    (["bench", "--repeats", "0"], "--repeats must be >= 1"),
+])
+def test_bench_usage_errors_are_one_line_with_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dcz: error: ") and message in err and err.endswith("see 'dcz bench --help'")
+    assert len(err.splitlines()) == 1

@@ -28,4 +28,6 @@ def delegate(argv: list[str]) -> int:
         if exc.name != "tools.bench":
             raise
         raise CliError("the benchmark suite (tools/bench.py) is not part of this installation", "run it from a checkout of the repository") from exc
-    return int(bench.main(argv) or 0)
+    from tools.cli import _Parser  # one-line usage errors, exit 2, as every other dcz command
+
+    return int(bench.main(argv, prog="dcz bench", parser_class=_Parser) or 0)
