@@ -125,8 +125,9 @@ def bytes_by_stage(report, path: str | Path, title: str = "", max_layers: int = 
     rest = table[order[max_layers:]].sum(axis=0) if len(order) > max_layers else np.zeros(len(stages))
     stacked.bar(stages, (rest + overhead) / 1000, bottom=bottom / 1000, color="lightgrey", label="other (graph, header, small)")
     totals = bottom + rest + overhead
+    dense = table[:, 0].sum()  # the weights' float32 bytes: the same ratio as the summary's (dense / file)
     for x, total in enumerate(totals):
-        stacked.annotate(f"{total / 1000:,.1f} KB\n{totals[0] / total:.1f}x", (x, total / 1000), ha="center", va="bottom", fontsize=8)
+        stacked.annotate(f"{total / 1000:,.1f} KB\n{dense / total:.1f}x", (x, total / 1000), ha="center", va="bottom", fontsize=8)
     stacked.set_ylabel("kilobytes")
     stacked.set_ylim(0, totals.max() / 1000 * 1.18)
     stacked.set_title("whole model by stage", fontsize=10)
