@@ -42,18 +42,29 @@ def tensors(draw):
     group_rows = draw(st.sampled_from([None, 1, 2, 3])) if rows > 0 else None
     groups = 1 if group_rows is None else max(1, -(-rows // group_rows))
     book = rng.choice(pool, size=(groups, k)) if group_rows else rng.choice(pool, size=k)
-    labels = rng.integers(0, k, shape)
+    if draw(st.booleans()):  # skewed labels, as k-means gives: Huffman (and chunking) then beats fixed width
+        p = 0.5 ** np.arange(k)
+        labels = rng.choice(k, size=shape, p=p / p.sum())
+    else:
+        labels = rng.integers(0, k, shape)
     if encoding == "shared":
         return formats.Shared("t", labels, book, label_bits, group_rows)
     return formats.SparseShared("t", mask, labels, book, label_bits, gap_bits, group_rows)
 
 
 @settings(max_examples=500)
-@given(tensors(), st.booleans())
-def test_any_tensor_round_trips_bit_exactly(t, huffman):
-    data = formats.dumps([t], huffman=huffman)
+@given(tensors(), st.booleans(), st.sampled_from([None, 0, 1, 3, 16]), st.booleans())
+def test_any_tensor_round_trips_bit_exactly(t, huffman, chunk_symbols, walk):
+    """...through every coding: fixed, Huffman and (format 1.1) chunked Huffman with small chunks,
+    decoded by the lockstep walk or by bitarray."""
+    data = formats.dumps([t], huffman=huffman, chunk_symbols=chunk_symbols)
     f = formats.loads(data)
-    got, want = f.tensor("t"), quantized(t)
+    saved = codec.MIN_WALK_LANES
+    codec.MIN_WALK_LANES = 1 if walk else saved
+    try:
+        got, want = f.tensor("t"), quantized(t)
+    finally:
+        codec.MIN_WALK_LANES = saved
     r = f.size_report()
     assert r.header_bytes + r.graph_bytes + r.padding_bytes + r.tensors[0].huffman_bytes == len(data)
     assert got.shape == want.shape and got.dtype == np.float32
