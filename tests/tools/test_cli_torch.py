@@ -114,6 +114,58 @@ def test_budget_conflicts_with_manual_settings(capsys, project):
     assert code == 2 and "--bits conflicts" in err
 
 
+def _digits_npz(path, n=1797):
+    """sklearn's 8x8 digits as an .npz of x (N, 1, 8, 8) and y."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.savez(path, x=(digits.images[:n, None] / 16).astype(np.float32), y=digits.target[:n])
+
+
+def _accuracy(path, npz):
+    data = np.load(npz)
+    with runtime.load(path) as model:
+        return float((model.run(data["x"])[0].argmax(1) == data["y"]).mean())
+
+
+def test_compress_with_train_data_fine_tunes(capsys, project):
+    _digits_npz(project / "digits.npz")
+    common = ["compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8", "--sparsity", "0.8"]
+    code, _, err = cli(capsys, *common, "-o", "plain.dcz")
+    assert code == 0, err
+    code, _, err = cli(capsys, *common, "--train", "digits.npz", "--epochs", "4", "-o", "tuned.dcz")
+    assert code == 0, err
+    with formats.open(project / "plain.dcz") as plain, formats.open(project / "tuned.dcz") as tuned:
+        assert [plain.info(n).nnz for n in plain.names] == [tuned.info(n).nnz for n in tuned.names]  # same pruning
+    # the weights start random, so only fine-tuning on the digits can make the file classify them
+    assert _accuracy(project / "tuned.dcz", project / "digits.npz") > _accuracy(project / "plain.dcz", project / "digits.npz") + 0.3
+
+
+def test_compress_to_a_budget_with_train_data(capsys, project):
+    _digits_npz(project / "digits.npz", n=200)
+    code, out, err = cli(capsys, "compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8",
+                         "--budget", "4KB", "--train", "digits.npz", "--epochs", "2", "-o", "b.dcz")
+    assert code == 0, err
+    assert (project / "b.dcz").stat().st_size <= 4000 and "fits" in out
+
+
+@pytest.mark.parametrize("make, argv, fragment, exit_code", [
+    (lambda p: np.savez(p / "d.npz", x=np.zeros((4, 1, 8, 8), np.float32)), ["--train", "d.npz"], "has no array 'y'", 1),
+    (lambda p: np.savez(p / "d.npz", x=np.zeros((4, 1, 8, 8)), y=np.zeros(3, int)), ["--train", "d.npz"], "same number", 1),
+    (lambda p: np.savez(p / "d.npz", x=np.zeros((4, 1, 4, 4)), y=np.zeros(4, int)), ["--train", "d.npz"], "samples are shaped (1, 4, 4)", 1),
+    (lambda p: np.savez(p / "d.npz", x=np.array([None] * 4), y=np.zeros(4, int)), ["--train", "d.npz"], "cannot read d.npz", 1),
+    (lambda p: (p / "d.npz").write_bytes(b"not a zip"), ["--train", "d.npz"], "cannot read d.npz", 1),
+    (lambda p: None, ["--train", "absent.npz"], "not found", 1),
+    (lambda p: None, ["--epochs", "2"], "only matter with --train", 2),
+])
+def test_bad_train_data_is_one_line(capsys, project, make, argv, fragment, exit_code):
+    make(project)
+    code, _, err = cli(capsys, "compress", "tinynet_cli_test:make", "--input-shape", "1,1,8,8", *argv, "-o", "x.dcz")
+    lines = err.strip().splitlines()
+    assert code == exit_code and len(lines) == 1 and fragment in lines[0], err
+    assert not (project / "x.dcz").exists()
+
+
 def test_demo_quick_end_to_end(capsys, tmp_path):
     pytest.importorskip("mlxtend")
     pytest.importorskip("matplotlib")

@@ -14,8 +14,9 @@ from tools.commands._common import add_command, existing_file, output_path, shap
 
 DESCRIPTION = """\
 Compress a model to .dcz: prune small weights, share the survivors through a k-means codebook per
-layer (n-bit labels), Huffman-code labels and relative indices. No fine-tuning here: fine-tuning
-needs your data, so use the Python API (compressor.compress(..., train_loader=...)) for it.
+layer (n-bit labels), Huffman-code labels and relative indices. With --train DATA.npz (arrays x
+and y, PyTorch models) the pruned weights and then the shared centroids are fine-tuned on your data
+for --epochs each (the paper's retraining); without it, compression is post-training.
 
 MODEL is either
   an .onnx file            compressed without torch (Conv / Gemm / MatMul weights), or
@@ -42,7 +43,9 @@ examples:
   dcz compress model.onnx --sparsity 0.9 -o model.dcz
   dcz compress torchvision.models:resnet18 --input-shape 1,3,224,224 --quality 0.5 -o r18.dcz
   dcz compress mypkg.nets:make_lenet --weights lenet.pt --input-shape 1,1,28,28 \\
-      --bits conv=8,fc=5 --config layers.toml -o lenet.dcz"""
+      --bits conv=8,fc=5 --config layers.toml -o lenet.dcz
+  dcz compress mypkg.nets:make_lenet --weights lenet.pt --input-shape 1,1,28,28 \\
+      --sparsity 0.92 --train digits.npz --epochs 2 -o lenet.dcz"""
 
 
 def register(subparsers, common) -> None:
@@ -63,6 +66,9 @@ def register(subparsers, common) -> None:
     parser.add_argument("--seed", type=int, help="seed for k-means initialisation (default 0)")
     parser.add_argument("--budget", type=size_arg, metavar="SIZE", help="fit the file into SIZE bytes, e.g. 64KB: the solver picks each layer's sparsity and bits")
     parser.add_argument("--calib", metavar="X.npy", help="with --budget: sample inputs to weigh each layer's damage (default: the zero example input)")
+    parser.add_argument("--train", metavar="DATA.npz", help="fine-tune on this data: an .npz with arrays x (inputs) and y (int labels); PyTorch models only")
+    parser.add_argument("--epochs", type=int, metavar="N", help="with --train: epochs after pruning and after sharing (default 1; with --budget: centroid epochs)")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="with --train: batch size (default 64)")
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -156,6 +162,10 @@ def apply_cli_settings(data: dict, args) -> dict:
             data.setdefault(table, {}).setdefault(name, {})[key] = bits
     if args.seed is not None:
         data["seed"] = args.seed
+    if args.train:  # epochs only matter with data; the file's values stand unless --epochs is given
+        for key in ("prune_epochs", "share_epochs"):
+            if args.epochs is not None or not data.get(key):
+                data[key] = args.epochs if args.epochs is not None else 1
     return data
 
 
@@ -252,8 +262,16 @@ def compress_torch(args, config, out: Path) -> None:
         fit_to_budget(args, model, example, out)
         return
     compressor = require("compressor", "dcz compress")
-    result = compressor.compress(model, example, config)
+    result = compressor.compress(model, example, config, train_loader=train_loader(args, example))
     result.save(out, huffman=not args.no_huffman)
+
+
+def train_loader(args, example):
+    if not args.train:
+        return None
+    from tools.commands.train_data import loader
+
+    return loader(args.train, tuple(example.shape), args.batch_size, args.seed or 0)
 
 
 BUDGET_CONFLICTS = ("threshold", "sparsity", "quality", "bits", "gap_bits", "config")
@@ -267,7 +285,9 @@ def fit_to_budget(args, model, example, out: Path) -> None:
     calib = None
     if args.calib:
         calib = torch.from_numpy(np.load(existing_file(args.calib, "--calib file"), allow_pickle=False).astype(np.float32))
+    loader = train_loader(args, example)
     result = budget.fit_budget(model, example, args.budget, calib=calib, seed=args.seed or 0, out_path=out,
+                               train_loader=loader, finetune=args.epochs if args.epochs is not None else 1,
                                progress=lambda message: print(f"budget: {message}", file=sys.stderr))
     print(result.to_text())
     print()
@@ -290,6 +310,12 @@ def check_option_mix(args) -> None:
         raise usage_error("--weights is for PyTorch models; an .onnx file carries its weights", "drop --weights")
     if args.calib and args.budget is None:
         raise usage_error("--calib only matters with --budget", "add --budget SIZE or drop --calib")
+    if args.train and args.model.endswith(".onnx"):
+        raise usage_error("--train fine-tunes PyTorch models; an .onnx model is compressed post-training", "drop --train, or give package.module:factory")
+    if (args.epochs is not None or args.batch_size != 64) and not args.train:
+        raise usage_error("--epochs and --batch-size only matter with --train", "add --train DATA.npz")
+    if args.epochs is not None and args.epochs < 0 or args.batch_size < 1:
+        raise usage_error("--epochs must be >= 0 and --batch-size >= 1", "see 'dcz compress --help'")
     if args.budget is not None:
         given = [name for name in BUDGET_CONFLICTS if getattr(args, name) is not None]
         if given or args.no_share or args.no_huffman:
