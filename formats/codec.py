@@ -16,6 +16,7 @@ from bitarray.util import canonical_decode, canonical_huffman
 
 from .cursor import Cursor
 from . import lockstep
+from .length_limit import canonical_table, limited_lengths
 from .layout import (
     CHUNK_INDEX_HEADER_SIZE,
     CODING_CHUNKED,
@@ -38,11 +39,12 @@ _INDEX = struct.Struct("<IB3xQ")  # symbols per chunk C, delta width w, reserved
 # index adds ~0.5% to the payload.
 CHUNK_MIN_SYMBOLS = 1 << 16
 CHUNK_TARGET_BITS = 2048
-# Codes of chunked streams are limited to 12 bits when the alphabet allows: the decoder's lookup
-# tables (2^L entries per stream, all streams of a walk together) then stay in the L2 cache;
-# at 16 bits a resnet18 walk ran ~2x slower. The cost is a slightly longer code for symbols
-# rarer than ~2^-12.
+# Codes of chunked streams are limited to 12 bits when that costs at most 0.1% of the payload,
+# else to the next length (up to 16) that does: the decoder's lookup tables (2^L entries per
+# stream, all streams of a walk together) then stay in the L2 cache; at 16 bits everywhere a
+# resnet18 walk ran ~2x slower.
 CHUNK_CODE_BITS = 12
+CHUNK_LIMIT_LOSS = 0.001
 _SYMBOL_DTYPE = {1: "<u1", 2: "<u2", 4: "<u4"}
 
 
@@ -177,15 +179,15 @@ def _unpack_block(raw: np.ndarray, count: int, width: int) -> np.ndarray:
 def huffman_table(freq: dict[int, int], limit: int = MAX_CODE_LENGTH) -> tuple[list[int], list[int]]:
     """Canonical (counts per length 1..L, symbols in canonical order) with L <= limit.
 
-    bitarray builds the code; when a skewed distribution needs codes longer than the limit,
-    the frequencies are halved (floor, at least 1) until it fits: a slightly worse code, never
-    an unbounded one.
+    bitarray builds the Huffman code; when a skewed distribution needs codes longer than the
+    limit, package-merge (formats/length_limit.py) gives the best code within it instead.
     """
-    while True:
-        _, counts, symbols = canonical_huffman(freq)
-        if len(counts) - 1 <= limit:
-            return [int(c) for c in counts[1:]], [int(s) for s in symbols]
-        freq = {s: max(1, f >> 1) for s, f in freq.items()}
+    _, counts, symbols = canonical_huffman(freq)
+    if len(counts) - 1 <= limit:
+        return [int(c) for c in counts[1:]], [int(s) for s in symbols]
+    keys = sorted(freq)
+    lengths = limited_lengths(np.array([freq[k] for k in keys], dtype=np.float64), limit)
+    return canonical_table(keys, lengths)
 
 
 def canonical_codes(counts: list[int], symbols: list[int]) -> tuple[dict[int, int], dict[int, int]]:
@@ -281,15 +283,33 @@ def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: 
     coding, index = CODING_HUFFMAN, b""
     if chunk and count > chunk:
         coding = CODING_CHUNKED
-        limit = CHUNK_CODE_BITS if len(freq) <= 1 << (CHUNK_CODE_BITS - 1) else MAX_CHUNKED_CODE_LENGTH
-        if len(counts) > limit:
-            counts, order = huffman_table(freq, limit)
+        if len(counts) > CHUNK_CODE_BITS:
+            counts, order = _chunk_table(freq, counts, order)
         index = chunk_index(sym, counts, order, chunk)
     payload, _ = huffman_payload(sym, counts, order)
     sb = symbol_bytes(width)
     table = struct.pack(f"<{len(counts)}H", *counts) + np.asarray(order, dtype=_SYMBOL_DTYPE[sb]).tobytes()
     coded = _HEADER.pack(coding, width, len(counts), 0, len(order), count) + table + index + payload
     return coded if len(coded) < len(best) else best
+
+
+def _chunk_table(freq: dict[int, int], counts: list[int], order: list[int]) -> tuple[list[int], list[int]]:
+    """The table of a chunked stream: the shortest length limit from CHUNK_CODE_BITS up to
+    MAX_CHUNKED_CODE_LENGTH whose optimal limited code costs at most CHUNK_LIMIT_LOSS more bits
+    than the unlimited Huffman code (small tables decode faster; bytes come first)."""
+    best = _coded_bits(freq, counts, order)
+    for limit in range(CHUNK_CODE_BITS, MAX_CHUNKED_CODE_LENGTH + 1):
+        if len(freq) > 1 << limit:
+            continue
+        limited = huffman_table(freq, limit)
+        if limit == MAX_CHUNKED_CODE_LENGTH or _coded_bits(freq, *limited) <= best * (1 + CHUNK_LIMIT_LOSS):
+            return limited
+    raise AssertionError("unreachable: the last limit always returns")
+
+
+def _coded_bits(freq: dict[int, int], counts: list[int], order: list[int]) -> int:
+    _, length_of = canonical_codes(counts, order)
+    return sum(f * length_of[s] for s, f in freq.items())
 
 
 def _policy_chunk(count: int, counts: list[int], order: list[int], freq: dict[int, int]) -> int:
