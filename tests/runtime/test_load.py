@@ -43,6 +43,20 @@ def test_backends_match_the_reference(lenet, options):
     np.testing.assert_allclose(logits, lenet_reference(effective, X), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("options", BACKENDS, ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_a_version_1_1_file_runs_the_same(lenet, tmp_path, options):
+    """The same network with chunked Huffman streams (format 1.1): same logits on every backend."""
+    path, effective = lenet
+    weights = lenet_300_100_weights(density=0.1)
+    tensors, _ = lenet_dcz_tensors(weights)
+    chunked = tmp_path / "chunked.dcz"
+    formats.write(chunked, tensors, graph=lenet_300_100_graph(weights).SerializeToString(), chunk_symbols=64)
+    assert formats.open(chunked).version == (1, 1)
+    with runtime.load(chunked, **options) as model:
+        (logits,) = model.run(X)
+    np.testing.assert_allclose(logits, lenet_reference(effective, X), atol=1e-5, rtol=0)
+
+
 def test_sparse_option_computes_fc_layers_from_csr(lenet):
     path, _ = lenet
     model = runtime.load(path, backend="numpy", sparse=True)
