@@ -343,12 +343,11 @@ def chunk_index(sym: np.ndarray, counts: list[int], order: list[int], chunk: int
 def read_stream_header(cur: Cursor) -> tuple[StreamInfo, list[int], list[int]]:
     """Parse and validate a stream header, table and chunk index; the cursor is left at the payload."""
     at = cur.pos
-    coding = cur.uint("u8", "stream coding")
-    width = cur.uint("u8", "stream symbol width")
-    n_len = cur.uint("u8", "stream max code length")
-    cur.zeros(1, "stream reserved byte")
-    n_sym = cur.uint("u32", "stream Huffman symbol count")
-    count = cur.uint("u64", "stream symbol count")
+    cur.need(STREAM_HEADER_SIZE, "stream header")  # then one unpack for its six fields
+    coding, width, n_len, reserved, n_sym, count = _HEADER.unpack_from(cur.buf, at)
+    cur.pos += STREAM_HEADER_SIZE
+    if reserved:
+        raise cur.fail("stream reserved byte must be zero", at + 3)
     if not 1 <= width <= MAX_SYMBOL_WIDTH:
         raise cur.fail(f"stream symbol width {width} outside 1..{MAX_SYMBOL_WIDTH}", at + 1)
     counts: list[int] = []

@@ -10,6 +10,8 @@ import json
 import math
 import re
 
+import numpy as np
+
 from .errors import FormatError
 from .layout import (
     ENCODINGS,
@@ -98,7 +100,7 @@ def parse_json(data: bytes, fail) -> dict:
         raise fail(f"header JSON nests deeper than the limit {MAX_JSON_DEPTH}") from None
     except ValueError as exc:
         raise fail(f"header is not valid JSON: {exc}") from None
-    depth = _depth(obj)
+    depth = _depth(text)
     if depth > MAX_JSON_DEPTH:
         raise fail(f"header JSON nests {depth} levels, limit {MAX_JSON_DEPTH}")
     if not isinstance(obj, dict):
@@ -106,15 +108,16 @@ def parse_json(data: bytes, fail) -> dict:
     return obj
 
 
-def _depth(obj) -> int:
-    """Nesting depth of a parsed JSON value (iterative: no recursion on hostile input)."""
-    best, stack = 0, [(obj, 1)] if isinstance(obj, (dict, list)) else []
-    while stack:  # only containers are pushed: scalars add no depth
-        value, depth = stack.pop()
-        best = max(best, depth)
-        stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value)
-                     if isinstance(v, (dict, list)))
-    return best
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _depth(text: str) -> int:
+    """Nesting depth of valid JSON text: its brackets outside strings, counted with numpy (no
+    walk over the parsed objects, no recursion on hostile input)."""
+    marks = np.frombuffer(_STRING.sub("", text).encode(), dtype=np.uint8)
+    step = (marks == ord("[")).astype(np.int32) + (marks == ord("{"))
+    step -= (marks == ord("]")).astype(np.int32) + (marks == ord("}"))
+    return int(np.cumsum(step).max(initial=0))
 
 
 def _int(entry: dict, key: str, lo: int, hi: int, fail, optional: bool = False):
