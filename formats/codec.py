@@ -18,7 +18,6 @@ from .cursor import Cursor
 from . import lockstep
 from .length_limit import canonical_table, limited_lengths
 from .layout import (
-    CHUNK_INDEX_HEADER_SIZE,
     CODING_CHUNKED,
     CODING_FIXED,
     CODING_HUFFMAN,
@@ -317,8 +316,7 @@ def _policy_chunk(count: int, counts: list[int], order: list[int], freq: dict[in
     else the power of two nearest above CHUNK_TARGET_BITS / mean code length, in 64..4096."""
     if count < CHUNK_MIN_SYMBOLS:
         return 0
-    _, length_of = canonical_codes(counts, order)
-    mean_bits = sum(f * length_of[s] for s, f in freq.items()) / count
+    mean_bits = _coded_bits(freq, counts, order) / count
     want = max(1, int(np.ceil(CHUNK_TARGET_BITS / mean_bits)))
     return int(min(4096, max(64, 1 << (want - 1).bit_length())))
 

@@ -21,7 +21,6 @@ CODING_FIXED = 0
 CODING_HUFFMAN = 1
 CODING_CHUNKED = 2  # version 1.1: canonical Huffman plus an index of where each chunk of symbols starts
 STREAM_HEADER_SIZE = 16
-CHUNK_INDEX_HEADER_SIZE = 16
 
 # limits (SPEC.md, "Limits")
 MAX_HEADER_BYTES = 16 * 1024 * 1024
