@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import codec
-
 
 def csr_flat_indices(row_counts: np.ndarray, gaps: np.ndarray, entry: dict, fail) -> np.ndarray:
     """Flat indices (into the 2-D view) of the kept entries; checks every CSR rule of SPEC.md.
@@ -90,20 +88,16 @@ def stream_roles(entry: dict) -> list[str]:
     return [role for role in STREAM_ROLES if role in entry["sections"]]
 
 
-def decode_entry(entry: dict, section, stream_cursor, fail, streams: dict | None = None) -> np.ndarray:
+def decode_entry(entry: dict, section, streams: dict, fail) -> np.ndarray:
     """The dense array of `entry`.
 
-    section(role) -> bytes of that part; stream_cursor(role) -> Cursor over that stream section;
-    fail(role, message) -> FormatError naming the tensor, section and role; streams: the entry's
-    streams already decoded (role -> symbols), else they are decoded here.
+    section(role) -> bytes of that part; streams: the entry's decoded streams (role -> symbols);
+    fail(role, message) -> FormatError naming the tensor, section and role.
     """
     enc = entry["encoding"]
     if enc == "raw":
         return np.frombuffer(section("data"), dtype=np.dtype(entry["dtype"]).newbyteorder("<")) \
             .astype(entry["dtype"]).reshape(entry["shape"])
-    if streams is None:
-        roles = stream_roles(entry)
-        streams = dict(zip(roles, codec.decode_streams([stream_cursor(role) for role in roles])))
     if enc == "shared":
         labels, book = _labels_and_codebook(streams, section, entry, entry["numel"],
                                             f"{entry['numel']} elements", fail)
@@ -116,14 +110,7 @@ def decode_entry(entry: dict, section, stream_cursor, fail, streams: dict | None
         return out.reshape(entry["shape"])
     flat = csr_flat_indices(streams["rows"], streams["gaps"], entry, fail)
     dense = _alloc(entry, fail)
-    if enc == "sparse":
-        dense[flat] = np.frombuffer(section("values"), dtype="<f4")
-    else:
-        labels, book = _labels_and_codebook(streams, section, entry, entry["nnz"], f"nnz {entry['nnz']}", fail)
-        if entry["groups"] == 1:
-            dense[flat] = book[0][labels]
-        else:
-            dense[flat] = book[flat // entry["cols"] // entry["group_rows"], labels]
+    dense[flat] = _kept_values(entry, section, streams, flat, fail)
     return dense.reshape(entry["shape"])
 
 
@@ -131,16 +118,19 @@ def decode_csr(entry: dict, section, streams: dict, fail) -> tuple[np.ndarray, n
     """(indptr int64 (rows+1), column indices int64, float32 values) of a sparse entry's 2-D view,
     built from its streams without a dense array (the kept entries only, in row-major order)."""
     flat = csr_flat_indices(streams["rows"], streams["gaps"], entry, fail).astype(np.int64)
-    if entry["encoding"] == "sparse":
-        values = np.frombuffer(section("values"), dtype="<f4").astype(np.float32)
-    else:
-        labels, book = _labels_and_codebook(streams, section, entry, entry["nnz"], f"nnz {entry['nnz']}", fail)
-        if entry["groups"] == 1:
-            values = book[0][labels]
-        else:
-            values = book[flat // entry["cols"] // entry["group_rows"], labels]
+    values = _kept_values(entry, section, streams, flat, fail)
     rows, cols = entry["rows"], max(entry["cols"], 1)
     row_of = flat // cols
     indptr = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(row_of, minlength=rows), out=indptr[1:])
     return indptr, flat - row_of * cols, values
+
+
+def _kept_values(entry: dict, section, streams: dict, flat: np.ndarray, fail) -> np.ndarray:
+    """float32 value of each kept weight of a sparse entry (flat: their indices in the 2-D view)."""
+    if entry["encoding"] == "sparse":
+        return np.frombuffer(section("values"), dtype="<f4").astype(np.float32)
+    labels, book = _labels_and_codebook(streams, section, entry, entry["nnz"], f"nnz {entry['nnz']}", fail)
+    if entry["groups"] == 1:
+        return book[0][labels]
+    return book[flat // entry["cols"] // entry["group_rows"], labels]

@@ -277,13 +277,8 @@ class DczFile:
         if streams is None:
             roles = stream_roles(e)
             streams = dict(zip(roles, self._decode_streams([(e, role) for role in roles])))
-        return decode_entry(
-            e,
-            section=lambda role: self._bytes(e["sections"][role]),
-            stream_cursor=lambda role: self._cursor(e, role),
-            fail=lambda role, msg: self._fail(e, role, msg),
-            streams=streams,
-        )
+        return decode_entry(e, section=lambda role: self._bytes(e["sections"][role]), streams=streams,
+                            fail=lambda role, msg: self._fail(e, role, msg))
 
     def size_report(self):
         from .report import build_report
