@@ -1,7 +1,9 @@
 """formats: the versioned .dcz file of DCZ (numpy + bitarray + stdlib only).
 
-    formats.write(path, tensors, graph=b"", graph_format="onnx", metadata=None, huffman=True) -> SizeReport
+    formats.write(path, tensors, graph=b"", graph_format="onnx", metadata=None, huffman=True,
+                  chunk_symbols=None) -> SizeReport      (chunk_symbols=0: a version 1.0 file)
     formats.dumps(...) -> bytes;  formats.open(path) / formats.loads(buf) -> DczFile
+    DczFile.tensor(name), .tensors(names=None) (batched decode), .csr(name) (pruned: no dense array)
 
 formats/SPEC.md specifies every byte; FormatError is the only error this package raises.
 """
