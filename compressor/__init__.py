@@ -1,6 +1,6 @@
 """DCZ compressor: prune, share weights (trained quantization), fine-tune and export to .dcz.
 
-    from compressor import CompressConfig, compress
+    from dcz.compressor import CompressConfig, compress
     config = CompressConfig.from_dict({
         "global": {"prune": "sparsity", "sparsity": 0.9},         # every layer: drop 90% by magnitude
         "by_type": {"conv": {"bits": 8}, "fc": {"bits": 5}},       # the paper's codebook sizes
@@ -14,20 +14,21 @@
 Importing `compressor` pulls in neither torch nor scikit-learn: the ONNX-in path and the config
 objects work without them. The torch pipeline (`compress`, `Compressed`) loads on first use.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
 from typing import Any
 
-from compressor.config import CompressConfig, LayerConfig
-from compressor.errors import CompressError
-from compressor.kmeans import kmeans_1d
-from compressor.state import LayerState
+from dcz.compressor.config import CompressConfig, LayerConfig
+from dcz.compressor.errors import CompressError
+from dcz.compressor.kmeans import kmeans_1d
+from dcz.compressor.state import LayerState
 
 # name -> module that defines it, imported lazily because these need torch.
 _LAZY = {
-    "compress": "compressor.pipeline",
-    "Compressed": "compressor.pipeline",
+    "compress": "dcz.compressor.pipeline",
+    "Compressed": "dcz.compressor.pipeline",
 }
 
 __all__ = ["CompressConfig", "LayerConfig", "CompressError", "LayerState", "kmeans_1d", *_LAZY]

@@ -14,26 +14,35 @@
    the two has less estimated damage (so the solver is never worse than uniform on its own estimate),
    and fine-tunes the centroids when a train loader is given (sizes do not change; re-verified).
 """
+
 from __future__ import annotations
 
 import copy
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
-import formats
-from compressor.budget_candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer
-from compressor.budget_errors import budget_error
-from compressor.budget_fisher import compressible_weights, fisher_diagonal
-from compressor.budget_report import LayerAllocation, plot_rate_curve  # noqa: F401  (re-exported)
-from compressor.budget_solver import (UniformSetting, allocate, best_uniform, greedy_repair, min_bytes,
-                                      rate_curve, uniform_settings)
-from compressor.state import LayerState
+from dcz import formats
+from dcz.compressor.budget_candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer
+from dcz.compressor.budget_errors import budget_error
+from dcz.compressor.budget_fisher import compressible_weights, fisher_diagonal
+from dcz.compressor.budget_report import LayerAllocation, plot_rate_curve  # noqa: F401  (re-exported)
+from dcz.compressor.budget_solver import (
+    UniformSetting,
+    allocate,
+    best_uniform,
+    greedy_repair,
+    min_bytes,
+    rate_curve,
+    uniform_settings,
+)
+from dcz.compressor.state import LayerState
 
 MAX_WRITE_ATTEMPTS = 8
 CURVE_POINTS_IN_FILE = 12
@@ -47,8 +56,9 @@ def _noise_like(example_input, samples: int, seed: int):
         return example_input
     generator = torch.Generator().manual_seed(seed)
     shape = (samples, *example_input.shape[1:])
-    return torch.randn(shape, generator=generator, dtype=example_input.dtype if example_input.is_floating_point()
-                       else torch.float32)
+    return torch.randn(
+        shape, generator=generator, dtype=example_input.dtype if example_input.is_floating_point() else torch.float32
+    )
 
 
 @dataclass
@@ -131,27 +141,30 @@ class BudgetResult:
         report = _write_file(self.model, self.example_input, self.layers, path, meta)
         if report.file_bytes > self.budget_bytes:
             Path(path).unlink(missing_ok=True)
-            raise budget_error(f"{path}: {report.file_bytes} bytes with the extra metadata, over the budget of "
-                               f"{self.budget_bytes} bytes by {report.file_bytes - self.budget_bytes}")
+            raise budget_error(
+                f"{path}: {report.file_bytes} bytes with the extra metadata, over the budget of "
+                f"{self.budget_bytes} bytes by {report.file_bytes - self.budget_bytes}"
+            )
         return report
 
     def to_dict(self) -> dict[str, Any]:
-        from compressor.budget_report import result_to_dict
+        from dcz.compressor.budget_report import result_to_dict
 
         return result_to_dict(self)
 
     def to_text(self) -> str:
-        from compressor.budget_report import render_text
+        from dcz.compressor.budget_report import render_text
 
         return render_text(self.to_dict())
 
     def to_markdown(self) -> str:
-        from compressor.budget_report import render_markdown
+        from dcz.compressor.budget_report import render_markdown
 
         return render_markdown(self.to_dict())
 
 
 # --- writing ---------------------------------------------------------------------------------------
+
 
 def _bake(model: torch.nn.Module, states: dict[str, LayerState]) -> torch.nn.Module:
     """A copy of model computing with the compressed weights."""
@@ -165,7 +178,7 @@ def _bake(model: torch.nn.Module, states: dict[str, LayerState]) -> torch.nn.Mod
 
 def _write_file(model, example_input, states, path, metadata):
     """Write through the exporter (graph + placeholders + raw small tensors)."""
-    from compressor.export import export_dcz
+    from dcz.compressor.export import export_dcz
 
     return export_dcz(_bake(model, states), example_input, states, path, metadata=metadata)
 
@@ -182,6 +195,7 @@ def _write_plan(model, example_input, layers, plan: Plan, metadata, workdir: str
 
 
 # --- solving to a written file ---------------------------------------------------------------------
+
 
 def _solve_written(layers, budget: int, overhead: int, write: Callable[[Plan], Written]) -> Written:
     """Allocate, write, and tighten the target by any excess until the written file fits."""
@@ -250,9 +264,13 @@ def _rank_uniform_by_score(model, layers, fitting: list[UniformSetting], score) 
         key = (s.sparsity, s.label_bits)
         if key not in smallest or s.nbytes < smallest[key].nbytes:
             smallest[key] = s
-    maximal = [s for s in smallest.values()
-               if not any((o.sparsity <= s.sparsity and o.label_bits >= s.label_bits) and o is not s
-                          for o in smallest.values())]
+    maximal = [
+        s
+        for s in smallest.values()
+        if not any(
+            (o.sparsity <= s.sparsity and o.label_bits >= s.label_bits) and o is not s for o in smallest.values()
+        )
+    ]
     scored = []
     for s in maximal:
         scored.append((float(score(_bake(model, _uniform_plan(layers, s).states(layers)))), s))
@@ -274,6 +292,7 @@ def _smallest_plan(layers) -> Plan:
 
 # --- public API -------------------------------------------------------------------------------------
 
+
 @dataclass
 class BudgetProblem:
     """The measured candidates of a model: reusable across budgets (measuring is the slow part)."""
@@ -286,10 +305,15 @@ class BudgetProblem:
         return min_bytes(self.layers)
 
 
-def prepare_budget(model: torch.nn.Module, calib, candidates: CandidateGrid | None = None,
-                   loss_fn: Callable | None = None, progress: Callable[[str], None] | None = None,
-                   metric_fn: Callable[[torch.nn.Module], float] | None = None,
-                   metric_points: int = METRIC_POINTS) -> BudgetProblem:
+def prepare_budget(
+    model: torch.nn.Module,
+    calib,
+    candidates: CandidateGrid | None = None,
+    loss_fn: Callable | None = None,
+    progress: Callable[[str], None] | None = None,
+    metric_fn: Callable[[torch.nn.Module], float] | None = None,
+    metric_points: int = METRIC_POINTS,
+) -> BudgetProblem:
     """Weigh every compressible weight (Fisher diagonal on `calib`) and measure every candidate.
 
     metric_fn: the user's metric (higher is better, e.g. accuracy on held-out data). When given, the
@@ -324,7 +348,7 @@ def _measure_damage_with_metric(model, named, layers: list[LayerCandidates], met
     """Replace Fisher damages by measured metric drops on a thinned Pareto front of each layer."""
     from dataclasses import replace
 
-    from compressor.budget_solver import pareto
+    from dcz.compressor.budget_solver import pareto
 
     base = float(metric_fn(model))
     for layer in layers:
@@ -348,14 +372,27 @@ def _measure_damage_with_metric(model, named, layers: list[LayerCandidates], met
         layer.candidates = measured
 
 
-def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=None,
-               eval_fn: Callable[[torch.nn.Module], float] | None = None, train_loader: Iterable | None = None,
-               candidates: CandidateGrid | None = None, finetune: int = 1, seed: int = 0,
-               loss_fn: Callable | None = None, finetune_lr: float = 1e-3, uniform: bool = True,
-               out_path=None, metadata: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
-               problem: "BudgetProblem | None" = None,
-               metric_fn: Callable[[torch.nn.Module], float] | None = None, distill: bool = False,
-               uniform_fn: Callable[[torch.nn.Module], float] | None = None) -> BudgetResult:
+def fit_budget(
+    model: torch.nn.Module,
+    example_input,
+    budget_bytes: int,
+    calib=None,
+    eval_fn: Callable[[torch.nn.Module], float] | None = None,
+    train_loader: Iterable | None = None,
+    candidates: CandidateGrid | None = None,
+    finetune: int = 1,
+    seed: int = 0,
+    loss_fn: Callable | None = None,
+    finetune_lr: float = 1e-3,
+    uniform: bool = True,
+    out_path=None,
+    metadata: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+    problem: BudgetProblem | None = None,
+    metric_fn: Callable[[torch.nn.Module], float] | None = None,
+    distill: bool = False,
+    uniform_fn: Callable[[torch.nn.Module], float] | None = None,
+) -> BudgetResult:
     """Choose per-layer sparsity, label bits and gap bits so the written .dcz is <= budget_bytes.
 
     model         torch module (not modified); compressible weights are Linear / Conv weights.
@@ -387,14 +424,17 @@ def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=N
     torch.manual_seed(seed)
     if problem is None:
         if calib is None:
-            say("no calibration data: weighing damage by the Fisher diagonal on Gaussian noise inputs "
-                "(pass calib=(x, y) batches for an allocation that knows the data)")
+            say(
+                "no calibration data: weighing damage by the Fisher diagonal on Gaussian noise inputs "
+                "(pass calib=(x, y) batches for an allocation that knows the data)"
+            )
             calib = _noise_like(example_input, NOISE_SAMPLES, seed)
         problem = prepare_budget(model, calib, candidates, loss_fn, progress, metric_fn=metric_fn)
     model, layers, grid = problem.model, problem.layers, problem.grid
     meta = dict(metadata or {})
     tensor_curve = rate_curve(layers)  # (tensor bytes, damage): known before any write, recorded in the file
     with tempfile.TemporaryDirectory(prefix="dcz-budget-") as workdir:
+
         def write(plan: Plan, recorded_budget: int = budget) -> Written:
             extra = _budget_metadata(recorded_budget, layers, plan, _thin(tensor_curve))
             return _write_plan(model, example_input, layers, plan, {**meta, **extra}, workdir)
@@ -418,11 +458,24 @@ def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=N
         if final.file_bytes > budget:  # cannot happen while budget >= smallest file; never return an overrun
             raise budget_error(f"could not fit {budget} bytes: best written file {final.file_bytes} bytes")
         curve = [(b + overhead, d) for b, d in tensor_curve]
-        result = _result(model, example_input, budget, layers, final, smallest, overhead, curve, base, chose_uniform,
-                         {**meta, **_budget_metadata(budget, layers, final.plan, _thin(tensor_curve))})
+        result = _result(
+            model,
+            example_input,
+            budget,
+            layers,
+            final,
+            smallest,
+            overhead,
+            curve,
+            base,
+            chose_uniform,
+            {**meta, **_budget_metadata(budget, layers, final.plan, _thin(tensor_curve))},
+        )
         if result.uniform is not None and uniform_fn is not None:
             result.uniform.selected_by = "score"
-        result.uniform_curve = _pareto([(s.nbytes + overhead, s.damage) for s in uniform_settings(layers, grid.gap_bits)])
+        result.uniform_curve = _pareto(
+            [(s.nbytes + overhead, s.damage) for s in uniform_settings(layers, grid.gap_bits)]
+        )
     _evaluate_and_finetune(result, eval_fn, train_loader, finetune, finetune_lr, loss_fn, say, distill)
     if out_path is not None:
         report = result.save(out_path)
@@ -433,11 +486,13 @@ def fit_budget(model: torch.nn.Module, example_input, budget_bytes: int, calib=N
 def _impossible_message(budget: int, smallest: Written, layers: list[LayerCandidates]) -> str:
     report = smallest.report
     tensor_total = sum(smallest.layer_bytes.values())
-    return (f"budget of {budget} bytes is impossible: the smallest reachable file is {smallest.file_bytes} bytes "
-            f"(graph {report.graph_bytes} + header {report.header_bytes} + padding {report.padding_bytes} + raw tensors "
-            f"{smallest.file_bytes - tensor_total - report.graph_bytes - report.header_bytes - report.padding_bytes} + "
-            f"{len(layers)} layers at their smallest encoding {tensor_total}); raise the budget to at least "
-            f"{smallest.file_bytes} bytes")
+    return (
+        f"budget of {budget} bytes is impossible: the smallest reachable file is {smallest.file_bytes} bytes "
+        f"(graph {report.graph_bytes} + header {report.header_bytes} + padding {report.padding_bytes} + raw tensors "
+        f"{smallest.file_bytes - tensor_total - report.graph_bytes - report.header_bytes - report.padding_bytes} + "
+        f"{len(layers)} layers at their smallest encoding {tensor_total}); raise the budget to at least "
+        f"{smallest.file_bytes} bytes"
+    )
 
 
 def _budget_metadata(budget: int, layers, plan: Plan, curve) -> dict[str, Any]:
@@ -445,40 +500,68 @@ def _budget_metadata(budget: int, layers, plan: Plan, curve) -> dict[str, Any]:
 
     The curve is in tensor bytes (the allocated layers only): the report adds the file's overhead."""
     predicted = plan.predicted_tensor_bytes(layers)
-    alloc = [[layer.name, c.sparsity, c.label_bits, g if g is not None else c.gap_bits, p]
-             for layer, c, g, p in zip(layers, plan.choice, plan.gap_override, predicted)]
+    alloc = [
+        [layer.name, c.sparsity, c.label_bits, g if g is not None else c.gap_bits, p]
+        for layer, c, g, p in zip(layers, plan.choice, plan.gap_override, predicted)
+    ]
     meta = {"compress.budget.bytes": budget, "compress.budget.allocation": alloc}
     if curve:
         meta["compress.budget.curve"] = curve
     return meta
 
 
-def _result(model, example_input, budget, layers, final: Written, smallest: Written, overhead, curve, base,
-            chose_uniform, meta) -> BudgetResult:
+def _result(
+    model, example_input, budget, layers, final: Written, smallest: Written, overhead, curve, base, chose_uniform, meta
+) -> BudgetResult:
     predicted = final.plan.predicted_tensor_bytes(layers)
     allocation = []
     for layer, cand, gap, pred in zip(layers, final.plan.choice, final.plan.gap_override, predicted):
-        allocation.append(LayerAllocation(
-            name=layer.name, layer_type=layer.layer_type, shape=tuple(layer.weight.shape), numel=layer.numel,
-            encoding=cand.encoding, sparsity=cand.sparsity, label_bits=cand.label_bits,
-            gap_bits=gap if gap is not None else cand.gap_bits, predicted_bytes=int(pred),
-            actual_bytes=final.layer_bytes.get(layer.name), damage=cand.damage))
+        allocation.append(
+            LayerAllocation(
+                name=layer.name,
+                layer_type=layer.layer_type,
+                shape=tuple(layer.weight.shape),
+                numel=layer.numel,
+                encoding=cand.encoding,
+                sparsity=cand.sparsity,
+                label_bits=cand.label_bits,
+                gap_bits=gap if gap is not None else cand.gap_bits,
+                predicted_bytes=int(pred),
+                actual_bytes=final.layer_bytes.get(layer.name),
+                damage=cand.damage,
+            )
+        )
     uniform = None
     if base is not None:
-        first = next(i for i, g in enumerate(base.plan.gap_override) if g is not None) if any(
-            g is not None for g in base.plan.gap_override) else 0
+        first = (
+            next(i for i, g in enumerate(base.plan.gap_override) if g is not None)
+            if any(g is not None for g in base.plan.gap_override)
+            else 0
+        )
         c = base.plan.choice[first]
-        uniform = UniformBaseline(c.sparsity, c.label_bits, base.plan.gap_override[first] or c.gap_bits,
-                                  base.file_bytes, base.plan.damage)
+        uniform = UniformBaseline(
+            c.sparsity, c.label_bits, base.plan.gap_override[first] or c.gap_bits, base.file_bytes, base.plan.damage
+        )
     dense_bytes = sum(4 * p.numel() for p in model.parameters())
     result = BudgetResult(
-        budget_bytes=budget, dense_bytes=dense_bytes, min_file_bytes=smallest.file_bytes, file_bytes=final.file_bytes,
-        predicted_file_bytes=overhead + sum(predicted), allocation=allocation, damage=final.plan.damage,
-        uniform=uniform, accuracy={}, curve=curve, chose_uniform=chose_uniform, layers=final.states,
-        model=_bake(model, final.states), example_input=example_input,
+        budget_bytes=budget,
+        dense_bytes=dense_bytes,
+        min_file_bytes=smallest.file_bytes,
+        file_bytes=final.file_bytes,
+        predicted_file_bytes=overhead + sum(predicted),
+        allocation=allocation,
+        damage=final.plan.damage,
+        uniform=uniform,
+        accuracy={},
+        curve=curve,
+        chose_uniform=chose_uniform,
+        layers=final.states,
+        model=_bake(model, final.states),
+        example_input=example_input,
         metadata=meta,
         uniform_layers=base.states if base is not None else None,
-        uniform_model=_bake(model, base.states) if base is not None else None)
+        uniform_model=_bake(model, base.states) if base is not None else None,
+    )
     result._dense_model = model  # for accuracy of the dense reference
     return result
 
@@ -500,8 +583,9 @@ def _thin(curve: list[tuple[int, float]], points: int = CURVE_POINTS_IN_FILE) ->
     return [[int(curve[i][0]), float(f"{curve[i][1]:.4g}")] for i in idx]
 
 
-def _evaluate_and_finetune(result: BudgetResult, eval_fn, train_loader, epochs, lr, loss_fn, say,
-                           distill: bool = False) -> None:
+def _evaluate_and_finetune(
+    result: BudgetResult, eval_fn, train_loader, epochs, lr, loss_fn, say, distill: bool = False
+) -> None:
     if eval_fn is not None:
         result.accuracy["dense"] = float(eval_fn(result._dense_model))
         result.accuracy["budget"] = float(eval_fn(result.model))
@@ -509,22 +593,27 @@ def _evaluate_and_finetune(result: BudgetResult, eval_fn, train_loader, epochs, 
             result.uniform.accuracy["uniform"] = float(eval_fn(result.uniform_model))
     if train_loader is None or not epochs:
         return
-    from compressor.budget_finetune import finetune_centroids
+    from dcz.compressor.budget_finetune import finetune_centroids
 
     say("fine-tuning centroids" + (" (distilling from the dense model)" if distill else ""))
     teacher = result._dense_model if distill else None
-    result.model, result.layers = finetune_centroids(result.model, result.layers, train_loader, epochs, lr, loss_fn,
-                                                     teacher=teacher)
+    result.model, result.layers = finetune_centroids(
+        result.model, result.layers, train_loader, epochs, lr, loss_fn, teacher=teacher
+    )
     if eval_fn is not None:
         result.accuracy["budget+finetune"] = float(eval_fn(result.model))
     if result.uniform_model is not None:
         result.uniform_model, result.uniform_layers = finetune_centroids(
-            result.uniform_model, result.uniform_layers, train_loader, epochs, lr, loss_fn, teacher=teacher)
+            result.uniform_model, result.uniform_layers, train_loader, epochs, lr, loss_fn, teacher=teacher
+        )
         if eval_fn is not None:
             result.uniform.accuracy["uniform+finetune"] = float(eval_fn(result.uniform_model))
     with tempfile.TemporaryDirectory(prefix="dcz-budget-") as workdir:  # centroids moved: re-verify the size
-        report = _write_file(result.model, result.example_input, result.layers, os.path.join(workdir, "f.dcz"),
-                             result.metadata)
+        report = _write_file(
+            result.model, result.example_input, result.layers, os.path.join(workdir, "f.dcz"), result.metadata
+        )
     result.file_bytes = int(report.file_bytes)
     if result.file_bytes > result.budget_bytes:  # cannot happen (sizes fixed by masks and labels); never hide it
-        raise budget_error(f"after fine-tuning the file is {result.file_bytes} bytes, over the budget of {result.budget_bytes}")
+        raise budget_error(
+            f"after fine-tuning the file is {result.file_bytes} bytes, over the budget of {result.budget_bytes}"
+        )

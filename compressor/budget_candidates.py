@@ -15,13 +15,14 @@ are kept as measured deltas for the uniform baseline, which must use the same ga
 This module is torch-free (numpy + formats): the damage weights (Fisher diagonal) come in as an
 array, computed by the caller.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-import formats
+from dcz import formats
 
 DEFAULT_SPARSITIES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995)
 DEFAULT_LABEL_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -39,7 +40,7 @@ class CandidateGrid:
     allow_raw: bool = True  # float32 as-is: zero damage, 4 bytes a weight (only for roomy budgets)
 
     def __post_init__(self) -> None:
-        from compressor.budget_errors import budget_error
+        from dcz.compressor.budget_errors import budget_error
 
         if not self.sparsities or any(not 0.0 <= s < 1.0 for s in self.sparsities):
             raise budget_error(f"candidate sparsities must lie in [0, 1), got {list(self.sparsities)}")
@@ -106,7 +107,7 @@ class LayerCandidates:
 
     def state(self, cand: Candidate, gap_bits: int | None = None):
         """The LayerState for a candidate (recomputes prune + k-means: deterministic)."""
-        from compressor.state import LayerState
+        from dcz.compressor.state import LayerState
 
         shape = tuple(self.weight.shape)
         if cand.label_bits is None:
@@ -115,9 +116,13 @@ class LayerCandidates:
         codebook, labels = share(self.weight, mask, cand.label_bits)  # same as when measured (deterministic)
         gaps = cand.gap_bits if gap_bits is None else gap_bits
         return LayerState(
-            self.name, self.layer_type, shape,
+            self.name,
+            self.layer_type,
+            shape,
             mask=mask if cand.gap_bits is not None else None,
-            codebook=codebook, labels=labels, label_bits=cand.label_bits,
+            codebook=codebook,
+            labels=labels,
+            label_bits=cand.label_bits,
             gap_bits=gaps if cand.gap_bits is not None else None,
         )
 
@@ -136,17 +141,18 @@ def prune_mask(weight: np.ndarray, sparsity: float, order: np.ndarray | None = N
     return mask.reshape(weight.shape)
 
 
-def share(weight: np.ndarray, mask: np.ndarray, label_bits: int,
-          sorted_kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def share(
+    weight: np.ndarray, mask: np.ndarray, label_bits: int, sorted_kept: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """k-means (linear init) over the surviving weights: (codebook (k,), labels of weight.shape, 0 where pruned).
 
     `sorted_kept` (the kept values sorted) only saves work; the result is the same without it."""
-    from compressor.kmeans import assign, kmeans_1d
+    from dcz.compressor.kmeans import assign, kmeans_1d
 
     kept = weight[mask].astype(np.float32)
     srt = np.sort(kept) if sorted_kept is None else sorted_kept
     distinct = 1 + int(np.count_nonzero(np.diff(srt))) if srt.size else 0
-    k = max(1, min(2 ** label_bits, distinct))
+    k = max(1, min(2**label_bits, distinct))
     codebook, _ = kmeans_1d(srt, k, init="linear", seed=0)
     codebook = np.asarray(codebook, dtype=np.float32)
     labels = np.zeros(weight.shape, dtype=np.int64)
@@ -166,15 +172,17 @@ def encoded_bytes(tensor) -> int:
     return int(report.tensors[0].huffman_bytes)
 
 
-def _format_tensor(name: str, mask: np.ndarray, labels: np.ndarray, codebook: np.ndarray,
-                   label_bits: int, gap_bits: int | None):
+def _format_tensor(
+    name: str, mask: np.ndarray, labels: np.ndarray, codebook: np.ndarray, label_bits: int, gap_bits: int | None
+):
     if gap_bits is None:
         return formats.Shared(name, labels, codebook, label_bits)
     return formats.SparseShared(name, mask, labels, codebook, label_bits, gap_bits)
 
 
-def measure_layer(name: str, layer_type: str, weight: np.ndarray, fisher: np.ndarray,
-                  grid: CandidateGrid = CandidateGrid()) -> LayerCandidates:
+def measure_layer(
+    name: str, layer_type: str, weight: np.ndarray, fisher: np.ndarray, grid: CandidateGrid = CandidateGrid()
+) -> LayerCandidates:
     """Encode every grid setting of one layer; return sizes (real bytes) and damages."""
     weight = np.array(weight, dtype=np.float32, order="C", copy=True)  # never a view of a live parameter
     fisher = np.ascontiguousarray(fisher, dtype=np.float64).reshape(weight.shape)
@@ -184,7 +192,7 @@ def measure_layer(name: str, layer_type: str, weight: np.ndarray, fisher: np.nda
     order = prune_order(weight)
     flat_w, flat_f = weight.reshape(-1).astype(np.float64), fisher.reshape(-1)
     # damage of the pruned part, for every prefix of the magnitude order: O(1) per sparsity
-    pruned_damage = np.concatenate([[0.0], np.cumsum((flat_f * flat_w ** 2)[order])])
+    pruned_damage = np.concatenate([[0.0], np.cumsum((flat_f * flat_w**2)[order])])
     ref_bits = _reference_bits(grid.label_bits)
     for sparsity in sorted(set(grid.sparsities)):
         mask = prune_mask(weight, sparsity, order)

@@ -6,21 +6,22 @@ compressor.finetune.finetune drives the training (progress bar, optional distill
 labels and bit widths do not move, so the file's size does not move either: only the codebook
 values and the raw tensors (biases, raw layers, BatchNorm) change.
 """
+
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compressor.finetune import finetune
-from compressor.share import SharedWeight
-from compressor.state import LayerState
+from dcz.compressor.finetune import finetune
+from dcz.compressor.share import SharedWeight
+from dcz.compressor.state import LayerState
 
 
 def _module_of(model: nn.Module, param_name: str) -> nn.Module:
@@ -51,22 +52,41 @@ def _share(model: nn.Module, name: str, state: LayerState) -> None:
     mask = None if state.mask is None else torch.from_numpy(np.asarray(state.mask, dtype=bool).reshape(state.shape))
     labels = torch.from_numpy(np.asarray(state.labels, dtype=np.int64).reshape(state.shape))
     module = _module_of(model, name)
-    parametrize.register_parametrization(module, "weight", SharedWeight(
-        torch.from_numpy(np.asarray(state.codebook, dtype=np.float32)), labels, mask, state.group_rows))
+    parametrize.register_parametrization(
+        module,
+        "weight",
+        SharedWeight(torch.from_numpy(np.asarray(state.codebook, dtype=np.float32)), labels, mask, state.group_rows),
+    )
     module.parametrizations["weight"].original.requires_grad_(False)  # superseded by the centroids
 
 
-def finetune_centroids(model: nn.Module, states: dict[str, LayerState], train_loader: Iterable, epochs: int = 1,
-                       lr: float = 1e-3, loss_fn: Callable | None = None, teacher: nn.Module | None = None,
-                       progress: bool = False) -> tuple[nn.Module, dict[str, LayerState]]:
+def finetune_centroids(
+    model: nn.Module,
+    states: dict[str, LayerState],
+    train_loader: Iterable,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    loss_fn: Callable | None = None,
+    teacher: nn.Module | None = None,
+    progress: bool = False,
+) -> tuple[nn.Module, dict[str, LayerState]]:
     """Train centroids (and the raw tensors) for `epochs`; returns (model with plain weights, updated states)."""
     model = copy.deepcopy(model)
     batches = list(train_loader)
     shared = {name: s for name, s in states.items() if s.codebook is not None}
     for name, state in shared.items():
         _share(model, name, state)
-    finetune(model, batches, int(epochs), lr, loss_fn=loss_fn, optimizer_factory=lambda params, rate: CosineAdam(params, rate, int(epochs) * len(batches)),
-             teacher=teacher, progress=progress, desc="budget fine-tune")
+    finetune(
+        model,
+        batches,
+        int(epochs),
+        lr,
+        loss_fn=loss_fn,
+        optimizer_factory=lambda params, rate: CosineAdam(params, rate, int(epochs) * len(batches)),
+        teacher=teacher,
+        progress=progress,
+        desc="budget fine-tune",
+    )
     model.eval()
     new_states = dict(states)
     for name, state in shared.items():

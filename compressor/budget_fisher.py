@@ -7,15 +7,16 @@ backward pass per chunk), and it sees that a weight's error matters more in some
 Gradients are taken per small chunk, not per whole batch, because the squared mean gradient of a
 big batch is near zero at an optimum while the mean of squared per-sample gradients is not.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from compressor.budget_errors import budget_error
+from dcz.compressor.budget_errors import budget_error
 
 COMPRESSIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 MAX_BACKWARD_PASSES = 128
@@ -34,8 +35,13 @@ def compressible_weights(model: nn.Module) -> dict[str, tuple[str, nn.Parameter]
 def _batches(calib) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     if isinstance(calib, torch.Tensor):
         return [(calib, None)]
-    if isinstance(calib, (tuple, list)) and len(calib) == 2 and all(isinstance(t, torch.Tensor) for t in calib) \
-            and calib[0].shape[:1] == calib[1].shape[:1] and calib[1].dim() <= 1:
+    if (
+        isinstance(calib, (tuple, list))
+        and len(calib) == 2
+        and all(isinstance(t, torch.Tensor) for t in calib)
+        and calib[0].shape[:1] == calib[1].shape[:1]
+        and calib[1].dim() <= 1
+    ):
         return [(calib[0], calib[1])]
     out = []
     for item in calib:
@@ -44,7 +50,9 @@ def _batches(calib) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         elif isinstance(item, (tuple, list)) and len(item) >= 2:
             out.append((item[0], item[1]))
         else:
-            raise budget_error(f"calib: expected a tensor, an (x, y) pair or an iterable of (x, y) batches, got {type(item).__name__}")
+            raise budget_error(
+                f"calib: expected a tensor, an (x, y) pair or an iterable of (x, y) batches, got {type(item).__name__}"
+            )
     if not out:
         raise budget_error("calib: no calibration batch given")
     return out
@@ -56,11 +64,12 @@ def _loss(output: torch.Tensor, target: torch.Tensor | None, loss_fn: Callable |
     if output.dim() == 2:  # classifier: cross-entropy against the labels, or the model's own predictions
         labels = target if target is not None else output.detach().argmax(dim=1)
         return nn.functional.cross_entropy(output, labels, reduction="sum")
-    return 0.5 * (output ** 2).sum()  # no labels, no classifier: sensitivity of the output energy
+    return 0.5 * (output**2).sum()  # no labels, no classifier: sensitivity of the output energy
 
 
-def fisher_diagonal(model: nn.Module, named: dict[str, tuple[str, nn.Parameter]], calib,
-                    loss_fn: Callable | None = None) -> dict[str, np.ndarray]:
+def fisher_diagonal(
+    model: nn.Module, named: dict[str, tuple[str, nn.Parameter]], calib, loss_fn: Callable | None = None
+) -> dict[str, np.ndarray]:
     """param name -> float64 array of mean squared chunk gradients (the model is left unchanged)."""
     batches = _batches(calib)
     samples = sum(int(x.shape[0]) for x, _ in batches)
@@ -73,8 +82,8 @@ def fisher_diagonal(model: nn.Module, named: dict[str, tuple[str, nn.Parameter]]
     try:
         for x, y in batches:
             for start in range(0, int(x.shape[0]), chunk):
-                xs = x[start:start + chunk]
-                ys = None if y is None else y[start:start + chunk]
+                xs = x[start : start + chunk]
+                ys = None if y is None else y[start : start + chunk]
                 grads = torch.autograd.grad(_loss(model(xs), ys, loss_fn), params, allow_unused=True)
                 for a, g in zip(acc, grads):
                     if g is not None:

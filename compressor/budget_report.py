@@ -5,6 +5,7 @@
 shows predicted against actual bytes when the file was written by `fit_budget` (its metadata records
 the allocation and the predicted bytes per layer).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-import formats
+from dcz import formats
 
 
 @dataclass
@@ -72,10 +73,20 @@ def budget_report(path, budget_bytes: int | None = None) -> dict[str, Any]:
         row = recorded.get(param)
         numel = int(np.prod(info.shape)) if info.shape else 1
         sparsity = 1.0 - (info.nnz / numel) if info.nnz is not None and numel else 0.0
-        layers.append(LayerAllocation(
-            name=param, layer_type="", shape=tuple(info.shape), numel=numel, encoding=info.encoding,
-            sparsity=round(sparsity, 4), label_bits=info.label_bits, gap_bits=info.gap_bits,
-            predicted_bytes=int(row[4]) if row else None, actual_bytes=int(sizes.huffman_bytes)))
+        layers.append(
+            LayerAllocation(
+                name=param,
+                layer_type="",
+                shape=tuple(info.shape),
+                numel=numel,
+                encoding=info.encoding,
+                sparsity=round(sparsity, 4),
+                label_bits=info.label_bits,
+                gap_bits=info.gap_bits,
+                predicted_bytes=int(row[4]) if row else None,
+                actual_bytes=int(sizes.huffman_bytes),
+            )
+        )
     layers.sort(key=lambda a: -(a.actual_bytes or 0))
     # The recorded curve counts the allocated layers' bytes only; everything else is fixed overhead.
     fixed = int(report.file_bytes) - sum(a.actual_bytes for a in layers if a.name in recorded)
@@ -100,9 +111,18 @@ def _rows(d: dict[str, Any]) -> list[list[str]]:
     rows = []
     for a in d["layers"]:
         pred, act = a.get("predicted_bytes"), a.get("actual_bytes")
-        rows.append([a["name"], "x".join(map(str, a["shape"])), a["encoding"], f"{100 * a['sparsity']:.1f}%",
-                     _fmt_bits(a["label_bits"]), _fmt_bits(a["gap_bits"]), "-" if pred is None else str(pred),
-                     "-" if act is None else str(act)])
+        rows.append(
+            [
+                a["name"],
+                "x".join(map(str, a["shape"])),
+                a["encoding"],
+                f"{100 * a['sparsity']:.1f}%",
+                _fmt_bits(a["label_bits"]),
+                _fmt_bits(a["gap_bits"]),
+                "-" if pred is None else str(pred),
+                "-" if act is None else str(act),
+            ]
+        )
     return rows
 
 
@@ -113,18 +133,24 @@ def _summary(d: dict[str, Any]) -> list[str]:
     lines = []
     if d.get("budget_bytes") is not None:
         verdict = "FITS" if d["fits"] else "DOES NOT FIT"
-        lines.append(f"{verdict}: file {d['file_bytes']} B, budget {d['budget_bytes']} B "
-                     f"({'slack' if d['slack_bytes'] >= 0 else 'over by'} {abs(d['slack_bytes'])} B)")
+        lines.append(
+            f"{verdict}: file {d['file_bytes']} B, budget {d['budget_bytes']} B "
+            f"({'slack' if d['slack_bytes'] >= 0 else 'over by'} {abs(d['slack_bytes'])} B)"
+        )
     else:
         lines.append(f"file {d['file_bytes']} B (no budget given or recorded)")
     if d.get("predicted_file_bytes") is not None:
-        lines.append(f"predicted file {d['predicted_file_bytes']} B; smallest reachable {d['min_file_bytes']} B; "
-                     f"dense float32 {d['dense_bytes']} B ({d['compression']:.1f}x)")
+        lines.append(
+            f"predicted file {d['predicted_file_bytes']} B; smallest reachable {d['min_file_bytes']} B; "
+            f"dense float32 {d['dense_bytes']} B ({d['compression']:.1f}x)"
+        )
     if d.get("uniform"):
         u = d["uniform"]
-        lines.append(f"uniform baseline: pruned {100 * u['sparsity']:.1f}%, {u['label_bits']} label bits, {u['gap_bits']} gap bits, "
-                     f"{u['file_bytes']} B, est. damage {u['damage']:.4g} (solver {d['damage']:.4g})"
-                     + (" -> uniform kept" if d.get("chose_uniform") else ""))
+        lines.append(
+            f"uniform baseline: pruned {100 * u['sparsity']:.1f}%, {u['label_bits']} label bits, {u['gap_bits']} gap bits, "
+            f"{u['file_bytes']} B, est. damage {u['damage']:.4g} (solver {d['damage']:.4g})"
+            + (" -> uniform kept" if d.get("chose_uniform") else "")
+        )
         for stage, acc in (u.get("accuracy") or {}).items():
             lines.append(f"accuracy {stage}: {acc:.4f}")
     for stage, acc in (d.get("accuracy") or {}).items():
@@ -141,8 +167,7 @@ def render_text(d: dict[str, Any]) -> str:
 
 
 def render_markdown(d: dict[str, Any]) -> str:
-    lines = [f"- {line}" for line in _summary(d)] + ["", "| " + " | ".join(HEADERS) + " |",
-                                                     "|" + "---|" * len(HEADERS)]
+    lines = [f"- {line}" for line in _summary(d)] + ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(d)]
     return "\n".join(lines)
 
@@ -171,7 +196,9 @@ def plot_rate_curve(result, path, runs: list | None = None) -> None:
     if d.get("damage"):
         ax.plot([d["file_bytes"] / 1024], [d["damage"]], "o", color="C0", label="chosen (written)")
     if d.get("uniform") and d["uniform"].get("damage"):
-        ax.plot([d["uniform"]["file_bytes"] / 1024], [d["uniform"]["damage"]], "s", color="C1", label="uniform (written)")
+        ax.plot(
+            [d["uniform"]["file_bytes"] / 1024], [d["uniform"]["damage"]], "s", color="C1", label="uniform (written)"
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("file size (KiB)")
@@ -186,8 +213,11 @@ def plot_rate_curve(result, path, runs: list | None = None) -> None:
             if xy:
                 ax2.plot(*zip(*xy), "o-" if "fine" in key else "o--", color=color, label=label)
         for key, label in (("uniform+finetune", "uniform + fine-tune"), ("uniform", "uniform")):
-            xy = [(r["uniform"]["file_bytes"] / 1024, r["uniform"]["accuracy"][key]) for _, r in pts
-                  if r.get("uniform") and key in (r["uniform"].get("accuracy") or {})]
+            xy = [
+                (r["uniform"]["file_bytes"] / 1024, r["uniform"]["accuracy"][key])
+                for _, r in pts
+                if r.get("uniform") and key in (r["uniform"].get("accuracy") or {})
+            ]
             if xy:
                 ax2.plot(*zip(*xy), "s-" if "fine" in key else "s--", color="C1", label=label)
         dense = [r["accuracy"]["dense"] for _, r in pts if "dense" in r["accuracy"]]

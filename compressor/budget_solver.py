@@ -12,13 +12,14 @@ out bigger than predicted. An exact dynamic program (multiple-choice knapsack ov
 and the better allocation wins: the Lagrangian misses the optimum when a layer's next hull point
 does not fit but a combination of off-hull points does.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from compressor.budget_candidates import Candidate, LayerCandidates
+from dcz.compressor.budget_candidates import Candidate, LayerCandidates
 
 
 def lower_hull(cands: list[Candidate]) -> list[Candidate]:
@@ -196,7 +197,7 @@ def uniform_settings(layers: list[LayerCandidates], gap_bits: tuple[int, ...]) -
     first = layers[0]
     keys = {(c.sparsity, c.label_bits) for c in first.candidates if c.label_bits is not None}
     for sparsity, bits in sorted(keys):
-        for gaps in (gap_bits if sparsity > 0 else (min(gap_bits),)):
+        for gaps in gap_bits if sparsity > 0 else (min(gap_bits),):
             nbytes, damage = 0, 0.0
             for layer in layers:
                 size = layer.uniform_bytes(sparsity, bits, gaps)

@@ -10,12 +10,14 @@ codebooks, 8-bit conv / 5-bit fc relative indices). This mirrors coremltools'
 names the key, e.g. ``config.by_name['fc1'].bits: must be an integer in 1..8, got 0``.
 This module imports neither torch nor scikit-learn (the ONNX-in path uses it).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
-from compressor.errors import CompressError
+from dcz.compressor.errors import CompressError
 
 PRUNE_METHODS = ("none", "threshold", "sparsity", "quality", "global")
 INIT_METHODS = ("linear", "density", "random", "kmeans++")
@@ -36,6 +38,7 @@ def layer_family(layer_type: str) -> str:
 
 # --- value checks: each returns the value or raises CompressError naming `where` -------------
 
+
 def _fail(where: str, message: str) -> CompressError:
     return CompressError(f"{where}: {message}")
 
@@ -49,8 +52,9 @@ def _check_int(where: str, value: Any, low: int, high: int | None = None) -> int
     return value
 
 
-def _check_float(where: str, value: Any, low: float, high: float | None = None, *,
-                 high_open: bool = False, low_open: bool = False) -> float:
+def _check_float(
+    where: str, value: Any, low: float, high: float | None = None, *, high_open: bool = False, low_open: bool = False
+) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise _fail(where, f"must be a number, got {value!r}")
     value = float(value)
@@ -59,7 +63,9 @@ def _check_float(where: str, value: Any, low: float, high: float | None = None, 
     if too_low or too_high:
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
-        span = f"in {left}{low:g}, {high:g}{right}" if high is not None else (f"> {low:g}" if low_open else f">= {low:g}")
+        span = (
+            f"in {left}{low:g}, {high:g}{right}" if high is not None else (f"> {low:g}" if low_open else f">= {low:g}")
+        )
         raise _fail(where, f"must be {span}, got {value!r}")
     return value
 
@@ -85,6 +91,7 @@ def _reject_unknown(where: str, given: Mapping[str, Any], known: list[str]) -> N
 
 
 # --- per-layer settings -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LayerConfig:
@@ -148,7 +155,7 @@ class LayerConfig:
         return [f.name for f in fields(cls) if f.name != "where"]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "config") -> "LayerConfig":
+    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "config") -> LayerConfig:
         data = {} if data is None else data
         _reject_unknown(where, data, cls.keys())
         return cls(**dict(data), where=where)
@@ -163,8 +170,17 @@ _FAMILY_DEFAULTS = {
     "fc": LayerConfig(bits=5, gap_bits=5, where="defaults.fc"),
     "other": LayerConfig(bits=8, gap_bits=8, where="defaults.other"),
 }
-_BASE_DEFAULTS = LayerConfig(prune="none", sparsity=0.0, threshold=0.0, quality=0.0, share=True,
-                             init="linear", kmeans="exact", skip=False, where="defaults")
+_BASE_DEFAULTS = LayerConfig(
+    prune="none",
+    sparsity=0.0,
+    threshold=0.0,
+    quality=0.0,
+    share=True,
+    init="linear",
+    kmeans="exact",
+    skip=False,
+    where="defaults",
+)
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,7 @@ class LayerPlan:
 
 
 # --- whole-run settings -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CompressConfig:
@@ -220,8 +237,21 @@ class CompressConfig:
     min_weights: int = 0
     seed: int = 0
 
-    _DICT_KEYS = ("global", "by_type", "by_name", "prune_steps", "prune_epochs", "share_epochs", "lr",
-                  "share_lr", "distill_temperature", "distill_alpha", "fold_batchnorm", "min_weights", "seed")
+    _DICT_KEYS = (
+        "global",
+        "by_type",
+        "by_name",
+        "prune_steps",
+        "prune_epochs",
+        "share_epochs",
+        "lr",
+        "share_lr",
+        "distill_temperature",
+        "distill_alpha",
+        "fold_batchnorm",
+        "min_weights",
+        "seed",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.global_config, LayerConfig):
@@ -247,7 +277,7 @@ class CompressConfig:
         _check_int("config.seed", self.seed, 0)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "CompressConfig":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> CompressConfig:
         """Build from plain data (JSON/YAML); unknown keys and impossible values raise CompressError."""
         data = {} if data is None else data
         _reject_unknown("config", data, list(cls._DICT_KEYS))
@@ -262,9 +292,11 @@ class CompressConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data; `from_dict(to_dict())` gives an equal config."""
-        out: dict[str, Any] = {"global": self.global_config.to_dict(),
-                               "by_type": {k: v.to_dict() for k, v in self.by_type.items()},
-                               "by_name": {k: v.to_dict() for k, v in self.by_name.items()}}
+        out: dict[str, Any] = {
+            "global": self.global_config.to_dict(),
+            "by_type": {k: v.to_dict() for k, v in self.by_type.items()},
+            "by_name": {k: v.to_dict() for k, v in self.by_name.items()},
+        }
         for key in self._DICT_KEYS[3:]:
             out[key] = getattr(self, key)
         return out
@@ -272,11 +304,19 @@ class CompressConfig:
     def for_layer(self, name: str, layer_type: str) -> LayerPlan:
         """Resolve one layer's settings: name, then type, then family, then global, then defaults."""
         family = layer_family(layer_type)
-        chain = [self.by_name.get(name), self.by_type.get(layer_type), self.by_type.get(family),
-                 self.global_config, _FAMILY_DEFAULTS[family], _BASE_DEFAULTS]
+        chain = [
+            self.by_name.get(name),
+            self.by_type.get(layer_type),
+            self.by_type.get(family),
+            self.global_config,
+            _FAMILY_DEFAULTS[family],
+            _BASE_DEFAULTS,
+        ]
         resolved: dict[str, Any] = {}
         for key in LayerConfig.keys():
-            resolved[key] = next((getattr(c, key) for c in chain if c is not None and getattr(c, key) is not None), None)
+            resolved[key] = next(
+                (getattr(c, key) for c in chain if c is not None and getattr(c, key) is not None), None
+            )
         return LayerPlan(name=name, layer_type=layer_type, **resolved)
 
     def check_names(self, known_names: list[str]) -> None:
@@ -286,7 +326,7 @@ class CompressConfig:
                 raise CompressError(f"config.by_name[{key!r}]: no compressible layer has this name")
 
 
-def as_config(config: "CompressConfig | Mapping[str, Any] | None") -> CompressConfig:
+def as_config(config: CompressConfig | Mapping[str, Any] | None) -> CompressConfig:
     """The CompressConfig for what a caller passed: None (the paper's defaults), a CompressConfig,
     or a mapping validated by CompressConfig.from_dict."""
     if config is None:

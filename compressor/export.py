@@ -19,6 +19,7 @@ Steps (each a function below):
    initializers Raw (all as placeholders); int initializers stay inline in the graph.
 5. `formats.write` (atomic), metadata `source.*` / `compress.*`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,9 @@ import copy
 import hashlib
 import io
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -35,12 +37,18 @@ import torch
 from onnx import numpy_helper
 from torch.nn.utils import parametrize
 
-import formats
-from compressor.errors import CompressError
-from compressor.onnx_graph import (TensorPlan, initializer_array, make_placeholder, plan_metadata, plan_tensors,
-                                   to_placeholders)
-from compressor.report import ACCURACY_KEY, METRIC_KEY
-from compressor.state import LayerState
+from dcz import formats
+from dcz.compressor.errors import CompressError
+from dcz.compressor.onnx_graph import (
+    TensorPlan,
+    initializer_array,
+    make_placeholder,
+    plan_metadata,
+    plan_tensors,
+    to_placeholders,
+)
+from dcz.compressor.report import ACCURACY_KEY, METRIC_KEY
+from dcz.compressor.state import LayerState
 
 OPSET = 17
 # How far the model's own weight may drift from LayerState.weight() before we call the state stale.
@@ -48,6 +56,7 @@ _STALE_TOLERANCE = 1e-5
 
 
 # --- 1. a copy of the model holding exactly the compressed weights ------------------------------
+
 
 def canonical_param_name(name: str) -> str:
     """'fc1.parametrizations.weight.original' -> 'fc1.weight' (the name without parametrizations)."""
@@ -68,12 +77,14 @@ def _strip_parametrizations(model: torch.nn.Module, replaced: frozenset[tuple[st
             own = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
             module.__class__ = type(cls.__name__, cls.__bases__, own)
             for tensor_name in list(module.parametrizations.keys()):
-                parametrize.remove_parametrizations(module, tensor_name,
-                                                    leave_parametrized=(path, tensor_name) not in replaced)
+                parametrize.remove_parametrizations(
+                    module, tensor_name, leave_parametrized=(path, tensor_name) not in replaced
+                )
 
 
-def _baked_copy(model: torch.nn.Module, layers: Mapping[str, LayerState],
-                stand_ins: bool = False) -> tuple[torch.nn.Module, dict[str, LayerState]]:
+def _baked_copy(
+    model: torch.nn.Module, layers: Mapping[str, LayerState], stand_ins: bool = False
+) -> tuple[torch.nn.Module, dict[str, LayerState]]:
     """Eval copy with each compressed parameter set to its state's dense weight; states by canonical name.
 
     The compressed parameters (and their parametrizations' buffers) are not copied: the copy gets
@@ -95,8 +106,11 @@ def _baked_copy(model: torch.nn.Module, layers: Mapping[str, LayerState],
         if parametrize.is_parametrized(module, tensor_name):
             skipped += list(module.parametrizations[tensor_name].buffers())
         for tensor in skipped:  # placeholders: replaced below, never evaluated
-            memo[id(tensor)] = torch.nn.Parameter(torch.empty(0), requires_grad=False) \
-                if isinstance(tensor, torch.nn.Parameter) else torch.empty(0)
+            memo[id(tensor)] = (
+                torch.nn.Parameter(torch.empty(0), requires_grad=False)
+                if isinstance(tensor, torch.nn.Parameter)
+                else torch.empty(0)
+            )
     baked = copy.deepcopy(model, memo).eval()
     _strip_parametrizations(baked, frozenset(tuple(n.rpartition(".")[::2]) for n in targets))
     by_name: dict[str, LayerState] = {}
@@ -124,7 +138,7 @@ def _stand_in(shape, index: int) -> torch.Tensor:
     """
     array = np.zeros(tuple(shape), dtype=np.float32)
     if array.size:
-        array.reshape(-1)[0] = np.float32(2.0 ** -100) * np.float32(index + 1)  # normal: no flush-to-zero
+        array.reshape(-1)[0] = np.float32(2.0**-100) * np.float32(index + 1)  # normal: no flush-to-zero
     return torch.from_numpy(array)
 
 
@@ -132,8 +146,11 @@ def _set_weights(baked: torch.nn.Module, states: Mapping[str, LayerState]) -> No
     """Put each state's dense weight into the baked copy (replacing its stand-in)."""
     for name, state in states.items():
         path, _, tensor_name = name.rpartition(".")
-        setattr(baked.get_submodule(path), tensor_name,
-                torch.nn.Parameter(torch.from_numpy(state.weight()), requires_grad=False))
+        setattr(
+            baked.get_submodule(path),
+            tensor_name,
+            torch.nn.Parameter(torch.from_numpy(state.weight()), requires_grad=False),
+        )
 
 
 def _same_array(a, b) -> bool:
@@ -152,7 +169,7 @@ def _same_shared_weight(module: torch.nn.Module, tensor_name: str, state: LayerS
     """True when `module`'s only parametrization of `tensor_name` is the pipeline's SharedWeight holding
     exactly the state's codebook, labels and mask: the weight it computes is then state.weight(),
     which can be trusted without building either dense tensor (2 x the weight in memory)."""
-    from compressor.share import SharedWeight
+    from dcz.compressor.share import SharedWeight
 
     if not state.shared or not parametrize.is_parametrized(module, tensor_name):
         return False
@@ -166,9 +183,11 @@ def _same_shared_weight(module: torch.nn.Module, tensor_name: str, state: LayerS
         mask = None if shared.mask is None else shared.mask.detach().cpu().numpy().reshape(state.shape)
     if shared.row_group is not None and state.group_rows != shared.group_rows:
         return False
-    return (_same_array(np.asarray(state.codebook, dtype=np.float32), centroids)
-            and _same_array(None if state.labels is None else np.asarray(state.labels).reshape(state.shape), labels)
-            and _same_array(None if state.mask is None else np.asarray(state.mask, dtype=bool).reshape(state.shape), mask))
+    return (
+        _same_array(np.asarray(state.codebook, dtype=np.float32), centroids)
+        and _same_array(None if state.labels is None else np.asarray(state.labels).reshape(state.shape), labels)
+        and _same_array(None if state.mask is None else np.asarray(state.mask, dtype=bool).reshape(state.shape), mask)
+    )
 
 
 def _checked_weight(given: str, module: torch.nn.Module, tensor_name: str, state: LayerState) -> np.ndarray:
@@ -177,12 +196,16 @@ def _checked_weight(given: str, module: torch.nn.Module, tensor_name: str, state
     with torch.no_grad():
         current = getattr(module, tensor_name).detach().cpu().numpy()
     if tuple(current.shape) != tuple(weight.shape):
-        raise CompressError(f"layers[{given!r}]: state shape {tuple(weight.shape)} != parameter shape {tuple(current.shape)}")
+        raise CompressError(
+            f"layers[{given!r}]: state shape {tuple(weight.shape)} != parameter shape {tuple(current.shape)}"
+        )
     drift = _max_abs_difference(current, weight)
     scale = max(1.0, float(weight.max()), -float(weight.min())) if weight.size else 1.0  # max |w|, no temporary
     if drift > _STALE_TOLERANCE * scale:
-        raise CompressError(f"layers[{given!r}]: the model's weight differs from the compressed state by {drift:.3g} "
-                            "(state is stale: re-run the sharing step or pass the model it was computed on)")
+        raise CompressError(
+            f"layers[{given!r}]: the model's weight differs from the compressed state by {drift:.3g} "
+            "(state is stale: re-run the sharing step or pass the model it was computed on)"
+        )
     return weight
 
 
@@ -192,10 +215,11 @@ def _max_abs_difference(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 22) -> f
         return 0.0
     a2, b2 = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
     step = max(1, chunk // max(1, a2.shape[1]))
-    return max(float(np.max(np.abs(a2[i:i + step] - b2[i:i + step]))) for i in range(0, a2.shape[0], step))
+    return max(float(np.max(np.abs(a2[i : i + step] - b2[i : i + step]))) for i in range(0, a2.shape[0], step))
 
 
 # --- 2. export ---------------------------------------------------------------------------------
+
 
 def _as_args(example_input) -> tuple:
     return tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
@@ -206,8 +230,9 @@ def _io_names(model: torch.nn.Module, args: tuple) -> tuple[list[str], list[str]
         with torch.no_grad():
             out = model(*args)
     except Exception as error:  # the user's forward can raise anything: one clear line
-        raise CompressError(f"example_input: {type(model).__name__} fails on it ({type(error).__name__}: {error})"
-                            .splitlines()[0]) from error
+        raise CompressError(
+            f"example_input: {type(model).__name__} fails on it ({type(error).__name__}: {error})".splitlines()[0]
+        ) from error
     n_out = len(out) if isinstance(out, (tuple, list)) else 1
     inputs = ["input"] if len(args) == 1 else [f"input_{i}" for i in range(len(args))]
     outputs = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
@@ -230,8 +255,11 @@ def _shape_inference_without(stand_ins: list[torch.Tensor]):
         return
 
     def without_stand_ins(graph, params, opset):
-        return original(graph, {k: v for k, v in params.items()
-                                if not (isinstance(v, torch.Tensor) and v.data_ptr() in hidden)}, opset)
+        return original(
+            graph,
+            {k: v for k, v in params.items() if not (isinstance(v, torch.Tensor) and v.data_ptr() in hidden)},
+            opset,
+        )
 
     setattr(torch._C, name, without_stand_ins)
     try:
@@ -240,8 +268,9 @@ def _shape_inference_without(stand_ins: list[torch.Tensor]):
         setattr(torch._C, name, original)
 
 
-def _to_onnx(model: torch.nn.Module, example_input, export_params: bool = True,
-             stand_ins: list[torch.Tensor] | None = None) -> onnx.ModelProto:
+def _to_onnx(
+    model: torch.nn.Module, example_input, export_params: bool = True, stand_ins: list[torch.Tensor] | None = None
+) -> onnx.ModelProto:
     """TorchScript ONNX export of an eval model: opset 17, dynamic batch axis on inputs and outputs.
 
     With `export_params=False` the graph holds no weight data: every initializer the exporter
@@ -255,12 +284,24 @@ def _to_onnx(model: torch.nn.Module, example_input, export_params: bool = True,
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         try:
             with _shape_inference_without(stand_ins or []):
-                torch.onnx.export(model, args, buffer, dynamo=False, opset_version=OPSET, input_names=inputs,
-                                  output_names=outputs, dynamic_axes={n: {0: "batch"} for n in inputs + outputs},
-                                  keep_initializers_as_inputs=False, training=torch.onnx.TrainingMode.PRESERVE,
-                                  do_constant_folding=True, export_params=export_params)
+                torch.onnx.export(
+                    model,
+                    args,
+                    buffer,
+                    dynamo=False,
+                    opset_version=OPSET,
+                    input_names=inputs,
+                    output_names=outputs,
+                    dynamic_axes={n: {0: "batch"} for n in inputs + outputs},
+                    keep_initializers_as_inputs=False,
+                    training=torch.onnx.TrainingMode.PRESERVE,
+                    do_constant_folding=True,
+                    export_params=export_params,
+                )
         except Exception as error:  # torch raises many types; the user needs one clear message
-            raise CompressError(f"torch.onnx.export failed for {type(model).__name__}: {error}".splitlines()[0]) from error
+            raise CompressError(
+                f"torch.onnx.export failed for {type(model).__name__}: {error}".splitlines()[0]
+            ) from error
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -334,6 +375,7 @@ def _rename_inputs(graph: onnx.GraphProto, renamed: Mapping[str, str]) -> None:
 
 # --- 3. initializers back to parameters -------------------------------------------------------
 
+
 def _digest(array: np.ndarray) -> str:
     array = np.ascontiguousarray(array, dtype=np.float32)
     return hashlib.sha256(str(array.shape).encode() + array.tobytes()).hexdigest()
@@ -355,8 +397,11 @@ def _match_initializers(graph: onnx.ModelProto, states: Mapping[str, LayerState]
     floats = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
     # a name is trusted only with equal values: an exporter may fold e.g. BatchNorm into a weight
     # and keep the parameter's name for the folded tensor
-    matches = {t.name: _Match(states[t.name]) for t in floats
-               if t.name in states and np.array_equal(initializer_array(t), states[t.name].weight())}
+    matches = {
+        t.name: _Match(states[t.name])
+        for t in floats
+        if t.name in states and np.array_equal(initializer_array(t), states[t.name].weight())
+    }
     left = {name: states[name].weight() for name in states if name not in matches}
     if left:
         by_digest = {_digest(w): (name, False) for name, w in left.items()}
@@ -383,11 +428,22 @@ def _transposed(state: LayerState) -> LayerState:
     if state.group_rows is not None:
         raise CompressError(f"layers[{state.name!r}]: exported transposed, which per-row codebook groups cannot follow")
     t = lambda a: None if a is None else np.ascontiguousarray(np.asarray(a).T)  # noqa: E731
-    return LayerState(state.name, state.layer_type, tuple(reversed(state.shape)), t(state.mask), state.codebook,
-                      t(state.labels), state.label_bits, state.gap_bits, None, t(state.values))
+    return LayerState(
+        state.name,
+        state.layer_type,
+        tuple(reversed(state.shape)),
+        t(state.mask),
+        state.codebook,
+        t(state.labels),
+        state.label_bits,
+        state.gap_bits,
+        None,
+        t(state.values),
+    )
 
 
 # --- 4. states by initializer name -----------------------------------------------------------
+
 
 def _states_by_initializer(matches: Mapping[str, _Match]) -> dict[str, LayerState]:
     return {name: (_transposed(m.state) if m.transposed else m.state) for name, m in matches.items()}
@@ -395,8 +451,14 @@ def _states_by_initializer(matches: Mapping[str, _Match]) -> dict[str, LayerStat
 
 # --- public API ---------------------------------------------------------------------------------
 
-def _metadata(model: torch.nn.Module, plan: TensorPlan, metadata: Mapping[str, Any] | None,
-              accuracies: Mapping[str, float] | None, metric: str) -> dict[str, Any]:
+
+def _metadata(
+    model: torch.nn.Module,
+    plan: TensorPlan,
+    metadata: Mapping[str, Any] | None,
+    accuracies: Mapping[str, float] | None,
+    metric: str,
+) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "source.framework": "torch",
         "source.torch_version": torch.__version__.split("+")[0],
@@ -411,8 +473,13 @@ def _metadata(model: torch.nn.Module, plan: TensorPlan, metadata: Mapping[str, A
     return meta
 
 
-def export_graph(model: torch.nn.Module, example_input, layers: Mapping[str, LayerState],
-                 raw_small: bool = True, kept_raw: Mapping[str, str] | None = None) -> tuple[onnx.ModelProto, TensorPlan]:
+def export_graph(
+    model: torch.nn.Module,
+    example_input,
+    layers: Mapping[str, LayerState],
+    raw_small: bool = True,
+    kept_raw: Mapping[str, str] | None = None,
+) -> tuple[onnx.ModelProto, TensorPlan]:
     """The placeholder graph and the `.dcz` tensors for `model` (no file written).
 
     kept_raw: parameter name -> why the compressor left it uncompressed (recorded in the report).
@@ -428,16 +495,24 @@ def export_graph(model: torch.nn.Module, example_input, layers: Mapping[str, Lay
     _set_weights(baked, states)  # the exporter made tensors of its own: match them by value
     graph = _to_onnx(baked, example_input)
     del baked  # the graph holds every weight now: free the copy before planning (peak memory)
-    plan = plan_tensors(graph, _states_by_initializer(_match_initializers(graph, states)), reasons,
-                        raw_small=raw_small)
+    plan = plan_tensors(graph, _states_by_initializer(_match_initializers(graph, states)), reasons, raw_small=raw_small)
     to_placeholders(graph, [t.name for t in plan.tensors])
     return graph, plan
 
 
-def export_dcz(model: torch.nn.Module, example_input, layers: Mapping[str, LayerState], path,
-               metadata: Mapping[str, Any] | None = None, huffman: bool = True, raw_small: bool = True, *,
-               accuracies: Mapping[str, float] | None = None, metric: str = "accuracy",
-               kept_raw: Mapping[str, str] | None = None):
+def export_dcz(
+    model: torch.nn.Module,
+    example_input,
+    layers: Mapping[str, LayerState],
+    path,
+    metadata: Mapping[str, Any] | None = None,
+    huffman: bool = True,
+    raw_small: bool = True,
+    *,
+    accuracies: Mapping[str, float] | None = None,
+    metric: str = "accuracy",
+    kept_raw: Mapping[str, str] | None = None,
+):
     """Write `model` with its compressed `layers` (param name -> LayerState) to a `.dcz` at `path`.
 
     Compressed weights are stored in their Deep Compression encodings, other float initializers
@@ -449,14 +524,21 @@ def export_dcz(model: torch.nn.Module, example_input, layers: Mapping[str, Layer
     """
     try:
         graph, plan = export_graph(model, example_input, layers, raw_small, kept_raw)
-        return formats.write(path, plan.tensors, graph=graph.SerializeToString(), graph_format="onnx",
-                             metadata=_metadata(model, plan, metadata, accuracies, metric), huffman=huffman)
+        return formats.write(
+            path,
+            plan.tensors,
+            graph=graph.SerializeToString(),
+            graph_format="onnx",
+            metadata=_metadata(model, plan, metadata, accuracies, metric),
+            huffman=huffman,
+        )
     except formats.FormatError as error:
         raise CompressError(f"writing {path}: {error}") from error
 
 
-def export_onnx_dense(model: torch.nn.Module, example_input, layers: Mapping[str, LayerState] | None = None,
-                      path=None) -> bytes:
+def export_onnx_dense(
+    model: torch.nn.Module, example_input, layers: Mapping[str, LayerState] | None = None, path=None
+) -> bytes:
     """An ordinary ONNX model with the compressed weights stored dense (the "no .dcz" baseline).
 
     Returns the serialized model; also writes it to `path` when given.

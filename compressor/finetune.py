@@ -4,17 +4,18 @@ Takes the user's loader (batches of (inputs, targets)), loss, optimizer factory 
 sensible defaults (cross-entropy, Adam). Shows a tqdm progress bar. With a teacher (the dense
 model), trains on the distillation loss instead of the task loss alone.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from compressor.distill import distillation_loss
-from compressor.errors import CompressError
+from dcz.compressor.distill import distillation_loss
+from dcz.compressor.errors import CompressError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OptimizerFactory = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
@@ -24,9 +25,20 @@ def default_optimizer(params: list[nn.Parameter], lr: float) -> torch.optim.Opti
     return torch.optim.Adam(params, lr=lr)
 
 
-def finetune(model: nn.Module, loader: Iterable, epochs: int, lr: float, *, loss_fn: LossFn | None = None,
-             optimizer_factory: OptimizerFactory | None = None, teacher: nn.Module | None = None,
-             temperature: float = 4.0, alpha: float = 0.5, progress: bool = True, desc: str = "fine-tune") -> float:
+def finetune(
+    model: nn.Module,
+    loader: Iterable,
+    epochs: int,
+    lr: float,
+    *,
+    loss_fn: LossFn | None = None,
+    optimizer_factory: OptimizerFactory | None = None,
+    teacher: nn.Module | None = None,
+    temperature: float = 4.0,
+    alpha: float = 0.5,
+    progress: bool = True,
+    desc: str = "fine-tune",
+) -> float:
     """Train `model`'s trainable parameters for `epochs` passes over `loader`; returns the last epoch's mean loss.
 
     A fresh optimizer is made for each call because the trainable parameters change between
@@ -70,8 +82,8 @@ def accuracy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batc
     correct = 0
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):
-            logits = model(inputs[start:start + batch_size])
-            correct += int((logits.argmax(dim=-1) == targets[start:start + batch_size]).sum())
+            logits = model(inputs[start : start + batch_size])
+            correct += int((logits.argmax(dim=-1) == targets[start : start + batch_size]).sum())
     return 100.0 * correct / max(len(inputs), 1)
 
 

@@ -10,17 +10,19 @@ scikit-learn) is reached, and relocates empty clusters by scikit-learn's rule: f
 initial centroids it follows scikit-learn's Lloyd path and goes at least as far along it, where
 scikit-learn stops early on its tolerance. tools/bench_kmeans.py measures both side by side.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from compressor.errors import CompressError
+from dcz.compressor.errors import CompressError
 
 INITS = ("linear", "density", "random", "kmeans++")
 
 
-def kmeans_1d(values, k: int, init: str | np.ndarray = "linear", seed: int = 0,
-              max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
+def kmeans_1d(
+    values, k: int, init: str | np.ndarray = "linear", seed: int = 0, max_iter: int = 300
+) -> tuple[np.ndarray, np.ndarray]:
     """Cluster `values` (any shape, flattened) into at most k centroids.
 
     init: 'linear' (evenly spaced between min and max: the paper's best for weight sharing),
@@ -100,9 +102,9 @@ def assign(values: np.ndarray, centroids: np.ndarray, bounds: tuple[float, float
         return np.searchsorted(midpoints, np.array([low]), side="left").repeat(flat.size).astype(narrow)
     bins = 1 << 16
     scale = (bins - 1) / (high - low)
-    edges = low + np.arange(bins) / scale                    # left edge of each bin
+    edges = low + np.arange(bins) / scale  # left edge of each bin
     table = np.searchsorted(midpoints, edges, side="left").astype(narrow)  # label at each bin's edge
-    uncertain = np.zeros(bins + 2, dtype=bool)               # bins within one of a midpoint
+    uncertain = np.zeros(bins + 2, dtype=bool)  # bins within one of a midpoint
     near = np.clip(np.floor((midpoints - low) * scale).astype(np.int64), -1, bins)
     for offset in (0, 1, 2):
         uncertain[np.clip(near + offset, 0, bins + 1)] = True
@@ -162,7 +164,7 @@ def _checked_k(k) -> int:
     return int(k)
 
 
-def _lloyd_sorted(data: "_Sorted", c: np.ndarray, max_iter: int) -> np.ndarray:
+def _lloyd_sorted(data: _Sorted, c: np.ndarray, max_iter: int) -> np.ndarray:
     """Lloyd iterations (centred coordinates) until the partition is a fixed point."""
     z, prefix = data.z, data.prefix
     bounds = np.empty(c.size + 1, dtype=np.int64)
@@ -186,8 +188,9 @@ def _lloyd_sorted(data: "_Sorted", c: np.ndarray, max_iter: int) -> np.ndarray:
     return c
 
 
-def _update_with_relocation(z: np.ndarray, old: np.ndarray, counts: np.ndarray, sums: np.ndarray,
-                            bounds: np.ndarray) -> np.ndarray:
+def _update_with_relocation(
+    z: np.ndarray, old: np.ndarray, counts: np.ndarray, sums: np.ndarray, bounds: np.ndarray
+) -> np.ndarray:
     """New centroids when some clusters are empty, by scikit-learn's rule (_relocate_empty_clusters).
 
     The e values farthest from their current centroid become the e empty clusters' centroids and
@@ -211,7 +214,7 @@ def _update_with_relocation(z: np.ndarray, old: np.ndarray, counts: np.ndarray, 
     np.subtract.at(counts, owner[far], 1.0)
     np.subtract.at(sums, owner[far], z[index[far]])
     new = np.where(counts > 0, sums / np.maximum(counts, 1.0), old)
-    new[empty[:far.size]] = z[index[far]]
+    new[empty[: far.size]] = z[index[far]]
     return np.sort(new)
 
 
@@ -239,7 +242,7 @@ def _kmeanspp_sorted(z: np.ndarray, p1: np.ndarray, k: int, rng: np.random.Gener
 
     def draw(lo: int, hi: int, c: float) -> int:
         target = rng.random() * mass(lo, hi, c)
-        low, high = lo, hi - 1          # smallest i with mass(lo, i + 1) > target
+        low, high = lo, hi - 1  # smallest i with mass(lo, i + 1) > target
         while low < high:
             middle = (low + high) // 2
             if mass(lo, middle + 1, c) > target:
@@ -251,7 +254,7 @@ def _kmeanspp_sorted(z: np.ndarray, p1: np.ndarray, k: int, rng: np.random.Gener
     centres = [float(z[rng.integers(z.size)])]
     first = int(np.searchsorted(z, centres[0]))
     gaps = [pieces(0, first, None, centres[0]), pieces(first, z.size, centres[0], None)]
-    starts = [0, first, z.size]         # gap g covers z[starts[g]:starts[g + 1]]
+    starts = [0, first, z.size]  # gap g covers z[starts[g]:starts[g + 1]]
     weights = [sum(mass(*p) for p in g) for g in gaps]
     while len(centres) < k:
         totals = np.cumsum(weights)
@@ -267,16 +270,23 @@ def _kmeanspp_sorted(z: np.ndarray, p1: np.ndarray, k: int, rng: np.random.Gener
         split = int(np.searchsorted(z, new))
         centres.insert(g, new)
         starts.insert(g + 1, split)
-        gaps[g:g + 1] = [pieces(lo, split, left, new), pieces(split, hi, new, right)]
-        weights[g:g + 1] = [sum(mass(*p) for p in gaps[g]), sum(mass(*p) for p in gaps[g + 1])]
+        gaps[g : g + 1] = [pieces(lo, split, left, new), pieces(split, hi, new, right)]
+        weights[g : g + 1] = [sum(mass(*p) for p in gaps[g]), sum(mass(*p) for p in gaps[g + 1])]
     return np.asarray(centres, dtype=np.float64)
 
 
 # --- one layer: codebook(s) over the surviving weights ------------------------------------------
 
-def cluster_weights(weight: np.ndarray, mask: np.ndarray | None, bits: int, init: str = "linear",
-                    seed: int = 0, backend: str = "exact", group_rows: int | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+
+def cluster_weights(
+    weight: np.ndarray,
+    mask: np.ndarray | None,
+    bits: int,
+    init: str = "linear",
+    seed: int = 0,
+    backend: str = "exact",
+    group_rows: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Share one layer's weights: k-means (k = 2**bits) over the weights that survive `mask`.
 
     Returns (codebook float32 (k',) or (groups, k), labels of weight.shape; 0 where pruned). Labels
@@ -322,8 +332,9 @@ def _cluster_kept(kept: np.ndarray, k: int, init: str, seed: int, backend: str) 
     return kmeans_1d(kept, k, init=init, seed=seed)
 
 
-def kmeans_sklearn(values, k: int, init: str | np.ndarray = "linear", seed: int = 0,
-                   max_iter: int = 300, tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+def kmeans_sklearn(
+    values, k: int, init: str | np.ndarray = "linear", seed: int = 0, max_iter: int = 300, tol: float = 1e-4
+) -> tuple[np.ndarray, np.ndarray]:
     """The reference: scikit-learn's Lloyd KMeans from the same initial centroids as ours."""
     from sklearn.cluster import KMeans  # imported here: optional, and slow to import
 
@@ -333,8 +344,15 @@ def kmeans_sklearn(values, k: int, init: str | np.ndarray = "linear", seed: int 
     if distinct.size <= k:
         return distinct, np.searchsorted(distinct, xs).astype(np.int64)
     start = initial_centroids(xs, k, init, seed)
-    model = KMeans(n_clusters=k, init=start.reshape(-1, 1), n_init=1, max_iter=max_iter, tol=tol,
-                   algorithm="lloyd", random_state=seed)
+    model = KMeans(
+        n_clusters=k,
+        init=start.reshape(-1, 1),
+        n_init=1,
+        max_iter=max_iter,
+        tol=tol,
+        algorithm="lloyd",
+        random_state=seed,
+    )
     labels = model.fit_predict(xs.reshape(-1, 1))
     centroids = model.cluster_centers_.ravel()
     order = np.argsort(centroids, kind="stable")

@@ -7,6 +7,7 @@ as is when the arrays come through `SessionOptions.add_external_initializers`.
 
 numpy + onnx only: the torch-free ONNX-in path and the runtime-side tests use this module.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -187,6 +188,7 @@ def fill_placeholders(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> 
 
 # --- which initializer goes where in the .dcz -------------------------------------------------
 
+
 @dataclass
 class TensorPlan:
     """The `.dcz` tensors of a graph, plus which weights were kept raw and why.
@@ -210,7 +212,7 @@ def plan_tensors(model: onnx.ModelProto, states, kept_raw=None, raw_small: bool 
     float ones with `raw_small`, otherwise only the uncompressed weights); non-float ones stay
     inline in the graph.
     """
-    import formats  # numpy + bitarray only
+    from dcz import formats  # numpy + bitarray only
 
     weight_names = {w.name for w in find_weights(model)}
     plan = TensorPlan(kept_raw=dict(kept_raw or {}))
@@ -232,5 +234,7 @@ def plan_tensors(model: onnx.ModelProto, states, kept_raw=None, raw_small: bool 
 
 def plan_metadata(plan: TensorPlan) -> dict:
     """The `compress.*` keys every export records: what was compressed, what was kept raw and why."""
-    return {"compress.layers": dict(sorted(plan.compressed.items())),
-            "compress.kept_raw": dict(sorted(plan.kept_raw.items()))}
+    return {
+        "compress.layers": dict(sorted(plan.compressed.items())),
+        "compress.kept_raw": dict(sorted(plan.kept_raw.items())),
+    }

@@ -6,21 +6,32 @@ with the same name, which changes nothing the graph computes). Each weight is pr
 layer's rule and shared through the exact 1-D k-means; everything else in the graph is kept.
 numpy + onnx only (no fine-tuning is possible without a training framework).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
 
-from compressor.config import CompressConfig, LayerPlan, as_config
-from compressor.errors import CompressError
-from compressor.kmeans import cluster_weights
-from compressor.onnx_graph import (TensorPlan, WeightSource, constants_to_initializers, find_weights,
-                                   initializer_array, is_placeholder, plan_metadata, plan_tensors, to_placeholders)
-from compressor.state import LayerState
+from dcz.compressor.config import CompressConfig, LayerPlan, as_config
+from dcz.compressor.errors import CompressError
+from dcz.compressor.kmeans import cluster_weights
+from dcz.compressor.onnx_graph import (
+    TensorPlan,
+    WeightSource,
+    constants_to_initializers,
+    find_weights,
+    initializer_array,
+    is_placeholder,
+    plan_metadata,
+    plan_tensors,
+    to_placeholders,
+)
+from dcz.compressor.state import LayerState
 
 
 @dataclass
@@ -53,18 +64,21 @@ def _load(model_or_path) -> onnx.ModelProto:
     try:
         return loader()
     except Exception as error:  # protobuf/IO errors of many types: one clear message
-        raise CompressError(f"{where}: not a readable ONNX model ({type(error).__name__}: {error})".splitlines()[0]) from error
+        raise CompressError(
+            f"{where}: not a readable ONNX model ({type(error).__name__}: {error})".splitlines()[0]
+        ) from error
 
 
 def _check_data_inline(model: onnx.ModelProto, where: str) -> None:
     """Every initializer must hold its values: external data not loaded, or an already-.dcz graph, is refused."""
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            hint = ("it is already a .dcz graph (placeholder)" if is_placeholder(tensor)
-                    else "its data is external: pass the model's path so onnx loads it")
+            hint = (
+                "it is already a .dcz graph (placeholder)"
+                if is_placeholder(tensor)
+                else "its data is external: pass the model's path so onnx loads it"
+            )
             raise CompressError(f"{where}: initializer {tensor.name!r} holds no values ({hint})")
-
-
 
 
 def _weight_array(model: onnx.ModelProto, source: WeightSource) -> np.ndarray:
@@ -75,6 +89,7 @@ def _weight_array(model: onnx.ModelProto, source: WeightSource) -> np.ndarray:
 
 
 # --- pruning rules, numpy only ------------------------------------------------------------------
+
 
 def _keep_smallest_removed(magnitude: np.ndarray, sparsity: float) -> np.ndarray:
     """Mask removing exactly round(sparsity * n) entries of smallest magnitude (ties: first in order).
@@ -112,7 +127,7 @@ def global_masks(weights: Mapping[str, np.ndarray], sparsity: float) -> dict[str
     masks, start = {}, 0
     for name in names:
         size = weights[name].size
-        masks[name] = keep[start:start + size].reshape(weights[name].shape)
+        masks[name] = keep[start : start + size].reshape(weights[name].shape)
         start += size
     return masks
 
@@ -130,6 +145,7 @@ def _masks(weights: Mapping[str, np.ndarray], plans: Mapping[str, LayerPlan]) ->
 
 # --- one layer -------------------------------------------------------------------------------------
 
+
 def _why_raw(source: WeightSource, weight: np.ndarray, plan: LayerPlan, config: CompressConfig) -> str | None:
     if plan.skip:
         return "config: skip"
@@ -140,12 +156,14 @@ def _why_raw(source: WeightSource, weight: np.ndarray, plan: LayerPlan, config: 
     return None
 
 
-def _layer_state(source: WeightSource, weight: np.ndarray, mask: np.ndarray | None, plan: LayerPlan,
-                 seed: int) -> LayerState:
+def _layer_state(
+    source: WeightSource, weight: np.ndarray, mask: np.ndarray | None, plan: LayerPlan, seed: int
+) -> LayerState:
     state = LayerState(source.name, source.op_type, tuple(weight.shape), mask=mask, gap_bits=plan.gap_bits)
     if plan.share:
-        state.codebook, state.labels = cluster_weights(weight, mask, plan.bits, init=plan.init, seed=seed,
-                                                       backend=plan.kmeans, group_rows=plan.group_rows)
+        state.codebook, state.labels = cluster_weights(
+            weight, mask, plan.bits, init=plan.init, seed=seed, backend=plan.kmeans, group_rows=plan.group_rows
+        )
         state.label_bits = plan.bits
         state.group_rows = plan.group_rows
     else:
@@ -154,6 +172,7 @@ def _layer_state(source: WeightSource, weight: np.ndarray, mask: np.ndarray | No
 
 
 # --- the whole model -------------------------------------------------------------------------------
+
 
 def compress_graph(model: onnx.ModelProto, config: CompressConfig) -> tuple[dict[str, LayerState], dict[str, str]]:
     """LayerStates for the compressible weights of `model` (modified: weight Constants -> initializers).
@@ -176,37 +195,51 @@ def compress_graph(model: onnx.ModelProto, config: CompressConfig) -> tuple[dict
     masks = _masks(weights, plans)
     states = {}
     for index, source in enumerate(s for s in sources if s.name in weights):
-        states[source.name] = _layer_state(source, weights[source.name], masks[source.name],
-                                           plans[source.name], config.seed + index)
+        states[source.name] = _layer_state(
+            source, weights[source.name], masks[source.name], plans[source.name], config.seed + index
+        )
     return states, kept_raw
 
 
-def compress_onnx(model_or_path, config=None, out_path=None, metadata: Mapping[str, Any] | None = None,
-                  huffman: bool = True, raw_small: bool = True) -> OnnxCompressed:
+def compress_onnx(
+    model_or_path,
+    config=None,
+    out_path=None,
+    metadata: Mapping[str, Any] | None = None,
+    huffman: bool = True,
+    raw_small: bool = True,
+) -> OnnxCompressed:
     """Post-training compression of an ONNX model (ModelProto, bytes or path) to `.dcz`.
 
     config: CompressConfig, a dict for `CompressConfig.from_dict`, or None (paper defaults: no
     pruning, 8-bit conv / 5-bit fc sharing). Writes `out_path` atomically when given; otherwise
     the `.dcz` bytes are in the result's `dcz`.
     """
-    import formats
-
-    from compressor.report import Report
+    from dcz import formats
+    from dcz.compressor.report import Report
 
     config = as_config(config)
     model = _load(model_or_path)
-    _check_data_inline(model, "model" if isinstance(model_or_path, (onnx.ModelProto, bytes, bytearray)) else str(model_or_path))
+    _check_data_inline(
+        model, "model" if isinstance(model_or_path, (onnx.ModelProto, bytes, bytearray)) else str(model_or_path)
+    )
     states, kept_raw = compress_graph(model, config)
     try:
         plan = plan_tensors(model, states, kept_raw, raw_small=raw_small)
         to_placeholders(model, [t.name for t in plan.tensors])
         graph = model.SerializeToString()
-        meta = {"source.framework": "onnx", "source.producer": model.producer_name or "unknown",
-                "source.opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
-                "compress.config": config.to_dict(), **plan_metadata(plan), **dict(metadata or {})}
+        meta = {
+            "source.framework": "onnx",
+            "source.producer": model.producer_name or "unknown",
+            "source.opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
+            "compress.config": config.to_dict(),
+            **plan_metadata(plan),
+            **dict(metadata or {}),
+        }
         if out_path is not None:
-            sizes = formats.write(Path(out_path), plan.tensors, graph=graph, graph_format="onnx", metadata=meta,
-                                  huffman=huffman)
+            sizes = formats.write(
+                Path(out_path), plan.tensors, graph=graph, graph_format="onnx", metadata=meta, huffman=huffman
+            )
             data = None
         else:
             data = formats.dumps(plan.tensors, graph=graph, graph_format="onnx", metadata=meta, huffman=huffman)

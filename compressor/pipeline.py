@@ -5,24 +5,26 @@ dense -> (fold BatchNorm) -> prune (iterative, fine-tuning between steps) -> sha
 accuracy per stage) -> `.save()` writes the `.dcz` through compressor.export.
 The user's model is never modified: the pipeline works on a copy.
 """
+
 from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from compressor.config import CompressConfig, LayerPlan, as_config
-from compressor.errors import CompressError
-from compressor.finetune import LossFn, OptimizerFactory, finetune
-from compressor.prune import current_mask, prune_step
-from compressor.share import as_numpy, share_layer, shared_weight
-from compressor.state import LayerState
+from dcz.compressor.config import CompressConfig, LayerPlan, as_config
+from dcz.compressor.errors import CompressError
+from dcz.compressor.finetune import LossFn, OptimizerFactory, finetune
+from dcz.compressor.prune import current_mask, prune_step
+from dcz.compressor.share import as_numpy, share_layer, shared_weight
+from dcz.compressor.state import LayerState
 
 # Module types whose `.weight` the pipeline compresses.
 SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -50,21 +52,38 @@ class Compressed:
 
     def metadata(self) -> dict[str, Any]:
         """The `compress.*` metadata recorded in the `.dcz`."""
-        return {"compress.config": self.config.to_dict(), "compress.accuracy": dict(self.accuracy),
-                "compress.skipped": dict(sorted(self.skipped.items())), "compress.folded_batchnorm": list(self.folded)}
+        return {
+            "compress.config": self.config.to_dict(),
+            "compress.accuracy": dict(self.accuracy),
+            "compress.skipped": dict(sorted(self.skipped.items())),
+            "compress.folded_batchnorm": list(self.folded),
+        }
 
     def save(self, path, metadata: Mapping[str, Any] | None = None, huffman: bool = True):
         """Write the `.dcz` (atomic) through compressor.export; returns its formats.SizeReport."""
-        from compressor.export import export_dcz  # torch.onnx + onnx: loaded only when saving
+        from dcz.compressor.export import export_dcz  # torch.onnx + onnx: loaded only when saving
 
-        return export_dcz(self.model, self.example_input, self.layers, path,
-                          metadata={**self.metadata(), **dict(metadata or {})}, huffman=huffman)
+        return export_dcz(
+            self.model,
+            self.example_input,
+            self.layers,
+            path,
+            metadata={**self.metadata(), **dict(metadata or {})},
+            huffman=huffman,
+        )
 
 
-def compress(model: nn.Module, example_input, config: CompressConfig | Mapping[str, Any] | None = None,
-             train_loader: Iterable | None = None, eval_fn: Callable[[nn.Module], float] | None = None, *,
-             loss_fn: LossFn | None = None, optimizer_factory: OptimizerFactory | None = None,
-             progress: bool = True) -> Compressed:
+def compress(
+    model: nn.Module,
+    example_input,
+    config: CompressConfig | Mapping[str, Any] | None = None,
+    train_loader: Iterable | None = None,
+    eval_fn: Callable[[nn.Module], float] | None = None,
+    *,
+    loss_fn: LossFn | None = None,
+    optimizer_factory: OptimizerFactory | None = None,
+    progress: bool = True,
+) -> Compressed:
     """Prune, share weights and fine-tune a copy of `model` as `config` says.
 
     train_loader yields (inputs, targets) batches; without it, compression is post-training
@@ -84,9 +103,19 @@ def compress(model: nn.Module, example_input, config: CompressConfig | Mapping[s
     def recover(epochs: int, lr: float, desc: str) -> bool:
         if train_loader is None or epochs == 0:
             return False
-        finetune(work, train_loader, epochs, lr, loss_fn=loss_fn, optimizer_factory=optimizer_factory,
-                 teacher=teacher, temperature=config.distill_temperature or 1.0, alpha=config.distill_alpha,
-                 progress=progress, desc=desc)
+        finetune(
+            work,
+            train_loader,
+            epochs,
+            lr,
+            loss_fn=loss_fn,
+            optimizer_factory=optimizer_factory,
+            teacher=teacher,
+            temperature=config.distill_temperature or 1.0,
+            alpha=config.distill_alpha,
+            progress=progress,
+            desc=desc,
+        )
         return True
 
     pruning = {n: (m, p) for n, (m, p) in layers.items() if p.prune != "none"}
@@ -118,8 +147,15 @@ def compress(model: nn.Module, example_input, config: CompressConfig | Mapping[s
             states[name] = state
     _unshare_parameters(work, model)
     work.eval()
-    return Compressed(model=work, example_input=example_input, layers=states, skipped=skipped,
-                      accuracy=accuracy, folded=folded, config=config)
+    return Compressed(
+        model=work,
+        example_input=example_input,
+        layers=states,
+        skipped=skipped,
+        accuracy=accuracy,
+        folded=folded,
+        config=config,
+    )
 
 
 def _private_copy(model: nn.Module, share_parameters: bool) -> nn.Module:
@@ -145,7 +181,9 @@ def _unshare_parameters(work: nn.Module, model: nn.Module) -> None:
             tensor.data = tensor.data.clone()
 
 
-def find_layers(model: nn.Module, config: CompressConfig) -> tuple[dict[str, tuple[nn.Module, LayerPlan]], dict[str, str]]:
+def find_layers(
+    model: nn.Module, config: CompressConfig
+) -> tuple[dict[str, tuple[nn.Module, LayerPlan]], dict[str, str]]:
     """Compressible weights (param name -> (module, plan)) and the weights kept raw, with reasons."""
     layers: dict[str, tuple[nn.Module, LayerPlan]] = {}
     skipped: dict[str, str] = {}
@@ -175,14 +213,23 @@ def layer_state(name: str, module: nn.Module, plan: LayerPlan) -> LayerState | N
     shape = _weight_shape(module)
     layer_type = type(module).__name__
     if shared is not None:
-        return LayerState(name=name, layer_type=layer_type, shape=shape, mask=as_numpy(shared.mask),
-                          codebook=as_numpy(shared.centroids).astype("float32"), labels=as_numpy(shared.labels),
-                          label_bits=plan.bits, gap_bits=plan.gap_bits, group_rows=plan.group_rows)
+        return LayerState(
+            name=name,
+            layer_type=layer_type,
+            shape=shape,
+            mask=as_numpy(shared.mask),
+            codebook=as_numpy(shared.centroids).astype("float32"),
+            labels=as_numpy(shared.labels),
+            label_bits=plan.bits,
+            gap_bits=plan.gap_bits,
+            group_rows=plan.group_rows,
+        )
     if mask is not None:
         with torch.no_grad():
             values = as_numpy(module.weight).astype("float32", copy=False)
-        return LayerState(name=name, layer_type=layer_type, shape=shape, mask=as_numpy(mask),
-                          gap_bits=plan.gap_bits, values=values)
+        return LayerState(
+            name=name, layer_type=layer_type, shape=shape, mask=as_numpy(mask), gap_bits=plan.gap_bits, values=values
+        )
     return None
 
 
@@ -227,15 +274,15 @@ def _replace(model: nn.Module, dotted: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
-
-
 def _check_runs(model: nn.Module, example_input) -> None:
     args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
     try:
         with torch.no_grad():
             model(*args)
     except Exception as error:
-        raise CompressError(f"example_input: the model fails on it ({type(error).__name__}: {error})".splitlines()[0]) from error
+        raise CompressError(
+            f"example_input: the model fails on it ({type(error).__name__}: {error})".splitlines()[0]
+        ) from error
 
 
 def _teacher(model: nn.Module, config: CompressConfig, train_loader) -> nn.Module | None:

@@ -11,16 +11,17 @@ Rules (per layer, from the layer's `LayerPlan`):
   global     one threshold across all 'global' layers, pruning `sparsity` of their weights in total
              (as torch.nn.utils.prune.global_unstructured with L1Unstructured)
 """
+
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compressor.config import LayerPlan
-from compressor.errors import CompressError
+from dcz.compressor.config import LayerPlan
+from dcz.compressor.errors import CompressError
 
 
 class PruneMask(nn.Module):
@@ -60,8 +61,9 @@ def set_mask(module: nn.Module, mask: torch.Tensor, tensor_name: str = "weight")
     parametrize.register_parametrization(module, tensor_name, PruneMask(mask), unsafe=True)
 
 
-def _keep_largest(magnitude: torch.Tensor, alive: torch.Tensor, n_prune: int,
-                  reread: Callable[[int, int], torch.Tensor] | None = None) -> torch.Tensor:
+def _keep_largest(
+    magnitude: torch.Tensor, alive: torch.Tensor, n_prune: int, reread: Callable[[int, int], torch.Tensor] | None = None
+) -> torch.Tensor:
     """Mask keeping all but the n_prune smallest magnitudes (already-pruned entries count first).
 
     The same mask as a stable ascending argsort (ties pruned first in position order), found by an
@@ -88,6 +90,7 @@ def _keep_largest(magnitude: torch.Tensor, alive: torch.Tensor, n_prune: int,
 
         def value(start: int, stop: int) -> torch.Tensor:
             return reread(start, stop).masked_fill_(dead[start:stop], -1.0)
+
     values.partition(n_prune - 1)
     kth = float(values[n_prune - 1])
     del values
@@ -130,8 +133,9 @@ def unmasked_weight(module: nn.Module) -> torch.Tensor:
     return module.weight.detach()
 
 
-def prune_step(layers: Mapping[str, tuple[nn.Module, LayerPlan]], dense_std: Mapping[str, float],
-               step: int, steps: int) -> dict[str, float]:
+def prune_step(
+    layers: Mapping[str, tuple[nn.Module, LayerPlan]], dense_std: Mapping[str, float], step: int, steps: int
+) -> dict[str, float]:
     """Apply step `step` (1-based) of `steps` to every pruned layer; returns each layer's density."""
     fraction = ramp(step, steps)
     masks: dict[str, torch.Tensor] = {}
@@ -143,8 +147,12 @@ def prune_step(layers: Mapping[str, tuple[nn.Module, LayerPlan]], dense_std: Map
             alive = torch.ones_like(source, dtype=torch.bool) if alive is None else alive
             if plan.prune == "sparsity":
                 flat_source = source.reshape(-1)
-                masks[name] = _keep_largest(source.abs(), alive, round(plan.sparsity * fraction * source.numel()),
-                                            reread=lambda a, b, s=flat_source: s[a:b].abs())
+                masks[name] = _keep_largest(
+                    source.abs(),
+                    alive,
+                    round(plan.sparsity * fraction * source.numel()),
+                    reread=lambda a, b, s=flat_source: s[a:b].abs(),
+                )
             elif plan.prune == "threshold":
                 masks[name] = alive & (source.abs() >= plan.threshold * fraction)
             elif plan.prune == "quality":
@@ -165,8 +173,10 @@ def prune_step(layers: Mapping[str, tuple[nn.Module, LayerPlan]], dense_std: Map
 def _global_masks(layers: Mapping[str, tuple[nn.Module, LayerPlan]], fraction: float) -> dict[str, torch.Tensor]:
     targets = {plan.sparsity for _, plan in layers.values()}
     if len(targets) != 1:
-        raise CompressError(f"global pruning: layers {sorted(layers)} ask for different sparsities {sorted(targets)}; "
-                            "set one 'sparsity' for all layers pruned with 'global'")
+        raise CompressError(
+            f"global pruning: layers {sorted(layers)} ask for different sparsities {sorted(targets)}; "
+            "set one 'sparsity' for all layers pruned with 'global'"
+        )
     sparsity = targets.pop()
     magnitudes, alives, sizes = [], [], []
     for module, _ in layers.values():

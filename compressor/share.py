@@ -5,6 +5,7 @@ an nn.Parameter, so autograd's backward of the gather sums the gradients of all 
 cluster into that cluster's centroid (the paper's trained quantization); the labels and mask are
 fixed buffers, so pruned positions stay zero and weights never change cluster.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,9 +13,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compressor.config import LayerPlan
-from compressor.kmeans import cluster_weights
-from compressor.prune import current_mask, unmasked_weight
+from dcz.compressor.config import LayerPlan
+from dcz.compressor.kmeans import cluster_weights
+from dcz.compressor.prune import current_mask, unmasked_weight
 
 
 class SharedWeight(nn.Module):
@@ -25,8 +26,9 @@ class SharedWeight(nn.Module):
     gather (fine-tuning), in row chunks otherwise.
     """
 
-    def __init__(self, centroids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None,
-                 group_rows: int | None = None) -> None:
+    def __init__(
+        self, centroids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, group_rows: int | None = None
+    ) -> None:
         super().__init__()
         self.centroids = nn.Parameter(centroids.to(torch.float32))
         narrow = torch.uint8 if centroids.shape[-1] <= 256 else torch.long
@@ -61,10 +63,10 @@ class SharedWeight(nn.Module):
         k = self.centroids.shape[-1]
         step = max(1, chunk_elements // max(1, rows.shape[1]))
         for start in range(0, rows.shape[0], step):
-            index = rows[start:start + step].long()
+            index = rows[start : start + step].long()
             if self.row_group is not None:
-                index += self.row_group.reshape(-1)[start:start + step, None] * k
-            out_rows[start:start + step] = flat_book[index]
+                index += self.row_group.reshape(-1)[start : start + step, None] * k
+            out_rows[start : start + step] = flat_book[index]
         return out
 
 
@@ -87,8 +89,15 @@ def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeig
     weight = unmasked_weight(module)
     mask = current_mask(module)
     mask = None if mask is None else mask.clone()
-    book, labels = cluster_weights(weight.numpy(), None if mask is None else mask.numpy(), plan.bits,
-                                   init=plan.init, seed=seed, backend=plan.kmeans, group_rows=plan.group_rows)
+    book, labels = cluster_weights(
+        weight.numpy(),
+        None if mask is None else mask.numpy(),
+        plan.bits,
+        init=plan.init,
+        seed=seed,
+        backend=plan.kmeans,
+        group_rows=plan.group_rows,
+    )
     if parametrize.is_parametrized(module, "weight"):
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)  # no evaluation
     with torch.no_grad():

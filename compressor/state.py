@@ -4,6 +4,7 @@ The pruning / weight-sharing stages (torch) and the ONNX-in path (numpy only) bo
 `LayerState` per compressed tensor; the exporter turns each one into a `formats` tensor. This
 module imports numpy and formats only, so the ONNX-in path never needs torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,9 +66,8 @@ class LayerState:
         pruned -> Sparse; neither -> Raw float32. A missing `gap_bits` takes the paper's default
         for the layer family (8 conv, 5 fc).
         """
-        import formats  # formats is numpy + bitarray only; imported here so state stays light
-
-        from compressor.config import layer_family
+        from dcz import formats  # formats is numpy + bitarray only; imported here so state stays light
+        from dcz.compressor.config import layer_family
 
         name = self.name if name is None else name
         gap_bits = self.gap_bits or (5 if layer_family(self.layer_type) == "fc" else 8)
@@ -75,11 +75,20 @@ class LayerState:
             codebook = np.asarray(self.codebook, dtype=np.float32)
             labels = np.asarray(self.labels).reshape(self.shape)
             if self.pruned:
-                return formats.SparseShared(name, np.asarray(self.mask, dtype=bool).reshape(self.shape), labels,
-                                            codebook, int(self.label_bits), int(gap_bits), self.group_rows)
+                return formats.SparseShared(
+                    name,
+                    np.asarray(self.mask, dtype=bool).reshape(self.shape),
+                    labels,
+                    codebook,
+                    int(self.label_bits),
+                    int(gap_bits),
+                    self.group_rows,
+                )
             return formats.Shared(name, labels, codebook, int(self.label_bits), self.group_rows)
         if self.pruned:
-            return formats.Sparse(name, self.weight(), np.asarray(self.mask, dtype=bool).reshape(self.shape), int(gap_bits))
+            return formats.Sparse(
+                name, self.weight(), np.asarray(self.mask, dtype=bool).reshape(self.shape), int(gap_bits)
+            )
         return formats.Raw(name, self.weight())
 
 

@@ -7,15 +7,28 @@
 
 formats/SPEC.md specifies every byte; FormatError is the only error this package raises.
 """
-from .reader import DczFile, TensorInfo, loads
-from .reader import open_file as open  # noqa: A001 - the contract names it formats.open
-from .writer import dumps, write
+
 from .errors import FormatError
 from .layout import VERSION
+from .reader import DczFile, TensorInfo, loads
+from .reader import open_file as open  # noqa: A001 - the contract names it formats.open
 from .report import SizeReport, TensorSizes
 from .tensors import Raw, Shared, Sparse, SparseShared
+from .writer import dumps, write
 
 __all__ = [
-    "FormatError", "Raw", "Sparse", "Shared", "SparseShared", "write", "dumps", "open", "loads",
-    "DczFile", "TensorInfo", "SizeReport", "TensorSizes", "VERSION",
+    "FormatError",
+    "Raw",
+    "Sparse",
+    "Shared",
+    "SparseShared",
+    "write",
+    "dumps",
+    "open",
+    "loads",
+    "DczFile",
+    "TensorInfo",
+    "SizeReport",
+    "TensorSizes",
+    "VERSION",
 ]

@@ -4,6 +4,7 @@ A stream section is: a 16-byte stream header, for Huffman a canonical table (cou
 length, then the symbols in canonical order), then the payload bits, MSB first in each byte,
 padded with zero bits to a whole byte. See SPEC.md, "Stream section".
 """
+
 from __future__ import annotations
 
 import itertools
@@ -14,21 +15,21 @@ import numpy as np
 from bitarray import bitarray
 from bitarray.util import canonical_decode, canonical_huffman
 
-from .cursor import Cursor
 from . import lockstep
-from .length_limit import canonical_table, limited_lengths
+from .cursor import Cursor
 from .layout import (
     CODING_CHUNKED,
     CODING_FIXED,
     CODING_HUFFMAN,
     MAX_CHUNKED_CODE_LENGTH,
     MAX_CODE_LENGTH,
-    MAX_INDEX_WIDTH,
     MAX_HUFFMAN_SYMBOLS,
+    MAX_INDEX_WIDTH,
     MAX_SYMBOL_WIDTH,
     STREAM_HEADER_SIZE,
     symbol_bytes,
 )
+from .length_limit import canonical_table, limited_lengths
 
 _HEADER = struct.Struct("<BBBBIQ")
 _INDEX = struct.Struct("<IB3xQ")  # symbols per chunk C, delta width w, reserved, base (SPEC 3.4.1)
@@ -55,9 +56,9 @@ class StreamInfo:
     width: int
     count: int
     code_lengths: int
-    table_bytes: int      # Huffman table, and for the chunked coding its chunk index too
+    table_bytes: int  # Huffman table, and for the chunked coding its chunk index too
     payload_bytes: int
-    chunk: int = 0        # chunked coding: symbols per chunk C
+    chunk: int = 0  # chunked coding: symbols per chunk C
     starts: np.ndarray | None = field(default=None, compare=False, repr=False)  # bit where each chunk starts
 
     @property
@@ -72,10 +73,11 @@ class StreamInfo:
 
 # ---------------------------------------------------------------- fixed width
 
+
 def _bit_matrix(values: np.ndarray, width: int) -> np.ndarray:
     """(N, width) uint8 bits of non-negative ints < 2**32, MSB first."""
     as_bytes = values.astype(">u4").view(np.uint8).reshape(-1, 4)
-    return np.unpackbits(as_bytes, axis=1)[:, 32 - width:]
+    return np.unpackbits(as_bytes, axis=1)[:, 32 - width :]
 
 
 BLOCK = 1 << 20  # symbols per block: bounds the bit-matrix temporaries to ~32 MB
@@ -111,14 +113,14 @@ def _pack_narrow(sym: np.ndarray, width: int) -> bytes:
     out = np.empty((groups, width), dtype=np.uint8)
     for k in range(width):
         out[:, k] = (word >> np.uint64(8 * (width - 1 - k))) & np.uint64(0xFF)
-    return out.tobytes()[:(count * width + 7) // 8]
+    return out.tobytes()[: (count * width + 7) // 8]
 
 
 def _unpack_narrow(raw: np.ndarray, count: int, width: int) -> np.ndarray:
     """Inverse of _pack_narrow: uint8 symbols."""
     groups = -(-count // 8)
     padded = np.zeros(groups * width, dtype=np.uint8)
-    padded[:raw.size] = raw[:groups * width]
+    padded[: raw.size] = raw[: groups * width]
     cols = padded.reshape(groups, width).astype(np.uint64)
     word = np.zeros(groups, dtype=np.uint64)
     for k in range(width):
@@ -136,10 +138,10 @@ def pack_fixed(symbols: np.ndarray, width: int) -> bytes:
     if width == 8:
         return sym.astype(np.uint8).tobytes()
     if width < 8:  # BLOCK is a multiple of 8 symbols, so blocks end on whole bytes
-        return b"".join(_pack_narrow(sym[i:i + BLOCK], width) for i in range(0, sym.size, BLOCK))
+        return b"".join(_pack_narrow(sym[i : i + BLOCK], width) for i in range(0, sym.size, BLOCK))
     out = _BitWriter()
     for i in range(0, sym.size, BLOCK):
-        out.add(_bit_matrix(sym[i:i + BLOCK], width).ravel())
+        out.add(_bit_matrix(sym[i : i + BLOCK], width).ravel())
     return out.getvalue()
 
 
@@ -150,14 +152,16 @@ def unpack_fixed(payload, count: int, width: int) -> np.ndarray:
         return raw[:count].copy()
     if width < 8:
         step = BLOCK * width // 8
-        parts = [_unpack_narrow(raw[j * step:(j + 1) * step], min(BLOCK, count - i), width)
-                 for j, i in enumerate(range(0, count, BLOCK))]
+        parts = [
+            _unpack_narrow(raw[j * step : (j + 1) * step], min(BLOCK, count - i), width)
+            for j, i in enumerate(range(0, count, BLOCK))
+        ]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
     parts = []
     for i in range(0, count, BLOCK):  # BLOCK symbols are a whole number of bytes
         n = min(BLOCK, count - i)
         start = i * width // 8
-        parts.append(_unpack_block(raw[start:start + (n * width + 7) // 8], n, width))
+        parts.append(_unpack_block(raw[start : start + (n * width + 7) // 8], n, width))
     if not parts:
         return np.zeros(0, dtype=np.uint8 if width < 8 else np.int64)
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -167,13 +171,14 @@ def _unpack_block(raw: np.ndarray, count: int, width: int) -> np.ndarray:
     bits = np.unpackbits(raw, count=count * width).reshape(count, width)
     full = 8 if width < 8 else 16 if width <= 16 else 32
     padded = np.zeros((count, full), dtype=np.uint8)
-    padded[:, full - width:] = bits
+    padded[:, full - width :] = bits
     packed = np.packbits(padded, axis=1)
     out = packed.view({8: np.uint8, 16: ">u2", 32: ">u4"}[full]).reshape(count)
     return out if full == 8 else out.astype(np.int64)
 
 
 # ---------------------------------------------------------------- Huffman tables
+
 
 def huffman_table(freq: dict[int, int], limit: int = MAX_CODE_LENGTH) -> tuple[list[int], list[int]]:
     """Canonical (counts per length 1..L, symbols in canonical order) with L <= limit.
@@ -217,7 +222,7 @@ def huffman_payload(sym: np.ndarray, counts: list[int], symbols: list[int]) -> t
     columns = np.arange(longest, dtype=np.int64)[None, :]
     out, total = _BitWriter(), 0
     for i in range(0, sym.size, BLOCK):
-        block = index(sym[i:i + BLOCK])
+        block = index(sym[i : i + BLOCK])
         lengths = len_lut[block]
         bits = _bit_matrix(code_lut[block] << (longest - lengths), longest)
         out.add(bits[columns < lengths[:, None]])
@@ -259,6 +264,7 @@ def check_table(counts: list[int], symbols: list[int], width: int, cur: Cursor, 
 
 
 # ---------------------------------------------------------------- stream sections
+
 
 def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: int | None = None) -> bytes:
     """A stream section for `symbols` (ints in [0, 2**width)): the smaller of fixed and Huffman.
@@ -331,8 +337,8 @@ def chunk_index(sym: np.ndarray, counts: list[int], order: list[int], chunk: int
     step = max(1, BLOCK // chunk)  # chunks per block: bounds the per-symbol temporaries
     for j in range(0, full, step):
         n = min(step, full - j)
-        lens = len_lut[index(sym[j * chunk:(j + n) * chunk])]
-        bits[j:j + n] = lens.reshape(n, chunk).sum(axis=1, dtype=np.int64)
+        lens = len_lut[index(sym[j * chunk : (j + n) * chunk])]
+        bits[j : j + n] = lens.reshape(n, chunk).sum(axis=1, dtype=np.int64)
     base = int(bits.min()) if full else 0
     width = int(bits.max() - base).bit_length() if full else 0
     return _INDEX.pack(chunk, width, base) + (pack_fixed(bits - base, width) if width else b"")
@@ -357,7 +363,8 @@ def read_stream_header(cur: Cursor) -> tuple[StreamInfo, list[int], list[int]]:
         if cur.left != (count * width + 7) // 8:
             raise cur.fail(
                 f"fixed-width stream of {count} x {width}-bit symbols needs {(count * width + 7) // 8} "
-                f"payload bytes, section has {cur.left}")
+                f"payload bytes, section has {cur.left}"
+            )
     elif coding in (CODING_HUFFMAN, CODING_CHUNKED):
         longest = MAX_CODE_LENGTH if coding == CODING_HUFFMAN else MAX_CHUNKED_CODE_LENGTH
         counts, symbols = _read_table(cur, at, width, n_len, n_sym, longest)
@@ -366,8 +373,10 @@ def read_stream_header(cur: Cursor) -> tuple[StreamInfo, list[int], list[int]]:
         if count == 0 or count > 8 * cur.left:
             raise cur.fail(f"Huffman stream declares {count} symbols for {cur.left} payload bytes")
         if starts is not None and int(starts[-1]) + (count - (starts.size - 1) * chunk) > 8 * cur.left:
-            raise cur.fail(f"chunk index puts the last chunk at payload bit {int(starts[-1])}, past what its "
-                           f"{count - (starts.size - 1) * chunk} symbols can fit in {cur.left} payload bytes")
+            raise cur.fail(
+                f"chunk index puts the last chunk at payload bit {int(starts[-1])}, past what its "
+                f"{count - (starts.size - 1) * chunk} symbols can fit in {cur.left} payload bytes"
+            )
     else:
         raise cur.fail(f"unknown stream coding {coding} (0 fixed, 1 huffman, 2 chunked huffman)", at)
     table_bytes = cur.pos - at - STREAM_HEADER_SIZE
@@ -407,11 +416,15 @@ def _read_chunk_index(cur: Cursor, count: int, n_len: int) -> tuple[int, np.ndar
         raise cur.fail(f"chunk index: delta width {width} outside 0..{MAX_INDEX_WIDTH}", at + 4)
     full = max(0, -(-count // chunk) - 1)  # chunks before the last
     if not full and (base or width):
-        raise cur.fail(f"chunk index: one chunk needs no deltas, but base is {base} and delta width {width} "
-                       "(both MUST be 0)", at + 4)
+        raise cur.fail(
+            f"chunk index: one chunk needs no deltas, but base is {base} and delta width {width} (both MUST be 0)",
+            at + 4,
+        )
     if full and not chunk <= base <= chunk * n_len:
-        raise cur.fail(f"chunk index: base {base} bits outside [{chunk}, {chunk * n_len}] for {chunk} codes of "
-                       f"1..{n_len} bits", at + 8)
+        raise cur.fail(
+            f"chunk index: base {base} bits outside [{chunk}, {chunk * n_len}] for {chunk} codes of 1..{n_len} bits",
+            at + 8,
+        )
     nbytes = (full * width + 7) // 8
     deltas_at = cur.pos
     raw = cur.bytes(nbytes, "chunk index deltas")
@@ -422,8 +435,10 @@ def _read_chunk_index(cur: Cursor, count: int, n_len: int) -> tuple[int, np.ndar
     bits += base
     if full and int(bits.max()) > chunk * n_len:
         j = int(np.argmax(bits > chunk * n_len))
-        raise cur.fail(f"chunk index: chunk {j} spans {int(bits[j])} bits, more than {chunk} codes of at most "
-                       f"{n_len} bits", deltas_at)
+        raise cur.fail(
+            f"chunk index: chunk {j} spans {int(bits[j])} bits, more than {chunk} codes of at most {n_len} bits",
+            deltas_at,
+        )
     starts = np.zeros(full + 1, dtype=np.int64)
     np.cumsum(bits, out=starts[1:])
     return chunk, starts
@@ -465,8 +480,7 @@ def decode_streams(cursors: list[Cursor], headers: list | None = None) -> list[n
         if info.coding == CODING_FIXED:
             _check_pad(payload, info.count * info.width, cur, at)
             out[i] = unpack_fixed(payload, info.count, info.width)
-        elif info.coding == CODING_CHUNKED and info.chunk <= MAX_WALK_CHUNK \
-                and len(payload) < lockstep.MAX_BATCH_BYTES:
+        elif info.coding == CODING_CHUNKED and info.chunk <= MAX_WALK_CHUNK and len(payload) < lockstep.MAX_BATCH_BYTES:
             waiting.setdefault(info.chunk, []).append(job)
         else:
             out[i] = _sequential(job)
@@ -500,11 +514,12 @@ def _sequential(job) -> np.ndarray:
     """bitarray's decoder over a whole Huffman payload; for the chunked coding, the index is checked
     against the decoded codes' lengths."""
     i, cur, at, payload, info, counts, symbols = job
-    out, used, lengths = _huffman_decode(payload, info.count, counts, symbols, cur, at,
-                                         want_lengths=info.coding == CODING_CHUNKED)
+    out, used, lengths = _huffman_decode(
+        payload, info.count, counts, symbols, cur, at, want_lengths=info.coding == CODING_CHUNKED
+    )
     if info.coding == CODING_CHUNKED and info.starts.size > 1:
         full = info.starts.size - 1
-        ends = np.cumsum(lengths[:full * info.chunk].reshape(full, info.chunk).sum(axis=1, dtype=np.int64))
+        ends = np.cumsum(lengths[: full * info.chunk].reshape(full, info.chunk).sum(axis=1, dtype=np.int64))
         _check_chunk_ends(ends, info, cur, at)
     _check_pad(payload, used, cur, at)
     return out
@@ -534,13 +549,16 @@ def _check_chunk_ends(ends: np.ndarray, info: StreamInfo, cur: Cursor, at: int) 
     bad = np.flatnonzero(ends != info.starts[1:])
     if bad.size:
         j = int(bad[0])
-        raise cur.fail(f"chunk {j}: its {info.chunk} codes end at payload bit {int(ends[j])}, the chunk index "
-                       f"starts chunk {j + 1} at bit {int(info.starts[j + 1])}", at)
+        raise cur.fail(
+            f"chunk {j}: its {info.chunk} codes end at payload bit {int(ends[j])}, the chunk index "
+            f"starts chunk {j + 1} at bit {int(info.starts[j + 1])}",
+            at,
+        )
 
 
 def _symbols_of(entries: np.ndarray, info: StreamInfo, symbols: list[int], shift: int) -> np.ndarray:
     """The stream's symbols from its (steps, lanes) walk entries, in stream order."""
-    flat = entries.T.reshape(-1)[:info.count]
+    flat = entries.T.reshape(-1)[: info.count]
     if info.width <= 8:
         return flat.astype(np.uint8)  # the low byte of an entry is the symbol (< 256 here)
     low = flat & ((1 << shift) - 1)

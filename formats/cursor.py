@@ -4,6 +4,7 @@ Offsets are absolute file offsets in Python ints, so a hostile length can never 
 that would pass the end of its window raises FormatError naming the section, field and offset
 before anything is allocated.
 """
+
 from __future__ import annotations
 
 import struct
@@ -42,7 +43,7 @@ class Cursor:
     def bytes(self, n: int, what: str) -> memoryview:
         """The next `n` bytes (a view, no copy)."""
         self.need(n, what)
-        view = memoryview(self.buf)[self.pos:self.pos + n]
+        view = memoryview(self.buf)[self.pos : self.pos + n]
         self.pos += n
         return view
 

@@ -1,4 +1,5 @@
 """Decoding a validated tensor-table entry back to a dense numpy array (vectorized)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -96,11 +97,13 @@ def decode_entry(entry: dict, section, streams: dict, fail) -> np.ndarray:
     """
     enc = entry["encoding"]
     if enc == "raw":
-        return np.frombuffer(section("data"), dtype=np.dtype(entry["dtype"]).newbyteorder("<")) \
-            .astype(entry["dtype"]).reshape(entry["shape"])
+        return (
+            np.frombuffer(section("data"), dtype=np.dtype(entry["dtype"]).newbyteorder("<"))
+            .astype(entry["dtype"])
+            .reshape(entry["shape"])
+        )
     if enc == "shared":
-        labels, book = _labels_and_codebook(streams, section, entry, entry["numel"],
-                                            f"{entry['numel']} elements", fail)
+        labels, book = _labels_and_codebook(streams, section, entry, entry["numel"], f"{entry['numel']} elements", fail)
         if entry["groups"] == 1:
             out = book[0][labels]
         else:

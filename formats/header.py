@@ -4,6 +4,7 @@ Writers emit `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=Tru
 inputs give equal bytes. Readers accept only what SPEC.md allows: no duplicate keys, no NaN or
 Infinity, bounded depth, every field typed and range-checked; unknown keys are ignored.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,6 +68,7 @@ def check_metadata_keys(metadata: dict, writer: bool) -> None:
 
 # ---------------------------------------------------------------- reading
 
+
 def _no_duplicates(pairs):
     out = {}
     for k, v in pairs:
@@ -94,8 +96,9 @@ def parse_json(data: bytes, fail) -> dict:
     except UnicodeDecodeError as exc:
         raise fail(f"header is not UTF-8 ({exc.reason} at header byte {exc.start})") from None
     try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
-                         parse_float=_finite_float)
+        obj = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float
+        )
     except RecursionError:
         raise fail(f"header JSON nests deeper than the limit {MAX_JSON_DEPTH}") from None
     except ValueError as exc:
@@ -160,8 +163,20 @@ def check_entry(entry, index: int, n_sections: int, fail) -> dict:
     elif dtype != "float32":
         raise tfail(f"dtype of a {encoding} tensor must be 'float32', got {dtype!r}")
     rows, cols = view_2d(tuple(shape))
-    out = dict(name=name, shape=tuple(shape), dtype=dtype, encoding=encoding, numel=numel, rows=rows, cols=cols,
-               label_bits=None, gap_bits=None, codebook_size=None, groups=None, group_rows=None)
+    out = dict(
+        name=name,
+        shape=tuple(shape),
+        dtype=dtype,
+        encoding=encoding,
+        numel=numel,
+        rows=rows,
+        cols=cols,
+        label_bits=None,
+        gap_bits=None,
+        codebook_size=None,
+        groups=None,
+        group_rows=None,
+    )
     out["nnz"] = _int(entry, "nnz", 0, numel, tfail)
     if encoding == "raw" and out["nnz"] != numel:
         raise tfail(f"nnz of a raw tensor must equal its {numel} elements")

@@ -1,4 +1,5 @@
 """Constants of the .dcz v1 layout; formats/SPEC.md is the authority, this mirrors it."""
+
 from __future__ import annotations
 
 MAGIC = b"\x89DCZ\r\n\x1a\n"
@@ -12,7 +13,7 @@ ALIGN = 8  # every section starts at a multiple of 8: the largest itemsize, so a
 # section kinds
 KIND_HEADER = 1
 KIND_GRAPH = 2
-KIND_ARRAY = 3   # little-endian array bytes (raw tensors, float32 values, float32 codebooks)
+KIND_ARRAY = 3  # little-endian array bytes (raw tensors, float32 values, float32 codebooks)
 KIND_STREAM = 4  # an integer stream: stream header, optional Huffman table, payload bits
 KIND_NAMES = {KIND_HEADER: "header", KIND_GRAPH: "graph", KIND_ARRAY: "array", KIND_STREAM: "stream"}
 

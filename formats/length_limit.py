@@ -8,6 +8,7 @@ total size under the cap. Measured on the random-init resnet18 of tools/bench_co
 with package-merge at 12 bits, 4,370,248 B with the writer's adaptive cap (12-16 bits, <= 0.1%
 loss per stream); 4,359,176 B as a 1.0 file (no cap below 24, no chunk index).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,7 @@ def limited_lengths(weights: np.ndarray, limit: int) -> np.ndarray:
         merged = np.argsort(merged_w, kind="stable")  # leaves first among equal weights
         cur_w, cur_c = merged_w[merged], np.concatenate([leaf_c, pack_c])[merged]
     lengths = np.empty(n, dtype=np.int64)
-    lengths[order] = cur_c[:2 * n - 2].sum(axis=0)
+    lengths[order] = cur_c[: 2 * n - 2].sum(axis=0)
     return lengths
 
 

@@ -12,6 +12,7 @@ Nothing here trusts the input: every table window decodes to some entry (complet
 to length 0 (the one-symbol table's unused code), reads past a payload are clipped to its
 padded end, and the caller checks that every lane ended exactly where the index says.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,10 +58,10 @@ def lookup_table(counts: list[int], values: np.ndarray, shift: int = 16, dtype=n
 class Lanes:
     """One stream's part of a walk: its payload, canonical table and the start bit of each chunk."""
 
-    payload: object          # bytes-like
-    counts: list             # codes per length 1..L
-    values: np.ndarray       # what a table entry holds per rank (< 2^16)
-    starts: np.ndarray       # int64 bit offset of each chunk in the payload, starts[0] == 0
+    payload: object  # bytes-like
+    counts: list  # codes per length 1..L
+    values: np.ndarray  # what a table entry holds per rank (< 2^16)
+    starts: np.ndarray  # int64 bit offset of each chunk in the payload, starts[0] == 0
 
 
 def byte_windows(payloads: list) -> tuple[np.ndarray, list[int]]:
@@ -72,7 +73,7 @@ def byte_windows(payloads: list) -> tuple[np.ndarray, list[int]]:
         total += len(p) + 4
     raw = np.zeros(total + 3, dtype=np.uint8)
     for p, at in zip(payloads, offsets):
-        raw[at:at + len(p)] = np.frombuffer(p, dtype=np.uint8)
+        raw[at : at + len(p)] = np.frombuffer(p, dtype=np.uint8)
     # an overlapping big-endian view (stride 1 byte) read out in one pass: ~10x faster than
     # assembling the four bytes with shifts
     return np.ndarray((total,), dtype=">u4", buffer=raw, strides=(1,)).astype(np.uint32), offsets

@@ -1,4 +1,5 @@
 """Reading a .dcz file: preamble, directory and header validated up front; tensors on demand."""
+
 from __future__ import annotations
 
 import mmap
@@ -58,7 +59,7 @@ class Section:
 def read_preamble(buf) -> tuple[tuple[int, int], int]:
     """Validate the preamble: ((major, minor), section count)."""
     cur = Cursor(buf, 0, len(buf), "preamble")
-    if len(buf) < len(MAGIC) or bytes(buf[:len(MAGIC)]) != MAGIC:
+    if len(buf) < len(MAGIC) or bytes(buf[: len(MAGIC)]) != MAGIC:
         raise cur.fail(f"bad magic: not a .dcz file (expected {MAGIC!r})", 0)
     cur.pos = len(MAGIC)
     major = cur.uint("u16", "major version")
@@ -80,12 +81,15 @@ def read_preamble(buf) -> tuple[tuple[int, int], int]:
     if flags:
         raise cur.fail(f"unknown flags {flags:#x} (must be 0 in v{major}.x)", 28)
     if file_length != len(buf):
-        raise cur.fail(f"file length field says {file_length} bytes, the file has {len(buf)}"
-                       + (" (truncated)" if file_length > len(buf) else " (trailing data)"), 16)
+        raise cur.fail(
+            f"file length field says {file_length} bytes, the file has {len(buf)}"
+            + (" (truncated)" if file_length > len(buf) else " (trailing data)"),
+            16,
+        )
     if not 2 <= count <= MAX_SECTIONS:
         raise cur.fail(f"section count {count} outside 2..{MAX_SECTIONS}", 12)
     cur.need(DIR_ENTRY_SIZE * count, f"section directory of {count} entries")
-    if zlib.crc32(bytes(buf[PREAMBLE_SIZE:PREAMBLE_SIZE + DIR_ENTRY_SIZE * count])) != dir_crc:
+    if zlib.crc32(bytes(buf[PREAMBLE_SIZE : PREAMBLE_SIZE + DIR_ENTRY_SIZE * count])) != dir_crc:
         raise FormatError(f"section directory at byte {PREAMBLE_SIZE}: CRC32 mismatch")
     return (major, minor), count
 
@@ -100,7 +104,8 @@ def read_directory(buf, count: int) -> list[Section]:
     sections, end = [], PREAMBLE_SIZE + DIR_ENTRY_SIZE * count
     view = memoryview(buf)
     for i, (offset, length, crc, kind, reserved) in enumerate(
-            _DIR_ENTRY.iter_unpack(view[PREAMBLE_SIZE:PREAMBLE_SIZE + DIR_ENTRY_SIZE * count])):
+        _DIR_ENTRY.iter_unpack(view[PREAMBLE_SIZE : PREAMBLE_SIZE + DIR_ENTRY_SIZE * count])
+    ):
         at = PREAMBLE_SIZE + DIR_ENTRY_SIZE * i
         if reserved:
             raise cur.fail(f"section {i} reserved must be zero", at + 22)
@@ -116,7 +121,7 @@ def read_directory(buf, count: int) -> list[Section]:
         want_kind = KIND_HEADER if i == 0 else KIND_GRAPH if i == 1 else None
         if (want_kind and kind != want_kind) or (not want_kind and kind not in (KIND_ARRAY, KIND_STREAM)):
             raise cur.fail(f"section {i} has kind {kind}, not allowed at this index", at + 20)
-        if zlib.crc32(view[offset:offset + length]) != crc:
+        if zlib.crc32(view[offset : offset + length]) != crc:
             raise FormatError(f"section {i} ({KIND_NAMES[kind]}) at byte {offset}: CRC32 mismatch")
         sections.append(Section(i, offset, length, kind))
         end = offset + length
@@ -135,8 +140,9 @@ class DczFile:
         self._sections = read_directory(buf, count)
         head = self._sections[0]
         if head.length > MAX_HEADER_BYTES:
-            raise FormatError(f"section 0 (header) at byte {head.offset}: {head.length} bytes exceed the "
-                              f"{MAX_HEADER_BYTES}-byte cap")
+            raise FormatError(
+                f"section 0 (header) at byte {head.offset}: {head.length} bytes exceed the {MAX_HEADER_BYTES}-byte cap"
+            )
 
         def hfail(msg):
             return FormatError(f"section 0 (header) at byte {head.offset}: {msg}")
@@ -158,8 +164,12 @@ class DczFile:
                 owner[idx] = f"tensor {e['name']!r} {role}"
                 want = KIND_ARRAY if role in ARRAY_ROLES else KIND_STREAM
                 if self._sections[idx].kind != want:
-                    raise self._fail(e, role, f"section {idx} is a {KIND_NAMES[self._sections[idx].kind]} section, "
-                                              f"{role} needs {KIND_NAMES[want]}")
+                    raise self._fail(
+                        e,
+                        role,
+                        f"section {idx} is a {KIND_NAMES[self._sections[idx].kind]} section, "
+                        f"{role} needs {KIND_NAMES[want]}",
+                    )
                 if want == KIND_ARRAY:
                     self._check_array(e, role, idx)
                 else:
@@ -195,8 +205,7 @@ class DczFile:
         if self._buf is None:
             raise FormatError("the .dcz file is closed")
         s = self._sections[e["sections"][role]]
-        return Cursor(self._buf, s.offset, s.offset + s.length,
-                      f"section {s.index} (tensor {e['name']!r} {role})")
+        return Cursor(self._buf, s.offset, s.offset + s.length, f"section {s.index} (tensor {e['name']!r} {role})")
 
     def _fail(self, e: dict, role: str | None, message: str) -> FormatError:
         if role is None:  # about the tensor as a whole: point at its first section
@@ -208,7 +217,7 @@ class DczFile:
         if self._buf is None:
             raise FormatError("the .dcz file is closed")
         s = self._sections[idx]
-        return memoryview(self._buf)[s.offset:s.offset + s.length]
+        return memoryview(self._buf)[s.offset : s.offset + s.length]
 
     # -- public API
     @property
@@ -230,8 +239,17 @@ class DczFile:
 
     def info(self, name: str) -> TensorInfo:
         e = self._entry(name)
-        return TensorInfo(e["name"], e["shape"], e["dtype"], e["encoding"], e["nnz"], e["label_bits"],
-                          e["gap_bits"], e["codebook_size"], e["groups"])
+        return TensorInfo(
+            e["name"],
+            e["shape"],
+            e["dtype"],
+            e["encoding"],
+            e["nnz"],
+            e["label_bits"],
+            e["gap_bits"],
+            e["codebook_size"],
+            e["groups"],
+        )
 
     def tensor(self, name: str) -> np.ndarray:
         """The decoded dense array (a fresh copy: float32 for compressed encodings)."""
@@ -246,7 +264,7 @@ class DczFile:
         entries = [self._entry(name) for name in (self.names if names is None else names)]
         out = {}
         for lo in range(0, len(entries), TENSORS_PER_BATCH):
-            batch = entries[lo:lo + TENSORS_PER_BATCH]
+            batch = entries[lo : lo + TENSORS_PER_BATCH]
             jobs = [(e, role) for e in batch for role in stream_roles(e)]
             symbols = self._decode_streams(jobs)
             streams: dict[str, dict] = {e["name"]: {} for e in batch}
@@ -265,8 +283,9 @@ class DczFile:
             raise FormatError(f"tensor {name!r} is not pruned (encoding {e['encoding']}): it has no CSR form")
         roles = stream_roles(e)
         streams = dict(zip(roles, self._decode_streams([(e, role) for role in roles])))
-        return decode_csr(e, lambda role: self._bytes(e["sections"][role]), streams,
-                          lambda role, msg: self._fail(e, role, msg))
+        return decode_csr(
+            e, lambda role: self._bytes(e["sections"][role]), streams, lambda role, msg: self._fail(e, role, msg)
+        )
 
     def _decode_streams(self, jobs: list[tuple[dict, str]]) -> list[np.ndarray]:
         """The symbols of each (entry, role) stream, from the headers validated at open."""
@@ -277,11 +296,16 @@ class DczFile:
         if streams is None:
             roles = stream_roles(e)
             streams = dict(zip(roles, self._decode_streams([(e, role) for role in roles])))
-        return decode_entry(e, section=lambda role: self._bytes(e["sections"][role]), streams=streams,
-                            fail=lambda role, msg: self._fail(e, role, msg))
+        return decode_entry(
+            e,
+            section=lambda role: self._bytes(e["sections"][role]),
+            streams=streams,
+            fail=lambda role, msg: self._fail(e, role, msg),
+        )
 
     def size_report(self):
         from .report import build_report
+
         return build_report(self._entries.values(), self._sections, self._streams, len(self._buf))
 
     def close(self) -> None:

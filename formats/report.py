@@ -6,6 +6,7 @@ counts, float32 codebook), all fixed width; P+Q+H = the bytes the tensor occupie
 (coded streams with their headers and Huffman tables, codebook). Header, graph and alignment
 padding are reported apart, and all parts add up to the file size exactly.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -81,17 +82,49 @@ class SizeReport:
         for t in self.tensors:
             wq, wh = t.weight_bits()
             iq, ih = t.index_bits()
-            rows.append([t.name, t.encoding, f"{t.numel:,}", _pct(t.nnz, t.numel), f"{wq:.2f}", f"{wh:.2f}",
-                         f"{iq:.2f}", f"{ih:.2f}", _pct(t.quantized_bytes, t.dense_bytes),
-                         _pct(t.huffman_bytes, t.dense_bytes)])
+            rows.append(
+                [
+                    t.name,
+                    t.encoding,
+                    f"{t.numel:,}",
+                    _pct(t.nnz, t.numel),
+                    f"{wq:.2f}",
+                    f"{wh:.2f}",
+                    f"{iq:.2f}",
+                    f"{ih:.2f}",
+                    _pct(t.quantized_bytes, t.dense_bytes),
+                    _pct(t.huffman_bytes, t.dense_bytes),
+                ]
+            )
         tot = self.totals()
-        rows.append(["total (tensors)", "", f"{tot['numel']:,}", _pct(tot["nnz"], tot["numel"]), "", "", "", "",
-                     _pct(tot["quantized_bytes"], tot["dense_bytes"]),
-                     _pct(tot["huffman_bytes"], tot["dense_bytes"])])
+        rows.append(
+            [
+                "total (tensors)",
+                "",
+                f"{tot['numel']:,}",
+                _pct(tot["nnz"], tot["numel"]),
+                "",
+                "",
+                "",
+                "",
+                _pct(tot["quantized_bytes"], tot["dense_bytes"]),
+                _pct(tot["huffman_bytes"], tot["dense_bytes"]),
+            ]
+        )
         return rows
 
-    _HEAD = ["tensor", "encoding", "weights", "weights% (P)", "weight bits (P+Q)", "weight bits (P+Q+H)",
-             "index bits (P+Q)", "index bits (P+Q+H)", "compress (P+Q)", "compress (P+Q+H)"]
+    _HEAD = [
+        "tensor",
+        "encoding",
+        "weights",
+        "weights% (P)",
+        "weight bits (P+Q)",
+        "weight bits (P+Q+H)",
+        "index bits (P+Q)",
+        "index bits (P+Q+H)",
+        "compress (P+Q)",
+        "compress (P+Q+H)",
+    ]
 
     def _footer(self) -> list[str]:
         tot = self.totals()
@@ -128,8 +161,15 @@ def _pct(a: int, b: int) -> str:
 
 
 def _stream_detail(info, length: int) -> dict:
-    return {"coding": info.coding_name, "symbols": info.count, "width": info.width, "bytes": length,
-            "fixed_bytes": info.fixed_bytes, "table_bytes": info.table_bytes, "payload_bytes": info.payload_bytes}
+    return {
+        "coding": info.coding_name,
+        "symbols": info.count,
+        "width": info.width,
+        "bytes": length,
+        "fixed_bytes": info.fixed_bytes,
+        "table_bytes": info.table_bytes,
+        "payload_bytes": info.payload_bytes,
+    }
 
 
 def tensor_sizes(e: dict, sections, streams) -> TensorSizes:
@@ -140,7 +180,9 @@ def tensor_sizes(e: dict, sections, streams) -> TensorSizes:
         detail[role] = _stream_detail(streams[idx], length) if idx in streams else {"bytes": length}
     in_file = sum(d["bytes"] for d in detail.values())
     enc, numel, nnz = e["encoding"], e["numel"], e["nnz"]
-    dense = numel * (4 if e["dtype"] in _FLOAT_DTYPES else detail.get("data", {}).get("bytes", numel * 4) // max(numel, 1))
+    dense = numel * (
+        4 if e["dtype"] in _FLOAT_DTYPES else detail.get("data", {}).get("bytes", numel * 4) // max(numel, 1)
+    )
     fixed = {r: d.get("fixed_bytes", d["bytes"]) for r, d in detail.items()}
     if enc == "raw":
         pruned = quantized = in_file
@@ -152,8 +194,20 @@ def tensor_sizes(e: dict, sections, streams) -> TensorSizes:
     else:
         pruned = nnz * 4 + fixed["gaps"] + fixed["rows"]
         quantized = fixed["labels"] + fixed["gaps"] + fixed["rows"] + fixed["codebook"]
-    return TensorSizes(e["name"], enc, tuple(e["shape"]), numel, nnz, e["label_bits"], e["gap_bits"],
-                       dense, pruned, quantized, in_file, detail)
+    return TensorSizes(
+        e["name"],
+        enc,
+        tuple(e["shape"]),
+        numel,
+        nnz,
+        e["label_bits"],
+        e["gap_bits"],
+        dense,
+        pruned,
+        quantized,
+        in_file,
+        detail,
+    )
 
 
 def build_report(entries, sections, streams, file_bytes: int) -> SizeReport:

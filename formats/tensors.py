@@ -6,6 +6,7 @@ of the rest (a 1-D or 0-D tensor is one row). Sparse encodings store CSR as a ro
 2**b - 1 a filler that advances that many columns) and, per kept entry, a float32 value
 (sparse) or an n-bit label into a float32 codebook (sparse_shared).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ from typing import Union
 
 import numpy as np
 
+from . import codec
 from .errors import FormatError
 from .layout import KIND_ARRAY, KIND_STREAM, MAX_NAME_BYTES, MAX_RANK, RAW_DTYPES
-from . import codec
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +61,7 @@ class SparseShared:
     group_rows: int | None = None
 
 
-Tensor = Union[Raw, Sparse, Shared, SparseShared]
+Tensor = Union[Raw, Sparse, Shared, SparseShared]  # noqa: UP007 - a runtime alias on Python 3.10 too
 
 
 def view_2d(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -81,6 +82,7 @@ def groups_for(rows: int, group_rows: int | None) -> int:
 
 
 # ---------------------------------------------------------------- writer side
+
 
 class Part:
     """One section a tensor contributes: role ('data', 'rows', 'gaps', 'labels', ...), kind, bytes."""
@@ -140,8 +142,10 @@ def _codebook(name, codebook, label_bits, rows, group_rows) -> tuple[np.ndarray,
     if group_rows is None and groups != 1:
         raise _fail(name, f"codebook has {groups} groups but group_rows is None")
     if groups != groups_for(rows, group_rows):
-        raise _fail(name, f"codebook has {groups} groups, {rows} rows in groups of {group_rows} need "
-                          f"{groups_for(rows, group_rows)}")
+        raise _fail(
+            name,
+            f"codebook has {groups} groups, {rows} rows in groups of {group_rows} need {groups_for(rows, group_rows)}",
+        )
     if not 1 <= k <= 1 << label_bits:
         raise _fail(name, f"codebook size {k} must be in 1..2**label_bits = {1 << label_bits}")
     return book, group_rows
@@ -179,8 +183,11 @@ def csr_streams(mask2d: np.ndarray, gap_bits: int) -> tuple[np.ndarray, np.ndarr
     ends = np.cumsum(per_entry)
     symbols = np.full(int(ends[-1]) if ends.size else 0, filler, dtype=np.int64)
     symbols[ends - 1] = rem
-    row_counts = np.bincount(row, weights=per_entry, minlength=rows).astype(np.int64) if flat.size \
+    row_counts = (
+        np.bincount(row, weights=per_entry, minlength=rows).astype(np.int64)
+        if flat.size
         else np.zeros(rows, dtype=np.int64)
+    )
     return row_counts, symbols, flat
 
 
@@ -219,8 +226,9 @@ def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[d
     if isinstance(t, (Shared, SparseShared)):
         label_bits = _check_bits(name, "label_bits", t.label_bits)
         book, group_rows = _codebook(name, t.codebook, label_bits, rows, t.group_rows)
-        entry.update(label_bits=label_bits, codebook_size=int(book.shape[1]), groups=int(book.shape[0]),
-                     group_rows=group_rows)
+        entry.update(
+            label_bits=label_bits, codebook_size=int(book.shape[1]), groups=int(book.shape[0]), group_rows=group_rows
+        )
         parts.append(Part("codebook", KIND_ARRAY, book.tobytes()))
     if isinstance(t, Shared):
         labels = _labels(name, t.labels, shape, book.shape[1])

@@ -1,4 +1,5 @@
 """Writing a .dcz file: sections assembled at aligned offsets, then an atomic write."""
+
 from __future__ import annotations
 
 import os
@@ -49,14 +50,20 @@ def assemble(sections: list[tuple[int, bytes]]) -> bytes:
     pre = PREAMBLE.pack(MAGIC, major, minor, len(sections), pos, zlib.crc32(dir_bytes), 0, bytes(28))
     out = bytearray(pos)
     out[:PREAMBLE_SIZE] = pre + struct.pack("<I", zlib.crc32(pre))
-    out[PREAMBLE_SIZE:PREAMBLE_SIZE + len(dir_bytes)] = dir_bytes
+    out[PREAMBLE_SIZE : PREAMBLE_SIZE + len(dir_bytes)] = dir_bytes
     for at, data in chunks:
-        out[at:at + len(data)] = data
+        out[at : at + len(data)] = data
     return bytes(out)
 
 
-def dumps(tensor_list, graph: bytes = b"", graph_format: str = "onnx", metadata: dict | None = None,
-          huffman: bool = True, chunk_symbols: int | None = None) -> bytes:
+def dumps(
+    tensor_list,
+    graph: bytes = b"",
+    graph_format: str = "onnx",
+    metadata: dict | None = None,
+    huffman: bool = True,
+    chunk_symbols: int | None = None,
+) -> bytes:
     """The bytes of a .dcz file holding `tensor_list` (see formats.write)."""
     if chunk_symbols is not None and (not isinstance(chunk_symbols, int) or not 0 <= chunk_symbols < 1 << 32):
         raise FormatError(f"chunk_symbols must be None, 0 or a positive 32-bit int, got {chunk_symbols!r}")
@@ -100,22 +107,33 @@ def stage_totals(entries: list[dict], sections: list[tuple[int, bytes]]) -> dict
     from .report import tensor_sizes
 
     secs = [Section(i, 0, len(data), kind) for i, (kind, data) in enumerate(sections)]
-    streams = {i: codec.read_stream_header(Cursor(data, 0, len(data), f"section {i}"))[0]
-               for i, (kind, data) in enumerate(sections) if kind == KIND_STREAM}
+    streams = {
+        i: codec.read_stream_header(Cursor(data, 0, len(data), f"section {i}"))[0]
+        for i, (kind, data) in enumerate(sections)
+        if kind == KIND_STREAM
+    }
     totals = dict.fromkeys(("dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes"), 0)
     for e in entries:
         numel = 1
         for d in e["shape"]:
             numel *= d
-        sizes = tensor_sizes(dict(e, numel=numel, label_bits=e.get("label_bits"), gap_bits=e.get("gap_bits")),
-                             secs, streams)
+        sizes = tensor_sizes(
+            dict(e, numel=numel, label_bits=e.get("label_bits"), gap_bits=e.get("gap_bits")), secs, streams
+        )
         for key in totals:
             totals[key] += getattr(sizes, key)
     return totals
 
 
-def write(path, tensor_list, graph: bytes = b"", graph_format: str = "onnx", metadata: dict | None = None,
-          huffman: bool = True, chunk_symbols: int | None = None):
+def write(
+    path,
+    tensor_list,
+    graph: bytes = b"",
+    graph_format: str = "onnx",
+    metadata: dict | None = None,
+    huffman: bool = True,
+    chunk_symbols: int | None = None,
+):
     """Write a .dcz file atomically; returns its SizeReport.
 
     chunk_symbols: None lets the writer index long Huffman streams in chunks (version 1.1, decoded
@@ -166,5 +184,3 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         pass
     finally:
         os.close(dir_fd)
-
-

@@ -6,10 +6,13 @@ whether they use `formats` or `runtime`. Everything the runtime itself checks (g
 stored tensors, shapes and dtypes, unsupported ops, bad inputs to `run`, backend failures) raises
 `DczRuntimeError`. Both are `ValueError` subclasses, so `except ValueError` catches either.
 """
+
 from __future__ import annotations
 
+from dcz.formats.errors import DczError
 
-class DczRuntimeError(ValueError):
+
+class DczRuntimeError(DczError):
     """A .dcz that is well formed but cannot be run as asked, or bad arguments to the runtime."""
 
 

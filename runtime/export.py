@@ -5,6 +5,7 @@ pass protobuf's 2 GiB ceiling they go to one external data file beside the model
 (`<name>.data`, the layout onnx.save_model writes). Both files are written to temporary names and
 renamed into place, so a failure leaves no partial output.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,7 +39,9 @@ def export_onnx(dcz_path, onnx_path, external_data: bool | None = None) -> Path:
         total = 0
         for index, init in enumerate(model.graph.initializer):
             if init.name in wanted:
-                dense = numpy_helper.from_array(dcz.tensor(init.name).astype(wanted[init.name].dtype, copy=False), init.name)
+                dense = numpy_helper.from_array(
+                    dcz.tensor(init.name).astype(wanted[init.name].dtype, copy=False), init.name
+                )
                 total += len(dense.raw_data)
                 model.graph.initializer[index].CopyFrom(dense)
     if external_data is None:
@@ -53,8 +56,14 @@ def _atomic_save(model: onnx.ModelProto, path: Path, external_data: bool) -> Non
     with tempfile.TemporaryDirectory(dir=folder, prefix=".dcz-export-") as tmp:
         tmp_model = Path(tmp) / path.name
         if external_data:
-            onnx.save_model(model, tmp_model, save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=1024)
+            onnx.save_model(
+                model,
+                tmp_model,
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data_name,
+                size_threshold=1024,
+            )
             os.replace(Path(tmp) / data_name, folder / data_name)
         else:
             onnx.save_model(model, tmp_model)

@@ -4,6 +4,7 @@ The file stays memory-mapped by `formats.open`; a tensor's compressed bytes are 
 the tensor is first asked for, and the decoded array is kept so it is decoded once. Peak memory is
 therefore the decoded (dense) model plus the mapped file pages actually read, not two dense copies.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping

@@ -1,4 +1,5 @@
 """`runtime.load`: a .dcz opened, checked against its graph, and ready to run on a backend."""
+
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
-import formats
+from dcz import formats
 
 from .errors import DczRuntimeError, run_error
 from .lazy import LazyTensors
@@ -28,8 +29,17 @@ class Model:
     run(x)    inputs (dict name -> array, or one array) -> list of output arrays
     """
 
-    def __init__(self, dcz_file, backend: str | None, lazy: bool, providers, threads, inter_op_threads, sparse,
-                 low_memory: bool | None = None):
+    def __init__(
+        self,
+        dcz_file,
+        backend: str | None,
+        lazy: bool,
+        providers,
+        threads,
+        inter_op_threads,
+        sparse,
+        low_memory: bool | None = None,
+    ):
         self._file = dcz_file
         self.backend = backend
         self.graph: bytes = bytes(dcz_file.graph)
@@ -62,8 +72,15 @@ class Model:
             from .ort_backend import OrtSession
 
             # ORT needs every weight when it builds the session: all are decoded here (batched), each once.
-            engine = OrtSession(self.onnx_model, self.tensors.decode_all(), providers, threads,
-                                inter_op_threads, weights_as_inputs=low_memory, serialized=self._graph_as_stored)
+            engine = OrtSession(
+                self.onnx_model,
+                self.tensors.decode_all(),
+                providers,
+                threads,
+                inter_op_threads,
+                weights_as_inputs=low_memory,
+                serialized=self._graph_as_stored,
+            )
             for name in engine.releasable:  # ORT holds its own copy now: ours would only double memory
                 self.tensors.release(name)
             return engine
@@ -182,9 +199,17 @@ def open_dcz(source):
     return formats.open(os.fspath(source))
 
 
-def load(path, backend: str = "ort", providers: Sequence | None = None, threads: int | None = None,
-         lazy: bool = True, *, inter_op_threads: int | None = None, sparse: bool = False,
-         low_memory: bool | None = None) -> Model:
+def load(
+    path,
+    backend: str = "ort",
+    providers: Sequence | None = None,
+    threads: int | None = None,
+    lazy: bool = True,
+    *,
+    inter_op_threads: int | None = None,
+    sparse: bool = False,
+    low_memory: bool | None = None,
+) -> Model:
     """Open a .dcz and prepare it to run.
 
     backend           "ort" (ONNX Runtime), "numpy" (the built-in executor) or None (inspect only).

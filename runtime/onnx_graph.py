@@ -4,6 +4,7 @@ Convention (common brief): every tensor stored in the .dcz appears in `graph.ini
 placeholder with the same name, data_type and dims, no data, `data_location = EXTERNAL` and
 `external_data = [("location", "dcz")]`. Other initializers stay inline.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -21,6 +21,7 @@ FC stack peaks at ~1.2x its dense size instead of 2.3x; batch-1 Gemm is as fast 
 have no weight that large and keep every initializer. `weights_as_inputs` (runtime.load's
 `low_memory`) overrides: True puts every weight in place, False none.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,9 +49,16 @@ class OrtSession:
     releasable      names whose decoded arrays the caller may drop: ORT has its own copy
     """
 
-    def __init__(self, model: onnx.ModelProto, weights: Mapping[str, np.ndarray], providers: Sequence | None = None,
-                 threads: int | None = None, inter_op_threads: int | None = None, weights_as_inputs: bool | None = None,
-                 serialized: bytes | None = None):
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        weights: Mapping[str, np.ndarray],
+        providers: Sequence | None = None,
+        threads: int | None = None,
+        inter_op_threads: int | None = None,
+        weights_as_inputs: bool | None = None,
+        serialized: bytes | None = None,
+    ):
         """`serialized`: `model` as bytes, if the caller has them (the stored graph): ORT gets them as they
         are, unless weights go in place (then the adapted graph is serialized)."""
         self._providers = _check_providers(providers)
@@ -64,7 +72,11 @@ class OrtSession:
         initializers = [n for n in arrays if n not in in_place]
         if in_place:
             model, serialized = _placeholders_as_inputs(model, in_place), None
-        external = (initializers, [ort.OrtValue.ortvalue_from_numpy(arrays[n]) for n in initializers]) if initializers else None
+        external = (
+            (initializers, [ort.OrtValue.ortvalue_from_numpy(arrays[n]) for n in initializers])
+            if initializers
+            else None
+        )
         self.session = self._create(model, serialized, external)
         self.weights_copied = bool(initializers) and ort_copies_external_initializers()
         # If ORT kept pointers instead of copying, every array must live as long as the session.
@@ -150,7 +162,7 @@ def _placeholders_as_inputs(model: onnx.ModelProto, names: set[str]) -> onnx.Mod
     return adapted
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ort_copies_external_initializers() -> bool:
     """Does this ORT copy `add_external_initializers` values (True) or use the buffers in place?
 
@@ -163,14 +175,20 @@ def ort_copies_external_initializers() -> bool:
     big, small = np.ones((64, 64), np.float32), np.ones((1,), np.float32)
     placeholders = []
     for name, array in (("big", big), ("small", small)):
-        placeholder = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=list(array.shape),
-                                  data_location=TensorProto.EXTERNAL)
+        placeholder = TensorProto(
+            name=name, data_type=TensorProto.FLOAT, dims=list(array.shape), data_location=TensorProto.EXTERNAL
+        )
         entry = placeholder.external_data.add()
         entry.key, entry.value = "location", "dcz"
         placeholders.append(placeholder)
     nodes = [helper.make_node("Add", ["x", "big"], ["xb"]), helper.make_node("Add", ["xb", "small"], ["y"])]
-    graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])], placeholders)
+    graph = helper.make_graph(
+        nodes,
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])],
+        placeholders,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
     options = ort.SessionOptions()

@@ -3,6 +3,7 @@
 Everything here raises `DczRuntimeError` naming the tensor at fault, so a mismatched file never
 reaches ONNX Runtime (whose messages would name an internal node, or worse, crash).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -80,7 +81,9 @@ class InputChecker:
         elif type(inputs) is dict and self._fast is not None and len(inputs) == len(self._fast):
             for spec in self._fast:
                 value = inputs.get(spec[0])
-                if not (type(value) is _NDARRAY and value.dtype is spec[1] and (spec[2] is None or _fits(value.shape, spec))):
+                if not (
+                    type(value) is _NDARRAY and value.dtype is spec[1] and (spec[2] is None or _fits(value.shape, spec))
+                ):
                     break
             else:
                 return inputs  # exactly the graph's inputs, all well-formed: backends only read it

@@ -4,6 +4,7 @@
 the suite within its time budget; `dev` is quicker; `deep` is for long local runs.
 Pick one with HYPOTHESIS_PROFILE=deep.
 """
+
 import os
 
 # The suite's models are tiny: extra BLAS / torch threads only contend on CI's 2 shared cores
@@ -18,7 +19,5 @@ settings.register_profile(
     "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
 settings.register_profile("dev", max_examples=30, deadline=None)
-settings.register_profile(
-    "deep", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("deep", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -4,6 +4,7 @@ The graph is compiled once into a plan (op function, input/output names, attribu
 walks the plan, freeing every intermediate after its last use so peak memory stays near the largest
 layer's activations rather than the sum of all of them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -32,7 +33,9 @@ class Step:
 
 def _attribute(attr: onnx.AttributeProto):
     if attr.type == AttributeProto.GRAPH or attr.type == AttributeProto.GRAPHS:
-        raise DczRuntimeError(f"attribute {attr.name!r} holds a subgraph; control flow is not supported by the NumPy backend")
+        raise DczRuntimeError(
+            f"attribute {attr.name!r} holds a subgraph; control flow is not supported by the NumPy backend"
+        )
     value = helper.get_attribute_value(attr)
     if isinstance(value, bytes):
         return value.decode("utf-8")
@@ -93,7 +96,12 @@ def sparse_candidates(model: onnx.ModelProto) -> dict[str, bool]:
 class NumpyExecutor:
     """Compile an ONNX ModelProto against a mapping of initializer arrays; `run` feeds inputs."""
 
-    def __init__(self, model: onnx.ModelProto, weights: Mapping[str, np.ndarray], sparse_weights: Mapping[str, CsrRows] | None = None):
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        weights: Mapping[str, np.ndarray],
+        sparse_weights: Mapping[str, CsrRows] | None = None,
+    ):
         self._opset = opset_version(model)
         # Stored weights stay behind their (lazy) mapping and are fetched when a node first reads them.
         self._weights = weights
@@ -154,7 +162,9 @@ class NumpyExecutor:
                 elif name in self._weights:
                     args.append(self._weights[name])
                 else:
-                    raise DczRuntimeError(f"node {step.ctx.node!r} ({step.op_type}) reads {name!r}, which nothing produced")
+                    raise DczRuntimeError(
+                        f"node {step.ctx.node!r} ({step.op_type}) reads {name!r}, which nothing produced"
+                    )
             try:
                 result = step.fn(step.ctx, *args, **step.attrs)
             except DczRuntimeError:

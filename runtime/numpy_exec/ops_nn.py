@@ -1,4 +1,5 @@
 """Neural-network ops: convolution, pooling, normalization, dense layers, activations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -72,16 +73,36 @@ def _pool_attrs(ctx, x, kernel_shape, strides, dilations, pads, auto_pad):
 
 
 @register("MaxPool")
-def max_pool(ctx, x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
-             storage_order=0, strides=None):
+def max_pool(
+    ctx,
+    x,
+    *,
+    auto_pad="NOTSET",
+    ceil_mode=0,
+    dilations=None,
+    kernel_shape=None,
+    pads=None,
+    storage_order=0,
+    strides=None,
+):
     kernel, strides, dilations, pads = _pool_attrs(ctx, x, kernel_shape, strides, dilations, pads, auto_pad)
     win = windows(x, kernel, strides, dilations, pads, -np.inf, bool(ceil_mode))
     return win.max(axis=tuple(range(-len(kernel), 0)))
 
 
 @register("AveragePool")
-def average_pool(ctx, x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
-                 kernel_shape=None, pads=None, strides=None):
+def average_pool(
+    ctx,
+    x,
+    *,
+    auto_pad="NOTSET",
+    ceil_mode=0,
+    count_include_pad=0,
+    dilations=None,
+    kernel_shape=None,
+    pads=None,
+    strides=None,
+):
     kernel, strides, dilations, pads = _pool_attrs(ctx, x, kernel_shape, strides, dilations, pads, auto_pad)
     axes = tuple(range(-len(kernel), 0))
     sums = windows(x, kernel, strides, dilations, pads, 0.0, bool(ceil_mode)).sum(axis=axes)

@@ -1,4 +1,5 @@
 """Element-wise arithmetic and tensor-shaping ops (the glue torch's exporter emits around layers)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,9 @@ def mul(ctx, a, b):
 def div(ctx, a, b):
     if np.issubdtype(np.result_type(a, b), np.integer):
         # ONNX integer division truncates toward zero; numpy's // floors.
-        return _broadcast(ctx, lambda x, y: (np.sign(x) * np.sign(y) * (np.abs(x) // np.abs(y))).astype(np.result_type(a, b)), a, b)
+        return _broadcast(
+            ctx, lambda x, y: (np.sign(x) * np.sign(y) * (np.abs(x) // np.abs(y))).astype(np.result_type(a, b)), a, b
+        )
     return _broadcast(ctx, np.divide, a, b)
 
 
@@ -60,8 +63,18 @@ def cast(ctx, x, *, to, saturate=1):
 
 
 @register("Constant")
-def constant(ctx, *, value=None, value_float=None, value_floats=None, value_int=None, value_ints=None,
-             sparse_value=None, value_string=None, value_strings=None):
+def constant(
+    ctx,
+    *,
+    value=None,
+    value_float=None,
+    value_floats=None,
+    value_int=None,
+    value_ints=None,
+    sparse_value=None,
+    value_string=None,
+    value_strings=None,
+):
     if value is not None:
         return numpy_helper.to_array(value)
     if value_float is not None:

@@ -4,6 +4,7 @@ An op function takes `(ctx, *inputs, **attributes)` and returns one array or a t
 Missing optional inputs arrive as None. `ctx.opset` is the model's default-domain opset, for ops
 whose signature changed across opsets (Softmax, Unsqueeze, Clip, ...).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

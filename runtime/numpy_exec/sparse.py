@@ -5,6 +5,7 @@ kept entries j of row r, of x[:, col_j] * value_j. That is one gather, one multi
 `np.add.reduceat` over row segments; no scipy. Memory: the CSR pieces (nnz * 8 bytes + rows)
 instead of out * in * 4 bytes, plus a (batch_chunk, nnz) scratch bounded by `_SCRATCH_BYTES`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

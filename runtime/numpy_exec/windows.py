@@ -2,6 +2,7 @@
 
 Everything is a strided view until the caller reshapes it (im2col copies then, once).
 """
+
 from __future__ import annotations
 
 import math
@@ -12,9 +13,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..errors import DczRuntimeError
 
 
-def resolve_pads(
-    auto_pad: str, pads, spatial: tuple[int, ...], kernel, strides, dilations, where: str
-) -> list[int]:
+def resolve_pads(auto_pad: str, pads, spatial: tuple[int, ...], kernel, strides, dilations, where: str) -> list[int]:
     """ONNX pads [b1, b2, ..., e1, e2, ...] after applying auto_pad."""
     rank = len(spatial)
     if auto_pad in ("", "NOTSET"):
@@ -48,9 +47,7 @@ def output_size(size: int, k: int, s: int, d: int, pad_begin: int, pad_end: int,
     return out
 
 
-def windows(
-    x: np.ndarray, kernel, strides, dilations, pads, pad_value: float, ceil_mode: bool = False
-) -> np.ndarray:
+def windows(x: np.ndarray, kernel, strides, dilations, pads, pad_value: float, ceil_mode: bool = False) -> np.ndarray:
     """View of shape (N, C, *out_spatial, *kernel) over `x` padded with `pad_value`."""
     rank = len(kernel)
     spatial = x.shape[2:]

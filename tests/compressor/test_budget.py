@@ -1,5 +1,6 @@
 """fit_budget: the written file meets the budget, impossible budgets say how small is reachable,
 the allocation beats a uniform one where it must, and the solver is exact on small problems."""
+
 from __future__ import annotations
 
 import itertools
@@ -11,14 +12,16 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-import formats  # noqa: E402
-from compressor.budget import fit_budget, prepare_budget  # noqa: E402
-from compressor.budget_candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer  # noqa: E402
-from compressor.budget_report import budget_report, plot_rate_curve, render_text  # noqa: E402
-from compressor.budget_solver import allocate, lower_hull, min_bytes, total  # noqa: E402
-from compressor.errors import CompressError  # noqa: E402
+from dcz import formats  # noqa: E402
+from dcz.compressor.budget import fit_budget, prepare_budget  # noqa: E402
+from dcz.compressor.budget_candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer  # noqa: E402
+from dcz.compressor.budget_report import budget_report, plot_rate_curve, render_text  # noqa: E402
+from dcz.compressor.budget_solver import allocate, lower_hull, min_bytes, total  # noqa: E402
+from dcz.compressor.errors import CompressError  # noqa: E402
 
-GRID = CandidateGrid(sparsities=(0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99), label_bits=(1, 2, 4, 6), gap_bits=(2, 4, 6), allow_raw=True)
+GRID = CandidateGrid(
+    sparsities=(0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99), label_bits=(1, 2, 4, 6), gap_bits=(2, 4, 6), allow_raw=True
+)
 
 
 class TwoBranch(nn.Module):
@@ -49,6 +52,7 @@ def toy_problem():
 
 # --- the solver alone (no torch model, no file) ------------------------------------------------------
 
+
 def _random_layers(rng: random.Random, n_layers: int, n_cands: int) -> list[LayerCandidates]:
     layers = []
     for i in range(n_layers):
@@ -71,7 +75,7 @@ def test_allocation_matches_brute_force_on_small_problems(seed):
 
 
 def test_lagrangian_alone_is_near_optimal_and_bucketed_knapsack_fits():
-    from compressor.budget_solver import greedy_fill, knapsack, lagrangian
+    from dcz.compressor.budget_solver import greedy_fill, knapsack, lagrangian
 
     rng = random.Random(11)
     layers = _random_layers(rng, 4, 9)
@@ -88,7 +92,7 @@ def test_lagrangian_alone_is_near_optimal_and_bucketed_knapsack_fits():
 
 
 def test_greedy_repair_gives_bytes_back_until_the_target_holds():
-    from compressor.budget_solver import greedy_repair
+    from dcz.compressor.budget_solver import greedy_repair
 
     rng = random.Random(5)
     layers = _random_layers(rng, 3, 9)
@@ -111,6 +115,7 @@ def test_lower_hull_is_convex_and_decreasing():
 
 # --- candidates come from real encodings -------------------------------------------------------------
 
+
 def test_candidate_bytes_are_the_bytes_formats_writes():
     rng = np.random.default_rng(0)
     weight = rng.normal(size=(40, 50)).astype(np.float32)
@@ -127,6 +132,7 @@ def test_candidate_bytes_are_the_bytes_formats_writes():
 
 
 # --- fit_budget end to end ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fraction", [10, 20, 40])
 def test_written_file_meets_the_budget(toy_problem, tmp_path, fraction):
@@ -180,9 +186,16 @@ def test_finetune_keeps_size_masks_and_labels(toy_problem):
     model, x, problem = toy_problem
     y = model(x).argmax(1).detach()
     dense = sum(4 * p.numel() for p in model.parameters())
-    tuned = fit_budget(model, x[:1], dense // 40, problem=problem, uniform=False,
-                       train_loader=[(x[i:i + 32], y[i:i + 32]) for i in range(0, 128, 32)], finetune=2,
-                       eval_fn=lambda m: float((m(x).argmax(1) == y).float().mean()))
+    tuned = fit_budget(
+        model,
+        x[:1],
+        dense // 40,
+        problem=problem,
+        uniform=False,
+        train_loader=[(x[i : i + 32], y[i : i + 32]) for i in range(0, 128, 32)],
+        finetune=2,
+        eval_fn=lambda m: float((m(x).argmax(1) == y).float().mean()),
+    )
     assert tuned.file_bytes <= tuned.budget_bytes
     assert {"dense", "budget", "budget+finetune"} <= set(tuned.accuracy)
     moved = 0

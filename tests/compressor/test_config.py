@@ -1,22 +1,25 @@
 """Config objects: lookup order, strict keys, impossible values (issue 3, item 5)."""
+
 import pytest
 
-from compressor import CompressConfig, CompressError, LayerConfig
+from dcz.compressor import CompressConfig, CompressError, LayerConfig
 
 
 def test_lookup_goes_name_then_type_then_family_then_global_then_defaults():
-    config = CompressConfig.from_dict({
-        "global": {"prune": "sparsity", "sparsity": 0.5},
-        "by_type": {"conv": {"bits": 6}, "Conv2d": {"gap_bits": 3}},
-        "by_name": {"fc1.weight": {"bits": 4}},
-    })
+    config = CompressConfig.from_dict(
+        {
+            "global": {"prune": "sparsity", "sparsity": 0.5},
+            "by_type": {"conv": {"bits": 6}, "Conv2d": {"gap_bits": 3}},
+            "by_name": {"fc1.weight": {"bits": 4}},
+        }
+    )
     fc1 = config.for_layer("fc1.weight", "Linear")
     assert (fc1.bits, fc1.gap_bits, fc1.prune, fc1.sparsity) == (4, 5, "sparsity", 0.5)
     conv = config.for_layer("c.weight", "Conv2d")
     assert (conv.bits, conv.gap_bits) == (6, 3)
-    onnx_conv = config.for_layer("w", "Conv")   # the family entry covers ONNX layers too
+    onnx_conv = config.for_layer("w", "Conv")  # the family entry covers ONNX layers too
     assert (onnx_conv.bits, onnx_conv.gap_bits) == (6, 8)
-    gemm = config.for_layer("g", "Gemm")         # paper defaults for fc
+    gemm = config.for_layer("g", "Gemm")  # paper defaults for fc
     assert (gemm.bits, gemm.gap_bits, gemm.init, gemm.share) == (5, 5, "linear", True)
 
 
@@ -25,21 +28,24 @@ def test_round_trip_through_dict():
     assert CompressConfig.from_dict(config.to_dict()) == config
 
 
-@pytest.mark.parametrize("data, named", [
-    ({"globl": {}}, "'globl'"),
-    ({"global": {"bitz": 3}}, "'bitz'"),
-    ({"by_name": {"fc1": {"sparsty": 0.5}}}, "'sparsty'"),
-    ({"global": {"bits": 0}}, "config.global.bits"),
-    ({"global": {"bits": 9}}, "config.global.bits"),
-    ({"by_type": {"Linear": {"gap_bits": 0}}}, "config.by_type['Linear'].gap_bits"),
-    ({"by_name": {"fc1": {"sparsity": 1.0}}}, "config.by_name['fc1'].sparsity"),
-    ({"global": {"sparsity": -0.1}}, "config.global.sparsity"),
-    ({"global": {"threshold": -1}}, "config.global.threshold"),
-    ({"global": {"prune": "magic"}}, "config.global.prune"),
-    ({"global": {"bits": True}}, "config.global.bits"),
-    ({"prune_steps": 0}, "config.prune_steps"),
-    ({"lr": 0}, "config.lr"),
-])
+@pytest.mark.parametrize(
+    "data, named",
+    [
+        ({"globl": {}}, "'globl'"),
+        ({"global": {"bitz": 3}}, "'bitz'"),
+        ({"by_name": {"fc1": {"sparsty": 0.5}}}, "'sparsty'"),
+        ({"global": {"bits": 0}}, "config.global.bits"),
+        ({"global": {"bits": 9}}, "config.global.bits"),
+        ({"by_type": {"Linear": {"gap_bits": 0}}}, "config.by_type['Linear'].gap_bits"),
+        ({"by_name": {"fc1": {"sparsity": 1.0}}}, "config.by_name['fc1'].sparsity"),
+        ({"global": {"sparsity": -0.1}}, "config.global.sparsity"),
+        ({"global": {"threshold": -1}}, "config.global.threshold"),
+        ({"global": {"prune": "magic"}}, "config.global.prune"),
+        ({"global": {"bits": True}}, "config.global.bits"),
+        ({"prune_steps": 0}, "config.prune_steps"),
+        ({"lr": 0}, "config.lr"),
+    ],
+)
 def test_bad_config_fails_with_one_line_naming_the_key(data, named):
     with pytest.raises(CompressError) as info:
         CompressConfig.from_dict(data)

@@ -1,12 +1,13 @@
 """MNIST loaders: layout, value range and clear errors on bad IDX files."""
+
 import gzip
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from compressor import CompressError
-from compressor.datasets import load_mnist_5k, load_mnist_idx, read_idx
+from dcz.compressor import CompressError
+from dcz.demo.datasets import load_mnist_5k, load_mnist_idx, read_idx
 
 MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
 

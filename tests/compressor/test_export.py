@@ -3,22 +3,23 @@
 Each test decodes the `.dcz` through `formats` (independently of the runtime), fills the
 placeholders and runs the graph in ONNX Runtime.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
 
-import formats
-from compressor.errors import CompressError
-from compressor.kmeans import cluster_weights
-from compressor.onnx_graph import fill_placeholders, is_placeholder
-from compressor.report import Report
-from compressor.state import LayerState
+from dcz import formats
+from dcz.compressor.errors import CompressError
+from dcz.compressor.kmeans import cluster_weights
+from dcz.compressor.onnx_graph import fill_placeholders, is_placeholder
+from dcz.compressor.report import Report
+from dcz.compressor.state import LayerState
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
-from compressor.export import export_dcz, export_graph, export_onnx_dense  # noqa: E402  (needs torch)
+from dcz.compressor.export import export_dcz, export_graph, export_onnx_dense  # noqa: E402  (needs torch)
 
 torch.set_num_threads(1)
 
@@ -119,8 +120,14 @@ def test_weight_without_state_is_kept_raw_and_named(net, tmp_path):
     model, states = net
     partial = {k: v for k, v in states.items() if k != "out.weight"}
     path = tmp_path / "partial.dcz"
-    export_dcz(model, EXAMPLE, partial, path, accuracies={"dense": 0.9, "quantized": 0.895},
-               kept_raw={"out.weight": "fewer than min_weights=1000 weights"})
+    export_dcz(
+        model,
+        EXAMPLE,
+        partial,
+        path,
+        accuracies={"dense": 0.9, "quantized": 0.895},
+        kept_raw={"out.weight": "fewer than min_weights=1000 weights"},
+    )
     report = Report.from_dcz(path)
     assert report.kept_raw == {"out.weight": "fewer than min_weights=1000 weights"}
     assert report.accuracies == {"dense": 0.9, "quantized": 0.895}
@@ -199,8 +206,16 @@ def test_stale_state_is_refused(net, tmp_path):
     model, states = net
     stale = dict(states)
     other = states["fc.weight"]
-    stale["fc.weight"] = LayerState(other.name, other.layer_type, other.shape, other.mask, other.codebook * 2,
-                                    other.labels, other.label_bits, other.gap_bits)
+    stale["fc.weight"] = LayerState(
+        other.name,
+        other.layer_type,
+        other.shape,
+        other.mask,
+        other.codebook * 2,
+        other.labels,
+        other.label_bits,
+        other.gap_bits,
+    )
     with pytest.raises(CompressError, match="fc.weight.*stale"):
         export_dcz(model, EXAMPLE, stale, tmp_path / "x.dcz")
     assert not (tmp_path / "x.dcz").exists()
@@ -235,7 +250,7 @@ def test_dense_onnx_baseline_matches_and_is_larger(net, tmp_path):
 @pytest.mark.parametrize("backend", ["ort", "numpy"])
 def test_runtime_runs_the_exported_file(net, tmp_path, backend):
     """The contract end to end: what the compressor writes, the runtime (no torch inside) runs."""
-    runtime = pytest.importorskip("runtime")
+    runtime = pytest.importorskip("dcz.runtime")
     model, states = net
     path = tmp_path / "net.dcz"
     export_dcz(model, EXAMPLE, states, path)
@@ -276,7 +291,7 @@ def test_a_name_is_trusted_only_with_equal_values():
     """An exporter may keep a parameter's name on a folded tensor: values decide."""
     from onnx import helper, numpy_helper
 
-    from compressor.export import _match_initializers
+    from dcz.compressor.export import _match_initializers
 
     state = LayerState("w", "Linear", (3, 4), values=np.arange(12, dtype=np.float32).reshape(3, 4))
     folded = numpy_helper.from_array(state.weight() * 2, "w")
@@ -313,7 +328,7 @@ def test_wrong_example_input_is_one_clear_error(net, tmp_path):
 
 def test_layer_the_pipeline_cannot_compress_is_stored_raw_and_named(tmp_path):
     """Issue 3, item 5 end to end: an Embedding is kept raw, named in the report, never dropped."""
-    from compressor.pipeline import compress
+    from dcz.compressor.pipeline import compress
 
     class Bag(torch.nn.Module):
         def __init__(self):
@@ -326,7 +341,9 @@ def test_layer_the_pipeline_cannot_compress_is_stored_raw_and_named(tmp_path):
 
     torch.manual_seed(5)
     tokens = torch.randint(0, 50, (3, 7))
-    result = compress(Bag().eval(), tokens, {"global": {"prune": "sparsity", "sparsity": 0.5, "bits": 3}}, progress=False)
+    result = compress(
+        Bag().eval(), tokens, {"global": {"prune": "sparsity", "sparsity": 0.5, "bits": 3}}, progress=False
+    )
     path = tmp_path / "bag.dcz"
     result.save(path)
     report = Report.from_dcz(path)
@@ -341,7 +358,7 @@ def test_layer_the_pipeline_cannot_compress_is_stored_raw_and_named(tmp_path):
 
 def test_compressed_weights_never_reach_the_exporter_by_value(net, monkeypatch):
     """Parameters matched by name: no dense weight is put into the copy, and no value matching runs."""
-    import compressor.export as export
+    import dcz.compressor.export as export
 
     model, states = net
     monkeypatch.setattr(export, "_set_weights", lambda *a: pytest.fail("fell back to the by-value export"))

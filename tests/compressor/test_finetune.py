@@ -1,12 +1,13 @@
 """Fine-tuning driver and distillation loss."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compressor import CompressError
-from compressor.distill import distillation_loss
-from compressor.finetune import accuracy, finetune
+from dcz.compressor import CompressError
+from dcz.compressor.distill import distillation_loss
+from dcz.compressor.finetune import accuracy, finetune
 
 torch.set_num_threads(1)  # tiny models: extra threads only contend on the shared CI cores
 
@@ -15,7 +16,7 @@ def _toy(seed=0):
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(256, 4, generator=g)
     y = (X[:, 0] + X[:, 1] > 0).long()
-    return X, y, [(X[i:i + 32], y[i:i + 32]) for i in range(0, 256, 32)]
+    return X, y, [(X[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
 
 
 def test_finetune_reduces_loss_and_raises_accuracy():
@@ -44,10 +45,13 @@ def test_finetune_with_teacher_moves_student_towards_it():
     X, y, loader = _toy()
     teacher = nn.Linear(4, 2)
     student = nn.Linear(4, 2)
+
     def gap():  # KL(teacher || student) of the predicted distributions
         with torch.no_grad():
-            return F.kl_div(F.log_softmax(student(X), -1), F.log_softmax(teacher(X), -1), log_target=True,
-                            reduction="batchmean").item()
+            return F.kl_div(
+                F.log_softmax(student(X), -1), F.log_softmax(teacher(X), -1), log_target=True, reduction="batchmean"
+            ).item()
+
     start = gap()
     finetune(student, loader, 20, 5e-2, teacher=teacher, temperature=2.0, alpha=1.0, progress=False)
     assert gap() < start / 2

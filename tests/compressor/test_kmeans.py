@@ -1,9 +1,10 @@
 """Exact 1-D k-means: agrees with or beats scikit-learn from the same init (issue 3, item 4)."""
+
 import numpy as np
 import pytest
 
-from compressor import CompressError
-from compressor.kmeans import assign, cluster_weights, inertia, initial_centroids, kmeans_1d, kmeans_sklearn
+from dcz.compressor import CompressError
+from dcz.compressor.kmeans import assign, cluster_weights, inertia, initial_centroids, kmeans_1d, kmeans_sklearn
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,8 @@ def test_inertia_equal_or_lower_than_sklearn_from_same_init(weights, init):
 @pytest.mark.parametrize("init", ["linear", "density", "random", "kmeans++"])
 def test_result_is_a_lloyd_fixed_point(weights, init):
     centroids, labels = kmeans_1d(weights, 8, init=init)
-    assert np.array_equal(labels, assign(weights, centroids))       # every value at its nearest centroid
-    for j in range(centroids.size):                                  # every centroid the mean of its values
+    assert np.array_equal(labels, assign(weights, centroids))  # every value at its nearest centroid
+    for j in range(centroids.size):  # every centroid the mean of its values
         members = weights[labels == j].astype(np.float64)
         if members.size:
             assert centroids[j] == pytest.approx(members.mean(), abs=1e-9)
@@ -48,10 +49,13 @@ def test_seeded_inits_are_reproducible(weights):
         assert np.unique(a).size == 32 and np.all(np.diff(a) > 0)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.array([]), "no values"),
-    (np.array([1.0, np.nan]), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.array([]), "no values"),
+        (np.array([1.0, np.nan]), "NaN"),
+    ],
+)
 def test_bad_values_raise(bad, match):
     with pytest.raises(CompressError, match=match):
         kmeans_1d(bad, 4)
@@ -71,7 +75,7 @@ def test_cluster_weights_only_uses_surviving_weights(weights):
     assert book.dtype == np.float32 and book.shape == (8,)
     assert np.all(labels[~mask] == 0)
     kept = book[labels][mask]
-    assert np.abs(kept - w[mask]).max() < np.abs(w[mask]).max() / 4   # close to the originals
+    assert np.abs(kept - w[mask]).max() < np.abs(w[mask]).max() / 4  # close to the originals
 
 
 def test_cluster_weights_per_row_groups(weights):
@@ -91,6 +95,6 @@ def test_fast_assign_equals_binary_search_including_ties(dtype):
     values = rng.laplace(0, 0.05, 50_000).astype(dtype)
     centroids = np.sort(rng.choice(values, 40, replace=False).astype(np.float64))
     midpoints = (centroids[:-1] + centroids[1:]) / 2
-    values[:39] = midpoints.astype(dtype)          # values sitting on (or next to) midpoints
+    values[:39] = midpoints.astype(dtype)  # values sitting on (or next to) midpoints
     expected = np.searchsorted(midpoints, values.astype(np.float64), side="left")
     assert np.array_equal(assign(values, centroids), expected)

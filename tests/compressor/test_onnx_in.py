@@ -5,6 +5,7 @@ Gemm (initializer weight, transB) -> Relu -> MatMul (weight in a Constant node) 
 (int64 shape initializer). Its compressed `.dcz` is decoded through `formats`, run in ONNX Runtime
 and compared with an independent numpy forward pass using the compressed weights.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -16,10 +17,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import formats
-from compressor.errors import CompressError
-from compressor.onnx_graph import fill_placeholders, find_weights, is_placeholder
-from compressor.onnx_in import compress_onnx, global_masks
+from dcz import formats
+from dcz.compressor.errors import CompressError
+from dcz.compressor.onnx_graph import fill_placeholders, find_weights, is_placeholder
+from dcz.compressor.onnx_in import compress_onnx, global_masks
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -27,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 RNG = np.random.default_rng(7)
 W_CONV = RNG.normal(0, 0.3, (6, 1, 3, 3)).astype(np.float32)
 B_CONV = RNG.normal(0, 0.1, (6,)).astype(np.float32)
-W_GEMM = RNG.normal(0, 0.1, (48, 6 * 6 * 6)).astype(np.float32)   # transB=1: (out, in)
+W_GEMM = RNG.normal(0, 0.1, (48, 6 * 6 * 6)).astype(np.float32)  # transB=1: (out, in)
 B_GEMM = RNG.normal(0, 0.1, (48,)).astype(np.float32)
-W_MATMUL = RNG.normal(0, 0.2, (48, 10)).astype(np.float32)        # (in, out), in a Constant node
+W_MATMUL = RNG.normal(0, 0.2, (48, 10)).astype(np.float32)  # (in, out), in a Constant node
 B_OUT = RNG.normal(0, 0.1, (10,)).astype(np.float32)
 
 
@@ -45,11 +46,24 @@ def build_model() -> onnx.ModelProto:
         helper.make_node("Add", ["m", "fc2.b"], ["a"]),
         helper.make_node("Reshape", ["a", "shape"], ["y"]),
     ]
-    inits = [numpy_helper.from_array(a, n) for a, n in
-             [(W_CONV, "conv.w"), (B_CONV, "conv.b"), (W_GEMM, "fc1.w"), (B_GEMM, "fc1.b"), (B_OUT, "fc2.b"),
-              (np.array([-1, 10], dtype=np.int64), "shape")]]
-    graph = helper.make_graph(nodes, "handmade", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+    inits = [
+        numpy_helper.from_array(a, n)
+        for a, n in [
+            (W_CONV, "conv.w"),
+            (B_CONV, "conv.b"),
+            (W_GEMM, "fc1.w"),
+            (B_GEMM, "fc1.b"),
+            (B_OUT, "fc2.b"),
+            (np.array([-1, 10], dtype=np.int64), "shape"),
+        ]
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "handmade",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="onnx.helper")
     model.ir_version = 8  # onnxruntime here reads IR <= 13; helper defaults to the newest
     onnx.checker.check_model(model)
@@ -58,14 +72,18 @@ def build_model() -> onnx.ModelProto:
 
 def numpy_forward(x: np.ndarray, w_conv, w_gemm, w_matmul) -> np.ndarray:
     """The model's maths in numpy (the independent reference)."""
-    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))      # N,1,6,6,3,3
+    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))  # N,1,6,6,3,3
     conv = np.einsum("ncijkl,ockl->noij", windows, w_conv) + B_CONV[None, :, None, None]
     hidden = np.maximum(conv, 0).reshape(x.shape[0], -1) @ w_gemm.T + B_GEMM
     return np.maximum(hidden, 0) @ w_matmul + B_OUT
 
 
-CONFIG = {"by_type": {"conv": {"prune": "sparsity", "sparsity": 0.3, "bits": 4},
-                      "fc": {"prune": "sparsity", "sparsity": 0.8, "bits": 3}}}
+CONFIG = {
+    "by_type": {
+        "conv": {"prune": "sparsity", "sparsity": 0.3, "bits": 4},
+        "fc": {"prune": "sparsity", "sparsity": 0.8, "bits": 3},
+    }
+}
 X = RNG.random((5, 1, 8, 8), dtype=np.float32)
 
 
@@ -86,8 +104,11 @@ def compressed():
 
 def test_finds_weights_in_initializers_and_constant_nodes():
     found = {w.name: (w.op_type, w.origin) for w in find_weights(build_model())}
-    assert found == {"conv.w": ("Conv", "initializer"), "fc1.w": ("Gemm", "initializer"),
-                     "fc2.w": ("MatMul", "constant")}
+    assert found == {
+        "conv.w": ("Conv", "initializer"),
+        "fc1.w": ("Gemm", "initializer"),
+        "fc2.w": ("MatMul", "constant"),
+    }
 
 
 def test_compressed_dcz_runs_like_the_numpy_reference(compressed):
@@ -162,12 +183,15 @@ def test_global_pruning_reaches_overall_sparsity():
     assert all(np.abs(w[~masks[n]]).max() <= threshold for n, w in weights.items())
 
 
-@pytest.mark.parametrize("config, key", [
-    ({"by_name": {"fc9.w": {"bits": 4}}}, "fc9.w"),
-    ({"global": {"bits": 0}}, "bits"),
-    ({"global": {"sparsity": 1.0}}, "sparsity"),
-    ({"global": {"colour": 1}}, "colour"),
-])
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"by_name": {"fc9.w": {"bits": 4}}}, "fc9.w"),
+        ({"global": {"bits": 0}}, "bits"),
+        ({"global": {"sparsity": 1.0}}, "sparsity"),
+        ({"global": {"colour": 1}}, "colour"),
+    ],
+)
 def test_bad_config_fails_with_one_line_naming_the_key(config, key):
     with pytest.raises(CompressError) as error:
         compress_onnx(build_model(), config)
@@ -185,16 +209,18 @@ def test_unreadable_model_is_a_compress_error(tmp_path):
 def test_onnx_in_never_imports_torch(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(build_model(), str(path))
-    code = ("import sys\nfrom compressor.onnx_in import compress_onnx\n"
-            f"compress_onnx({str(path)!r}, {CONFIG!r}, out_path={str(tmp_path / 'm.dcz')!r})\n"
-            "print(','.join(m for m in ('torch', 'sklearn') if m in sys.modules))\n")
+    code = (
+        "import sys\nfrom compressor.onnx_in import compress_onnx\n"
+        f"compress_onnx({str(path)!r}, {CONFIG!r}, out_path={str(tmp_path / 'm.dcz')!r})\n"
+        "print(','.join(m for m in ('torch', 'sklearn') if m in sys.modules))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
 
 
 def test_sparsity_selection_equals_a_stable_sort_with_ties():
-    from compressor.onnx_in import _keep_smallest_removed
+    from dcz.compressor.onnx_in import _keep_smallest_removed
 
     values = np.random.default_rng(5).integers(0, 6, size=(13, 11)).astype(np.float32)  # many ties
     for sparsity in (0.0, 0.1, 0.37, 0.5, 0.93):
@@ -209,8 +235,11 @@ def test_weight_reached_through_transpose_is_compressed():
     w = RNG.normal(0, 0.2, (10, 48)).astype(np.float32)
     graph = helper.make_graph(
         [helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]), helper.make_node("MatMul", ["x", "wt"], ["y"])],
-        "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 48])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], [numpy_helper.from_array(w, "w")])
+        "t",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 48])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(w, "w")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     result = compress_onnx(model, {"global": {"prune": "sparsity", "sparsity": 0.5, "bits": 4}})
@@ -222,8 +251,12 @@ def test_weight_reached_through_transpose_is_compressed():
 
 
 def test_codebook_per_group_of_rows_round_trips():
-    config = {"by_name": {"conv.w": {"prune": "sparsity", "sparsity": 0.2, "bits": 2, "group_rows": 2},
-                          "fc1.w": {"prune": "none", "bits": 3, "group_rows": 16}}}
+    config = {
+        "by_name": {
+            "conv.w": {"prune": "sparsity", "sparsity": 0.2, "bits": 2, "group_rows": 2},
+            "fc1.w": {"prune": "none", "bits": 3, "group_rows": 16},
+        }
+    }
     result = compress_onnx(build_model(), config)
     conv, fc1 = result.layers["conv.w"], result.layers["fc1.w"]
     assert conv.codebook.shape == (3, 4) and fc1.codebook.shape == (3, 8) and fc1.mask is None

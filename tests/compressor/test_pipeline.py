@@ -1,4 +1,5 @@
 """compress(): stages, LayerStates, skipped layers, BatchNorm folding, determinism, save()."""
+
 import importlib.util
 import subprocess
 import sys
@@ -9,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from compressor import CompressConfig, CompressError, compress
-from compressor.finetune import accuracy
-from compressor.pipeline import fold_batchnorm
+from dcz.compressor import CompressConfig, CompressError, compress
+from dcz.compressor.finetune import accuracy
+from dcz.compressor.pipeline import fold_batchnorm
 
 torch.set_num_threads(1)  # tiny models: extra threads only contend on the shared CI cores
 
@@ -22,7 +23,7 @@ def _data(n=256, seed=0):
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, 16, generator=g)
     y = (X[:, :4].sum(1) > 0).long() + 2 * (X[:, 4:8].sum(1) > 0).long()
-    return X, y, [(X[i:i + 32], y[i:i + 32]) for i in range(0, n, 32)]
+    return X, y, [(X[i : i + 32], y[i : i + 32]) for i in range(0, n, 32)]
 
 
 def _mlp(seed=0):
@@ -30,8 +31,14 @@ def _mlp(seed=0):
     return nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4))
 
 
-CONFIG = {"global": {"prune": "sparsity", "sparsity": 0.6, "bits": 3, "gap_bits": 4},
-          "prune_steps": 2, "prune_epochs": 1, "share_epochs": 1, "lr": 5e-3, "distill_temperature": 2.0}
+CONFIG = {
+    "global": {"prune": "sparsity", "sparsity": 0.6, "bits": 3, "gap_bits": 4},
+    "prune_steps": 2,
+    "prune_epochs": 1,
+    "share_epochs": 1,
+    "lr": 5e-3,
+    "distill_temperature": 2.0,
+}
 
 
 def test_all_stages_and_states_match_the_model():
@@ -40,10 +47,12 @@ def test_all_stages_and_states_match_the_model():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = compress(model, X[:1], CONFIG, loader, lambda m: accuracy(m, X, y), progress=False)
     assert list(result.accuracy) == ["dense", "pruned", "pruned+finetuned", "shared", "shared+finetuned"]
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())   # user's model untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # user's model untouched
     assert set(result.layers) == {"0.weight", "2.weight", "4.weight"} and result.skipped == {}
-    params = {n: m.weight.detach().numpy() for n, m in [("0.weight", result.model[0]), ("2.weight", result.model[2]),
-                                                         ("4.weight", result.model[4])]}
+    params = {
+        n: m.weight.detach().numpy()
+        for n, m in [("0.weight", result.model[0]), ("2.weight", result.model[2]), ("4.weight", result.model[4])]
+    }
     for name, state in result.layers.items():
         assert np.array_equal(state.weight(), params[name])
         assert state.mask.mean() == pytest.approx(0.4, abs=0.02)
@@ -108,7 +117,7 @@ class ConvNet(nn.Module):
 
     def forward(self, x):
         x = torch.relu(self.bn1(self.conv1(x)))
-        y = self.conv2(x)                  # conv2's output also feeds the residual: not foldable
+        y = self.conv2(x)  # conv2's output also feeds the residual: not foldable
         x = torch.relu(self.bn2(y)) + y
         return self.fc(x.mean((2, 3)))
 
@@ -118,7 +127,7 @@ def _trained_bn_net():
     net = ConvNet()
     net.train()
     for _ in range(3):
-        net(torch.randn(8, 3, 12, 12))   # give the BatchNorms non-trivial running statistics
+        net(torch.randn(8, 3, 12, 12))  # give the BatchNorms non-trivial running statistics
     return net.eval()
 
 
@@ -139,25 +148,28 @@ def test_compress_folds_batchnorm_before_compressing():
     assert set(result.layers) == {"conv1.weight", "conv2.weight", "fc.weight"}
 
 
-needs_export = pytest.mark.skipif(importlib.util.find_spec("compressor.export") is None, reason="exporter not built")
+needs_export = pytest.mark.skipif(
+    importlib.util.find_spec("dcz.compressor.export") is None, reason="exporter not built"
+)
 
 
 @needs_export
 def test_save_writes_a_dcz_that_decodes_to_the_compressed_weights(tmp_path):
-    import formats
+    from dcz import formats
 
     X, y, loader = _data()
     result = compress(_mlp(), X[:1], CONFIG, loader, lambda m: accuracy(m, X, y), progress=False)
     report = result.save(tmp_path / "a.dcz")
     again = compress(_mlp(), X[:1], CONFIG, loader, lambda m: accuracy(m, X, y), progress=False)
     again.save(tmp_path / "b.dcz")
-    assert (tmp_path / "a.dcz").read_bytes() == (tmp_path / "b.dcz").read_bytes()   # same seed, same bytes
+    assert (tmp_path / "a.dcz").read_bytes() == (tmp_path / "b.dcz").read_bytes()  # same seed, same bytes
     assert report.file_bytes == (tmp_path / "a.dcz").stat().st_size
     with formats.open(tmp_path / "a.dcz") as dcz:
         assert dcz.metadata["compress.accuracy"] == pytest.approx(result.accuracy)
         decoded = [dcz.tensor(n) for n in dcz.names if dcz.info(n).encoding == "sparse_shared"]
     assert sorted(float(np.abs(d).sum()) for d in decoded) == pytest.approx(
-        sorted(float(np.abs(s.weight()).sum()) for s in result.layers.values()), rel=1e-6)
+        sorted(float(np.abs(s.weight()).sum()) for s in result.layers.values()), rel=1e-6
+    )
 
 
 def test_importing_compressor_pulls_in_no_torch():

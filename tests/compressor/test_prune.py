@@ -1,10 +1,11 @@
 """Pruning rules, masks as parametrizations, iterative schedule."""
+
 import pytest
 import torch
 from torch import nn
 
-from compressor import CompressConfig, CompressError
-from compressor.prune import current_mask, prune_step, ramp
+from dcz.compressor import CompressConfig, CompressError
+from dcz.compressor.prune import current_mask, prune_step, ramp
 
 torch.set_num_threads(1)  # tiny models: extra threads only contend on the shared CI cores
 
@@ -49,7 +50,9 @@ def test_global_uses_one_threshold_across_layers():
 
 def test_global_layers_must_agree_on_sparsity():
     a, b = _linear(torch.ones(2, 2)), _linear(torch.ones(2, 2))
-    layers = _layers({"global": {"prune": "global", "sparsity": 0.5}, "by_name": {"m1.weight": {"sparsity": 0.2}}}, a, b)
+    layers = _layers(
+        {"global": {"prune": "global", "sparsity": 0.5}, "by_name": {"m1.weight": {"sparsity": 0.2}}}, a, b
+    )
     with pytest.raises(CompressError, match="different sparsities"):
         prune_step(layers, {}, 1, 1)
 

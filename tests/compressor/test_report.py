@@ -1,4 +1,5 @@
 """compressor.report.Report: the paper's columns from formats' SizeReport, stage accuracies, kept-raw layers."""
+
 from __future__ import annotations
 
 import io
@@ -7,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-import formats
-from compressor.report import Report
+from dcz import formats
+from dcz.compressor.report import Report
 
 RNG = np.random.default_rng(11)
 
@@ -18,15 +19,19 @@ def sample_dcz(metadata=None) -> bytes:
     mask = RNG.random((300, 100)) < 0.1
     labels = RNG.integers(0, 32, size=(300, 100))
     codebook = np.linspace(-1, 1, 32, dtype=np.float32)
-    tensors = [formats.SparseShared("fc.w", mask, labels, codebook, 5, 5),
-               formats.Raw("head.w", RNG.normal(size=(10, 20)).astype(np.float32)),
-               formats.Raw("fc.b", np.zeros(300, dtype=np.float32))]
+    tensors = [
+        formats.SparseShared("fc.w", mask, labels, codebook, 5, 5),
+        formats.Raw("head.w", RNG.normal(size=(10, 20)).astype(np.float32)),
+        formats.Raw("fc.b", np.zeros(300, dtype=np.float32)),
+    ]
     return formats.dumps(tensors, metadata=metadata or {})
 
 
-META = {"compress.accuracy": {"dense": 0.9812, "pruned": 0.9790, "shared+finetuned": 0.9805},
-        "compress.kept_raw": {"head.w": "no compression state given for this weight"},
-        "compress.skipped": {"head.w": "config: skip"}}
+META = {
+    "compress.accuracy": {"dense": 0.9812, "pruned": 0.9790, "shared+finetuned": 0.9805},
+    "compress.kept_raw": {"head.w": "no compression state given for this weight"},
+    "compress.skipped": {"head.w": "config: skip"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +50,9 @@ def test_layer_rows_are_the_paper_columns(report):
     sizes = next(t for t in report.sizes.tensors if t.name == "fc.w")
     assert fc["weights"] == 30000 and fc["weights_kept"] == pytest.approx(sizes.nnz / 30000)
     assert 0.05 < fc["weights_kept"] < 0.15
-    assert fc["weight_bits_pq"] == pytest.approx(5.0, abs=0.01)        # fixed 5-bit labels per kept weight
-    assert fc["weight_bits_pqh"] <= fc["weight_bits_pq"] + 0.5         # uniform labels: Huffman cannot gain much
-    assert fc["index_bits_pq"] >= 5.0                                  # 5-bit gaps (+ fillers, row counts)
+    assert fc["weight_bits_pq"] == pytest.approx(5.0, abs=0.01)  # fixed 5-bit labels per kept weight
+    assert fc["weight_bits_pqh"] <= fc["weight_bits_pq"] + 0.5  # uniform labels: Huffman cannot gain much
+    assert fc["index_bits_pq"] >= 5.0  # 5-bit gaps (+ fillers, row counts)
     assert fc["compress_pqh"] == pytest.approx(sizes.huffman_bytes / sizes.dense_bytes)
     assert fc["compress_pq"] < 0.1 and rows["head.w"]["kept_raw"] == "config: skip"
     assert report.compression == pytest.approx(report.dense_bytes / report.file_bytes)
@@ -65,8 +70,17 @@ def test_json_round_trips(report):
 
 def test_markdown_and_text_show_everything(report):
     for text in (report.to_markdown(), report.to_text()):
-        for needle in ("fc.w", "head.w", "config: skip", "weight bits (P+Q+H)", "index bits (P+Q)",
-                       "98.12%", "-0.22 pp", "shared+finetuned", "Kept raw"):
+        for needle in (
+            "fc.w",
+            "head.w",
+            "config: skip",
+            "weight bits (P+Q+H)",
+            "index bits (P+Q)",
+            "98.12%",
+            "-0.22 pp",
+            "shared+finetuned",
+            "Kept raw",
+        ):
             assert needle in text, (needle, text)
     assert report.to_markdown().startswith("| tensor |")
 

@@ -1,11 +1,12 @@
 """Weight sharing as a parametrization: gradients sum per cluster, pruned positions stay zero."""
+
 import numpy as np
 import torch
 from torch import nn
 
-from compressor import CompressConfig
-from compressor.prune import prune_step
-from compressor.share import SharedWeight, share_layer, shared_weight
+from dcz.compressor import CompressConfig
+from dcz.compressor.prune import prune_step
+from dcz.compressor.share import SharedWeight, share_layer, shared_weight
 
 torch.set_num_threads(1)  # tiny models: extra threads only contend on the shared CI cores
 
@@ -54,4 +55,4 @@ def test_share_layer_keeps_pruned_zeros_and_trains_only_centroids():
     optimizer.step()
     after = layer.weight.detach()
     assert torch.all(after[pruned == 0] == 0)
-    assert len(np.unique(after[pruned != 0].numpy())) <= 8   # still at most 2**bits distinct values
+    assert len(np.unique(after[pruned != 0].numpy())) <= 8  # still at most 2**bits distinct values

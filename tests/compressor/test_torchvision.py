@@ -4,6 +4,7 @@ their `.dcz` (decoded through `formats`, run in ONNX Runtime) gives the compress
 Randomly initialised (nothing is downloaded), post-training compression (no data needed). BatchNorm
 running statistics are randomised so that folding BN into the convolutions changes the weights.
 """
+
 from __future__ import annotations
 
 import sys
@@ -13,8 +14,8 @@ import numpy as np
 import onnx
 import pytest
 
-import formats
-from compressor.onnx_graph import fill_placeholders
+from dcz import formats
+from dcz.compressor.onnx_graph import fill_placeholders
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -44,7 +45,7 @@ def random_model(name: str):
 
 
 def compress_export_run(name: str, tmp_path, side: int = 32):
-    from compressor.pipeline import compress
+    from dcz.compressor.pipeline import compress
 
     model = random_model(name)
     result = compress(model, torch.zeros(1, 3, side, side), CONFIG, progress=False)
@@ -65,7 +66,7 @@ def compress_export_run(name: str, tmp_path, side: int = 32):
 def runtime_output(path, x):
     """The product path: runtime.load (no torch inside), ONNX Runtime backend; None if absent."""
     try:
-        import runtime
+        from dcz import runtime
     except ImportError:
         return None
     out = runtime.load(path, backend="ort").run(x)
@@ -85,4 +86,3 @@ def test_dcz_gives_the_compressed_torch_outputs(name, tmp_path):
     ops = {node.op_type for node in graph.graph.node}
     assert "BatchNormalization" not in ops and "Add" in ops
     assert result.folded and not result.skipped
-

@@ -1,9 +1,10 @@
 """Small tensors for the formats tests (plain numpy; deterministic)."""
+
 from __future__ import annotations
 
 import numpy as np
 
-import formats
+from dcz import formats
 
 
 def quantized(t) -> np.ndarray:
@@ -42,8 +43,9 @@ def sample_tensors(seed: int = 0) -> list:
         formats.Sparse("pruned", rng.standard_normal((12, 20)).astype(np.float32), mask, 3),
         formats.Shared("shared", labels, book, 3),
         formats.SparseShared("dc", mask, labels, book, 3, 5),
-        formats.SparseShared("conv", conv_mask, rng.integers(0, 4, (4, 2, 3, 3)),
-                             np.stack([book[:4], book[4:]]), 2, 2, group_rows=2),
+        formats.SparseShared(
+            "conv", conv_mask, rng.integers(0, 4, (4, 2, 3, 3)), np.stack([book[:4], book[4:]]), 2, 2, group_rows=2
+        ),
     ]
 
 
@@ -56,7 +58,7 @@ import json
 import struct
 import zlib
 
-from formats.writer import assemble as _assemble
+from dcz.formats.writer import assemble as _assemble
 
 PRE = struct.Struct("<8sHHIQII28s")
 DIR = struct.Struct("<QQIHH")
@@ -68,7 +70,7 @@ def split(data: bytes) -> list[list]:
     out = []
     for i in range(count):
         off, length, _, kind, _ = DIR.unpack_from(data, 64 + 24 * i)
-        out.append([kind, data[off:off + length]])
+        out.append([kind, data[off : off + length]])
     return out
 
 
@@ -103,7 +105,7 @@ def fix_preamble_crc(data: bytes) -> bytes:
 def fix_directory_crc(data: bytes) -> bytes:
     count = struct.unpack_from("<I", data, 12)[0]
     buf = bytearray(data)
-    buf[24:28] = struct.pack("<I", zlib.crc32(bytes(buf[64:64 + 24 * count])))
+    buf[24:28] = struct.pack("<I", zlib.crc32(bytes(buf[64 : 64 + 24 * count])))
     return fix_preamble_crc(bytes(buf))
 
 
@@ -115,10 +117,13 @@ def set_dir_field(data: bytes, index: int, field: str, value: int) -> bytes:
     return fix_directory_crc(bytes(buf))
 
 
-def stream(coding: int, width: int, count: int, payload: bytes, counts=(), symbols=(), sym_fmt="B",
-           n_len=None, n_sym=None) -> bytes:
+def stream(
+    coding: int, width: int, count: int, payload: bytes, counts=(), symbols=(), sym_fmt="B", n_len=None, n_sym=None
+) -> bytes:
     """A stream section built field by field (may be inconsistent on purpose)."""
     n_len = len(counts) if n_len is None else n_len
     n_sym = len(symbols) if n_sym is None else n_sym
     head = struct.pack("<BBBBIQ", coding, width, n_len, 0, n_sym, count)
-    return head + struct.pack(f"<{len(counts)}H", *counts) + struct.pack(f"<{len(symbols)}{sym_fmt}", *symbols) + payload
+    return (
+        head + struct.pack(f"<{len(counts)}H", *counts) + struct.pack(f"<{len(symbols)}{sym_fmt}", *symbols) + payload
+    )

@@ -1,4 +1,5 @@
 """The writer is atomic: a killed writer never leaves a partial file at the target path."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import formats
+from dcz import formats
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = textwrap.dedent("""
     import os, sys, time
     import numpy as np
-    import formats
+    from dcz import formats
     real_fsync = os.fsync
     def slow_fsync(fd):
         print("fsync", flush=True)

@@ -1,6 +1,7 @@
 """The chunked Huffman coding (format 1.1, SPEC.md 3.4.1): round trips through both decoders
 (the lockstep walk and bitarray's sequential decoder), batching across streams, and hostile
 chunk indexes."""
+
 from __future__ import annotations
 
 import struct
@@ -10,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import formats
-from formats import codec
-from formats.cursor import Cursor
-from formats.layout import CODING_CHUNKED
+from dcz import formats
+from dcz.formats import codec
+from dcz.formats.cursor import Cursor
+from dcz.formats.layout import CODING_CHUNKED
 
 
 def _decode(data: bytes, walk: bool) -> np.ndarray:
@@ -41,8 +42,13 @@ def _index_at(data: bytes) -> int:
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 3000), width=st.integers(1, 17),
-       chunk=st.sampled_from([1, 2, 3, 7, 16, 64, 333]), walk=st.booleans())
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 3000),
+    width=st.integers(1, 17),
+    chunk=st.sampled_from([1, 2, 3, 7, 16, 64, 333]),
+    walk=st.booleans(),
+)
 def test_chunked_stream_round_trips_through_either_decoder(seed, n, width, chunk, walk):
     rng = np.random.default_rng(seed)
     symbols = _skewed(rng, n, width)
@@ -99,6 +105,7 @@ def test_streams_of_several_tensors_decode_together_as_they_do_alone(monkeypatch
 
 # ------------------------------------------------------------------ hostile chunk indexes
 
+
 def _chunked_stream(n=4000, chunk=64, width=5, seed=3) -> bytes:
     data = codec.encode_stream(_skewed(np.random.default_rng(seed), n, width), width, True, chunk)
     assert data[0] == CODING_CHUNKED
@@ -112,13 +119,16 @@ def _patch(data: bytes, at: int, fmt: str, value) -> bytes:
 
 
 @pytest.mark.parametrize("walk", [True, False])
-@pytest.mark.parametrize("field,fmt,value,message", [
-    (0, "<I", 0, "symbols per chunk must be >= 1"),
-    (4, "<B", 33, "delta width 33 outside 0..32"),
-    (5, "<B", 1, "chunk index reserved bytes must be zero"),
-    (8, "<Q", 1, r"base 1 bits outside \[64, "),
-    (8, "<Q", 2**64 - 1, "base .* bits outside"),
-])
+@pytest.mark.parametrize(
+    "field,fmt,value,message",
+    [
+        (0, "<I", 0, "symbols per chunk must be >= 1"),
+        (4, "<B", 33, "delta width 33 outside 0..32"),
+        (5, "<B", 1, "chunk index reserved bytes must be zero"),
+        (8, "<Q", 1, r"base 1 bits outside \[64, "),
+        (8, "<Q", 2**64 - 1, "base .* bits outside"),
+    ],
+)
 def test_bad_chunk_index_header(field, fmt, value, message, walk):
     data = _chunked_stream()
     with pytest.raises(formats.FormatError, match=message):
@@ -181,7 +191,6 @@ def test_any_flipped_bit_gives_the_format_error_or_symbols_of_the_right_shape(po
     assert out.shape == (3000,) and out.dtype == np.uint8
 
 
-
 def test_a_one_chunk_index_must_have_zero_base_and_width():
     data = _chunked_stream(n=2000, chunk=1999)  # two chunks: base = chunk 0's bits
     at = _index_at(data)
@@ -193,10 +202,19 @@ def test_a_one_chunk_index_must_have_zero_base_and_width():
 
 
 @settings(max_examples=100, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 40), cols=st.integers(50, 400),
-       density=st.sampled_from([0.03, 0.2, 0.6, 0.95]), bits=st.integers(2, 8), gap_bits=st.integers(1, 8),
-       chunk=st.sampled_from([8, 32, 128]), walk=st.booleans())
-def test_pruned_shared_tensors_round_trip_through_chunked_streams(seed, rows, cols, density, bits, gap_bits, chunk, walk):
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(1, 40),
+    cols=st.integers(50, 400),
+    density=st.sampled_from([0.03, 0.2, 0.6, 0.95]),
+    bits=st.integers(2, 8),
+    gap_bits=st.integers(1, 8),
+    chunk=st.sampled_from([8, 32, 128]),
+    walk=st.booleans(),
+)
+def test_pruned_shared_tensors_round_trip_through_chunked_streams(
+    seed, rows, cols, density, bits, gap_bits, chunk, walk
+):
     """Tensor level: CSR rebuilt from chunked gap and label streams (skewed labels, as k-means gives)."""
     rng = np.random.default_rng(seed)
     mask = rng.random((rows, cols)) < density

@@ -1,9 +1,17 @@
 """A short fuzz run in CI: mutated files raise FormatError or decode; nothing else escapes."""
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tools.fuzz_formats import (
-    HOSTILE_VALUES, OPS, exercise, fix_checksums, mutate, mutate_header, mutate_section, seed_files,
+from tools.dev.fuzz_formats import (
+    HOSTILE_VALUES,
+    OPS,
+    exercise,
+    fix_checksums,
+    mutate,
+    mutate_header,
+    mutate_section,
+    seed_files,
 )
 
 SEEDS = seed_files()
@@ -27,8 +35,10 @@ def test_header_mutations_raise_only_format_error(seed, which, value):
 
 
 @settings(max_examples=1000)
-@given(st.sampled_from(range(len(SEEDS))),
-       st.lists(st.tuples(st.integers(0, 63), st.integers(0, 1 << 16), st.integers(0, 7)), min_size=1, max_size=3))
+@given(
+    st.sampled_from(range(len(SEEDS))),
+    st.lists(st.tuples(st.integers(0, 63), st.integers(0, 1 << 16), st.integers(0, 7)), min_size=1, max_size=3),
+)
 def test_in_section_bit_flips_raise_only_format_error(seed, flips):
     data = SEEDS[seed]
     for which, pos, bit in flips:
@@ -37,7 +47,7 @@ def test_in_section_bit_flips_raise_only_format_error(seed, flips):
 
 
 def test_long_runner_smoke(capsys):
-    from tools.fuzz_formats import main
+    from tools.dev.fuzz_formats import main
 
     assert main(["--seconds", "1", "--seed", "3"]) == 0
     assert "no exception other than FormatError" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Golden files of every format version (tests/golden/v1_0, v1_1): the generator reproduces them
 byte for byte, and they decode to the stored arrays. Every later reader must keep passing the
 second test for every folder."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import formats
-from formats import codec
-from tools.make_golden import VERSIONS, generate
+from dcz import formats
+from dcz.formats import codec
+from tools.dev.make_golden import VERSIONS, generate
 
 GOLDEN_ROOT = Path(__file__).resolve().parents[1] / "golden"
 GOLDEN_DIR = GOLDEN_ROOT / "v1_0"

@@ -1,20 +1,34 @@
 """Hostile input: every defect raises FormatError naming the section and byte offset."""
+
 from __future__ import annotations
 
 import struct
 
 import numpy as np
 import pytest
-
-import formats
-from formats.layout import MAX_HEADER_BYTES
-
 from formats_helpers import (
-    fix_preamble_crc, header_of, join, sample_file, set_dir_field, split, stream, with_header, with_section,
+    fix_preamble_crc,
+    header_of,
+    join,
+    sample_file,
+    set_dir_field,
+    split,
+    stream,
+    with_header,
+    with_section,
 )
 
-SMALL = formats.dumps([formats.SparseShared("w", np.eye(3, dtype=bool), np.eye(3, dtype=np.int64),
-                                            np.array([0.5, -1.0], np.float32), 1, 2)], graph=b"g")
+from dcz import formats
+from dcz.formats.layout import MAX_HEADER_BYTES
+
+SMALL = formats.dumps(
+    [
+        formats.SparseShared(
+            "w", np.eye(3, dtype=bool), np.eye(3, dtype=np.int64), np.array([0.5, -1.0], np.float32), 1, 2
+        )
+    ],
+    graph=b"g",
+)
 
 
 def load_all(data: bytes) -> None:
@@ -106,13 +120,16 @@ def test_header_over_its_cap():
     raises(with_header(SMALL, None, raw=head), "section 0 (header)", "cap")
 
 
-@pytest.mark.parametrize("raw, fragment", [
-    (b'{"a":1,"a":2}', "duplicate key"),
-    (b'{"metadata":{"user.x":NaN}}', "NaN"),
-    (b"[" * 100 + b"]" * 100, "nests"),
-    (b"\xff", "not UTF-8"),
-    (b"[]", "must be an object"),
-])
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        (b'{"a":1,"a":2}', "duplicate key"),
+        (b'{"metadata":{"user.x":NaN}}', "NaN"),
+        (b"[" * 100 + b"]" * 100, "nests"),
+        (b"\xff", "not UTF-8"),
+        (b"[]", "must be an object"),
+    ],
+)
 def test_malformed_header_json(raw, fragment):
     raises(with_header(SMALL, None, raw=raw), "section 0 (header)", fragment)
 
@@ -127,18 +144,21 @@ def test_shape_overflowing_2_63():
     raises(_mutate_entry(SMALL, shape=[2**32, 2**31]), "more than 2**63")
 
 
-@pytest.mark.parametrize("fields, fragment", [
-    (dict(encoding="zip"), "unknown encoding"),
-    (dict(dtype="float64"), "dtype"),
-    (dict(label_bits=9), "label_bits"),
-    (dict(codebook_size=3), "codebook_size"),  # 3 > 2**1
-    (dict(nnz=-1), "nnz"),
-    (dict(shape=[3, -3]), "shape"),
-    (dict(shape=[1] * 9), "at most 8"),
-    (dict(sections={"rows": 2}), "sections must map"),
-    (dict(groups=2), "groups"),
-    (dict(name=""), "name"),
-])
+@pytest.mark.parametrize(
+    "fields, fragment",
+    [
+        (dict(encoding="zip"), "unknown encoding"),
+        (dict(dtype="float64"), "dtype"),
+        (dict(label_bits=9), "label_bits"),
+        (dict(codebook_size=3), "codebook_size"),  # 3 > 2**1
+        (dict(nnz=-1), "nnz"),
+        (dict(shape=[3, -3]), "shape"),
+        (dict(shape=[1] * 9), "at most 8"),
+        (dict(sections={"rows": 2}), "sections must map"),
+        (dict(groups=2), "groups"),
+        (dict(name=""), "name"),
+    ],
+)
 def test_bad_tensor_table_fields(fields, fragment):
     raises(_mutate_entry(SMALL, **fields), "section 0 (header)", fragment)
 
@@ -153,8 +173,7 @@ def test_section_used_twice_or_not_at_all():
 def test_count_beyond_the_bytes_left():
     i = sec_index(SMALL, "w", "labels")
     raises(with_section(SMALL, i, stream(0, 1, 2**40, b"\0")), f"section {i}", "payload bytes")
-    raises(with_section(SMALL, i, stream(1, 1, 2**40, b"\0", counts=[1], symbols=[0])), f"section {i}",
-           "declares")
+    raises(with_section(SMALL, i, stream(1, 1, 2**40, b"\0", counts=[1], symbols=[0])), f"section {i}", "declares")
 
 
 def test_nonzero_pad_bits():
@@ -165,15 +184,13 @@ def test_nonzero_pad_bits():
 def test_over_subscribed_and_incomplete_huffman_tables():
     i = sec_index(SMALL, "w", "labels")
     raises(with_section(SMALL, i, stream(1, 1, 3, b"\0", counts=[3], symbols=[0, 1, 0])), "over-subscribed")
-    raises(with_section(SMALL, i, stream(1, 2, 3, b"\0", counts=[1, 1], symbols=[0, 1], n_sym=2)),
-           "incomplete")
+    raises(with_section(SMALL, i, stream(1, 2, 3, b"\0", counts=[1, 1], symbols=[0, 1], n_sym=2)), "incomplete")
 
 
 def test_code_length_beyond_the_limit():
     i = sec_index(SMALL, "w", "labels")
     counts = [1] * 24 + [2]
-    raises(with_section(SMALL, i, stream(1, 8, 3, b"\0", counts=counts, symbols=list(range(26)))),
-           "max code length 25")
+    raises(with_section(SMALL, i, stream(1, 8, 3, b"\0", counts=counts, symbols=list(range(26)))), "max code length 25")
 
 
 def test_huffman_payload_shorter_than_its_symbols():
@@ -183,8 +200,13 @@ def test_huffman_payload_shorter_than_its_symbols():
 
 
 def test_labels_at_or_beyond_codebook_size():
-    data = formats.dumps([formats.SparseShared("w", np.eye(3, dtype=bool), np.eye(3, dtype=np.int64),
-                                               np.array([0.5, -1.0, 2.0], np.float32), 2, 2)])
+    data = formats.dumps(
+        [
+            formats.SparseShared(
+                "w", np.eye(3, dtype=bool), np.eye(3, dtype=np.int64), np.array([0.5, -1.0, 2.0], np.float32), 2, 2
+            )
+        ]
+    )
     i = sec_index(data, "w", "labels")
     raises(with_section(data, i, stream(0, 2, 3, bytes([0b11000000]))), f"section {i}", "label 3 >= codebook size 3")
 
@@ -251,13 +273,16 @@ def test_open_from_disk_raises_format_error_not_buffer_error(tmp_path):
 
 
 def test_header_numbers_that_overflow_are_rejected():
-    raises(with_header(SMALL, None, raw=b'{"metadata":{"user.x":1e400},"graph_format":"onnx","tensors":[]}'),
-           "section 0 (header)", "overflows")
+    raises(
+        with_header(SMALL, None, raw=b'{"metadata":{"user.x":1e400},"graph_format":"onnx","tensors":[]}'),
+        "section 0 (header)",
+        "overflows",
+    )
 
 
 def test_depth_is_counted_outside_strings_only():
     obj = header_of(SMALL)
-    obj["metadata"]["user.brackets"] = "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{"
+    obj["metadata"]["user.brackets"] = '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{'
     assert formats.loads(with_header(SMALL, obj)).metadata["user.brackets"].startswith("[[[")
 
 

@@ -1,4 +1,5 @@
 """Package-merge: optimal, complete, length-limited codes (formats/length_limit.py)."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,21 +8,23 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from formats import codec
-from formats.length_limit import canonical_table, limited_lengths
+from dcz.formats import codec
+from dcz.formats.length_limit import canonical_table, limited_lengths
 
 
 def _best_cost(weights: list[int], limit: int) -> int:
     """Brute force: the least sum(w * length) over prefix codes with lengths <= limit (Kraft <= 1)."""
-    return min(sum(w * l for w, l in zip(weights, lengths))
-               for lengths in itertools.product(range(1, limit + 1), repeat=len(weights))
-               if sum(2.0 ** -l for l in lengths) <= 1)
+    return min(
+        sum(w * l for w, l in zip(weights, lengths))
+        for lengths in itertools.product(range(1, limit + 1), repeat=len(weights))
+        if sum(2.0**-l for l in lengths) <= 1
+    )
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.integers(1, 10**6), min_size=2, max_size=6), st.integers(1, 5))
 def test_package_merge_is_optimal_and_complete(weights, limit):
-    if len(weights) > 2 ** limit:
+    if len(weights) > 2**limit:
         limit = int(np.ceil(np.log2(len(weights))))
     lengths = limited_lengths(np.array(weights, dtype=np.float64), limit)
     assert lengths.max() <= limit and lengths.min() >= 1
@@ -41,7 +44,7 @@ def test_limited_table_is_a_valid_canonical_table_and_round_trips():
     assert again == (counts, symbols)
 
     # a chunked stream's code is limited (12..16 bits) by package-merge, and decodes
-    from formats.cursor import Cursor
+    from dcz.formats.cursor import Cursor
 
     sym = rng.permutation(np.repeat(list(freq), list(freq.values()))[:200_000])
     data = codec.encode_stream(sym, 8, True, 256)

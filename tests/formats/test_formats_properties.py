@@ -1,14 +1,14 @@
 """Property tests: any tensor round-trips bit-exactly through every encoding and both codings."""
+
 from __future__ import annotations
 
 import numpy as np
+from formats_helpers import quantized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import formats
-from formats import codec
-
-from formats_helpers import quantized
+from dcz import formats
+from dcz.formats import codec
 
 
 @st.composite
@@ -76,7 +76,7 @@ def test_any_tensor_round_trips_bit_exactly(t, huffman, chunk_symbols, walk):
 
 @given(st.lists(st.integers(0, 2**12 - 1), max_size=300), st.integers(12, 32), st.booleans())
 def test_streams_round_trip(symbols, width, huffman):
-    from formats.cursor import Cursor
+    from dcz.formats.cursor import Cursor
 
     data = codec.encode_stream(np.array(symbols, dtype=np.int64), width, huffman)
     out = codec.decode_stream(Cursor(data, 0, len(data), "stream"))
@@ -111,7 +111,7 @@ def test_canonical_codes_match_bitarray():
 
 def test_streams_longer_than_one_block_round_trip(monkeypatch):
     """Encoding and fixed-width decoding work a block at a time; blocks join without a seam."""
-    from formats.cursor import Cursor
+    from dcz.formats.cursor import Cursor
 
     monkeypatch.setattr(codec, "BLOCK", 64)
     rng = np.random.default_rng(5)

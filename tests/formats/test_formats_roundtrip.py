@@ -1,12 +1,12 @@
 """Basic round trips of every encoding through dumps/loads and write/open."""
+
 import os
 
 import numpy as np
 import pytest
-
-import formats
-
 from formats_helpers import quantized, sample_file, sample_tensors
+
+from dcz import formats
 
 
 @pytest.mark.parametrize("huffman", [True, False])
@@ -23,8 +23,14 @@ def test_every_encoding_round_trips_bit_exactly(huffman):
 def test_info_describes_each_tensor():
     f = formats.loads(sample_file())
     dc = f.info("dc")
-    assert (dc.encoding, dc.shape, dc.label_bits, dc.gap_bits, dc.codebook_size, dc.groups) == \
-        ("sparse_shared", (12, 20), 3, 5, 8, 1)
+    assert (dc.encoding, dc.shape, dc.label_bits, dc.gap_bits, dc.codebook_size, dc.groups) == (
+        "sparse_shared",
+        (12, 20),
+        3,
+        5,
+        8,
+        1,
+    )
     assert dc.nnz == int(sample_tensors()[4].mask.sum())
     assert f.info("conv").groups == 2
     assert f.info("shape_i64").dtype == "int64"
@@ -79,12 +85,19 @@ def test_identical_bytes_across_processes_and_hash_seeds():
     import sys
     from pathlib import Path
 
-    code = ("import sys, hashlib; sys.path.insert(0, %r); from formats_helpers import sample_file; "
-            "print(hashlib.sha256(sample_file(7)).hexdigest())") % str(Path(__file__).parent)
+    code = (
+        "import sys, hashlib; sys.path.insert(0, %r); from formats_helpers import sample_file; "
+        "print(hashlib.sha256(sample_file(7)).hexdigest())"
+    ) % str(Path(__file__).parent)
     digests = set()
     for seed in ("1", "2"):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONHASHSEED": seed})
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
         digests.add(out.stdout.strip())
     assert digests == {hashlib.sha256(sample_file(7)).hexdigest()}
 
@@ -98,12 +111,13 @@ def test_closed_file_raises_format_error(tmp_path):
     with pytest.raises(formats.FormatError, match="closed"):
         f.tensor("dc")
     with pytest.raises(formats.FormatError, match="closed"):
-        f.graph
+        _ = f.graph
     assert f.names and f.info("dc").encoding == "sparse_shared"  # the table stays readable
 
 
 def test_writer_records_stage_totals_in_metadata():
     f = formats.loads(sample_file())
     totals = f.size_report().totals()
-    assert f.metadata["dcz.sizes"] == {k: totals[k] for k in
-                                       ("dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes")}
+    assert f.metadata["dcz.sizes"] == {
+        k: totals[k] for k in ("dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes")
+    }

@@ -1,12 +1,13 @@
 """SPEC.md stays in step with the code: its worked example and its constants."""
+
 import re
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-import formats
-from formats import layout
+from dcz import formats
+from dcz.formats import layout
 
 SPEC = (Path(formats.__file__).parent / "SPEC.md").read_text()
 
@@ -14,8 +15,14 @@ SPEC = (Path(formats.__file__).parent / "SPEC.md").read_text()
 def test_worked_example_hexdump_is_what_the_writer_writes():
     block = SPEC.split("<!-- BEGIN example hexdump -->")[1].split("<!-- END example hexdump -->")[0]
     hexdump = bytes.fromhex("".join(line[10:57] for line in block.splitlines() if re.match(r"^[0-9a-f]{8}  ", line)))
-    data = formats.dumps([formats.SparseShared("w", np.eye(3, dtype=bool), np.eye(3, dtype=np.int64),
-                                               np.array([0.5, -1.0], np.float32), 1, 2)], huffman=False)
+    data = formats.dumps(
+        [
+            formats.SparseShared(
+                "w", np.eye(3, dtype=bool), np.eye(3, dtype=np.int64), np.array([0.5, -1.0], np.float32), 1, 2
+            )
+        ],
+        huffman=False,
+    )
     assert hexdump == data
     assert np.array_equal(formats.loads(hexdump).tensor("w"), -np.eye(3, dtype=np.float32))
 

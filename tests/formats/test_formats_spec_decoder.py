@@ -1,6 +1,7 @@
 """A second decoder, written from SPEC.md alone in plain Python (struct, zlib, json; no formats
 internals), must agree with formats on every golden file and on sample files. If SPEC.md and the
 code drift apart, this fails."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import formats
-
 from formats_helpers import sample_file
+
+from dcz import formats
 
 GOLDEN = sorted((Path(__file__).resolve().parents[1] / "golden").glob("v1_*/*.dcz"))
 DTYPES = {"float32": "<f4", "float16": "<f2", "int64": "<i8", "int32": "<i4", "int8": "i1", "uint8": "u1"}
@@ -25,24 +25,24 @@ def read_stream(sec: bytes) -> list[int]:
     counts = list(struct.unpack_from(f"<{n_len}H", sec, pos))
     pos += 2 * n_len
     size = 1 if width <= 8 else 2 if width <= 16 else 4
-    symbols = [int.from_bytes(sec[pos + i * size:pos + (i + 1) * size], "little") for i in range(n_sym)]
+    symbols = [int.from_bytes(sec[pos + i * size : pos + (i + 1) * size], "little") for i in range(n_sym)]
     pos += size * n_sym
     starts = None
     if coding == 2:  # SPEC 3.4.1: C, d, 3 reserved, base, then K-1 d-bit deltas
         chunk, d, base = struct.unpack_from("<IB3xQ", sec, pos)
-        assert sec[pos + 5:pos + 8] == bytes(3)
+        assert sec[pos + 5 : pos + 8] == bytes(3)
         pos += 16
         k = -(-count // chunk)
-        dbits = "".join(f"{b:08b}" for b in sec[pos:pos + ((k - 1) * d + 7) // 8])
+        dbits = "".join(f"{b:08b}" for b in sec[pos : pos + ((k - 1) * d + 7) // 8])
         pos += ((k - 1) * d + 7) // 8
-        assert set(dbits[(k - 1) * d:]) <= {"0"}
+        assert set(dbits[(k - 1) * d :]) <= {"0"}
         starts = [0]
         for j in range(k - 1):
-            starts.append(starts[-1] + base + (int(dbits[j * d:(j + 1) * d], 2) if d else 0))
+            starts.append(starts[-1] + base + (int(dbits[j * d : (j + 1) * d], 2) if d else 0))
     bits = "".join(f"{b:08b}" for b in sec[pos:])
     out, at = [], 0
     if coding == 0:
-        out = [int(bits[i * width:(i + 1) * width], 2) for i in range(count)]
+        out = [int(bits[i * width : (i + 1) * width], 2) for i in range(count)]
         at = count * width
     else:
         codes, code, k = {}, 0, 0  # canonical codes, DEFLATE order
@@ -55,7 +55,7 @@ def read_stream(sec: bytes) -> list[int]:
             if starts is not None and len(out) % chunk == 0:
                 assert at == starts[len(out) // chunk]  # every chunk starts where the index says
             for length in range(1, n_len + 1):
-                key = (length, int(bits[at:at + length], 2))
+                key = (length, int(bits[at : at + length], 2))
                 if key in codes and at + length <= len(bits):
                     out.append(codes[key])
                     at += length
@@ -73,8 +73,8 @@ def decode_file(data: bytes) -> dict[str, np.ndarray]:
     sections, end = [], 64 + 24 * count
     for i in range(count):
         offset, length, crc, kind, _ = struct.unpack_from("<QQIHH", data, 64 + 24 * i)
-        assert offset == (end + 7) // 8 * 8 and zlib.crc32(data[offset:offset + length]) == crc
-        sections.append(data[offset:offset + length])
+        assert offset == (end + 7) // 8 * 8 and zlib.crc32(data[offset : offset + length]) == crc
+        sections.append(data[offset : offset + length])
         end = offset + length
     assert end == len(data)
     head = json.loads(sections[0])
@@ -91,7 +91,7 @@ def decode_file(data: bytes) -> dict[str, np.ndarray]:
         if "codebook" in sec:
             k = t["codebook_size"]
             flat_book = struct.unpack(f"<{len(sec['codebook']) // 4}f", sec["codebook"])
-            book = [flat_book[g * k:(g + 1) * k] for g in range(t["groups"])]
+            book = [flat_book[g * k : (g + 1) * k] for g in range(t["groups"])]
             group_rows = t.get("group_rows") or max(rows, 1)
         labels = read_stream(sec["labels"]) if "labels" in sec else None
         if enc == "shared":
@@ -120,8 +120,11 @@ def decode_file(data: bytes) -> dict[str, np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("data", [p.read_bytes() for p in GOLDEN] + [sample_file(1), sample_file(2, huffman=False)],
-                         ids=[f"{p.parent.name}/{p.name}" for p in GOLDEN] + ["sample_huffman", "sample_fixed"])
+@pytest.mark.parametrize(
+    "data",
+    [p.read_bytes() for p in GOLDEN] + [sample_file(1), sample_file(2, huffman=False)],
+    ids=[f"{p.parent.name}/{p.name}" for p in GOLDEN] + ["sample_huffman", "sample_fixed"],
+)
 def test_spec_decoder_agrees_with_formats(data):
     mine = decode_file(data)
     f = formats.loads(data)

@@ -1,4 +1,5 @@
 """Small hand-made ONNX graphs for the runtime tests (no torch needed)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -89,7 +90,7 @@ def lenet_dcz_tensors(weights: dict[str, np.ndarray]):
 
     Returns (tensors, effective dense weights) - the latter is what the file decodes to.
     """
-    import formats
+    from dcz import formats
 
     tensors, effective = [], {}
     for name, array in weights.items():

@@ -1,14 +1,14 @@
 """Damaged or mismatched files are refused before any inference, naming what is wrong."""
+
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
-
-import formats
-import runtime
-from runtime import DczRuntimeError
 from rt_onnx_builders import lenet_300_100_graph, lenet_300_100_weights, lenet_dcz_tensors, placeholder
+
+from dcz import formats, runtime
+from dcz.runtime import DczRuntimeError
 
 BACKENDS = ["ort", "numpy"]
 

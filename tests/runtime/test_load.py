@@ -1,20 +1,20 @@
 """runtime.load: both backends on a .dcz written by formats, lazy decoding, inputs, export_onnx."""
+
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
-import formats
-import runtime
-from runtime import DczRuntimeError
 from rt_onnx_builders import (
     lenet_300_100_graph,
     lenet_300_100_weights,
     lenet_dcz_tensors,
     lenet_reference,
 )
+
+from dcz import formats, runtime
+from dcz.runtime import DczRuntimeError
 
 X = np.random.default_rng(1).random((5, 1, 28, 28), dtype=np.float32)
 
@@ -30,8 +30,12 @@ def lenet(tmp_path_factory):
     return path, effective
 
 
-BACKENDS = [{"backend": "ort"}, {"backend": "ort", "low_memory": True}, {"backend": "numpy"},
-            {"backend": "numpy", "sparse": True}]
+BACKENDS = [
+    {"backend": "ort"},
+    {"backend": "ort", "low_memory": True},
+    {"backend": "numpy"},
+    {"backend": "numpy", "sparse": True},
+]
 
 
 @pytest.mark.parametrize("options", BACKENDS, ids=lambda o: "-".join(str(v) for v in o.values()))
@@ -104,7 +108,7 @@ def test_numpy_backend_decodes_on_first_run(lenet):
 
 def test_ort_keeps_one_copy_of_the_weights(lenet):
     """ORT copies add_external_initializers values (probed); the decoded arrays are then dropped."""
-    from runtime.ort_backend import ort_copies_external_initializers
+    from dcz.runtime.ort_backend import ort_copies_external_initializers
 
     path, effective = lenet
     model = runtime.load(path, backend="ort")
@@ -147,9 +151,16 @@ def test_ort_options_threads_and_providers(lenet):
         runtime.load(path, backend="ort", providers=["NoSuchExecutionProvider"])
 
 
-@pytest.mark.parametrize("bad", [{"backend": "tvm"}, {"threads": -1}, {"backend": "ort", "sparse": True},
-                                 {"backend": "numpy", "providers": ["CPUExecutionProvider"]},
-                                 {"backend": "numpy", "low_memory": True}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"backend": "tvm"},
+        {"threads": -1},
+        {"backend": "ort", "sparse": True},
+        {"backend": "numpy", "providers": ["CPUExecutionProvider"]},
+        {"backend": "numpy", "low_memory": True},
+    ],
+)
 def test_bad_arguments_are_refused(lenet, bad):
     with pytest.raises(DczRuntimeError):
         runtime.load(lenet[0], **bad)
@@ -160,7 +171,9 @@ def test_export_onnx_gives_an_equivalent_dense_model(lenet, tmp_path, external):
     path, effective = lenet
     out = runtime.export_onnx(path, tmp_path / "lenet.onnx", external_data=external)
     assert (tmp_path / "lenet.onnx.data").exists() == external
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["lenet.onnx"] + (["lenet.onnx.data"] if external else []))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["lenet.onnx"] + (["lenet.onnx.data"] if external else [])
+    )
     dense = onnx.load(out)
     assert all(init.data_location == onnx.TensorProto.DEFAULT for init in dense.graph.initializer) or external
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -169,7 +182,7 @@ def test_export_onnx_gives_an_equivalent_dense_model(lenet, tmp_path, external):
 
 
 def test_export_onnx_switches_to_external_data_past_the_protobuf_limit(lenet, tmp_path, monkeypatch):
-    import runtime.export as export
+    import dcz.runtime.export as export
 
     monkeypatch.setattr(export, "_INLINE_LIMIT", 1000)  # stands in for 2 GiB
     out = runtime.export_onnx(lenet[0], tmp_path / "big.onnx")

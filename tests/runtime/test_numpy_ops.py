@@ -1,14 +1,14 @@
 """Each NumPy op against ONNX Runtime on the same single-node graph (ORT is the oracle)."""
+
 from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-
-from runtime import DczRuntimeError
-from runtime.numpy_exec import NumpyExecutor, supported_ops
-
 from rt_onnx_builders import OPSET, single_op
+
+from dcz.runtime import DczRuntimeError
+from dcz.runtime.numpy_exec import NumpyExecutor, supported_ops
 
 RNG = np.random.default_rng(0)
 
@@ -109,7 +109,17 @@ def test_average_pool(case, count_include_pad):
         ("Cast", [rand(4)], {"to": 7}),
         ("ReduceMean", [rand(2, 3, 4)], {"axes": [1, -1], "keepdims": 1}),
         ("ReduceSum", [rand(2, 3, 4), np.array([1], np.int64)], {"keepdims": 0}),
-        ("Slice", [rand(5, 6), np.array([1, 0], np.int64), np.array([4, 6], np.int64), np.array([0, 1], np.int64), np.array([2, 3], np.int64)], {}),
+        (
+            "Slice",
+            [
+                rand(5, 6),
+                np.array([1, 0], np.int64),
+                np.array([4, 6], np.int64),
+                np.array([0, 1], np.int64),
+                np.array([2, 3], np.int64),
+            ],
+            {},
+        ),
         ("Pad", [rand(2, 3), np.array([1, 0, 0, 2], np.int64), np.array(1.5, np.float32)], {}),
         ("Expand", [rand(3, 1), np.array([2, 3, 4], np.int64)], {}),
         ("ConstantOfShape", [np.array([2, 3], np.int64)], {}),
@@ -149,9 +159,29 @@ def test_unknown_op_is_named_with_supported_list():
 
 
 def test_required_ops_are_registered():
-    required = {"Conv", "Gemm", "MatMul", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Concat",
-                "Flatten", "Reshape", "Softmax", "BatchNormalization", "Dropout", "Identity", "Clip", "Mul", "Shape",
-                "Gather", "Unsqueeze", "Constant"}
+    required = {
+        "Conv",
+        "Gemm",
+        "MatMul",
+        "Relu",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "Add",
+        "Concat",
+        "Flatten",
+        "Reshape",
+        "Softmax",
+        "BatchNormalization",
+        "Dropout",
+        "Identity",
+        "Clip",
+        "Mul",
+        "Shape",
+        "Gather",
+        "Unsqueeze",
+        "Constant",
+    }
     assert required <= set(supported_ops())
 
 

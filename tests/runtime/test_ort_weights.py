@@ -1,4 +1,5 @@
 """How the ORT backend hands weights over: copied initializers or in place, and in-place buffers kept alive."""
+
 from __future__ import annotations
 
 import gc
@@ -6,12 +7,11 @@ import gc
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
-
-import formats
-import runtime
-import runtime.ort_backend as ort_backend
 from rt_onnx_builders import lenet_300_100_graph, lenet_300_100_weights, lenet_dcz_tensors, lenet_reference
-from runtime.ort_backend import in_place_weights, ort_copies_external_initializers
+
+import dcz.runtime.ort_backend as ort_backend
+from dcz import formats, runtime
+from dcz.runtime.ort_backend import in_place_weights, ort_copies_external_initializers
 
 X = np.random.default_rng(5).random((4, 1, 28, 28), dtype=np.float32)
 FC_WEIGHTS = {"fc1.weight", "fc2.weight", "fc3.weight"}
@@ -57,7 +57,9 @@ def test_low_memory_false_keeps_every_weight_an_initializer(lenet, monkeypatch):
         runtime.load(path, backend="numpy", low_memory=False)
 
 
-@pytest.mark.parametrize("options", [{"low_memory": True}, {"in_place_bytes": 0}], ids=["low_memory", "all-fc-in-place"])
+@pytest.mark.parametrize(
+    "options", [{"low_memory": True}, {"in_place_bytes": 0}], ids=["low_memory", "all-fc-in-place"]
+)
 def test_in_place_weights_outlive_every_other_reference(lenet, monkeypatch, options):
     """The session must keep our buffers alive itself: drop the model's decoded arrays, collect, scribble
     over freshly allocated memory of the same sizes, and the results must not change."""
@@ -84,16 +86,22 @@ def test_in_place_only_for_large_weights_read_by_gemm_or_matmul_alone():
         entry.key, entry.value = "location", "dcz"
         return t
 
-    nodes = [helper.make_node("Conv", ["x", "conv.w"], ["c"]),
-             helper.make_node("Flatten", ["c"], ["f"]),
-             helper.make_node("MatMul", ["f", "fc.w"], ["m"]),
-             helper.make_node("Gemm", ["m", "shared.w"], ["g"], transB=1),
-             helper.make_node("Add", ["g", "shared.w"], ["y"]),
-             helper.make_node("Gemm", ["g", "small.w"], ["z"])]
+    nodes = [
+        helper.make_node("Conv", ["x", "conv.w"], ["c"]),
+        helper.make_node("Flatten", ["c"], ["f"]),
+        helper.make_node("MatMul", ["f", "fc.w"], ["m"]),
+        helper.make_node("Gemm", ["m", "shared.w"], ["g"], transB=1),
+        helper.make_node("Add", ["g", "shared.w"], ["y"]),
+        helper.make_node("Gemm", ["g", "small.w"], ["z"]),
+    ]
     shapes = {"conv.w": [8, 1, 3, 3], "fc.w": [8, 8], "shared.w": [8, 8], "small.w": [8, 2]}
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
-                              [placeholder(n, d) for n, d in shapes.items()])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        [placeholder(n, d) for n, d in shapes.items()],
+    )
     model = helper.make_model(graph)
     arrays = {n: np.zeros(d, np.float32) for n, d in shapes.items()}
     assert in_place_weights(model, arrays, min_bytes=100) == {"fc.w"}  # conv: Conv; shared: also Add; small: 64 B
@@ -129,16 +137,27 @@ def test_local_functions_are_inlined_before_any_backend(tmp_path, graphs_given_t
     """y = Scale2(x @ W) with Scale2 a model-local function: ORT gets the inlined graph, not the stored one."""
     weight = np.arange(6, dtype=np.float32).reshape(3, 2)
     two = helper.make_node("Constant", [], ["two"], value=helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]))
-    scale2 = helper.make_function("local", "Scale2", ["a"], ["b"], [two, helper.make_node("Mul", ["a", "two"], ["b"])],
-                                  [helper.make_opsetid("", 17)])
+    scale2 = helper.make_function(
+        "local",
+        "Scale2",
+        ["a"],
+        ["b"],
+        [two, helper.make_node("Mul", ["a", "two"], ["b"])],
+        [helper.make_opsetid("", 17)],
+    )
     placeholder = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[3, 2], data_location=TensorProto.EXTERNAL)
     entry = placeholder.external_data.add()
     entry.key, entry.value = "location", "dcz"
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Scale2", ["m"], ["y"], domain="local")],
-                              "f", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])], [placeholder])
-    model = helper.make_model(graph, functions=[scale2],
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Scale2", ["m"], ["y"], domain="local")],
+        "f",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
+        [placeholder],
+    )
+    model = helper.make_model(
+        graph, functions=[scale2], opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
+    )
     model.ir_version = 8
     path = tmp_path / "f.dcz"
     formats.write(path, [formats.Raw("W", weight)], graph=model.SerializeToString())

@@ -1,4 +1,5 @@
 """Model.run's input handling: the fast path for well-formed arrays, the checked path for the rest."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,12 +7,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-import formats
-import runtime
-import runtime.validate as validate
-from runtime import DczRuntimeError
-from runtime.onnx_graph import ValueSpec
-from runtime.validate import InputChecker
+import dcz.runtime.validate as validate
+from dcz import formats, runtime
+from dcz.runtime import DczRuntimeError
+from dcz.runtime.onnx_graph import ValueSpec
+from dcz.runtime.validate import InputChecker
 
 X = np.random.default_rng(2).random((3, 4), dtype=np.float32)
 
@@ -23,10 +23,15 @@ def _two_input_dcz(path):
     entry = placeholder.external_data.add()
     entry.key, entry.value = "location", "dcz"
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "W"], ["ab"]), helper.make_node("Add", ["ab", "b"], ["y"])], "two",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 4]),
-         helper.make_tensor_value_info("b", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])], [placeholder])
+        [helper.make_node("MatMul", ["a", "W"], ["ab"]), helper.make_node("Add", ["ab", "b"], ["y"])],
+        "two",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["batch", 2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        [placeholder],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     formats.write(path, [formats.Raw("W", weight)], graph=model.SerializeToString())
@@ -39,9 +44,13 @@ def _one_input_dcz(path):
     placeholder = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4, 3], data_location=TensorProto.EXTERNAL)
     entry = placeholder.external_data.add()
     entry.key, entry.value = "location", "dcz"
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "one",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])], [placeholder])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "one",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [placeholder],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     formats.write(path, [formats.Raw("W", weight)], graph=model.SerializeToString())
@@ -63,8 +72,10 @@ def two(tmp_path_factory):
 @pytest.fixture
 def no_slow_path(monkeypatch):
     """Make the checked path fail loudly: whatever still works went through the fast path."""
+
     def refuse(inputs, specs):
         raise AssertionError("normalize_inputs was called")
+
     monkeypatch.setattr(validate, "normalize_inputs", refuse)
 
 
@@ -133,8 +144,13 @@ def test_checker_fast_path_agrees_with_the_checked_path():
         fast = checker(x)
         np.testing.assert_array_equal(fast["x"], validate.normalize_inputs(x, specs)["x"])
         assert fast["x"] is x  # no copy on the fast path
-    for bad in [np.zeros((4, 3, 2), np.float32), np.zeros((2, 3), np.float32), np.zeros((1, 2, 3, 1), np.float32),
-                np.zeros((1, 2, 3), np.float64), np.zeros((1, 2, 3), np.int32)]:
+    for bad in [
+        np.zeros((4, 3, 2), np.float32),
+        np.zeros((2, 3), np.float32),
+        np.zeros((1, 2, 3, 1), np.float32),
+        np.zeros((1, 2, 3), np.float64),
+        np.zeros((1, 2, 3), np.int32),
+    ]:
         checker(np.zeros((1, 2, 3), np.float32))  # primes the shape cache with a good shape
         with pytest.raises(DczRuntimeError, match="input 'x'"):
             checker(bad)
@@ -183,8 +199,11 @@ def test_shapes_left_to_the_engine_are_explained_when_it_refuses():
 def test_ort_backend_names_the_input_for_every_bad_shape(one):
     path, _ = one
     model = runtime.load(path, backend="ort")
-    for bad, message in [(X[0], "input 'x': got 1-D"), (X[:, :3], "input 'x': dim 1 is 3"),
-                         (X[None], "input 'x': got 3-D")]:
+    for bad, message in [
+        (X[0], "input 'x': got 1-D"),
+        (X[:, :3], "input 'x': dim 1 is 3"),
+        (X[None], "input 'x': got 3-D"),
+    ]:
         with pytest.raises(DczRuntimeError, match=message):
             model.run(bad)
         with pytest.raises(DczRuntimeError, match=message):

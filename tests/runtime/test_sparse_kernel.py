@@ -1,4 +1,5 @@
 """The CSR fully connected kernel: exact against dense on awkward sparsity patterns."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.numpy_exec import CsrRows, matmul_transposed
+from dcz.runtime.numpy_exec import CsrRows, matmul_transposed
 
 
-@given(rows=st.integers(1, 12), cols=st.integers(1, 12), batch=st.integers(1, 5),
-       density=st.sampled_from([0.0, 0.1, 0.5, 1.0]), seed=st.integers(0, 2**16))
+@given(
+    rows=st.integers(1, 12),
+    cols=st.integers(1, 12),
+    batch=st.integers(1, 5),
+    density=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+    seed=st.integers(0, 2**16),
+)
 def test_matches_dense_including_empty_rows(rows, cols, batch, density, seed):
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((rows, cols)).astype(np.float32)
@@ -23,7 +29,7 @@ def test_matches_dense_including_empty_rows(rows, cols, batch, density, seed):
 
 
 def test_batches_larger_than_the_scratch_budget_are_chunked(monkeypatch):
-    import runtime.numpy_exec.sparse as sparse
+    import dcz.runtime.numpy_exec.sparse as sparse
 
     monkeypatch.setattr(sparse, "_SCRATCH_BYTES", 64)  # forces one row of the batch per chunk
     rng = np.random.default_rng(0)
@@ -40,7 +46,7 @@ def test_shape_mismatch_is_refused():
 def test_csr_from_the_file_and_its_transpose_equal_the_dense_weight(tmp_path):
     """The sparse backend builds its CSR straight from the .dcz streams (no dense array), and
     transposes it for MatMul / Gemm(transB=0) weights stored (in, out)."""
-    import formats
+    from dcz import formats
 
     rng = np.random.default_rng(3)
     mask = rng.random((30, 70)) < 0.1

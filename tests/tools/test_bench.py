@@ -3,6 +3,7 @@
 No test here asserts a time: only that the figures exist, agree with the files, and land in the
 right place of BENCHMARKS.md.
 """
+
 from __future__ import annotations
 
 import re
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.bench_artifacts import Artifact
-from tools.bench_measure import LoadFigures
-from tools.bench_report import Row, replace_section, replace_top_matter, verdict
+from tools.bench.bench_artifacts import Artifact
+from tools.bench.bench_measure import LoadFigures
+from tools.bench.bench_report import Row, replace_section, replace_top_matter, verdict
 
 OTHER_SECTION = "<!-- BEGIN formats -->\nformats figures, not ours\n<!-- END formats -->"
 
@@ -24,23 +25,24 @@ def _row(tmp_path: Path, key: str, nbytes: int, accuracy: float | None) -> Row:
 
 
 def test_verdict_yes_when_dcz_is_smallest_at_equal_accuracy(tmp_path):
-    rows = [_row(tmp_path, "dense", 1000, 98.0), _row(tmp_path, "int8", 300, 97.9),
-            _row(tmp_path, "dcz.PQH", 50, 97.8)]
+    rows = [_row(tmp_path, "dense", 1000, 98.0), _row(tmp_path, "int8", 300, 97.9), _row(tmp_path, "dcz.PQH", 50, 97.8)]
     text = verdict(rows)
     assert "smallest row at equal accuracy: YES" in text
     assert "int8, 6.00x the bytes" in text
 
 
 def test_verdict_no_names_the_smaller_row(tmp_path):
-    rows = [_row(tmp_path, "dense", 1000, 98.0), _row(tmp_path, "shared.zip", 40, 97.8),
-            _row(tmp_path, "dcz.PQH", 50, 97.8)]
+    rows = [
+        _row(tmp_path, "dense", 1000, 98.0),
+        _row(tmp_path, "shared.zip", 40, 97.8),
+        _row(tmp_path, "dcz.PQH", 50, 97.8),
+    ]
     text = verdict(rows)
     assert "NO" in text and "shared.zip (40 B" in text
 
 
 def test_verdict_sets_aside_smaller_rows_that_lose_accuracy(tmp_path):
-    rows = [_row(tmp_path, "dense", 1000, 98.0), _row(tmp_path, "int8", 30, 97.0),
-            _row(tmp_path, "dcz.PQH", 50, 97.9)]
+    rows = [_row(tmp_path, "dense", 1000, 98.0), _row(tmp_path, "int8", 30, 97.0), _row(tmp_path, "dcz.PQH", 50, 97.9)]
     text = verdict(rows)
     assert "YES" in text
     assert "int8 is smaller (30 B) but loses 0.90 pp" in text
@@ -71,13 +73,15 @@ def test_missing_section_is_appended():
 
 def test_tiny_end_to_end_run_writes_consistent_tables(tmp_path, capsys):
     """One tiny model, one repeat: every row present, bytes and ratios match, other sections kept."""
-    pytest.importorskip("compressor.pipeline")
-    from tools.bench import main
+    pytest.importorskip("dcz.compressor.pipeline")
+    from tools.bench.bench import main
 
     out = tmp_path / "BENCHMARKS.md"
     out.write_text("# stale header\n\n" + OTHER_SECTION + "\n")
     workdir = tmp_path / "work"
-    assert main(["--models", "tiny", "--repeats", "1", "--no-gather", "--workdir", str(workdir), "--out", str(out)]) == 0
+    assert (
+        main(["--models", "tiny", "--repeats", "1", "--no-gather", "--workdir", str(workdir), "--out", str(out)]) == 0
+    )
     text = out.read_text()
     assert OTHER_SECTION in text and "stale header" not in text
     assert "- Versions: python" in text and "onnxruntime" in text
@@ -90,7 +94,7 @@ def test_tiny_end_to_end_run_writes_consistent_tables(tmp_path, capsys):
     assert files["tiny.onnx"] == dense and files["tiny.PQH.dcz"] == int(rows[-1][1].replace(",", ""))
     for _, nbytes, ratio, accuracy in rows:
         assert float(ratio) == pytest.approx(dense / int(nbytes.replace(",", "")), abs=0.051)
-        assert 0.0 <= float(accuracy) <= 100.0      # every file loaded back and ran
+        assert 0.0 <= float(accuracy) <= 100.0  # every file loaded back and ran
     # the three .dcz stages get smaller in order, as the paper's P -> P+Q -> P+Q+H
     sizes = [int(r[1].replace(",", "")) for r in rows[-3:]]
     assert sizes[0] > sizes[1] > sizes[2]

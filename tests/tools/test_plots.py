@@ -1,4 +1,5 @@
-"""tools.plots writes real PNGs of the size and layout each plot promises (Agg, no display)."""
+"""dcz._cli.plots writes real PNGs of the size and layout each plot promises (Agg, no display)."""
+
 from __future__ import annotations
 
 import struct
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
-from tools import plots  # noqa: E402
+from dcz._cli import plots  # noqa: E402
 
 
 def png_size(path) -> tuple[int, int]:
@@ -32,13 +33,23 @@ def test_weight_histograms_one_panel_per_stage(tmp_path):
 
 def test_threshold_sweep(tmp_path):
     q = np.linspace(0, 2, 5)
-    path = plots.threshold_sweep(q, [0.98, 0.98, 0.97, 0.9, 0.5], [0, 0.38, 0.68, 0.86, 0.95], tmp_path / "s.png", dense_accuracy=0.98)
+    path = plots.threshold_sweep(
+        q, [0.98, 0.98, 0.97, 0.9, 0.5], [0, 0.38, 0.68, 0.86, 0.95], tmp_path / "s.png", dense_accuracy=0.98
+    )
     assert png_size(path) == (round(6.4 * plots.DPI), round(4.0 * plots.DPI))
 
 
 def test_bytes_by_stage_reads_the_report_columns(tmp_path):
-    tensors = [SimpleNamespace(name=f"layer{i}.weight", dense_bytes=4000 * (i + 1), pruned_bytes=400 * (i + 1),
-                               quantized_bytes=150 * (i + 1), huffman_bytes=120 * (i + 1)) for i in range(15)]
+    tensors = [
+        SimpleNamespace(
+            name=f"layer{i}.weight",
+            dense_bytes=4000 * (i + 1),
+            pruned_bytes=400 * (i + 1),
+            quantized_bytes=150 * (i + 1),
+            huffman_bytes=120 * (i + 1),
+        )
+        for i in range(15)
+    ]
     report = SimpleNamespace(tensors=tensors, header_bytes=300, graph_bytes=900, padding_bytes=20)
     names, table, overhead = plots.stage_bytes(report)
     assert names[0] == "layer0.weight" and table.shape == (15, 4) and overhead == 1220

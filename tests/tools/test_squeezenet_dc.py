@@ -1,11 +1,12 @@
 """The paper authors' compressed SqueezeNet: decoded exactly, and re-encoded as .dcz without loss."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import formats
-from tools import squeezenet_dc
+from dcz import formats
+from tools.dev import squeezenet_dc
 
 RELEASE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squeezenet-deep-compression"
 pytestmark = pytest.mark.skipif(not (RELEASE / squeezenet_dc.NET_FILE).exists(), reason="../shared release absent")

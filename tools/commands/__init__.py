@@ -1,8 +1,0 @@
-"""The `dcz` subcommands, one module each, in the order `dcz --help` lists them.
-
-Every module exposes `register(subparsers, common)`; it must import only the standard library at
-top level (heavy packages are imported inside the command, see tools/cli.py).
-"""
-from tools.commands import bench, compress, demo, export_onnx, info, plot, report, run
-
-COMMAND_MODULES = (demo, compress, info, report, run, export_onnx, plot, bench)

@@ -1,0 +1,88 @@
+"""Helpers shared by the subcommands: argument types, input checks, opening .dcz files."""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dcz._cli.errors import EXIT_USAGE, CliError, require
+from dcz._cli.sizes import parse_size
+
+RAW_HELP = argparse.RawDescriptionHelpFormatter
+
+
+def add_command(subparsers, common, name: str, summary: str, description: str, handler) -> argparse.ArgumentParser:
+    """A subparser with the shared options, its one-line summary for `dcz --help`, and its handler."""
+    parser = subparsers.add_parser(
+        name, parents=[common], help=summary, description=description, formatter_class=RAW_HELP
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def size_arg(text: str) -> int:
+    """argparse type for byte sizes ("100KB"); keeps our one-line message."""
+    try:
+        return parse_size(text)
+    except CliError as exc:
+        raise argparse.ArgumentTypeError(exc.one_line()) from None
+
+
+def shape_arg(text: str) -> tuple[int, ...]:
+    """argparse type for "1,1,28,28"."""
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        shape = ()
+    if not shape or any(dim <= 0 for dim in shape):
+        raise argparse.ArgumentTypeError(
+            f"invalid shape {text!r}: write positive sizes separated by commas, e.g. 1,1,28,28"
+        )
+    return shape
+
+
+def existing_file(path: str | Path, what: str = "file") -> Path:
+    """The path, checked to be an existing regular file (one clear error otherwise)."""
+    path = Path(path)
+    if not path.exists():
+        raise CliError(f"{what} not found: {path}", "check the path")
+    if not path.is_file():
+        raise CliError(f"{what} is not a regular file: {path}", "give the path of a file")
+    return path
+
+
+def output_path(path: str | Path, what: str = "output") -> Path:
+    """The path of a file to write, checked to have an existing parent folder."""
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise CliError(f"{what} {path} is a folder", "give a file name")
+    if not path.parent.exists():
+        raise CliError(f"folder {path.parent} for the {what} does not exist", "create it first or pick another path")
+    return path
+
+
+@contextmanager
+def naming_file(path: str | Path):
+    """Prefix a damaged-file error (formats.FormatError, also via runtime) with the file's path."""
+    try:
+        yield
+    except ValueError as exc:
+        if type(exc).__name__ != "FormatError":
+            raise
+        raise CliError(
+            f"{path} is not a valid .dcz file: {exc}", "check that it is a complete .dcz written by dcz"
+        ) from exc
+
+
+def open_dcz(path: str | Path) -> Any:
+    """formats.open with the file checked first and FormatError turned into one line naming the file."""
+    path = existing_file(path, ".dcz file")
+    formats = require("dcz.formats", "reading .dcz files")
+    with naming_file(path):
+        return formats.open(path)
+
+
+def usage_error(message: str, hint: str) -> CliError:
+    return CliError(message, hint, EXIT_USAGE)

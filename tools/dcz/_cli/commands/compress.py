@@ -1,0 +1,415 @@
+"""`dcz compress MODEL`: prune, share weights and Huffman-code a PyTorch or ONNX model into a .dcz."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from dcz._cli.commands._common import add_command, existing_file, output_path, shape_arg, size_arg, usage_error
+from dcz._cli.commands.info import stage_table
+from dcz._cli.errors import CliError, require
+
+DESCRIPTION = """\
+Compress a model to .dcz: prune small weights, share the survivors through a k-means codebook per
+layer (n-bit labels), Huffman-code labels and relative indices. With --train DATA.npz (arrays x
+and y, PyTorch models) the pruned weights and then the shared centroids are fine-tuned on your data
+for --epochs each (the paper's retraining); without it, compression is post-training.
+
+MODEL is either
+  an .onnx file            compressed without torch (Conv / Gemm / MatMul weights), or
+  package.module:factory   a function returning a torch.nn.Module; give --weights (a state dict
+                           file, loaded with torch.load(weights_only=True)) and --input-shape.
+
+Settings are resolved per layer: by name, then layer type (Linear, Conv2d, Gemm, ...) or family
+(conv / fc), then global, then the paper's defaults (8-bit conv, 5-bit fc labels and gaps).
+--bits and --gap-bits take one number for every layer, or KEY=N pairs where KEY is conv, fc, a layer
+type or a layer name. --config takes the same settings as a TOML or JSON file:
+
+  [global]                       # or "global": {...} in JSON
+  prune = "quality"              # none | threshold | sparsity | quality | global
+  quality = 1.0
+  [by_type.conv]
+  bits = 8
+  [by_name."fc1.weight"]
+  sparsity = 0.92
+
+A setting given on the command line applies to every layer, replacing the file's values for it;
+KEY=N pairs replace just those entries.
+
+examples:
+  dcz compress model.onnx --sparsity 0.9 -o model.dcz
+  dcz compress torchvision.models:resnet18 --input-shape 1,3,224,224 --quality 0.5 -o r18.dcz
+  dcz compress mypkg.nets:make_lenet --weights lenet.pt --input-shape 1,1,28,28 \\
+      --bits conv=8,fc=5 --config layers.toml -o lenet.dcz
+  dcz compress mypkg.nets:make_lenet --weights lenet.pt --input-shape 1,1,28,28 \\
+      --sparsity 0.92 --train digits.npz --epochs 2 -o lenet.dcz"""
+
+
+def register(subparsers, common) -> None:
+    parser = add_command(subparsers, common, "compress", "compress a PyTorch or ONNX model to .dcz", DESCRIPTION, run)
+    parser.add_argument("model", help="model.onnx, or package.module:factory for a PyTorch model")
+    parser.add_argument("-o", "--output", metavar="OUT.dcz", help="file to write (default: the model's name + .dcz)")
+    parser.add_argument("--weights", metavar="STATE.pt", help="state dict for a PyTorch model (loaded weights-only)")
+    parser.add_argument(
+        "--input-shape", type=shape_arg, metavar="N,C,H,W", help="example input shape for a PyTorch model"
+    )
+    prune = parser.add_mutually_exclusive_group()
+    prune.add_argument("--threshold", type=float, metavar="T", help="prune weights with |w| < T")
+    prune.add_argument(
+        "--sparsity", type=float, metavar="S", help="prune the fraction S (0..1) of each layer's weights"
+    )
+    prune.add_argument("--quality", type=float, metavar="Q", help="prune |w| < Q x the layer's standard deviation")
+    parser.add_argument(
+        "--bits", metavar="N|KEY=N,...", help="label bits (codebook of 2^N entries), e.g. 5 or conv=8,fc=5"
+    )
+    parser.add_argument(
+        "--gap-bits", metavar="N|KEY=N,...", help="bits per relative index of the sparse encoding, e.g. conv=8,fc=5"
+    )
+    parser.add_argument("--no-share", action="store_true", help="prune only (no weight sharing)")
+    parser.add_argument("--no-huffman", action="store_true", help="fixed-width streams (the paper's P+Q stage)")
+    parser.add_argument("--config", metavar="FILE", help="per-layer settings, .toml or .json")
+    parser.add_argument("--seed", type=int, help="seed for k-means initialisation (default 0)")
+    parser.add_argument(
+        "--budget",
+        type=size_arg,
+        metavar="SIZE",
+        help="fit the file into SIZE bytes, e.g. 64KB: the solver picks each layer's sparsity and bits",
+    )
+    parser.add_argument(
+        "--calib",
+        metavar="X.npy",
+        help="with --budget: sample inputs to weigh each layer's damage (default: the zero example input)",
+    )
+    parser.add_argument(
+        "--train",
+        metavar="DATA.npz",
+        help="fine-tune on this data: an .npz with arrays x (inputs) and y (int labels); PyTorch models only",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="with --train: epochs after pruning and after sharing (default 1; with --budget: centroid epochs)",
+    )
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="with --train: batch size (default 64)")
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def read_config_file(path: str) -> dict:
+    """Plain dict from a .toml or .json file; one-line errors with the position of a syntax error."""
+    path = existing_file(path, "config file")
+    text = path.read_bytes()
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI (compress extra)
+                tomllib = require("tomli", "reading TOML config files")
+            data = tomllib.loads(text.decode("utf-8"))
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise CliError(f"config file {path} must end in .toml or .json", "rename it after its format")
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        if isinstance(exc, CliError):
+            raise
+        raise CliError(f"cannot parse config file {path}: {exc}", "fix the syntax at that position") from exc
+    if not isinstance(data, dict):
+        raise CliError(f"config file {path} must hold a table/object at the top", "see 'dcz compress --help'")
+    return data
+
+
+TYPE_KEYS = ("conv", "fc")
+
+
+def parse_per_layer(option: str, text: str) -> tuple[int | None, dict[str, int]]:
+    """'5' -> (5, {}); 'conv=8,fc=5,fc1.weight=6' -> (None, {'conv': 8, 'fc': 5, 'fc1.weight': 6})."""
+    text = text.strip()
+    if "=" not in text:
+        return _bits(option, text), {}
+    pairs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise usage_error(f"{option} {text!r}: {item!r} is not KEY=N", "write e.g. conv=8,fc=5")
+        pairs[key.strip()] = _bits(option, value)
+    return None, pairs
+
+
+def _bits(option: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise usage_error(f"{option}: {value!r} is not a whole number of bits", "write e.g. 5 or conv=8,fc=5") from None
+
+
+def is_type_key(key: str) -> bool:
+    """conv / fc families and layer type names (Linear, Conv2d, Gemm, ...) go to by_type."""
+    return key in TYPE_KEYS or (key[:1].isupper() and "." not in key)
+
+
+PRUNE_OPTIONS = ("threshold", "sparsity", "quality")
+
+
+def clear_per_layer(data: dict, keys) -> None:
+    """A setting given once on the command line means every layer: drop the file's per-layer values."""
+    for table in ("by_type", "by_name"):
+        for entry in (data.get(table) or {}).values():
+            if isinstance(entry, dict):
+                for key in keys:
+                    entry.pop(key, None)
+
+
+def apply_cli_settings(data: dict, args) -> dict:
+    """The config dict with command-line settings layered on top (the command line wins)."""
+    data = copy.deepcopy(data)
+    glob = data.setdefault("global", {})
+    for method in PRUNE_OPTIONS:
+        value = getattr(args, method)
+        if value is not None:
+            clear_per_layer(data, ("prune", *PRUNE_OPTIONS))
+            glob.update({"prune": method, method: value})
+    if args.no_share:
+        glob["share"] = False
+    for option, key in (("--bits", "bits"), ("--gap-bits", "gap_bits")):
+        text = getattr(args, key)
+        if text is None:
+            continue
+        everywhere, pairs = parse_per_layer(option, text)
+        if everywhere is not None:
+            clear_per_layer(data, (key,))
+            glob[key] = everywhere
+        for name, bits in pairs.items():
+            table = "by_type" if is_type_key(name) else "by_name"
+            data.setdefault(table, {}).setdefault(name, {})[key] = bits
+    if args.seed is not None:
+        data["seed"] = args.seed
+    if args.train:  # epochs only matter with data; the file's values stand unless --epochs is given
+        for key in ("prune_epochs", "share_epochs"):
+            if args.epochs is not None or not data.get(key):
+                data[key] = args.epochs if args.epochs is not None else 1
+    return data
+
+
+def build_config(args) -> Any:
+    compressor = require("dcz.compressor", "dcz compress")
+    data = read_config_file(args.config) if args.config else {}
+    return compressor.CompressConfig.from_dict(apply_cli_settings(data, args))
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+def load_factory(spec: str):
+    """The callable named by 'package.module:factory' (checked by check_model_spec; the current
+    folder importable, as python -m does)."""
+    module_name, _, attribute = spec.partition(":")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    if module_name.split(".")[0] == "torchvision":
+        allow_torchvision_import()
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise CliError(
+                f"cannot import module {module_name!r} (no module named {exc.name!r})",
+                "check the name and that it is importable from here",
+            ) from exc
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+        raise CliError(
+            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}",
+            f"check it with: python -c 'import {module_name}'",
+        ) from exc
+    factory = module
+    for part in attribute.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise CliError(
+                f"module {module_name!r} has no attribute {attribute!r}",
+                "name a function that returns a torch.nn.Module",
+            )
+    if not callable(factory):
+        raise CliError(f"{spec} is not callable", "name a function or class that returns a torch.nn.Module")
+    return factory
+
+
+def allow_torchvision_import() -> None:
+    """torchvision wheels built against another torch release fail at import while registering
+    their meta kernels (RuntimeError: operator torchvision::nms does not exist). The model
+    constructors do not need those kernels, so skip that one submodule, as torchvision's own
+    tests do when kernels are absent."""
+    import types
+
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+
+
+def load_state_dict(torch, path: str) -> dict:
+    path = existing_file(path, "weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds (UnpicklingError, RuntimeError ...)
+        raise CliError(
+            f"cannot load weights from {path}: {exc}", "save them with torch.save(model.state_dict(), path)"
+        ) from exc
+    if isinstance(state, dict) and set(state) == {"state_dict"}:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CliError(
+            f"{path} holds a {type(state).__name__}, not a state dict", "save model.state_dict(), not the model"
+        )
+    return state
+
+
+def build_torch_model(args):
+    torch = require("torch", "compressing a PyTorch model")
+    if args.input_shape is None:
+        raise usage_error(
+            "a PyTorch model needs --input-shape (the example input for export)", "add e.g. --input-shape 1,1,28,28"
+        )
+    model = load_factory(args.model)()
+    if not isinstance(model, torch.nn.Module):
+        raise CliError(
+            f"{args.model} returned a {type(model).__name__}, not a torch.nn.Module",
+            "name a factory of a torch.nn.Module",
+        )
+    if args.weights:
+        try:
+            model.load_state_dict(load_state_dict(torch, args.weights))
+        except RuntimeError as exc:
+            raise CliError(
+                f"weights {args.weights} do not fit {args.model}: {exc}", "check that they were saved from this model"
+            ) from exc
+    return model.eval(), torch.zeros(args.input_shape)
+
+
+def default_output(model: str) -> Path:
+    if model.endswith(".onnx"):
+        return Path(Path(model).stem + ".dcz")
+    return Path(model.rpartition(":")[2].split(".")[-1] + ".dcz")
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def compress_onnx(args, config, out: Path) -> None:
+    onnx_in = require("dcz.compressor.onnx_in", "compressing an ONNX model")
+    if args.budget is not None:
+        raise CliError(
+            "--budget is not available for ONNX models in this version",
+            "compress without --budget, or export from PyTorch",
+        )
+    onnx_in.compress_onnx(str(existing_file(args.model, "ONNX model")), config, out_path=str(out))
+
+
+def compress_torch(args, config, out: Path) -> None:
+    model, example = build_torch_model(args)
+    if args.budget is not None:
+        fit_to_budget(args, model, example, out)
+        return
+    compressor = require("dcz.compressor", "dcz compress")
+    result = compressor.compress(model, example, config, train_loader=train_loader(args, example))
+    result.save(out, huffman=not args.no_huffman)
+
+
+def train_loader(args, example):
+    if not args.train:
+        return None
+    from dcz._cli.commands.train_data import loader
+
+    return loader(args.train, tuple(example.shape), args.batch_size, args.seed or 0)
+
+
+BUDGET_CONFLICTS = ("threshold", "sparsity", "quality", "bits", "gap_bits", "config")
+
+
+def fit_to_budget(args, model, example, out: Path) -> None:
+    """--budget: compressor.budget.fit_budget chooses per-layer sparsity and bits; prints its allocation."""
+    torch = require("torch", "--budget")
+    np = require("numpy", "--budget")
+    budget = require("dcz.compressor.budget", "--budget")
+    calib = None
+    if args.calib:
+        calib = torch.from_numpy(
+            np.load(existing_file(args.calib, "--calib file"), allow_pickle=False).astype(np.float32)
+        )
+    loader = train_loader(args, example)
+    result = budget.fit_budget(
+        model,
+        example,
+        args.budget,
+        calib=calib,
+        seed=args.seed or 0,
+        out_path=out,
+        train_loader=loader,
+        finetune=args.epochs if args.epochs is not None else 1,
+        progress=lambda message: print(f"budget: {message}", file=sys.stderr),
+    )
+    print(result.to_text())
+    print()
+
+
+def check_model_spec(spec: str) -> None:
+    if spec.endswith(".onnx"):
+        return
+    if spec.endswith((".pt", ".pth", ".bin", ".ckpt")):
+        raise usage_error(
+            f"model {spec!r} is a weights file: whole pickled models are not loaded (unsafe)",
+            "give package.module:factory and pass the state dict with --weights",
+        )
+    module, _, factory = spec.partition(":")
+    if not module or not factory:
+        raise usage_error(
+            f"model {spec!r} is neither an .onnx file nor package.module:factory", "see 'dcz compress --help'"
+        )
+
+
+def check_option_mix(args) -> None:
+    check_model_spec(args.model)
+    if args.weights and args.model.endswith(".onnx"):
+        raise usage_error("--weights is for PyTorch models; an .onnx file carries its weights", "drop --weights")
+    if args.calib and args.budget is None:
+        raise usage_error("--calib only matters with --budget", "add --budget SIZE or drop --calib")
+    if args.train and args.model.endswith(".onnx"):
+        raise usage_error(
+            "--train fine-tunes PyTorch models; an .onnx model is compressed post-training",
+            "drop --train, or give package.module:factory",
+        )
+    if (args.epochs is not None or args.batch_size != 64) and not args.train:
+        raise usage_error("--epochs and --batch-size only matter with --train", "add --train DATA.npz")
+    if args.epochs is not None and args.epochs < 0 or args.batch_size < 1:
+        raise usage_error("--epochs must be >= 0 and --batch-size >= 1", "see 'dcz compress --help'")
+    if args.budget is not None:
+        given = [name for name in BUDGET_CONFLICTS if getattr(args, name) is not None]
+        if given or args.no_share or args.no_huffman:
+            option = "--" + (given[0].replace("_", "-") if given else ("no-share" if args.no_share else "no-huffman"))
+            raise usage_error(
+                f"--budget chooses every layer's sparsity and bits itself; {option} conflicts with it",
+                f"drop {option} or --budget",
+            )
+
+
+def run(args) -> int:
+    check_option_mix(args)
+    out = output_path(args.output or default_output(args.model), "output file")
+    config = build_config(args)
+    if args.model.endswith(".onnx"):
+        compress_onnx(args, config, out)
+    else:
+        compress_torch(args, config, out)
+    formats = require("dcz.formats", "dcz compress")
+    with formats.open(out) as written:
+        report = written.size_report()
+        print(stage_table(written, report))
+    print(f"\nwrote {out} ({report.file_bytes:,} bytes)")
+    if args.budget is not None:
+        verdict = "fits" if report.file_bytes <= args.budget else "DOES NOT FIT"
+        print(f"budget {args.budget:,} bytes: {verdict}")
+    return 0
