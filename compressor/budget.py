@@ -1,4 +1,4 @@
-"""Fit a model into N bytes with the least damage (issue 7).
+"""Fit a model into N bytes with the least damage.
 
 `fit_budget(model, example_input, budget_bytes, ...)`:
 1. finds the compressible weights (Linear / Conv weights) and weighs each entry by the diagonal

@@ -182,7 +182,7 @@ def rate_curve(layers: list[LayerCandidates]) -> list[tuple[int, float]]:
 
 @dataclass(frozen=True)
 class UniformSetting:
-    """The same sparsity, label bits and gap bits in every layer (the baseline of issue 7)."""
+    """The same sparsity, label bits and gap bits in every layer."""
 
     sparsity: float
     label_bits: int

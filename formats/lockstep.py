@@ -5,7 +5,7 @@ symbols/s on this machine, and numpy cannot speed up one sequential walk. A chun
 records where each chunk of C symbols starts, so every chunk ("lane") can be decoded at once:
 one numpy step reads the next code of every lane through a 2^L-entry lookup table. With
 thousands of lanes per step numpy's per-call cost fades and the walk runs ~2x faster than
-bitarray (BENCHMARKS.md, formats section). Several streams share one walk: each lane carries
+bitarray (docs/benchmarks/formats.md). Several streams share one walk: each lane carries
 its own table offset and window shift.
 
 Nothing here trusts the input: every table window decodes to some entry (complete codes) or

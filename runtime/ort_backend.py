@@ -15,7 +15,7 @@ full initializer in the graph to override, and refuses the convention's placehol
 'dcz' does not exist) and a data-less one (data count 0 does not match the shape).
 
 Default: fully connected weights (every consumer a Gemm or MatMul) of >= IN_PLACE_BYTES go in
-place, everything else is an initializer. Measured (BENCHMARKS.md, runtime section): a 100M-parameter
+place, everything else is an initializer. Measured (docs/benchmarks/runtime.md): a 100M-parameter
 FC stack peaks at ~1.2x its dense size instead of 2.3x; batch-1 Gemm is as fast or faster in place
 (ORT's prepacked GEMM loses to its unpacked path at M=1), batch 64 ~1.1x slower; LeNets and resnet18
 have no weight that large and keep every initializer. `weights_as_inputs` (runtime.load's

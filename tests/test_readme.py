@@ -32,3 +32,48 @@ def test_readme_links_resolve():
     for target in re.findall(r"\]\(([^)#]+)\)", text):
         if "://" not in target:
             assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
+
+
+PRODUCT_DOCS = ("README.md", "BENCHMARKS.md", "formats/SPEC.md", "runtime/README.md", "docs")
+PRODUCT_CODE = ("compressor", "formats", "runtime", "tools/dcz")
+TRACKER_REFERENCE = re.compile(r"\bissues? ?#?\d+|\bissue-\d+", re.I)
+
+
+def _files(roots: tuple[str, ...], pattern: str) -> list[Path]:
+    found = []
+    for root in roots:
+        path = ROOT / root
+        found += sorted(path.rglob(pattern)) if path.is_dir() else [path]
+    return found
+
+
+def test_benchmark_summary_links_every_detail_page():
+    """BENCHMARKS.md is the short summary; each page under docs/benchmarks/ is linked from it and links resolve."""
+    summary = (ROOT / "BENCHMARKS.md").read_text()
+    pages = sorted((ROOT / "docs" / "benchmarks").glob("*.md"))
+    assert pages, "docs/benchmarks/ holds no detail page"
+    for page in pages:
+        assert f"docs/benchmarks/{page.name}" in summary, f"BENCHMARKS.md does not link {page.name}"
+    for doc in [ROOT / "BENCHMARKS.md", *pages]:
+        for target in re.findall(r"\]\(([^)#]+)\)", doc.read_text()):
+            if "://" not in target:
+                assert (doc.parent / target).exists(), (
+                    f"{doc.relative_to(ROOT)} links to {target}, which does not exist"
+                )
+
+
+def test_every_headline_figure_names_its_command():
+    """Each bullet of the summary carries a `python -m ...` command or says it shares the previous one."""
+    bullets = re.split(r"\n(?=- )", (ROOT / "BENCHMARKS.md").read_text())[1:]
+    assert bullets
+    for bullet in bullets:
+        assert "`python -m " in bullet or "(same command)" in bullet, bullet.split("\n")[0]
+
+
+def test_no_internal_tracker_references_in_product_docs_or_docstrings():
+    offenders = []
+    for path in _files(PRODUCT_DOCS, "*.md") + _files(PRODUCT_CODE, "*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if TRACKER_REFERENCE.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

@@ -30,7 +30,7 @@ class Artifact:
     key: str
     label: str
     path: Path
-    kind: str  # loader kind for tools/bench_load.py
+    kind: str  # loader kind for tools/bench/bench_load.py
     produce_s: float
     runs: int
     accuracy_of: str = ""  # "dense" or "compressed": which model's accuracy it should match

@@ -1,13 +1,13 @@
-"""Sizes by stage for torchvision architectures with BatchNorm and residuals (issue 3, item 2).
+"""Sizes by stage for torchvision architectures with BatchNorm and residuals.
 
-    python tools/bench_compress_models.py [--models resnet18,mobilenet_v2] [--side 32]
+    python -m tools.bench.bench_compress_models [--models resnet18,mobilenet_v2] [--side 32]
 
 For each model (randomly initialised, num_classes=10: nothing is downloaded): the dense ONNX file;
 post-training compression with `compressor.compress` (BN folded; conv 70% / fc 90% of weights
 pruned by magnitude per layer; 8-bit conv / 5-bit fc codebooks, the paper's defaults); the pruned +
 shared weights stored as a dense ONNX (and zipped); the `.dcz` at P, P+Q (fixed width, huffman=False)
 and P+Q+H; the same dense ONNX compressed by `compress_onnx` without torch. Wall times per step.
-Prints the Markdown of BENCHMARKS.md's `compressor-models` section.
+Prints the Markdown of docs/benchmarks/compressor-models.md.
 Random weights are not trained weights: their distribution is flatter, so Huffman coding gains
 less than on trained models (the paper's P+Q+H column) and accuracy is not meaningful.
 """
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             results[name] = bench_model(name, args.side, Path(tmp))
-    command = "python tools/bench_compress_models.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m tools.bench.bench_compress_models " + " ".join(argv if argv is not None else sys.argv[1:])
     print(markdown(results, args.side, command.strip(), bench_selection()))
     return 0
 

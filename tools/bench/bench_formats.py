@@ -1,6 +1,6 @@
-"""Throughput and coding efficiency of formats/ on the issue's reference tensor.
+"""Throughput and coding efficiency of formats/ on a reference tensor.
 
-    python tools/bench_formats.py [--rows 1000 --cols 10000 --density 0.1 --repeat 5] [--markdown]
+    python -m tools.bench.bench_formats [--rows 1000 --cols 10000 --density 0.1 --repeat 5] [--markdown]
 
 The tensor: 10M weights (1000 x 10000) at 10% density, 5-bit labels (32 clusters; the label of
 each kept weight is its bin among 32 linear bins over N(0,1) weights, i.e. bell-shaped like

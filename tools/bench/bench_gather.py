@@ -3,7 +3,7 @@
 Each tool is run as its owner wrote it, in a fresh single-threaded process, with arguments chosen
 to keep the whole benchmark within a reasonable time on 2 cores; its Markdown output is embedded
 verbatim under the exact command. A tool that is absent or fails is reported as such, not hidden.
-Their own BENCHMARKS.md sections keep their fuller runs.
+Their own pages under docs/benchmarks/ keep their fuller runs.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from tools.bench.bench_measure import ROOT, single_thread_env
 @dataclass(frozen=True)
 class Tool:
     title: str
-    script: str
+    module: str  # run as `python -m module` from the checkout
     args: tuple[str, ...]
     timeout_s: float = 600
 
 
 TOOLS = (
     Tool(
-        "k-means: exact 1-D Lloyd vs scikit-learn KMeans (issue 3)",
-        "tools/bench_kmeans.py",
+        "k-means: exact 1-D Lloyd vs scikit-learn KMeans",
+        "tools.bench.bench_kmeans",
         (
             "--sizes",
             "1000000",
@@ -44,14 +44,14 @@ TOOLS = (
     ),
     Tool(
         "k-means at k = 256 (8-bit codebooks)",
-        "tools/bench_kmeans.py",
+        "tools.bench.bench_kmeans",
         ("--sizes", "1000000", "--ks", "256", "--inits", "linear", "--repeats", "3", "--sklearn-repeats", "1"),
     ),
-    Tool("Huffman / stream decode throughput (issue 2)", "tools/bench_formats.py", ("--repeat", "3")),
+    Tool("Huffman / stream decode throughput", "tools.bench.bench_formats", ("--repeat", "3")),
     # its per-model part (ORT from .dcz vs dense ONNX) overlaps the comparison tables above: fc + rss only
     Tool(
-        "Inference: NumPy dense vs sparse FC, peak RSS of a 100M-parameter load (issue 4)",
-        "tools/bench_runtime.py",
+        "Inference: NumPy dense vs sparse FC, peak RSS of a 100M-parameter load",
+        "tools.bench.bench_runtime",
         ("--parts", "fc", "rss"),
         timeout_s=900,
     ),
@@ -65,15 +65,15 @@ def demote_headings(text: str, levels: int = 3) -> str:
 
 def run_tool(tool: Tool) -> str:
     """One tool's Markdown block: command, wall time, its output (or why there is none)."""
-    path = ROOT / tool.script
-    command = " ".join(["python", tool.script, *tool.args])
+    path = ROOT / (tool.module.replace(".", "/") + ".py")
+    command = " ".join(["python", "-m", tool.module, *tool.args])
     head = [f"#### {tool.title}", "", f"Command: `{command}`", ""]
     if not path.exists():
-        return "\n".join(head + [f"Not run: {tool.script} is not in the tree yet.", ""])
+        return "\n".join(head + [f"Not run: {tool.module} is not in the tree yet.", ""])
     start = time.perf_counter()
     try:
         done = subprocess.run(
-            [sys.executable, str(path), *tool.args],
+            [sys.executable, "-m", tool.module, *tool.args],
             capture_output=True,
             text=True,
             cwd=ROOT,

@@ -1,10 +1,10 @@
-"""Side-by-side benchmark: our exact 1-D k-means vs scikit-learn's KMeans (issue 3, item 4).
+"""Side-by-side benchmark: our exact 1-D k-means vs scikit-learn's KMeans.
 
 Both start from the same initial centroids (computed once, outside sklearn's timing), both run
 single-threaded (threadpoolctl), sklearn with its defaults (Lloyd, max_iter=300, tol=1e-4, n_init=1).
 Reports the median wall time of `--repeats` runs, the speed-up and both inertias.
 
-    python tools/bench_kmeans.py --sizes 1000000 10000000 --ks 32 256 --repeats 3
+    python -m tools.bench.bench_kmeans --sizes 1000000 10000000 --ks 32 256 --repeats 3
 
 The values imitate a pruned layer's weights: Laplace-distributed with the smallest 70% removed
 (the bimodal histogram of the paper's Figure 5).

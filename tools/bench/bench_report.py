@@ -1,6 +1,6 @@
-"""Render benchmark results as Markdown and keep BENCHMARKS.md's sections in place.
+"""Render benchmark results as Markdown and keep the benchmark pages' sections in place.
 
-BENCHMARKS.md holds one section per engineer between `<!-- BEGIN name -->` / `<!-- END name -->`
+A page under docs/benchmarks/ holds its sections between `<!-- BEGIN name -->` / `<!-- END name -->`
 markers. This module rewrites the top matter (everything before the first BEGIN marker) and the
 `bench` section only, leaving every other section byte for byte as it was.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from tools.bench.bench_artifacts import Artifact
 from tools.bench.bench_measure import LoadFigures
 
-EQUAL_ACCURACY_PP = 0.3  # issue 6 item 2: "at equal accuracy (within 0.3 percentage points)"
+EQUAL_ACCURACY_PP = 0.3  # "at equal accuracy" means within 0.3 percentage points
 DCZ_FINAL = "dcz.PQH"
 
 
@@ -63,7 +63,7 @@ def table(rows: list[Row]) -> str:
 
 
 def verdict(rows: list[Row]) -> str:
-    """Issue 6 item 2: is .dcz P+Q+H the smallest file among rows of equal accuracy (within 0.3 pp)?"""
+    """Is .dcz P+Q+H the smallest file among rows of equal accuracy (within 0.3 pp)?"""
     by_key = {r.artifact.key: r for r in rows}
     final, dense = by_key.get(DCZ_FINAL), by_key.get("dense")
     if final is None or final.load.accuracy is None or dense is None or dense.load.accuracy is None:
@@ -100,7 +100,7 @@ def verdict(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-# --- BENCHMARKS.md ------------------------------------------------------------------------------
+# --- benchmark pages ------------------------------------------------------------------------------
 
 _BEGIN = "<!-- BEGIN {} -->"
 _END = "<!-- END {} -->"
@@ -124,7 +124,7 @@ def replace_top_matter(text: str, top: str) -> str:
 
 
 def update_benchmarks(path: Path, top: str, body: str, section: str = "bench") -> None:
-    """Rewrite the top matter and our section of BENCHMARKS.md; re-read just before writing."""
+    """Rewrite the top matter and our section of a benchmark page; re-read just before writing."""
     text = path.read_text() if path.exists() else ""
     text = replace_section(replace_top_matter(text, top), section, body)
     tmp = path.with_suffix(".md.tmp")

@@ -1,10 +1,10 @@
-"""Runtime benchmarks (issue 4): ORT from .dcz next to ORT from the equivalent dense .onnx, the NumPy
+"""Runtime benchmarks: ORT from .dcz next to ORT from the equivalent dense .onnx, the NumPy
 executor dense vs sparse, and peak RSS of loading a 100M-parameter model.
 
-    python tools/bench_runtime.py                 # everything, prints markdown
-    python tools/bench_runtime.py --write         # ... and replaces the `runtime` section of BENCHMARKS.md
-    python tools/bench_runtime.py --parts fc rss  # only some parts (models, fc, rss, handoff)
-    python tools/bench_runtime.py --quick         # fewer repeats, smaller inputs (smoke run)
+    python -m tools.bench.bench_runtime                 # everything, prints markdown
+    python -m tools.bench.bench_runtime --write         # ... and replaces the `runtime` section of docs/benchmarks/runtime.md
+    python -m tools.bench.bench_runtime --parts fc rss  # only some parts (models, fc, rss, handoff)
+    python -m tools.bench.bench_runtime --quick         # fewer repeats, smaller inputs (smoke run)
 
 Every figure is a median of interleaved repeats (A, B, A, B, ...) so that load from the other
 engineers sharing the machine hits both sides alike; ratios are taken within one run. ORT runs with
@@ -36,7 +36,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python tools/bench_runtime.py` from a checkout
+if str(ROOT) not in sys.path:  # `python -m tools.bench.bench_runtime` from a checkout
     sys.path.insert(0, str(ROOT))
 
 SHARED = ROOT / ".." / "shared"
@@ -516,7 +516,7 @@ def render(results: dict, command: str) -> str:
     from tools.bench.bench_machine import describe, to_markdown
 
     lines = [
-        "## Runtime (issue 4)",
+        "## Runtime",
         "",
         f"Command: `{command}`",
         "",
@@ -539,9 +539,9 @@ def render(results: dict, command: str) -> str:
 
 
 def render_floors(models: list[dict]) -> list[str]:
-    """The issue's floors, met or not, model by model (Model.run end to end vs raw ORT session.run)."""
+    """The floors, met or not, model by model (Model.run end to end vs raw ORT session.run)."""
     lines = [
-        "### Floors (issue 4)",
+        "### Floors",
         "",
         "Ratios ORT-from-.dcz / ORT-from-dense-.onnx: median over rounds of the paired ratio (each round times every "
         "callable once, interleaved; ratio of the fastest samples in brackets). "
@@ -696,7 +696,7 @@ def render_handoff(rows: list[dict]) -> list[str]:
 def write_section(body: str) -> None:
     from tools.bench.bench_report import replace_section
 
-    path = ROOT / "BENCHMARKS.md"
+    path = ROOT / "docs" / "benchmarks" / "runtime.md"
     text = path.read_text() if path.exists() else ""  # re-read right before writing: others edit it too
     tmp = path.with_suffix(".md.runtime.tmp")
     tmp.write_text(replace_section(text, "runtime", body))
@@ -710,7 +710,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--models", nargs="+", default=["lenet_300_100", "lenet5", "resnet18"])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs (smoke run)")
-    parser.add_argument("--write", action="store_true", help="replace the runtime section of BENCHMARKS.md")
+    parser.add_argument(
+        "--write", action="store_true", help="replace the runtime section of docs/benchmarks/runtime.md"
+    )
     parser.add_argument("--json", type=Path, help="also dump the raw figures here")
     parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default="cpu", help="cpu: process CPU time (default); wall: elapsed"
@@ -718,7 +720,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     global clock
     clock = CLOCKS[args.clock]
-    command = "python tools/bench_runtime.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m tools.bench.bench_runtime " + " ".join(argv if argv is not None else sys.argv[1:])
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="dcz-bench-runtime-") as tmp:
         folder = Path(tmp)

@@ -1,8 +1,8 @@
 """Post-training compression of the VGG-16-sized stack: wall time and peak RSS, in a process of its own.
 
-    python tools/bench_vgg.py [--profile N] [--out path.dcz]
+    python -m tools.bench.bench_vgg [--profile N] [--out path.dcz]
 
-Issue 6 floors: prune + share + Huffman + write of the 123.6M-weight stack (494 MB float32), no
+Floors: prune + share + Huffman + write of the 123.6M-weight stack (494 MB float32), no
 fine-tuning, in at most 60 s on this 2-core machine, with peak RSS at most 3x the float32 size.
 Peak RSS is the process's VmHWM, which includes the dense model itself (1x) and the interpreter.
 --profile N prints cProfile's N most expensive functions (by own CPU time) to stderr.
@@ -168,7 +168,7 @@ def markdown(figures: dict | None = None) -> str:
         [
             "### VGG-16-sized stack: post-training compression (prune + share + Huffman + write)",
             "",
-            "Command: `python tools/bench_vgg.py` (one run in its own process, 1 torch thread)",
+            "Command: `python -m tools.bench.bench_vgg` (one run in its own process, 1 torch thread)",
             "",
             "| weights | float32 MiB | prune + share s | export + Huffman + write s | total s (wall) | total CPU s "
             "| .dcz bytes | peak RSS MiB | peak / float32 | (peak - imports) / float32 |",

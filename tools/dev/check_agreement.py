@@ -1,6 +1,6 @@
 """Agreement of the runtime's backends with torch on a LeNet .dcz, over the MNIST test set.
 
-    python tools/check_agreement.py FILE.dcz [FILE.dcz ...] [--mnist ../shared/data/mnist]
+    python -m tools.dev.check_agreement FILE.dcz [FILE.dcz ...] [--mnist ../shared/data/mnist]
 
 The torch model is rebuilt from the file itself: `dcz.demo.models.lenet_300_100()` or `lenet5()`
 (picked by the stored tensor names) with the decoded weights loaded, i.e. exactly the compressed

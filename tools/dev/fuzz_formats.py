@@ -4,7 +4,7 @@ The mutation primitives are plain functions of explicit parameters, so the CI te
 (tests/formats/test_formats_fuzz.py) lets hypothesis draw and shrink them, while this script
 draws them at random for long local runs:
 
-    python tools/fuzz_formats.py --seconds 600 --seed 1
+    python -m tools.dev.fuzz_formats --seconds 600 --seed 1
 
 Mutations: flip a bit, set a byte, insert or delete bytes, truncate, and the same after which
 every CRC (and the file-length field) is recomputed so that the deeper checks are reached; also

@@ -1,6 +1,6 @@
 """Write the golden .dcz files and their expected arrays: tests/golden/v1_0 and tests/golden/v1_1.
 
-    python tools/make_golden.py [--out DIR]     (DIR gets one folder per version)
+    python -m tools.dev.make_golden [--out DIR]     (DIR gets one folder per version)
 
 Each golden file is small and covers one corner of its format version; beside it, a folder holds one
 .npy per tensor (the exact decoded array) and manifest.json maps file -> [[tensor, .npy], ...] in file order. Every

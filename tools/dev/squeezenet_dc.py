@@ -7,7 +7,7 @@ checks it against the figures its release states, and writes the same pruned, sh
 the same codebooks, the same labels. Only the container (CSR rows, gap bits, Huffman streams)
 differs.
 
-    python tools/squeezenet_dc.py [--release ../shared/data/squeezenet-deep-compression] [-o out.dcz]
+    python -m tools.dev.squeezenet_dc [--release ../shared/data/squeezenet-deep-compression] [-o out.dcz]
 
 Layout of the authors' `.net` file (from the release): uint32 stored-entry count per layer
 (fillers included); then per layer in prototxt order: float32 codebook of 2**bits entries (8 bits
