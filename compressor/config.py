@@ -200,6 +200,7 @@ class LayerPlan:
     kmeans: str
     group_rows: int | None
     skip: bool
+    auto: bool = False  # no bits set by the user: compressor.safe picks them per layer
 
 
 # --- whole-run settings -------------------------------------------------------------------------
@@ -317,7 +318,8 @@ class CompressConfig:
             resolved[key] = next(
                 (getattr(c, key) for c in chain if c is not None and getattr(c, key) is not None), None
             )
-        return LayerPlan(name=name, layer_type=layer_type, **resolved)
+        auto = all(c is None or c.bits is None for c in chain[:4])
+        return LayerPlan(name=name, layer_type=layer_type, **resolved, auto=auto)
 
     def check_names(self, known_names: list[str]) -> None:
         """Fail if by_name names a layer the model does not have (a typo would silently do nothing)."""

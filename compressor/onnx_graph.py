@@ -104,10 +104,13 @@ def find_weights(model: onnx.ModelProto) -> list[WeightSource]:
     Each tensor is listed once (a weight shared by two nodes takes the first node's type). Only
     float32 tensors of two or more dimensions qualify: biases and int constants are not weights.
     """
+    from dcz.compressor.onnx_inline import must_stay_inline
+
     graph = model.graph
     producers = _producers(graph)
     inits = {t.name: t for t in graph.initializer}
-    init_names = set(inits)
+    inline = must_stay_inline(model)
+    init_names = set(inits) - inline
     found: dict[str, WeightSource] = {}
     for node in graph.node:
         for position in WEIGHT_INPUTS.get(node.op_type, ()):
@@ -118,7 +121,7 @@ def find_weights(model: onnx.ModelProto) -> list[WeightSource]:
                 continue
             name, origin = resolved
             tensor = inits[name] if origin == "initializer" else _constant_tensor(producers[name])
-            if tensor.data_type != TensorProto.FLOAT or len(tensor.dims) < 2 or name in found:
+            if tensor.data_type != TensorProto.FLOAT or len(tensor.dims) < 2 or name in found or name in inline:
                 continue
             found[name] = WeightSource(name, node.op_type, node.name, origin)
             if node.op_type != "Conv":
@@ -208,13 +211,15 @@ def plan_tensors(model: onnx.ModelProto, states, kept_raw=None, raw_small: bool 
 
     states     initializer name -> LayerState (already oriented like the initializer).
     kept_raw   initializer name -> reason, for weights the caller chose not to compress.
-    Compressed weights take their state's encoding; other float initializers are stored Raw (all
-    float ones with `raw_small`, otherwise only the uncompressed weights); non-float ones stay
-    inline in the graph.
+    Compressed weights take their state's encoding; uncompressed weights are stored Raw; other
+    float initializers are stored Raw with `raw_small` when they may leave the graph (not read as
+    constants, not used by a subgraph, at least SMALL_ELEMENTS values); the rest stay inline.
     """
     from dcz import formats  # numpy + bitarray only
+    from dcz.compressor.onnx_inline import SMALL_ELEMENTS, must_stay_inline
 
     weight_names = {w.name for w in find_weights(model)}
+    inline = must_stay_inline(model)
     plan = TensorPlan(kept_raw=dict(kept_raw or {}))
     for tensor in model.graph.initializer:
         state = states.get(tensor.name)
@@ -222,14 +227,18 @@ def plan_tensors(model: onnx.ModelProto, states, kept_raw=None, raw_small: bool 
             plan.tensors.append(state.to_format_tensor(tensor.name))
             plan.compressed[tensor.name] = state.name
             continue
-        if tensor.data_type != TensorProto.FLOAT:
-            continue  # int shape constants and the like stay inline
+        if tensor.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16) or tensor.name in inline:
+            continue  # int shape constants, tensors read as constants and the like stay inline
         if tensor.name in weight_names:
             plan.kept_raw.setdefault(tensor.name, "no compression state given for this weight")
-        elif not raw_small:
+        elif not raw_small or _numel(tensor) < SMALL_ELEMENTS:
             continue
         plan.tensors.append(formats.Raw(tensor.name, initializer_array(tensor)))
     return plan
+
+
+def _numel(tensor: TensorProto) -> int:
+    return int(np.prod(tensor.dims, dtype=np.int64)) if len(tensor.dims) else 1
 
 
 def plan_metadata(plan: TensorPlan) -> dict:

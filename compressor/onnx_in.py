@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from dcz.compressor import safe
 from dcz.compressor.config import CompressConfig, LayerPlan, as_config
 from dcz.compressor.errors import CompressError
 from dcz.compressor.kmeans import cluster_weights
@@ -31,7 +32,7 @@ from dcz.compressor.onnx_graph import (
     plan_tensors,
     to_placeholders,
 )
-from dcz.compressor.state import LayerState
+from dcz.compressor.state import LayerState, safe_metadata
 
 
 @dataclass
@@ -158,9 +159,23 @@ def _why_raw(source: WeightSource, weight: np.ndarray, plan: LayerPlan, config: 
 
 def _layer_state(
     source: WeightSource, weight: np.ndarray, mask: np.ndarray | None, plan: LayerPlan, seed: int
-) -> LayerState:
+) -> LayerState | str:
+    """The compressed state of one weight, or the reason it is stored raw (never larger than raw)."""
     state = LayerState(source.name, source.op_type, tuple(weight.shape), mask=mask, gap_bits=plan.gap_bits)
-    if plan.share:
+    if plan.share and plan.auto:
+        choice = safe.choose(weight, mask, seed=seed, init=plan.init)
+        if choice.codebook is not None:
+            state.codebook, state.labels = choice.codebook, choice.labels
+            state.label_bits, state.group_rows = choice.bits, choice.group_rows
+        elif mask is None:
+            return choice.reason
+        else:
+            state.values = np.where(mask, weight, 0).astype(np.float32)
+    elif plan.share:
+        kept = weight.size if mask is None else int(np.count_nonzero(mask))
+        groups = 1 if plan.group_rows is None else -(-weight.shape[0] // plan.group_rows)
+        if not safe.fits(weight, kept, plan.bits, groups):
+            return f"a {plan.bits}-bit codebook would not be smaller than the raw tensor"
         state.codebook, state.labels = cluster_weights(
             weight, mask, plan.bits, init=plan.init, seed=seed, backend=plan.kmeans, group_rows=plan.group_rows
         )
@@ -168,6 +183,7 @@ def _layer_state(
         state.group_rows = plan.group_rows
     else:
         state.values = np.where(mask, weight, 0).astype(np.float32)
+    state.sqnr_db = safe.sqnr_db(weight, state.weight())
     return state
 
 
@@ -195,9 +211,11 @@ def compress_graph(model: onnx.ModelProto, config: CompressConfig) -> tuple[dict
     masks = _masks(weights, plans)
     states = {}
     for index, source in enumerate(s for s in sources if s.name in weights):
-        states[source.name] = _layer_state(
-            source, weights[source.name], masks[source.name], plans[source.name], config.seed + index
-        )
+        state = _layer_state(source, weights[source.name], masks[source.name], plans[source.name], config.seed + index)
+        if isinstance(state, str):
+            kept_raw[source.name] = state
+        else:
+            states[source.name] = state
     return states, kept_raw
 
 
@@ -234,6 +252,7 @@ def compress_onnx(
             "source.opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
             "compress.config": config.to_dict(),
             **plan_metadata(plan),
+            **safe_metadata(states),
             **dict(metadata or {}),
         }
         if out_path is not None:

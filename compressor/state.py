@@ -27,6 +27,7 @@ class LayerState:
     gap_bits    bits per relative column index (1..8) for the sparse encodings.
     group_rows  rows of the 2-D view per codebook group (per-channel palettes); None = one codebook.
     values      float32 array of `shape` for pruned-only tensors (weights as they stand).
+    sqnr_db     reconstruction SQNR against the dense weight, in dB (None: not measured).
     """
 
     name: str
@@ -39,6 +40,7 @@ class LayerState:
     gap_bits: int | None = None
     group_rows: int | None = None
     values: np.ndarray | None = None
+    sqnr_db: float | None = None  # weight error of this state against the dense weight (compressor.safe)
 
     @property
     def pruned(self) -> bool:
@@ -127,3 +129,15 @@ def _zero_where_pruned(dense: np.ndarray, mask: np.ndarray) -> None:
     keep = mask.reshape(rows.shape)
     for part in _row_chunks(*rows.shape):
         np.copyto(rows[part], 0.0, where=~keep[part])
+
+
+SQNR_KEY = "compress.weight_sqnr_db"
+
+
+def safe_metadata(states) -> dict:
+    """`compress.weight_sqnr_db`: each compressed weight's reconstruction SQNR (dB, 2 decimals; inf -> null)."""
+    values = {}
+    for name, state in sorted(states.items()):
+        if state.sqnr_db is not None:
+            values[name] = round(state.sqnr_db, 2) if np.isfinite(state.sqnr_db) else None
+    return {SQNR_KEY: values} if values else {}

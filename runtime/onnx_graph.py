@@ -105,7 +105,10 @@ def _value_spec(info: onnx.ValueInfoProto) -> ValueSpec:
         dtype = onnx_dtype(ttype.elem_type, f"graph value {info.name!r}")
     shape = None
     if ttype.HasField("shape"):
-        shape = tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in ttype.shape.dim)
+        # A negative dim_value (-1, as some exporters write) means dynamic, like a dim_param.
+        shape = tuple(
+            int(d.dim_value) if d.HasField("dim_value") and d.dim_value >= 0 else None for d in ttype.shape.dim
+        )
     return ValueSpec(info.name, dtype, shape)
 
 

@@ -1,0 +1,82 @@
+"""Which initializers must stay inline in a `.dcz` graph.
+
+Only weights should leave the graph. ONNX shape inference, and ONNX Runtime when it builds a
+session, read some inputs as constants: Resize scales, Reshape shapes, Slice starts, Pad widths
+and the like. A placeholder there fails ("Cannot parse data from external tensors"), so those
+tensors stay inline whatever their size or dtype. Small tensors (scalars, norm parameters) also
+stay inline: a `.dcz` entry costs more header bytes than they weigh, and ORT's constant folding
+wants them. Tensors read inside subgraphs (If / Loop / Scan bodies) are left in the graph as they
+are. numpy + onnx only.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+# op type -> input positions read as constants by shape inference or the kernel (default domain).
+_REDUCE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2")
+_REDUCE += ("ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
+CONSTANT_INPUTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,),
+    "Expand": (1,),
+    "Tile": (1,),
+    "Slice": (1, 2, 3, 4),
+    "Pad": (1, 2, 3),
+    "ConstantOfShape": (0,),
+    "Resize": (1, 2, 3),
+    "Upsample": (1,),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "Split": (1,),
+    "TopK": (1,),
+    "OneHot": (1, 2),
+    "Range": (0, 1, 2),
+    "CumSum": (1,),
+    "Clip": (1, 2),
+    "NonMaxSuppression": (2, 3, 4),
+    "DequantizeLinear": (1, 2),
+    "QuantizeLinear": (1, 2),
+    "Dropout": (1, 2),
+    **{op: (1,) for op in _REDUCE},
+}
+
+# Non-weight float tensors below this many elements stay inline: a `.dcz` entry (JSON header,
+# directory entry, alignment) costs ~100-200 bytes, more than a 32-float bias saves.
+SMALL_ELEMENTS = 64
+
+
+def constant_read(model: onnx.ModelProto) -> set[str]:
+    """Names read as constants by some node of the main graph (see CONSTANT_INPUTS)."""
+    names: set[str] = set()
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        for position in CONSTANT_INPUTS.get(node.op_type, ()):
+            if position < len(node.input) and node.input[position]:
+                names.add(node.input[position])
+    return names
+
+
+def _subgraphs(node: onnx.NodeProto):
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            yield from attr.graphs
+
+
+def read_in_subgraphs(model: onnx.ModelProto) -> set[str]:
+    """Every name read by a node nested in a subgraph, at any depth (outer-scope references)."""
+    names: set[str] = set()
+    stack = [g for node in model.graph.node for g in _subgraphs(node)]
+    while stack:
+        graph = stack.pop()
+        for node in graph.node:
+            names.update(n for n in node.input if n)
+            stack.extend(_subgraphs(node))
+    return names
+
+
+def must_stay_inline(model: onnx.ModelProto) -> set[str]:
+    """Initializer names that may not become `.dcz` placeholders, whatever their size."""
+    return constant_read(model) | read_in_subgraphs(model)

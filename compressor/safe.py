@@ -1,0 +1,103 @@
+"""Safe defaults: per layer, the smallest codebook that keeps the weight error within a bound.
+
+The weight error is measured as SQNR, 10 log10(sum w^2 / sum (w - w_hat)^2) in dB, over the whole
+tensor (pruned positions count as errors). With no bits set by the user, each layer takes the
+cheapest candidate that reaches SAFE_SQNR_DB: one codebook of 4..8 bits, then 8-bit codebooks per
+row group (heavy-tailed layers: channels of very different scales, kurtosis ~1000 in PP-OCR's
+convolutions, reach the bound only this way), else the layer stays raw. The bound is measured
+(docs/benchmarks/models.md): at 38 dB every corpus model keeps its decisions (same text, same
+class, text-mask IoU >= 0.98); at 35 dB the direction classifier flips one of 8 lines.
+No candidate is kept when its fixed-width size would not beat the raw float32 bytes (the
+codebook counts). numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dcz.compressor.kmeans import cluster_weights
+
+SAFE_SQNR_DB = 38.0
+AUTO_BITS = (4, 5, 6, 7, 8)
+# Row-group counts tried at 8 bits when one codebook is not enough (more groups, more codebook bytes).
+AUTO_GROUPS = (8, 32)
+# A compressed tensor must be at most this share of its raw bytes (fixed-width estimate; Huffman
+# coding only shrinks it further): below, raw is simpler and as small.
+MAX_SHARE_OF_RAW = 0.9
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The codebook chosen for one layer (None codebook: keep it raw), with its weight error."""
+
+    codebook: np.ndarray | None
+    labels: np.ndarray | None
+    bits: int | None
+    group_rows: int | None
+    sqnr_db: float
+    reason: str = ""
+
+
+def sqnr_db(weight: np.ndarray, approx: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB (inf when exact, 0 for an all-zero weight's loss)."""
+    w = np.asarray(weight, dtype=np.float64)
+    noise = float(np.sum((w - np.asarray(approx, dtype=np.float64)) ** 2))
+    signal = float(np.sum(w**2))
+    if noise == 0.0:
+        return float("inf")
+    return 10.0 * np.log10(signal / noise) if signal > 0 else 0.0
+
+
+def estimated_bytes(numel: int, kept: int, bits: int, groups: int) -> int:
+    """Fixed-width size of a shared tensor: labels of the kept weights plus the float32 codebooks."""
+    del numel  # dense and sparse labels alike: one label per kept weight (gaps are extra when pruned)
+    return (kept * bits + 7) // 8 + 4 * (2**bits) * groups
+
+
+def reconstruct(codebook: np.ndarray, labels: np.ndarray, group_rows: int | None, mask) -> np.ndarray:
+    from dcz.compressor.state import _gather
+
+    dense = _gather(np.asarray(codebook, np.float32), labels, group_rows).reshape(labels.shape)
+    return dense if mask is None else np.where(mask, dense, 0.0)
+
+
+def fits(weight: np.ndarray, kept: int, bits: int, groups: int) -> bool:
+    """Would this codebook store the tensor in at most MAX_SHARE_OF_RAW of its raw bytes?"""
+    return estimated_bytes(weight.size, kept, bits, groups) <= MAX_SHARE_OF_RAW * weight.size * 4
+
+
+def _candidates(rows: int):
+    for bits in AUTO_BITS:
+        yield bits, None
+    for groups in AUTO_GROUPS:
+        if groups < rows:
+            yield 8, -(-rows // groups)  # rows per group, rounded up
+
+
+def choose(
+    weight: np.ndarray, mask: np.ndarray | None, seed: int = 0, init: str = "linear", bound_db: float = SAFE_SQNR_DB
+) -> Choice:
+    """The cheapest codebook (bits, row groups) reaching `bound_db`, or a raw Choice with the reason."""
+    weight = np.asarray(weight, dtype=np.float32)
+    kept = weight.size if mask is None else int(np.count_nonzero(mask))
+    rows = weight.shape[0] if weight.ndim else 1
+    # The bound is on the sharing's error: against the pruned weight when the user asked for pruning
+    # (pruning's own error is the user's explicit choice, reported and warned about separately).
+    target = weight if mask is None else np.where(mask, weight, 0.0)
+    best_sqnr = -np.inf
+    for bits, group_rows in _candidates(rows):
+        groups = 1 if group_rows is None else -(-rows // group_rows)
+        if not fits(weight, kept, bits, groups):
+            continue
+        book, labels = cluster_weights(weight, mask, bits, init=init, seed=seed, group_rows=group_rows)
+        quality = sqnr_db(target, reconstruct(book, labels, group_rows, mask))
+        if quality >= bound_db:
+            return Choice(book, labels, bits, group_rows, quality)
+        best_sqnr = max(best_sqnr, quality)
+    if best_sqnr == -np.inf:
+        return Choice(None, None, None, None, float("inf"), "a codebook would not be smaller than the raw tensor")
+    return Choice(
+        None, None, None, None, float("inf"), f"no codebook reaches {bound_db:g} dB (best {best_sqnr:.1f} dB)"
+    )
