@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -74,6 +76,10 @@ def test_compress_torch_factory_and_run_it(capsys, project):
             info.label_bits == 4 and info.nnz == pytest.approx(0.5 * np.prod(info.shape), abs=1) for info in weights
         )
         decoded = {name: torch.from_numpy(np.array(f.tensor(name))) for name in f.names}
+        inline = onnx.load_from_string(bytes(f.graph)).graph.initializer  # biases under 64 values stay inline
+        decoded.update(
+            {t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy()) for t in inline if t.name not in decoded}
+        )
     reference = torch.nn.Sequential(
         torch.nn.Flatten(), torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 10)
     )

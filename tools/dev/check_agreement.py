@@ -30,12 +30,18 @@ DEFAULT_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" /
 
 
 def torch_model_of(path: Path):
+    import onnx
     import torch
+    from onnx import numpy_helper
 
     from dcz.demo import models
 
     with formats.open(path) as f:
         weights = f.tensors()
+        graph = onnx.load_from_string(bytes(f.graph))
+    # small tensors (biases under 64 values) stay inline in the graph
+    inline = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer if t.data_location != 1}
+    weights.update({k: v for k, v in inline.items() if k.endswith((".weight", ".bias"))})
     model = (models.lenet5() if "conv1.weight" in weights else models.lenet_300_100()).eval()
     model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     return model
