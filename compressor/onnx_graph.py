@@ -19,7 +19,7 @@ from onnx import TensorProto, numpy_helper
 DCZ_LOCATION = "dcz"
 
 # Node types whose weight input is compressible, and which input positions may hold that weight.
-WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {"Conv": (1,), "Gemm": (1, 0), "MatMul": (1, 0)}
+WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {"Conv": (1,), "Gemm": (1, 0), "MatMul": (1, 0), "Gather": (0,)}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from dcz.compressor import safe
 from dcz.compressor.config import CompressConfig, LayerPlan, as_config
 from dcz.compressor.errors import CompressError
 from dcz.compressor.kmeans import cluster_weights
+from dcz.compressor.onnx_fold import fold_batchnorm
 from dcz.compressor.onnx_graph import (
     TensorPlan,
     WeightSource,
@@ -241,6 +242,7 @@ def compress_onnx(
     _check_data_inline(
         model, "model" if isinstance(model_or_path, (onnx.ModelProto, bytes, bytearray)) else str(model_or_path)
     )
+    folded = fold_batchnorm(model) if config.fold_batchnorm else []
     states, kept_raw = compress_graph(model, config)
     try:
         plan = plan_tensors(model, states, kept_raw, raw_small=raw_small)
@@ -253,6 +255,7 @@ def compress_onnx(
             "compress.config": config.to_dict(),
             **plan_metadata(plan),
             **safe_metadata(states),
+            "compress.folded_batchnorm": folded,
             **dict(metadata or {}),
         }
         if out_path is not None:

@@ -68,36 +68,50 @@ def fits(weight: np.ndarray, kept: int, bits: int, groups: int) -> bool:
     return estimated_bytes(weight.size, kept, bits, groups) <= MAX_SHARE_OF_RAW * weight.size * 4
 
 
-def _candidates(rows: int):
-    for bits in AUTO_BITS:
-        yield bits, None
-    for groups in AUTO_GROUPS:
-        if groups < rows:
-            yield 8, -(-rows // groups)  # rows per group, rounded up
-
-
 def choose(
     weight: np.ndarray, mask: np.ndarray | None, seed: int = 0, init: str = "linear", bound_db: float = SAFE_SQNR_DB
 ) -> Choice:
-    """The cheapest codebook (bits, row groups) reaching `bound_db`, or a raw Choice with the reason."""
+    """The cheapest codebook (bits, row groups) reaching `bound_db`, or a raw Choice with the reason.
+
+    One codebook: 8 bits first, then a guess from its margin (~6 dB per bit), then down one bit at
+    a time while the bound holds (or up until it does). Then 8-bit codebooks per row group.
+    """
     weight = np.asarray(weight, dtype=np.float32)
     kept = weight.size if mask is None else int(np.count_nonzero(mask))
     rows = weight.shape[0] if weight.ndim else 1
     # The bound is on the sharing's error: against the pruned weight when the user asked for pruning
     # (pruning's own error is the user's explicit choice, reported and warned about separately).
     target = weight if mask is None else np.where(mask, weight, 0.0)
-    best_sqnr = -np.inf
-    for bits, group_rows in _candidates(rows):
+    tried: dict[tuple[int, int | None], Choice] = {}
+
+    def attempt(bits: int, group_rows: int | None) -> Choice | None:
+        """The Choice at these settings (None if it would not fit), measured once."""
         groups = 1 if group_rows is None else -(-rows // group_rows)
         if not fits(weight, kept, bits, groups):
-            continue
-        book, labels = cluster_weights(weight, mask, bits, init=init, seed=seed, group_rows=group_rows)
-        quality = sqnr_db(target, reconstruct(book, labels, group_rows, mask))
-        if quality >= bound_db:
-            return Choice(book, labels, bits, group_rows, quality)
-        best_sqnr = max(best_sqnr, quality)
-    if best_sqnr == -np.inf:
+            return None
+        if (bits, group_rows) not in tried:
+            book, labels = cluster_weights(weight, mask, bits, init=init, seed=seed, group_rows=group_rows)
+            quality = sqnr_db(target, reconstruct(book, labels, group_rows, mask))
+            tried[bits, group_rows] = Choice(book, labels, bits, group_rows, quality)
+        return tried[bits, group_rows]
+
+    def meets(choice: Choice | None) -> bool:
+        return choice is not None and choice.sqnr_db >= bound_db
+
+    low, high = AUTO_BITS[0], AUTO_BITS[-1]
+    top = attempt(high, None)
+    if meets(top):
+        margin = min(top.sqnr_db - bound_db, 6.02 * (high - low))  # inf when lossless (few distinct values)
+        bits = max(low, high - int(margin // 6.02))
+        while bits < high and not meets(attempt(bits, None)):
+            bits += 1
+        while bits > low and meets(attempt(bits - 1, None)):
+            bits -= 1
+        return tried[bits, None]
+    for groups in AUTO_GROUPS:
+        if groups < rows and meets(found := attempt(high, -(-rows // groups))):
+            return found
+    if not tried:
         return Choice(None, None, None, None, float("inf"), "a codebook would not be smaller than the raw tensor")
-    return Choice(
-        None, None, None, None, float("inf"), f"no codebook reaches {bound_db:g} dB (best {best_sqnr:.1f} dB)"
-    )
+    best = max(c.sqnr_db for c in tried.values())
+    return Choice(None, None, None, None, float("inf"), f"no codebook reaches {bound_db:g} dB (best {best:.1f} dB)")
