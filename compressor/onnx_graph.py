@@ -19,7 +19,15 @@ from onnx import TensorProto, numpy_helper
 DCZ_LOCATION = "dcz"
 
 # Node types whose weight input is compressible, and which input positions may hold that weight.
-WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {"Conv": (1,), "Gemm": (1, 0), "MatMul": (1, 0), "Gather": (0,)}
+WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
+    "Conv": (1,),
+    "ConvTranspose": (1,),
+    "Gemm": (1, 0),
+    "MatMul": (1, 0),
+    "Gather": (0,),  # embedding tables
+}
+# Float weights the compressor reads (half precision ones are widened, see widen_half_weights).
+WEIGHT_DTYPES = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16})
 
 
 @dataclass(frozen=True)
@@ -121,10 +129,10 @@ def find_weights(model: onnx.ModelProto) -> list[WeightSource]:
                 continue
             name, origin = resolved
             tensor = inits[name] if origin == "initializer" else _constant_tensor(producers[name])
-            if tensor.data_type != TensorProto.FLOAT or len(tensor.dims) < 2 or name in found or name in inline:
+            if tensor.data_type not in WEIGHT_DTYPES or len(tensor.dims) < 2 or name in found or name in inline:
                 continue
             found[name] = WeightSource(name, node.op_type, node.name, origin)
-            if node.op_type != "Conv":
+            if node.op_type not in ("Conv", "ConvTranspose"):
                 break  # MatMul / Gemm: the first constant operand is the weight
     return list(found.values())
 
@@ -149,6 +157,31 @@ def constants_to_initializers(model: onnx.ModelProto, names) -> None:
             keep.append(node)
     del graph.node[:]
     graph.node.extend(keep)
+
+
+def widen_half_weights(model: onnx.ModelProto, names) -> dict[str, str]:
+    """float16 / bfloat16 initializers among `names` become float32 ones read through a Cast.
+
+    The `.dcz` stores float32 codebooks; the graph keeps computing in the weight's own precision:
+    initializer `W` (half) becomes `W.float32` (float32, same values) and a Cast node at the head of
+    the graph gives `W` its dtype back (ONNX Runtime folds it once at session creation).
+    Returns {old name: new name} for the widened ones.
+    """
+    renamed: dict[str, str] = {}
+    casts = []
+    for index, tensor in enumerate(model.graph.initializer):
+        if tensor.name not in names or tensor.data_type not in (TensorProto.FLOAT16, TensorProto.BFLOAT16):
+            continue
+        wide = f"{tensor.name}.float32"
+        values = numpy_helper.to_array(tensor).astype(np.float32)
+        casts.append(onnx.helper.make_node("Cast", [wide], [tensor.name], to=tensor.data_type, name=f"{wide}.cast"))
+        model.graph.initializer[index].CopyFrom(numpy_helper.from_array(values, wide))
+        renamed[tensor.name] = wide
+    if casts:
+        nodes = casts + list(model.graph.node)
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return renamed
 
 
 def initializer_array(tensor: TensorProto) -> np.ndarray:

@@ -32,6 +32,7 @@ from dcz.compressor.onnx_graph import (
     plan_metadata,
     plan_tensors,
     to_placeholders,
+    widen_half_weights,
 )
 from dcz.compressor.state import LayerState, safe_metadata
 
@@ -244,6 +245,8 @@ def compress_onnx(
     )
     folded = fold_batchnorm(model) if config.fold_batchnorm else []
     states, kept_raw = compress_graph(model, config)
+    renamed = widen_half_weights(model, set(states))
+    states = {renamed.get(name, name): state for name, state in states.items()}
     try:
         plan = plan_tensors(model, states, kept_raw, raw_small=raw_small)
         to_placeholders(model, [t.name for t in plan.tensors])

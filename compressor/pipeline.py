@@ -24,7 +24,7 @@ from dcz.compressor.errors import CompressError
 from dcz.compressor.finetune import LossFn, OptimizerFactory, finetune
 from dcz.compressor.prune import current_mask, prune_step
 from dcz.compressor.share import as_numpy, share_layer, shared_weight
-from dcz.compressor.state import LayerState
+from dcz.compressor.state import LayerState, safe_metadata
 
 # Module types whose `.weight` the pipeline compresses.
 SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -57,6 +57,7 @@ class Compressed:
             "compress.accuracy": dict(self.accuracy),
             "compress.skipped": dict(sorted(self.skipped.items())),
             "compress.folded_batchnorm": list(self.folded),
+            **safe_metadata(self.layers),
         }
 
     def save(self, path, metadata: Mapping[str, Any] | None = None, huffman: bool = True):
@@ -131,9 +132,11 @@ def compress(
             _measure(accuracy, "pruned+finetuned", eval_fn, work)
 
     sharing = {n: (m, p) for n, (m, p) in layers.items() if p.share}
+    unshared: dict[str, str] = {}  # layers the safe defaults left unshared, with the reason
     if sharing:
         for index, (name, (module, plan)) in enumerate(sharing.items()):
-            share_layer(module, plan, seed=config.seed + index)
+            if isinstance(reason := share_layer(module, plan, seed=config.seed + index), str):
+                unshared[name] = reason
         _measure(accuracy, "shared", eval_fn, work)
         if recover(config.share_epochs, config.share_lr or config.lr, "share"):
             _measure(accuracy, "shared+finetuned", eval_fn, work)
@@ -142,7 +145,7 @@ def compress(
     for name, (module, plan) in layers.items():
         state = layer_state(name, module, plan)
         if state is None:
-            skipped[name] = "config: neither pruned nor shared"
+            skipped[name] = unshared.get(name, "config: neither pruned nor shared")
         else:
             states[name] = state
     _unshare_parameters(work, model)
@@ -220,9 +223,10 @@ def layer_state(name: str, module: nn.Module, plan: LayerPlan) -> LayerState | N
             mask=as_numpy(shared.mask),
             codebook=as_numpy(shared.centroids).astype("float32"),
             labels=as_numpy(shared.labels),
-            label_bits=plan.bits,
+            label_bits=getattr(shared, "bits", plan.bits),
             gap_bits=plan.gap_bits,
-            group_rows=plan.group_rows,
+            group_rows=shared.group_rows,
+            sqnr_db=getattr(shared, "sqnr_db", None),  # measured when shared (before any fine-tuning)
         )
     if mask is not None:
         with torch.no_grad():

@@ -115,3 +115,28 @@ def choose(
         return Choice(None, None, None, None, float("inf"), "a codebook would not be smaller than the raw tensor")
     best = max(c.sqnr_db for c in tried.values())
     return Choice(None, None, None, None, float("inf"), f"no codebook reaches {bound_db:g} dB (best {best:.1f} dB)")
+
+
+def weight_summary(sqnr: dict, kept_raw: dict, bound_db: float = SAFE_SQNR_DB) -> tuple[str, str | None]:
+    """One line on the weight error (from `compress.weight_sqnr_db`), and a warning or None.
+
+    The warning names the worst layer when any compressed weight is below the safe bound: only
+    explicit settings (bits, pruning) can put it there, and they may change the outputs noticeably.
+    """
+    finite = {n: v for n, v in sqnr.items() if v is not None}
+    raw = f", {len(kept_raw)} kept raw" if kept_raw else ""
+    if not finite:
+        return f"weights: {len(sqnr)} compressed losslessly{raw}", None
+    worst = min(finite, key=finite.get)
+    median = float(np.median(list(finite.values())))
+    line = (
+        f"weights: {len(sqnr)} compressed{raw}; weight SQNR min {finite[worst]:.1f} dB ({worst}), "
+        f"median {median:.1f} dB; safe bound {bound_db:g} dB"
+    )
+    below = [n for n, v in finite.items() if v < bound_db]
+    if not below:
+        return line, None
+    return line, (
+        f"warning: {len(below)} of {len(sqnr)} layers are below the safe bound of {bound_db:g} dB "
+        f"(worst {worst}: {finite[worst]:.1f} dB): these settings may change the model's outputs noticeably"
+    )

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from dcz.compressor import safe
 from dcz.compressor.config import LayerPlan
 from dcz.compressor.kmeans import cluster_weights
 from dcz.compressor.prune import current_mask, unmasked_weight
@@ -77,8 +78,11 @@ def shared_weight(module: nn.Module) -> SharedWeight | None:
     return next((p for p in module.parametrizations["weight"] if isinstance(p, SharedWeight)), None)
 
 
-def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeight:
+def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeight | str:
     """Cluster module.weight's surviving values and replace it by a SharedWeight parametrization.
+
+    With `plan.auto` (no bits set) the bits and row groups come from compressor.safe; when no
+    codebook meets its bound the weight is left as it is and the reason is returned instead.
 
     The weight is evaluated once and read (not copied) for clustering. The original that torch keeps
     becomes a frozen stride-0 zero tensor of the same shape (the labels and codebook supersede its
@@ -89,15 +93,18 @@ def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeig
     weight = unmasked_weight(module)
     mask = current_mask(module)
     mask = None if mask is None else mask.clone()
-    book, labels = cluster_weights(
-        weight.numpy(),
-        None if mask is None else mask.numpy(),
-        plan.bits,
-        init=plan.init,
-        seed=seed,
-        backend=plan.kmeans,
-        group_rows=plan.group_rows,
-    )
+    dense, keep = weight.numpy(), None if mask is None else mask.numpy()
+    if plan.auto:  # no bits set: the cheapest codebook within the safe weight-error bound
+        choice = safe.choose(dense, keep, seed=seed, init=plan.init)
+        if choice.codebook is None:
+            return choice.reason
+        book, labels, group_rows, bits = choice.codebook, choice.labels, choice.group_rows, choice.bits
+    else:
+        book, labels = cluster_weights(
+            dense, keep, plan.bits, init=plan.init, seed=seed, backend=plan.kmeans, group_rows=plan.group_rows
+        )
+        group_rows, bits = plan.group_rows, plan.bits
+    error_db = safe.sqnr_db(dense, safe.reconstruct(book, labels, group_rows, keep))
     if parametrize.is_parametrized(module, "weight"):
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)  # no evaluation
     with torch.no_grad():
@@ -105,7 +112,8 @@ def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeig
         # 4 bytes, instead of a dense float32 copy that nothing reads)
         module.weight.set_(torch.zeros((), dtype=weight.dtype).expand(weight.shape))
     del weight
-    shared = SharedWeight(torch.from_numpy(book), torch.from_numpy(labels), mask, plan.group_rows)
+    shared = SharedWeight(torch.from_numpy(book), torch.from_numpy(labels), mask, group_rows)
+    shared.bits, shared.sqnr_db = bits, error_db
     parametrize.register_parametrization(module, "weight", shared, unsafe=True)
     # The original tensor no longer affects the output: freeze it so optimizers leave it alone.
     module.parametrizations["weight"].original.requires_grad_(False)

@@ -83,8 +83,8 @@ def test_unsupported_and_excluded_layers_are_kept_raw_and_named():
         def __init__(self):
             super().__init__()
             self.embed = nn.Embedding(10, 16)
-            self.fc = nn.Linear(16, 8)
-            self.head = nn.Linear(8, 2)
+            self.fc = nn.Linear(16, 64)  # 1,024 weights: a codebook is smaller than raw
+            self.head = nn.Linear(64, 2)
             self.tiny = nn.Linear(2, 2)
 
         def forward(self, tokens):

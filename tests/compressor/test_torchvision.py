@@ -82,7 +82,8 @@ def test_dcz_gives_the_compressed_torch_outputs(name, tmp_path):
         np.testing.assert_allclose(through_runtime, want, atol=1e-5, rtol=0)
     assert np.abs(want - dense).max() > 1e-4 * np.abs(dense).max()  # compression did change the model
     # every conv / fc weight is stored pruned + shared, BN was folded away, residual adds remain
-    assert {encodings[n] for n in result.layers} == {"sparse_shared"}
+    # (pruned only where a codebook would not be smaller than the kept values: small depthwise layers)
+    assert "sparse_shared" in {encodings[n] for n in result.layers} <= {"sparse_shared", "sparse"}
     ops = {node.op_type for node in graph.graph.node}
     assert "BatchNormalization" not in ops and "Add" in ops
     assert result.folded and not result.skipped

@@ -396,6 +396,19 @@ def check_option_mix(args) -> None:
             )
 
 
+def print_weight_error(metadata: dict) -> None:
+    """The one-line weight-error summary, and a warning on stderr past the safe bound."""
+    sqnr = metadata.get("compress.weight_sqnr_db")
+    if not isinstance(sqnr, dict):
+        return
+    safe = require("dcz.compressor.safe", "dcz compress")
+    kept = {**(metadata.get("compress.kept_raw") or {}), **(metadata.get("compress.skipped") or {})}
+    line, warning = safe.weight_summary(sqnr, kept)
+    print(line)
+    if warning:
+        print(warning, file=sys.stderr)
+
+
 def run(args) -> int:
     check_option_mix(args)
     out = output_path(args.output or default_output(args.model), "output file")
@@ -408,7 +421,9 @@ def run(args) -> int:
     with formats.open(out) as written:
         report = written.size_report()
         print(stage_table(written, report))
+        metadata = dict(written.metadata)
     print(f"\nwrote {out} ({report.file_bytes:,} bytes)")
+    print_weight_error(metadata)
     if args.budget is not None:
         verdict = "fits" if report.file_bytes <= args.budget else "DOES NOT FIT"
         print(f"budget {args.budget:,} bytes: {verdict}")
