@@ -1,0 +1,176 @@
+"""Real models users bring: size, fidelity, compress / load time and peak memory, safe vs former defaults.
+
+    python -m tools.bench.bench_corpus [--out docs/benchmarks/models.md]
+
+For each corpus model (tools/bench/corpus.py: rapidocr's PP-OCR models; tools/bench/minilm.py:
+all-MiniLM-L6-v2 exported to ONNX) and each setting - the safe defaults (no setting) and the former
+defaults (the paper's 8-bit conv / 5-bit fc codebooks, given explicitly) - one fresh subprocess
+compresses the model, loads the `.dcz` in ONNX Runtime, runs the fixed inputs and reports
+its own peak RSS (so every figure of a row comes from one process, on a shared 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FORMER = {
+    "by_type": {"conv": {"bits": 8, "gap_bits": 8}, "fc": {"bits": 5, "gap_bits": 5}, "Gather": {"skip": True}},
+    "fold_batchnorm": False,
+}
+SETTINGS = {"safe defaults": None, "former defaults": FORMER}
+
+
+def peak_rss_kib() -> int:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it is not inherited from the parent across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def measure(kind: str, source: str, out: str, setting: str) -> dict:
+    """Compress, load, run (in this process): the figures of one table row."""
+    from dcz import runtime
+    from dcz.compressor.onnx_in import compress_onnx
+    from tools.bench import corpus, minilm
+
+    if kind == "text":
+        inputs, fidelity = list(minilm.tokenize(minilm.SENTENCES)), minilm.cosine_fidelity
+    else:
+        inputs, fidelity = corpus.INPUTS[kind](), corpus.FIDELITY[kind]
+    imports_kib = peak_rss_kib()
+    reference = corpus.run_onnx(source, inputs)
+    start = time.perf_counter()
+    compress_onnx(source, SETTINGS[setting], out_path=out)
+    compress_s = time.perf_counter() - start
+    start = time.perf_counter()
+    model = runtime.load(out, threads=1)
+    load_s = time.perf_counter() - start
+    outputs = model.run(dict(zip(model.input_names, inputs)))
+    peak_kib = peak_rss_kib()
+    return {
+        "dense_bytes": os.path.getsize(source),
+        "dcz_bytes": os.path.getsize(out),
+        "compress_s": compress_s,
+        "load_s": load_s,
+        "peak_rss_mib": peak_kib / 1024,
+        "imports_rss_mib": imports_kib / 1024,
+        "fidelity": fidelity(reference, outputs),
+    }
+
+
+def models(workdir: Path) -> list[tuple[str, str, str]]:
+    """(name, kind, onnx path) of every corpus model installed; MiniLM is exported once here."""
+    from tools.bench import corpus, minilm
+
+    found = [(m.name, m.kind, str(m.path)) for m in corpus.ocr_models()]
+    if minilm.model_folder() is not None:
+        found.append(("all-MiniLM-L6-v2", "text", str(minilm.export_onnx(workdir / "minilm.onnx"))))
+    return found
+
+
+def run_child(name: str, kind: str, source: str, workdir: Path, setting: str) -> dict:
+    out = workdir / f"{name}.{setting.split()[0]}.dcz"
+    command = [sys.executable, "-m", "tools.bench.bench_corpus", "--child", kind, source, str(out), setting]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fidelity_text(figures: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in figures.items())
+
+
+def to_markdown(rows: list[tuple[str, str, dict]], info: dict) -> str:
+    from tools.bench.bench_machine import to_markdown as machine
+
+    lines = [
+        "# Real models users bring: safe defaults against the former defaults",
+        "",
+        "Command: `python -m tools.bench.bench_corpus` (from the repository root). Each row is one fresh",
+        "process: compress with `compress_onnx` (the `dcz compress MODEL.onnx` path), load the `.dcz` in",
+        "ONNX Runtime (1 thread), run the fixed inputs; peak RSS is that process's (imports, the dense",
+        "reference session, compression and the loaded model together; in brackets: after the imports,",
+        "torch included). Dense bytes: the `.onnx` file. Compress and load times are wall seconds of one",
+        "run each on a machine shared with other jobs (compare rows of one run, not across runs).",
+        "Inputs: `skimage.data.page()` (det: the page at 192 x 384; rec: 4 text lines at 48 x 768; cls: 4 lines",
+        "upright + 4 turned 180 degrees at 48 x 192); MiniLM: 54 sentences, 32 tokens.",
+        "Fidelity: det: relative L2 error of the text-probability map and IoU of the text masks at 0.3;",
+        "rec: relative L2 error of the per-step probabilities and the share of lines whose decoded text is",
+        "identical; cls: relative L2 error, largest probability change, same decision; MiniLM: cosine of",
+        "each sentence embedding to the dense model's (min and mean).",
+        "Safe defaults: per layer the cheapest codebook reaching 38 dB weight SQNR (compressor/safe.py),",
+        "BatchNormalization folded, embedding tables shared. Former defaults: the paper's 8-bit conv / 5-bit",
+        "fc codebooks, embedding tables kept raw and BatchNormalization kept (as before this change), same graph surgery.",
+        "",
+        machine(info),
+        "",
+        "| model | setting | dense bytes | .dcz bytes | ratio | fidelity | compress s | load s | peak RSS MiB (after imports) |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for name, setting, f in rows:
+        lines.append(
+            f"| {name} | {setting} | {f['dense_bytes']:,} | {f['dcz_bytes']:,} | "
+            f"{f['dense_bytes'] / f['dcz_bytes']:.2f}x | {fidelity_text(f['fidelity'])} | "
+            f"{f['compress_s']:.2f} | {f['load_s']:.2f} | {f['peak_rss_mib']:.0f} ({f['imports_rss_mib']:.0f}) |"
+        )
+    return "\n".join(lines + ["", READING]) + "\n"
+
+
+READING = """## Reading
+
+- Every model keeps its decisions under the safe defaults: the same decoded text on every line (both
+  recognisers), the same direction on all 8 lines (classifier), text-mask IoU >= 0.98 (detectors),
+  sentence-embedding cosine >= 0.999 (MiniLM; former defaults 0.984, below the 0.995 asked).
+- The 38 dB weight-SQNR bound does **not** keep the raw output tensors within 1% on the OCR models: the
+  relative L2 error of the recognisers' softmax probabilities is 12-14% (former defaults 6-14%), of the
+  detectors' probability maps 2-6%, of the classifier's 7% (its largest probability change 0.09; former
+  defaults 0.03). Per-layer weight error alone does not predict these outputs: single layers at 39-40 dB
+  move the PP-OCRv6 recogniser's probabilities by up to 12%, and raising the bound to 41 dB changed one
+  PP-OCRv4 line (measured, not kept). Bounding the outputs needs calibration on activations (the
+  calibrated search is a separate issue).
+- Sizes: MiniLM 4.35x (former 1.68x: the 30522 x 384 embedding table is now shared); the classifier is
+  2.68x (former 2.14x), below 3x: 585 KB of which the JSON header is 19 KB and the uncompressed graph
+  39 KB (zlib would make it 12 KB; the graph section is not compressed: that needs a graph_format
+  such as `onnx.zlib` the runtime accepts, not done), and 15 of its 54 weights are too small for a
+  codebook to beat raw float32. The recognisers are 3.9-4.1x (former 4.8-5.0x: their fc layers now
+  take 8 bits instead of 5 to meet the bound).
+"""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.bench_corpus", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "models.md"))
+    parser.add_argument("--child", nargs=4, metavar=("KIND", "SOURCE", "OUT", "SETTING"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(*args.child)))
+        return 0
+    from tools.bench.bench_machine import describe
+
+    info = describe()
+    info["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    info["load"] = f"loadavg {os.getloadavg()[0]:.1f} at start (2 cores shared by several engineers)"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kind, source in models(Path(tmp)):
+            for setting in SETTINGS:
+                figures = run_child(name, kind, source, Path(tmp), setting)
+                rows.append((name, setting, figures))
+                print(name, setting, f"{figures['dense_bytes'] / figures['dcz_bytes']:.2f}x", figures["fidelity"])
+    Path(args.out).write_text(to_markdown(rows, info))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
