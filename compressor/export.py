@@ -40,9 +40,11 @@ from torch.nn.utils import parametrize
 from dcz import formats
 from dcz.compressor.errors import CompressError
 from dcz.compressor.onnx_graph import (
+    GRAPH_FORMAT,
     TensorPlan,
     initializer_array,
     make_placeholder,
+    pack_graph,
     plan_metadata,
     plan_tensors,
     to_placeholders,
@@ -527,8 +529,8 @@ def export_dcz(
         return formats.write(
             path,
             plan.tensors,
-            graph=graph.SerializeToString(),
-            graph_format="onnx",
+            graph=pack_graph(graph),
+            graph_format=GRAPH_FORMAT,
             metadata=_metadata(model, plan, metadata, accuracies, metric),
             huffman=huffman,
         )

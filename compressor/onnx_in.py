@@ -23,12 +23,14 @@ from dcz.compressor.errors import CompressError
 from dcz.compressor.kmeans import cluster_weights
 from dcz.compressor.onnx_fold import fold_batchnorm
 from dcz.compressor.onnx_graph import (
+    GRAPH_FORMAT,
     TensorPlan,
     WeightSource,
     constants_to_initializers,
     find_weights,
     initializer_array,
     is_placeholder,
+    pack_graph,
     plan_metadata,
     plan_tensors,
     to_placeholders,
@@ -251,6 +253,7 @@ def compress_onnx(
         plan = plan_tensors(model, states, kept_raw, raw_small=raw_small)
         to_placeholders(model, [t.name for t in plan.tensors])
         graph = model.SerializeToString()
+        packed = pack_graph(model)
         meta = {
             "source.framework": "onnx",
             "source.producer": model.producer_name or "unknown",
@@ -263,11 +266,11 @@ def compress_onnx(
         }
         if out_path is not None:
             sizes = formats.write(
-                Path(out_path), plan.tensors, graph=graph, graph_format="onnx", metadata=meta, huffman=huffman
+                Path(out_path), plan.tensors, graph=packed, graph_format=GRAPH_FORMAT, metadata=meta, huffman=huffman
             )
             data = None
         else:
-            data = formats.dumps(plan.tensors, graph=graph, graph_format="onnx", metadata=meta, huffman=huffman)
+            data = formats.dumps(plan.tensors, graph=packed, graph_format=GRAPH_FORMAT, metadata=meta, huffman=huffman)
             with formats.loads(data) as dcz:
                 sizes = dcz.size_report()
     except formats.FormatError as error:

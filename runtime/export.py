@@ -17,7 +17,7 @@ from onnx import numpy_helper
 
 from .errors import DczRuntimeError
 from .model import open_dcz
-from .onnx_graph import parse_model, placeholders
+from .onnx_graph import graph_bytes, parse_model, placeholders
 from .validate import check_placeholders
 
 # Protobuf refuses messages over 2 GiB; stay clear of it with some room for the graph itself.
@@ -31,9 +31,10 @@ def export_onnx(dcz_path, onnx_path, external_data: bool | None = None) -> Path:
     """
     onnx_path = Path(onnx_path)
     with open_dcz(dcz_path) as dcz:
-        if dcz.graph_format != "onnx":
-            raise DczRuntimeError(f"{dcz_path}: graph_format is {dcz.graph_format!r}, only 'onnx' can be exported")
-        model = parse_model(dcz.graph)
+        try:
+            model = parse_model(graph_bytes(dcz.graph_format, dcz.graph))
+        except DczRuntimeError as error:
+            raise DczRuntimeError(f"{dcz_path}: {error}") from None
         wanted = placeholders(model)
         check_placeholders(wanted, {name: dcz.info(name) for name in dcz.names})
         total = 0

@@ -12,7 +12,15 @@ from dcz import formats
 
 from .errors import DczRuntimeError, run_error
 from .lazy import LazyTensors
-from .onnx_graph import Placeholder, graph_inputs, graph_outputs, inline_functions, parse_graph_bytes, placeholders
+from .onnx_graph import (
+    Placeholder,
+    graph_bytes,
+    graph_inputs,
+    graph_outputs,
+    inline_functions,
+    parse_graph_bytes,
+    placeholders,
+)
 from .validate import InputChecker, check_placeholders
 
 BACKENDS = ("ort", "numpy", None)  # None: inspect tensors / report / metadata without a backend
@@ -42,10 +50,8 @@ class Model:
     ):
         self._file = dcz_file
         self.backend = backend
-        self.graph: bytes = bytes(dcz_file.graph)
+        self.graph: bytes = graph_bytes(dcz_file.graph_format, dcz_file.graph)  # the ONNX bytes, inflated
         self.metadata: dict = dict(dcz_file.metadata)
-        if dcz_file.graph_format != "onnx":
-            raise DczRuntimeError(f"graph_format is {dcz_file.graph_format!r}; the runtime runs 'onnx' graphs only")
         stored = parse_graph_bytes(self.graph)
         self.onnx_model: onnx.ModelProto = inline_functions(stored)
         # ORT can take the stored bytes as they are unless inlining changed the graph: no re-serializing.

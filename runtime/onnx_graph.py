@@ -17,6 +17,34 @@ from .errors import DczRuntimeError
 
 DCZ_LOCATION = "dcz"
 
+# graph_format values the runtime reads: the serialized ModelProto, as is or zlib-compressed (the
+# compressor writes "onnx.zlib": a graph without its weights is mostly names, ~3x smaller).
+GRAPH_FORMATS = ("onnx", "onnx.zlib")
+# Protobuf refuses messages over 2 GiB: a graph section that inflates past it is refused unread.
+MAX_GRAPH_BYTES = 2**31
+
+
+def graph_bytes(graph_format: str, graph) -> bytes:
+    """The serialized ONNX ModelProto of a graph section of this graph_format."""
+    if graph_format == "onnx":
+        return bytes(graph)
+    if graph_format != "onnx.zlib":
+        raise DczRuntimeError(f"graph_format is {graph_format!r}; the runtime runs {' or '.join(GRAPH_FORMATS)} graphs")
+    import zlib
+
+    inflate = zlib.decompressobj()
+    try:
+        data = inflate.decompress(bytes(graph), MAX_GRAPH_BYTES)
+    except zlib.error as exc:
+        raise DczRuntimeError(f"the graph section is not a valid zlib stream ({exc})") from None
+    if not inflate.eof:
+        raise DczRuntimeError(
+            f"the graph section's zlib stream is truncated or inflates past {MAX_GRAPH_BYTES:,} bytes"
+        )
+    if inflate.unused_data:
+        raise DczRuntimeError(f"the graph section has {len(inflate.unused_data)} bytes after its zlib stream")
+    return data
+
 
 @dataclass(frozen=True)
 class Placeholder:

@@ -16,6 +16,7 @@ from dcz.compressor.kmeans import cluster_weights
 from dcz.compressor.onnx_graph import fill_placeholders, is_placeholder
 from dcz.compressor.report import Report
 from dcz.compressor.state import LayerState
+from dcz.runtime.onnx_graph import graph_bytes
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -57,7 +58,9 @@ def compress_in_place(model, names, sparsity=0.6, bits=4) -> dict[str, LayerStat
 
 
 def decoded(dcz) -> onnx.ModelProto:
-    return fill_placeholders(onnx.load_from_string(dcz.graph), {n: dcz.tensor(n) for n in dcz.names})
+    return fill_placeholders(
+        onnx.load_from_string(graph_bytes(dcz.graph_format, dcz.graph)), {n: dcz.tensor(n) for n in dcz.names}
+    )
 
 
 def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:

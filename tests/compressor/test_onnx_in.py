@@ -21,6 +21,7 @@ from dcz import formats
 from dcz.compressor.errors import CompressError
 from dcz.compressor.onnx_graph import fill_placeholders, find_weights, is_placeholder
 from dcz.compressor.onnx_in import compress_onnx, global_masks
+from dcz.runtime.onnx_graph import graph_bytes
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -88,7 +89,7 @@ X = RNG.random((5, 1, 8, 8), dtype=np.float32)
 
 
 def decoded_model(dcz: formats.DczFile) -> onnx.ModelProto:
-    graph = onnx.load_from_string(dcz.graph)
+    graph = onnx.load_from_string(graph_bytes(dcz.graph_format, dcz.graph))
     return fill_placeholders(graph, {name: dcz.tensor(name) for name in dcz.names})
 
 

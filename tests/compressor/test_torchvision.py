@@ -16,6 +16,7 @@ import pytest
 
 from dcz import formats
 from dcz.compressor.onnx_graph import fill_placeholders
+from dcz.runtime.onnx_graph import graph_bytes
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -56,7 +57,9 @@ def compress_export_run(name: str, tmp_path, side: int = 32):
         want = result.model(torch.from_numpy(x)).numpy()
         dense = model(torch.from_numpy(x)).numpy()
     with formats.open(path) as dcz:
-        graph = fill_placeholders(onnx.load_from_string(dcz.graph), {n: dcz.tensor(n) for n in dcz.names})
+        graph = fill_placeholders(
+            onnx.load_from_string(graph_bytes(dcz.graph_format, dcz.graph)), {n: dcz.tensor(n) for n in dcz.names}
+        )
         encodings = {n: dcz.info(n).encoding for n in dcz.names}
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": x})[0]

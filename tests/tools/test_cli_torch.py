@@ -9,6 +9,8 @@ import onnx
 import onnx.numpy_helper
 import pytest
 
+from dcz.runtime.onnx_graph import graph_bytes
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
@@ -76,7 +78,9 @@ def test_compress_torch_factory_and_run_it(capsys, project):
             info.label_bits == 4 and info.nnz == pytest.approx(0.5 * np.prod(info.shape), abs=1) for info in weights
         )
         decoded = {name: torch.from_numpy(np.array(f.tensor(name))) for name in f.names}
-        inline = onnx.load_from_string(bytes(f.graph)).graph.initializer  # biases under 64 values stay inline
+        inline = onnx.load_from_string(
+            graph_bytes(f.graph_format, f.graph)
+        ).graph.initializer  # biases under 64 values stay inline
         decoded.update(
             {t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy()) for t in inline if t.name not in decoded}
         )

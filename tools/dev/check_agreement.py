@@ -35,10 +35,11 @@ def torch_model_of(path: Path):
     from onnx import numpy_helper
 
     from dcz.demo import models
+    from dcz.runtime.onnx_graph import graph_bytes
 
     with formats.open(path) as f:
         weights = f.tensors()
-        graph = onnx.load_from_string(bytes(f.graph))
+        graph = onnx.load_from_string(graph_bytes(f.graph_format, f.graph))
     # small tensors (biases under 64 values) stay inline in the graph
     inline = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer if t.data_location != 1}
     weights.update({k: v for k, v in inline.items() if k.endswith((".weight", ".bias"))})
