@@ -270,6 +270,16 @@ def _shape_inference_without(stand_ins: list[torch.Tensor]):
         setattr(torch._C, name, original)
 
 
+def _dynamic_axes(inputs: list[str], outputs: list[str], args) -> dict:
+    """Batch (dim 0) is dynamic everywhere; integer inputs (token ids, masks) also get a dynamic
+    sequence length (dim 1), so a model exported with 16 tokens runs on any length."""
+    axes = {n: {0: "batch"} for n in inputs + outputs}
+    for name, arg in zip(inputs, args):
+        if isinstance(arg, torch.Tensor) and not arg.is_floating_point() and arg.dim() >= 2:
+            axes[name][1] = "sequence"
+    return axes
+
+
 def _to_onnx(
     model: torch.nn.Module, example_input, export_params: bool = True, stand_ins: list[torch.Tensor] | None = None
 ) -> onnx.ModelProto:
@@ -294,7 +304,7 @@ def _to_onnx(
                     opset_version=OPSET,
                     input_names=inputs,
                     output_names=outputs,
-                    dynamic_axes={n: {0: "batch"} for n in inputs + outputs},
+                    dynamic_axes=_dynamic_axes(inputs, outputs, args),
                     keep_initializers_as_inputs=False,
                     training=torch.onnx.TrainingMode.PRESERVE,
                     do_constant_folding=True,

@@ -27,7 +27,7 @@ from dcz.compressor.share import as_numpy, share_layer, shared_weight
 from dcz.compressor.state import LayerState, safe_metadata
 
 # Module types whose `.weight` the pipeline compresses.
-SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
 _CONV_BN = ((nn.Conv1d, nn.BatchNorm1d), (nn.Conv2d, nn.BatchNorm2d), (nn.Conv3d, nn.BatchNorm3d))
 
 

@@ -98,6 +98,9 @@ def choose(
     def meets(choice: Choice | None) -> bool:
         return choice is not None and choice.sqnr_db >= bound_db
 
+    # 8 bits first: a tensor too small for an 8-bit codebook to pay off stays raw. Small layers
+    # (depthwise, SE) weigh little and are the sensitive ones: at fewer bits they moved rapidocr's
+    # classifier's probabilities past 0.1 (measured), for ~1% of its size.
     low, high = AUTO_BITS[0], AUTO_BITS[-1]
     top = attempt(high, None)
     if meets(top):

@@ -330,13 +330,21 @@ def test_wrong_example_input_is_one_clear_error(net, tmp_path):
 
 
 def test_layer_the_pipeline_cannot_compress_is_stored_raw_and_named(tmp_path):
-    """Issue 3, item 5 end to end: an Embedding is kept raw, named in the report, never dropped."""
+    """Issue 3, item 5 end to end: an unknown layer's table is kept raw, named in the report, never dropped."""
     from dcz.compressor.pipeline import compress
+
+    class Table(torch.nn.Module):  # a layer type the pipeline does not know
+        def __init__(self):
+            super().__init__()
+            self.table = torch.nn.Parameter(torch.randn(50, 16))
+
+        def forward(self, tokens):
+            return torch.nn.functional.embedding(tokens, self.table)
 
     class Bag(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.embed = torch.nn.Embedding(50, 16)
+            self.embed = Table()
             self.fc = torch.nn.Linear(16, 4)
 
         def forward(self, tokens):
@@ -350,9 +358,9 @@ def test_layer_the_pipeline_cannot_compress_is_stored_raw_and_named(tmp_path):
     path = tmp_path / "bag.dcz"
     result.save(path)
     report = Report.from_dcz(path)
-    assert "embed.weight" in report.kept_raw and "embed.weight" in report.to_markdown()
+    assert "embed.table" in report.kept_raw and "embed.table" in report.to_markdown()
     with formats.open(path) as dcz:
-        assert dcz.info("embed.weight").encoding == "raw" and dcz.info("fc.weight").encoding == "sparse_shared"
+        assert dcz.info("embed.table").encoding == "raw" and dcz.info("fc.weight").encoding == "sparse_shared"
         session = ort.InferenceSession(decoded(dcz).SerializeToString(), providers=["CPUExecutionProvider"])
         got = session.run(None, {"input": tokens.numpy()})[0]
     with torch.no_grad():

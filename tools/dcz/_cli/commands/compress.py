@@ -57,6 +57,12 @@ def register(subparsers, common) -> None:
     parser.add_argument(
         "--input-shape", type=shape_arg, metavar="N,C,H,W", help="example input shape for a PyTorch model"
     )
+    parser.add_argument(
+        "--input-dtype",
+        choices=INPUT_DTYPES,
+        default="float32",
+        help="example input dtype (int64 for token ids: a dynamic sequence length is exported)",
+    )
     prune = parser.add_mutually_exclusive_group()
     prune.add_argument("--threshold", type=float, metavar="T", help="prune weights with |w| < T")
     prune.add_argument(
@@ -268,6 +274,9 @@ def load_state_dict(torch, path: str) -> dict:
     return state
 
 
+INPUT_DTYPES = ("float32", "float16", "int64", "int32")
+
+
 def build_torch_model(args):
     torch = require("torch", "compressing a PyTorch model")
     if args.input_shape is None:
@@ -287,7 +296,7 @@ def build_torch_model(args):
             raise CliError(
                 f"weights {args.weights} do not fit {args.model}: {exc}", "check that they were saved from this model"
             ) from exc
-    return model.eval(), torch.zeros(args.input_shape)
+    return model.eval(), torch.zeros(args.input_shape, dtype=getattr(torch, args.input_dtype))
 
 
 def default_output(model: str) -> Path:
@@ -417,6 +426,12 @@ def run(args) -> int:
         compress_onnx(args, config, out)
     else:
         compress_torch(args, config, out)
+        if not args.weights:
+            print(
+                f"warning: {args.model} was compressed with the weights its factory made (no --weights given): "
+                "unless the factory loads trained weights itself, the file holds its initial (random) weights",
+                file=sys.stderr,
+            )
     formats = require("dcz.formats", "dcz compress")
     with formats.open(out) as written:
         report = written.size_report()
