@@ -18,8 +18,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dcz.compressor.errors import CompressError
+from dcz.compressor.prune_settings import DnsSettings, GmpSettings
 
-PRUNE_METHODS = ("none", "threshold", "sparsity", "quality", "global")
+PRUNE_METHODS = ("none", "threshold", "sparsity", "quality", "global", "gmp", "dns")
 INIT_METHODS = ("linear", "density", "random", "kmeans++")
 KMEANS_BACKENDS = ("exact", "sklearn")
 
@@ -99,8 +100,9 @@ class LayerConfig:
 
     prune       'none' | 'threshold' (|w| < threshold) | 'sparsity' (per-layer percentile) |
                 'quality' (|w| < quality * std(w), Han et al. 2015) | 'global' (one threshold
-                across all 'global' layers reaching `sparsity` overall).
-    sparsity    fraction of weights removed, in [0, 1) ('sparsity' and 'global').
+                across all 'global' layers reaching `sparsity` overall) | 'gmp' (gradual magnitude
+                pruning, per batch) | 'dns' (dynamic network surgery): see compressor.prune_settings.
+    sparsity    fraction of weights removed, in [0, 1) ('sparsity', 'global', 'gmp', 'dns').
     threshold   absolute magnitude threshold, >= 0 ('threshold').
     quality     multiple of the layer's weight standard deviation, >= 0 ('quality').
     share       whether to share weights through a k-means codebook.
@@ -222,6 +224,7 @@ class CompressConfig:
     fold_batchnorm  fold BatchNorm into the preceding conv before compressing (where valid).
     min_weights     layers with fewer weights are kept raw.
     seed            seeds k-means init and training, so a run is reproducible.
+    gmp, dns        settings of the training-time pruning methods (compressor.prune_settings).
     """
 
     global_config: LayerConfig = field(default_factory=LayerConfig)
@@ -237,6 +240,8 @@ class CompressConfig:
     fold_batchnorm: bool = True
     min_weights: int = 0
     seed: int = 0
+    gmp: GmpSettings = field(default_factory=GmpSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
 
     _DICT_KEYS = (
         "global",
@@ -252,6 +257,8 @@ class CompressConfig:
         "fold_batchnorm",
         "min_weights",
         "seed",
+        "gmp",
+        "dns",
     )
 
     def __post_init__(self) -> None:
@@ -276,13 +283,17 @@ class CompressConfig:
         _check_bool("config.fold_batchnorm", self.fold_batchnorm)
         _check_int("config.min_weights", self.min_weights, 0)
         _check_int("config.seed", self.seed, 0)
+        if not isinstance(self.gmp, GmpSettings) or not isinstance(self.dns, DnsSettings):
+            raise CompressError("config.gmp / config.dns: must be GmpSettings / DnsSettings")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> CompressConfig:
         """Build from plain data (JSON/YAML); unknown keys and impossible values raise CompressError."""
         data = {} if data is None else data
         _reject_unknown("config", data, list(cls._DICT_KEYS))
-        kwargs = {k: v for k, v in data.items() if k not in ("global", "by_type", "by_name")}
+        kwargs = {k: v for k, v in data.items() if k not in ("global", "by_type", "by_name", "gmp", "dns")}
+        kwargs["gmp"] = GmpSettings.from_dict(data.get("gmp"))
+        kwargs["dns"] = DnsSettings.from_dict(data.get("dns"))
         kwargs["global_config"] = LayerConfig.from_dict(data.get("global"), "config.global")
         for table in ("by_type", "by_name"):
             entries = data.get(table) or {}
@@ -299,7 +310,12 @@ class CompressConfig:
             "by_name": {k: v.to_dict() for k, v in self.by_name.items()},
         }
         for key in self._DICT_KEYS[3:]:
-            out[key] = getattr(self, key)
+            value = getattr(self, key)
+            if key in ("gmp", "dns"):
+                if value != type(value)():  # defaults left out: older configs read back the same
+                    out[key] = value.to_dict()
+            else:
+                out[key] = value
         return out
 
     def for_layer(self, name: str, layer_type: str) -> LayerPlan:

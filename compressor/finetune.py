@@ -38,11 +38,13 @@ def finetune(
     alpha: float = 0.5,
     progress: bool = True,
     desc: str = "fine-tune",
+    after_batch: Callable[[], None] | None = None,
 ) -> float:
     """Train `model`'s trainable parameters for `epochs` passes over `loader`; returns the last epoch's mean loss.
 
     A fresh optimizer is made for each call because the trainable parameters change between
-    stages (weights while pruning, centroids after sharing).
+    stages (weights while pruning, centroids after sharing). `after_batch()` runs after every
+    optimizer step (the training-time pruning methods update their masks there).
     """
     task_loss = loss_fn or F.cross_entropy
     params = [p for p in model.parameters() if p.requires_grad]
@@ -68,6 +70,8 @@ def finetune(
                 loss = distillation_loss(outputs, soft, targets, temperature, alpha, task_loss)
             loss.backward()
             optimizer.step()
+            if after_batch is not None:
+                after_batch()
             total += float(loss.detach())
             batches += 1
             bar.set_postfix(loss=f"{total / batches:.4f}")

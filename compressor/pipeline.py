@@ -23,6 +23,7 @@ from dcz.compressor.config import CompressConfig, LayerPlan, as_config
 from dcz.compressor.errors import CompressError
 from dcz.compressor.finetune import LossFn, OptimizerFactory, finetune
 from dcz.compressor.prune import current_mask, prune_step
+from dcz.compressor.prune_methods import METHODS, ScheduledPruning, check_trainable
 from dcz.compressor.share import as_numpy, share_layer, shared_weight
 from dcz.compressor.state import LayerState, safe_metadata
 
@@ -101,7 +102,7 @@ def compress(
     accuracy: dict[str, float] = {}
     _measure(accuracy, "dense", eval_fn, work)
 
-    def recover(epochs: int, lr: float, desc: str) -> bool:
+    def recover(epochs: int, lr: float, desc: str, after_batch=None) -> bool:
         if train_loader is None or epochs == 0:
             return False
         finetune(
@@ -116,18 +117,28 @@ def compress(
             alpha=config.distill_alpha,
             progress=progress,
             desc=desc,
+            after_batch=after_batch,
         )
         return True
 
     pruning = {n: (m, p) for n, (m, p) in layers.items() if p.prune != "none"}
     if pruning:
         dense_std = {n: float(m.weight.detach().std()) for n, (m, _) in pruning.items()}
+        classic = {n: lp for n, lp in pruning.items() if lp[1].prune not in METHODS}
+        trained = {n: lp for n, lp in pruning.items() if lp[1].prune in METHODS}
+        batches = check_trainable(trained, train_loader, config)
+        schedule = ScheduledPruning(trained, config, batches, config.seed) if trained else None
+        hook = schedule.after_batch if schedule is not None else None
         tuned = False
         for step in range(1, config.prune_steps + 1):
-            prune_step(pruning, dense_std, step, config.prune_steps)
-            if step == config.prune_steps:
+            if classic:
+                prune_step(classic, dense_std, step, config.prune_steps)
+            if step == config.prune_steps and schedule is None:
                 _measure(accuracy, "pruned", eval_fn, work)
-            tuned = recover(config.prune_epochs, config.lr, f"prune {step}/{config.prune_steps}") or tuned
+            tuned = recover(config.prune_epochs, config.lr, f"prune {step}/{config.prune_steps}", hook) or tuned
+        if schedule is not None:
+            schedule.finish()
+            _measure(accuracy, "pruned", eval_fn, work)
         if tuned:
             _measure(accuracy, "pruned+finetuned", eval_fn, work)
 
