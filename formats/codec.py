@@ -15,7 +15,7 @@ import numpy as np
 from bitarray import bitarray
 from bitarray.util import canonical_decode, canonical_huffman
 
-from . import lockstep
+from . import lockstep, native
 from .cursor import Cursor
 from .layout import (
     CODING_CHUNKED,
@@ -137,6 +137,11 @@ def pack_fixed(symbols: np.ndarray, width: int) -> bytes:
     sym = np.asarray(symbols).ravel()
     if width == 8:
         return sym.astype(np.uint8).tobytes()
+    core = native.core()
+    if core is not None:
+        out = bytearray((sym.size * width + 7) // 8)
+        core.pack(np.ascontiguousarray(sym, dtype=np.int64), width, out)
+        return bytes(out)
     if width < 8:  # BLOCK is a multiple of 8 symbols, so blocks end on whole bytes
         return b"".join(_pack_narrow(sym[i : i + BLOCK], width) for i in range(0, sym.size, BLOCK))
     out = _BitWriter()
@@ -218,6 +223,9 @@ def huffman_payload(sym: np.ndarray, counts: list[int], symbols: list[int]) -> t
     index = _symbol_index(symbols)
     code_lut = np.array([code_of[x] for x in symbols], dtype=np.int64)
     len_lut = np.array([length_of[x] for x in symbols], dtype=np.int64)
+    core = native.core()
+    if core is not None:
+        return _compiled_payload(core, index(sym).astype(np.uint32), code_lut, len_lut)
     longest = len(counts)
     columns = np.arange(longest, dtype=np.int64)[None, :]
     out, total = _BitWriter(), 0
@@ -228,6 +236,15 @@ def huffman_payload(sym: np.ndarray, counts: list[int], symbols: list[int]) -> t
         out.add(bits[columns < lengths[:, None]])
         total += int(lengths.sum())
     return out.getvalue(), total
+
+
+def _compiled_payload(core, ranks: np.ndarray, code_lut: np.ndarray, len_lut: np.ndarray) -> tuple[bytes, int]:
+    """huffman_payload through the compiled core: the same bytes, one pass over the symbols."""
+    total = int(np.bincount(ranks, minlength=len_lut.size) @ len_lut)
+    out = bytearray((total + 7) // 8)
+    written = core.encode(ranks, code_lut.astype(np.uint32), len_lut.astype(np.uint8), out)
+    assert written == total  # the core wrote exactly the bits the histogram predicts
+    return bytes(out), total
 
 
 def _symbol_index(symbols: list[int]):
@@ -278,7 +295,7 @@ def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: 
     best = _HEADER.pack(CODING_FIXED, width, 0, 0, 0, count) + fixed
     if not huffman or count == 0:
         return best
-    values, freqs = np.unique(sym, return_counts=True)
+    values, freqs = _histogram(sym, width)
     if values.size > MAX_HUFFMAN_SYMBOLS:
         return best
     freq = dict(zip(values.tolist(), freqs.tolist()))
@@ -296,6 +313,15 @@ def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: 
     table = struct.pack(f"<{len(counts)}H", *counts) + np.asarray(order, dtype=_SYMBOL_DTYPE[sb]).tobytes()
     coded = _HEADER.pack(coding, width, len(counts), 0, len(order), count) + table + index + payload
     return coded if len(coded) < len(best) else best
+
+
+def _histogram(sym: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values, their counts), ascending; a bincount (no sort) when the alphabet is small."""
+    if width <= 16:
+        counts = np.bincount(sym, minlength=1 << width)
+        values = np.flatnonzero(counts)
+        return values, counts[values]
+    return np.unique(sym, return_counts=True)
 
 
 def _chunk_table(freq: dict[int, int], counts: list[int], order: list[int]) -> tuple[list[int], list[int]]:
@@ -469,6 +495,7 @@ def decode_streams(cursors: list[Cursor], headers: list | None = None) -> list[n
     """
     out: list = [None] * len(cursors)
     waiting: dict[int, list] = {}
+    core = native.core()
     for i, cur in enumerate(cursors):
         if headers is None:
             info, counts, symbols = read_stream_header(cur)
@@ -480,6 +507,8 @@ def decode_streams(cursors: list[Cursor], headers: list | None = None) -> list[n
         if info.coding == CODING_FIXED:
             _check_pad(payload, info.count * info.width, cur, at)
             out[i] = unpack_fixed(payload, info.count, info.width)
+        elif core is not None:
+            out[i] = _compiled(core, job)
         elif info.coding == CODING_CHUNKED and info.chunk <= MAX_WALK_CHUNK and len(payload) < lockstep.MAX_BATCH_BYTES:
             waiting.setdefault(info.chunk, []).append(job)
         else:
@@ -522,7 +551,44 @@ def _sequential(job) -> np.ndarray:
         ends = np.cumsum(lengths[: full * info.chunk].reshape(full, info.chunk).sum(axis=1, dtype=np.int64))
         _check_chunk_ends(ends, info, cur, at)
     _check_pad(payload, used, cur, at)
-    return out
+    return out if info.width <= 8 else out.astype(np.int64, copy=False)  # uint8 for width <= 8, else int64
+
+
+def _compiled(core, job) -> np.ndarray:
+    """The compiled core's decoder over a whole stream, chunked or not, with the same checks as the
+    numpy path: every code in the table, each chunk ending where the index says, the pad rule."""
+    i, cur, at, payload, info, counts, symbols = job
+    out = np.empty(info.count, dtype=np.uint8 if info.width <= 8 else np.int64)
+    starts = info.starts if info.coding == CODING_CHUNKED else _NO_STARTS
+    values = np.asarray(symbols, dtype=np.int64)
+    wide = int(values.max()) >= 1 << 24  # table entries hold 24-bit values: decode ranks, then map them
+    status, where, bit, expected = core.decode(
+        payload,
+        np.asarray(counts, dtype="<u2"),
+        np.arange(values.size, dtype=np.int64) if wide else values,
+        info.count,
+        out,
+        out.itemsize,
+        info.chunk if info.coding == CODING_CHUNKED else 0,
+        starts,
+    )
+    if status == _BAD_CODE:
+        place = f"chunk {where}: " if info.coding == CODING_CHUNKED else ""
+        raise cur.fail(f"{place}a code that is not in the Huffman table at payload bit {bit}", at)
+    if status == _CHUNK_END:
+        raise cur.fail(
+            f"chunk {where}: its {info.chunk} codes end at payload bit {bit}, the chunk index "
+            f"starts chunk {where + 1} at bit {expected}",
+            at,
+        )
+    if bit > 8 * len(payload):
+        raise cur.fail(f"Huffman payload ends before its {info.count} symbols", at)
+    _check_pad(payload, bit, cur, at)
+    return values[out] if wide else out
+
+
+_NO_STARTS = np.zeros(0, dtype=np.int64)
+_BAD_CODE, _CHUNK_END = 1, 2  # statuses of the compiled decoder (formats/_native/huffman.c)
 
 
 def _walk(batch: list, chunk: int):

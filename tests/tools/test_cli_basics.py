@@ -93,6 +93,15 @@ def test_every_command_has_help_with_an_example(capsys, command):
 def test_version(capsys):
     code, out, _ = run_cli(capsys, "--version")
     assert code == 0 and out.startswith("dcz ")
+    assert out.splitlines()[1] in ("decoder: compiled", "decoder: numpy (DCZ_NATIVE=0)") or out.splitlines()[
+        1
+    ].startswith("decoder: numpy (compiled core not built")
+
+
+def test_version_names_the_numpy_fallback(capsys, monkeypatch):
+    monkeypatch.setenv("DCZ_NATIVE", "0")
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.splitlines()[1] == "decoder: numpy (DCZ_NATIVE=0)"
 
 
 def test_no_command_prints_help_and_fails(capsys):

@@ -60,6 +60,13 @@ def _package_version() -> str:
         return "unknown"
 
 
+def _version_text() -> str:
+    """`dcz --version`: the package version and which decoder runs (compiled core or numpy fallback)."""
+    from dcz.formats import native  # numpy + the compiled core only
+
+    return f"dcz {_package_version()}\ndecoder: {native.describe()}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `dcz` parser: global options plus one subparser per command module."""
     common = argparse.ArgumentParser(add_help=False)
@@ -76,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"dcz {_package_version()}")
+    parser.add_argument("--version", action="version", version=_version_text())
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMAND_MODULES:
         module.register(subparsers, common)

@@ -1,0 +1,376 @@
+/* DCZ's compiled core: canonical-Huffman decoding and encoding of .dcz streams (formats/SPEC.md 3.4).
+ *
+ * C99, CPython's limited set of buffer-protocol calls, no numpy C API. The Python side (formats/native.py)
+ * parses and checks every header, table and chunk index first; this file trusts only what it checks
+ * itself: it never reads outside a payload (bits past the end read as zero), never writes outside the
+ * caller's output buffer, and reports every defect back as a status for the reader's FormatError.
+ *
+ * Decoding: one table lookup per code through a 2^T-entry table (T = min(L, 12)); codes longer than T
+ * bits take a short search over the canonical limits. A 64-bit window is loaded once and serves codes
+ * until fewer than L valid bits remain. Chunked streams decode four chunks interleaved, so four
+ * independent dependency chains keep the core busy (zstd's Huff0 does the same with four streams).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_LEN 24
+#define TABLE_BITS 12
+
+enum { OK = 0, BAD_CODE = 1, CHUNK_END = 2, PAST_END = 3 };
+
+typedef struct {
+    int n_len;                 /* longest code length L */
+    int tbits;                 /* table index bits T */
+    uint32_t *table;           /* 2^T entries: rank | length << 24 (length 0: no code / longer than T) */
+    uint64_t end[MAX_LEN];     /* one past the last canonical code of each length */
+    uint64_t first[MAX_LEN];   /* first canonical code of each length */
+    uint32_t offset[MAX_LEN];  /* rank of the first code of each length */
+    uint32_t n_sym;
+    const int64_t *values;     /* symbol of each rank (all < 2^24: checked by the caller) */
+} Code;
+
+static int code_init(Code *c, const uint16_t *counts, int n_len, const int64_t *values, Py_ssize_t n_values) {
+    uint64_t code = 0;
+    uint32_t rank = 0;
+    c->n_len = n_len;
+    c->tbits = n_len < TABLE_BITS ? n_len : TABLE_BITS;
+    for (int i = 0; i < n_len; i++) {
+        int len = i + 1;
+        c->first[i] = code;
+        c->offset[i] = rank;
+        code += counts[i];
+        rank += counts[i];
+        c->end[i] = code;
+        code <<= 1;
+    }
+    c->n_sym = rank;
+    if ((Py_ssize_t)rank > n_values) return -2;
+    c->values = values;
+    size_t size = (size_t)1 << c->tbits;
+    c->table = (uint32_t *)PyMem_Malloc(size * sizeof(uint32_t));
+    if (!c->table) return -1;
+    for (size_t w = 0; w < size; w++) {
+        uint64_t window = (uint64_t)w << (64 - c->tbits);
+        uint32_t entry = 0;
+        for (int i = 0; i < c->tbits; i++) {
+            uint64_t value = window >> (63 - i); /* the top i + 1 bits */
+            if (value < c->end[i]) {
+                if (value >= c->first[i])
+                    entry = (uint32_t)c->values[c->offset[i] + (uint32_t)(value - c->first[i])] | ((uint32_t)(i + 1) << 24);
+                break;
+            }
+        }
+        c->table[w] = entry;
+    }
+    return 0;
+}
+
+/* rank | length << 24 of the code at the top of `window`, or 0 when no code matches. */
+static inline uint32_t lookup(const Code *c, uint64_t window) {
+    uint32_t e = c->table[window >> (64 - c->tbits)];
+    if (e) return e;
+    for (int i = c->tbits; i < c->n_len; i++) {
+        uint64_t value = window >> (63 - i);
+        if (value < c->end[i]) {
+            if (value < c->first[i]) return 0;
+            return (uint32_t)c->values[c->offset[i] + (uint32_t)(value - c->first[i])] | ((uint32_t)(i + 1) << 24);
+        }
+    }
+    return 0;
+}
+
+/* 57+ valid bits starting at `bit`, MSB first; bytes past the payload read as zero. */
+static inline uint64_t window_at(const uint8_t *p, size_t n, uint64_t bit) {
+    size_t byte = (size_t)(bit >> 3);
+    uint64_t w = 0;
+    if (byte + 8 <= n) {
+        memcpy(&w, p + byte, 8);
+#if defined(__GNUC__)
+        w = __builtin_bswap64(w);
+#else
+        w = ((w & 0xff) << 56) | ((w & 0xff00) << 40) | ((w & 0xff0000) << 24) | ((w & 0xff000000ull) << 8) |
+            ((w >> 8) & 0xff000000ull) | ((w >> 24) & 0xff0000) | ((w >> 40) & 0xff00) | (w >> 56);
+#endif
+    } else {
+        for (size_t i = 0; i < 8 && byte + i < n; i++) w |= (uint64_t)p[byte + i] << (56 - 8 * i);
+    }
+    return w << (bit & 7);
+}
+
+typedef struct {
+    const uint8_t *payload;
+    size_t n;
+    const Code *code;
+    void *out;
+} Job;
+
+/* One decode_run (symbols [k, k_end) from payload bit *bit) and one decode_four (four chunks of
+ * `steps` symbols, interleaved code by code) per output item type, so the store is a plain move. */
+#define DECODERS(SUFFIX, T)                                                                                   \
+    static int decode_run_##SUFFIX(const Job *j, int64_t k, int64_t k_end, uint64_t *bit) {                   \
+        const Code *c = j->code;                                                                              \
+        const int L = c->n_len;                                                                               \
+        T *out = (T *)j->out;                                                                                 \
+        uint64_t pos = *bit;                                                                                  \
+        while (k < k_end) {                                                                                   \
+            uint64_t w = window_at(j->payload, j->n, pos);                                                    \
+            int avail = 57;                                                                                   \
+            while (avail >= L && k < k_end) {                                                                 \
+                uint32_t e = lookup(c, w);                                                                    \
+                if (!e) { *bit = pos; return BAD_CODE; }                                                      \
+                int len = (int)(e >> 24);                                                                     \
+                out[k++] = (T)(e & 0xffffff);                                                                 \
+                w <<= len;                                                                                    \
+                avail -= len;                                                                                 \
+                pos += (uint64_t)len;                                                                         \
+            }                                                                                                 \
+        }                                                                                                     \
+        *bit = pos;                                                                                           \
+        return OK;                                                                                            \
+    }                                                                                                         \
+    static int decode_four_##SUFFIX(const Job *j, const int64_t *k0, int64_t steps, uint64_t *bits) {         \
+        const Code *c = j->code;                                                                              \
+        const int L = c->n_len;                                                                               \
+        T *out = (T *)j->out;                                                                                 \
+        uint64_t pos[4] = {bits[0], bits[1], bits[2], bits[3]};                                               \
+        int64_t k[4] = {k0[0], k0[1], k0[2], k0[3]};                                                          \
+        int64_t done = 0;                                                                                     \
+        while (done < steps) {                                                                                \
+            uint64_t w[4];                                                                                    \
+            for (int s = 0; s < 4; s++) w[s] = window_at(j->payload, j->n, pos[s]);                           \
+            int64_t run = 57 / L;                                                                             \
+            if (run > steps - done) run = steps - done;                                                       \
+            for (int64_t r = 0; r < run; r++) {                                                               \
+                for (int s = 0; s < 4; s++) {                                                                 \
+                    uint32_t e = lookup(c, w[s]);                                                             \
+                    if (!e) { bits[s] = pos[s]; return BAD_CODE | (s << 4); }                                 \
+                    int len = (int)(e >> 24);                                                                 \
+                    out[k[s]++] = (T)(e & 0xffffff);                                                          \
+                    w[s] <<= len;                                                                             \
+                    pos[s] += (uint64_t)len;                                                                  \
+                }                                                                                             \
+            }                                                                                                 \
+            done += run;                                                                                      \
+        }                                                                                                     \
+        for (int s = 0; s < 4; s++) bits[s] = pos[s];                                                         \
+        return OK;                                                                                            \
+    }
+
+DECODERS(u8, uint8_t)
+DECODERS(i64, int64_t)
+
+static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *what) {
+    if (PyObject_GetBuffer(obj, view, (writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) | PyBUF_C_CONTIGUOUS) < 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous buffer", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* decode(payload, counts_u16, values_i64, count, out, itemsize, chunk, starts_i64)
+ *   -> (status, chunk_or_symbol, bit, expected_bit)
+ * status OK: bit = payload bits used (the caller checks the pad rule).
+ * BAD_CODE: a window that is no code, in chunk `chunk_or_symbol` (plain: 0) at `bit`.
+ * CHUNK_END: chunk `chunk_or_symbol` ends at `bit`, the index starts the next one at `expected_bit`. */
+static PyObject *decode(PyObject *self, PyObject *args) {
+    PyObject *payload_o, *counts_o, *values_o, *out_o, *starts_o;
+    long long count, chunk;
+    int itemsize;
+    if (!PyArg_ParseTuple(args, "OOOLOiLO", &payload_o, &counts_o, &values_o, &count, &out_o, &itemsize, &chunk,
+                          &starts_o))
+        return NULL;
+    Py_buffer payload, counts, values, out, starts;
+    if (get_buffer(payload_o, &payload, 0, "payload") < 0) return NULL;
+    if (get_buffer(counts_o, &counts, 0, "counts") < 0) goto fail0;
+    if (get_buffer(values_o, &values, 0, "values") < 0) goto fail1;
+    if (get_buffer(out_o, &out, 1, "out") < 0) goto fail2;
+    if (get_buffer(starts_o, &starts, 0, "starts") < 0) goto fail3;
+
+    int n_len = (int)(counts.len / 2);
+    size_t n_chunks = (size_t)(starts.len / 8);
+    if (n_len < 1 || n_len > MAX_LEN || count < 0 || (itemsize != 1 && itemsize != 8) ||
+        out.len < count * itemsize || (chunk > 0 && (long long)n_chunks != (count + chunk - 1) / chunk)) {
+        PyErr_SetString(PyExc_ValueError, "decode: inconsistent arguments");
+        goto fail4;
+    }
+    const int64_t *vals = (const int64_t *)values.buf;
+    for (Py_ssize_t i = 0; i < values.len / 8; i++) {
+        if (vals[i] < 0 || vals[i] >= (1 << 24)) {
+            PyErr_SetString(PyExc_ValueError, "decode: values must lie in [0, 2^24)");
+            goto fail4;
+        }
+    }
+    Code code;
+    int init = code_init(&code, (const uint16_t *)counts.buf, n_len, vals, values.len / 8);
+    if (init == -2) {
+        PyErr_SetString(PyExc_ValueError, "decode: fewer values than codes");
+        goto fail4;
+    }
+    if (init < 0) {
+        PyErr_NoMemory();
+        goto fail4;
+    }
+    Job job = {(const uint8_t *)payload.buf, (size_t)payload.len, &code, out.buf};
+    int (*run_fn)(const Job *, int64_t, int64_t, uint64_t *) = itemsize == 1 ? decode_run_u8 : decode_run_i64;
+    int (*four_fn)(const Job *, const int64_t *, int64_t, uint64_t *) = itemsize == 1 ? decode_four_u8 : decode_four_i64;
+    long long status = OK, where = 0;
+    uint64_t bit = 0, expected = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    if (chunk <= 0) {
+        status = run_fn(&job, 0, count, &bit);
+    } else {
+        const int64_t *st = (const int64_t *)starts.buf;
+        size_t full = n_chunks - 1; /* chunks 0..full-1 hold `chunk` symbols, the last one the rest */
+        size_t j = 0;
+        for (; j + 4 <= full && status == OK; j += 4) {
+            int64_t k0[4];
+            uint64_t b[4];
+            for (int s = 0; s < 4; s++) { k0[s] = (int64_t)(j + s) * chunk; b[s] = (uint64_t)st[j + s]; }
+            int r = four_fn(&job, k0, chunk, b);
+            if (r) { status = r & 15; where = (long long)(j + (r >> 4)); bit = b[r >> 4]; break; }
+            for (int s = 0; s < 4; s++) {
+                if (b[s] != (uint64_t)st[j + s + 1]) { status = CHUNK_END; where = (long long)(j + s); bit = b[s]; expected = (uint64_t)st[j + s + 1]; break; }
+            }
+        }
+        for (; j < n_chunks && status == OK; j++) {
+            uint64_t b = (uint64_t)st[j];
+            int64_t k0 = (int64_t)j * chunk, k1 = j + 1 < n_chunks ? k0 + chunk : count;
+            if (run_fn(&job, k0, k1, &b)) { status = BAD_CODE; where = (long long)j; bit = b; break; }
+            if (j + 1 < n_chunks && b != (uint64_t)st[j + 1]) { status = CHUNK_END; where = (long long)j; bit = b; expected = (uint64_t)st[j + 1]; break; }
+            bit = b;
+        }
+    }
+    Py_END_ALLOW_THREADS;
+    PyMem_Free(code.table);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&counts);
+    PyBuffer_Release(&payload);
+    return Py_BuildValue("(LLKK)", status, where, (unsigned long long)bit, (unsigned long long)expected);
+fail4:
+    PyBuffer_Release(&starts);
+fail3:
+    PyBuffer_Release(&out);
+fail2:
+    PyBuffer_Release(&values);
+fail1:
+    PyBuffer_Release(&counts);
+fail0:
+    PyBuffer_Release(&payload);
+    return NULL;
+}
+
+/* encode(ranks_u32, code_u32, length_u8, out) -> bits written.
+ * The codes of `ranks` (rank -> canonical code and length) concatenated MSB first into `out`, which the
+ * caller sizes to ceil(total bits / 8) + 8 bytes; the bits after the last code are zero. */
+static PyObject *encode(PyObject *self, PyObject *args) {
+    PyObject *ranks_o, *codes_o, *lengths_o, *out_o;
+    if (!PyArg_ParseTuple(args, "OOOO", &ranks_o, &codes_o, &lengths_o, &out_o)) return NULL;
+    Py_buffer ranks, codes, lengths, out;
+    if (get_buffer(ranks_o, &ranks, 0, "ranks") < 0) return NULL;
+    if (get_buffer(codes_o, &codes, 0, "codes") < 0) { PyBuffer_Release(&ranks); return NULL; }
+    if (get_buffer(lengths_o, &lengths, 0, "lengths") < 0) { PyBuffer_Release(&codes); PyBuffer_Release(&ranks); return NULL; }
+    if (get_buffer(out_o, &out, 1, "out") < 0) {
+        PyBuffer_Release(&lengths); PyBuffer_Release(&codes); PyBuffer_Release(&ranks);
+        return NULL;
+    }
+    const uint32_t *r = (const uint32_t *)ranks.buf, *cv = (const uint32_t *)codes.buf;
+    const uint8_t *lv = (const uint8_t *)lengths.buf;
+    size_t n = (size_t)ranks.len / 4, n_codes = (size_t)codes.len / 4, cap = (size_t)out.len;
+    uint8_t *o = (uint8_t *)out.buf;
+    uint64_t acc = 0, total = 0;
+    int filled = 0; /* bits in acc, MSB first */
+    size_t at = 0;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = r[i];
+        if (k >= n_codes || (size_t)lengths.len <= k) { bad = 1; break; }
+        int len = lv[k];
+        acc |= (uint64_t)cv[k] << (64 - filled - len);
+        filled += len;
+        total += (uint64_t)len;
+        if (filled >= 32) {
+            if (at + 4 > cap) { bad = 1; break; }
+            o[at] = (uint8_t)(acc >> 56); o[at + 1] = (uint8_t)(acc >> 48);
+            o[at + 2] = (uint8_t)(acc >> 40); o[at + 3] = (uint8_t)(acc >> 32);
+            at += 4;
+            acc <<= 32;
+            filled -= 32;
+        }
+    }
+    while (!bad && filled > 0) {
+        if (at >= cap) { bad = 1; break; }
+        o[at++] = (uint8_t)(acc >> 56);
+        acc <<= 8;
+        filled -= 8;
+    }
+    Py_END_ALLOW_THREADS;
+    PyBuffer_Release(&out); PyBuffer_Release(&lengths); PyBuffer_Release(&codes); PyBuffer_Release(&ranks);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "encode: a rank without a code, or the output buffer is too small");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(total);
+}
+
+/* pack(values_i64, width, out): the low `width` bits of every value, MSB first, into `out` (sized by the
+ * caller to exactly ceil(n * width / 8) bytes); the bits after the last value are zero. */
+static PyObject *pack(PyObject *self, PyObject *args) {
+    PyObject *values_o, *out_o;
+    int width;
+    if (!PyArg_ParseTuple(args, "OiO", &values_o, &width, &out_o)) return NULL;
+    if (width < 1 || width > 32) {
+        PyErr_SetString(PyExc_ValueError, "pack: width outside 1..32");
+        return NULL;
+    }
+    Py_buffer values, out;
+    if (get_buffer(values_o, &values, 0, "values") < 0) return NULL;
+    if (get_buffer(out_o, &out, 1, "out") < 0) { PyBuffer_Release(&values); return NULL; }
+    size_t n = (size_t)values.len / 8;
+    if ((size_t)out.len != (n * (size_t)width + 7) / 8) {
+        PyBuffer_Release(&out); PyBuffer_Release(&values);
+        PyErr_SetString(PyExc_ValueError, "pack: output size does not match");
+        return NULL;
+    }
+    const int64_t *v = (const int64_t *)values.buf;
+    uint8_t *o = (uint8_t *)out.buf;
+    uint64_t mask = ((uint64_t)1 << width) - 1, acc = 0;
+    int filled = 0;
+    size_t at = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (size_t i = 0; i < n; i++) {
+        acc |= ((uint64_t)v[i] & mask) << (64 - filled - width);
+        filled += width;
+        if (filled >= 32) {
+            o[at] = (uint8_t)(acc >> 56); o[at + 1] = (uint8_t)(acc >> 48);
+            o[at + 2] = (uint8_t)(acc >> 40); o[at + 3] = (uint8_t)(acc >> 32);
+            at += 4;
+            acc <<= 32;
+            filled -= 32;
+        }
+    }
+    while (filled > 0) {
+        o[at++] = (uint8_t)(acc >> 56);
+        acc <<= 8;
+        filled -= 8;
+    }
+    Py_END_ALLOW_THREADS;
+    PyBuffer_Release(&out); PyBuffer_Release(&values);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"pack", pack, METH_VARARGS, "Pack values at a fixed bit width, MSB first."},
+    {"decode", decode, METH_VARARGS, "Decode a canonical-Huffman stream (plain or chunked) into a buffer."},
+    {"encode", encode, METH_VARARGS, "Concatenate canonical codes of ranks into a buffer; returns the bit count."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "DCZ's compiled core (formats/_native).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
