@@ -3,7 +3,8 @@
 Settings are looked up per layer: by exact layer name, then by layer type ("Linear", "Conv2d",
 "Gemm", ...), then by layer family ("conv" or "fc", so one entry covers torch and ONNX layers), then
 the global entry, then the paper's defaults (Han, Mao & Dally 2016: 8-bit conv / 5-bit fc
-codebooks, 8-bit conv / 5-bit fc relative indices). This mirrors coremltools'
+codebooks, 8-bit conv / 5-bit fc relative indices). When no entry sets a layer's bits, its plan is
+`auto` and compressor.safe picks them (the family default is then only a fallback label). This mirrors coremltools'
 `OptimizationConfig(global_config, op_type_configs, op_name_configs)`.
 
 `from_dict` rejects unknown keys and impossible values with a one-line `CompressError` that

@@ -37,6 +37,9 @@ WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
     "Gemm": (1, 0),
     "MatMul": (1, 0),
     "Gather": (0,),  # embedding tables
+    "LSTM": (1, 2),  # input and recurrence weights (num_directions, gates * hidden, ...)
+    "GRU": (1, 2),
+    "RNN": (1, 2),
 }
 # Float weights the compressor reads (half precision ones are widened, see widen_half_weights).
 WEIGHT_DTYPES = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16})
@@ -100,6 +103,14 @@ def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
 PASS_THROUGH = frozenset({"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
 
 
+def _casts_to_float(node: onnx.NodeProto) -> bool:
+    """A Cast to a float type: weights stored in half precision are often read through one."""
+    if node.op_type != "Cast":
+        return False
+    to = next((a.i for a in node.attribute if a.name == "to"), None)
+    return to in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
+
+
 def _resolve(name: str, producers, initializers: set[str]) -> tuple[str, str] | None:
     """Follow value-preserving nodes back to an initializer or a Constant node: (tensor name, origin) or None."""
     seen = set()
@@ -112,7 +123,7 @@ def _resolve(name: str, producers, initializers: set[str]) -> tuple[str, str] | 
             return None
         if node.op_type == "Constant" and _constant_tensor(node) is not None:
             return name, "constant"
-        if node.op_type not in PASS_THROUGH or not node.input:
+        if not node.input or not (node.op_type in PASS_THROUGH or _casts_to_float(node)):
             return None
         name = node.input[0]
     return None
@@ -144,7 +155,7 @@ def find_weights(model: onnx.ModelProto) -> list[WeightSource]:
             if tensor.data_type not in WEIGHT_DTYPES or len(tensor.dims) < 2 or name in found or name in inline:
                 continue
             found[name] = WeightSource(name, node.op_type, node.name, origin)
-            if node.op_type not in ("Conv", "ConvTranspose"):
+            if node.op_type in ("Gemm", "MatMul"):
                 break  # MatMul / Gemm: the first constant operand is the weight
     return list(found.values())
 
@@ -184,11 +195,11 @@ def widen_half_weights(model: onnx.ModelProto, names) -> dict[str, str]:
     for index, tensor in enumerate(model.graph.initializer):
         if tensor.name not in names or tensor.data_type not in (TensorProto.FLOAT16, TensorProto.BFLOAT16):
             continue
-        wide = f"{tensor.name}.float32"
+        name, wide = tensor.name, f"{tensor.name}.float32"  # (CopyFrom below rewrites `tensor` itself)
         values = numpy_helper.to_array(tensor).astype(np.float32)
-        casts.append(onnx.helper.make_node("Cast", [wide], [tensor.name], to=tensor.data_type, name=f"{wide}.cast"))
+        casts.append(onnx.helper.make_node("Cast", [wide], [name], to=tensor.data_type, name=f"{wide}.cast"))
         model.graph.initializer[index].CopyFrom(numpy_helper.from_array(values, wide))
-        renamed[tensor.name] = wide
+        renamed[name] = wide
     if casts:
         nodes = casts + list(model.graph.node)
         del model.graph.node[:]

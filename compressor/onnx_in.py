@@ -233,8 +233,8 @@ def compress_onnx(
 ) -> OnnxCompressed:
     """Post-training compression of an ONNX model (ModelProto, bytes or path) to `.dcz`.
 
-    config: CompressConfig, a dict for `CompressConfig.from_dict`, or None (paper defaults: no
-    pruning, 8-bit conv / 5-bit fc sharing). Writes `out_path` atomically when given; otherwise
+    config: CompressConfig, a dict for `CompressConfig.from_dict`, or None (safe defaults: no
+    pruning, per-layer bits from compressor.safe, BatchNormalization folded into Conv). Writes `out_path` atomically when given; otherwise
     the `.dcz` bytes are in the result's `dcz`.
     """
     from dcz import formats
@@ -248,9 +248,9 @@ def compress_onnx(
     folded = fold_batchnorm(model) if config.fold_batchnorm else []
     states, kept_raw = compress_graph(model, config)
     renamed = widen_half_weights(model, set(states))
-    states = {renamed.get(name, name): state for name, state in states.items()}
+    by_initializer = {renamed.get(name, name): state for name, state in states.items()}
     try:
-        plan = plan_tensors(model, states, kept_raw, raw_small=raw_small)
+        plan = plan_tensors(model, by_initializer, kept_raw, raw_small=raw_small)
         to_placeholders(model, [t.name for t in plan.tensors])
         graph = model.SerializeToString()
         packed = pack_graph(model)

@@ -25,7 +25,8 @@ MODEL is either
                            file, loaded with torch.load(weights_only=True)) and --input-shape.
 
 Settings are resolved per layer: by name, then layer type (Linear, Conv2d, Gemm, ...) or family
-(conv / fc), then global, then the paper's defaults (8-bit conv, 5-bit fc labels and gaps).
+(conv / fc), then global, then the defaults: bits chosen per layer to keep its weight SQNR >= 38 dB
+(raw when no codebook is smaller or reaches it), gaps 8-bit conv / 5-bit fc as in the paper.
 --bits and --gap-bits take one number for every layer, or KEY=N pairs where KEY is conv, fc, a layer
 type or a layer name. --config takes the same settings as a TOML or JSON file:
 
