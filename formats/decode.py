@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import native
+
 
 def csr_flat_indices(row_counts: np.ndarray, gaps: np.ndarray, entry: dict, fail) -> np.ndarray:
     """Flat indices (into the 2-D view) of the kept entries; checks every CSR rule of SPEC.md.
@@ -111,6 +113,9 @@ def decode_entry(entry: dict, section, streams: dict, fail) -> np.ndarray:
             g = (np.arange(rows) // entry["group_rows"])[:, None]
             out = book[g, labels.reshape(rows, cols)]
         return out.reshape(entry["shape"])
+    core = native.core()
+    if core is not None:
+        return _compiled_sparse(core, entry, section, streams, fail).reshape(entry["shape"])
     flat = csr_flat_indices(streams["rows"], streams["gaps"], entry, fail)
     dense = _alloc(entry, fail)
     dense[flat] = _kept_values(entry, section, streams, flat, fail)
@@ -137,3 +142,52 @@ def _kept_values(entry: dict, section, streams: dict, flat: np.ndarray, fail) ->
     if entry["groups"] == 1:
         return book[0][labels]
     return book[flat // entry["cols"] // entry["group_rows"], labels]
+
+
+def _compiled_sparse(core, entry: dict, section, streams: dict, fail) -> np.ndarray:
+    """decode_entry's sparse branch through the compiled core: the CSR walk and the codebook gather
+    in one pass, every rule of csr_flat_indices checked (the stream lengths here, each symbol there)."""
+    rows, gaps = streams["rows"], streams["gaps"]
+    if rows.size != entry["rows"]:
+        raise fail("rows", f"row-count stream has {rows.size} symbols for {entry['rows']} rows")
+    if rows.size and int(rows.max()) > gaps.size:
+        raise fail("rows", f"a row count exceeds the {gaps.size} gap symbols")
+    total = int(rows.sum(dtype=np.int64))
+    if total != gaps.size:
+        raise fail("rows", f"row counts add up to {total}, the gap stream has {gaps.size}")
+    if entry["encoding"] == "sparse":
+        labels, book, book_size = None, np.frombuffer(section("values"), dtype="<f4"), 1
+    else:
+        labels = streams["labels"]
+        if labels.size != entry["nnz"]:
+            raise fail("labels", f"label stream has {labels.size} symbols for nnz {entry['nnz']}")
+        book, book_size = _codebook(section("codebook"), entry), entry["codebook_size"]
+    dense = _alloc(entry, fail)
+    status, row, value = core.scatter(
+        _index_array(rows),
+        _index_array(gaps),
+        None if labels is None else _index_array(labels),
+        np.ascontiguousarray(book, dtype=np.float32),
+        entry["rows"],
+        entry["cols"],
+        entry["gap_bits"],
+        entry.get("group_rows", 1) if labels is not None and entry["groups"] > 1 else max(entry["rows"], 1),
+        book_size,
+        dense,
+    )
+    if status == 1:
+        raise fail("gaps", f"row {row} ends with a filler")
+    if status == 2:
+        raise fail("gaps", f"gaps run past row {row}: column {value} >= {entry['cols']} columns")
+    if status == 4:
+        raise fail("labels", f"label {value} >= codebook size {book_size}")
+    if status == 5 or value != entry["nnz"]:
+        raise fail("gaps", f"gap stream holds more or fewer entries than the tensor table's nnz {entry['nnz']}")
+    return dense
+
+
+def _index_array(symbols: np.ndarray) -> np.ndarray:
+    """A stream's symbols as the compiled core reads them: uint8 or int64, contiguous."""
+    if symbols.dtype == np.uint8 or symbols.dtype == np.int64:
+        return np.ascontiguousarray(symbols)
+    return np.ascontiguousarray(symbols, dtype=np.int64)

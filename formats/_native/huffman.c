@@ -363,7 +363,97 @@ static PyObject *pack(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static inline int64_t item(const void *buf, int itemsize, int64_t i) {
+    return itemsize == 1 ? (int64_t)((const uint8_t *)buf)[i] : ((const int64_t *)buf)[i];
+}
+
+/* scatter(row_counts, gaps, labels, book, rows, cols, gap_bits, group_rows, book_size, out)
+ *   -> (status, row, value)
+ * The CSR walk of a sparse tensor (SPEC.md, relative indices with fillers) fused with the codebook
+ * gather: out[r * cols + c] = book[group(r)][label] for every kept entry, in one pass. `labels` is
+ * None for a `sparse` tensor, whose `book` then holds the kept values themselves. Index arrays are
+ * uint8 or int64 (their item size says which). The caller has checked the stream lengths (rows
+ * row counts adding up to the gap count; one label per entry); this checks every symbol:
+ *   1 row `row` ends with a filler      2 row `row` runs to column `value` >= cols
+ *   3 `value` entries (the caller compares with nnz: status 0 carries the count too)
+ *   4 label `value` >= book_size        5 more entries than labels / values */
+static PyObject *scatter(PyObject *self, PyObject *args) {
+    PyObject *rc_o, *gaps_o, *labels_o, *book_o, *out_o;
+    long long rows, cols, group_rows, book_size;
+    int gap_bits;
+    if (!PyArg_ParseTuple(args, "OOOOLLiLLO", &rc_o, &gaps_o, &labels_o, &book_o, &rows, &cols, &gap_bits, &group_rows,
+                          &book_size, &out_o))
+        return NULL;
+    Py_buffer rc, gaps, labels, book, out;
+    int have_labels = labels_o != Py_None;
+    if (get_buffer(rc_o, &rc, 0, "row counts") < 0) return NULL;
+    if (get_buffer(gaps_o, &gaps, 0, "gaps") < 0) { PyBuffer_Release(&rc); return NULL; }
+    if (have_labels && get_buffer(labels_o, &labels, 0, "labels") < 0) {
+        PyBuffer_Release(&gaps); PyBuffer_Release(&rc);
+        return NULL;
+    }
+    if (get_buffer(book_o, &book, 0, "book") < 0) {
+        if (have_labels) PyBuffer_Release(&labels);
+        PyBuffer_Release(&gaps); PyBuffer_Release(&rc);
+        return NULL;
+    }
+    if (get_buffer(out_o, &out, 1, "out") < 0) {
+        PyBuffer_Release(&book);
+        if (have_labels) PyBuffer_Release(&labels);
+        PyBuffer_Release(&gaps); PyBuffer_Release(&rc);
+        return NULL;
+    }
+    int rc_size = rc.itemsize, gap_size = gaps.itemsize, label_size = have_labels ? labels.itemsize : 1;
+    int64_t n_gaps = gaps.len / gap_size, n_labels = have_labels ? labels.len / label_size : book.len / 4;
+    int64_t filler = ((int64_t)1 << gap_bits) - 1;
+    int bad_args = rows < 0 || cols < 0 || gap_bits < 1 || gap_bits > 32 || group_rows < 1 || book_size < 1 ||
+                   rc.len / rc_size != rows || out.len / 4 < rows * cols ||
+                   (have_labels && book.len / 4 < ((rows + group_rows - 1) / group_rows) * book_size) ||
+                   (rc_size != 1 && rc_size != 8) || (gap_size != 1 && gap_size != 8) ||
+                   (label_size != 1 && label_size != 8);
+    long long status = 0, row = 0, value = 0;
+    if (!bad_args) {
+        const float *bk = (const float *)book.buf;
+        float *o = (float *)out.buf;
+        int64_t g = 0, e = 0;
+        Py_BEGIN_ALLOW_THREADS;
+        for (int64_t r = 0; r < rows && !status; r++) {
+            int64_t n = item(rc.buf, rc_size, r), col = -1, base = r * cols;
+            const float *group_book = have_labels ? bk + (r / group_rows) * book_size : bk;
+            if (n < 0 || g + n > n_gaps) { status = 5; row = r; break; }
+            for (int64_t i = 0; i < n; i++) {
+                int64_t d = item(gaps.buf, gap_size, g + i);
+                if (d == filler) { col += filler; continue; }
+                col += d + 1;
+                if (col >= cols) { status = 2; row = r; value = col; break; }
+                if (e >= n_labels) { status = 5; row = r; break; }
+                if (have_labels) {
+                    int64_t k = item(labels.buf, label_size, e);
+                    if (k >= book_size) { status = 4; row = r; value = k; break; }
+                    o[base + col] = group_book[k];
+                } else {
+                    o[base + col] = bk[e];
+                }
+                e++;
+            }
+            if (!status && n && item(gaps.buf, gap_size, g + n - 1) == filler) { status = 1; row = r; }
+            g += n;
+        }
+        if (!status) value = e;
+        Py_END_ALLOW_THREADS;
+    }
+    PyBuffer_Release(&out); PyBuffer_Release(&book);
+    if (have_labels) PyBuffer_Release(&labels);
+    PyBuffer_Release(&gaps); PyBuffer_Release(&rc);
+    if (bad_args) {
+        PyErr_SetString(PyExc_ValueError, "scatter: inconsistent arguments");
+        return NULL;
+    }
+    return Py_BuildValue("(LLL)", status, row, value);
+}
+
 static PyMethodDef methods[] = {
+    {"scatter", scatter, METH_VARARGS, "CSR walk + codebook gather of a sparse tensor into a dense float32 buffer."},
     {"pack", pack, METH_VARARGS, "Pack values at a fixed bit width, MSB first."},
     {"decode", decode, METH_VARARGS, "Decode a canonical-Huffman stream (plain or chunked) into a buffer."},
     {"encode", encode, METH_VARARGS, "Concatenate canonical codes of ranks into a buffer; returns the bit count."},
