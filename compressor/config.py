@@ -113,6 +113,10 @@ class LayerConfig:
     kmeans      'exact' (our sorted 1-D Lloyd) or 'sklearn' (sklearn.cluster.KMeans, the reference).
     group_rows  rows of the weight's 2-D view sharing one codebook (per-channel palettes); None = one.
     skip        keep this layer raw (uncompressed).
+    quantize    'kmeans' (the paper's trained codebook) or a linear grid 'int2'..'int8' / 'uint2'..'uint8'
+                (compressor.linear; the bits come from the name).
+    symmetric   linear grids: zero point fixed at the middle (True) or fitted to the weights' range (False).
+    per_channel linear grids: one scale / zero point per output channel (row of the 2-D view).
     """
 
     prune: str | None = None
@@ -126,6 +130,9 @@ class LayerConfig:
     kmeans: str | None = None
     group_rows: int | None = None
     skip: bool | None = None
+    quantize: str | None = None
+    symmetric: bool | None = None
+    per_channel: bool | None = None
     where: str = field(default="config", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -152,6 +159,18 @@ class LayerConfig:
             _check_int(f"{w}.group_rows", self.group_rows, 1)
         if self.skip is not None:
             _check_bool(f"{w}.skip", self.skip)
+        if self.quantize is not None and self.quantize != "kmeans":
+            from dcz.compressor.linear import parse_quantize
+
+            try:
+                parse_quantize(self.quantize if isinstance(self.quantize, str) else repr(self.quantize))
+            except CompressError as error:
+                raise _fail(
+                    f"{w}.quantize", f"must be kmeans, int2..int8 or uint2..uint8; got {self.quantize!r}"
+                ) from error
+        for key in ("symmetric", "per_channel"):
+            if getattr(self, key) is not None:
+                _check_bool(f"{w}.{key}", getattr(self, key))
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -182,6 +201,9 @@ _BASE_DEFAULTS = LayerConfig(
     init="linear",
     kmeans="exact",
     skip=False,
+    quantize="kmeans",
+    symmetric=True,
+    per_channel=False,
     where="defaults",
 )
 
@@ -203,6 +225,9 @@ class LayerPlan:
     kmeans: str
     group_rows: int | None
     skip: bool
+    quantize: str = "kmeans"
+    symmetric: bool = True
+    per_channel: bool = False
     auto: bool = False  # no bits set by the user: compressor.safe picks them per layer
 
 
@@ -335,7 +360,7 @@ class CompressConfig:
             resolved[key] = next(
                 (getattr(c, key) for c in chain if c is not None and getattr(c, key) is not None), None
             )
-        auto = all(c is None or c.bits is None for c in chain[:4])
+        auto = resolved["quantize"] == "kmeans" and all(c is None or c.bits is None for c in chain[:4])
         return LayerPlan(name=name, layer_type=layer_type, **resolved, auto=auto)
 
     def check_names(self, known_names: list[str]) -> None:

@@ -39,6 +39,7 @@ from torch.nn.utils import parametrize
 
 from dcz import formats
 from dcz.compressor.errors import CompressError
+from dcz.compressor.linear import linear_metadata
 from dcz.compressor.onnx_graph import (
     GRAPH_FORMAT,
     TensorPlan,
@@ -541,7 +542,7 @@ def export_dcz(
             plan.tensors,
             graph=pack_graph(graph),
             graph_format=GRAPH_FORMAT,
-            metadata=_metadata(model, plan, metadata, accuracies, metric),
+            metadata={**_metadata(model, plan, metadata, accuracies, metric), **linear_metadata(layers, plan)},
             huffman=huffman,
         )
     except formats.FormatError as error:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from dcz.compressor import safe
+from dcz.compressor import linear, safe
 from dcz.compressor.config import CompressConfig, LayerPlan, as_config
 from dcz.compressor.errors import CompressError
 from dcz.compressor.kmeans import cluster_weights
@@ -166,7 +166,16 @@ def _layer_state(
 ) -> LayerState | str:
     """The compressed state of one weight, or the reason it is stored raw (never larger than raw)."""
     state = LayerState(source.name, source.op_type, tuple(weight.shape), mask=mask, gap_bits=plan.gap_bits)
-    if plan.share and plan.auto:
+    scheme = linear.scheme_of(plan) if plan.share else None
+    if scheme is not None:
+        kept = weight.size if mask is None else int(np.count_nonzero(mask))
+        groups = weight.shape[0] if scheme.per_channel and weight.ndim else 1
+        if not safe.fits(weight, kept, scheme.bits, groups):
+            return f"a {scheme.name} grid would not be smaller than the raw tensor"
+        result = linear.quantize(weight, mask, scheme)
+        state.codebook, state.labels, state.group_rows = result.codebook, result.labels, result.group_rows
+        state.label_bits, state.linear = scheme.bits, result.metadata(scheme)
+    elif plan.share and plan.auto:
         choice = safe.choose(weight, mask, seed=seed, init=plan.init)
         if choice.codebook is not None:
             state.codebook, state.labels = choice.codebook, choice.labels
@@ -261,6 +270,7 @@ def compress_onnx(
             "compress.config": config.to_dict(),
             **plan_metadata(plan),
             **safe_metadata(states),
+            **linear.linear_metadata(states, plan),
             "compress.folded_batchnorm": folded,
             **dict(metadata or {}),
         }

@@ -237,6 +237,7 @@ def layer_state(name: str, module: nn.Module, plan: LayerPlan) -> LayerState | N
             label_bits=getattr(shared, "bits", plan.bits),
             gap_bits=plan.gap_bits,
             group_rows=shared.group_rows,
+            linear=getattr(shared, "linear", None),
             sqnr_db=getattr(shared, "sqnr_db", None),  # measured when shared (before any fine-tuning)
         )
     if mask is not None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from dcz.compressor import safe
+from dcz.compressor import linear, safe
 from dcz.compressor.config import LayerPlan
 from dcz.compressor.kmeans import cluster_weights
 from dcz.compressor.prune import current_mask, unmasked_weight
@@ -94,7 +94,13 @@ def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeig
     mask = current_mask(module)
     mask = None if mask is None else mask.clone()
     dense, keep = weight.numpy(), None if mask is None else mask.numpy()
-    if plan.auto:  # no bits set: the cheapest codebook within the safe weight-error bound
+    scheme = linear.scheme_of(plan)
+    linear_info = None
+    if scheme is not None:  # a linear grid (compressor.linear) instead of k-means
+        result = linear.quantize(dense, keep, scheme)
+        book, labels, group_rows, bits = result.codebook, result.labels, result.group_rows, scheme.bits
+        linear_info = result.metadata(scheme)
+    elif plan.auto:  # no bits set: the cheapest codebook within the safe weight-error bound
         choice = safe.choose(dense, keep, seed=seed, init=plan.init)
         if choice.codebook is None:
             return choice.reason
@@ -113,10 +119,12 @@ def share_layer(module: nn.Module, plan: LayerPlan, seed: int = 0) -> SharedWeig
         module.weight.set_(torch.zeros((), dtype=weight.dtype).expand(weight.shape))
     del weight
     shared = SharedWeight(torch.from_numpy(book), torch.from_numpy(labels), mask, group_rows)
-    shared.bits, shared.sqnr_db = bits, error_db
+    shared.bits, shared.sqnr_db, shared.linear = bits, error_db, linear_info
     parametrize.register_parametrization(module, "weight", shared, unsafe=True)
     # The original tensor no longer affects the output: freeze it so optimizers leave it alone.
     module.parametrizations["weight"].original.requires_grad_(False)
+    if linear_info is not None:  # the grid is fixed by its scale: training the levels would leave it
+        shared.centroids.requires_grad_(False)
     return shared
 
 

@@ -40,6 +40,7 @@ class LayerState:
     gap_bits: int | None = None
     group_rows: int | None = None
     values: np.ndarray | None = None
+    linear: dict | None = None  # linear grid (compressor.linear): scheme, scales, zero points; None = k-means
     sqnr_db: float | None = None  # weight error of this state against the dense weight (compressor.safe)
 
     @property
