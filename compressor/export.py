@@ -38,11 +38,13 @@ from onnx import numpy_helper
 from torch.nn.utils import parametrize
 
 from dcz import formats
+from dcz.compressor.config import CompressConfig
 from dcz.compressor.errors import CompressError
 from dcz.compressor.linear import linear_metadata
 from dcz.compressor.onnx_graph import (
     GRAPH_FORMAT,
     TensorPlan,
+    find_weights,
     initializer_array,
     make_placeholder,
     pack_graph,
@@ -483,6 +485,9 @@ def _metadata(
         meta[ACCURACY_KEY] = {str(stage): float(value) for stage, value in accuracies.items()}
         meta[METRIC_KEY] = metric
     meta.update(dict(metadata or {}))
+    if isinstance(meta.get("compress.skipped"), Mapping):  # compressed at export after all: not skipped
+        done = set(plan.compressed) | set(plan.compressed.values())
+        meta["compress.skipped"] = {k: v for k, v in meta["compress.skipped"].items() if k not in done}
     return meta
 
 
@@ -502,15 +507,60 @@ def export_graph(
     graph = _to_onnx_by_name(baked, example_input, states)
     if graph is not None:  # compressed weights never serialized: placeholders by name
         del baked
-        plan = plan_tensors(graph, states, reasons, raw_small=raw_small)
+        extra = share_left_over(graph, states, reasons, model)
+        plan = plan_tensors(graph, {**states, **extra}, reasons, raw_small=raw_small)
         to_placeholders(graph, [t.name for t in plan.tensors if t.name not in states])
         return graph, plan
     _set_weights(baked, states)  # the exporter made tensors of its own: match them by value
     graph = _to_onnx(baked, example_input)
     del baked  # the graph holds every weight now: free the copy before planning (peak memory)
-    plan = plan_tensors(graph, _states_by_initializer(_match_initializers(graph, states)), reasons, raw_small=raw_small)
+    by_initializer = _states_by_initializer(_match_initializers(graph, states))
+    by_initializer.update(share_left_over(graph, by_initializer, reasons, model))
+    plan = plan_tensors(graph, by_initializer, reasons, raw_small=raw_small)
     to_placeholders(graph, [t.name for t in plan.tensors])
     return graph, plan
+
+
+def share_left_over(graph: onnx.ModelProto, states: Mapping[str, LayerState], reasons: dict, model=None) -> dict:
+    """Safe-default codebooks for graph weights the torch pipeline could not handle.
+
+    nn.MultiheadAttention's packed in_proj_weight and other parameters of layer types the pipeline
+    does not know reach the graph as MatMul / Gemm / Gather weights: they are shared post-training
+    here (compressor.safe, no fine-tuning), so the `.dcz` differs from `Compressed.model` by their
+    sharing error (>= 38 dB SQNR). Weights the user's config kept raw stay raw. Removes the
+    compressed ones from `reasons` (param name -> why kept raw).
+    """
+    from dcz.compressor.onnx_in import _layer_state, _weight_array
+
+    plan = CompressConfig().for_layer("", "other")
+    extra = {}
+    for index, source in enumerate(find_weights(graph)):
+        reason = reasons.get(source.name, "unsupported layer type")
+        if source.name in states or source.origin != "initializer" or not reason.startswith("unsupported"):
+            continue
+        weight = _weight_array(graph, source)
+        state = _layer_state(source, weight, None, plan, seed=index)
+        if not isinstance(state, str):
+            extra[source.name] = state
+            state.name = _parameter_named(model, weight) or source.name
+            reasons.pop(state.name, None)
+    return extra
+
+
+def _parameter_named(model, weight: np.ndarray) -> str | None:
+    """The kept-raw parameter whose values the exporter stored as `weight` (as is or transposed:
+    constant folding renames e.g. MultiheadAttention's in_proj_weight to onnx::MatMul_N)."""
+    if model is None:
+        return None
+    for name, tensor in model.named_parameters():
+        if tensor.numel() != weight.size or "parametrizations" in name:
+            continue
+        param = tensor.detach().cpu().numpy()
+        if param.shape == weight.shape and np.array_equal(param, weight):
+            return name
+        if param.ndim == 2 and param.T.shape == weight.shape and np.array_equal(param.T, weight):
+            return name
+    return None
 
 
 def export_dcz(
