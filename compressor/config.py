@@ -251,6 +251,7 @@ class CompressConfig:
     min_weights     layers with fewer weights are kept raw.
     seed            seeds k-means init and training, so a run is reproducible.
     gmp, dns        settings of the training-time pruning methods (compressor.prune_settings).
+    bias_bits       if set (1..8), biases of shared layers (>= 64 values) get a codebook of this many bits.
     """
 
     global_config: LayerConfig = field(default_factory=LayerConfig)
@@ -268,6 +269,7 @@ class CompressConfig:
     seed: int = 0
     gmp: GmpSettings = field(default_factory=GmpSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
+    bias_bits: int | None = None
 
     _DICT_KEYS = (
         "global",
@@ -285,6 +287,7 @@ class CompressConfig:
         "seed",
         "gmp",
         "dns",
+        "bias_bits",
     )
 
     def __post_init__(self) -> None:
@@ -311,6 +314,8 @@ class CompressConfig:
         _check_int("config.seed", self.seed, 0)
         if not isinstance(self.gmp, GmpSettings) or not isinstance(self.dns, DnsSettings):
             raise CompressError("config.gmp / config.dns: must be GmpSettings / DnsSettings")
+        if self.bias_bits is not None:
+            _check_int("config.bias_bits", self.bias_bits, 1, 8)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> CompressConfig:
@@ -337,6 +342,8 @@ class CompressConfig:
         }
         for key in self._DICT_KEYS[3:]:
             value = getattr(self, key)
+            if key == "bias_bits" and value is None:
+                continue  # left out when unset: older configs read back the same
             if key in ("gmp", "dns"):
                 if value != type(value)():  # defaults left out: older configs read back the same
                     out[key] = value.to_dict()

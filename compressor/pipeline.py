@@ -25,6 +25,7 @@ from dcz.compressor.finetune import LossFn, OptimizerFactory, finetune
 from dcz.compressor.prune import current_mask, prune_step
 from dcz.compressor.prune_methods import METHODS, ScheduledPruning, check_trainable
 from dcz.compressor.share import as_numpy, share_layer, shared_weight
+from dcz.compressor.share_small import bias_state, share_bias
 from dcz.compressor.state import LayerState, safe_metadata
 
 # Module types whose `.weight` the pipeline compresses.
@@ -148,6 +149,9 @@ def compress(
         for index, (name, (module, plan)) in enumerate(sharing.items()):
             if isinstance(reason := share_layer(module, plan, seed=config.seed + index), str):
                 unshared[name] = reason
+        if config.bias_bits is not None:
+            for index, name in enumerate(sharing):
+                share_bias(sharing[name][0], config.bias_bits, seed=config.seed + index)
         _measure(accuracy, "shared", eval_fn, work)
         if recover(config.share_epochs, config.share_lr or config.lr, "share"):
             _measure(accuracy, "shared+finetuned", eval_fn, work)
@@ -159,6 +163,9 @@ def compress(
             skipped[name] = unshared.get(name, "config: neither pruned nor shared")
         else:
             states[name] = state
+        bias_name = name.removesuffix("weight") + "bias"
+        if (bias := bias_state(bias_name, module)) is not None:
+            states[bias_name] = bias
     _unshare_parameters(work, model)
     work.eval()
     return Compressed(
