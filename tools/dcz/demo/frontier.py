@@ -1,0 +1,44 @@
+"""The ratio-frontier settings for LeNet-300-100 and LeNet-5 (>= 100x / >= 200x, whole file).
+
+Training-time pruning to the densities of dynamic network surgery (Guo et al. 2016 keep 1.8% /
+0.9%), 4-bit codebooks, 7-bit gaps for the sparsest layers, 5-bit shared biases. Used by
+`dcz demo --frontier` and by tools/bench/lenet_experiment.py --frontier (the measured figures).
+"""
+
+CONFIGS = {
+    "lenet-300-100": {
+        "global": {"prune": "dns", "bits": 4, "gap_bits": 7},
+        "by_name": {
+            "fc1.weight": {"sparsity": 0.985},
+            "fc2.weight": {"sparsity": 0.96},
+            "fc3.weight": {"sparsity": 0.8, "gap_bits": 4},
+        },
+        "prune_steps": 1,
+        "prune_epochs": 30,
+        "share_epochs": 6,
+        "lr": 1e-3,
+        "share_lr": 1e-4,
+        "distill_temperature": 4.0,
+        "distill_alpha": 0.7,
+        "bias_bits": 5,
+        "seed": 0,
+    },
+    "lenet-5": {
+        "global": {"prune": "dns", "bits": 4, "gap_bits": 7},
+        "by_name": {
+            "conv1.weight": {"sparsity": 0.4, "gap_bits": 3},
+            "conv2.weight": {"sparsity": 0.95, "gap_bits": 5},
+            "fc1.weight": {"sparsity": 0.993},
+            "fc2.weight": {"sparsity": 0.92, "gap_bits": 5},
+        },
+        "prune_steps": 1,
+        "prune_epochs": 24,
+        "share_epochs": 6,
+        "lr": 1e-3,
+        "share_lr": 1e-4,
+        "distill_temperature": 4.0,
+        "distill_alpha": 0.7,
+        "bias_bits": 5,
+        "seed": 0,
+    },
+}
