@@ -575,6 +575,7 @@ def export_dcz(
     accuracies: Mapping[str, float] | None = None,
     metric: str = "accuracy",
     kept_raw: Mapping[str, str] | None = None,
+    compact_header: bool = False,
 ):
     """Write `model` with its compressed `layers` (param name -> LayerState) to a `.dcz` at `path`.
 
@@ -582,8 +583,8 @@ def export_dcz(
     raw (with `raw_small`; otherwise they stay inline in the graph), int initializers inline.
     `metadata` adds keys (`compress.config`, `user.*`, ...); `accuracies` (stage -> metric value,
     in stage order) is recorded as `compress.accuracy` for the report; `kept_raw` (parameter name
-    -> reason) names the weights the compressor chose not to compress. The write is atomic.
-    Returns the file's `formats.SizeReport`.
+    -> reason) names the weights the compressor chose not to compress. `compact_header` writes the
+    header zlib-compressed (format 1.2). The write is atomic. Returns the file's `formats.SizeReport`.
     """
     try:
         graph, plan = export_graph(model, example_input, layers, raw_small, kept_raw)
@@ -594,6 +595,7 @@ def export_dcz(
             graph_format=GRAPH_FORMAT,
             metadata={**_metadata(model, plan, metadata, accuracies, metric), **linear_metadata(layers, plan)},
             huffman=huffman,
+            compact_header=compact_header,
         )
     except formats.FormatError as error:
         raise CompressError(f"writing {path}: {error}") from error

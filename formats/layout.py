@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 MAGIC = b"\x89DCZ\r\n\x1a\n"
-VERSION = (1, 1)  # the newest this package reads and writes; a file uses 1.0 unless it needs 1.1
+VERSION = (1, 2)  # the newest this package reads and writes; a file uses 1.0 unless it needs 1.1 / 1.2
 SUPPORTED_MAJORS = (1,)
 
 PREAMBLE_SIZE = 64

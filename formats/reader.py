@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import codec, header
+from .compact import COMPACT_MINOR, inflate_header
 from .cursor import Cursor
 from .decode import decode_csr, decode_entry, stream_roles
 from .errors import FormatError
@@ -147,7 +148,10 @@ class DczFile:
         def hfail(msg):
             return FormatError(f"section 0 (header) at byte {head.offset}: {msg}")
 
-        obj = header.parse_json(self._bytes(0), hfail)
+        text = self._bytes(0)
+        if self.version[1] >= COMPACT_MINOR and bytes(text[:1]) != b"{":  # 1.2: one zlib stream (SPEC 2.3.1)
+            text = inflate_header(bytes(text), hfail)
+        obj = header.parse_json(text, hfail)
         self.metadata, self.graph_format, entries = header.check_header(obj, count, hfail)
         self._entries = {e["name"]: e for e in entries}
         self._streams: dict[int, codec.StreamInfo] = {}

@@ -9,6 +9,7 @@ import zlib
 from pathlib import Path
 
 from . import codec, header, tensors
+from .compact import COMPACT_MINOR, deflate_header
 from .errors import FormatError
 from .layout import (
     CODING_CHUNKED,
@@ -29,14 +30,17 @@ DIR_ENTRY = struct.Struct("<QQIHH")
 PRODUCER = "dcz-formats 0.1.0"
 
 
-def file_version(sections: list[tuple[int, bytes]]) -> tuple[int, int]:
-    """The oldest version that describes these sections: 1.1 if a stream uses the chunked coding
-    (SPEC 3.4.1), else 1.0, so files without it stay readable by 1.0 readers."""
+def file_version(sections: list[tuple[int, bytes]], compact_header: bool = False) -> tuple[int, int]:
+    """The oldest version that describes these sections: 1.2 with a compressed header (SPEC 2.3.1),
+    else 1.1 if a stream uses the chunked coding (SPEC 3.4.1), else 1.0, so files without them stay
+    readable by older readers."""
+    if compact_header:
+        return (VERSION[0], COMPACT_MINOR)
     chunked = any(kind == KIND_STREAM and data[:1] == bytes([CODING_CHUNKED]) for kind, data in sections)
     return (VERSION[0], 1) if chunked else (VERSION[0], 0)
 
 
-def assemble(sections: list[tuple[int, bytes]]) -> bytes:
+def assemble(sections: list[tuple[int, bytes]], compact_header: bool = False) -> bytes:
     """Preamble + directory + sections at aligned offsets, zero padding between."""
     first = align_up(PREAMBLE_SIZE + DIR_ENTRY_SIZE * len(sections))
     directory, chunks, pos = [], [], first
@@ -46,7 +50,7 @@ def assemble(sections: list[tuple[int, bytes]]) -> bytes:
         chunks.append((pos, data))
         pos += len(data)
     dir_bytes = b"".join(directory)
-    major, minor = file_version(sections)
+    major, minor = file_version(sections, compact_header)
     pre = PREAMBLE.pack(MAGIC, major, minor, len(sections), pos, zlib.crc32(dir_bytes), 0, bytes(28))
     out = bytearray(pos)
     out[:PREAMBLE_SIZE] = pre + struct.pack("<I", zlib.crc32(pre))
@@ -63,6 +67,7 @@ def dumps(
     metadata: dict | None = None,
     huffman: bool = True,
     chunk_symbols: int | None = None,
+    compact_header: bool = False,
 ) -> bytes:
     """The bytes of a .dcz file holding `tensor_list` (see formats.write)."""
     if chunk_symbols is not None and (not isinstance(chunk_symbols, int) or not 0 <= chunk_symbols < 1 << 32):
@@ -96,8 +101,8 @@ def dumps(
     head = header.dump_json(doc)
     if len(head) > MAX_HEADER_BYTES:
         raise FormatError(f"header of {len(head)} bytes exceeds the {MAX_HEADER_BYTES}-byte cap")
-    sections[0] = (KIND_HEADER, head)
-    return assemble(sections)
+    sections[0] = (KIND_HEADER, deflate_header(head) if compact_header else head)
+    return assemble(sections, compact_header)
 
 
 def stage_totals(entries: list[dict], sections: list[tuple[int, bytes]]) -> dict:
@@ -133,8 +138,12 @@ def write(
     metadata: dict | None = None,
     huffman: bool = True,
     chunk_symbols: int | None = None,
+    compact_header: bool = False,
 ):
     """Write a .dcz file atomically; returns its SizeReport.
+
+    compact_header: store the header section zlib-compressed (version 1.2, SPEC 2.3.1): ~1.3 KB
+    less for a LeNet, which matters only for very small files.
 
     chunk_symbols: None lets the writer index long Huffman streams in chunks (version 1.1, decoded
     ~2x faster; SPEC 3.4.1); 0 never does (a version-1.0 file); n > 0 chunks every Huffman stream
@@ -146,7 +155,7 @@ def write(
     """
     from .reader import loads
 
-    data = dumps(tensor_list, graph, graph_format, metadata, huffman, chunk_symbols)
+    data = dumps(tensor_list, graph, graph_format, metadata, huffman, chunk_symbols, compact_header)
     atomic_write_bytes(Path(path), data)
     return loads(data).size_report()
 

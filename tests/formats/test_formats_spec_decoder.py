@@ -67,7 +67,7 @@ def read_stream(sec: bytes) -> list[int]:
 
 
 def decode_file(data: bytes) -> dict[str, np.ndarray]:
-    assert data[:8] == b"\x89DCZ\r\n\x1a\n" and struct.unpack_from("<HH", data, 8) in ((1, 0), (1, 1))
+    assert data[:8] == b"\x89DCZ\r\n\x1a\n" and struct.unpack_from("<HH", data, 8) in ((1, 0), (1, 1), (1, 2))
     count, file_length = struct.unpack_from("<IQ", data, 12)
     assert file_length == len(data) and zlib.crc32(data[:60]) == struct.unpack_from("<I", data, 60)[0]
     sections, end = [], 64 + 24 * count
@@ -77,7 +77,10 @@ def decode_file(data: bytes) -> dict[str, np.ndarray]:
         sections.append(data[offset : offset + length])
         end = offset + length
     assert end == len(data)
-    head = json.loads(sections[0])
+    text = sections[0]
+    if struct.unpack_from("<H", data, 10)[0] >= 2 and text[:1] != b"{":  # 1.2: one zlib stream (SPEC 2.3.1)
+        text = zlib.decompress(text)
+    head = json.loads(text)
     out = {}
     for t in head["tensors"]:
         shape, enc, sec = t["shape"], t["encoding"], {r: sections[i] for r, i in t["sections"].items()}

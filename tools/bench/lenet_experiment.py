@@ -179,7 +179,7 @@ def run(name: str, out: Path, quick: bool, progress: bool, frontier: bool = Fals
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.dcz"
-    report = result.save(path)
+    report = result.save(path, compact_header=frontier)
     dense_bytes = sum(p.numel() * 4 for p in model.parameters())
     file_bytes = path.stat().st_size
     summary = {

@@ -1,4 +1,4 @@
-"""Write the golden .dcz files and their expected arrays: tests/golden/v1_0 and tests/golden/v1_1.
+"""Write the golden .dcz files and their expected arrays: tests/golden/v1_0, v1_1 and v1_2.
 
     python -m tools.dev.make_golden [--out DIR]     (DIR gets one folder per version)
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from dcz import formats
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "tests" / "golden"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "tests" / "golden"
 
 
 def _raw_file():
@@ -111,6 +111,19 @@ def _chunked_mixed():
     ], {}
 
 
+def _compact_sparse():
+    """Version 1.2: a compressed header over a Deep Compression tensor with a shared bias."""
+    tensors, _ = _dc_huffman()
+    bias = formats.Shared("fc2.bias", np.arange(80) % 8, np.linspace(-0.1, 0.1, 8).astype(np.float32), 3)
+    return [*tensors, bias], {"compact_header": True, "chunk_symbols": 0}
+
+
+def _compact_chunked():
+    """Version 1.2 with a chunked stream too (the minor version says 2, the stream says coding 2)."""
+    tensors, kw = _chunked_file()
+    return tensors, {**kw, "compact_header": True}
+
+
 V1_0 = {
     "raw_dtypes": _raw_file,
     "sparse_long_gaps": _sparse_file,
@@ -122,7 +135,11 @@ V1_1 = {
     "chunked_huffman": _chunked_file,
     "chunked_by_policy": _chunked_mixed,
 }
-VERSIONS = {"v1_0": V1_0, "v1_1": V1_1}  # folder -> generator entries; a folder is never rewritten
+V1_2 = {
+    "compact_header": _compact_sparse,
+    "compact_header_chunked": _compact_chunked,
+}
+VERSIONS = {"v1_0": V1_0, "v1_1": V1_1, "v1_2": V1_2}  # folder -> generator entries; a folder is never rewritten
 GOLDEN = V1_0  # kept for callers of the v1.0 set
 
 

