@@ -99,3 +99,18 @@ def test_tiny_end_to_end_run_writes_consistent_tables(tmp_path, capsys):
     sizes = [int(r[1].replace(",", "")) for r in rows[-3:]]
     assert sizes[0] > sizes[1] > sizes[2]
     assert "smallest row at equal accuracy" in text
+
+
+def test_frontier_streams_codings_and_report():
+    import numpy as np
+
+    from tools.bench import frontier_streams as fs
+
+    gaps = np.array([0, 3, 10])
+    assert fs.golomb_rice_bits(gaps) == (11.0, 2)  # k=2: 3 + 3 + 5 bits
+    assert fs.elias_gamma_bits(gaps) == 13.0  # gamma(1), gamma(4), gamma(11): 1 + 5 + 7
+    assert fs.bernoulli_bits(10, 5) == 10.0 and fs.entropy_bits(np.array([1, 1, 2, 2])) == 4.0
+    indptr, indices = np.array([0, 2, 3]), np.array([1, 4, 0])
+    assert fs.flat_gaps(indptr, indices, 5).tolist() == [1, 2, 0]
+    text = fs.analyse(str(Path(__file__).resolve().parents[1] / "golden" / "v1_2" / "compact_header.dcz"))
+    assert "| fc.weight | gaps |" in text and "Golomb-Rice" in text

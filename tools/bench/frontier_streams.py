@@ -87,7 +87,7 @@ def analyse(path: str) -> str:
                     f"| {name} | {role} | {section_bytes:,} | {n:,} | {coding} | {coded / max(n, 1):.2f} | "
                     f"{h / max(n, 1):.2f} | {ratio} |"
                 )
-            if entry["encoding"] in ("sparse", "sparse_shared"):
+            if entry["encoding"] in ("sparse", "sparse_shared") and all(entry["shape"]):
                 positions.append(_positions(dcz, name, entry))
     lines += [
         "",
