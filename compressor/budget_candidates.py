@@ -2,15 +2,17 @@
 
 A candidate is one way to store one weight tensor: a sparsity (magnitude pruning to that
 fraction of zeros), a label width (k-means weight sharing with 2**bits centroids) and a gap width
-(relative column indices), or the tensor kept raw. Its size comes from REALLY encoding the tensor
-with `formats` and reading the per-tensor bytes from the size report, never from a formula, so the
-solver and the written file agree byte for byte on every tensor.
+(relative column indices), or the tensor kept raw. Its size is the exact number of bytes the
+writer stores for it (compressor/budget_sizes.py: the writer's own fixed-or-Huffman choice, code
+tables and chunk index, the Huffman payload length from the symbol histogram without encoding it),
+so the solver and the written file agree byte for byte on every tensor (tests check both).
 
-Gap bits do not change the weights, only the bytes; so for each sparsity we encode the mask with
-every gap width once (at a reference label width), keep the smallest, and encode every label
-width with that gap width. (All widths are measured: bytes against gap width is not unimodal once
-the gaps are Huffman coded, e.g. 2 bits can beat 3 while 4 beats 3, so a local search misses.) Other gap widths are dominated (same damage, more bytes); their sizes
-are kept as measured deltas for the uniform baseline, which must use the same gap width everywhere.
+Gap bits do not change the weights, only the bytes, and the index streams (rows, gaps) depend on
+the mask and gap width alone: for each sparsity every gap width is sized once and the smallest kept
+for every label width. (All widths are sized: bytes against gap width is not unimodal once the gaps
+are Huffman coded, e.g. 2 bits can beat 3 while 4 beats 3, so a local search misses.) Other gap
+widths are dominated (same damage, more bytes); their sizes are kept as deltas for the uniform
+baseline, which must use the same gap width everywhere.
 
 This module is torch-free (numpy + formats): the damage weights (Fisher diagonal) come in as an
 array, computed by the caller.
@@ -22,12 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dcz import formats
+from dcz.compressor.budget_sizes import csr_bytes, raw_bytes, shared_bytes
 
 DEFAULT_SPARSITIES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995)
 DEFAULT_LABEL_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
 DEFAULT_GAP_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
-REFERENCE_LABEL_BITS = 4  # label width used while sweeping gap widths (labels do not depend on gaps)
 
 
 @dataclass(frozen=True)
@@ -166,60 +167,38 @@ def reconstruct(weight: np.ndarray, mask: np.ndarray, codebook: np.ndarray, labe
     return w_hat
 
 
-def encoded_bytes(tensor) -> int:
-    """Bytes one formats tensor occupies in a .dcz (its huffman_bytes in the size report)."""
-    report = formats.loads(formats.dumps([tensor])).size_report()
-    return int(report.tensors[0].huffman_bytes)
-
-
-def _format_tensor(
-    name: str, mask: np.ndarray, labels: np.ndarray, codebook: np.ndarray, label_bits: int, gap_bits: int | None
-):
-    if gap_bits is None:
-        return formats.Shared(name, labels, codebook, label_bits)
-    return formats.SparseShared(name, mask, labels, codebook, label_bits, gap_bits)
-
-
 def measure_layer(
     name: str, layer_type: str, weight: np.ndarray, fisher: np.ndarray, grid: CandidateGrid = CandidateGrid()
 ) -> LayerCandidates:
-    """Encode every grid setting of one layer; return sizes (real bytes) and damages."""
+    """Size every grid setting of one layer (exact written bytes, compressor/budget_sizes.py) and its damage."""
     weight = np.array(weight, dtype=np.float32, order="C", copy=True)  # never a view of a live parameter
     fisher = np.ascontiguousarray(fisher, dtype=np.float64).reshape(weight.shape)
     out = LayerCandidates(name, layer_type, weight, fisher.astype(np.float32), [])
     if grid.allow_raw:
-        out.candidates.append(Candidate(0.0, None, None, encoded_bytes(formats.Raw(name, weight)), 0.0))
+        out.candidates.append(Candidate(0.0, None, None, raw_bytes(weight), 0.0))
     order = prune_order(weight)
     flat_w, flat_f = weight.reshape(-1).astype(np.float64), fisher.reshape(-1)
     # damage of the pruned part, for every prefix of the magnitude order: O(1) per sparsity
     pruned_damage = np.concatenate([[0.0], np.cumsum((flat_f * flat_w**2)[order])])
-    ref_bits = _reference_bits(grid.label_bits)
     for sparsity in sorted(set(grid.sparsities)):
         mask = prune_mask(weight, sparsity, order)
+        flat_mask = mask.reshape(-1)
         n_pruned = int(mask.size - np.count_nonzero(mask))
-        kept_w, kept_f = flat_w[mask.reshape(-1)], flat_f[mask.reshape(-1)]
+        kept_w, kept_f = flat_w[flat_mask], flat_f[flat_mask]
         sorted_kept = np.sort(kept_w.astype(np.float32))
-        shared = {bits: share(weight, mask, bits, sorted_kept) for bits in grid.label_bits}
-        best_gap, sweep = None, {}
-        if n_pruned:
-            book, labels = shared[ref_bits]
-            sweep = {b: encoded_bytes(_format_tensor(name, mask, labels, book, ref_bits, b)) for b in grid.gap_bits}
+        best_gap, index_bytes = None, 0
+        if n_pruned:  # the index streams depend on the mask and gap width only, not on the labels
+            sweep = {b: csr_bytes(mask, b) for b in grid.gap_bits}
             best_gap = min(sweep, key=lambda b: (sweep[b], b))
             out.best_gap[sparsity] = best_gap
+            index_bytes = sweep[best_gap]
             for b, nbytes in sweep.items():
-                out.gap_delta[(sparsity, b)] = nbytes - sweep[best_gap]
+                out.gap_delta[(sparsity, b)] = nbytes - index_bytes
         for bits in grid.label_bits:
-            book, labels = shared[bits]
-            err = kept_w - book[labels.reshape(-1)[mask.reshape(-1)]].astype(np.float64)
+            book, labels = share(weight, mask, bits, sorted_kept)
+            kept_labels = labels.reshape(-1)[flat_mask]
+            err = kept_w - book[kept_labels].astype(np.float64)
             damage = float(pruned_damage[n_pruned] + np.dot(kept_f, err * err))
-            if n_pruned and bits == ref_bits:
-                nbytes = sweep[best_gap]
-            else:
-                nbytes = encoded_bytes(_format_tensor(name, mask, labels, book, bits, best_gap))
+            nbytes = index_bytes + shared_bytes(kept_labels, book.size, bits)
             out.candidates.append(Candidate(float(sparsity), bits, best_gap, nbytes, damage))
     return out
-
-
-def _reference_bits(label_bits: tuple[int, ...]) -> int:
-    below = [b for b in label_bits if b <= REFERENCE_LABEL_BITS]
-    return max(below) if below else min(label_bits)
