@@ -93,19 +93,23 @@ _LAYER = {
 }
 
 
-def load_model():
-    """The pretrained encoder in torch (eval mode)."""
+def load_model(stored: dict | None = None):
+    """The pretrained encoder in torch (eval mode); `stored`: the checkpoint's tensors by BERT name
+    (default: read from the package's model.safetensors)."""
     import torch
     from safetensors.numpy import load_file
 
-    stored = load_file(str(model_folder() / "model.safetensors"))
+    if stored is None:
+        stored = load_file(str(model_folder() / "model.safetensors"))
     state = {ours: stored[theirs] for theirs, ours in _EMBEDDINGS.items()}
     for i in range(LAYERS):
         for theirs, ours in _LAYER.items():
             for kind in ("weight", "bias"):
                 state[f"layers.{i}.{ours}.{kind}"] = stored[f"encoder.layer.{i}.{theirs}.{kind}"]
     model = _modules()()
-    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()})
+    model.load_state_dict(
+        {k: v if torch.is_tensor(v) else torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    )
     return model.eval()
 
 

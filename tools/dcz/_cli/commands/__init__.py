@@ -4,6 +4,6 @@ Every module exposes `register(subparsers, common)`; it must import only the sta
 top level (heavy packages are imported inside the command, see dcz/cli.py).
 """
 
-from dcz._cli.commands import compress, demo, export_onnx, info, plot, report, run
+from dcz._cli.commands import compress, demo, export_onnx, export_safetensors, info, plot, report, run
 
-COMMAND_MODULES = (demo, compress, info, report, run, export_onnx, plot)
+COMMAND_MODULES = (demo, compress, info, report, run, export_onnx, export_safetensors, plot)

@@ -20,6 +20,10 @@ and y, PyTorch models) the pruned weights and then the shared centroids are fine
 for --epochs each (the paper's retraining); without it, compression is post-training.
 
 MODEL is either
+  a safetensors checkpoint model.safetensors, model.safetensors.index.json (shards) or a folder:
+                           a weights-only .dcz, tensor by tensor on --workers cores (or a Dask
+                           cluster: --scheduler), 2-D float tensors palettized at --bits (default 4)
+                           with one codebook per --group-rows rows; the rest kept raw
   an .onnx file            compressed without torch (Conv / Gemm / MatMul weights), or
   package.module:factory   a function returning a torch.nn.Module; give --weights (a state dict
                            file, loaded with torch.load(weights_only=True)) and --input-shape.
@@ -103,6 +107,14 @@ def register(subparsers, common) -> None:
         help="with --train: epochs after pruning and after sharing (default 1; with --budget: centroid epochs)",
     )
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="with --train: batch size (default 64)")
+    ckpt = parser.add_argument_group("safetensors checkpoints")
+    ckpt.add_argument("--workers", type=int, metavar="N", help="processes compressing tensors (default: all cores)")
+    ckpt.add_argument(
+        "--scheduler", metavar="ADDRESS", help="Dask distributed scheduler address, or 'local' for a local cluster"
+    )
+    ckpt.add_argument("--group-rows", type=int, metavar="R", help="rows per codebook (default: >= 32 weights/centroid)")
+    ckpt.add_argument("--sensitivity", choices=("magnitude",), help="weigh k-means by |w| (large weights kept closer)")
+    ckpt.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -366,8 +378,32 @@ def fit_to_budget(args, model, example, out: Path) -> None:
     print()
 
 
+def is_checkpoint(spec: str) -> bool:
+    """A safetensors file, a shard index, or a folder holding them."""
+    return spec.endswith((".safetensors", ".safetensors.index.json")) or Path(spec).is_dir()
+
+
+def compress_checkpoint(args, out: Path) -> None:
+    checkpoint = require("dcz.compressor.checkpoint", "compressing a safetensors checkpoint")
+    bits = 4 if args.bits is None else _bits("--bits", args.bits)
+    settings = checkpoint.Settings(bits=bits, group_rows=args.group_rows, sensitivity=args.sensitivity)
+    summary = checkpoint.compress_checkpoint(
+        args.model,
+        out,
+        settings,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=False if args.no_progress else None,
+    )
+    ratio = summary["dense_bytes"] / max(summary["file_bytes"], 1)
+    print(
+        f"{summary['tensors']} tensors, {summary['dense_bytes']:,} -> {summary['file_bytes']:,} bytes "
+        f"({ratio:.2f}x) in {summary['seconds']:.1f} s"
+    )
+
+
 def check_model_spec(spec: str) -> None:
-    if spec.endswith(".onnx"):
+    if spec.endswith(".onnx") or is_checkpoint(spec):
         return
     if spec.endswith((".pt", ".pth", ".bin", ".ckpt")):
         raise usage_error(
@@ -419,7 +455,34 @@ def print_weight_error(metadata: dict) -> None:
         print(warning, file=sys.stderr)
 
 
+CHECKPOINT_ONLY = ("workers", "scheduler", "group_rows", "sensitivity")
+CHECKPOINT_ALLOWED = ("model", "output", "bits", "workers", "scheduler", "group_rows", "sensitivity", "no_progress")
+
+
+def run_checkpoint(args) -> int:
+    defaults = {"input_dtype": "float32", "batch_size": 64}
+    for key, value in vars(args).items():
+        if key in CHECKPOINT_ALLOWED or key in ("command", "handler", "debug") or callable(value):
+            continue
+        if value not in (None, False, defaults.get(key)):
+            option = "--" + key.replace("_", "-")
+            raise usage_error(f"{option} does not apply to a safetensors checkpoint", f"drop {option}")
+    if args.workers is not None and args.workers < 1:
+        raise usage_error("--workers must be >= 1", "see 'dcz compress --help'")
+    stem = Path(args.model.removesuffix(".index.json")).name.removesuffix(".safetensors")
+    out = output_path(args.output or Path(stem + ".dcz"), "output file")
+    compress_checkpoint(args, out)
+    print(f"wrote {out}")
+    return 0
+
+
 def run(args) -> int:
+    if is_checkpoint(args.model):
+        return run_checkpoint(args)
+    for key in CHECKPOINT_ONLY:
+        if getattr(args, key, None) is not None:
+            option = "--" + key.replace("_", "-")
+            raise usage_error(f"{option} is for safetensors checkpoints", f"drop {option}")
     check_option_mix(args)
     out = output_path(args.output or default_output(args.model), "output file")
     config = build_config(args)

@@ -1,0 +1,120 @@
+"""Grouped 1-D k-means palettization for large weight matrices (4-bit LLM-style codebooks).
+
+Each group of `group_rows` rows of the 2-D view gets its own codebook of 2^bits centroids.
+Centroids start at evenly spaced quantiles and run Lloyd's algorithm on a deterministic strided
+sample of each group, all groups at once (labels by comparing with the midpoints between sorted
+centroids, sums by one bincount). Labels for the whole tensor are then assigned block by block,
+and the centroids are set once more to the mean of their full-data members, so memory stays
+~1 byte per weight plus one block. `sensitivity="magnitude"` weighs each weight by |w| in the
+centroid means (large weights reproduced more closely, no data needed). No randomness: the
+same tensor gives the same bytes on any worker.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLE = 4096  # at most this many weights per group for Lloyd's algorithm
+SAMPLE_PER_CENTROID = 16  # at least this many per centroid
+SAMPLE_BUDGET = 1 << 20  # weights per block Lloyd's algorithm runs on (the full-data passes dominate then)
+ITERATIONS = 8
+BLOCK_ELEMENTS = 1 << 23  # elements labelled at once
+
+
+def default_group_rows(rows: int, cols: int, bits: int) -> int:
+    """Rows per codebook: one row when a row holds >= 32 weights per centroid (codebook cost
+    <= 1 bit per weight), else enough rows to reach that."""
+    need = 32 << bits
+    return max(1, min(rows, -(-need // max(cols, 1))))
+
+
+def _labels(x: np.ndarray, mids: np.ndarray) -> np.ndarray:
+    """Label of each value of x (groups, n) against sorted midpoints (groups, k-1)."""
+    out = np.zeros(x.shape, dtype=np.uint8)
+    for j in range(mids.shape[1]):
+        out += x > mids[:, j : j + 1]
+    return out
+
+
+def _midpoints(book: np.ndarray) -> np.ndarray:
+    return (book[:, 1:] + book[:, :-1]) * np.float32(0.5)
+
+
+def _means(x, labels, weight, book) -> np.ndarray:
+    """Weighted mean of each group's members per centroid; an empty centroid keeps its value."""
+    groups, k = book.shape
+    idx = (labels.astype(np.int64) + (np.arange(groups, dtype=np.int64) * k)[:, None]).ravel()
+    if weight is None:
+        den = np.bincount(idx, minlength=groups * k).reshape(groups, k)
+        num = np.bincount(idx, weights=x.ravel(), minlength=groups * k).reshape(groups, k)
+    else:
+        den = np.bincount(idx, weights=weight.ravel(), minlength=groups * k).reshape(groups, k)
+        num = np.bincount(idx, weights=(x * weight).ravel(), minlength=groups * k).reshape(groups, k)
+    return num, den
+
+
+def _update(book, num, den) -> np.ndarray:
+    new = np.where(den > 0, num / np.where(den > 0, den, 1), book)
+    return np.sort(new.astype(np.float32), axis=1)
+
+
+def _weight(x: np.ndarray, sensitivity: str | None):
+    return np.abs(x) + np.float32(1e-12) if sensitivity == "magnitude" else None
+
+
+def fit_codebooks(x: np.ndarray, k: int, sensitivity: str | None = None) -> np.ndarray:
+    """Codebooks (groups, k) float32 for the rows of x (groups, n), from a strided sample."""
+    per_group = max(k * SAMPLE_PER_CENTROID, min(SAMPLE, SAMPLE_BUDGET // max(x.shape[0], 1)))
+    step = max(1, x.shape[1] // per_group)
+    sample = np.ascontiguousarray(x[:, ::step], dtype=np.float32)
+    qs = (np.arange(k, dtype=np.float64) + 0.5) / k
+    book = np.quantile(sample, qs, axis=1).T.astype(np.float32)
+    weight = _weight(sample, sensitivity)
+    for _ in range(ITERATIONS):
+        labels = _labels(sample, _midpoints(book))
+        book = _update(book, *_means(sample, labels, weight, book))
+    return book
+
+
+def palettize(matrix: np.ndarray, bits: int, group_rows: int, sensitivity: str | None = None, to_f32=None):
+    """(labels uint8 (rows, cols), codebook float32 (groups, 2^bits)) of a 2-D array.
+
+    to_f32 converts a block of the input to float32 (bf16 bit patterns: see checkpoint_read);
+    the input is converted block by block, never whole.
+    """
+    convert = to_f32 or (lambda a: np.asarray(a, dtype=np.float32))
+    rows, cols = matrix.shape
+    k = 1 << bits
+    groups = -(-rows // group_rows)
+    labels = np.empty((rows, cols), dtype=np.uint8)
+    books = np.empty((groups, k), dtype=np.float32)
+    per_block = max(1, BLOCK_ELEMENTS // max(cols * group_rows, 1))  # groups per block
+    for g0 in range(0, groups, per_block):
+        g1 = min(groups, g0 + per_block)
+        r0, r1 = g0 * group_rows, min(rows, g1 * group_rows)
+        block = convert(matrix[r0:r1])
+        x, tail = _grouped(block, g1 - g0, group_rows, cols)
+        book = fit_codebooks(x, k, sensitivity)
+        lab = _labels(x, _midpoints(book))
+        num, den = _means(x, lab, _weight(x, sensitivity), book)
+        # each centroid becomes the mean of its full-data members (optimal for these labels; not
+        # re-sorted, so labels keep pointing at their centroid)
+        book = np.where(den > 0, num / np.where(den > 0, den, 1), book).astype(np.float32)
+        flat = lab.reshape(-1)[: (r1 - r0) * cols]
+        labels[r0:r1] = flat.reshape(r1 - r0, cols)
+        books[g0:g1] = book
+        del tail
+    return labels, books
+
+
+def _grouped(block: np.ndarray, groups: int, group_rows: int, cols: int):
+    """block (rows, cols) as (groups, group_rows*cols); a short last group is padded with its own
+    last value (padding only fills the array: its labels are dropped)."""
+    n = group_rows * cols
+    flat = block.reshape(-1)
+    if flat.size == groups * n:
+        return flat.reshape(groups, n), None
+    padded = np.empty(groups * n, dtype=np.float32)
+    padded[: flat.size] = flat
+    padded[flat.size :] = flat[-1]
+    return padded.reshape(groups, n), padded

@@ -1,0 +1,230 @@
+"""Writing a .dcz tensor by tensor: each tensor's sections go to disk as soon as they are encoded.
+
+`StreamWriter` holds one tensor at a time, so a checkpoint of any size is written with memory
+bounded by its largest tensor. The header (section 0) must precede the data, but its size is
+known only at the end: sections are written to a temporary body file in the target's folder at
+offsets aligned relative to the body, then the preamble, directory, header and graph go to the
+final temporary file, the body is copied after them (alignment is kept because the body starts
+at a multiple of 8), and the result is fsync'ed and renamed over the target. Either the whole
+file appears or nothing does; both temporary files are removed on any failure.
+
+The bytes are those `formats.dumps` gives for the same tensors, so file identity does not
+depend on which path wrote it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from . import codec, header, tensors
+from .errors import FormatError
+from .layout import (
+    CODING_CHUNKED,
+    CODING_FIXED,
+    DIR_ENTRY_SIZE,
+    KIND_ARRAY,
+    KIND_GRAPH,
+    KIND_HEADER,
+    KIND_STREAM,
+    MAX_HEADER_BYTES,
+    MAX_SECTIONS,
+    PREAMBLE_SIZE,
+    VERSION,
+    align_up,
+)
+from .writer import DIR_ENTRY, PREAMBLE, PRODUCER, stage_totals
+
+PACK_BLOCK = 1 << 20  # symbols packed at once: a multiple of 8, so every block ends on a whole byte
+COPY_BLOCK = 16 << 20
+
+
+def encode_shared_fixed(name: str, shape, labels: np.ndarray, codebook: np.ndarray, label_bits: int, group_rows):
+    """(entry, parts) of a `shared` tensor with a fixed-width label stream, packed block by block.
+
+    Memory stays ~1 byte per label (uint8 labels in, packed bytes out), where the general encoder
+    widens labels to int64 to consider Huffman: this is the path for multi-gigabyte checkpoints.
+    """
+    shape = tuple(int(d) for d in shape)
+    rows, _ = tensors.view_2d(shape)
+    book = np.ascontiguousarray(codebook, dtype="<f4")
+    if book.ndim != 2 or book.shape[0] != tensors.groups_for(rows, group_rows) or book.shape[1] > 1 << label_bits:
+        raise FormatError(f"tensor {name!r}: codebook shape {book.shape} does not fit {rows} rows / {label_bits} bits")
+    flat = np.ascontiguousarray(labels).reshape(-1)
+    if flat.size != int(np.prod(shape, dtype=np.int64)):
+        raise FormatError(f"tensor {name!r}: {flat.size} labels for shape {shape}")
+    payload = bytearray()
+    for lo in range(0, flat.size, PACK_BLOCK):
+        block = flat[lo : lo + PACK_BLOCK]
+        if block.size and int(block.max()) >= book.shape[1]:
+            raise FormatError(f"tensor {name!r}: label {int(block.max())} >= codebook size {book.shape[1]}")
+        payload += codec.pack_fixed(block, label_bits)
+    stream = codec._HEADER.pack(CODING_FIXED, label_bits, 0, 0, 0, flat.size) + bytes(payload)
+    entry = dict(
+        name=name,
+        shape=list(shape),
+        dtype="float32",
+        encoding="shared",
+        nnz=int(flat.size),
+        label_bits=int(label_bits),
+        codebook_size=int(book.shape[1]),
+        groups=int(book.shape[0]),
+        group_rows=group_rows,
+    )
+    return entry, [tensors.Part("codebook", KIND_ARRAY, book.tobytes()), tensors.Part("labels", KIND_STREAM, stream)]
+
+
+def encode(tensor, huffman: bool = True, chunk_symbols: int | None = None):
+    """(entry, parts) of one formats tensor (Raw, Sparse, Shared, SparseShared), as formats.write encodes it."""
+    return tensors.encode_tensor(tensor, huffman, chunk_symbols)
+
+
+class StreamWriter:
+    """Write a .dcz at `path` one tensor at a time; `close()` (or leaving the `with`) publishes it.
+
+    with StreamWriter(path, metadata={...}) as w:
+        for t in tensors: w.add(t)           # or w.add_encoded(entry, parts) from a worker
+    """
+
+    def __init__(self, path, graph: bytes = b"", graph_format: str = "", metadata: dict | None = None, huffman=True):
+        metadata = dict(metadata or {})
+        header.check_metadata_keys(metadata, writer=True)
+        for key, value in metadata.items():
+            header.check_metadata_value(value, key)
+        if not header.GRAPH_FORMAT_RE.match(graph_format):
+            raise FormatError(f"graph_format must match {header.GRAPH_FORMAT_RE.pattern}, got {graph_format!r}")
+        self.path = Path(path)
+        self._folder = self.path.parent if str(self.path.parent) else Path(".")
+        self._graph, self._graph_format, self._metadata, self._huffman = bytes(graph), graph_format, metadata, huffman
+        self._entries: list[dict] = []
+        self._dir: list[tuple[int, int, int, int]] = []  # (body offset, length, crc, kind) from section 2 on
+        self._names: set[str] = set()
+        self._totals = dict.fromkeys(("dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes"), 0)
+        self._chunked = False
+        self._pos = 0
+        fd, self._body_path = tempfile.mkstemp(dir=self._folder, prefix=f".{self.path.name}.", suffix=".body")
+        self._body = os.fdopen(fd, "wb")
+        self._done = False
+
+    def add(self, tensor) -> None:
+        self.add_encoded(*encode(tensor, self._huffman))
+
+    def add_encoded(self, entry: dict, parts) -> None:
+        """Append one tensor already encoded (by `encode` / `encode_shared_fixed`, maybe in another process)."""
+        if entry["name"] in self._names:
+            raise FormatError(f"tensor {entry['name']!r} given twice")
+        self._names.add(entry["name"])
+        if len(self._dir) + 2 + len(parts) > MAX_SECTIONS:
+            raise FormatError(f"more than {MAX_SECTIONS} sections")
+        entry = dict(entry, sections={})
+        local = [(KIND_HEADER, b""), (KIND_GRAPH, b"")]
+        for part in parts:
+            entry["sections"][part.role] = len(self._dir) + 2
+            local.append((part.kind, part.data))
+            self._write_section(part.kind, part.data)
+            if part.kind == KIND_STREAM and part.data[:1] == bytes([CODING_CHUNKED]):
+                self._chunked = True
+        # stage sizes of this tensor alone: its sections renumbered from 2
+        renumbered = dict(entry, sections={role: i + 2 for i, role in enumerate(entry["sections"])})
+        for key, value in stage_totals([renumbered], local).items():
+            self._totals[key] += value
+        self._entries.append(entry)
+
+    def _write_section(self, kind: int, data: bytes) -> None:
+        start = align_up(self._pos)
+        if start > self._pos:
+            self._body.write(bytes(start - self._pos))
+        self._body.write(data)
+        self._dir.append((start, len(data), zlib.crc32(data), kind))
+        self._pos = start + len(data)
+
+    def close(self) -> None:
+        """Assemble and publish the file atomically."""
+        if self._done:
+            return
+        try:
+            self._publish()
+        finally:
+            self._cleanup()
+
+    def abort(self) -> None:
+        """Drop everything written so far; the target is left as it was."""
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        self._done = True
+        if not self._body.closed:
+            self._body.close()
+        try:
+            os.unlink(self._body_path)
+        except FileNotFoundError:
+            pass
+
+    def _prefix(self) -> bytes:
+        metadata = dict(self._metadata)
+        metadata["dcz.producer"] = PRODUCER
+        metadata["dcz.huffman"] = bool(self._huffman)
+        metadata["dcz.sizes"] = dict(self._totals)
+        head = header.dump_json({"graph_format": self._graph_format, "metadata": metadata, "tensors": self._entries})
+        if len(head) > MAX_HEADER_BYTES:
+            raise FormatError(f"header of {len(head)} bytes exceeds the {MAX_HEADER_BYTES}-byte cap")
+        count = 2 + len(self._dir)
+        pos = align_up(PREAMBLE_SIZE + DIR_ENTRY_SIZE * count)
+        directory = [DIR_ENTRY.pack(pos, len(head), zlib.crc32(head), KIND_HEADER, 0)]
+        chunks = [(pos, head)]
+        pos = align_up(pos + len(head))
+        directory.append(DIR_ENTRY.pack(pos, len(self._graph), zlib.crc32(self._graph), KIND_GRAPH, 0))
+        chunks.append((pos, self._graph))
+        body_start = align_up(pos + len(self._graph))
+        for offset, length, crc, kind in self._dir:
+            directory.append(DIR_ENTRY.pack(body_start + offset, length, crc, kind, 0))
+        end = body_start + self._pos if self._dir else pos + len(self._graph)
+        dir_bytes = b"".join(directory)
+        minor = 1 if self._chunked else 0
+        pre = PREAMBLE.pack(b"\x89DCZ\r\n\x1a\n", VERSION[0], minor, count, end, zlib.crc32(dir_bytes), 0, bytes(28))
+        out = bytearray(body_start if self._dir else end)
+        out[:PREAMBLE_SIZE] = pre + zlib.crc32(pre).to_bytes(4, "little")
+        out[PREAMBLE_SIZE : PREAMBLE_SIZE + len(dir_bytes)] = dir_bytes
+        for at, data in chunks:
+            out[at : at + len(data)] = data
+        return bytes(out)
+
+    def _publish(self) -> None:
+        self._body.flush()
+        self._body.close()
+        prefix = self._prefix()
+        try:
+            mode = os.stat(self.path).st_mode & 0o7777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        fd, tmp = tempfile.mkstemp(dir=self._folder, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out, open(self._body_path, "rb") as body:
+                out.write(prefix)
+                shutil.copyfileobj(body, out, COPY_BLOCK)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

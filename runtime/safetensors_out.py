@@ -1,0 +1,136 @@
+"""A weights-only .dcz back out: tensors one at a time, and safetensors files written as a stream.
+
+`iter_tensors` decodes one tensor per step (memory: that tensor), restoring each tensor's
+checkpoint dtype recorded in `source.dtypes` (bfloat16 rounded to nearest even from the decoded
+float32, returned as uint16 bit patterns with `bf16_bits=True`, else as float32: numpy has no
+bf16). `export_safetensors` writes the safetensors header first (shapes and dtypes are known
+from the .dcz header), then each tensor's bytes as it is decoded, into one file or shards of at
+most `max_shard_bytes` with a `model.safetensors.index.json`, each published atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from dcz.formats import open as open_dcz
+
+from .errors import DczRuntimeError
+
+ST_DTYPE = {
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+    "float64": "F64",
+}
+
+
+def f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """Round float32 to bfloat16 (nearest, ties to even), as uint16 bit patterns; NaN stays NaN."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = np.isnan(x)
+    if nan.any():
+        rounded[nan] = ((u[nan] >> 16) | 0x40).astype(np.uint16)
+    return rounded
+
+
+def _restore(arr: np.ndarray, dtype: str, bf16_bits: bool) -> np.ndarray:
+    if dtype == "bfloat16":
+        return f32_to_bf16_bits(arr) if bf16_bits else arr.astype(np.float32, copy=False)
+    if dtype in ST_DTYPE and arr.dtype.name != dtype:
+        return arr.astype(dtype)
+    return arr
+
+
+def iter_tensors(path, bf16_bits: bool = False):
+    """(name, array) for each tensor of the .dcz at `path`, decoded one at a time."""
+    with open_dcz(path) as f:
+        dtypes = f.metadata.get("source.dtypes") or {}
+        for name in f.names:
+            yield name, _restore(f.tensor(name), dtypes.get(name, f.info(name).dtype), bf16_bits)
+
+
+def _plan(path, max_shard_bytes: int | None):
+    """Shards as lists of (name, st dtype, shape, nbytes), from the .dcz header alone."""
+    with open_dcz(path) as f:
+        dtypes = f.metadata.get("source.dtypes") or {}
+        items = []
+        for name in f.names:
+            info = f.info(name)
+            dtype = dtypes.get(name, info.dtype)
+            if dtype not in ST_DTYPE:
+                raise DczRuntimeError(f"tensor {name!r}: dtype {dtype} has no safetensors equivalent")
+            numel = int(np.prod(info.shape, dtype=np.int64))
+            size = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+            items.append((name, dtype, list(info.shape), numel * size))
+    shards, current, used = [], [], 0
+    for item in items:
+        if current and max_shard_bytes and used + item[3] > max_shard_bytes:
+            shards.append(current)
+            current, used = [], 0
+        current.append(item)
+        used += item[3]
+    shards.append(current)
+    return shards
+
+
+def _header(items) -> bytes:
+    doc, pos = {}, 0
+    for name, dtype, shape, nbytes in items:
+        doc[name] = {"dtype": ST_DTYPE[dtype], "shape": shape, "data_offsets": [pos, pos + nbytes]}
+        pos += nbytes
+    text = json.dumps(doc, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads the header with spaces to 8 bytes
+    return struct.pack("<Q", len(text)) + text
+
+
+def export_safetensors(path, out, max_shard_bytes: int | None = None) -> list[Path]:
+    """Write the .dcz at `path` as safetensors at `out` (sharded when it exceeds max_shard_bytes)."""
+    out = Path(out)
+    shards = _plan(path, max_shard_bytes)
+    if len(shards) == 1:
+        targets = [out]
+    else:
+        stem = out.name.removesuffix(".safetensors")
+        targets = [out.with_name(f"{stem}-{i + 1:05d}-of-{len(shards):05d}.safetensors") for i in range(len(shards))]
+    decoded = iter_tensors(path, bf16_bits=True)
+    for target, items in zip(targets, shards):
+        _write_atomic(target, _header(items), (next(decoded)[1] for _ in items))
+    if len(shards) > 1:
+        weight_map = {name: t.name for t, items in zip(targets, shards) for name, *_ in items}
+        total = sum(nbytes for items in shards for *_, nbytes in items)
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        _write_atomic(out.with_name(f"{stem}.safetensors.index.json"), json.dumps(index, indent=2).encode(), [])
+    return targets
+
+
+def _write_atomic(target: Path, head: bytes, arrays) -> None:
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(head)
+            for arr in arrays:
+                f.write(np.ascontiguousarray(arr).view(np.uint8).reshape(-1).data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

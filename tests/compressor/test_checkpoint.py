@@ -1,0 +1,135 @@
+"""Safetensors checkpoints in and out: weights-only .dcz, shards, dtypes, workers, Dask, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from dcz import formats
+from dcz.cli import main
+from dcz.compressor.checkpoint import Settings, compress_checkpoint
+from dcz.compressor.checkpoint_read import load, read_checkpoint
+from dcz.compressor.errors import CompressError
+from dcz.runtime.safetensors_out import export_safetensors, f32_to_bf16_bits, iter_tensors
+from tools.bench.ckpt_synth import write_checkpoint
+
+SMALL = dict(layers=1, hidden=128, inter=352, vocab=500)
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("llama")
+    return write_checkpoint(folder / "one", **SMALL), write_checkpoint(folder / "sharded", shards=3, **SMALL)
+
+
+def test_bf16_checkpoint_round_trip(llama, tmp_path):
+    single, _ = llama
+    summary = compress_checkpoint(single, tmp_path / "m.dcz", workers=1, progress=False)
+    assert (
+        summary["dense_bytes"] / summary["file_bytes"] > 3.0
+    )  # 4-bit labels + <= 1 bit of codebook per weight vs bf16
+    export_safetensors(tmp_path / "m.dcz", tmp_path / "out.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(single), "pt") as a, safe_open(str(tmp_path / "out.safetensors"), "pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        for name in a.keys():
+            x, y = a.get_tensor(name), b.get_tensor(name)
+            assert y.dtype == x.dtype and y.shape == x.shape
+            if x.ndim == 1:  # norms: kept raw, bit-exact through float32
+                assert (x == y).all(), name
+            else:  # 4-bit palettized: close, and far better than a random guess
+                x, y = x.float().numpy(), y.float().numpy()
+                snr = 10 * np.log10((x**2).sum() / ((x - y) ** 2).sum())
+                assert snr > 18, (name, snr)
+
+
+def test_sharded_input_gives_the_same_file(llama, tmp_path):
+    single, sharded = llama
+    compress_checkpoint(single, tmp_path / "a.dcz", workers=1, progress=False)
+    compress_checkpoint(sharded, tmp_path / "b.dcz", workers=2, progress=False)
+    assert (tmp_path / "a.dcz").read_bytes() == (tmp_path / "b.dcz").read_bytes()
+
+
+def test_dask_local_cluster_writes_the_same_bytes(llama, tmp_path):
+    pytest.importorskip("dask.distributed")
+    single, _ = llama
+    compress_checkpoint(single, tmp_path / "a.dcz", workers=1, progress=False)
+    compress_checkpoint(single, tmp_path / "d.dcz", workers=2, scheduler="local", progress=False)
+    assert (tmp_path / "a.dcz").read_bytes() == (tmp_path / "d.dcz").read_bytes()
+
+
+def test_dtypes_kept(tmp_path):
+    rng = np.random.default_rng(0)
+    tensors = {
+        "f32": rng.standard_normal((64, 100)).astype(np.float32),
+        "f16": rng.standard_normal((64, 100)).astype(np.float16),
+        "small16": rng.standard_normal((3, 5)).astype(np.float16),
+        "ids": np.arange(10, dtype=np.int64),
+        "i8": rng.integers(-5, 5, (80, 80)).astype(np.int8),
+    }
+    save_file(tensors, str(tmp_path / "m.safetensors"))
+    compress_checkpoint(tmp_path / "m.safetensors", tmp_path / "m.dcz", Settings(bits=4), workers=1, progress=False)
+    with formats.open(tmp_path / "m.dcz") as f:
+        assert f.graph == b"" and f.graph_format == ""
+        assert {n: f.info(n).encoding for n in f.names} == {
+            "f32": "shared",
+            "f16": "shared",
+            "small16": "raw",
+            "ids": "raw",
+            "i8": "raw",
+        }
+    out = dict(iter_tensors(tmp_path / "m.dcz"))
+    for name in ("small16", "ids", "i8"):
+        assert out[name].dtype == tensors[name].dtype
+        np.testing.assert_array_equal(out[name], tensors[name])
+    assert out["f16"].dtype == np.float16
+
+
+def test_sharded_output_with_index(llama, tmp_path):
+    single, _ = llama
+    compress_checkpoint(single, tmp_path / "m.dcz", workers=1, progress=False)
+    assert main(["export-safetensors", str(tmp_path / "m.dcz"), "-o", str(tmp_path / "o.safetensors"),
+                 "--max-shard-size", "400KB"]) == 0  # fmt: skip
+    index = json.loads((tmp_path / "o.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) >= 2 and shards[0] == f"o-00001-of-{len(shards):05d}.safetensors"
+    refs = {r.name: r for r in read_checkpoint(tmp_path / "o.safetensors.index.json")}  # the shards read back
+    for name, arr in iter_tensors(tmp_path / "m.dcz", bf16_bits=True):
+        np.testing.assert_array_equal(load(refs[name]), arr)
+
+
+def test_cli_compress(llama, tmp_path, capsys):
+    single, _ = llama
+    assert main(["compress", str(single), "-o", str(tmp_path / "c.dcz"), "--workers", "1", "--group-rows", "4",
+                 "--sensitivity", "magnitude", "--bits", "3"]) == 0  # fmt: skip
+    assert "tensors" in capsys.readouterr().out
+    with formats.open(tmp_path / "c.dcz") as f:
+        info = f.info("model.layers.0.mlp.up_proj.weight")
+        assert info.label_bits == 3 and info.groups == 352 // 4
+
+
+def test_cli_refuses_onnx_only_options(llama, capsys):
+    assert main(["compress", str(llama[0]), "--sparsity", "0.5"]) != 0
+    assert "--sparsity does not apply to a safetensors checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"\x01", "too short"), (b"\xff" * 8 + b"{}", "does not fit"), (b"\x02\0\0\0\0\0\0\0[]", "not a JSON object")],
+)
+def test_bad_checkpoint_one_error(tmp_path, content, message):
+    (tmp_path / "bad.safetensors").write_bytes(content)
+    with pytest.raises(CompressError, match=message):
+        compress_checkpoint(tmp_path / "bad.safetensors", tmp_path / "x.dcz", workers=1, progress=False)
+    assert not (tmp_path / "x.dcz").exists()
+
+
+def test_bf16_rounding_is_nearest_even():
+    x = np.array([1.0, 1.0 + 2**-8, 1.0 + 3 * 2**-8, -2.5, np.inf], dtype=np.float32)
+    bits = f32_to_bf16_bits(x)
+    back = (bits.astype(np.uint32) << 16).view(np.float32)
+    np.testing.assert_array_equal(back, [1.0, 1.0, 1.0 + 2**-6, -2.5, np.inf])

@@ -1,0 +1,76 @@
+"""formats.streaming: the tensor-by-tensor writer gives formats.dumps' bytes and publishes atomically."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dcz import formats
+from dcz.formats.streaming import StreamWriter, encode_shared_fixed
+
+
+def sample_tensors(seed: int):
+    rng = np.random.default_rng(seed)
+    return [
+        formats.Raw("norm", rng.standard_normal(7).astype(np.float32)),
+        formats.Shared("w", rng.integers(0, 16, (33, 70)), rng.standard_normal((3, 16)), 4, 12),
+        formats.SparseShared("s", rng.random((9, 40)) < 0.3, rng.integers(0, 4, (9, 40)), [0.5, -1, 2, 3], 2, 3),
+        formats.Raw("ids", np.arange(5, dtype=np.int64)),
+        formats.Shared("big", rng.integers(0, 4, (300, 400)), rng.standard_normal(4), 2),  # chunked stream
+    ]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_same_bytes_as_dumps(tmp_path, seed):
+    tensors = sample_tensors(seed)
+    meta = {"source.format": "test"}
+    with StreamWriter(tmp_path / "a.dcz", graph_format="", metadata=meta) as w:
+        for t in tensors:
+            w.add(t)
+    assert (tmp_path / "a.dcz").read_bytes() == formats.dumps(tensors, graph_format="", metadata=meta)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.dcz"]
+
+
+def test_empty_file(tmp_path):
+    with StreamWriter(tmp_path / "e.dcz") as w:
+        pass
+    assert w is not None
+    assert (tmp_path / "e.dcz").read_bytes() == formats.dumps([], graph_format="")
+
+
+def test_failure_leaves_nothing(tmp_path):
+    target = tmp_path / "x.dcz"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with StreamWriter(target) as w:
+            w.add(sample_tensors(0)[0])
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.dcz"]
+
+
+def test_duplicate_name_refused(tmp_path):
+    with pytest.raises(formats.FormatError, match="given twice"):
+        with StreamWriter(tmp_path / "d.dcz") as w:
+            w.add(formats.Raw("a", np.zeros(2, np.float32)))
+            w.add(formats.Raw("a", np.zeros(2, np.float32)))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bits", [1, 3, 4, 8])
+def test_shared_fixed_matches_general_encoder(tmp_path, bits):
+    rng = np.random.default_rng(bits)
+    labels = rng.integers(0, 1 << bits, (50, 41)).astype(np.uint8)
+    book = rng.standard_normal((5, 1 << bits)).astype(np.float32)
+    entry, parts = encode_shared_fixed("w", (50, 41), labels, book, bits, 10)
+    with StreamWriter(tmp_path / "f.dcz", huffman=False) as w:
+        w.add_encoded(entry, parts)
+    general = formats.dumps([formats.Shared("w", labels, book, bits, 10)], graph_format="", huffman=False)
+    assert (tmp_path / "f.dcz").read_bytes() == general
+    out = formats.open(tmp_path / "f.dcz").tensor("w")
+    np.testing.assert_array_equal(out, book[np.arange(50)[:, None] // 10, labels])
+
+
+def test_shared_fixed_refuses_label_out_of_range():
+    with pytest.raises(formats.FormatError, match="codebook size"):
+        encode_shared_fixed("w", (2, 2), np.full((2, 2), 3, np.uint8), np.zeros((1, 3), np.float32), 2, None)
