@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from dcz.compressor import linear, safe
+from dcz.compressor import linear, qdq, safe
 from dcz.compressor.config import CompressConfig, LayerPlan, as_config
 from dcz.compressor.errors import CompressError
 from dcz.compressor.kmeans import cluster_weights
@@ -239,11 +239,14 @@ def compress_onnx(
     metadata: Mapping[str, Any] | None = None,
     huffman: bool = True,
     raw_small: bool = True,
+    calib=None,
+    calib_method: str = "entropy",
 ) -> OnnxCompressed:
     """Post-training compression of an ONNX model (ModelProto, bytes or path) to `.dcz`.
 
     config: CompressConfig, a dict for `CompressConfig.from_dict`, or None (safe defaults: no
-    pruning, per-layer bits from compressor.safe, BatchNormalization folded into Conv). Writes `out_path` atomically when given; otherwise
+    pruning, per-layer bits from compressor.safe, BatchNormalization folded into Conv). `calib` (an .npz
+    path or {input: array}) records static int8 activation scales by `calib_method` (compressor.qdq). Writes `out_path` atomically when given; otherwise
     the `.dcz` bytes are in the result's `dcz`.
     """
     from dcz import formats
@@ -255,6 +258,8 @@ def compress_onnx(
         model, "model" if isinstance(model_or_path, (onnx.ModelProto, bytes, bytearray)) else str(model_or_path)
     )
     folded = fold_batchnorm(model) if config.fold_batchnorm else []
+    # static activation scales (compressor.qdq: ORT's calibrators) on the graph as it will be stored
+    activations = {} if calib is None else qdq.calibrate(model, calib, calib_method)
     states, kept_raw = compress_graph(model, config)
     renamed = widen_half_weights(model, set(states))
     by_initializer = {renamed.get(name, name): state for name, state in states.items()}
@@ -271,6 +276,7 @@ def compress_onnx(
             **plan_metadata(plan),
             **safe_metadata(states),
             **linear.linear_metadata(states, plan),
+            **({qdq.ACTIVATIONS_KEY: activations, "compress.calib_method": calib_method} if activations else {}),
             "compress.folded_batchnorm": folded,
             **dict(metadata or {}),
         }

@@ -10,6 +10,7 @@ import onnx
 
 from dcz import formats
 
+from .qdq import to_qdq, wants_qdq
 from .errors import DczRuntimeError, run_error
 from .lazy import LazyTensors
 from .onnx_graph import (
@@ -78,14 +79,18 @@ class Model:
             from .ort_backend import OrtSession
 
             # ORT needs every weight when it builds the session: all are decoded here (batched), each once.
+            graph, weights, serialized = self.onnx_model, self.tensors.decode_all(), self._graph_as_stored
+            if wants_qdq(self.metadata):  # 8-bit linear weights: int8 kernels through a QDQ graph (runtime/qdq.py)
+                graph, weights = to_qdq(graph, weights, self.metadata)
+                serialized = None
             engine = OrtSession(
-                self.onnx_model,
-                self.tensors.decode_all(),
+                graph,
+                weights,
                 providers,
                 threads,
                 inter_op_threads,
                 weights_as_inputs=low_memory,
-                serialized=self._graph_as_stored,
+                serialized=serialized,
             )
             for name in engine.releasable:  # ORT holds its own copy now: ours would only double memory
                 self.tensors.release(name)

@@ -28,19 +28,21 @@ def compress(
     example_input  for a torch module: a tensor (or tuple) the model runs on; unused for ONNX.
     out            write the `.dcz` there (atomically); otherwise call `.save(path)` on the result
                    (PyTorch) or read the bytes from `.dcz` (ONNX).
-    options        for a torch module, `train_loader=`, `eval_fn=`, `loss_fn=`, ... as
+    options        for an ONNX model, `calib=` (.npz path or {input: array}) and `calib_method=` (minmax,
+                   entropy, percentile): static int8 activation scales (compressor.qdq); for a torch module, `train_loader=`, `eval_fn=`, `loss_fn=`, ... as
                    `dcz.compressor.pipeline.compress` takes them.
     """
     from dcz.compressor.errors import CompressError
 
     if _is_onnx(model):
+        calibration = {k: options.pop(k) for k in ("calib", "calib_method") if k in options}
         if options:
             raise CompressError(
                 f"compressing an ONNX model takes no {', '.join(sorted(options))}: they need a torch module"
             )
         from dcz.compressor.onnx_in import compress_onnx
 
-        return compress_onnx(model, config, out_path=out, metadata=metadata)
+        return compress_onnx(model, config, out_path=out, metadata=metadata, **calibration)
     if example_input is None:
         raise CompressError("compressing a torch module needs example_input (a tensor the model runs on)")
     from dcz.compressor.pipeline import compress as compress_torch

