@@ -24,10 +24,14 @@ ACTIVATIONS_KEY = "compress.activations"
 
 
 def load_calibration(path, input_names: list[str]) -> dict[str, np.ndarray]:
-    """The calibration arrays of an .npz (no pickle): one per model input, or a single array for one input."""
+    """The calibration arrays of an .npz / .npy (no pickle): one per model input, or a single array for one input."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: np.asarray(data[k]) for k in data.files}
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):  # an .npy: the one input's samples
+            arrays = {"x": data}
+        else:
+            with data:
+                arrays = {k: np.asarray(data[k]) for k in data.files}
     except (OSError, ValueError) as error:
         raise CompressError(f"--calib {path}: not a readable .npz ({error})".splitlines()[0]) from error
     if len(arrays) == 1 and len(input_names) == 1:
@@ -46,7 +50,10 @@ class _Reader:
         # equal batches: ORT's histogram collectors (entropy, percentile) fail on a short last batch
         batch = max(d for d in range(1, min(most, max(count, 1)) + 1) if count % d == 0)
         self._batches = iter(
-            [{n: a[i : i + batch].astype(np.float32, copy=False) for n, a in arrays.items()} for i in range(0, count, batch)]
+            [
+                {n: a[i : i + batch].astype(np.float32, copy=False) for n, a in arrays.items()}
+                for i in range(0, count, batch)
+            ]
         )
 
     def get_next(self):

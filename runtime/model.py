@@ -10,7 +10,6 @@ import onnx
 
 from dcz import formats
 
-from .qdq import to_qdq, wants_qdq
 from .errors import DczRuntimeError, run_error
 from .lazy import LazyTensors
 from .onnx_graph import (
@@ -22,6 +21,7 @@ from .onnx_graph import (
     parse_graph_bytes,
     placeholders,
 )
+from .qdq import to_qdq, wants_qdq
 from .validate import InputChecker, check_placeholders
 
 BACKENDS = ("ort", "numpy", None)  # None: inspect tensors / report / metadata without a backend

@@ -53,7 +53,10 @@ def _qparams(name: str, scale, zero, dtype_name: str, axis: bool) -> list[Tensor
     zero = np.asarray(zero, dtype=np.int64).astype(np_type)
     if not axis:
         scale, zero = scale.reshape(()), zero.reshape(())
-    return [numpy_helper.from_array(scale, f"{name}{_SUFFIX}_scale"), numpy_helper.from_array(zero, f"{name}{_SUFFIX}_zp")]
+    return [
+        numpy_helper.from_array(scale, f"{name}{_SUFFIX}_scale"),
+        numpy_helper.from_array(zero, f"{name}{_SUFFIX}_zp"),
+    ]
 
 
 def to_qdq(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray], metadata: Mapping):

@@ -47,6 +47,7 @@ KEY=N pairs replace just those entries.
 
 examples:
   dcz compress model.onnx --sparsity 0.9 -o model.dcz
+  dcz compress model.onnx --quantize int8 --calib digits.npz --calib-method entropy -o model.dcz
   dcz compress torchvision.models:resnet18 --input-shape 1,3,224,224 --quality 0.5 -o r18.dcz
   dcz compress mypkg.nets:make_lenet --weights lenet.pt --input-shape 1,1,28,28 \\
       --bits conv=8,fc=5 --config layers.toml -o lenet.dcz
@@ -81,6 +82,21 @@ def register(subparsers, common) -> None:
         "--gap-bits", metavar="N|KEY=N,...", help="bits per relative index of the sparse encoding, e.g. conv=8,fc=5"
     )
     parser.add_argument("--no-share", action="store_true", help="prune only (no weight sharing)")
+    parser.add_argument(
+        "--quantize",
+        metavar="kmeans|int8|int4|uint8|...",
+        help="weight sharing: kmeans (the paper's codebook) or a linear grid int2..int8 / uint2..uint8",
+    )
+    parser.add_argument("--per-channel", action="store_true", help="linear grids: one scale per output channel")
+    symmetry = parser.add_mutually_exclusive_group()
+    symmetry.add_argument("--symmetric", action="store_true", help="linear grids: zero point 0 (the default)")
+    symmetry.add_argument("--affine", action="store_true", help="linear grids: zero point fitted to the range")
+    parser.add_argument(
+        "--calib-method",
+        choices=("minmax", "entropy", "percentile"),
+        help="with --quantize int8 and --calib (ONNX): static int8 activation scales by ORT's calibrator "
+        "(default entropy)",
+    )
     parser.add_argument("--no-huffman", action="store_true", help="fixed-width streams (the paper's P+Q stage)")
     parser.add_argument("--config", metavar="FILE", help="per-layer settings, .toml or .json")
     parser.add_argument("--seed", type=int, help="seed for k-means initialisation (default 0)")
@@ -93,7 +109,8 @@ def register(subparsers, common) -> None:
     parser.add_argument(
         "--calib",
         metavar="X.npy",
-        help="with --budget: sample inputs to weigh each layer's damage (default: the zero example input)",
+        help="with --budget: sample inputs to weigh each layer's damage (default: the zero example input); "
+        "with --quantize int8 on an ONNX model (.npy or .npz, one array per input): static activation scales",
     )
     parser.add_argument(
         "--train",
@@ -196,6 +213,12 @@ def apply_cli_settings(data: dict, args) -> dict:
             glob.update({"prune": method, method: value})
     if args.no_share:
         glob["share"] = False
+    if args.quantize is not None:
+        glob["quantize"] = args.quantize
+    if args.per_channel:
+        glob["per_channel"] = True
+    if args.symmetric or args.affine:
+        glob["symmetric"] = bool(args.symmetric)
     for option, key in (("--bits", "bits"), ("--gap-bits", "gap_bits")):
         text = getattr(args, key)
         if text is None:
@@ -328,7 +351,11 @@ def compress_onnx(args, config, out: Path) -> None:
             "--budget is not available for ONNX models in this version",
             "compress without --budget, or export from PyTorch",
         )
-    onnx_in.compress_onnx(str(existing_file(args.model, "ONNX model")), config, out_path=str(out))
+    calibration = {}
+    if args.calib:  # static int8 activation scales (compressor.qdq)
+        calibration = {"calib": str(existing_file(args.calib, "calibration data")), "calib_method": args.calib_method}
+        calibration["calib_method"] = calibration["calib_method"] or "entropy"
+    onnx_in.compress_onnx(str(existing_file(args.model, "ONNX model")), config, out_path=str(out), **calibration)
 
 
 def compress_torch(args, config, out: Path) -> None:
@@ -421,8 +448,18 @@ def check_option_mix(args) -> None:
     check_model_spec(args.model)
     if args.weights and args.model.endswith(".onnx"):
         raise usage_error("--weights is for PyTorch models; an .onnx file carries its weights", "drop --weights")
-    if args.calib and args.budget is None:
-        raise usage_error("--calib only matters with --budget", "add --budget SIZE or drop --calib")
+    quantizing = args.quantize not in (None, "kmeans")
+    if args.calib and args.budget is None and not (quantizing and args.model.endswith(".onnx")):
+        raise usage_error(
+            "--calib only matters with --budget, or with --quantize for an ONNX model",
+            "add --budget SIZE or --quantize int8, or drop --calib",
+        )
+    if args.calib_method and not (args.calib and quantizing):
+        raise usage_error("--calib-method only matters with --calib and --quantize", "add them or drop --calib-method")
+    if (args.per_channel or args.symmetric or args.affine) and not quantizing:
+        raise usage_error(
+            "--per-channel / --symmetric / --affine shape linear grids", "add --quantize int8 (or int4...)"
+        )
     if args.train and args.model.endswith(".onnx"):
         raise usage_error(
             "--train fine-tunes PyTorch models; an .onnx model is compressed post-training",

@@ -55,7 +55,29 @@ def describe(path, dcz) -> dict:
     }
 
 
-SHOWN_ELSEWHERE = ("dcz.", "compress.accuracy", "compress.kept_raw")
+SHOWN_ELSEWHERE = ("dcz.", "compress.accuracy", "compress.kept_raw", "compress.linear", "compress.activations")
+
+
+def scheme_lines(dcz) -> list[str]:
+    """Each stored tensor's weight scheme: k-means codebook, linear grid (compress.linear) or stored values."""
+    linear = dcz.metadata.get("compress.linear") or {}
+    lines = []
+    for name in dcz.names:
+        info = dcz.info(name)
+        if name in linear:
+            grid = linear[name]
+            scales = grid.get("scale") or []
+            where = "per channel" if grid.get("axis") is not None else "per tensor"
+            kind = "symmetric" if grid.get("symmetric") else "affine"
+            detail = f"scale {scales[0]:.4g}" if len(scales) == 1 else f"{len(scales)} scales"
+            lines.append(f"  {name}: linear {grid.get('scheme')} {kind} {where}, {detail}")
+        elif info.encoding in ("shared", "sparse_shared"):
+            lines.append(f"  {name}: k-means {info.label_bits}-bit codebook")
+    activations = dcz.metadata.get("compress.activations") or {}
+    if activations:
+        method = dcz.metadata.get("compress.calib_method", "?")
+        lines.append(f"  activations: {len(activations)} quantized to int8 (static scales, {method} calibration)")
+    return lines
 
 
 def metadata_lines(metadata: dict, width: int = 110) -> list[str]:
@@ -85,6 +107,10 @@ def run(args) -> int:
         if lines:
             print("metadata:")
             print("\n".join(lines))
+        schemes = scheme_lines(dcz)
+        if schemes:
+            print("weight schemes:")
+            print("\n".join(schemes))
         print()
         print(stage_table(dcz, report))
     return 0
