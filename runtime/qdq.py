@@ -27,8 +27,13 @@ _SUFFIX = "__dcz_q"
 
 
 def wants_qdq(metadata: Mapping) -> bool:
-    """True when the file has 8-bit linear weights (the int8 kernels' input)."""
-    return any(info.get("bits") == 8 for info in (metadata.get(LINEAR_KEY) or {}).values())
+    """True when the file has 8-bit linear weights and static activation scales (what int8 kernels need).
+
+    Weight-only grids run as the float graph: ORT would keep a DequantizeLinear per weight in the
+    graph without an int8 kernel to fuse it into, for the same numbers.
+    """
+    has_int8 = any(info.get("bits") == 8 for info in (metadata.get(LINEAR_KEY) or {}).values())
+    return has_int8 and bool(metadata.get(ACTIVATIONS_KEY))
 
 
 def integer_weight(name: str, weight: np.ndarray, info: Mapping) -> np.ndarray:

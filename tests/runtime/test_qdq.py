@@ -56,6 +56,15 @@ def test_int8_file_runs_qdq_in_ort_and_agrees_with_numpy(tmp_path, method, per_c
 
 
 def test_weight_only_int8_is_exact_against_the_float_graph(tmp_path):
+    # also the QDQ rebuild of weights alone: DequantizeLinear(int8) gives back the stored floats exactly
+    model = _cnn()
+    result = compress_onnx(model, {"global": {"quantize": "int8"}})
+    from dcz import formats
+
+    with formats.loads(result.dcz) as dcz:
+        arrays = {n: dcz.tensor(n) for n in dcz.names}
+        qdq_model, rest = to_qdq(model, arrays, dcz.metadata)
+    assert "wf" not in rest and qdq_model.graph.node[0].op_type == "DequantizeLinear"  # wc: raw (72 weights)
     path = tmp_path / "w.dcz"
     compress_onnx(_cnn(), {"global": {"quantize": "int8"}}, out_path=path)
     x = RNG.random((4, 1, 8, 8), dtype=np.float32)

@@ -1,0 +1,46 @@
+"""dcz compress --quantize / --calib / --calib-method on an ONNX model, and dcz info's scheme lines."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from dcz.cli import main
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture()
+def model(tmp_path):
+    from tests.runtime.test_qdq import _cnn
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_cnn(), str(path))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((20, 1, 8, 8), dtype=np.float32))
+    return path
+
+
+def test_quantize_int8_with_calibration_and_info(model, tmp_path, capsys):
+    out = tmp_path / "m.dcz"
+    argv = [str(model), "--quantize", "int8", "--calib", str(tmp_path / "x.npy"), "--calib-method", "minmax"]
+    assert main(["compress", *argv, "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "wf: linear int8 symmetric per tensor" in text
+    assert "quantized to int8 (static scales, minmax calibration)" in text
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--calib-method", "entropy"], "--calib-method only matters"),
+        (["--per-channel"], "--per-channel / --symmetric / --affine"),
+        (["--quantize", "int9"], "quantize"),
+    ],
+)
+def test_quantize_option_mistakes_are_one_line(model, tmp_path, capsys, extra, message):
+    assert main(["compress", str(model), *extra, "-o", str(tmp_path / "m.dcz")]) in (1, 2)
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
