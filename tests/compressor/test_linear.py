@@ -88,3 +88,23 @@ def test_onnx_in_stores_the_grid_and_its_scheme(per_channel):
     scale = np.array(info["scale"], dtype=np.float32).reshape(-1, 1)
     kept = decoded != 0
     assert np.all(np.abs(decoded - weight)[kept] <= np.broadcast_to(scale / 2 * 1.0001, weight.shape)[kept])
+
+
+def test_torch_path_stores_the_grid_under_the_onnx_names(tmp_path):
+    torch = pytest.importorskip("torch")
+    import dcz
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)).eval()
+    result = dcz.compress(net, torch.randn(2, 64), {"global": {"quantize": "int8", "symmetric": False}})
+    assert not result.model[0].parametrizations["weight"][0].centroids.requires_grad  # the grid stays fixed
+    path = tmp_path / "t.dcz"
+    result.save(path)
+    with formats.open(path) as dcz_file:
+        linear = dcz_file.metadata["compress.linear"]
+        assert set(linear) <= set(dcz_file.names) and linear
+        name = sorted(linear)[0]
+        info, decoded = linear[name], dcz_file.tensor(name)
+    assert info["scheme"] == "int8" and not info["symmetric"]
+    q = np.round(decoded / info["scale"][0]) + info["zero_point"][0]
+    assert np.array_equal((q - info["zero_point"][0]).astype(np.float32) * np.float32(info["scale"][0]), decoded)
