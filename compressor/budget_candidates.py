@@ -148,17 +148,43 @@ def share(
     """k-means (linear init) over the surviving weights: (codebook (k,), labels of weight.shape, 0 where pruned).
 
     `sorted_kept` (the kept values sorted) only saves work; the result is the same without it."""
-    from dcz.compressor.kmeans import assign, kmeans_1d
-
     kept = weight[mask].astype(np.float32)
     srt = np.sort(kept) if sorted_kept is None else sorted_kept
-    distinct = 1 + int(np.count_nonzero(np.diff(srt))) if srt.size else 0
-    k = max(1, min(2**label_bits, distinct))
-    codebook, _ = kmeans_1d(srt, k, init="linear", seed=0)
-    codebook = np.asarray(codebook, dtype=np.float32)
+    codebook, kept_labels = share_kept(kept, SortedKept(srt), label_bits)
     labels = np.zeros(weight.shape, dtype=np.int64)
-    labels[mask] = assign(kept, codebook)
+    labels[mask] = kept_labels
     return codebook, labels
+
+
+class SortedKept:
+    """The kept values sorted, with what k-means needs of them built once for every label width."""
+
+    def __init__(self, sorted_kept: np.ndarray) -> None:
+        self.values = sorted_kept
+        self.distinct = 1 + int(np.count_nonzero(np.diff(sorted_kept))) if sorted_kept.size else 0
+        self._prepared = None
+
+    def prepared(self):
+        from dcz.compressor.kmeans import _Sorted
+
+        if self._prepared is None:
+            self._prepared = _Sorted(self.values)
+        return self._prepared
+
+
+def share_kept(kept: np.ndarray, srt: SortedKept, label_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codebook float32, labels of `kept`): kmeans_1d(kept, k, init='linear') exactly, without
+    re-sorting or re-summing the values for every label width."""
+    from dcz.compressor.kmeans import _lloyd_sorted, assign, kmeans_1d
+
+    k = max(1, min(2**label_bits, srt.distinct))
+    if srt.distinct <= k:  # lossless: kmeans_1d returns the distinct values
+        codebook, _ = kmeans_1d(srt.values, k, init="linear", seed=0)
+    else:
+        data = srt.prepared()
+        codebook = _lloyd_sorted(data, data.initial(k, "linear", 0), 300) + data.shift
+    codebook = np.asarray(codebook, dtype=np.float32)
+    return codebook, assign(kept, codebook)
 
 
 def reconstruct(weight: np.ndarray, mask: np.ndarray, codebook: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -185,7 +211,8 @@ def measure_layer(
         flat_mask = mask.reshape(-1)
         n_pruned = int(mask.size - np.count_nonzero(mask))
         kept_w, kept_f = flat_w[flat_mask], flat_f[flat_mask]
-        sorted_kept = np.sort(kept_w.astype(np.float32))
+        kept32 = weight.reshape(-1)[flat_mask]
+        sorted_kept = SortedKept(np.sort(kept32))
         best_gap, index_bytes = None, 0
         if n_pruned:  # the index streams depend on the mask and gap width only, not on the labels
             sweep = {b: csr_bytes(mask, b) for b in grid.gap_bits}
@@ -195,8 +222,7 @@ def measure_layer(
             for b, nbytes in sweep.items():
                 out.gap_delta[(sparsity, b)] = nbytes - index_bytes
         for bits in grid.label_bits:
-            book, labels = share(weight, mask, bits, sorted_kept)
-            kept_labels = labels.reshape(-1)[flat_mask]
+            book, kept_labels = share_kept(kept32, sorted_kept, bits)
             err = kept_w - book[kept_labels].astype(np.float64)
             damage = float(pruned_damage[n_pruned] + np.dot(kept_f, err * err))
             nbytes = index_bytes + shared_bytes(kept_labels, book.size, bits)

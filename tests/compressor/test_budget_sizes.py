@@ -7,7 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dcz import formats
+from dcz.compressor.budget_candidates import SortedKept, share_kept
 from dcz.compressor.budget_sizes import csr_bytes, raw_bytes, shared_bytes, stream_bytes
+from dcz.compressor.kmeans import assign, kmeans_1d
 from dcz.formats import codec
 
 
@@ -61,3 +63,17 @@ def test_tensor_sizes_equal_the_written_tensor(shape, density, label_bits, gap_b
     assert shared_bytes(labels.reshape(-1), k, label_bits) == _tensor_bytes(dense)
     weight = rng.standard_normal(shape).astype(np.float32)
     assert raw_bytes(weight) == _tensor_bytes(formats.Raw("w", weight))
+
+
+@given(n=st.integers(1, 5000), levels=st.integers(1, 400), seed=st.integers(0, 2**16))
+def test_share_kept_equals_kmeans_for_every_label_width(n, levels, seed):
+    """The per-sparsity shortcut (one sort, one prefix sum for all widths) is kmeans_1d + assign exactly."""
+    rng = np.random.default_rng(seed)
+    kept = (rng.integers(0, levels, size=n) * rng.standard_normal()).astype(np.float32)
+    srt = SortedKept(np.sort(kept))
+    for bits in (1, 3, 8):
+        k = max(1, min(2**bits, srt.distinct))
+        want = np.asarray(kmeans_1d(kept, k, init="linear", seed=0)[0], dtype=np.float32)
+        book, labels = share_kept(kept, srt, bits)
+        np.testing.assert_array_equal(book, want)
+        np.testing.assert_array_equal(labels, assign(kept, want))
