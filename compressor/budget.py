@@ -426,7 +426,7 @@ def fit_budget(
         if calib is None:
             say(
                 "no calibration data: weighing damage by the Fisher diagonal on Gaussian noise inputs "
-                "(pass calib=(x, y) batches for an allocation that knows the data)"
+                "(calibration batches give an allocation that knows the data)"
             )
             calib = _noise_like(example_input, NOISE_SAMPLES, seed)
         problem = prepare_budget(model, calib, candidates, loss_fn, progress, metric_fn=metric_fn)

@@ -57,7 +57,9 @@ def finetune(
     for epoch in range(epochs):
         model.train()
         total, batches = 0.0, 0
-        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            loader, desc=f"{desc} {epoch + 1}/{epochs}", disable=None if progress else True, leave=False
+        )  # None: only on a tty
         for batch in bar:
             inputs, targets = _split(batch, desc)
             optimizer.zero_grad(set_to_none=True)

@@ -93,6 +93,8 @@ class OrtSession:
 
     def _options(self, external) -> ort.SessionOptions:
         options = ort.SessionOptions()
+        # errors reach the caller as one DczRuntimeError: ORT's own warning lines would only precede it
+        options.log_severity_level = 3
         threads, inter = self._threads
         if threads is not None:
             options.intra_op_num_threads = int(threads)

@@ -49,7 +49,7 @@ def lookup(op_type: str, domain: str, node: str) -> OpFunction:
         qualified = f"{domain}::{op_type}" if domain not in ("", "ai.onnx") else op_type
         raise DczRuntimeError(
             f"the NumPy backend does not implement op {qualified} (node {node!r}); "
-            f"supported ops: {', '.join(supported_ops())}. Use backend='ort' for this model."
+            f"supported ops: {', '.join(supported_ops())}. Run this model with the ONNX Runtime backend ('ort')."
         )
     return _OPS[op_type]
 

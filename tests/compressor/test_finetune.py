@@ -60,3 +60,12 @@ def test_finetune_with_teacher_moves_student_towards_it():
 def test_bad_loader_is_a_clear_error():
     with pytest.raises(CompressError, match=r"\(inputs, targets\)"):
         finetune(nn.Linear(2, 2), [torch.zeros(1, 2)], 1, 1e-3, progress=False)
+
+
+def test_progress_bar_draws_only_on_a_terminal(capsys):
+    """progress=True on a redirected stderr (pytest's capture is not a tty): no bar, no redraws."""
+    model = nn.Linear(2, 2)
+    loader = [(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))] * 3
+    finetune(model, loader, 2, 1e-3, progress=True)
+    _, err = capsys.readouterr()
+    assert err == ""

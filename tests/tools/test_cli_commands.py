@@ -154,8 +154,12 @@ def test_compress_json_config(capsys, files, tmp_path):
     "argv, fragments, code",
     [
         (["--config", "bad.toml"], ["unknown key 'bitz'", "config.global"], 1),
-        (["--bits", "9"], ["bits", "1..8"], 1),
-        (["--sparsity", "1.5"], ["sparsity"], 1),
+        (["--bits", "9"], ["argument --bits: must be an integer in 1..8, got 9"], 2),
+        (["--bits", "conv=0"], ["argument --bits: ", "got 0"], 2),
+        (["--gap-bits", "fc1.weight=12"], ["argument --gap-bits: ", "got 12"], 2),
+        (["--sparsity", "1.5"], ["argument --sparsity: must be in [0, 1), got 1.5"], 2),
+        (["--quality", "-1"], ["argument --quality: "], 2),
+        (["--seed", "-3"], ["argument --seed: "], 2),
         (["--bits", "conv=x"], ["--bits", "'x'"], 2),
         (["--sparsity", "0.5", "--quality", "1"], ["not allowed with"], 2),
         (["--weights", "w.pt"], ["--weights is for PyTorch models"], 2),
@@ -317,3 +321,19 @@ def test_plot_sweep_on_labelled_data(capsys, files, tmp_path):
     for quality, measured in zip((0, 1, 3), sparsity):
         expected = sum(int((np.abs(w) < quality * w.std()).sum()) for w in (W1, W2)) / (W1.size + W2.size)
         assert measured == pytest.approx(expected, abs=0.001)
+
+
+def test_onnx_runtime_log_lines_do_not_precede_the_error(tmp_path):
+    """An input graph ORT warns about (an unused initializer): stderr holds DCZ's lines only."""
+    import subprocess
+    import sys
+
+    model = build_mlp()
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(3, np.float32), "unused"))
+    onnx.save(model, tmp_path / "u.onnx")
+    np.save(tmp_path / "x.npy", np.zeros((2, 32), np.float32))
+    dcz = [sys.executable, "-c", "import sys; from dcz.cli import main; sys.exit(main())"]
+    for argv in (["compress", "u.onnx", "-o", "u.dcz"], ["run", "u.dcz", "--input", "x.npy"]):
+        done = subprocess.run(dcz + argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert "onnxruntime" not in done.stderr, done.stderr
+        assert all(line.startswith("dcz: error: ") for line in done.stderr.splitlines()), done.stderr

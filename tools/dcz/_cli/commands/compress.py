@@ -239,8 +239,35 @@ def apply_cli_settings(data: dict, args) -> dict:
     return data
 
 
+# The config key each command-line flag sets, so a wrong value is reported against the flag.
+FLAG_OF_KEY = {
+    "bits": "--bits",
+    "gap_bits": "--gap-bits",
+    "sparsity": "--sparsity",
+    "threshold": "--threshold",
+    "quality": "--quality",
+    "seed": "--seed",
+    "prune_epochs": "--epochs",
+    "share_epochs": "--epochs",
+}
+
+
+def flag_error(exc: ValueError) -> CliError:
+    """A config error caused by the command line alone, as a usage error naming the flag.
+
+    'config.by_type['conv'].bits: must be an integer in 1..8, got 9' -> 'argument --bits: must be ...'."""
+    where, _, reason = str(exc).partition(": ")
+    key = where.rpartition(".")[2]
+    flag = FLAG_OF_KEY.get(key, "the command line")
+    return usage_error(f"argument {flag}: {reason or exc}", "see 'dcz compress --help'")
+
+
 def build_config(args) -> Any:
     compressor = require("dcz.compressor", "dcz compress")
+    try:  # the flags on their own first: a wrong value there is a wrong command line (exit 2)
+        compressor.CompressConfig.from_dict(apply_cli_settings({}, args))
+    except compressor.CompressError as exc:
+        raise flag_error(exc) from exc
     data = read_config_file(args.config) if args.config else {}
     return compressor.CompressConfig.from_dict(apply_cli_settings(data, args))
 
