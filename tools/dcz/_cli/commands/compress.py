@@ -258,7 +258,7 @@ def flag_error(exc: ValueError) -> CliError:
     'config.by_type['conv'].bits: must be an integer in 1..8, got 9' -> 'argument --bits: must be ...'."""
     where, _, reason = str(exc).partition(": ")
     key = where.rpartition(".")[2]
-    flag = FLAG_OF_KEY.get(key, "the command line")
+    flag = FLAG_OF_KEY.get(key, "--" + key.replace("_", "-"))  # the other flags are spelled after their key
     return usage_error(f"argument {flag}: {reason or exc}", "see 'dcz compress --help'")
 
 
