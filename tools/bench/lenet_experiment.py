@@ -189,9 +189,9 @@ def run(name: str, out: Path, quick: bool, progress: bool, frontier: bool = Fals
         "ratio": dense_bytes / file_bytes,
         "accuracy": result.accuracy,
         "loss_pp": result.accuracy["dense"] - result.accuracy.get("shared+finetuned", result.accuracy.get("shared")),
-        "kept_percent": 100
-        * sum(int(s.mask.sum()) for s in result.layers.values())
-        / sum(int(np.prod(s.shape)) for s in result.layers.values()),
+        "kept_percent": 100  # over the pruned weights (shared biases have no mask)
+        * sum(int(s.mask.sum()) for s in result.layers.values() if s.mask is not None)
+        / sum(int(np.prod(s.shape)) for s in result.layers.values() if s.mask is not None),
         "seconds": {"dense_training": dense_seconds, "compress": compress_seconds},
         "train_digits": len(X),
         "test_digits": len(X_test),

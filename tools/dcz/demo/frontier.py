@@ -9,9 +9,9 @@ CONFIGS = {
     "lenet-300-100": {
         "global": {"prune": "dns", "bits": 4, "gap_bits": 7},
         "by_name": {
-            "fc1.weight": {"sparsity": 0.985},
-            "fc2.weight": {"sparsity": 0.96},
-            "fc3.weight": {"sparsity": 0.8, "gap_bits": 4},
+            "fc1.weight": {"sparsity": 0.98},
+            "fc2.weight": {"sparsity": 0.95},
+            "fc3.weight": {"sparsity": 0.75, "gap_bits": 4},
         },
         "prune_steps": 1,
         "prune_epochs": 30,
