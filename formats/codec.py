@@ -451,6 +451,13 @@ def _read_chunk_index(cur: Cursor, count: int, n_len: int) -> tuple[int, np.ndar
             f"chunk index: base {base} bits outside [{chunk}, {chunk * n_len}] for {chunk} codes of 1..{n_len} bits",
             at + 8,
         )
+    # Checked in Python ints before anything is sized from `count` (SPEC 3.4.1): every symbol has
+    # a code of at least one bit, and each of the `full` chunks spans at least `base` >= C bits.
+    if count > 8 * cur.left or full * max(base, chunk) > 8 * cur.left:
+        raise cur.fail(
+            f"chunk index: {count} symbols in chunks of {chunk} cannot fit in the {cur.left} bytes left in the section",
+            at,
+        )
     nbytes = (full * width + 7) // 8
     deltas_at = cur.pos
     raw = cur.bytes(nbytes, "chunk index deltas")

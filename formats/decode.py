@@ -104,6 +104,8 @@ def decode_entry(entry: dict, section, streams: dict, fail) -> np.ndarray:
             .astype(entry["dtype"])
             .reshape(entry["shape"])
         )
+    if entry["numel"] == 0:  # nothing to decode; rows of a 0-column view must not size anything
+        return np.zeros(entry["shape"], dtype=np.float32)
     if enc == "shared":
         labels, book = _labels_and_codebook(streams, section, entry, entry["numel"], f"{entry['numel']} elements", fail)
         if entry["groups"] == 1:

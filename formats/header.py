@@ -90,11 +90,19 @@ def _finite_float(text: str) -> float:
 
 
 def parse_json(data: bytes, fail) -> dict:
-    """Parse the header bytes strictly; `fail(msg)` builds the FormatError."""
+    """Parse the header bytes strictly; `fail(msg)` builds the FormatError.
+
+    Order (SPEC.md section 5): UTF-8, then the nesting depth on the text, then the parse, so a
+    hostile depth is refused before the parser sees it. Every step is linear in the header size.
+    """
+    raw = bytes(data)
     try:
-        text = bytes(data).decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise fail(f"header is not UTF-8 ({exc.reason} at header byte {exc.start})") from None
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise fail(f"header JSON nests {depth} levels, limit {MAX_JSON_DEPTH}")
     try:
         obj = json.loads(
             text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float
@@ -103,24 +111,36 @@ def parse_json(data: bytes, fail) -> dict:
         raise fail(f"header JSON nests deeper than the limit {MAX_JSON_DEPTH}") from None
     except ValueError as exc:
         raise fail(f"header is not valid JSON: {exc}") from None
-    depth = _depth(text)
-    if depth > MAX_JSON_DEPTH:
-        raise fail(f"header JSON nests {depth} levels, limit {MAX_JSON_DEPTH}")
     if not isinstance(obj, dict):
         raise fail("header JSON must be an object")
     return obj
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_DEPTH_BLOCK = 1 << 20  # bytes per numpy step: temporaries stay ~10 MB whatever the header size
+_OPEN = np.zeros(256, dtype=np.int8)
+_OPEN[[ord("["), ord("{")]] = 1
+_OPEN[[ord("]"), ord("}")]] = -1
 
 
-def _depth(text: str) -> int:
-    """Nesting depth of valid JSON text: its brackets outside strings, counted with numpy (no
-    walk over the parsed objects, no recursion on hostile input)."""
-    marks = np.frombuffer(_STRING.sub("", text).encode(), dtype=np.uint8)
-    step = (marks == ord("[")).astype(np.int32) + (marks == ord("{"))
-    step -= (marks == ord("]")).astype(np.int32) + (marks == ord("}"))
-    return int(np.cumsum(step).max(initial=0))
+def json_depth(raw: bytes) -> int:
+    """Deepest bracket nesting of JSON text, brackets inside strings ignored: linear time, no regex,
+    no parse (so it can run before the parser). Escapes are removed first (`\\\\` pairs, then
+    escaped quotes), after which every quote opens or closes a string; text that is not valid JSON
+    may get a wrong depth here but is refused by the parser."""
+    bare = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    deepest, depth, inside = 0, 0, 0
+    for lo in range(0, len(bare), _DEPTH_BLOCK):
+        block = np.frombuffer(bare, dtype=np.uint8, count=min(_DEPTH_BLOCK, len(bare) - lo), offset=lo)
+        quotes = np.cumsum(block == ord('"'), dtype=np.int32)
+        in_string = ((quotes + inside) & 1).astype(bool)  # a closing quote itself counts as inside: harmless
+        step = _OPEN[block]
+        step[in_string] = 0
+        levels = np.cumsum(step, dtype=np.int32)
+        if levels.size:
+            deepest = max(deepest, depth + int(levels.max()))
+            depth += int(levels[-1])
+            inside = (inside + int(quotes[-1])) & 1
+    return deepest
 
 
 def _int(entry: dict, key: str, lo: int, hi: int, fail, optional: bool = False):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import mmap
+import mmap as _mmap
 import os
 import struct
 import zlib
@@ -16,6 +16,7 @@ from .cursor import Cursor
 from .decode import decode_csr, decode_entry, stream_roles
 from .errors import FormatError
 from .layout import (
+    DEFAULT_MAX_DENSE_BYTES,
     DIR_ENTRY_SIZE,
     KIND_ARRAY,
     KIND_GRAPH,
@@ -131,10 +132,29 @@ def read_directory(buf, count: int) -> list[Section]:
     return sections
 
 
+def dense_bytes(entry: dict) -> int:
+    """Bytes of the tensor's decoded dense array, from what the tensor table declares."""
+    return entry["numel"] * np.dtype(entry["dtype"]).itemsize
+
+
+def check_dense_budget(entries: list[dict], budget, fail) -> None:
+    """Refuse a file whose tensors would decode to more than `budget` bytes (before any decoding)."""
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise FormatError(f"max_dense_bytes must be a non-negative int, got {budget!r}")
+    total = 0
+    for e in entries:
+        total += dense_bytes(e)
+        if total > budget:
+            raise fail(
+                f"tensor {e['name']!r} declares {dense_bytes(e):,} dense bytes, bringing the file to {total:,}, over "
+                f"the {budget:,}-byte budget (raise it with max_dense_bytes= if the file is trusted)"
+            )
+
+
 class DczFile:
     """A validated .dcz file; tensors are decoded on demand."""
 
-    def __init__(self, buf, closer=None):
+    def __init__(self, buf, closer=None, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES):
         self._buf = buf
         self._closer = closer
         self.version, count = read_preamble(buf)
@@ -153,6 +173,7 @@ class DczFile:
             text = inflate_header(bytes(text), hfail)
         obj = header.parse_json(text, hfail)
         self.metadata, self.graph_format, entries = header.check_header(obj, count, hfail)
+        check_dense_budget(entries, max_dense_bytes, hfail)
         self._entries = {e["name"]: e for e in entries}
         self._streams: dict[int, codec.StreamInfo] = {}
         self._stream_headers: dict[int, tuple] = {}
@@ -331,22 +352,31 @@ class DczFile:
         return f"<DczFile v{self.version[0]}.{self.version[1]} {len(self._entries)} tensors>"
 
 
-def loads(buf) -> DczFile:
-    """A DczFile over bytes already in memory."""
+def loads(buf, *, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES) -> DczFile:
+    """A DczFile over bytes already in memory (copied: later changes to `buf` do not reach it)."""
     if not isinstance(buf, (bytes, bytearray, memoryview)):
         raise FormatError(f"loads needs bytes, got {type(buf).__name__}")
-    return DczFile(bytes(buf))
+    return DczFile(bytes(buf), max_dense_bytes=max_dense_bytes)
 
 
-def open_file(path) -> DczFile:
-    """Memory-map and validate the .dcz at `path`."""
+def open_file(path, *, mmap: bool = True, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES) -> DczFile:
+    """Validate the .dcz at `path`.
+
+    mmap=True (default) memory-maps the file read-only: pages are read when a tensor is decoded, so
+    the file MUST stay unchanged while the DczFile is open (a file truncated in place makes the next
+    access raise SIGBUS and kill the process; replacing it atomically, as formats.write does, is safe).
+    mmap=False reads the whole file into memory once: the DczFile then never touches the file again.
+    max_dense_bytes: the budget of decoded dense bytes over all tensors (see check_dense_budget).
+    """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise FormatError(f"{path}: empty file, not a .dcz")
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if not mmap:
+            return DczFile(f.read(), max_dense_bytes=max_dense_bytes)
+        mm = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
     try:
-        return DczFile(mm, closer=mm.close)
+        return DczFile(mm, closer=mm.close, max_dense_bytes=max_dense_bytes)
     except FormatError as exc:
         message = str(exc)
     except BaseException:
@@ -358,7 +388,7 @@ def open_file(path) -> DczFile:
     raise FormatError(message)
 
 
-def _close_map(mm: mmap.mmap) -> None:
+def _close_map(mm: _mmap.mmap) -> None:
     """Close the map now if no view is alive; otherwise the garbage collector unmaps it later."""
     try:
         mm.close()

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 
 from dcz import formats
+from dcz.formats.layout import DEFAULT_MAX_DENSE_BYTES
 
 from .errors import DczRuntimeError, run_error
 from .lazy import LazyTensors
@@ -203,11 +204,13 @@ class _DenseView(Mapping):
         return len(self._tensors) - len(self._exclude)
 
 
-def open_dcz(source):
-    """formats.open for a path, formats.loads for bytes; the format's own error passes through unchanged."""
+def open_dcz(source, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES):
+    """formats.loads for bytes, else the file read into memory once (formats.open(mmap=False)): a
+    loaded model never reads the file again, so replacing or truncating it cannot crash the process
+    (a memory map would raise SIGBUS). The format's own error passes through unchanged."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return formats.loads(bytes(source))
-    return formats.open(os.fspath(source))
+        return formats.loads(bytes(source), max_dense_bytes=max_dense_bytes)
+    return formats.open(os.fspath(source), mmap=False, max_dense_bytes=max_dense_bytes)
 
 
 def load(
@@ -220,6 +223,7 @@ def load(
     inter_op_threads: int | None = None,
     sparse: bool = False,
     low_memory: bool | None = None,
+    max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES,
 ) -> Model:
     """Open a .dcz and prepare it to run.
 
@@ -234,6 +238,8 @@ def load(
                       True: every weight in place (lowest memory, no prepacking anywhere);
                       False: every weight an initializer (fastest batched FC, peak two copies of the
                       weights while the session is created).
+    max_dense_bytes   budget of decoded dense bytes over all stored tensors (default 2 GiB), checked when
+                      the file is opened: raise it for a trusted model that is larger.
     Raises formats.FormatError for a damaged file (before any inference) and DczRuntimeError when
     the graph and the stored tensors disagree (message names the tensor) or arguments are invalid.
     """
@@ -241,7 +247,7 @@ def load(
         raise DczRuntimeError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if threads is not None and (not isinstance(threads, int) or threads < 0):
         raise DczRuntimeError(f"threads must be a non-negative int (0 = ORT's default), got {threads!r}")
-    dcz_file = open_dcz(path)
+    dcz_file = open_dcz(path, max_dense_bytes)
     try:
         return Model(dcz_file, backend, lazy, providers, threads, inter_op_threads, sparse, low_memory)
     except BaseException:

@@ -7,6 +7,7 @@ layer's activations rather than the sum of all of them.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -44,6 +45,28 @@ def _attribute(attr: onnx.AttributeProto):
     if isinstance(value, list) and value and isinstance(value[0], bytes):
         return [v.decode("utf-8") for v in value]
     return value
+
+
+def _arity(fn) -> tuple[int, int | None]:
+    """(required, most) positional inputs of an op function (most None: variadic)."""
+    params = list(inspect.signature(fn).parameters.values())[1:]  # after ctx
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = sum(1 for p in positional if p.default is p.empty)
+    variadic = any(p.kind == p.VAR_POSITIONAL for p in params)
+    return required, None if variadic else len(positional)
+
+
+def _check_arity(fn, node: onnx.NodeProto, label: str) -> None:
+    """Refuse at load a node whose required inputs are missing (absent or "") or that has too many."""
+    required, most = _arity(fn)
+    given = list(node.input)
+    missing = [i for i in range(required) if i >= len(given) or not given[i]]
+    if missing:
+        raise DczRuntimeError(
+            f"node {label!r} ({node.op_type}) lacks required input #{missing[0]} (it needs {required})"
+        )
+    if most is not None and len(given) > most:
+        raise DczRuntimeError(f"node {label!r} ({node.op_type}) has {len(given)} inputs, at most {most} allowed")
 
 
 class SparseFC:
@@ -117,12 +140,13 @@ class NumpyExecutor:
 
     def _compile(self, index: int, node: onnx.NodeProto, sparse: Mapping[str, CsrRows]) -> Step:
         label = node.name or f"{node.op_type}_{index}"
-        ctx = OpContext(self._opset, label)
+        ctx = OpContext(self._opset, label, node.op_type)
         attrs = {a.name: _attribute(a) for a in node.attribute}
         sparse_step = self._sparse_step(node, attrs, sparse, ctx)
         if sparse_step is not None:
             return sparse_step
         fn = lookup(node.op_type, node.domain, label)
+        _check_arity(fn, node, label)
         return Step(fn, ctx, tuple(node.input), tuple(node.output), attrs, node.op_type)
 
     @staticmethod
@@ -169,8 +193,12 @@ class NumpyExecutor:
                 result = step.fn(step.ctx, *args, **step.attrs)
             except DczRuntimeError:
                 raise
-            except (ValueError, TypeError, IndexError) as exc:
-                raise DczRuntimeError(f"node {step.ctx.node!r} ({step.op_type}) failed: {exc}") from None
+            except MemoryError:
+                raise DczRuntimeError(f"node {step.ctx.node!r} ({step.op_type}) ran out of memory") from None
+            except Exception as exc:  # noqa: BLE001 - numpy's errors on bad graph data, as the runtime's one error
+                raise DczRuntimeError(
+                    f"node {step.ctx.node!r} ({step.op_type}) failed: {type(exc).__name__}: {exc}"
+                ) from None
             results = result if isinstance(result, tuple) else (result,)
             for name, value in zip(step.outputs, results):
                 if name:

@@ -7,7 +7,7 @@ import numpy as np
 
 from .ops_nn import conv
 from .ops_tensor import _broadcast, _reduce
-from .registry import op_error, register
+from .registry import check_output, op_error, register
 
 
 @register("Erf")
@@ -43,6 +43,11 @@ def equal(ctx, a, b):
 
 @register("Range")
 def range_(ctx, start, limit, delta):
+    start, limit, delta = (np.asarray(v).reshape(-1)[0] for v in (start, limit, delta))
+    if delta == 0:
+        raise op_error(ctx, "Range delta is 0")
+    count = max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
+    check_output(ctx, [count], np.result_type(start, limit, delta).itemsize)
     return np.arange(start, limit, delta, dtype=np.result_type(start, limit, delta))
 
 
@@ -162,6 +167,9 @@ def conv_transpose(
     extra = list(output_padding or [0] * rank)
     if auto_pad != "NOTSET" or output_shape is not None or any(d != 1 for d in dilations):
         raise op_error(ctx, "ConvTranspose with auto_pad, output_shape or dilations is not supported")
+    if len(strides) != rank or any(int(s) < 1 for s in strides) or any(int(p) < 0 for p in pads + extra):
+        raise op_error(ctx, f"strides {strides} must hold {rank} values >= 1, pads and output_padding >= 0")
+    check_output(ctx, list(x.shape[:2]) + [(s - 1) * st + 1 for s, st in zip(x.shape[2:], strides)], x.itemsize)
     n, c = x.shape[:2]
     spread = np.zeros((n, c) + tuple((s - 1) * st + 1 for s, st in zip(x.shape[2:], strides)), dtype=x.dtype)
     spread[(slice(None), slice(None)) + tuple(slice(None, None, st) for st in strides)] = x

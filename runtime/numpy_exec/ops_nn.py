@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import OpContext, op_error, register
+from .registry import OpContext, check_output, op_error, register
 from .windows import resolve_pads, windows
 
 # im2col copies the input once per conv; chunk the batch so one copy stays below this many bytes.
@@ -20,7 +20,14 @@ def _spatial_attrs(ctx: OpContext, x, kernel, strides, dilations, pads, auto_pad
         raise op_error(ctx, f"kernel_shape {kernel} does not match the input's {rank} spatial dims")
     strides = [int(s) for s in strides] if strides else [1] * rank
     dilations = [int(d) for d in dilations] if dilations else [1] * rank
+    for what, values in (("kernel_shape", kernel), ("strides", strides), ("dilations", dilations)):
+        if len(values) != rank or any(v < 1 for v in values):
+            raise op_error(ctx, f"{what} {values} must hold {rank} values >= 1")
     pads = resolve_pads(auto_pad, pads, x.shape[2:], kernel, strides, dilations, f"node {ctx.node!r}")
+    if any(p < 0 for p in pads):
+        raise op_error(ctx, f"negative pads {pads} are not supported")
+    padded = [n + b + e for n, b, e in zip(x.shape[2:], pads[:rank], pads[rank:])]
+    check_output(ctx, list(x.shape[:2]) + padded, x.itemsize)
     return kernel, strides, dilations, pads
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper
 
-from .registry import op_error, register
+from .registry import check_output, op_error, register
 
 
 def _broadcast(ctx, fn, a, b):
@@ -91,7 +91,9 @@ def constant(
 @register("ConstantOfShape")
 def constant_of_shape(ctx, shape, *, value=None):
     fill = numpy_helper.to_array(value) if value is not None else np.zeros(1, dtype=np.float32)
-    return np.full(tuple(int(d) for d in shape), fill.reshape(-1)[0], dtype=fill.dtype)
+    dims = tuple(int(d) for d in shape)
+    check_output(ctx, dims, fill.itemsize)
+    return np.full(dims, fill.reshape(-1)[0], dtype=fill.dtype)
 
 
 @register("Shape")
@@ -170,7 +172,9 @@ def concat(ctx, *xs, axis):
 def expand(ctx, x, target):
     target = tuple(int(d) for d in target)
     try:
-        return np.broadcast_to(x, np.broadcast_shapes(x.shape, target)).copy()
+        out_shape = np.broadcast_shapes(x.shape, target)
+        check_output(ctx, out_shape, x.itemsize)
+        return np.broadcast_to(x, out_shape).copy()
     except ValueError:
         raise op_error(ctx, f"cannot expand {x.shape} to {target}") from None
 
@@ -200,6 +204,7 @@ def pad(ctx, x, pads_input=None, value=None, axes=None, *, mode="constant", pads
         widths[axis] = (pads[i], pads[half + i])
     if any(b < 0 or e < 0 for b, e in widths):
         raise op_error(ctx, "negative pads (cropping) are not supported")
+    check_output(ctx, [n + b + e for n, (b, e) in zip(x.shape, widths)], x.itemsize)
     if mode == "constant":
         fill = attrs.get("value", 0.0) if value is None else np.asarray(value).reshape(-1)[0]
         return np.pad(x, widths, mode="constant", constant_values=fill)

@@ -23,6 +23,7 @@ class OpContext:
 
     opset: int
     node: str  # node name (or op type + index) for error messages
+    op: str = ""  # the node's op type, also for error messages
 
 
 def register(*op_types: str) -> Callable[[OpFunction], OpFunction]:
@@ -54,6 +55,26 @@ def lookup(op_type: str, domain: str, node: str) -> OpFunction:
     return _OPS[op_type]
 
 
+# The largest array one op may create (bytes). Shapes computed from the graph (Pad widths, a
+# ConstantOfShape / Expand / Range target) are checked against it before numpy allocates, so a
+# hostile graph gets a one-line error instead of a MemoryError or gigabytes of zeros.
+MAX_OUTPUT_BYTES = 2 << 30
+
+
+def check_output(ctx: OpContext, shape, itemsize: int) -> None:
+    """Raise unless an array of `shape` x `itemsize` bytes (Python ints: no wrap) fits the cap."""
+    total = itemsize
+    for d in shape:
+        if d < 0:
+            raise op_error(ctx, f"output shape {tuple(shape)} has a negative dim")
+        total *= int(d)
+    if total > MAX_OUTPUT_BYTES:
+        raise op_error(
+            ctx, f"output of shape {tuple(shape)} would take {total:,} bytes, over the {MAX_OUTPUT_BYTES:,}-byte cap"
+        )
+
+
 def op_error(ctx: OpContext, message: str) -> DczRuntimeError:
     """An error for an op that cannot run as configured, naming the node."""
-    return DczRuntimeError(f"node {ctx.node!r}: {message}")
+    where = f"node {ctx.node!r} ({ctx.op})" if ctx.op else f"node {ctx.node!r}"
+    return DczRuntimeError(f"{where}: {message}")

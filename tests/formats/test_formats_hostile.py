@@ -303,5 +303,8 @@ def test_writer_refuses_a_header_over_its_cap():
 def test_a_shape_too_large_to_allocate_is_a_format_error():
     obj = header_of(SMALL)
     obj["tensors"][0]["shape"] = [3, 2**60]  # rows stay 3, the gaps stay valid: only the output is absurd
-    with pytest.raises(formats.FormatError, match="at byte .*cannot allocate"):
+    with pytest.raises(formats.FormatError, match="at byte .*over the .*-byte budget"):
         load_all(with_header(SMALL, obj))
+    with pytest.raises(formats.FormatError, match="at byte .*cannot allocate"):
+        f = formats.loads(with_header(SMALL, obj), max_dense_bytes=2**70)
+        f.tensor("w")

@@ -1,0 +1,170 @@
+"""Coverage-guided fuzzing (atheris, libFuzzer) of every public way into a .dcz file.
+
+Each input is a .dcz file. It is opened with dcz.formats (every tensor decoded, CSR forms too) and
+then, when it carries a graph, loaded and run by dcz.runtime on both backends. Anything raised that
+is not a dcz.DczError, any input over 1 s, and any peak memory above 64 MiB + 2x the dense bytes the
+file declares is a finding (the harness raises, libFuzzer saves the input as crash-*).
+
+    python -m tools.dev.atheris_dcz --make-corpus tools/dev/corpus      # write the seed corpus
+    python -m tools.dev.atheris_dcz tools/dev/corpus -max_total_time=1800 -rss_limit_mb=4096
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import struct
+import sys
+import time
+import zlib
+
+import numpy as np
+
+SLOW_S = 1.0
+BASE_MEMORY = 64 << 20
+
+
+def seed_files() -> dict[str, bytes]:
+    """Small valid files: every encoding, both stream codings, and a graph run by both backends."""
+    from tools.dev.fuzz_formats import seed_files as format_seeds
+
+    out = {f"formats_{i}.dcz": data for i, data in enumerate(format_seeds())}
+    out["model_mlp.dcz"] = _tiny_model()
+    return out
+
+
+def _tiny_model() -> bytes:
+    """A 2-layer MLP (Gemm, Relu, Gemm) with a pruned, a shared and a raw weight."""
+    from onnx import TensorProto, helper
+
+    from dcz import formats
+
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((8, 6)).astype(np.float32)
+    mask = rng.random((8, 6)) < 0.5
+    labels = rng.integers(0, 4, (6, 3))
+    book = np.array([-1.0, -0.5, 0.5, 1.0], np.float32)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("Gemm", ["r", "w2"], ["y"], name="fc2"),
+    ]
+    inits = []
+    for name, shape in (("w1", (8, 6)), ("b1", (6,)), ("w2", (6, 3))):
+        t = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=shape)
+        t.data_location = TensorProto.EXTERNAL
+        e = t.external_data.add()
+        e.key, e.value = "location", "dcz"
+        inits.append(t)
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    tensors = [
+        formats.Sparse("w1", w1, mask, 2),
+        formats.Raw("b1", np.zeros(6, np.float32)),
+        formats.Shared("w2", labels, book, 2),
+    ]
+    return formats.dumps(tensors, graph=model.SerializeToString(), graph_format="onnx")
+
+
+def make_corpus(folder: str) -> None:
+    os.makedirs(folder, exist_ok=True)
+    for name, data in seed_files().items():
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(data)
+
+
+def _declared_dense(f) -> int:
+    return sum(int(np.prod(f.info(n).shape, dtype=object)) * 4 for n in f.names)
+
+
+def repair(data: bytes) -> bytes:
+    """The input with its file length and every CRC made right, so that mutations reach the checks
+    behind them (the CRC and length checks themselves are covered by tests/formats)."""
+    if len(data) < 64:
+        return data
+    buf = bytearray(data)
+    struct.pack_into("<Q", buf, 16, len(buf))
+    count = struct.unpack_from("<I", buf, 12)[0]
+    if 64 + 24 * count <= len(buf):
+        for i in range(count):
+            off, length = struct.unpack_from("<QQ", buf, 64 + 24 * i)
+            if off + length <= len(buf):
+                struct.pack_into("<I", buf, 64 + 24 * i + 16, zlib.crc32(buf[off : off + length]))
+        struct.pack_into("<I", buf, 24, zlib.crc32(buf[64 : 64 + 24 * count]))
+    struct.pack_into("<I", buf, 60, zlib.crc32(buf[:60]))
+    return bytes(buf)
+
+
+def one_input(data: bytes) -> None:
+    """Open, decode and run one file; only DczError may escape, within time and memory."""
+    data = repair(data)
+    from dcz import formats, runtime
+    from dcz.formats.errors import DczError
+
+    t0 = time.monotonic()
+    declared = 0
+    try:
+        f = formats.loads(data)
+        declared = _declared_dense(f)
+        f.tensors()
+        for name in f.names:
+            if f.info(name).encoding in ("sparse", "sparse_shared"):
+                f.csr(name)
+        if f.graph:
+            for backend in ("numpy", "ort"):
+                with runtime.load(data, backend=backend) as model:
+                    feeds = {
+                        name: np.zeros([d if isinstance(d, int) and 0 < d < 64 else 1 for d in shape], np.float32)
+                        for name, shape in _input_shapes(model)
+                    }
+                    model.run(feeds)
+    except DczError:
+        pass
+    elapsed = time.monotonic() - t0
+    if elapsed > SLOW_S:
+        raise RuntimeError(f"slow input: {elapsed:.2f} s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if _baseline and peak > _baseline + BASE_MEMORY + 2 * declared:
+        raise RuntimeError(f"peak RSS {peak >> 20} MiB over 64 MiB + 2 x {declared} declared bytes")
+
+
+def _input_shapes(model):
+    for vi in model.onnx_model.graph.input:
+        if vi.name in model.placeholders:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
+        yield vi.name, dims
+
+
+_baseline = 0
+
+
+def main() -> None:
+    global _baseline
+    if len(sys.argv) == 3 and sys.argv[1] == "--make-corpus":
+        make_corpus(sys.argv[2])
+        return
+    import atheris
+
+    with atheris.instrument_imports():
+        import dcz.formats  # noqa: F401
+        import dcz.runtime  # noqa: F401
+        import dcz.runtime.model  # noqa: F401
+        import dcz.runtime.numpy_exec.executor  # noqa: F401
+        import dcz.runtime.ort_backend  # noqa: F401
+    import onnxruntime  # noqa: F401 - imported before the baseline is taken
+
+    one_input(seed_files()["model_mlp.dcz"])  # warm every import, then take the baseline
+    _baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
