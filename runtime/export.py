@@ -27,7 +27,10 @@ _INLINE_LIMIT = 2**31 - (64 << 20)
 def export_onnx(dcz_path, onnx_path, external_data: bool | None = None) -> Path:
     """Write the dense ONNX model equivalent to `dcz_path` at `onnx_path`; returns the path.
 
-    external_data  None: only when the model would not fit in one protobuf; True/False forces it.
+    external_data  None: only when the model would not fit in one protobuf; True/False forces it
+                   (True moves tensors of >= 1 KiB to `<name>.data`; with none that large, the model is
+                   written whole and no data file is made). Nothing is written outside the folder of
+                   `onnx_path`: a graph naming external data of its own is refused.
     """
     onnx_path = Path(onnx_path)
     with open_dcz(dcz_path) as dcz:
@@ -65,7 +68,9 @@ def _atomic_save(model: onnx.ModelProto, path: Path, external_data: bool) -> Non
                 location=data_name,
                 size_threshold=1024,
             )
-            os.replace(Path(tmp) / data_name, folder / data_name)
+            written = Path(tmp) / data_name
+            if written.exists():  # not when every tensor is under the 1 KiB threshold: all stay inline
+                os.replace(written, folder / data_name)
         else:
             onnx.save_model(model, tmp_model)
         os.replace(tmp_model, path)

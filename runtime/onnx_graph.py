@@ -20,8 +20,11 @@ DCZ_LOCATION = "dcz"
 # graph_format values the runtime reads: the serialized ModelProto, as is or zlib-compressed (the
 # compressor writes "onnx.zlib": a graph without its weights is mostly names, ~3x smaller).
 GRAPH_FORMATS = ("onnx", "onnx.zlib")
-# Protobuf refuses messages over 2 GiB: a graph section that inflates past it is refused unread.
-MAX_GRAPH_BYTES = 2**31
+# Graph size caps (formats/SPEC.md, "Limits"). The weights live in the .dcz's own sections, so the
+# graph is mostly names and small constants: the largest corpus model (PP-OCRv4 rec) has ~1,000
+# nodes and a graph of ~0.3 MB. A hostile 7.6 MB graph of 300k nodes took 40 s and 1.1 GB to load.
+MAX_GRAPH_BYTES = 256 << 20  # serialized (after inflating): refused unread beyond this
+MAX_GRAPH_NODES = 100_000  # nodes of the graph, its subgraphs and its local functions together
 
 
 def graph_bytes(graph_format: str, graph) -> bytes:
@@ -73,10 +76,108 @@ def parse_graph_bytes(graph: bytes) -> onnx.ModelProto:
     """The stored ModelProto exactly as serialized (no inlining)."""
     if not graph:
         raise DczRuntimeError("the .dcz file holds no graph: nothing to run (graph section is empty)")
+    if len(graph) > MAX_GRAPH_BYTES:
+        raise DczRuntimeError(f"the graph holds {len(graph):,} bytes, over the {MAX_GRAPH_BYTES:,}-byte cap")
+    graph = bytes(graph)
+    if _wire_node_count(graph) > MAX_GRAPH_NODES:  # before protobuf builds ~300 bytes of objects per node
+        raise DczRuntimeError(f"the graph has more than {MAX_GRAPH_NODES:,} nodes, the cap")
     try:
-        return onnx.load_model_from_string(bytes(graph))
+        model = onnx.load_model_from_string(graph)
     except Exception as exc:  # protobuf raises DecodeError and friends
         raise DczRuntimeError(f"the graph stored in the .dcz is not a valid ONNX ModelProto: {exc}") from None
+    check_graph(model)
+    return model
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(data):
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    return -1, len(data)  # truncated: protobuf's parser will say so
+
+
+def _fields(data: bytes, start: int, end: int):
+    """(field number, wire type, payload start, payload end) of each field in data[start:end]."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(data, pos)
+        if key < 0:
+            return
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, after = _varint(data, pos)
+        elif wire == 1:
+            after = pos + 8
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            after = pos + max(length, 0)
+        elif wire == 5:
+            after = pos + 4
+        else:
+            return  # groups or garbage: left to the parser
+        yield number, wire, pos, min(after, end)
+        pos = after
+
+
+_MODEL_GRAPH, _GRAPH_NODE = 7, 1  # onnx.proto field numbers: ModelProto.graph, GraphProto.node
+
+
+def _wire_node_count(data: bytes) -> int:
+    """Nodes of the top-level graph, counted on the serialized bytes without parsing them."""
+    count = 0
+    for number, wire, start, end in _fields(data, 0, len(data)):
+        if number == _MODEL_GRAPH and wire == 2:
+            count += sum(1 for n, w, _, _ in _fields(data, start, end) if n == _GRAPH_NODE and w == 2)
+    return count
+
+
+def check_graph(model: onnx.ModelProto) -> None:
+    """Node cap, and no tensor anywhere (Constant attributes, subgraphs of If / Loop / Scan, sparse
+    initializers, local functions) with external data, except the top-level placeholders that point
+    at the .dcz itself: neither backend may ever open a file a graph names (`secret.bin`, `../x`)."""
+    nodes = 0
+    pending = [("graph", model.graph, True)]  # True: the top-level graph, whose placeholders may say "dcz"
+    pending += [(f"function {f.name!r}", f, False) for f in model.functions]
+    while pending:
+        where, graph, top = pending.pop()
+        nodes += len(graph.node)
+        if nodes > MAX_GRAPH_NODES:
+            raise DczRuntimeError(f"the graph has more than {MAX_GRAPH_NODES:,} nodes (subgraphs included), the cap")
+        for init in getattr(graph, "initializer", ()):
+            _check_tensor(init, f"{where} initializer {init.name!r}", allow_dcz=top)
+        for sparse in getattr(graph, "sparse_initializer", ()):
+            for part in (sparse.values, sparse.indices):
+                _check_tensor(part, f"{where} sparse initializer {sparse.values.name!r}", allow_dcz=False)
+        for node in graph.node:
+            for attr in node.attribute:
+                label = f"node {node.name or node.op_type!r} attribute {attr.name!r}"
+                tensors = [attr.t] if attr.HasField("t") else []
+                tensors += list(attr.tensors)
+                for sparse in ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []) + list(
+                    attr.sparse_tensors
+                ):
+                    tensors += [sparse.values, sparse.indices]
+                for tensor in tensors:
+                    _check_tensor(tensor, label, allow_dcz=False)
+                subgraphs = ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)
+                pending += [(f"{label} subgraph", g, False) for g in subgraphs]
+
+
+def _check_tensor(tensor: TensorProto, where: str, allow_dcz: bool) -> None:
+    if tensor.data_location != TensorProto.EXTERNAL and not len(tensor.external_data):
+        return
+    location = _external_location(tensor)
+    if allow_dcz and tensor.data_location == TensorProto.EXTERNAL and location == DCZ_LOCATION:
+        return
+    raise DczRuntimeError(
+        f"{where} refers to external data at {location!r}; only top-level placeholders may, and only "
+        f"to {DCZ_LOCATION!r} (the .dcz itself)"
+    )
 
 
 def inline_functions(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -85,7 +186,10 @@ def inline_functions(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
     from onnx import inliner
 
-    return inliner.inline_local_functions(model)
+    try:
+        return inliner.inline_local_functions(model)
+    except Exception as exc:  # onnx's ValidationError / C++ errors on a malformed function
+        raise DczRuntimeError(f"the graph's local functions cannot be inlined: {exc}") from None
 
 
 def onnx_dtype(data_type: int, where: str) -> np.dtype:

@@ -85,3 +85,23 @@ def test_failed_export_leaves_nothing(tmp_path):
     with pytest.raises(formats.FormatError):
         formats.write(target, [formats.Raw("a", np.zeros(2, np.float64))])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temps_of_killed_writers_are_removed(tmp_path):
+    """A writer killed mid-write leaves `.NAME.<pid>.<random>.tmp`; the next write to that name removes
+    it when its pid is gone (or when it is over an hour old), and leaves a live writer's temp alone."""
+    import time
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    orphan = tmp_path / f".m.dcz.{dead_pid}.abc123.tmp"
+    live = tmp_path / f".m.dcz.{os.getppid()}.def456.tmp"
+    old = tmp_path / ".m.dcz.qwerty.tmp"  # an older writer's name: no pid, judged by age
+    other = tmp_path / ".n.dcz.1.x.tmp"
+    for p in (orphan, live, old, other):
+        p.write_bytes(b"x" * 100)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    formats.write(tmp_path / "m.dcz", [formats.Raw("r", np.zeros(3, np.float32))])
+    assert not orphan.exists() and not old.exists()
+    assert live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "m.dcz"])

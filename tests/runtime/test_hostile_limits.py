@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import helper
+from onnx import TensorProto, helper
 from rt_onnx_builders import inline, make_model, placeholder, value
 
 from dcz import formats, runtime
@@ -89,3 +89,89 @@ def test_formats_open_without_mmap_reads_once(tmp_path):
     f = formats.open(path, mmap=False)
     path.write_bytes(b"")
     np.testing.assert_array_equal(f.tensor("r"), np.arange(5, dtype=np.float32))
+
+
+def external(name, location="secret.bin", dims=(2,)):
+    t = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=list(dims))
+    t.data_location = TensorProto.EXTERNAL
+    entry = t.external_data.add()
+    entry.key, entry.value = "location", location
+    return t
+
+
+def _constant_graph(location):
+    node = helper.make_node("Constant", [], ["y"], name="k", value=external("v", location))
+    return make_model([node], [], [value("y", [2])])
+
+
+def _if_graph(location):
+    branch = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["o"])], "b", [], [value("o", [2])], [external("s", location)]
+    )
+    node = helper.make_node("If", ["c"], ["y"], name="branch", then_branch=branch, else_branch=branch)
+    return make_model([node], [value("c", [], TensorProto.BOOL)], [value("y", [2])])
+
+
+def _sparse_graph(location):
+    sparse = helper.make_sparse_tensor(external("sv", location), inline("si", np.array([0], np.int64)), [2])
+    model = make_model([helper.make_node("Identity", ["sv"], ["y"])], [], [value("y", [2])])
+    model.graph.sparse_initializer.append(sparse)
+    return model
+
+
+@pytest.mark.parametrize("build", [_constant_graph, _if_graph, _sparse_graph])
+@pytest.mark.parametrize("location", ["secret.bin", "../../../../etc/passwd", "dcz"])
+def test_external_data_outside_top_level_placeholders_is_refused(tmp_path, build, location):
+    (tmp_path / "secret.bin").write_bytes(b"\x00" * 8)
+    path = tmp_path / "m.dcz"
+    formats.write(path, [], graph=build(location).SerializeToString())
+    for backend in ("numpy", "ort", None):
+        with pytest.raises(DczRuntimeError, match=f"external data at '{location}'"):
+            runtime.load(path, backend=backend)
+    with pytest.raises(DczRuntimeError, match="external data"):
+        runtime.export_onnx(path, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_graph_node_cap(tmp_path):
+    from dcz.runtime.onnx_graph import MAX_GRAPH_NODES
+
+    nodes = [helper.make_node("Identity", [f"t{i}"], [f"t{i + 1}"]) for i in range(MAX_GRAPH_NODES + 1)]
+    graph = make_model(nodes, [value("t0", [1])], [value(f"t{MAX_GRAPH_NODES + 1}", [1])])
+    data = formats.dumps([], graph=graph.SerializeToString())
+    with pytest.raises(DczRuntimeError, match="more than 100,000 nodes"):
+        runtime.load(data, backend=None)
+
+
+def test_export_with_external_data_and_only_small_tensors(tmp_path):
+    w = np.ones((2, 3), np.float32)
+    graph = make_model(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        [value("x", [1, 2])],
+        [value("y", [1, 3])],
+        [placeholder("w", w)],
+    )
+    path = tmp_path / "m.dcz"
+    formats.write(path, [formats.Raw("w", w)], graph=graph.SerializeToString())
+    out = runtime.export_onnx(path, tmp_path / "o.onnx", external_data=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.dcz", "o.onnx"]
+    import onnxruntime as ort
+
+    y = ort.InferenceSession(str(out)).run(None, {"x": np.ones((1, 2), np.float32)})[0]
+    np.testing.assert_array_equal(y, np.full((1, 3), 2, np.float32))
+
+
+@pytest.mark.parametrize(
+    "case, error, fragment",
+    [
+        ("graph_300k_nodes", "DczRuntimeError", "more than 100,000 nodes"),
+        ("wide_sparse_model", "FormatError", "declares 4,294,967,296 dense bytes"),
+    ],
+)
+def test_hostile_model_is_refused_within_bounds(case, error, fragment):
+    """runtime.load on both backends, in a fresh process: < 1 s of CPU and < 100 MB over the baseline."""
+    from tools.dev.hostile_files import probe_in_subprocess
+
+    result = probe_in_subprocess(case)
+    assert result["outcome"] == error and fragment in result["message"], result
+    assert result["cpu_s"] < 1.0 and result["peak_added"] < 100 << 20, result

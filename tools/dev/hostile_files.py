@@ -124,6 +124,43 @@ FORMATS_CASES = {
 }
 
 
+def graph_300k_nodes() -> bytes:
+    """An 8.7 MB file whose graph chains 300,000 Identity nodes (the node cap is 100,000)."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Identity", [f"t{i}"], [f"t{i + 1}"]) for i in range(300_000)]
+    io = [helper.make_tensor_value_info(n, 1, [1]) for n in ("t0", "t300000")]
+    model = helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:]))
+    return formats.dumps([], graph=model.SerializeToString())
+
+
+def wide_sparse_model() -> bytes:
+    """wide_sparse with a graph using the weight: what runtime.load sees (a 4 GiB dense weight)."""
+    from onnx import TensorProto, helper
+
+    ph = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1, 8], data_location=TensorProto.EXTERNAL)
+    entry = ph.external_data.add()
+    entry.key, entry.value = "location", "dcz"
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [], [out], [ph]))
+    mask = np.zeros((1, 8), bool)
+    mask[0, 0] = True
+    data = formats.dumps([formats.Sparse("w", np.ones((1, 8), np.float32), mask, 2)], graph=model.SerializeToString())
+    obj = header_of(data)
+    obj["tensors"][0]["shape"] = [1, 2**30]
+    return with_header(data, obj)
+
+
+RUNTIME_CASES = {"graph_300k_nodes": graph_300k_nodes, "wide_sparse_model": wide_sparse_model}
+
+
+def _load_and_run(data: bytes) -> None:
+    from dcz import runtime
+
+    for backend in ("numpy", "ort"):
+        runtime.load(data, backend=backend).close()
+
+
 def _decode_everything(data: bytes) -> None:
     f = formats.loads(data)
     f.tensors()
@@ -150,12 +187,19 @@ def _vm(field: str) -> int:
 
 def probe(case: str) -> dict:
     """Build the case's file, then open and decode it; what was raised, CPU seconds, peak bytes added."""
-    data = FORMATS_CASES[case]()
+    build, action = (
+        (FORMATS_CASES[case], _decode_everything) if case in FORMATS_CASES else (RUNTIME_CASES[case], _load_and_run)
+    )
+    data = build()
+    if action is _load_and_run:
+        import dcz.runtime.model  # noqa: F401 - imports are the baseline, not the case
+        import dcz.runtime.numpy_exec  # noqa: F401
+        import dcz.runtime.ort_backend  # noqa: F401
     before = _vm("VmRSS")
     _peak_reset()
     t0 = time.process_time()
     try:
-        _decode_everything(data)
+        action(data)
         outcome, message = "ok", ""
     except BaseException as exc:  # noqa: BLE001 - the probe reports whatever escapes
         outcome, message = type(exc).__name__, str(exc)[:300]
@@ -195,7 +239,7 @@ def main(argv=None) -> int:
     if argv:
         print(json.dumps(probe(argv[0])))
         return 0
-    for case in FORMATS_CASES:
+    for case in [*FORMATS_CASES, *RUNTIME_CASES]:
         r = probe_in_subprocess(case)
         print(
             f"{case:24s} {r.get('bytes', 0):>10,} B  {r['outcome']:12s} cpu {r.get('cpu_s', 0):.3f} s  "
