@@ -36,7 +36,7 @@ MAX_INDEX_WIDTH = 32
 MAX_HUFFMAN_SYMBOLS = 65535
 MAX_JSON_DEPTH = 32
 MAX_ELEMENTS = (1 << 63) - 1
-# Dense bytes all tensors of a file may decode to (numel x itemsize, summed), checked at open: a
+# Dense bytes one tensor of a file may decode to (numel x itemsize), checked at open (runtime.load: their sum): a
 # small file cannot make the reader allocate more than this. Callers raise it with
 # formats.open(path, max_dense_bytes=...) / runtime.load(..., max_dense_bytes=...).
 DEFAULT_MAX_DENSE_BYTES = 2 << 30

@@ -138,16 +138,18 @@ def dense_bytes(entry: dict) -> int:
 
 
 def check_dense_budget(entries: list[dict], budget, fail) -> None:
-    """Refuse a file whose tensors would decode to more than `budget` bytes (before any decoding)."""
+    """Refuse a file with a tensor that would decode to more than `budget` bytes (before any decoding).
+
+    Per tensor: DczFile decodes one tensor at a time on demand (checkpoints stream them), so one
+    tensor is what a caller of formats must hold; runtime.load, which decodes them all, also caps the
+    sum (runtime/model.py)."""
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise FormatError(f"max_dense_bytes must be a non-negative int, got {budget!r}")
-    total = 0
     for e in entries:
-        total += dense_bytes(e)
-        if total > budget:
+        if dense_bytes(e) > budget:
             raise fail(
-                f"tensor {e['name']!r} declares {dense_bytes(e):,} dense bytes, bringing the file to {total:,}, over "
-                f"the {budget:,}-byte budget (raise it with max_dense_bytes= if the file is trusted)"
+                f"tensor {e['name']!r} declares {dense_bytes(e):,} dense bytes, over the {budget:,}-byte budget "
+                "(raise it with max_dense_bytes= if the file is trusted)"
             )
 
 
@@ -366,7 +368,7 @@ def open_file(path, *, mmap: bool = True, max_dense_bytes: int = DEFAULT_MAX_DEN
     the file MUST stay unchanged while the DczFile is open (a file truncated in place makes the next
     access raise SIGBUS and kill the process; replacing it atomically, as formats.write does, is safe).
     mmap=False reads the whole file into memory once: the DczFile then never touches the file again.
-    max_dense_bytes: the budget of decoded dense bytes over all tensors (see check_dense_budget).
+    max_dense_bytes: the budget of decoded dense bytes per tensor (see check_dense_budget).
     """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size

@@ -213,6 +213,19 @@ def open_dcz(source, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES):
     return formats.open(os.fspath(source), mmap=False, max_dense_bytes=max_dense_bytes)
 
 
+def _check_total_dense(dcz_file, budget: int) -> None:
+    """A model holds every tensor decoded: their sum is capped too (formats caps each one)."""
+    total = 0
+    for name in dcz_file.names:
+        info = dcz_file.info(name)
+        total += int(np.prod(info.shape, dtype=object)) * np.dtype(info.dtype).itemsize
+    if total > budget:
+        raise DczRuntimeError(
+            f"the model's tensors declare {total:,} dense bytes together, over the {budget:,}-byte budget "
+            "(raise it with max_dense_bytes= if the file is trusted)"
+        )
+
+
 def load(
     path,
     backend: str = "ort",
@@ -238,7 +251,7 @@ def load(
                       True: every weight in place (lowest memory, no prepacking anywhere);
                       False: every weight an initializer (fastest batched FC, peak two copies of the
                       weights while the session is created).
-    max_dense_bytes   budget of decoded dense bytes over all stored tensors (default 2 GiB), checked when
+    max_dense_bytes   budget of decoded dense bytes, per tensor and summed (default 2 GiB), checked when
                       the file is opened: raise it for a trusted model that is larger.
     Raises formats.FormatError for a damaged file (before any inference) and DczRuntimeError when
     the graph and the stored tensors disagree (message names the tensor) or arguments are invalid.
@@ -249,6 +262,7 @@ def load(
         raise DczRuntimeError(f"threads must be a non-negative int (0 = ORT's default), got {threads!r}")
     dcz_file = open_dcz(path, max_dense_bytes)
     try:
+        _check_total_dense(dcz_file, max_dense_bytes)
         return Model(dcz_file, backend, lazy, providers, threads, inter_op_threads, sparse, low_memory)
     except BaseException:
         dcz_file.close()

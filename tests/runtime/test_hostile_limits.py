@@ -175,3 +175,14 @@ def test_hostile_model_is_refused_within_bounds(case, error, fragment):
     result = probe_in_subprocess(case)
     assert result["outcome"] == error and fragment in result["message"], result
     assert result["cpu_s"] < 1.0 and result["peak_added"] < 100 << 20, result
+
+
+def test_runtime_caps_the_sum_formats_each_tensor():
+    tensors = [formats.Raw(n, np.zeros(10, np.float32)) for n in ("a", "b")]
+    ph = [placeholder(n, np.zeros(10, np.float32)) for n in ("a", "b")]
+    graph = make_model([helper.make_node("Add", ["a", "b"], ["y"])], [], [value("y", [10])], ph)
+    data = formats.dumps(tensors, graph=graph.SerializeToString())
+    assert formats.loads(data, max_dense_bytes=40).names == ["a", "b"]
+    with pytest.raises(DczRuntimeError, match="declare 80 dense bytes together, over the 79-byte budget"):
+        runtime.load(data, backend=None, max_dense_bytes=79)
+    assert runtime.load(data, backend="numpy", max_dense_bytes=80).run({})[0].shape == (10,)
