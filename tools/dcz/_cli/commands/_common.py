@@ -9,6 +9,7 @@ from typing import Any
 
 from dcz._cli.errors import EXIT_USAGE, CliError, require
 from dcz._cli.sizes import parse_size
+from dcz.formats.errors import FormatError  # stdlib-only module; dcz itself is already imported
 
 RAW_HELP = argparse.RawDescriptionHelpFormatter
 
@@ -68,9 +69,7 @@ def naming_file(path: str | Path):
     """Prefix a damaged-file error (formats.FormatError, also via runtime) with the file's path."""
     try:
         yield
-    except ValueError as exc:
-        if type(exc).__name__ != "FormatError":
-            raise
+    except FormatError as exc:
         raise CliError(
             f"{path} is not a valid .dcz file: {exc}", "check that it is a complete .dcz written by dcz"
         ) from exc
