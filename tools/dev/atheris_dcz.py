@@ -12,12 +12,12 @@ file declares is a finding (the harness raises, libFuzzer saves the input as cra
 from __future__ import annotations
 
 import os
-import struct
 import sys
 import time
-import zlib
 
 import numpy as np
+
+from tools.dev.fuzz_formats import fix_checksums
 
 SLOW_S = 1.0
 BASE_MEMORY = 64 << 20
@@ -83,27 +83,10 @@ def _declared_dense(f) -> int:
     return sum(int(np.prod(f.info(n).shape, dtype=object)) * np.dtype(f.info(n).dtype).itemsize for n in f.names)
 
 
-def repair(data: bytes) -> bytes:
-    """The input with its file length and every CRC made right, so that mutations reach the checks
-    behind them (the CRC and length checks themselves are covered by tests/formats)."""
-    if len(data) < 64:
-        return data
-    buf = bytearray(data)
-    struct.pack_into("<Q", buf, 16, len(buf))
-    count = struct.unpack_from("<I", buf, 12)[0]
-    if 64 + 24 * count <= len(buf):
-        for i in range(count):
-            off, length = struct.unpack_from("<QQ", buf, 64 + 24 * i)
-            if off + length <= len(buf):
-                struct.pack_into("<I", buf, 64 + 24 * i + 16, zlib.crc32(buf[off : off + length]))
-        struct.pack_into("<I", buf, 24, zlib.crc32(buf[64 : 64 + 24 * count]))
-    struct.pack_into("<I", buf, 60, zlib.crc32(buf[:60]))
-    return bytes(buf)
-
-
 def one_input(data: bytes) -> None:
     """Open, decode and run one file; only DczError may escape, within time and memory."""
-    data = repair(data)
+    # file length and every CRC made right, so mutations reach the checks behind them
+    data = fix_checksums(data)
     from dcz import formats, runtime
     from dcz.formats.errors import DczError
 
