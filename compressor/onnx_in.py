@@ -36,6 +36,7 @@ from dcz.compressor.onnx_graph import (
     to_placeholders,
     widen_half_weights,
 )
+from dcz.compressor.onnx_inline import drop_unused_initializers
 from dcz.compressor.state import LayerState, safe_metadata
 
 
@@ -257,6 +258,7 @@ def compress_onnx(
     _check_data_inline(
         model, "model" if isinstance(model_or_path, (onnx.ModelProto, bytes, bytearray)) else str(model_or_path)
     )
+    unused = drop_unused_initializers(model)
     folded = fold_batchnorm(model) if config.fold_batchnorm else []
     # static activation scales (compressor.qdq: ORT's calibrators) on the graph as it will be stored
     activations = {} if calib is None else qdq.calibrate(model, calib, calib_method)
@@ -278,6 +280,7 @@ def compress_onnx(
             **linear.linear_metadata(states, plan),
             **({qdq.ACTIVATIONS_KEY: activations, "compress.calib_method": calib_method} if activations else {}),
             "compress.folded_batchnorm": folded,
+            **({"compress.dropped_unused": unused} if unused else {}),
             **dict(metadata or {}),
         }
         if out_path is not None:

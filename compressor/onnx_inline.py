@@ -77,6 +77,26 @@ def read_in_subgraphs(model: onnx.ModelProto) -> set[str]:
     return names
 
 
+def drop_unused_initializers(model: onnx.ModelProto) -> list[str]:
+    """Remove the top-level initializers that no node (at any depth) and no graph output reads.
+
+    ONNX Runtime drops them while resolving the graph anyway (and then refuses to fill their
+    placeholders); storing them would only cost bytes. Returns the removed names, in graph order.
+    """
+    graph = model.graph
+    read = {n for node in graph.node for n in node.input} | read_in_subgraphs(model) | {o.name for o in graph.output}
+    unused = [t.name for t in graph.initializer if t.name not in read]
+    if unused:
+        kept = [t for t in graph.initializer if t.name in read]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        dropped = set(unused)
+        inputs = [v for v in graph.input if v.name not in dropped]  # IR < 4 lists initializers as inputs
+        del graph.input[:]
+        graph.input.extend(inputs)
+    return unused
+
+
 def must_stay_inline(model: onnx.ModelProto) -> set[str]:
     """Initializer names that may not become `.dcz` placeholders, whatever their size."""
     return constant_read(model) | read_in_subgraphs(model)

@@ -64,7 +64,9 @@ class OrtSession:
         self._providers = _check_providers(providers)
         self._threads = (threads, inter_op_threads)
         self.weights_as_inputs = weights_as_inputs
-        arrays = {n: np.ascontiguousarray(weights[n]) for n in weights}
+        # ORT drops initializers nothing reads while resolving the graph, then refuses to fill them.
+        used = referenced_names(model.graph)
+        arrays = {n: np.ascontiguousarray(weights[n]) for n in weights if n in used}
         if weights_as_inputs is None:
             in_place = in_place_weights(model, arrays, IN_PLACE_BYTES)
         else:
@@ -133,6 +135,23 @@ class OrtSession:
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
+
+
+def referenced_names(graph: onnx.GraphProto) -> set[str]:
+    """Every value name a node of `graph` or of its subgraphs reads, and the graph's outputs."""
+    names = {o.name for o in graph.output}
+    stack = [graph]
+    while stack:
+        current = stack.pop()
+        for node in current.node:
+            names.update(node.input)
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    stack.append(attribute.g)
+                elif attribute.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(attribute.graphs)
+    names.discard("")
+    return names
 
 
 def in_place_weights(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray], min_bytes: int) -> set[str]:

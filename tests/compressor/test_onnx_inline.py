@@ -4,6 +4,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from dcz import formats as dcz_formats
 from dcz import runtime
 from dcz.compressor.onnx_graph import is_placeholder
 from dcz.compressor.onnx_in import compress_onnx
@@ -46,3 +47,28 @@ def test_constant_read_tensors_stay_inline_and_ort_loads(tmp_path):
     with runtime.load(out, backend="ort") as model:
         (y,) = model.run(x)
         assert y.shape == (2, 8 * 16 * 16)
+
+
+def unused_initializer_model() -> onnx.ModelProto:
+    """MatMul reads `w`; `unused` is an initializer nothing reads (exporters leave such tensors)."""
+    inits = [
+        numpy_helper.from_array(RNG.normal(size=(64, 32)).astype(np.float32), "w"),
+        numpy_helper.from_array(RNG.normal(size=(64, 64)).astype(np.float32), "unused"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_unused_initializers_are_dropped_and_both_backends_load(tmp_path):
+    out = tmp_path / "m.dcz"
+    compress_onnx(unused_initializer_model(), out_path=out)
+    with dcz_formats.open(out) as file:
+        assert "unused" not in file
+        assert file.metadata["compress.dropped_unused"] == ["unused"]
+    x = np.ones((1, 64), np.float32)
+    ort_y = runtime.load(out).run(x)
+    np.testing.assert_allclose(runtime.load(out, backend="numpy").run(x)[0], ort_y[0], rtol=1e-5, atol=1e-5)
