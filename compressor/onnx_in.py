@@ -242,13 +242,16 @@ def compress_onnx(
     raw_small: bool = True,
     calib=None,
     calib_method: str = "entropy",
+    dynamic: bool = False,
 ) -> OnnxCompressed:
     """Post-training compression of an ONNX model (ModelProto, bytes or path) to `.dcz`.
 
     config: CompressConfig, a dict for `CompressConfig.from_dict`, or None (safe defaults: no
     pruning, per-layer bits from compressor.safe, BatchNormalization folded into Conv). `calib` (an .npz
-    path or {input: array}) records static int8 activation scales by `calib_method` (compressor.qdq). Writes `out_path` atomically when given; otherwise
-    the `.dcz` bytes are in the result's `dcz`.
+    path or {input: array}) records static int8 activation scales by `calib_method` (compressor.qdq); `dynamic`
+    asks the runtime to quantize MatMul / Gemm activations at run time instead (needs 8-bit linear weights,
+    runtime/qdq_dynamic.py). Writes `out_path` atomically when given; otherwise the `.dcz` bytes are in the
+    result's `dcz`.
     """
     from dcz import formats
     from dcz.compressor.report import Report
@@ -261,8 +264,12 @@ def compress_onnx(
     unused = drop_unused_initializers(model)
     folded = fold_batchnorm(model) if config.fold_batchnorm else []
     # static activation scales (compressor.qdq: ORT's calibrators) on the graph as it will be stored
+    if dynamic and calib is not None:
+        raise CompressError("dynamic quantization takes no calibration data: give calib or dynamic, not both")
     activations = {} if calib is None else qdq.calibrate(model, calib, calib_method)
     states, kept_raw = compress_graph(model, config)
+    if dynamic and not any(s.linear and s.linear.get("bits") == 8 and s.shared for s in states.values()):
+        raise CompressError("dynamic quantization needs 8-bit linear weights (quantize int8 or uint8)")
     renamed = widen_half_weights(model, set(states))
     by_initializer = {renamed.get(name, name): state for name, state in states.items()}
     try:
@@ -279,6 +286,7 @@ def compress_onnx(
             **safe_metadata(states),
             **linear.linear_metadata(states, plan),
             **({qdq.ACTIVATIONS_KEY: activations, "compress.calib_method": calib_method} if activations else {}),
+            **({qdq.DYNAMIC_KEY: True} if dynamic else {}),
             "compress.folded_batchnorm": folded,
             **({"compress.dropped_unused": unused} if unused else {}),
             **dict(metadata or {}),

@@ -21,6 +21,7 @@ from dcz.compressor.errors import CompressError
 
 METHODS = ("minmax", "entropy", "percentile")
 ACTIVATIONS_KEY = "compress.activations"
+DYNAMIC_KEY = "compress.dynamic"  # activations quantized at run time (runtime/qdq_dynamic.py)
 
 
 def load_calibration(path, input_names: list[str]) -> dict[str, np.ndarray]:

@@ -23,6 +23,7 @@ from .onnx_graph import (
     placeholders,
 )
 from .qdq import to_qdq, wants_qdq
+from .qdq_dynamic import to_dynamic, wants_dynamic
 from .validate import InputChecker, check_placeholders
 
 BACKENDS = ("ort", "numpy", None)  # None: inspect tensors / report / metadata without a backend
@@ -83,6 +84,9 @@ class Model:
             graph, weights, serialized = self.onnx_model, self.tensors.decode_all(), self._graph_as_stored
             if wants_qdq(self.metadata):  # 8-bit linear weights: int8 kernels through a QDQ graph (runtime/qdq.py)
                 graph, weights = to_qdq(graph, weights, self.metadata)
+                serialized = None
+            elif wants_dynamic(self.metadata):  # int8 weights, activations quantized at run time (qdq_dynamic.py)
+                graph, weights = to_dynamic(graph, weights, self.metadata)
                 serialized = None
             engine = OrtSession(
                 graph,

@@ -38,9 +38,18 @@ def test_quantize_int8_with_calibration_and_info(model, tmp_path, capsys):
         (["--calib-method", "entropy"], "--calib-method only matters"),
         (["--per-channel"], "--per-channel / --symmetric / --affine"),
         (["--quantize", "int9"], "quantize"),
+        (["--quantize", "int4", "--dynamic"], "--dynamic quantizes activations at run time"),
     ],
 )
 def test_quantize_option_mistakes_are_one_line(model, tmp_path, capsys, extra, message):
     assert main(["compress", str(model), *extra, "-o", str(tmp_path / "m.dcz")]) in (1, 2)
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_quantize_int8_dynamic_and_info(model, tmp_path, capsys):
+    out = tmp_path / "d.dcz"
+    assert main(["compress", str(model), "--quantize", "int8", "--dynamic", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "activations: quantized at run time (dynamic int8" in capsys.readouterr().out

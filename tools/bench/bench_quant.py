@@ -132,6 +132,8 @@ def modes(calib_npz: str):
         ("dcz int8 + PTQ percentile", {"quantize": "int8"}, "percentile"),
         ("dcz int8 + PTQ entropy", {"quantize": "int8"}, "entropy"),
         ("dcz int8 + PTQ entropy + 50% pruned", {"quantize": "int8", **pruned}, "entropy"),
+        ("dcz int8 dynamic (MatMul / Gemm)", {"quantize": "int8"}, "dynamic"),
+        ("dcz int8 dynamic + 50% pruned", {"quantize": "int8", **pruned}, "dynamic"),
     ]
 
 
@@ -171,6 +173,7 @@ def main(argv=None) -> int:
         for label, config, method in modes(calib_npz):
             out = os.path.join(tmp, "m.dcz")
             options = {} if method is None else {"calib": calib_npz, "calib_method": method}
+            options = {"dynamic": True} if method == "dynamic" else options
             dcz.compress(float_path, config={"global": config}, out=out, **options)
             acc, ms = _evaluate(dcz_runner(out), x_test, y_test, args.repeats)
             note = ""

@@ -29,13 +29,14 @@ def compress(
     out            write the `.dcz` there (atomically); otherwise call `.save(path)` on the result
                    (PyTorch) or read the bytes from `.dcz` (ONNX).
     options        for an ONNX model, `calib=` (.npz path or {input: array}) and `calib_method=` (minmax,
-                   entropy, percentile): static int8 activation scales (compressor.qdq); for a torch module, `train_loader=`, `eval_fn=`, `loss_fn=`, ... as
+                   entropy, percentile): static int8 activation scales (compressor.qdq), or `dynamic=True`:
+                   activations quantized at run time; for a torch module, `train_loader=`, `eval_fn=`, `loss_fn=`, ... as
                    `dcz.compressor.pipeline.compress` takes them.
     """
     from dcz.compressor.errors import CompressError
 
     if _is_onnx(model):
-        calibration = {k: options.pop(k) for k in ("calib", "calib_method") if k in options}
+        calibration = {k: options.pop(k) for k in ("calib", "calib_method", "dynamic") if k in options}
         if options:
             raise CompressError(
                 f"compressing an ONNX model takes no {', '.join(sorted(options))}: they need a torch module"

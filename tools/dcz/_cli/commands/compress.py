@@ -48,6 +48,7 @@ KEY=N pairs replace just those entries.
 examples:
   dcz compress model.onnx --sparsity 0.9 -o model.dcz
   dcz compress model.onnx --quantize int8 --calib digits.npz --calib-method entropy -o model.dcz
+  dcz compress model.onnx --quantize int8 --dynamic -o model.dcz
   dcz compress torchvision.models:resnet18 --input-shape 1,3,224,224 --quality 0.5 -o r18.dcz
   dcz compress mypkg.nets:make_lenet --weights lenet.pt --input-shape 1,1,28,28 \\
       --bits conv=8,fc=5 --config layers.toml -o lenet.dcz
@@ -96,6 +97,12 @@ def register(subparsers, common) -> None:
         choices=("minmax", "entropy", "percentile"),
         help="with --quantize int8 and --calib (ONNX): static int8 activation scales by ORT's calibrator "
         "(default entropy)",
+    )
+    parser.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="with --quantize int8: activations quantized at run time (no calibration data; MatMul / Gemm run "
+        "integer kernels in ONNX Runtime)",
     )
     parser.add_argument("--no-huffman", action="store_true", help="fixed-width streams (the paper's P+Q stage)")
     parser.add_argument("--config", metavar="FILE", help="per-layer settings, .toml or .json")
@@ -382,6 +389,8 @@ def compress_onnx(args, config, out: Path) -> None:
     if args.calib:  # static int8 activation scales (compressor.qdq)
         calibration = {"calib": str(existing_file(args.calib, "calibration data")), "calib_method": args.calib_method}
         calibration["calib_method"] = calibration["calib_method"] or "entropy"
+    if args.dynamic:  # activations quantized at run time (runtime/qdq_dynamic.py)
+        calibration["dynamic"] = True
     onnx_in.compress_onnx(str(existing_file(args.model, "ONNX model")), config, out_path=str(out), **calibration)
 
 
@@ -392,7 +401,7 @@ def compress_torch(args, config, out: Path) -> None:
         return
     compressor = require("dcz.compressor", "dcz compress")
     result = compressor.compress(model, example, config, train_loader=train_loader(args, example))
-    result.save(out, huffman=not args.no_huffman)
+    result.save(out, huffman=not args.no_huffman, metadata={"compress.dynamic": True} if args.dynamic else None)
 
 
 def train_loader(args, example):
@@ -483,6 +492,11 @@ def check_option_mix(args) -> None:
         )
     if args.calib_method and not (args.calib and quantizing):
         raise usage_error("--calib-method only matters with --calib and --quantize", "add them or drop --calib-method")
+    if args.dynamic and (args.calib or args.quantize not in ("int8", "uint8")):
+        raise usage_error(
+            "--dynamic quantizes activations at run time: it needs --quantize int8 and no --calib",
+            "use --quantize int8 --dynamic, or --calib DATA for static activation scales",
+        )
     if (args.per_channel or args.symmetric or args.affine) and not quantizing:
         raise usage_error(
             "--per-channel / --symmetric / --affine shape linear grids", "add --quantize int8 (or int4...)"

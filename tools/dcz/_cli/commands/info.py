@@ -77,6 +77,8 @@ def scheme_lines(dcz) -> list[str]:
     if activations:
         method = dcz.metadata.get("compress.calib_method", "?")
         lines.append(f"  activations: {len(activations)} quantized to int8 (static scales, {method} calibration)")
+    elif dcz.metadata.get("compress.dynamic"):
+        lines.append("  activations: quantized at run time (dynamic int8, MatMul / Gemm)")
     return lines
 
 

@@ -1,0 +1,71 @@
+"""Dynamic int8 (runtime/qdq_dynamic.py): integer MatMul / Gemm in ORT, close to the float (NumPy) run."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from dcz import runtime
+from dcz.compressor.errors import CompressError
+from dcz.compressor.onnx_in import compress_onnx
+from dcz.runtime.qdq_dynamic import to_dynamic
+
+pytest.importorskip("onnxruntime")
+RNG = np.random.default_rng(11)
+
+
+def _mlp() -> onnx.ModelProto:
+    inits = [
+        numpy_helper.from_array(RNG.normal(0, 0.2, (32, 512)).astype(np.float32), "w1"),  # Gemm transB: (N, K)
+        numpy_helper.from_array(RNG.normal(0, 0.1, (32,)).astype(np.float32), "b1"),
+        numpy_helper.from_array(RNG.normal(0, 0.2, (32, 64)).astype(np.float32), "w2"),  # MatMul: (K, N)
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 512])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_dynamic_file_runs_integer_matmuls_close_to_the_float_run(tmp_path, per_channel):
+    path = tmp_path / "d.dcz"
+    config = {"global": {"quantize": "int8", "per_channel": per_channel}, "min_weights": 1}
+    compress_onnx(_mlp(), config, out_path=path, dynamic=True)
+    x = RNG.normal(0, 1, (16, 512)).astype(np.float32)
+    got = runtime.load(path, backend="ort").run(x)[0]
+    want = runtime.load(path, backend="numpy").run(x)[0]
+    # run-time activation rounding (255 levels over each batch's range): a few steps of error, never zero
+    assert np.abs(got - want).max() <= 0.03 * np.abs(want).max()
+    assert not np.array_equal(got, want)
+    assert runtime.load(path, backend="ort").metadata["compress.dynamic"] is True
+
+
+def test_rebuild_uses_integer_ops_and_drops_the_float_weights():
+    result = compress_onnx(_mlp(), {"global": {"quantize": "int8"}, "min_weights": 1}, dynamic=True)
+    from dcz import formats
+
+    with formats.loads(result.dcz) as dcz:
+        arrays = {n: dcz.tensor(n) for n in dcz.names}
+        model, rest = to_dynamic(onnx.load_from_string(result.graph), arrays, dcz.metadata)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMulInteger") == 2 and ops.count("DynamicQuantizeLinear") == 2
+    assert "w1" not in rest and "w2" not in rest  # b1 stays (inline or external)
+    assert {i.name for i in model.graph.initializer}.isdisjoint({"w1", "w2"})
+
+
+def test_dynamic_needs_int8_weights_and_no_calibration():
+    with pytest.raises(CompressError, match="8-bit linear weights"):
+        compress_onnx(_mlp(), {"global": {"quantize": "int4"}, "min_weights": 1}, dynamic=True)
+    with pytest.raises(CompressError, match="not both"):
+        compress_onnx(_mlp(), {"global": {"quantize": "int8"}}, dynamic=True, calib={"x": np.zeros((4, 512))})
