@@ -1,7 +1,8 @@
 """Rebuild an int8 QDQ graph from a `.dcz` so ONNX Runtime runs int8 kernels.
 
 The stored graph is float: linearly quantized weights decode to their dequantized grid values
-(compressor.linear). With `compress.linear` metadata, each 8-bit weight becomes an int8 (or uint8)
+(compressor.linear). With `compress.linear` metadata, each linear weight (2..8 bits: a narrower grid's
+levels are a subset of int8's, so int4 weights run the same int8 kernels) becomes an int8 (or uint8)
 initializer q = round(w / scale) + zero_point (exact: w is float32(q - zero_point) * scale, checked)
 feeding a DequantizeLinear that gives back the float tensor. With `compress.activations` (static
 scales from calibration), each listed activation gets a QuantizeLinear -> DequantizeLinear pair, and
@@ -27,13 +28,19 @@ _SUFFIX = "__dcz_q"
 
 
 def wants_qdq(metadata: Mapping) -> bool:
-    """True when the file has 8-bit linear weights and static activation scales (what int8 kernels need).
+    """True when the file has linear weights (2..8 bits) and static activation scales (what int8 kernels need).
 
     Weight-only grids run as the float graph: ORT would keep a DequantizeLinear per weight in the
     graph without an int8 kernel to fuse it into, for the same numbers.
     """
-    has_int8 = any(info.get("bits") == 8 for info in (metadata.get(LINEAR_KEY) or {}).values())
-    return has_int8 and bool(metadata.get(ACTIVATIONS_KEY))
+    has_linear = any(_integer_grid(info) for info in (metadata.get(LINEAR_KEY) or {}).values())
+    return has_linear and bool(metadata.get(ACTIVATIONS_KEY))
+
+
+def _integer_grid(info) -> bool:
+    """A linear grid whose levels fit int8 / uint8 (any of 2..8 bits)."""
+    bits = info.get("bits") if isinstance(info, Mapping) else None
+    return isinstance(bits, int) and not isinstance(bits, bool) and 2 <= bits <= 8
 
 
 def integer_weight(name: str, weight: np.ndarray, info: Mapping) -> np.ndarray:
@@ -65,8 +72,8 @@ def _qparams(name: str, scale, zero, dtype_name: str, axis: bool) -> list[Tensor
 
 
 def to_qdq(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray], metadata: Mapping):
-    """(QDQ model, remaining external arrays): the 8-bit weights go inline as integers behind DequantizeLinear."""
-    linear = {n: i for n, i in (metadata.get(LINEAR_KEY) or {}).items() if i.get("bits") == 8 and n in arrays}
+    """(QDQ model, remaining external arrays): the linear weights go inline as integers behind DequantizeLinear."""
+    linear = {n: i for n, i in (metadata.get(LINEAR_KEY) or {}).items() if _integer_grid(i) and n in arrays}
     activations = dict(metadata.get(ACTIVATIONS_KEY) or {})
     out = onnx.ModelProto()
     out.CopyFrom(model)

@@ -84,3 +84,21 @@ def test_to_qdq_leaves_files_without_8_bit_grids_alone():
     model = _cnn()
     out, arrays = to_qdq(model, {}, {"compress.linear": {"wc": {"bits": 4}}})
     assert [n.op_type for n in out.graph.node] == [n.op_type for n in model.graph.node] and arrays == {}
+
+
+def test_int4_weights_with_static_activations_run_int8_kernels(tmp_path):
+    # an int4 grid's levels are int8 values: the QDQ graph carries them as int8 for ORT's int8 kernels
+    x = RNG.random((40, 1, 8, 8), dtype=np.float32)
+    path = tmp_path / "m4.dcz"
+    compress_onnx(_cnn(), {"global": {"quantize": "int4"}}, out_path=path, calib={"x": x}, calib_method="minmax")
+    from dcz import formats
+
+    with formats.open(path) as dcz:
+        arrays = {n: dcz.tensor(n) for n in dcz.names}
+        graph = onnx.load_from_string(runtime.load(path, backend="numpy").onnx_model.SerializeToString())
+        qdq_model, _ = to_qdq(graph, arrays, dcz.metadata)
+    q = {i.name: numpy_helper.to_array(i) for i in qdq_model.graph.initializer}["wf__dcz_q"]
+    assert q.dtype == np.int8 and -8 <= q.min() and q.max() <= 7 and len(np.unique(q)) > 8
+    got = runtime.load(path, backend="ort").run(x)[0]
+    want = runtime.load(path, backend="numpy").run(x)[0]
+    assert np.abs(got - want).max() <= 0.05 * np.abs(want).max() and not np.array_equal(got, want)
