@@ -8,6 +8,11 @@ and the centroids are set once more to the mean of their full-data members, so m
 ~1 byte per weight plus one block. `sensitivity="magnitude"` weighs each weight by |w| in the
 centroid means (large weights reproduced more closely, no data needed). No randomness: the
 same tensor gives the same bytes on any worker.
+
+`exclude_above`: weights with |w| above it (the outliers a checkpoint keeps exactly in a side
+tensor, as SqueezeLLM's dense-and-sparse split) take no part in fitting the centroids, so the
+16 centroids are spent on the bulk of the distribution; they still get a label (any label
+would do: the side tensor overwrites them).
 """
 
 from __future__ import annotations
@@ -58,25 +63,44 @@ def _update(book, num, den) -> np.ndarray:
     return np.sort(new.astype(np.float32), axis=1)
 
 
-def _weight(x: np.ndarray, sensitivity: str | None):
-    return np.abs(x) + np.float32(1e-12) if sensitivity == "magnitude" else None
+def _weight(x: np.ndarray, sensitivity: str | None, exclude_above: float | None = None):
+    """Per-weight k-means weights (None: all equal): |w| for "magnitude", 0 for excluded outliers."""
+    weight = np.abs(x) + np.float32(1e-12) if sensitivity == "magnitude" else None
+    if exclude_above is None:
+        return weight
+    inside = np.abs(x) <= np.float32(exclude_above)
+    return inside.astype(np.float32) if weight is None else weight * inside
 
 
-def fit_codebooks(x: np.ndarray, k: int, sensitivity: str | None = None) -> np.ndarray:
+def fit_codebooks(
+    x: np.ndarray,
+    k: int,
+    sensitivity: str | None = None,
+    exclude_above: float | None = None,
+    iterations: int = ITERATIONS,
+) -> np.ndarray:
     """Codebooks (groups, k) float32 for the rows of x (groups, n), from a strided sample."""
     per_group = max(k * SAMPLE_PER_CENTROID, min(SAMPLE, SAMPLE_BUDGET // max(x.shape[0], 1)))
     step = max(1, x.shape[1] // per_group)
     sample = np.ascontiguousarray(x[:, ::step], dtype=np.float32)
     qs = (np.arange(k, dtype=np.float64) + 0.5) / k
     book = np.quantile(sample, qs, axis=1).T.astype(np.float32)
-    weight = _weight(sample, sensitivity)
-    for _ in range(ITERATIONS):
+    weight = _weight(sample, sensitivity, exclude_above)
+    for _ in range(iterations):
         labels = _labels(sample, _midpoints(book))
         book = _update(book, *_means(sample, labels, weight, book))
     return book
 
 
-def palettize(matrix: np.ndarray, bits: int, group_rows: int, sensitivity: str | None = None, to_f32=None):
+def palettize(
+    matrix: np.ndarray,
+    bits: int,
+    group_rows: int,
+    sensitivity: str | None = None,
+    to_f32=None,
+    exclude_above: float | None = None,
+    iterations: int = ITERATIONS,
+):
     """(labels uint8 (rows, cols), codebook float32 (groups, 2^bits)) of a 2-D array.
 
     to_f32 converts a block of the input to float32 (bf16 bit patterns: see checkpoint_read);
@@ -94,9 +118,9 @@ def palettize(matrix: np.ndarray, bits: int, group_rows: int, sensitivity: str |
         r0, r1 = g0 * group_rows, min(rows, g1 * group_rows)
         block = convert(matrix[r0:r1])
         x, tail = _grouped(block, g1 - g0, group_rows, cols)
-        book = fit_codebooks(x, k, sensitivity)
+        book = fit_codebooks(x, k, sensitivity, exclude_above, iterations)
         lab = _labels(x, _midpoints(book))
-        num, den = _means(x, lab, _weight(x, sensitivity), book)
+        num, den = _means(x, lab, _weight(x, sensitivity, exclude_above), book)
         # each centroid becomes the mean of its full-data members (optimal for these labels; not
         # re-sorted, so labels keep pointing at their centroid)
         book = np.where(den > 0, num / np.where(den > 0, den, 1), book).astype(np.float32)

@@ -79,6 +79,30 @@ def encode_shared_fixed(name: str, shape, labels: np.ndarray, codebook: np.ndarr
     return entry, [tensors.Part("codebook", KIND_ARRAY, book.tobytes()), tensors.Part("labels", KIND_STREAM, stream)]
 
 
+def encode_sparse_flat(name: str, shape, flat: np.ndarray, values: np.ndarray, gap_bits: int, huffman: bool = True):
+    """(entry, parts) of a `sparse` tensor given only its kept entries: flat indices (ascending) in
+    the 2-D view and their values. The bytes are those of `encode(Sparse(...))` with the dense mask
+    and values, which a multi-gigabyte tensor with a few kept entries cannot afford."""
+    shape = tuple(int(d) for d in shape)
+    rows, cols = tensors.view_2d(shape)
+    flat = np.asarray(flat, dtype=np.int64).reshape(-1)
+    values = np.asarray(values).reshape(-1)
+    numel = rows * cols
+    if flat.size != values.size:
+        raise FormatError(f"tensor {name!r}: {flat.size} indices for {values.size} values")
+    if flat.size and (int(flat[0]) < 0 or int(flat[-1]) >= numel or np.any(flat[1:] <= flat[:-1])):
+        raise FormatError(f"tensor {name!r}: kept indices must be ascending and within 0..{numel - 1}")
+    row_counts, gaps, _ = tensors.csr_streams_of(flat, rows, cols, gap_bits)
+    entry = dict(name=name, shape=list(shape), dtype="float32", gap_bits=int(gap_bits), nnz=int(flat.size))
+    entry["encoding"] = "sparse"
+    parts = [
+        tensors.Part("rows", KIND_STREAM, tensors.rows_stream(row_counts, huffman, None)),
+        tensors.Part("gaps", KIND_STREAM, codec.encode_stream(gaps, gap_bits, huffman, None)),
+        tensors.Part("values", KIND_ARRAY, values.astype("<f4").tobytes()),
+    ]
+    return entry, parts
+
+
 def encode(tensor, huffman: bool = True, chunk_symbols: int | None = None):
     """(entry, parts) of one formats tensor (Raw, Sparse, Shared, SparseShared), as formats.write encodes it."""
     return tensors.encode_tensor(tensor, huffman, chunk_symbols)

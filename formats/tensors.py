@@ -170,7 +170,12 @@ def _check_label_range(name, used: np.ndarray, k: int) -> None:
 def csr_streams(mask2d: np.ndarray, gap_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row counts incl. fillers, gap symbols, flat indices of kept entries) of a 2-D mask."""
     rows, cols = mask2d.shape
-    flat = np.flatnonzero(mask2d)
+    return csr_streams_of(np.flatnonzero(mask2d), rows, cols, gap_bits)
+
+
+def csr_streams_of(flat: np.ndarray, rows: int, cols: int, gap_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """csr_streams from the kept entries' flat indices (ascending) in the 2-D view: no mask needed."""
+    flat = np.asarray(flat, dtype=np.int64)
     row = flat // cols if cols else flat
     col = flat - row * cols
     prev = np.empty_like(col)
@@ -191,7 +196,7 @@ def csr_streams(mask2d: np.ndarray, gap_bits: int) -> tuple[np.ndarray, np.ndarr
     return row_counts, symbols, flat
 
 
-def _rows_stream(row_counts: np.ndarray, huffman: bool, chunk: int | None) -> bytes:
+def rows_stream(row_counts: np.ndarray, huffman: bool, chunk: int | None) -> bytes:
     width = max(1, int(row_counts.max()).bit_length()) if row_counts.size else 1
     if width > 32:
         raise FormatError(f"a row holds {int(row_counts.max())} entries, more than a 32-bit row count")
@@ -240,7 +245,7 @@ def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[d
     mask = _mask(name, t.mask, shape)
     row_counts, gaps, flat = csr_streams(mask.reshape(rows, cols), gap_bits)
     entry.update(gap_bits=gap_bits, nnz=int(flat.size))
-    parts.append(Part("rows", KIND_STREAM, _rows_stream(row_counts, huffman, chunk)))
+    parts.append(Part("rows", KIND_STREAM, rows_stream(row_counts, huffman, chunk)))
     parts.append(Part("gaps", KIND_STREAM, codec.encode_stream(gaps, gap_bits, huffman, chunk)))
     if isinstance(t, Sparse):
         entry["encoding"] = "sparse"

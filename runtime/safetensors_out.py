@@ -58,8 +58,43 @@ def iter_tensors(path, bf16_bits: bool = False):
     """(name, array) for each tensor of the .dcz at `path`, decoded one at a time."""
     with open_dcz(path) as f:
         dtypes = f.metadata.get("source.dtypes") or {}
-        for name in f.names:
-            yield name, _restore(f.tensor(name), dtypes.get(name, f.info(name).dtype), bf16_bits)
+        sides = outlier_sides(f)
+        for name in checkpoint_names(f):
+            arr = f.tensor(name)
+            if name in sides:
+                _overwrite_outliers(arr, f, name, sides[name])
+            yield name, _restore(arr, dtypes.get(name, f.info(name).dtype), bf16_bits)
+
+
+def outlier_sides(f) -> dict:
+    """tensor -> side tensor of exact outliers (metadata `checkpoint.outliers`), checked against the file."""
+    sides = f.metadata.get("checkpoint.outliers") or {}
+    names = set(f.names)
+    if not isinstance(sides, dict):
+        raise DczRuntimeError("metadata checkpoint.outliers must map tensor names to side tensor names")
+    for name, side in sides.items():
+        if name not in names or not isinstance(side, str) or side not in names or side in sides or side == name:
+            raise DczRuntimeError(f"metadata checkpoint.outliers: {name!r} -> {side!r} does not name two tensors")
+        if f.info(side).encoding != "sparse" or list(f.info(side).shape) != list(f.info(name).shape):
+            raise DczRuntimeError(f"outlier tensor {side!r} must be sparse with the shape of {name!r}")
+    if len(set(sides.values())) != len(sides):
+        raise DczRuntimeError("metadata checkpoint.outliers: a side tensor serves two tensors")
+    return sides
+
+
+def checkpoint_names(f) -> list[str]:
+    """The checkpoint's own tensors, in file order (side tensors of outliers are not among them)."""
+    sides = set(outlier_sides(f).values())
+    return [name for name in f.names if name not in sides]
+
+
+def _overwrite_outliers(arr: np.ndarray, f, name: str, side: str) -> None:
+    """Write the side tensor's exact values over the palettized ones, from its CSR (no dense copy)."""
+    indptr, cols, values = f.csr(side)
+    if values.size:
+        rows = len(indptr) - 1
+        view = arr.reshape(rows, arr.size // rows)
+        view[np.repeat(np.arange(rows), np.diff(indptr)), cols] = values
 
 
 def _plan(path, max_shard_bytes: int | None):
@@ -67,7 +102,7 @@ def _plan(path, max_shard_bytes: int | None):
     with open_dcz(path) as f:
         dtypes = f.metadata.get("source.dtypes") or {}
         items = []
-        for name in f.names:
+        for name in checkpoint_names(f):
             info = f.info(name)
             dtype = dtypes.get(name, info.dtype)
             if dtype not in ST_DTYPE:

@@ -133,3 +133,73 @@ def test_bf16_rounding_is_nearest_even():
     bits = f32_to_bf16_bits(x)
     back = (bits.astype(np.uint32) << 16).view(np.float32)
     np.testing.assert_array_equal(back, [1.0, 1.0, 1.0 + 2**-6, -2.5, np.inf])
+
+
+OUTLIERS = Settings(outliers=0.01)
+
+
+def test_outliers_kept_exactly(llama, tmp_path):
+    single, _ = llama
+    summary = compress_checkpoint(single, tmp_path / "o.dcz", OUTLIERS, workers=1, progress=False)
+    plain = compress_checkpoint(single, tmp_path / "p.dcz", workers=1, progress=False)
+    # ~1% of the weights at 4 bytes + ~1 byte of gap each: the file grows by about 0.4 bit per weight
+    assert plain["file_bytes"] < summary["file_bytes"] < 1.2 * plain["file_bytes"]
+    with formats.open(tmp_path / "o.dcz") as f:
+        sides = f.metadata["checkpoint.outliers"]
+        assert set(f.names) == {r.name for r in read_checkpoint(single)} | set(sides.values())
+    decoded = dict(iter_tensors(tmp_path / "o.dcz"))
+    assert set(decoded) == {r.name for r in read_checkpoint(single)}  # side tensors are not the checkpoint's
+    palettized = dict(iter_tensors(tmp_path / "p.dcz"))
+    for ref in read_checkpoint(single):
+        x = (load(ref).astype(np.uint32) << 16).view(np.float32)
+        if ref.name not in sides:
+            continue
+        big = np.abs(x) >= np.quantile(np.abs(x), 0.995)  # the largest 0.5%: all inside the kept 1%
+        np.testing.assert_array_equal(decoded[ref.name][big], x[big])
+        err = lambda y: float(((x - y) ** 2).sum())  # noqa: E731
+        assert err(decoded[ref.name]) < 0.8 * err(palettized[ref.name]), ref.name
+
+
+def test_outliers_same_bytes_for_any_worker_count(llama, tmp_path):
+    single, sharded = llama
+    compress_checkpoint(single, tmp_path / "a.dcz", OUTLIERS, workers=1, progress=False)
+    compress_checkpoint(sharded, tmp_path / "b.dcz", OUTLIERS, workers=2, progress=False)
+    assert (tmp_path / "a.dcz").read_bytes() == (tmp_path / "b.dcz").read_bytes()
+
+
+def test_outliers_exported_merged(llama, tmp_path):
+    single, _ = llama
+    compress_checkpoint(single, tmp_path / "o.dcz", OUTLIERS, workers=1, progress=False)
+    export_safetensors(tmp_path / "o.dcz", tmp_path / "out.safetensors")
+    from safetensors import safe_open
+
+    decoded = dict(iter_tensors(tmp_path / "o.dcz", bf16_bits=True))
+    with safe_open(str(tmp_path / "out.safetensors"), "np") as f:
+        assert sorted(f.keys()) == sorted(decoded)
+
+
+def test_outlier_name_clash_refused(tmp_path):
+    save_file(
+        {"w": np.ones((64, 64), np.float32), "w.outliers": np.ones(3, np.float32)}, str(tmp_path / "c.safetensors")
+    )
+    with pytest.raises(CompressError, match="named like a side tensor"):
+        compress_checkpoint(tmp_path / "c.safetensors", tmp_path / "c.dcz", OUTLIERS, workers=1, progress=False)
+    assert not (tmp_path / "c.dcz").exists()
+
+
+@pytest.mark.parametrize("bad", [dict(outliers=0.5), dict(outliers=-0.1), dict(iterations=0)])
+def test_bad_settings_one_error(llama, tmp_path, bad):
+    with pytest.raises(CompressError, match=next(iter(bad))):
+        compress_checkpoint(llama[0], tmp_path / "x.dcz", Settings(**bad), workers=1, progress=False)
+
+
+def test_cli_outliers_and_accurate(llama, tmp_path, capsys):
+    single, _ = llama
+    assert main(["compress", str(single), "-o", str(tmp_path / "o.dcz"), "--outliers", "0.01", "--workers", "1"]) == 0
+    assert main(["compress", str(single), "-o", str(tmp_path / "a.dcz"), "--accurate", "--workers", "1"]) == 0
+    with formats.open(tmp_path / "o.dcz") as f:
+        assert f.metadata["compress.checkpoint"]["outliers"] == 0.01 and "checkpoint.outliers" in f.metadata
+    with formats.open(tmp_path / "a.dcz") as f:
+        assert f.metadata["compress.checkpoint"]["bits"] == 5 and f.metadata["compress.checkpoint"]["huffman"]
+    assert main(["compress", str(single), "-o", str(tmp_path / "b.dcz"), "--outliers", "0.5"]) != 0
+    assert "outliers" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dcz import formats
-from dcz.formats.streaming import StreamWriter, encode_shared_fixed
+from dcz.formats.streaming import StreamWriter, encode_shared_fixed, encode_sparse_flat
 
 
 def sample_tensors(seed: int):
@@ -74,3 +74,22 @@ def test_shared_fixed_matches_general_encoder(tmp_path, bits):
 def test_shared_fixed_refuses_label_out_of_range():
     with pytest.raises(formats.FormatError, match="codebook size"):
         encode_shared_fixed("w", (2, 2), np.full((2, 2), 3, np.uint8), np.zeros((1, 3), np.float32), 2, None)
+
+
+@pytest.mark.parametrize("density", [0.0, 0.005, 0.3])
+def test_sparse_flat_matches_general_encoder(tmp_path, density):
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal((60, 700)).astype(np.float32)
+    mask = rng.random(values.shape) < density
+    flat = np.flatnonzero(mask)
+    entry, parts = encode_sparse_flat("o", values.shape, flat, values.reshape(-1)[flat], 8)
+    with StreamWriter(tmp_path / "s.dcz") as w:
+        w.add_encoded(entry, parts)
+    general = formats.dumps([formats.Sparse("o", values, mask, 8)], graph_format="")
+    assert (tmp_path / "s.dcz").read_bytes() == general
+
+
+@pytest.mark.parametrize("flat", [[3, 2], [-1], [4200]])
+def test_sparse_flat_refuses_bad_indices(flat):
+    with pytest.raises(formats.FormatError, match="ascending"):
+        encode_sparse_flat("o", (60, 70), np.array(flat), np.ones(len(flat), np.float32), 8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import json
 import sys
@@ -23,7 +24,9 @@ MODEL is either
   a safetensors checkpoint model.safetensors, model.safetensors.index.json (shards) or a folder:
                            a weights-only .dcz, tensor by tensor on --workers cores (or a Dask
                            cluster: --scheduler), 2-D float tensors palettized at --bits (default 4)
-                           with one codebook per --group-rows rows; the rest kept raw
+                           with one codebook per --group-rows rows, --outliers kept exactly;
+                           --accurate: 5-bit per-tensor codebooks, Huffman labels, 0.5% outliers;
+                           the rest kept raw
   an .onnx file            compressed without torch (Conv / Gemm / MatMul weights), or
   package.module:factory   a function returning a torch.nn.Module; give --weights (a state dict
                            file, loaded with torch.load(weights_only=True)) and --input-shape.
@@ -138,6 +141,12 @@ def register(subparsers, common) -> None:
     )
     ckpt.add_argument("--group-rows", type=int, metavar="R", help="rows per codebook (default: >= 32 weights/centroid)")
     ckpt.add_argument("--sensitivity", choices=("magnitude",), help="weigh k-means by |w| (large weights kept closer)")
+    ckpt.add_argument(
+        "--outliers", type=float, metavar="F", help="fraction of each tensor's largest weights kept exactly (0..0.1)"
+    )
+    ckpt.add_argument(
+        "--accurate", action="store_true", help="32-entry per-tensor codebooks, Huffman labels, 0.5%% outliers exact"
+    )
     ckpt.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
 
 
@@ -448,8 +457,10 @@ def is_checkpoint(spec: str) -> bool:
 
 def compress_checkpoint(args, out: Path) -> None:
     checkpoint = require("dcz.compressor.checkpoint", "compressing a safetensors checkpoint")
-    bits = 4 if args.bits is None else _bits("--bits", args.bits)
-    settings = checkpoint.Settings(bits=bits, group_rows=args.group_rows, sensitivity=args.sensitivity)
+    bits = None if args.bits is None else _bits("--bits", args.bits)
+    chosen = dict(bits=bits, group_rows=args.group_rows, sensitivity=args.sensitivity, outliers=args.outliers)
+    base = checkpoint.ACCURATE if args.accurate else checkpoint.Settings()
+    settings = dataclasses.replace(base, **{k: v for k, v in chosen.items() if v is not None})
     summary = checkpoint.compress_checkpoint(
         args.model,
         out,
@@ -533,8 +544,8 @@ def print_weight_error(metadata: dict) -> None:
         print(warning, file=sys.stderr)
 
 
-CHECKPOINT_ONLY = ("workers", "scheduler", "group_rows", "sensitivity")
-CHECKPOINT_ALLOWED = ("model", "output", "bits", "workers", "scheduler", "group_rows", "sensitivity", "no_progress")
+CHECKPOINT_ONLY = ("workers", "scheduler", "group_rows", "sensitivity", "outliers", "accurate")
+CHECKPOINT_ALLOWED = ("model", "output", "bits", "no_progress", *CHECKPOINT_ONLY)
 
 
 def run_checkpoint(args) -> int:
