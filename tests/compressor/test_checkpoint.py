@@ -203,3 +203,9 @@ def test_cli_outliers_and_accurate(llama, tmp_path, capsys):
         assert f.metadata["compress.checkpoint"]["bits"] == 5 and f.metadata["compress.checkpoint"]["huffman"]
     assert main(["compress", str(single), "-o", str(tmp_path / "b.dcz"), "--outliers", "0.5"]) != 0
     assert "outliers" in capsys.readouterr().err
+
+
+def test_cli_accurate_refused_for_onnx(tmp_path, capsys):
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    assert main(["compress", str(tmp_path / "m.onnx"), "--accurate"]) == 2
+    assert "--accurate is for safetensors checkpoints" in capsys.readouterr().err

@@ -569,7 +569,7 @@ def run(args) -> int:
     if is_checkpoint(args.model):
         return run_checkpoint(args)
     for key in CHECKPOINT_ONLY:
-        if getattr(args, key, None) is not None:
+        if getattr(args, key, None) not in (None, False):
             option = "--" + key.replace("_", "-")
             raise usage_error(f"{option} is for safetensors checkpoints", f"drop {option}")
     check_option_mix(args)
