@@ -244,6 +244,8 @@ class CompressConfig:
     prune_steps     the iterative schedule: reach the target in this many prune + fine-tune rounds.
     prune_epochs    fine-tuning epochs after each prune step (needs a train loader).
     share_epochs    epochs training the centroids after weight sharing (needs a train loader).
+    qat_epochs      linear grids: epochs of quantization-aware training before the weights are rounded
+                    (fake-quantized int weights and int8 activations, compressor.qat; needs a train loader).
     lr, share_lr    learning rates of the default Adam optimizer while pruning / sharing.
     distill_temperature  if set, recover with knowledge distillation from the dense model.
     distill_alpha   weight of the soft-target loss (the rest is the task loss), in [0, 1].
@@ -270,6 +272,7 @@ class CompressConfig:
     gmp: GmpSettings = field(default_factory=GmpSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
     bias_bits: int | None = None
+    qat_epochs: int = 0
 
     _DICT_KEYS = (
         "global",
@@ -288,6 +291,7 @@ class CompressConfig:
         "gmp",
         "dns",
         "bias_bits",
+        "qat_epochs",
     )
 
     def __post_init__(self) -> None:
@@ -303,6 +307,7 @@ class CompressConfig:
         _check_int("config.prune_steps", self.prune_steps, 1)
         _check_int("config.prune_epochs", self.prune_epochs, 0)
         _check_int("config.share_epochs", self.share_epochs, 0)
+        _check_int("config.qat_epochs", self.qat_epochs, 0)
         _check_float("config.lr", self.lr, 0.0, low_open=True)
         if self.share_lr is not None:
             _check_float("config.share_lr", self.share_lr, 0.0, low_open=True)
@@ -342,7 +347,7 @@ class CompressConfig:
         }
         for key in self._DICT_KEYS[3:]:
             value = getattr(self, key)
-            if key == "bias_bits" and value is None:
+            if (key == "bias_bits" and value is None) or (key == "qat_epochs" and value == 0):
                 continue  # left out when unset: older configs read back the same
             if key in ("gmp", "dns"):
                 if value != type(value)():  # defaults left out: older configs read back the same

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from dcz.compressor import linear, qat
 from dcz.compressor.config import CompressConfig, LayerPlan, as_config
 from dcz.compressor.errors import CompressError
 from dcz.compressor.finetune import LossFn, OptimizerFactory, finetune
@@ -52,6 +53,17 @@ class Compressed:
     folded: list[str] = field(default_factory=list)
     config: CompressConfig = field(default_factory=CompressConfig)
 
+    def _activation_scales(self, calib, method: str) -> dict[str, Any]:
+        """`compress.activations`: ORT's calibrator on the dense export of this model (same tensor names)."""
+        import onnx
+
+        from dcz.compressor import qdq
+        from dcz.compressor.export import export_onnx_dense
+
+        graph = onnx.load_from_string(export_onnx_dense(self.model, self.example_input, self.layers))
+        scales = qdq.calibrate(graph, _calibration_arrays(calib, graph), method)
+        return {qdq.ACTIVATIONS_KEY: scales, "compress.calib_method": method} if scales else {}
+
     def metadata(self) -> dict[str, Any]:
         """The `compress.*` metadata recorded in the `.dcz`."""
         return {
@@ -62,20 +74,46 @@ class Compressed:
             **safe_metadata(self.layers),
         }
 
-    def save(self, path, metadata: Mapping[str, Any] | None = None, huffman: bool = True, compact_header: bool = False):
+    def save(
+        self,
+        path,
+        metadata: Mapping[str, Any] | None = None,
+        huffman: bool = True,
+        compact_header: bool = False,
+        *,
+        calib=None,
+        calib_method: str = "minmax",
+    ):
         """Write the `.dcz` (atomic) through compressor.export; returns its formats.SizeReport.
-        compact_header: the header zlib-compressed (format 1.2; ~1.3 KB less, for very small models)."""
+        compact_header: the header zlib-compressed (format 1.2; ~1.3 KB less, for very small models).
+        calib: sample inputs (array, tensor, .npz path or {input: array}): static int8 activation scales
+        measured on the exported graph by `calib_method` (compressor.qdq), so linear grids run int8 kernels."""
         from dcz.compressor.export import export_dcz  # torch.onnx + onnx: loaded only when saving
 
+        extra = {} if calib is None else self._activation_scales(calib, calib_method)
         return export_dcz(
             self.model,
             self.example_input,
             self.layers,
             path,
-            metadata={**self.metadata(), **dict(metadata or {})},
+            metadata={**self.metadata(), **extra, **dict(metadata or {})},
             huffman=huffman,
             compact_header=compact_header,
         )
+
+
+def _calibration_arrays(calib, graph) -> Any:
+    """{input name: array} for compressor.qdq.calibrate from an array / tensor (the one input) or as given."""
+    if isinstance(calib, torch.Tensor):
+        calib = calib.detach().cpu().numpy()
+    if hasattr(calib, "shape"):
+        from dcz.compressor.qdq import _input_names
+
+        names = _input_names(graph)
+        if len(names) != 1:
+            raise CompressError(f"calib: one array given for {len(names)} model inputs; pass {{input: array}}")
+        return {names[0]: calib}
+    return calib
 
 
 def compress(
@@ -146,6 +184,13 @@ def compress(
             _measure(accuracy, "pruned+finetuned", eval_fn, work)
 
     sharing = {n: (m, p) for n, (m, p) in layers.items() if p.share}
+    schemes = {n: s for n, (_, p) in sharing.items() if (s := linear.scheme_of(p)) is not None}
+    if schemes and config.qat_epochs and train_loader is not None:
+        # quantization-aware training (compressor.qat): the weights learn their grid before sharing rounds them
+        handle = qat.prepare(work, schemes)
+        recover(config.qat_epochs, config.lr, "quantization-aware")
+        _measure(accuracy, "quantization-aware", eval_fn, work)
+        handle.finish()
     unshared: dict[str, str] = {}  # layers the safe defaults left unshared, with the reason
     if sharing:
         for index, (name, (module, plan)) in enumerate(sharing.items()):

@@ -315,3 +315,15 @@ def test_demo_frontier_quick_uses_surgery_and_shared_biases(capsys, tmp_path):
         kept = f.info("fc1.weight").nnz / (300 * 784)
     assert kept == pytest.approx(0.02, abs=1e-4)
     assert (tmp_path / "demo" / "lenet-300-100-dense.onnx").exists() and "summary" in out
+
+
+def test_compress_int4_with_train_data_runs_qat_and_calibrates(capsys, project):
+    _digits_npz(project / "digits.npz", n=400)
+    np.save(project / "calib.npy", np.load(project / "digits.npz")["x"][:100])
+    argv = ["compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8", "--quantize", "int4"]
+    code, _, err = cli(capsys, *argv, "--train", "digits.npz", "--epochs", "2", "--calib", "calib.npy", "-o", "q.dcz")
+    assert code == 0, err
+    with formats.open(project / "q.dcz") as dcz:
+        meta = dcz.metadata
+    assert meta["compress.config"]["qat_epochs"] == 2 and meta["compress.activations"]
+    assert meta["compress.calib_method"] == "minmax"

@@ -120,7 +120,7 @@ def register(subparsers, common) -> None:
         "--calib",
         metavar="X.npy",
         help="with --budget: sample inputs to weigh each layer's damage (default: the zero example input); "
-        "with --quantize int8 on an ONNX model (.npy or .npz, one array per input): static activation scales",
+        "with --quantize (.npy or .npz, one array per input): static int8 activation scales",
     )
     parser.add_argument(
         "--train",
@@ -131,7 +131,8 @@ def register(subparsers, common) -> None:
         "--epochs",
         type=int,
         metavar="N",
-        help="with --train: epochs after pruning and after sharing (default 1; with --budget: centroid epochs)",
+        help="with --train: epochs after pruning and after sharing, and of quantization-aware training with "
+        "--quantize intN (default 1; with --budget: centroid epochs)",
     )
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="with --train: batch size (default 64)")
     ckpt = parser.add_argument_group("safetensors checkpoints")
@@ -249,7 +250,10 @@ def apply_cli_settings(data: dict, args) -> dict:
     if args.seed is not None:
         data["seed"] = args.seed
     if args.train:  # epochs only matter with data; the file's values stand unless --epochs is given
-        for key in ("prune_epochs", "share_epochs"):
+        keys = ("prune_epochs", "share_epochs")
+        if args.quantize not in (None, "kmeans"):  # linear grids: quantization-aware training (compressor.qat)
+            keys += ("qat_epochs",)
+        for key in keys:
             if args.epochs is not None or not data.get(key):
                 data[key] = args.epochs if args.epochs is not None else 1
     return data
@@ -265,6 +269,7 @@ FLAG_OF_KEY = {
     "seed": "--seed",
     "prune_epochs": "--epochs",
     "share_epochs": "--epochs",
+    "qat_epochs": "--epochs",
 }
 
 
@@ -410,7 +415,25 @@ def compress_torch(args, config, out: Path) -> None:
         return
     compressor = require("dcz.compressor", "dcz compress")
     result = compressor.compress(model, example, config, train_loader=train_loader(args, example))
-    result.save(out, huffman=not args.no_huffman, metadata={"compress.dynamic": True} if args.dynamic else None)
+    calibration = {}
+    if args.calib:  # static int8 activation scales measured on the exported graph (compressor.qdq)
+        calibration = {"calib": load_calibration_array(args.calib), "calib_method": args.calib_method or "minmax"}
+    metadata = {"compress.dynamic": True} if args.dynamic else None
+    result.save(out, huffman=not args.no_huffman, metadata=metadata, **calibration)
+
+
+def load_calibration_array(path: str):
+    np = require("numpy", "--calib")
+    try:
+        data = np.load(existing_file(path, "calibration data"), allow_pickle=False)
+        if not isinstance(data, np.ndarray):
+            with data:
+                data = data["x"] if "x" in data.files else data[data.files[0]]
+    except (OSError, ValueError, KeyError, IndexError) as error:
+        raise CliError(
+            f"--calib {path}: not a readable .npy / .npz ({error})".splitlines()[0], "give an .npy"
+        ) from None
+    return np.asarray(data, dtype=np.float32)
 
 
 def train_loader(args, example):
@@ -496,9 +519,9 @@ def check_option_mix(args) -> None:
     if args.weights and args.model.endswith(".onnx"):
         raise usage_error("--weights is for PyTorch models; an .onnx file carries its weights", "drop --weights")
     quantizing = args.quantize not in (None, "kmeans")
-    if args.calib and args.budget is None and not (quantizing and args.model.endswith(".onnx")):
+    if args.calib and args.budget is None and not quantizing:
         raise usage_error(
-            "--calib only matters with --budget, or with --quantize for an ONNX model",
+            "--calib only matters with --budget, or with --quantize",
             "add --budget SIZE or --quantize int8, or drop --calib",
         )
     if args.calib_method and not (args.calib and quantizing):
