@@ -12,6 +12,7 @@ QLinearConv / QLinearMatMul); the dense model is its float ONNX export in ORT.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import tempfile
 import time
@@ -85,6 +86,16 @@ def main(argv=None) -> int:
     net = train_dense(x_train, y_train, args.epochs)
     dense = onnx_accuracy(export_onnx_dense(net, example), x_test, y_test)
     print(f"dense float ONNX (ORT): {dense:.2f}%  (train {time.process_time() - start:.0f} s CPU)")
+    # the fair reference for QAT's extra epochs: the float model trained as long at the same rate
+    tuned = copy.deepcopy(net).train()
+    opt = torch.optim.Adam(tuned.parameters(), args.qat_lr)
+    for _ in range(args.qat_epochs):
+        for xb, yb in loader(x_train, y_train):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(tuned(xb), yb).backward()
+            opt.step()
+    longer = onnx_accuracy(export_onnx_dense(tuned.eval(), example), x_test, y_test)
+    print(f"dense + {args.qat_epochs} float epochs at lr {args.qat_lr}: {longer:.2f}%")
     grid = {"quantize": args.bits, "per_channel": args.per_channel}
     calib = x_train[:1000]
     rows = []
@@ -100,8 +111,9 @@ def main(argv=None) -> int:
             rows.append((label, os.path.getsize(path), acc))
             print(f"{args.bits} W + int8 A {label}: {acc:.2f}% ({acc - dense:+.2f} pp), {os.path.getsize(path):,} B, "
                   f"{cpu:.0f} s CPU")  # fmt: skip
-    qat_loss = dense - rows[-1][2]
-    print(f"QAT loss {qat_loss:.2f} pp <= 0.3: {'met' if qat_loss <= 0.3 else 'NOT met'}")
+    for name, ref in (("dense", dense), ("dense + same float epochs", longer)):
+        loss = ref - rows[-1][2]
+        print(f"QAT loss vs {name}: {loss:.2f} pp <= 0.3: {'met' if loss <= 0.3 else 'NOT met'}")
     return 0
 
 
