@@ -52,6 +52,7 @@ class Compressed:
     accuracy: dict[str, float] = field(default_factory=dict)
     folded: list[str] = field(default_factory=list)
     config: CompressConfig = field(default_factory=CompressConfig)
+    activation_ranges: dict = field(default_factory=dict)  # QAT's int8 activation grids by module (compressor.qat)
 
     def _activation_scales(self, calib, method: str) -> dict[str, Any]:
         """`compress.activations`: ORT's calibrator on the dense export of this model (same tensor names)."""
@@ -62,7 +63,13 @@ class Compressed:
 
         graph = onnx.load_from_string(export_onnx_dense(self.model, self.example_input, self.layers))
         scales = qdq.calibrate(graph, _calibration_arrays(calib, graph), method)
-        return {qdq.ACTIVATIONS_KEY: scales, "compress.calib_method": method} if scales else {}
+        if not scales:
+            return {}
+        extra = {}
+        if self.activation_ranges:  # the grids QAT trained with replace the calibrated ones where they apply
+            scales, replaced = qat.observed_scales(graph, scales, self.activation_ranges)
+            extra["compress.qat_activations"] = replaced
+        return {qdq.ACTIVATIONS_KEY: scales, "compress.calib_method": method, **extra}
 
     def metadata(self) -> dict[str, Any]:
         """The `compress.*` metadata recorded in the `.dcz`."""
@@ -184,12 +191,14 @@ def compress(
             _measure(accuracy, "pruned+finetuned", eval_fn, work)
 
     sharing = {n: (m, p) for n, (m, p) in layers.items() if p.share}
+    activation_ranges: dict = {}
     schemes = {n: s for n, (_, p) in sharing.items() if (s := linear.scheme_of(p)) is not None}
     if schemes and config.qat_epochs and train_loader is not None:
         # quantization-aware training (compressor.qat): the weights learn their grid before sharing rounds them
         handle = qat.prepare(work, schemes)
         recover(config.qat_epochs, config.lr, "quantization-aware")
         _measure(accuracy, "quantization-aware", eval_fn, work)
+        activation_ranges = handle.ranges()
         handle.finish()
     unshared: dict[str, str] = {}  # layers the safe defaults left unshared, with the reason
     if sharing:
@@ -223,6 +232,7 @@ def compress(
         accuracy=accuracy,
         folded=folded,
         config=config,
+        activation_ranges=activation_ranges,
     )
 
 

@@ -9,9 +9,10 @@ Activations: an observer (`ActivationObserver`) per quantized input and output o
 keeps a moving-average min / max while training (frozen in eval mode) and fake-quantizes the tensor to
 int8 affine levels with torch's own fake_quantize_per_tensor_affine (straight-through inside the range,
 zero gradient outside). Max pooling, flattening and ReLU keep values on such a grid, so this covers
-the tensors ONNX Runtime's int8 kernels quantize. The int8 scales that go into the file are measured on
-the trained network by the same calibrators as post-training quantization (compressor.qdq), because the
-exported graph names its tensors itself; the observers shape training only.
+the tensors ONNX Runtime's int8 kernels quantize. At export (Compressed.save(calib=...)), ORT's
+calibrator chooses which tensors of the exported graph to quantize and measures them; the observers'
+grids then replace the calibrated ones at the inputs and outputs of each Conv / Gemm / MatMul whose
+weight belongs to an observed module (`observed_scales`), so the file runs the grids training saw.
 """
 
 from __future__ import annotations
@@ -104,6 +105,16 @@ class QatHandle:
     weights: list[nn.Module] = field(default_factory=list)
     observers: nn.ModuleDict = field(default_factory=nn.ModuleDict)
     hooks: list = field(default_factory=list)
+    by_module: dict = field(default_factory=dict)  # module name -> (input observer, output observer)
+
+    def ranges(self) -> dict[str, dict[str, tuple[float, int]]]:
+        """{module name: {"in": (scale, zero point), "out": ...}}: the int8 grids training ended with."""
+        out = {}
+        for name, pair in self.by_module.items():
+            seen = {k: o.scale_and_zero() for k, o in zip(("in", "out"), pair) if bool(o.seen)}
+            if seen:
+                out[name] = seen
+        return out
 
     def finish(self) -> None:
         """Remove the fake quantization: the modules keep their trained float weights (pruning masks stay)."""
@@ -142,6 +153,7 @@ def prepare(
         key = name.replace(".", "_") or "root"
         into, out = ActivationObserver(act_bits), ActivationObserver(act_bits)
         handle.observers[key + "__in"], handle.observers[key + "__out"] = into, out
+        handle.by_module[name] = (into, out)
         handle.hooks.append(module.register_forward_pre_hook(_input_hook(into, model)))
         handle.hooks.append(module.register_forward_hook(_output_hook(out, model)))
     return handle
@@ -161,3 +173,26 @@ def _output_hook(observer: ActivationObserver, model: nn.Module):
         return observer(output)
 
     return hook
+
+
+def observed_scales(graph, scales: dict[str, dict], ranges: dict[str, dict]) -> tuple[dict[str, dict], int]:
+    """`scales` (calibrated, by ONNX tensor name) with the observers' grids put in where they apply.
+
+    A Conv / Gemm / MatMul reading the weight `<module>.weight` gets its input and output from that
+    module's observers; only tensors the calibration chose to quantize are replaced (never added, so
+    the QDQ layout ORT fuses stays the same). Returns (scales, how many were replaced).
+    """
+    scales = {k: dict(v) for k, v in scales.items()}
+    replaced = 0
+    for node in graph.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
+            continue
+        module = node.input[1].removesuffix(".weight")
+        if module not in ranges or node.input[1] == module:
+            continue
+        for tensor, kind in ((node.input[0], "in"), (node.output[0], "out")):
+            if tensor in scales and kind in ranges[module] and scales[tensor].get("dtype") == "int8":
+                scale, zero = ranges[module][kind]
+                scales[tensor].update(scale=float(torch.tensor(scale, dtype=torch.float32)), zero_point=int(zero))
+                replaced += 1
+    return scales, replaced

@@ -72,5 +72,9 @@ def test_qat_in_the_pipeline_exports_int4_weights_with_int8_activations(tmp_path
     result.save(path, calib=x.numpy(), calib_method="minmax")
     model = runtime.load(path, backend="ort")
     assert model.metadata["compress.activations"] and model.metadata["compress.config"]["qat_epochs"] == 2
+    # the observers' grids replace calibrated ones: the network's input is the first conv's observed input
+    assert model.metadata["compress.qat_activations"] >= 2
+    scale, zero = result.activation_ranges["0"]["in"]
+    assert model.metadata["compress.activations"]["input"]["zero_point"] == zero
     got, want = model.run(x.numpy())[0], runtime.load(path, backend="numpy").run(x.numpy())[0]
     assert np.abs(got - want).max() <= 0.05 * np.abs(want).max() and not np.array_equal(got, want)
