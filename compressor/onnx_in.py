@@ -253,8 +253,6 @@ def compress_onnx(
     runtime/qdq_dynamic.py). Writes `out_path` atomically when given; otherwise the `.dcz` bytes are in the
     result's `dcz`.
     """
-    from dcz import formats
-    from dcz.compressor.report import Report
 
     config = as_config(config)
     model = _load(model_or_path)
@@ -272,24 +270,48 @@ def compress_onnx(
         raise CompressError("dynamic quantization needs 8-bit linear weights (quantize int8 or uint8)")
     renamed = widen_half_weights(model, set(states))
     by_initializer = {renamed.get(name, name): state for name, state in states.items()}
+    meta = {
+        "compress.config": config.to_dict(),
+        **({qdq.ACTIVATIONS_KEY: activations, "compress.calib_method": calib_method} if activations else {}),
+        **({qdq.DYNAMIC_KEY: True} if dynamic else {}),
+        "compress.folded_batchnorm": folded,
+        **({"compress.dropped_unused": unused} if unused else {}),
+        **dict(metadata or {}),
+    }
+    return write_states(model, by_initializer, kept_raw, out_path, meta, huffman, raw_small, states)
+
+
+def write_states(
+    model: onnx.ModelProto,
+    states: Mapping[str, LayerState],
+    kept_raw: Mapping[str, str],
+    out_path=None,
+    metadata: Mapping[str, Any] | None = None,
+    huffman: bool = True,
+    raw_small: bool = True,
+    reported_states: Mapping[str, LayerState] | None = None,
+) -> OnnxCompressed:
+    """Write `model` (modified: the states' initializers become placeholders) with `states` by
+    initializer name as a `.dcz`: atomically to `out_path`, or to bytes in the result."""
+    from dcz import formats
+    from dcz.compressor.report import Report
+
+    reported = dict(states if reported_states is None else reported_states)
     try:
-        plan = plan_tensors(model, by_initializer, kept_raw, raw_small=raw_small)
+        plan = plan_tensors(model, dict(states), dict(kept_raw), raw_small=raw_small)
         to_placeholders(model, [t.name for t in plan.tensors])
         graph = model.SerializeToString()
         packed = pack_graph(model)
+        given = dict(metadata or {})
         meta = {
             "source.framework": "onnx",
             "source.producer": model.producer_name or "unknown",
             "source.opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
-            "compress.config": config.to_dict(),
+            **({"compress.config": given.pop("compress.config")} if "compress.config" in given else {}),
             **plan_metadata(plan),
-            **safe_metadata(states),
-            **linear.linear_metadata(states, plan),
-            **({qdq.ACTIVATIONS_KEY: activations, "compress.calib_method": calib_method} if activations else {}),
-            **({qdq.DYNAMIC_KEY: True} if dynamic else {}),
-            "compress.folded_batchnorm": folded,
-            **({"compress.dropped_unused": unused} if unused else {}),
-            **dict(metadata or {}),
+            **safe_metadata(reported),
+            **linear.linear_metadata(reported, plan),
+            **given,
         }
         if out_path is not None:
             sizes = formats.write(
@@ -303,4 +325,4 @@ def compress_onnx(
     except formats.FormatError as error:
         raise CompressError(f"writing {out_path or 'the .dcz'}: {error}") from error
     report = Report.from_sizes(sizes, kept_raw=plan.kept_raw)
-    return OnnxCompressed(graph, states, plan, report, data)
+    return OnnxCompressed(graph, reported, plan, report, data)

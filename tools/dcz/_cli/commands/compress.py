@@ -117,6 +117,13 @@ def register(subparsers, common) -> None:
         help="fit the file into SIZE bytes, e.g. 64KB: the solver picks each layer's sparsity and bits",
     )
     parser.add_argument(
+        "--max-loss",
+        type=float,
+        metavar="X",
+        help="ONNX models with --calib: the smallest file whose loss on the calibration data stays within X "
+        "(percentage points of top-1 when the data has labels y; relative output error without)",
+    )
+    parser.add_argument(
         "--calib",
         metavar="X.npy",
         help="with --budget: sample inputs to weigh each layer's damage (default: the zero example input); "
@@ -394,11 +401,9 @@ def default_output(model: str) -> Path:
 
 def compress_onnx(args, config, out: Path) -> None:
     onnx_in = require("dcz.compressor.onnx_in", "compressing an ONNX model")
-    if args.budget is not None:
-        raise CliError(
-            "--budget is not available for ONNX models in this version",
-            "compress without --budget, or export from PyTorch",
-        )
+    if args.budget is not None or args.max_loss is not None:
+        fit_onnx_target(args, out)
+        return
     calibration = {}
     if args.calib:  # static int8 activation scales (compressor.qdq)
         calibration = {"calib": str(existing_file(args.calib, "calibration data")), "calib_method": args.calib_method}
@@ -406,6 +411,26 @@ def compress_onnx(args, config, out: Path) -> None:
     if args.dynamic:  # activations quantized at run time (runtime/qdq_dynamic.py)
         calibration["dynamic"] = True
     onnx_in.compress_onnx(str(existing_file(args.model, "ONNX model")), config, out_path=str(out), **calibration)
+
+
+def fit_onnx_target(args, out: Path) -> None:
+    """--budget / --max-loss on an ONNX model: calibrated search, damage measured by ONNX Runtime."""
+    onnx_budget = require("dcz.compressor.onnx_budget", "--budget / --max-loss on an ONNX model")
+    if not args.calib:
+        raise usage_error(
+            "--budget and --max-loss on an ONNX model measure damage on calibration data",
+            "add --calib DATA.npz (arrays named after the model's inputs, optional integer labels y)",
+        )
+    result = onnx_budget.fit_onnx(
+        str(existing_file(args.model, "ONNX model")),
+        args.calib,
+        budget_bytes=args.budget,
+        max_loss=args.max_loss,
+        out_path=str(out),
+        progress=lambda message: print(f"search: {message}", file=sys.stderr),
+        bar=False if args.no_progress else None,
+    )
+    print(result.summary())
 
 
 def compress_torch(args, config, out: Path) -> None:
@@ -444,7 +469,7 @@ def train_loader(args, example):
     return loader(args.train, tuple(example.shape), args.batch_size, args.seed or 0)
 
 
-BUDGET_CONFLICTS = ("threshold", "sparsity", "quality", "bits", "gap_bits", "config")
+BUDGET_CONFLICTS = ("quantize", "threshold", "sparsity", "quality", "bits", "gap_bits", "config")
 
 
 def fit_to_budget(args, model, example, out: Path) -> None:
@@ -519,7 +544,11 @@ def check_option_mix(args) -> None:
     if args.weights and args.model.endswith(".onnx"):
         raise usage_error("--weights is for PyTorch models; an .onnx file carries its weights", "drop --weights")
     quantizing = args.quantize not in (None, "kmeans")
-    if args.calib and args.budget is None and not quantizing:
+    if args.max_loss is not None and not args.model.endswith(".onnx"):
+        raise usage_error("--max-loss is for ONNX models in this version", "give --budget SIZE, or an .onnx model")
+    if args.max_loss is not None and args.budget is not None:
+        raise usage_error("--budget and --max-loss are two targets; give one", "drop one of them")
+    if args.calib and args.budget is None and args.max_loss is None and not quantizing:
         raise usage_error(
             "--calib only matters with --budget, or with --quantize",
             "add --budget SIZE or --quantize int8, or drop --calib",
@@ -544,13 +573,13 @@ def check_option_mix(args) -> None:
         raise usage_error("--epochs and --batch-size only matter with --train", "add --train DATA.npz")
     if args.epochs is not None and args.epochs < 0 or args.batch_size < 1:
         raise usage_error("--epochs must be >= 0 and --batch-size >= 1", "see 'dcz compress --help'")
-    if args.budget is not None:
+    if args.budget is not None or args.max_loss is not None:
         given = [name for name in BUDGET_CONFLICTS if getattr(args, name) is not None]
         if given or args.no_share or args.no_huffman:
             option = "--" + (given[0].replace("_", "-") if given else ("no-share" if args.no_share else "no-huffman"))
             raise usage_error(
-                f"--budget chooses every layer's sparsity and bits itself; {option} conflicts with it",
-                f"drop {option} or --budget",
+                f"--budget / --max-loss choose every layer's sparsity and bits; {option} conflicts with them",
+                f"drop {option}",
             )
 
 

@@ -1,0 +1,539 @@
+"""Calibrated compression of an ONNX model to a size or a loss target, torch-free.
+
+`fit_onnx(model, calib, budget_bytes=N)` gives the least damage within N bytes (the whole file);
+`fit_onnx(model, calib, max_loss=X)` the smallest file whose loss on the calibration data is <= X
+(percentage points of top-1 with labels `y`, relative output error without: compressor/onnx_damage).
+
+1. the graph is prepared as `compress_onnx` does (unused initializers dropped, BatchNorm folded,
+   weight Constants made initializers, half weights widened); the calibration arrays are checked;
+2. the smallest reachable file is written first (every layer at its smallest candidate), so an
+   impossible --budget is refused before any measuring, with that size;
+3. every compressible weight's candidates are sized by real encoding (budget_candidates, the
+   PyTorch solver's own), and on each layer's bytes/weight-error Pareto front a few are run through
+   ONNX Runtime with only that layer replaced: their measured damage replaces the estimate;
+4. the allocation is the PyTorch solver's (budget_solver.allocate: Lagrangian + exact knapsack);
+   --budget tightens the byte target until the written file fits, and keeps the uniform setting
+   instead if it measured better; --max-loss bisects the byte target on the measured loss;
+5. the final file is decoded by the runtime and run on the calibration data; --max-loss searches
+   again with more bytes if it missed.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from dcz.compressor.budget_candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer
+from dcz.compressor.budget_solver import allocate, greedy_repair, min_bytes, pareto, uniform_settings
+from dcz.compressor.calib_data import Calibration, load_calib
+from dcz.compressor.errors import CompressError
+from dcz.compressor.onnx_damage import Damage, OrtRunner
+
+MEASURED_POINTS = 8  # candidates per layer run through ORT (spread in log bytes along the Pareto front)
+SENSITIVITY_ROWS = 256  # calibration rows for per-layer sensitivity (the search uses them all)
+SEARCH_STEPS = 10  # bisection steps on the byte target for --max-loss
+MAX_WRITES = 6
+LINE_SEARCH = (0.97, 0.94, 0.9, 0.85, 0.8, 0.7)  # --budget: smaller allocations measured too
+SMALL_MODEL = 1_000_000  # weights: below, more candidates per layer are measured (runs are cheap)
+LARGE_MODEL = 4_000_000  # weights: above, the coarse grid (a full grid costs minutes of k-means)
+COARSE_GRID = CandidateGrid(sparsities=(0.0, 0.5, 0.7, 0.9), label_bits=(2, 3, 4, 5, 6, 8), gap_bits=(3, 4, 5, 6))
+CACHE_BYTES = 512 << 20
+
+
+@dataclass
+class OnnxBudgetResult:
+    """What fit_onnx chose and measured; `data` is the written .dcz (also at out_path when given)."""
+
+    target: str  # "budget" or "max_loss"
+    file_bytes: int
+    dense_bytes: int  # the ONNX model as given, serialized
+    min_file_bytes: int
+    metric: str  # "accuracy" (pp top-1) or "relative" (relative output error)
+    loss: float  # measured from the written file on the calibration data
+    figures: dict[str, float]  # accuracy / cosine of the written file on the calibration data
+    allocation: list[dict[str, Any]]
+    budget_bytes: int | None = None
+    max_loss: float | None = None
+    uniform: dict[str, Any] | None = None  # the uniform setting of the same budget, measured
+    chose_uniform: bool = False
+    data: bytes = b""
+    uniform_data: bytes | None = None
+    evaluations: int = 0
+
+    @property
+    def ratio(self) -> float:
+        return self.dense_bytes / max(self.file_bytes, 1)
+
+    def summary(self) -> str:
+        target = f"budget {self.budget_bytes:,} B" if self.target == "budget" else f"max loss {self.max_loss:g}"
+        unit = "pp top-1 lost" if self.metric == "accuracy" else "relative output error"
+        extra = ""
+        if self.uniform is not None:
+            extra = (
+                f"; uniform {self.uniform['setting']} at {self.uniform['file_bytes']:,} B: {self.uniform['loss']:.3g}"
+            )
+        return (
+            f"{target}: {self.file_bytes:,} B ({self.ratio:.1f}x smaller than {self.dense_bytes:,} B), "
+            f"{self.loss:.3g} {unit} on the calibration data{extra}"
+        )
+
+
+@dataclass
+class _Prepared:
+    model: onnx.ModelProto
+    weights: dict[str, np.ndarray]
+    op_types: dict[str, str]
+    meta: dict[str, Any]
+    dense_bytes: int
+
+
+class _Progress:
+    """A bar with an ETA over the whole search on a terminal (tqdm); stage lines otherwise."""
+
+    def __init__(self, total: int, say: Callable[[str], None], enabled: bool | None):
+        self.say, self.bar = say, None
+        if enabled if enabled is not None else sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, file=sys.stderr, unit="step", dynamic_ncols=True, leave=False)
+
+    def stage(self, text: str) -> None:
+        if self.bar is None:
+            self.say(text)
+        else:
+            self.bar.set_description(text[:60])
+
+    def step(self, n: int = 1) -> None:
+        if self.bar is not None:
+            if self.bar.n + n > self.bar.total:
+                self.bar.total = self.bar.n + n
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --- preparing the graph ----------------------------------------------------------------------------
+
+
+def _prepare(model_or_path) -> _Prepared:
+    from dcz.compressor.onnx_fold import fold_batchnorm
+    from dcz.compressor.onnx_graph import constants_to_initializers, find_weights, initializer_array, widen_half_weights
+    from dcz.compressor.onnx_in import _check_data_inline, _load
+    from dcz.compressor.onnx_inline import drop_unused_initializers
+
+    model = _load(model_or_path)
+    where = str(model_or_path) if isinstance(model_or_path, (str, Path)) else "model"
+    _check_data_inline(model, where)
+    dense_bytes = model.ByteSize()
+    unused = drop_unused_initializers(model)
+    folded = fold_batchnorm(model)
+    sources = find_weights(model)
+    if not sources:
+        raise CompressError(f"{where}: no Conv / Gemm / MatMul / Gather weight to compress")
+    constants_to_initializers(model, [s.name for s in sources if s.origin == "constant"])
+    renamed = widen_half_weights(model, {s.name for s in sources})
+    op_types = {renamed.get(s.name, s.name): s.op_type for s in sources}
+    inits = {t.name: t for t in model.graph.initializer}
+    weights = {name: initializer_array(inits[name]).astype(np.float32) for name in op_types}
+    meta = {"compress.folded_batchnorm": folded, **({"compress.dropped_unused": unused} if unused else {})}
+    return _Prepared(model, weights, op_types, meta, dense_bytes)
+
+
+# --- candidates and their measured damage -----------------------------------------------------------
+
+
+def _grid_for(prepared: _Prepared, grid: CandidateGrid | None) -> CandidateGrid:
+    if grid is not None:
+        return grid
+    total = sum(w.size for w in prepared.weights.values())
+    return COARSE_GRID if total > LARGE_MODEL else CandidateGrid()
+
+
+def _smallest_grid(grid: CandidateGrid) -> CandidateGrid:
+    return CandidateGrid((max(grid.sparsities),), (min(grid.label_bits),), grid.gap_bits, grid.allow_raw)
+
+
+def _measure(prepared: _Prepared, grid: CandidateGrid, progress: _Progress | None = None) -> list[LayerCandidates]:
+    layers = []
+    for name, weight in prepared.weights.items():
+        if progress is not None:
+            progress.stage(f"sizing candidates of {name} {weight.shape}")
+        # unit weights: the estimate is the weight error, which only orders the Pareto front
+        layers.append(measure_layer(name, prepared.op_types[name], weight, np.ones(weight.shape, np.float32), grid))
+        if progress is not None:
+            progress.step()
+    return layers
+
+
+def _spread(sizes: list[int], points: int) -> list[int]:
+    logs = np.log(np.maximum(np.asarray(sizes, dtype=np.float64), 1.0))
+    targets = np.linspace(logs[0], logs[-1], min(points, len(sizes)))
+    return sorted({int(np.argmin(np.abs(logs - t))) for t in targets})
+
+
+class _Weights:
+    """Dense weights of candidates (prune + k-means are recomputed otherwise), within a byte cap."""
+
+    def __init__(self, layers: list[LayerCandidates]):
+        self.by_name = {layer.name: layer for layer in layers}
+        self.cache: dict[tuple, np.ndarray] = {}
+        self.bytes = 0
+
+    def get(self, name: str, cand: Candidate) -> np.ndarray:
+        key = (name, cand.key())
+        if key not in self.cache:
+            weight = self.by_name[name].state(cand).weight()
+            while self.cache and self.bytes + weight.nbytes > CACHE_BYTES:
+                self.bytes -= self.cache.pop(next(iter(self.cache))).nbytes
+            self.cache[key] = weight
+            self.bytes += weight.nbytes
+        return self.cache[key]
+
+    def plan(self, layers: list[LayerCandidates], choice: list[Candidate]) -> dict[str, np.ndarray]:
+        return {layer.name: self.get(layer.name, cand) for layer, cand in zip(layers, choice) if cand.label_bits}
+
+
+def _sensitivities(layers, weights: _Weights, runner, calib: Calibration, points: int, progress) -> list:
+    """Each layer's thinned Pareto front with damage measured alone (the other layers dense)."""
+    damage = Damage(runner.run(calib), calib.labels, calib.where)
+    measured_layers = []
+    for layer in layers:
+        progress.stage(f"measuring {layer.name}")
+        front = pareto(layer.candidates)
+        measured = []
+        for index in _spread([c.nbytes for c in front], points):
+            cand = front[index]
+            if cand.label_bits is None:
+                measured.append(replace(cand, damage=0.0))
+            else:
+                outputs = runner.run(calib, {layer.name: weights.get(layer.name, cand)})
+                # the weight error (tiny weight) breaks ties the outputs cannot tell apart
+                measured.append(replace(cand, damage=damage.sensitivity(outputs) + 1e-12 * cand.damage))
+            progress.step()
+        measured_layers.append(replace(layer, candidates=measured))
+    return measured_layers
+
+
+# --- writing ----------------------------------------------------------------------------------------
+
+
+def _write(prepared: _Prepared, layers, choice, gaps=None, metadata=None) -> bytes:
+    from dcz.compressor.onnx_in import write_states
+
+    model = onnx.ModelProto()
+    model.CopyFrom(prepared.model)
+    gaps = gaps or [None] * len(layers)
+    states = {layer.name: layer.state(cand, gap) for layer, cand, gap in zip(layers, choice, gaps)}
+    return write_states(model, states, {}, None, {**prepared.meta, **(metadata or {})}).dcz
+
+
+def _allocation_metadata(layers, choice, gaps=None, extra=None) -> dict[str, Any]:
+    """What the file records of its allocation (read back by `dcz report FILE`). No rate curve: its
+    bytes would differ between the smallest-file check and the search, and the check must be exact."""
+    gaps = gaps or [None] * len(layers)
+    rows = [
+        [layer.name, c.sparsity, c.label_bits, g if g is not None else c.gap_bits, int(c.nbytes)]
+        for layer, c, g in zip(layers, choice, gaps)
+    ]
+    return {"compress.budget.allocation": rows, **(extra or {})}
+
+
+def _calib_meta(calib: Calibration, metric: str) -> dict[str, Any]:
+    return {"compress.calib": {"rows": calib.rows, "metric": metric}}
+
+
+def _smallest_file(prepared: _Prepared, layers, budget_bytes, max_loss, calib_meta) -> int:
+    """Bytes of the smallest file, written with the metadata the search would write for it
+    (the recorded budget counts: asked for that size, it must fit)."""
+    choice = [layer.smallest() for layer in layers]
+    recorded = budget_bytes
+    size = 0
+    for _ in range(4):
+        extra = {**_target_meta(recorded, max_loss), **calib_meta}
+        size = len(_write(prepared, layers, choice, metadata=_allocation_metadata(layers, choice, extra=extra)))
+        if budget_bytes is None or size == recorded:
+            break
+        recorded = size
+    return size
+
+
+def _verify(data: bytes, calib: Calibration, damage: Damage) -> tuple[float, dict[str, float]]:
+    """Run the written file (decoded by the runtime) on the calibration data."""
+    from dcz import runtime
+
+    with runtime.load(data) as model:
+        outputs = _run_file(model, calib)
+    figures = damage.describe(outputs)
+    return figures["loss"], figures
+
+
+def _run_file(model, calib: Calibration) -> list[np.ndarray]:
+    from dcz.compressor.onnx_damage import MAX_BATCH
+
+    parts = []
+    for start in range(0, calib.rows, MAX_BATCH):
+        parts.append(model.run({k: v[start : start + MAX_BATCH] for k, v in calib.inputs.items()}))
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+
+# --- the search -------------------------------------------------------------------------------------
+
+
+def fit_onnx(
+    model_or_path,
+    calib,
+    budget_bytes: int | None = None,
+    max_loss: float | None = None,
+    grid: CandidateGrid | None = None,
+    points: int | None = None,
+    sensitivity_rows: int = SENSITIVITY_ROWS,
+    uniform: bool = True,
+    out_path=None,
+    progress: Callable[[str], None] | None = None,
+    bar: bool | None = None,
+) -> OnnxBudgetResult:
+    """The smallest file within `max_loss`, or the least damage within `budget_bytes` (exactly one).
+
+    calib: an .npz path or {input name: array} (+ optional integer labels 'y'), see calib_data.
+    points: candidates per layer measured by ORT (default 24 below SMALL_MODEL weights, else 8).
+    grid: the candidate grid (default: CandidateGrid(), or COARSE_GRID above LARGE_MODEL weights).
+    bar: a progress bar with ETA (default: only when stderr is a terminal)."""
+    if (budget_bytes is None) == (max_loss is None):
+        raise CompressError("give exactly one target: budget_bytes (a size) or max_loss (a loss on calib)")
+    if budget_bytes is not None and int(budget_bytes) <= 0:
+        raise CompressError(f"--budget must be a positive number of bytes, got {budget_bytes}")
+    if max_loss is not None and not (math.isfinite(max_loss) and max_loss >= 0):
+        raise CompressError(f"--max-loss must be a finite number >= 0, got {max_loss}")
+    say = progress or (lambda message: None)
+    prepared = _prepare(model_or_path)
+    calibration = load_calib(calib, prepared.model)
+    grid = _grid_for(prepared, grid)
+    metric = "accuracy" if calibration.labels is not None else "relative"
+    smallest_layers = _measure(prepared, _smallest_grid(grid))
+    smallest_bytes = _smallest_file(prepared, smallest_layers, budget_bytes, max_loss, _calib_meta(calibration, metric))
+    if budget_bytes is not None and int(budget_bytes) < smallest_bytes:
+        raise CompressError(
+            f"--budget {int(budget_bytes):,} bytes is impossible: the smallest file reachable is {smallest_bytes:,} "
+            f"bytes (every layer at {max(grid.sparsities):.1%} sparsity and {min(grid.label_bits)}-bit labels); "
+            f"raise --budget to at least {smallest_bytes:,} bytes"
+        )
+    n = len(prepared.weights)
+    if points is None:
+        small = sum(w.size for w in prepared.weights.values()) < SMALL_MODEL
+        points = 3 * MEASURED_POINTS if small else MEASURED_POINTS
+    bar_ = _Progress(n + n * points + SEARCH_STEPS + len(LINE_SEARCH) + 4, say, bar)
+    try:
+        runner = OrtRunner(prepared.model, prepared.weights)
+        full = _measure(prepared, grid, bar_)
+        weights = _Weights(full)
+        sens = calibration.head(min(sensitivity_rows, calibration.rows))
+        layers = _sensitivities(full, weights, runner, sens, points, bar_)
+        damage = Damage(runner.run(calibration), calibration.labels, calibration.where)
+        search = _Search(prepared, layers, full, grid, weights, runner, calibration, damage, bar_)
+        if budget_bytes is not None:
+            result = search.to_budget(int(budget_bytes), uniform)
+        else:
+            result = search.to_loss(float(max_loss))
+    finally:
+        bar_.close()
+    result.min_file_bytes = smallest_bytes
+    if out_path is not None:
+        from dcz.formats.writer import atomic_write_bytes  # noqa: PLC0415
+
+        atomic_write_bytes(Path(out_path), result.data)
+    say(result.summary())
+    return result
+
+
+def _target_meta(budget_bytes, max_loss) -> dict[str, Any]:
+    if budget_bytes is not None:
+        return {"compress.budget.bytes": int(budget_bytes)}
+    return {"compress.calib.max_loss": float(max_loss)}
+
+
+@dataclass
+class _Search:
+    prepared: _Prepared
+    layers: list[LayerCandidates]  # measured damage on the thinned fronts
+    full: list[LayerCandidates]  # every candidate (for the uniform settings)
+    grid: CandidateGrid
+    weights: _Weights
+    runner: OrtRunner
+    calib: Calibration
+    damage: Damage
+    progress: _Progress
+    evaluations: int = 0
+    _losses: dict = field(default_factory=dict)
+
+    def loss(self, choice: list[Candidate], gaps=None) -> float:
+        key = tuple(c.key() for c in choice)
+        if key not in self._losses:
+            self.progress.stage("searching")
+            outputs = self.runner.run(self.calib, self.weights.plan(self.layers, choice))
+            self._losses[key] = self.damage.loss(outputs)
+            self.evaluations += 1
+            self.progress.step()
+        return self._losses[key]
+
+    def meta(self, choice, gaps=None, extra=None) -> dict[str, Any]:
+        return _allocation_metadata(
+            self.layers, choice, gaps, {**_calib_meta(self.calib, self.damage.kind), **(extra or {})}
+        )
+
+    def write(self, choice, gaps=None, extra=None) -> bytes:
+        return _write(self.prepared, self.layers, choice, gaps, self.meta(choice, gaps, extra))
+
+    # --budget ------------------------------------------------------------------------------------
+
+    def to_budget(self, budget: int, uniform: bool) -> OnnxBudgetResult:
+        extra = {"compress.budget.bytes": budget}
+        smallest = [layer.smallest() for layer in self.layers]
+        overhead = len(self.write(smallest, extra=extra)) - sum(c.nbytes for c in smallest)
+        self.progress.stage("allocating")
+        choice, data = self._fit(budget, budget - overhead, extra)
+        choice, data, mine = self._measured_best(choice, data, budget, extra)
+        base = self._uniform(budget, overhead, extra) if uniform else None
+        chose_uniform = base is not None and base["loss"] < mine
+        final = base["data"] if chose_uniform else data
+        result = self._result("budget", final, choice, base, chose_uniform)
+        result.budget_bytes = budget
+        return result
+
+    def _measured_best(self, choice, data: bytes, budget: int, extra):
+        """The estimate adds per-layer damages; the outputs do not quite: measure the allocation and
+        a few smaller ones on the calibration data and keep the best (ties: the larger file)."""
+        tensor_bytes = sum(c.nbytes for c in choice)
+        best = (self.loss(choice), -len(data), choice, data)
+        for shrink in LINE_SEARCH:
+            trial = allocate(self.layers, max(int(tensor_bytes * shrink), min_bytes(self.layers)))
+            loss = self.loss(trial)
+            if loss < best[0]:
+                written = self.write(trial, extra=extra)
+                if len(written) <= budget:
+                    best = (loss, -len(written), trial, written)
+        return best[2], best[3], best[0]
+
+    def _fit(self, budget: int, target: int, extra) -> tuple[list[Candidate], bytes]:
+        """allocate() to the byte target, tightened by any excess of the written file."""
+        data = b""
+        choice = allocate(self.layers, max(target, min_bytes(self.layers)))
+        for _ in range(MAX_WRITES):
+            data = self.write(choice, extra=extra)
+            self.progress.step()
+            excess = len(data) - budget
+            if excess <= 0:
+                return choice, data
+            target -= excess
+            choice = (
+                allocate(self.layers, target)
+                if target >= min_bytes(self.layers)
+                else greedy_repair(self.layers, choice, sum(c.nbytes for c in choice) - excess)
+            )
+        raise CompressError(f"could not fit {budget:,} bytes: the closest written file has {len(data):,} bytes")
+
+    def _uniform(self, budget: int, overhead: int, extra) -> dict[str, Any] | None:
+        """The uniform setting (one sparsity, label and gap width everywhere) that fits and
+        measures best on the calibration data, among those no fitting setting beats in fidelity."""
+        target = budget - overhead
+        fitting = [s for s in uniform_settings(self.full, self.grid.gap_bits) if s.nbytes <= target]
+        smallest: dict = {}
+        for s in fitting:
+            if (s.sparsity, s.label_bits) not in smallest or s.nbytes < smallest[s.sparsity, s.label_bits].nbytes:
+                smallest[s.sparsity, s.label_bits] = s
+        maximal = [
+            s
+            for s in smallest.values()
+            if not any(
+                o is not s and o.sparsity <= s.sparsity and o.label_bits >= s.label_bits for o in smallest.values()
+            )
+        ]
+        ranked = []
+        for s in maximal:
+            choice = [layer.find(s.sparsity, s.label_bits) for layer in self.full]
+            outputs = self.runner.run(self.calib, self.weights.plan(self.full, choice))
+            ranked.append((self.damage.loss(outputs), s, choice))
+            self.evaluations += 1
+        for loss, s, choice in sorted(ranked, key=lambda t: (t[0], -t[1].nbytes)):
+            gaps = [s.gap_bits if c.gap_bits is not None else None for c in choice]
+            meta = _allocation_metadata(self.full, choice, gaps, {**_calib_meta(self.calib, self.damage.kind), **extra})
+            data = _write(self.prepared, self.full, choice, gaps, meta)
+            if len(data) <= budget:
+                setting = f"sparsity {s.sparsity:g}, {s.label_bits}-bit labels" + (
+                    f", {s.gap_bits}-bit gaps" if s.sparsity > 0 else ""
+                )
+                return {"setting": setting, "loss": loss, "file_bytes": len(data), "data": data}
+        return None
+
+    # --max-loss ----------------------------------------------------------------------------------
+
+    def to_loss(self, max_loss: float) -> OnnxBudgetResult:
+        low, high = min_bytes(self.layers), sum(max(c.nbytes for c in layer.candidates) for layer in self.layers)
+        best = allocate(self.layers, high)
+        if self.loss(best) > max_loss:
+            raise CompressError(
+                f"--max-loss {max_loss:g} is impossible: the smallest {self.damage.unit} reachable with the candidates "
+                f"is {self.loss(best):.4g}; raise --max-loss to at least that"
+            )
+        if self.loss(allocate(self.layers, low)) <= max_loss:
+            high = low
+        for _ in range(SEARCH_STEPS):
+            if high <= low * 1.002:
+                break
+            middle = int(math.sqrt(low * high))
+            if self.loss(allocate(self.layers, middle)) <= max_loss:
+                high = middle
+            else:
+                low = middle
+        for _ in range(MAX_WRITES):
+            choice = allocate(self.layers, high)
+            data = self.write(choice, extra={"compress.calib.max_loss": max_loss})
+            self.progress.step()
+            verified, _ = _verify(data, self.calib, self.damage)
+            if verified <= max_loss:
+                result = self._result("max_loss", data, choice, None, False)
+                result.max_loss = max_loss
+                return result
+            high = int(high * 1.1) + 1  # the file missed (the search loss was measured in memory): more bytes
+        raise CompressError(f"--max-loss {max_loss:g}: no written file met it after {MAX_WRITES} attempts")
+
+    def _result(self, target: str, data: bytes, choice, base, chose_uniform) -> OnnxBudgetResult:
+        self.progress.stage("verifying the file")
+        loss, figures = _verify(data, self.calib, self.damage)
+        rows = [
+            {
+                "name": layer.name,
+                "op": layer.layer_type,
+                "shape": list(layer.weight.shape),
+                "sparsity": c.sparsity,
+                "label_bits": c.label_bits,
+                "gap_bits": c.gap_bits,
+                "bytes": int(c.nbytes),
+                "damage": float(c.damage),
+            }
+            for layer, c in zip(self.layers, choice)
+        ]
+        uniform = None if base is None else {k: v for k, v in base.items() if k != "data"}
+        return OnnxBudgetResult(
+            target=target,
+            file_bytes=len(data),
+            dense_bytes=self.prepared.dense_bytes,
+            min_file_bytes=0,
+            metric=self.damage.kind,
+            loss=loss,
+            figures=figures,
+            allocation=rows,
+            uniform=uniform,
+            chose_uniform=chose_uniform,
+            data=data,
+            uniform_data=None if base is None else base["data"],
+            evaluations=self.evaluations,
+        )

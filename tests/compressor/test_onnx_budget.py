@@ -1,0 +1,192 @@
+"""Calibrated ONNX compression to a size or loss target (compressor/onnx_budget.py, calib_data.py).
+
+A tiny MLP is built here with onnx.helper (Gemm -> Relu -> MatMul); its labels are the dense model's
+own predictions, so the dense accuracy is 100% and every lost point is the compression's. Every
+result is checked on the WRITTEN file, decoded by the runtime, not on what the search believed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from dcz.compressor import onnx_budget
+from dcz.compressor.budget_candidates import CandidateGrid
+from dcz.compressor.calib_data import load_calib
+from dcz.compressor.errors import CompressError
+from dcz.compressor.onnx_budget import fit_onnx
+
+pytest.importorskip("onnxruntime")
+
+RNG = np.random.default_rng(3)
+W1 = RNG.normal(0, 0.3, (24, 64)).astype(np.float32)  # Gemm transB=1: (out, in)
+B1 = RNG.normal(0, 0.1, (24,)).astype(np.float32)
+W2 = RNG.normal(0, 0.3, (24, 6)).astype(np.float32)  # MatMul (in, out)
+GRID = CandidateGrid(sparsities=(0.0, 0.5, 0.8, 0.95), label_bits=(1, 2, 3, 5, 8), gap_bits=(2, 4, 6))
+
+
+def build_model() -> onnx.ModelProto:
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 6])],
+        [numpy_helper.from_array(W1, "w1"), numpy_helper.from_array(B1, "b1"), numpy_helper.from_array(W2, "w2")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def dense_logits(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x @ W1.T + B1, 0) @ W2
+
+
+X = RNG.normal(0, 1, (300, 64)).astype(np.float32)
+Y = dense_logits(X).argmax(1).astype(np.int64)
+
+
+def file_logits(data: bytes, x: np.ndarray) -> np.ndarray:
+    from dcz import runtime
+
+    with runtime.load(data) as model:
+        return model.run({"x": x})[0]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    onnx.save(build_model(), str(path))
+    return path
+
+
+# --- calibration data: one line naming the array -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "arrays, words",
+    [
+        ({"y": Y}, ["no array for model input 'x'", "float32"]),
+        ({"x": X.astype(np.int64)}, ["array 'x' is int64", "takes float32", "astype"]),
+        ({"x": X.reshape(300, 8, 8)}, ["array 'x' has shape (300, 8, 8)", "reshape it to (N, 64)"]),
+        ({"x": X[:, :32]}, ["axis 1: 32 != 64"]),
+        ({"x": X, "y": Y[:10]}, ["array 'y' has shape (10,)", "(300,)"]),
+        ({"x": X, "y": Y.astype(np.float32)}, ["array 'y' must hold integer class labels"]),
+        ({"x": X, "inputs": X}, ["array 'inputs' is not a model input", "'x'"]),
+        ({"x": np.where(X > 2, np.nan, X)}, ["array 'x' holds NaN"]),
+    ],
+)
+def test_bad_calibration_data_is_one_line_naming_the_array(arrays, words):
+    with pytest.raises(CompressError) as error:
+        load_calib(arrays, build_model())
+    message = str(error.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_pickled_npz_is_refused_naming_the_array(tmp_path):
+    path = tmp_path / "calib.npz"
+    np.savez(path, x=X, y=np.array([{"label": 1}] * 300, dtype=object))
+    with pytest.raises(CompressError, match=r"array 'y' is pickled"):
+        load_calib(path, build_model())
+
+
+def test_single_input_alias_and_labels(tmp_path):
+    model = build_model()
+    model.graph.input[0].name = "pixels"
+    model.graph.node[0].input[0] = "pixels"
+    path = tmp_path / "calib.npz"
+    np.savez(path, x=X.astype(np.float64), y=Y.astype(np.int32))
+    calib = load_calib(path, model)
+    assert list(calib.inputs) == ["pixels"] and calib.inputs["pixels"].dtype == np.float32
+    assert calib.labels.dtype == np.int64 and calib.rows == 300
+
+
+def test_labels_beyond_the_outputs_classes_are_refused(model_path):
+    with pytest.raises(CompressError, match=r"label 9 but the first output has 6 classes"):
+        fit_onnx(model_path, {"x": X, "y": np.full(300, 9)}, budget_bytes=10**6, grid=GRID)
+
+
+# --- targets ----------------------------------------------------------------------------------------
+
+
+def test_budget_is_met_by_the_written_file_and_beats_or_equals_uniform(model_path):
+    budget = 2600  # dense weights are 6,720 B of float32
+    result = fit_onnx(model_path, {"x": X, "y": Y}, budget_bytes=budget, grid=GRID)
+    assert len(result.data) == result.file_bytes <= budget
+    accuracy = 100 * float(np.mean(file_logits(result.data, X).argmax(1) == Y))
+    assert result.loss == pytest.approx(100.0 - accuracy)  # the report is what the file does
+    assert result.uniform is not None
+    assert result.loss <= result.uniform["loss"]  # the uniform setting is a candidate the search keeps if better
+    from dcz import formats
+
+    with formats.loads(result.data) as dcz:
+        assert dcz.metadata["compress.budget.bytes"] == budget
+        assert {row[0] for row in dcz.metadata["compress.budget.allocation"]} == {"w1", "w2"}
+
+
+def test_impossible_budget_names_a_reachable_size_before_measuring(model_path, monkeypatch):
+    def no_runs(*args, **kwargs):
+        raise AssertionError("ONNX Runtime ran before the impossible budget was refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(onnx_budget, "OrtRunner", no_runs)
+        with pytest.raises(CompressError) as error:
+            fit_onnx(model_path, {"x": X, "y": Y}, budget_bytes=500, grid=GRID)
+    message = str(error.value)
+    assert "impossible" in message and "\n" not in message
+    smallest = int(message.split("smallest file reachable is ")[1].split(" bytes")[0].replace(",", ""))
+    assert smallest > 500
+    result = fit_onnx(model_path, {"x": X, "y": Y}, budget_bytes=smallest, grid=GRID, uniform=False)
+    assert result.file_bytes <= smallest
+
+
+@pytest.mark.parametrize("labels", [True, False])
+def test_max_loss_holds_on_the_file_and_a_looser_target_is_no_larger(model_path, labels):
+    calib = {"x": X, "y": Y} if labels else {"x": X}
+    tight, loose = (2.0, 10.0) if labels else (0.05, 0.3)
+    strict = fit_onnx(model_path, calib, max_loss=tight, grid=GRID)
+    relaxed = fit_onnx(model_path, calib, max_loss=loose, grid=GRID)
+    for result, limit in ((strict, tight), (relaxed, loose)):
+        logits = file_logits(result.data, X)
+        if labels:
+            measured = 100.0 - 100 * float(np.mean(logits.argmax(1) == Y))
+        else:
+            reference = dense_logits(X)
+            measured = float(np.linalg.norm(logits - reference) / np.linalg.norm(reference))
+        assert measured <= limit + 1e-9
+        assert result.loss == pytest.approx(measured, abs=1e-6)
+    assert relaxed.file_bytes <= strict.file_bytes
+    assert relaxed.file_bytes < 6720  # smaller than the float32 weights alone
+
+
+def test_targets_are_checked():
+    with pytest.raises(CompressError, match="exactly one target"):
+        fit_onnx(build_model(), {"x": X}, budget_bytes=1000, max_loss=1.0)
+    with pytest.raises(CompressError, match=">= 0"):
+        fit_onnx(build_model(), {"x": X}, max_loss=-1.0)
+
+
+# --- the command line -------------------------------------------------------------------------------
+
+
+def test_cli_budget_and_errors(model_path, tmp_path, capsys):
+    from dcz.cli import main
+
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=X, y=Y)
+    out = tmp_path / "tiny.dcz"
+    assert main(["compress", str(model_path), "--calib", str(calib), "--budget", "3KB", "-o", str(out)]) == 0
+    assert out.stat().st_size <= 3000
+    assert "budget 3,000 B:" in capsys.readouterr().out
+    assert main(["compress", str(model_path), "--max-loss", "1", "-o", str(out)]) == 2
+    assert "add --calib DATA.npz" in capsys.readouterr().err
+    assert main(["compress", str(model_path), "--calib", str(calib), "--budget", "100", "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "smallest file reachable is" in err
