@@ -38,7 +38,8 @@ from dcz.compressor.onnx_damage import Damage, OrtRunner
 
 MEASURED_POINTS = 8  # candidates per layer run through ORT (spread in log bytes along the Pareto front)
 SENSITIVITY_ROWS = 256  # calibration rows for per-layer sensitivity (the search uses them all)
-SEARCH_STEPS = 10  # bisection steps on the byte target for --max-loss
+SCAN_POINTS = 24  # --max-loss: byte targets tried from the smallest up before bisecting
+SEARCH_STEPS = 6  # bisection steps on the byte target for --max-loss after the scan
 MAX_WRITES = 6
 LINE_SEARCH = (0.97, 0.94, 0.9, 0.85, 0.8, 0.7)  # --budget: smaller allocations measured too
 SMALL_MODEL = 1_000_000  # weights: below, more candidates per layer are measured (runs are cheap)
@@ -79,6 +80,8 @@ class OnnxBudgetResult:
             extra = (
                 f"; uniform {self.uniform['setting']} at {self.uniform['file_bytes']:,} B: {self.uniform['loss']:.3g}"
             )
+        if self.target == "max_loss" and self.metric == "accuracy":
+            unit += f" (with one standard error {self.figures.get('bound', self.loss):.3g})"
         return (
             f"{target}: {self.file_bytes:,} B ({self.ratio:.1f}x smaller than {self.dense_bytes:,} B), "
             f"{self.loss:.3g} {unit} on the calibration data{extra}"
@@ -330,7 +333,9 @@ def fit_onnx(
     if points is None:
         small = sum(w.size for w in prepared.weights.values()) < SMALL_MODEL
         points = 3 * MEASURED_POINTS if small else MEASURED_POINTS
-    bar_ = _Progress(n + n * points + SEARCH_STEPS + len(LINE_SEARCH) + 4, say, bar)
+    bar_ = _Progress(
+        n + n * points + (SCAN_POINTS + SEARCH_STEPS if max_loss is not None else len(LINE_SEARCH) + 8), say, bar
+    )
     try:
         runner = OrtRunner(prepared.model, prepared.weights)
         full = _measure(prepared, grid, bar_)
@@ -374,12 +379,19 @@ class _Search:
     evaluations: int = 0
     _losses: dict = field(default_factory=dict)
 
-    def loss(self, choice: list[Candidate], gaps=None) -> float:
+    def loss(self, choice: list[Candidate]) -> float:
+        return self._measure(choice)[0]
+
+    def bound(self, choice: list[Candidate]) -> float:
+        return self._measure(choice)[1]
+
+    def _measure(self, choice: list[Candidate]) -> tuple[float, float]:
+        """(loss, the bound --max-loss holds to) of an allocation on the calibration data, once each."""
         key = tuple(c.key() for c in choice)
         if key not in self._losses:
             self.progress.stage("searching")
             outputs = self.runner.run(self.calib, self.weights.plan(self.layers, choice))
-            self._losses[key] = self.damage.loss(outputs)
+            self._losses[key] = (self.damage.loss(outputs), self.damage.bound(outputs))
             self.evaluations += 1
             self.progress.step()
         return self._losses[key]
@@ -478,18 +490,26 @@ class _Search:
     def to_loss(self, max_loss: float) -> OnnxBudgetResult:
         low, high = min_bytes(self.layers), sum(max(c.nbytes for c in layer.candidates) for layer in self.layers)
         best = allocate(self.layers, high)
-        if self.loss(best) > max_loss:
+        if self.bound(best) > max_loss:
             raise CompressError(
                 f"--max-loss {max_loss:g} is impossible: the smallest {self.damage.unit} reachable with the candidates "
-                f"is {self.loss(best):.4g}; raise --max-loss to at least that"
+                f"is {self.bound(best):.4g}{self._bound_note()}; raise --max-loss to at least that"
             )
-        if self.loss(allocate(self.layers, low)) <= max_loss:
-            high = low
+        # The measured loss is not monotone in bytes (sampling noise, allocations that change
+        # layer by layer), so bisection from the ends can stop at a local failure: scan up a
+        # log-spaced ladder of byte targets first, then bisect between the last miss and the first hit.
+        previous = low
+        for target in np.unique(np.geomspace(low, high, SCAN_POINTS).astype(np.int64)).tolist():
+            if self.bound(allocate(self.layers, int(target))) <= max_loss:
+                high = int(target)
+                break
+            previous = int(target)
+        low = previous
         for _ in range(SEARCH_STEPS):
             if high <= low * 1.002:
                 break
             middle = int(math.sqrt(low * high))
-            if self.loss(allocate(self.layers, middle)) <= max_loss:
+            if self.bound(allocate(self.layers, middle)) <= max_loss:
                 high = middle
             else:
                 low = middle
@@ -497,13 +517,16 @@ class _Search:
             choice = allocate(self.layers, high)
             data = self.write(choice, extra={"compress.calib.max_loss": max_loss})
             self.progress.step()
-            verified, _ = _verify(data, self.calib, self.damage)
-            if verified <= max_loss:
+            _, figures = _verify(data, self.calib, self.damage)
+            if figures["bound"] <= max_loss:
                 result = self._result("max_loss", data, choice, None, False)
                 result.max_loss = max_loss
                 return result
             high = int(high * 1.1) + 1  # the file missed (the search loss was measured in memory): more bytes
         raise CompressError(f"--max-loss {max_loss:g}: no written file met it after {MAX_WRITES} attempts")
+
+    def _bound_note(self) -> str:
+        return " (loss plus one standard error)" if self.damage.kind == "accuracy" else ""
 
     def _result(self, target: str, data: bytes, choice, base, chose_uniform) -> OnnxBudgetResult:
         self.progress.stage("verifying the file")

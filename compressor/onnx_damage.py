@@ -140,6 +140,19 @@ class Damage:
             return self.dense_accuracy - self.accuracy(outputs)
         return float(np.sqrt(self.energy_error(outputs)))
 
+    def bound(self, outputs: list[np.ndarray]) -> float:
+        """What --max-loss holds to: with labels, the loss plus one standard error of the paired
+        per-sample difference (a search picking the smallest file whose loss on N samples is within X
+        picks favourable noise: on the digit CNN, 0.3 pp on 1,000 calibration digits was 0.74 pp on
+        10,000 held-out ones); without labels, the relative error itself."""
+        if self.labels is None:
+            return self.loss(outputs)
+        first = [o for o in outputs if o.dtype.kind == "f"][0]
+        ours = first.reshape(first.shape[0], -1).argmax(1) == self.labels
+        dense = self.reference[0].reshape(first.shape[0], -1).argmax(1) == self.labels
+        delta = dense.astype(np.float64) - ours.astype(np.float64)
+        return self.loss(outputs) + 100.0 * float(np.std(delta)) / np.sqrt(delta.size)
+
     def sensitivity(self, outputs: list[np.ndarray]) -> float:
         """The additive damage the allocation minimises: mean KL (labels) or the error energy."""
         if self.labels is not None:
@@ -158,7 +171,7 @@ class Damage:
 
     def describe(self, outputs: list[np.ndarray]) -> dict[str, float]:
         """Figures for the report: loss, and accuracy or the cosine of the first output's rows."""
-        out = {"loss": self.loss(outputs)}
+        out = {"loss": self.loss(outputs), "bound": self.bound(outputs)}
         if self.labels is not None:
             out["accuracy"] = self.accuracy(outputs)
             out["dense_accuracy"] = self.dense_accuracy

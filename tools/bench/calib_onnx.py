@@ -71,7 +71,7 @@ def export(model, path: Path, shape) -> None:
 
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from dcz.compressor.onnx_budget import fit_onnx
 model, calib, dst, kind, value = sys.argv[1:6]
@@ -81,7 +81,8 @@ result = fit_onnx(model, calib, out_path=dst, bar=False, **target)
 seconds = time.perf_counter() - start
 if result.uniform_data:
     Path(dst).with_suffix(".uniform.dcz").write_bytes(result.uniform_data)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of a torch-laden parent reports the parent's
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
 print(json.dumps({"seconds": seconds, "peak_mib": peak, "summary": result.summary(), "loss": result.loss,
                   "evaluations": result.evaluations, "allocation": result.allocation, "uniform": result.uniform}))
 """
