@@ -105,13 +105,19 @@ class _Progress:
         if enabled if enabled is not None else sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, file=sys.stderr, unit="step", dynamic_ncols=True, leave=False)
+            self.bar = tqdm(total=total, file=sys.stderr, unit="step", leave=False)
 
     def stage(self, text: str) -> None:
         if self.bar is None:
             self.say(text)
         else:
             self.bar.set_description(text[:60])
+
+    def remaining(self, steps: int) -> None:
+        """Re-estimate the total once the work left is known (for the ETA)."""
+        if self.bar is not None:
+            self.bar.total = self.bar.n + steps
+            self.bar.refresh()
 
     def step(self, n: int = 1) -> None:
         if self.bar is not None:
@@ -121,6 +127,7 @@ class _Progress:
 
     def close(self) -> None:
         if self.bar is not None:
+            self.bar.n = self.bar.total
             self.bar.close()
 
 
@@ -339,6 +346,8 @@ def fit_onnx(
     try:
         runner = OrtRunner(prepared.model, prepared.weights)
         full = _measure(prepared, grid, bar_)
+        search_steps = SCAN_POINTS + SEARCH_STEPS if max_loss is not None else len(LINE_SEARCH) + 12
+        bar_.remaining(sum(min(points, len(pareto(layer.candidates))) for layer in full) + search_steps)
         weights = _Weights(full)
         sens = calibration.head(min(sensitivity_rows, calibration.rows))
         layers = _sensitivities(full, weights, runner, sens, points, bar_)
