@@ -152,7 +152,7 @@ def digits(out: Path) -> list[dict]:
     return rows
 
 
-def minilm(out: Path) -> list[dict]:
+def minilm(out: Path, runs: list[str]) -> list[dict]:
     from tools.bench import minilm as mini
 
     onnx_path = mini.export_onnx(out / "minilm.onnx")
@@ -165,8 +165,9 @@ def minilm(out: Path) -> list[dict]:
     reference = onnx_outputs(onnx_path, held)
     dense = onnx_path.stat().st_size
     rows = []
-    for label, extra in [("--budget 1/10", ["budget", dense // 10])]:
-        dst = out / "minilm_budget.dcz"
+    targets = {"budget": ("--budget 1/10", ["budget", dense // 10]), "loss": ("--max-loss 0.15", ["max_loss", 0.15])}
+    for label, extra in [targets[run] for run in runs]:
+        dst = out / f"minilm_{extra[0]}.dcz"
         stats = fit_in_child(onnx_path, out / "minilm_calib.npz", dst, *extra)
         row = {"run": label, "dense_bytes": dense, **stats}
         if stats.get("rc") == 0:
@@ -182,11 +183,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", choices=("digits", "minilm"))
     parser.add_argument("--out", default="/tmp/dcz-calib-bench")
+    parser.add_argument(
+        "--runs", default="budget", help="minilm: budget (1/10), loss (--max-loss 0.15), comma-separated"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = digits(out) if args.which == "digits" else minilm(out)
-    (out / f"{args.which}.json").write_text(json.dumps(rows, indent=1))
+    rows = digits(out) if args.which == "digits" else minilm(out, args.runs.split(","))
+    (out / f"{args.which}-{args.runs}.json").write_text(json.dumps(rows, indent=1))
     return 0
 
 
