@@ -51,6 +51,8 @@ KEY=N pairs replace just those entries.
 examples:
   dcz compress model.onnx --sparsity 0.9 -o model.dcz
   dcz compress model.onnx --quantize int8 --calib digits.npz --calib-method entropy -o model.dcz
+  dcz compress model.onnx --calib digits.npz --max-loss 0.5 -o model.dcz     smallest file within 0.5 pp
+  dcz compress model.onnx --calib sentences.npz --budget 9MB -o model.dcz   least damage in 9 MB
   dcz compress model.onnx --quantize int8 --dynamic -o model.dcz
   dcz compress torchvision.models:resnet18 --input-shape 1,3,224,224 --quality 0.5 -o r18.dcz
   dcz compress mypkg.nets:make_lenet --weights lenet.pt --input-shape 1,1,28,28 \\
@@ -126,7 +128,9 @@ def register(subparsers, common) -> None:
     parser.add_argument(
         "--calib",
         metavar="X.npy",
-        help="with --budget: sample inputs to weigh each layer's damage (default: the zero example input); "
+        help="with --budget / --max-loss on an ONNX model (required): an .npz of arrays named after the inputs "
+        "(x for a single input) and optional integer labels y, damage measured by ONNX Runtime; "
+        "with --budget on a PyTorch model: sample inputs to weigh each layer's damage (default: the zero example input); "
         "with --quantize (.npy or .npz, one array per input): static int8 activation scales",
     )
     parser.add_argument(
