@@ -276,22 +276,21 @@ def _smallest_file(prepared: _Prepared, layers, budget_bytes, max_loss, calib_me
     return size
 
 
-def _verify(data: bytes, calib: Calibration, damage: Damage) -> tuple[float, dict[str, float]]:
+def _verify(data: bytes, calib: Calibration, damage: Damage, batch: int) -> tuple[float, dict[str, float]]:
     """Run the written file (decoded by the runtime) on the calibration data."""
     from dcz import runtime
 
     with runtime.load(data) as model:
-        outputs = _run_file(model, calib)
+        outputs = _run_file(model, calib, batch)
     figures = damage.describe(outputs)
     return figures["loss"], figures
 
 
-def _run_file(model, calib: Calibration) -> list[np.ndarray]:
-    from dcz.compressor.onnx_damage import MAX_BATCH
-
+def _run_file(model, calib: Calibration, batch: int) -> list[np.ndarray]:
+    """Every output over every sample, in the batches the graph accepts (a fixed batch of 1 too)."""
     parts = []
-    for start in range(0, calib.rows, MAX_BATCH):
-        parts.append(model.run({k: v[start : start + MAX_BATCH] for k, v in calib.inputs.items()}))
+    for start in range(0, calib.rows, batch):
+        parts.append(model.run({k: v[start : start + batch] for k, v in calib.inputs.items()}))
     return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
@@ -526,7 +525,7 @@ class _Search:
             choice = allocate(self.layers, high)
             data = self.write(choice, extra={"compress.calib.max_loss": max_loss})
             self.progress.step()
-            _, figures = _verify(data, self.calib, self.damage)
+            _, figures = _verify(data, self.calib, self.damage, self.runner.batch)
             if figures["bound"] <= max_loss:
                 result = self._result("max_loss", data, choice, None, False)
                 result.max_loss = max_loss
@@ -539,7 +538,7 @@ class _Search:
 
     def _result(self, target: str, data: bytes, choice, base, chose_uniform) -> OnnxBudgetResult:
         self.progress.stage("verifying the file")
-        loss, figures = _verify(data, self.calib, self.damage)
+        loss, figures = _verify(data, self.calib, self.damage, self.runner.batch)
         rows = [
             {
                 "name": layer.name,

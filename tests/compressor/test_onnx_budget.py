@@ -190,3 +190,45 @@ def test_cli_budget_and_errors(model_path, tmp_path, capsys):
     assert main(["compress", str(model_path), "--calib", str(calib), "--budget", "100", "-o", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "smallest file reachable is" in err
+
+
+def build_embedding_model() -> onnx.ModelProto:
+    """int64 token ids (batch fixed at 1) -> Gather(table) -> ReduceMean -> MatMul: a second input kind."""
+    table = RNG.normal(0, 0.5, (50, 16)).astype(np.float32)
+    proj = RNG.normal(0, 0.5, (16, 8)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["e"]),
+        helper.make_node("ReduceMean", ["e"], ["m"], axes=[1], keepdims=0),
+        helper.make_node("MatMul", ["m", "proj"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "embed",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 5])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8])],
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(proj, "proj")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_integer_inputs_and_a_fixed_batch_of_one(tmp_path):
+    model = build_embedding_model()
+    ids = RNG.integers(0, 50, (40, 5))
+    path = tmp_path / "ids.npy"
+    np.save(path, ids)  # an .npy feeds a single-input model
+    result = fit_onnx(model, path, max_loss=0.1, grid=GRID)
+    from dcz import runtime
+
+    with runtime.load(result.data) as compressed, runtime.load(_dense_dcz(model)) as dense:
+        ours = np.concatenate([compressed.run({"ids": ids[i : i + 1]})[0] for i in range(40)])
+        reference = np.concatenate([dense.run({"ids": ids[i : i + 1]})[0] for i in range(40)])
+    error = float(np.linalg.norm(ours - reference) / np.linalg.norm(reference))
+    assert error <= 0.1 and error == pytest.approx(result.loss, rel=1e-4, abs=1e-6)
+    with pytest.raises(CompressError, match=r"array 'ids' is float64 but the model input takes int64"):
+        fit_onnx(model, {"ids": ids.astype(np.float64)}, max_loss=0.1, grid=GRID)
+
+
+def _dense_dcz(model: onnx.ModelProto) -> bytes:
+    from dcz.compressor.onnx_in import compress_onnx
+
+    return compress_onnx(model, {"global": {"share": False}}).dcz
