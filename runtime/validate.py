@@ -19,13 +19,15 @@ def check_placeholders(wanted: Mapping[str, Placeholder], stored: Mapping[str, o
 
     `stored` maps name -> formats TensorInfo (anything with `.shape` and `.dtype`).
     """
-    missing = sorted(set(wanted) - set(stored))
+    # key=repr: a graph name with invalid UTF-8 comes out of protobuf as bytes (found by atheris), and bytes
+    # do not sort with str
+    missing = sorted(set(wanted) - set(stored), key=repr)
     if missing:
         raise DczRuntimeError(
             f"the graph uses tensor {missing[0]!r} but the .dcz file does not store it"
             + (f" (and {len(missing) - 1} more: {missing[1:6]})" if len(missing) > 1 else "")
         )
-    unused = sorted(set(stored) - set(wanted))
+    unused = sorted(set(stored) - set(wanted), key=repr)
     if unused:
         raise DczRuntimeError(
             f"the .dcz file stores tensor {unused[0]!r} but the graph has no placeholder initializer for it"
