@@ -69,7 +69,9 @@ class Settings:
 
 # One 32-entry codebook per tensor, fitted without the 0.5% largest weights (kept exact) and
 # entropy-coded labels (~4.7 bits per weight): all-MiniLM-L6-v2 keeps sentence cosine >= 0.99 at
-# 6.1x, where 16-entry codebooks top out near 0.96-0.97 (docs/benchmarks/checkpoints.md).
+# 6.1x, where 16-entry codebooks top out near 0.96-0.97 (docs/benchmarks/checkpoints.md). Meant for
+# small models: one codebook per tensor labels the whole tensor in one block and the Huffman encoder
+# widens labels to int64, ~15 bytes per weight of the largest tensor per worker.
 ACCURATE = Settings(bits=5, group_rows=1 << 30, huffman=True, outliers=0.005, iterations=100)
 
 
