@@ -424,7 +424,7 @@ class _Search:
         base = self._uniform(budget, overhead, extra) if uniform else None
         chose_uniform = base is not None and base["loss"] < mine
         final = base["data"] if chose_uniform else data
-        result = self._result("budget", final, choice, base, chose_uniform)
+        result = self._result("budget", final, base["choice"] if chose_uniform else choice, base, chose_uniform)
         result.budget_bytes = budget
         return result
 
@@ -490,7 +490,7 @@ class _Search:
                 setting = f"sparsity {s.sparsity:g}, {s.label_bits}-bit labels" + (
                     f", {s.gap_bits}-bit gaps" if s.sparsity > 0 else ""
                 )
-                return {"setting": setting, "loss": loss, "file_bytes": len(data), "data": data}
+                return {"setting": setting, "loss": loss, "file_bytes": len(data), "data": data, "choice": choice}
         return None
 
     # --max-loss ----------------------------------------------------------------------------------
@@ -552,7 +552,7 @@ class _Search:
             }
             for layer, c in zip(self.layers, choice)
         ]
-        uniform = None if base is None else {k: v for k, v in base.items() if k != "data"}
+        uniform = None if base is None else {k: v for k, v in base.items() if k not in ("data", "choice")}
         return OnnxBudgetResult(
             target=target,
             file_bytes=len(data),

@@ -128,7 +128,12 @@ def test_budget_is_met_by_the_written_file_and_beats_or_equals_uniform(model_pat
 
     with formats.loads(result.data) as dcz:
         assert dcz.metadata["compress.budget.bytes"] == budget
-        assert {row[0] for row in dcz.metadata["compress.budget.allocation"]} == {"w1", "w2"}
+        recorded = {row[0]: row for row in dcz.metadata["compress.budget.allocation"]}
+        assert set(recorded) == {"w1", "w2"}
+        for layer in result.allocation:  # the result describes the file it returns (solver's or uniform's)
+            assert recorded[layer["name"]][1:3] == [layer["sparsity"], layer["label_bits"]]
+            info = dcz.info(layer["name"])
+            assert info.label_bits == layer["label_bits"]
 
 
 def test_impossible_budget_names_a_reachable_size_before_measuring(model_path, monkeypatch):
