@@ -14,7 +14,7 @@ from typing import Union
 
 import numpy as np
 
-from . import codec
+from . import codec, native
 from .errors import FormatError
 from .layout import KIND_ARRAY, KIND_STREAM, MAX_NAME_BYTES, MAX_RANK, RAW_DTYPES
 
@@ -170,7 +170,25 @@ def _check_label_range(name, used: np.ndarray, k: int) -> None:
 def csr_streams(mask2d: np.ndarray, gap_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row counts incl. fillers, gap symbols, flat indices of kept entries) of a 2-D mask."""
     rows, cols = mask2d.shape
+    core = native.core()
+    if core is not None and rows * cols:
+        return _compiled_csr(core, mask2d, gap_bits)
     return csr_streams_of(np.flatnonzero(mask2d), rows, cols, gap_bits)
+
+
+def _compiled_csr(core, mask2d: np.ndarray, gap_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """csr_streams through the compiled core: one pass over the mask, the same arrays."""
+    rows, cols = mask2d.shape
+    nnz = int(np.count_nonzero(mask2d))
+    filler = (1 << gap_bits) - 1
+    # Worst case: every kept entry after a run of fillers, each filler spanning `filler` columns.
+    gaps = np.empty(nnz + rows * (cols // filler + 1), dtype=np.int64)
+    flat = np.empty(nnz, dtype=np.int64)
+    row_counts = np.empty(rows, dtype=np.int64)
+    mask = np.ascontiguousarray(mask2d).view(np.uint8)
+    n_gaps, kept = core.csr_encode(mask, rows, cols, gap_bits, row_counts, gaps, flat)
+    assert kept == nnz  # the core found every kept entry count_nonzero counted
+    return row_counts, gaps[:n_gaps].copy(), flat
 
 
 def csr_streams_of(flat: np.ndarray, rows: int, cols: int, gap_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -452,7 +452,65 @@ static PyObject *scatter(PyObject *self, PyObject *args) {
     return Py_BuildValue("(LLL)", status, row, value);
 }
 
+
+/* csr_encode(mask_u8, rows, cols, gap_bits, row_counts_i64, gaps_i64, flat_i64) -> (gap symbols, kept)
+ * The writer's CSR streams of a 2-D bool mask in one pass (the inverse of scatter's walk): per row the
+ * symbol count incl. fillers, the gap symbols (2^b - 1 a filler advancing that many columns) and the
+ * flat index of each kept entry; the same arrays as tensors.csr_streams' numpy path. Zero mask bytes
+ * are skipped eight at a time. The caller sizes gaps for the worst case; every write is bounds-checked. */
+static PyObject *csr_encode(PyObject *self, PyObject *args) {
+    PyObject *mask_o, *rc_o, *gaps_o, *flat_o;
+    long long rows, cols;
+    int gap_bits;
+    if (!PyArg_ParseTuple(args, "OLLiOOO", &mask_o, &rows, &cols, &gap_bits, &rc_o, &gaps_o, &flat_o)) return NULL;
+    Py_buffer mask, rc, gaps, flat;
+    if (get_buffer(mask_o, &mask, 0, "mask") < 0) return NULL;
+    if (get_buffer(rc_o, &rc, 1, "row counts") < 0) { PyBuffer_Release(&mask); return NULL; }
+    if (get_buffer(gaps_o, &gaps, 1, "gaps") < 0) { PyBuffer_Release(&rc); PyBuffer_Release(&mask); return NULL; }
+    if (get_buffer(flat_o, &flat, 1, "flat") < 0) {
+        PyBuffer_Release(&gaps); PyBuffer_Release(&rc); PyBuffer_Release(&mask);
+        return NULL;
+    }
+    int bad = rows < 0 || cols < 0 || gap_bits < 1 || gap_bits > 32 || mask.len != rows * cols || rc.len != rows * 8;
+    const int64_t filler = ((int64_t)1 << gap_bits) - 1;
+    const int64_t cap = gaps.len / 8, flat_cap = flat.len / 8;
+    int64_t g = 0, e = 0;
+    if (!bad) {
+        const uint8_t *m = (const uint8_t *)mask.buf;
+        int64_t *rcv = (int64_t *)rc.buf, *gv = (int64_t *)gaps.buf, *fv = (int64_t *)flat.buf;
+        Py_BEGIN_ALLOW_THREADS;
+        for (int64_t r = 0; r < rows && !bad; r++) {
+            const uint8_t *mr = m + r * cols;
+            int64_t prev = -1, g0 = g, c = 0;
+            while (c < cols) {
+                if (c + 8 <= cols) {
+                    uint64_t word;
+                    memcpy(&word, mr + c, 8);
+                    if (!word) { c += 8; continue; }
+                }
+                if (!mr[c]) { c++; continue; }
+                int64_t gap = c - prev - 1;
+                int64_t quot = gap / filler, need = quot + 1;
+                if (g + need > cap || e >= flat_cap) { bad = 1; break; }
+                for (int64_t q = 0; q < quot; q++) gv[g++] = filler;
+                gv[g++] = gap - quot * filler;
+                fv[e++] = r * cols + c;
+                prev = c++;
+            }
+            rcv[r] = g - g0;
+        }
+        Py_END_ALLOW_THREADS;
+    }
+    PyBuffer_Release(&flat); PyBuffer_Release(&gaps); PyBuffer_Release(&rc); PyBuffer_Release(&mask);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "csr_encode: inconsistent arguments or output buffers too small");
+        return NULL;
+    }
+    return Py_BuildValue("(LL)", (long long)g, (long long)e);
+}
+
 static PyMethodDef methods[] = {
+    {"csr_encode", csr_encode, METH_VARARGS, "The CSR row counts, gap symbols and kept flat indices of a bool mask."},
     {"scatter", scatter, METH_VARARGS, "CSR walk + codebook gather of a sparse tensor into a dense float32 buffer."},
     {"pack", pack, METH_VARARGS, "Pack values at a fixed bit width, MSB first."},
     {"decode", decode, METH_VARARGS, "Decode a canonical-Huffman stream (plain or chunked) into a buffer."},
