@@ -482,20 +482,31 @@ static PyObject *csr_encode(PyObject *self, PyObject *args) {
         for (int64_t r = 0; r < rows && !bad; r++) {
             const uint8_t *mr = m + r * cols;
             int64_t prev = -1, g0 = g, c = 0;
-            while (c < cols) {
-                if (c + 8 <= cols) {
-                    uint64_t word;
-                    memcpy(&word, mr + c, 8);
-                    if (!word) { c += 8; continue; }
+            while (c < cols && !bad) {
+                uint64_t word = 0;
+                int span = cols - c < 8 ? (int)(cols - c) : 8;
+                memcpy(&word, mr + c, (size_t)span);
+                while (word) { /* the kept bytes of these 8 columns, lowest address first */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                    int b = __builtin_ctzll(word) >> 3;
+#else
+                    int b = 0; /* memory order of the word's bytes is column order on any machine */
+                    while (!((const uint8_t *)&word)[b]) b++;
+#endif
+                    int64_t at = c + b, gap = at - prev - 1;
+                    int64_t quot = gap < filler ? 0 : gap / filler; /* usually no filler: skip the division */
+                    if (g + quot + 1 > cap || e >= flat_cap) { bad = 1; break; }
+                    for (int64_t q = 0; q < quot; q++) gv[g++] = filler;
+                    gv[g++] = gap - quot * filler;
+                    fv[e++] = r * cols + at;
+                    prev = at;
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                    word &= ~((uint64_t)0xff << (8 * b));
+#else
+                    ((uint8_t *)&word)[b] = 0;
+#endif
                 }
-                if (!mr[c]) { c++; continue; }
-                int64_t gap = c - prev - 1;
-                int64_t quot = gap / filler, need = quot + 1;
-                if (g + need > cap || e >= flat_cap) { bad = 1; break; }
-                for (int64_t q = 0; q < quot; q++) gv[g++] = filler;
-                gv[g++] = gap - quot * filler;
-                fv[e++] = r * cols + c;
-                prev = c++;
+                c += span;
             }
             rcv[r] = g - g0;
         }
