@@ -1,4 +1,4 @@
-"""Issue 3, item 2: torchvision architectures with BatchNorm and residual connections compress, and
+"""Issue 3, item 2: ResNet-18 and MobileNetV2 (tools/bench/archs.py, torchvision's architectures) with BatchNorm and residual connections compress, and
 their `.dcz` (decoded through `formats`, run in ONNX Runtime) gives the compressed torch model's outputs.
 
 Randomly initialised (nothing is downloaded), post-training compression (no data needed). BatchNorm
@@ -6,9 +6,6 @@ running statistics are randomised so that folding BN into the convolutions chang
 """
 
 from __future__ import annotations
-
-import sys
-import types
 
 import numpy as np
 import onnx
@@ -21,28 +18,15 @@ from dcz.runtime.onnx_graph import graph_bytes
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-
-def import_torchvision():
-    """torchvision 0.29 imports beside torch 2.13 only with this shim (see the common brief)."""
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    return pytest.importorskip("torchvision")
-
+from tools.bench import archs  # noqa: E402 - needs torch
 
 CONFIG = {"global": {"prune": "quality", "quality": 1.2}}  # ~70% pruned (|w| < 1.2 std, no sort); bits: paper defaults
 
 
 def random_model(name: str):
-    torchvision = import_torchvision()
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    model = getattr(torchvision.models, name)(num_classes=10).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.8, 1.2)
-    return model
+    return archs.randomise_batchnorm(getattr(archs, name)(num_classes=10).eval())
 
 
 def compress_export_run(name: str, tmp_path, side: int = 32):

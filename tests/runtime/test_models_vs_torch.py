@@ -9,9 +9,6 @@ mobilenet_v2 on random images.
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 
@@ -83,17 +80,11 @@ def test_lenets_match_torch(lenets, name, options):
     np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
 
 
-def _torchvision_model(name: str, side: int, tmp_path_factory):
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    torchvision = pytest.importorskip("torchvision")
+def _convnet(name: str, side: int, tmp_path_factory):
+    from tools.bench import archs
+
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(num_classes=10).eval()
-    with torch.no_grad():  # non-trivial BatchNorm statistics, as after training
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.8, 1.2)
+    model = archs.randomise_batchnorm(getattr(archs, name)(num_classes=10).eval())
     path = tmp_path_factory.mktemp(name) / f"{name}.dcz"
     x = np.random.default_rng(0).random((4, 3, side, side), dtype=np.float32)
     compressed = _compressed(model, torch.from_numpy(x[:1]), RESNET_CONFIG, path)
@@ -102,12 +93,12 @@ def _torchvision_model(name: str, side: int, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def resnet18(tmp_path_factory):
-    return _torchvision_model("resnet18", 32, tmp_path_factory)
+    return _convnet("resnet18", 32, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def mobilenet_v2(tmp_path_factory):
-    return _torchvision_model("mobilenet_v2", 32, tmp_path_factory)
+    return _convnet("mobilenet_v2", 32, tmp_path_factory)
 
 
 @pytest.mark.parametrize("options", BACKENDS[:3], ids=IDS[:3])

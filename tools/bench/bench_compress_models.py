@@ -1,4 +1,4 @@
-"""Sizes by stage for torchvision architectures with BatchNorm and residuals.
+"""Sizes by stage for torchvision's architectures (tools/bench/archs.py) with BatchNorm and residuals.
 
     python -m tools.bench.bench_compress_models [--models resnet18,mobilenet_v2] [--side 32]
 
@@ -20,7 +20,6 @@ import platform
 import sys
 import tempfile
 import time
-import types
 import zipfile
 from pathlib import Path
 
@@ -63,15 +62,13 @@ def bench_model(name: str, side: int, workdir: Path) -> list[tuple[str, int, flo
     """(row label, bytes, seconds to produce) for one model."""
     import torch
 
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    import torchvision
-
     from dcz.compressor.export import export_dcz, export_onnx_dense
     from dcz.compressor.onnx_in import compress_onnx
     from dcz.compressor.pipeline import compress
+    from tools.bench import archs
 
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(num_classes=10).eval()
+    model = getattr(archs, name)(num_classes=10).eval()
     example = torch.zeros(1, 3, side, side)
     dense, t_dense = timed(export_onnx_dense, model, example)
     result, t_compress = timed(compress, model, example, CONFIG, progress=False)

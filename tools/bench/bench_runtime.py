@@ -30,7 +30,6 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import types  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -130,11 +129,10 @@ def _train_lenet(name: str, quick: bool):
 
 def _resnet18(side: int):
     torch = _torch()
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    import torchvision
+    from tools.bench import archs
 
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=1000).eval()
+    model = archs.resnet18(num_classes=1000).eval()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

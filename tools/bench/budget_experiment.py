@@ -17,7 +17,6 @@ import json
 import platform
 import sys
 import time
-import types
 from pathlib import Path
 
 import torch
@@ -43,11 +42,11 @@ GRIDS = {
 
 
 def resnet18_mnist() -> nn.Module:
-    """torchvision resnet18 (num_classes=10), first conv taking 1 channel; stride kept (cheap on CPU)."""
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    import torchvision
+    """ResNet-18 (torchvision's architecture, tools/bench/archs.py; num_classes=10), first conv taking 1 channel
+    (replaced after construction, as before, so seeded weights are unchanged); stride kept (cheap on CPU)."""
+    from tools.bench import archs
 
-    model = torchvision.models.resnet18(num_classes=10)
+    model = archs.resnet18(num_classes=10)
     model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return model
 

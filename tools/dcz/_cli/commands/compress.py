@@ -313,8 +313,6 @@ def load_factory(spec: str):
     module_name, _, attribute = spec.partition(":")
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
-    if module_name.split(".")[0] == "torchvision":
-        allow_torchvision_import()
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -340,16 +338,6 @@ def load_factory(spec: str):
     if not callable(factory):
         raise CliError(f"{spec} is not callable", "name a function or class that returns a torch.nn.Module")
     return factory
-
-
-def allow_torchvision_import() -> None:
-    """torchvision wheels built against another torch release fail at import while registering
-    their meta kernels (RuntimeError: operator torchvision::nms does not exist). The model
-    constructors do not need those kernels, so skip that one submodule, as torchvision's own
-    tests do when kernels are absent."""
-    import types
-
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
 
 
 def load_state_dict(torch, path: str) -> dict:
