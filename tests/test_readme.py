@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,3 +81,17 @@ def test_no_internal_tracker_references_in_product_docs_or_docstrings():
             if TRACKER_REFERENCE.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_readme_python_example_runs_as_written(tmp_path):
+    """The ```python block of README.md, verbatim, in a fresh interpreter and an empty folder."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    block = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert block, "README.md has no ```python block"
+    done = subprocess.run(
+        [sys.executable, "-c", block.group(1)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {"lenet.dcz", "lenet.onnx", "lenet2.dcz"} <= {p.name for p in tmp_path.iterdir()}
+    assert "fc1.weight" in done.stdout  # the size report printed
