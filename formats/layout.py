@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import struct
+
 MAGIC = b"\x89DCZ\r\n\x1a\n"
 VERSION = (1, 2)  # the newest this package reads and writes; a file uses 1.0 unless it needs 1.1 / 1.2
 SUPPORTED_MAJORS = (1,)
 
 PREAMBLE_SIZE = 64
 DIR_ENTRY_SIZE = 24
+PREAMBLE = struct.Struct(
+    "<8sHHIQII28s"
+)  # magic, major, minor, sections, length, dir CRC, flags, reserved; then u32 CRC
+DIR_ENTRY = struct.Struct("<QQIHH")  # offset, length, CRC32, kind, reserved
 ALIGN = 8  # every section starts at a multiple of 8: the largest itemsize, so arrays view in place
 
 # section kinds

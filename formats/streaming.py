@@ -27,6 +27,7 @@ from .errors import FormatError
 from .layout import (
     CODING_CHUNKED,
     CODING_FIXED,
+    DIR_ENTRY,
     DIR_ENTRY_SIZE,
     KIND_ARRAY,
     KIND_GRAPH,
@@ -38,7 +39,7 @@ from .layout import (
     VERSION,
     align_up,
 )
-from .writer import DIR_ENTRY, PREAMBLE, PRODUCER, stage_totals
+from .writer import PRODUCER, front, stage_totals
 
 PACK_BLOCK = 1 << 20  # symbols packed at once: a multiple of 8, so every block ends on a whole byte
 COPY_BLOCK = 16 << 20
@@ -210,13 +211,7 @@ class StreamWriter:
         end = body_start + self._pos if self._dir else pos + len(self._graph)
         dir_bytes = b"".join(directory)
         minor = 1 if self._chunked else 0
-        pre = PREAMBLE.pack(b"\x89DCZ\r\n\x1a\n", VERSION[0], minor, count, end, zlib.crc32(dir_bytes), 0, bytes(28))
-        out = bytearray(body_start if self._dir else end)
-        out[:PREAMBLE_SIZE] = pre + zlib.crc32(pre).to_bytes(4, "little")
-        out[PREAMBLE_SIZE : PREAMBLE_SIZE + len(dir_bytes)] = dir_bytes
-        for at, data in chunks:
-            out[at : at + len(data)] = data
-        return bytes(out)
+        return front(VERSION[0], minor, count, end, dir_bytes, chunks, body_start if self._dir else end)
 
     def _publish(self) -> None:
         self._body.flush()

@@ -15,6 +15,7 @@ from .compact import COMPACT_MINOR, deflate_header
 from .errors import FormatError
 from .layout import (
     CODING_CHUNKED,
+    DIR_ENTRY,
     DIR_ENTRY_SIZE,
     KIND_GRAPH,
     KIND_HEADER,
@@ -22,13 +23,12 @@ from .layout import (
     MAGIC,
     MAX_HEADER_BYTES,
     MAX_SECTIONS,
+    PREAMBLE,
     PREAMBLE_SIZE,
     VERSION,
     align_up,
 )
 
-PREAMBLE = struct.Struct("<8sHHIQII28s")  # 60 bytes, then u32 preamble CRC
-DIR_ENTRY = struct.Struct("<QQIHH")
 PRODUCER = "dcz-formats 0.1.0"
 
 
@@ -53,8 +53,14 @@ def assemble(sections: list[tuple[int, bytes]], compact_header: bool = False) ->
         pos += len(data)
     dir_bytes = b"".join(directory)
     major, minor = file_version(sections, compact_header)
-    pre = PREAMBLE.pack(MAGIC, major, minor, len(sections), pos, zlib.crc32(dir_bytes), 0, bytes(28))
-    out = bytearray(pos)
+    return front(major, minor, len(sections), pos, dir_bytes, chunks, pos)
+
+
+def front(major: int, minor: int, count: int, end: int, dir_bytes: bytes, chunks, size: int) -> bytes:
+    """`size` bytes: the preamble (declaring `count` sections and a file of `end` bytes) with its CRC, the
+    directory, then each (offset, bytes) of `chunks` in place; the rest zero (alignment padding)."""
+    pre = PREAMBLE.pack(MAGIC, major, minor, count, end, zlib.crc32(dir_bytes), 0, bytes(28))
+    out = bytearray(size)
     out[:PREAMBLE_SIZE] = pre + struct.pack("<I", zlib.crc32(pre))
     out[PREAMBLE_SIZE : PREAMBLE_SIZE + len(dir_bytes)] = dir_bytes
     for at, data in chunks:

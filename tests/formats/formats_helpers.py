@@ -54,40 +54,13 @@ def sample_file(seed: int = 0, **kw) -> bytes:
 
 
 # ---------------------------------------------------------------- crafting files (hostile tests, fuzz)
-import json
 import struct
 import zlib
 
-from dcz.formats.writer import assemble as _assemble
-
-PRE = struct.Struct("<8sHHIQII28s")
-DIR = struct.Struct("<QQIHH")
-
-
-def split(data: bytes) -> list[list]:
-    """[[kind, bytes], ...] of a well-formed file's sections."""
-    count = struct.unpack_from("<I", data, 12)[0]
-    out = []
-    for i in range(count):
-        off, length, _, kind, _ = DIR.unpack_from(data, 64 + 24 * i)
-        out.append([kind, data[off : off + length]])
-    return out
-
-
-def join(sections) -> bytes:
-    """A file from [[kind, bytes], ...] with correct offsets and CRCs."""
-    return _assemble([(k, bytes(b)) for k, b in sections])
-
-
-def header_of(data: bytes) -> dict:
-    return json.loads(split(data)[0][1])
-
-
-def with_header(data: bytes, obj: dict, raw: bytes | None = None) -> bytes:
-    """The file with its header replaced (and every CRC recomputed)."""
-    secs = split(data)
-    secs[0][1] = raw if raw is not None else json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-    return join(secs)
+# split / join / header_of / with_header: one home, shared with the hostile-file cases
+from tools.dev.hostile_files import header_of as header_of
+from tools.dev.hostile_files import join, split
+from tools.dev.hostile_files import with_header as with_header
 
 
 def with_section(data: bytes, index: int, payload: bytes) -> bytes:

@@ -22,9 +22,8 @@ import time
 import numpy as np
 
 from dcz import formats
+from dcz.formats.layout import DIR_ENTRY
 from dcz.formats.writer import assemble
-
-_DIR = struct.Struct("<QQIHH")
 
 
 def split(data: bytes) -> list[list]:
@@ -32,12 +31,13 @@ def split(data: bytes) -> list[list]:
     count = struct.unpack_from("<I", data, 12)[0]
     out = []
     for i in range(count):
-        off, length, _, kind, _ = _DIR.unpack_from(data, 64 + 24 * i)
+        off, length, _, kind, _ = DIR_ENTRY.unpack_from(data, 64 + 24 * i)
         out.append([kind, data[off : off + length]])
     return out
 
 
 def join(sections) -> bytes:
+    """A file from [[kind, bytes], ...] with correct offsets and CRCs."""
     return assemble([(k, bytes(b)) for k, b in sections])
 
 
@@ -45,9 +45,10 @@ def header_of(data: bytes) -> dict:
     return json.loads(split(data)[0][1])
 
 
-def with_header(data: bytes, obj: dict) -> bytes:
+def with_header(data: bytes, obj: dict, raw: bytes | None = None) -> bytes:
+    """The file with its header replaced by `obj` as JSON, or by `raw` bytes (every CRC recomputed)."""
     secs = split(data)
-    secs[0][1] = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    secs[0][1] = raw if raw is not None else json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     return join(secs)
 
 
