@@ -47,6 +47,10 @@ def project(tmp_path, monkeypatch):
     return tmp_path
 
 
+# `dcz compress` on the test project's tiny net with its saved weights
+TINYNET = ("compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8")
+
+
 def cli(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -54,21 +58,7 @@ def cli(capsys, *argv):
 
 
 def test_compress_torch_factory_and_run_it(capsys, project):
-    code, out, err = cli(
-        capsys,
-        "compress",
-        "tinynet_cli_test:make",
-        "--weights",
-        "w.pt",
-        "--input-shape",
-        "1,1,8,8",
-        "--sparsity",
-        "0.5",
-        "--bits",
-        "fc=4",
-        "-o",
-        "t.dcz",
-    )
+    code, out, err = cli(capsys, *TINYNET, "--sparsity", "0.5", "--bits", "fc=4", "-o", "t.dcz")
     assert code == 0, err
     assert "wrote t.dcz" in out
     with formats.open(project / "t.dcz") as f:
@@ -119,19 +109,7 @@ def test_compress_torch_errors_are_one_line(capsys, project, argv, fragment):
 
 
 def test_compress_to_a_budget_and_report_it(capsys, project):
-    code, out, err = cli(
-        capsys,
-        "compress",
-        "tinynet_cli_test:make",
-        "--weights",
-        "w.pt",
-        "--input-shape",
-        "1,1,8,8",
-        "--budget",
-        "4KB",
-        "-o",
-        "b.dcz",
-    )
+    code, out, err = cli(capsys, *TINYNET, "--budget", "4KB", "-o", "b.dcz")
     assert code == 0, err
     assert (project / "b.dcz").stat().st_size <= 4000
     assert "budget 4,000 bytes: fits" in out
@@ -142,19 +120,7 @@ def test_compress_to_a_budget_and_report_it(capsys, project):
 
 
 def test_impossible_budget_states_the_smallest_size(capsys, project):
-    code, _, err = cli(
-        capsys,
-        "compress",
-        "tinynet_cli_test:make",
-        "--weights",
-        "w.pt",
-        "--input-shape",
-        "1,1,8,8",
-        "--budget",
-        "100",
-        "-o",
-        "b.dcz",
-    )
+    code, _, err = cli(capsys, *TINYNET, "--budget", "100", "-o", "b.dcz")
     errors = [line for line in err.strip().splitlines() if line.startswith("dcz: error: ")]
     assert (
         code == 1 and len(errors) == 1 and err.strip().endswith(errors[0])
@@ -186,7 +152,7 @@ def _accuracy(path, npz):
 
 def test_compress_with_train_data_fine_tunes(capsys, project):
     _digits_npz(project / "digits.npz")
-    common = ["compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8", "--sparsity", "0.8"]
+    common = [*TINYNET, "--sparsity", "0.8"]
     code, _, err = cli(capsys, *common, "-o", "plain.dcz")
     assert code == 0, err
     code, _, err = cli(capsys, *common, "--train", "digits.npz", "--epochs", "4", "-o", "tuned.dcz")
@@ -202,23 +168,7 @@ def test_compress_with_train_data_fine_tunes(capsys, project):
 
 def test_compress_to_a_budget_with_train_data(capsys, project):
     _digits_npz(project / "digits.npz", n=200)
-    code, out, err = cli(
-        capsys,
-        "compress",
-        "tinynet_cli_test:make",
-        "--weights",
-        "w.pt",
-        "--input-shape",
-        "1,1,8,8",
-        "--budget",
-        "4KB",
-        "--train",
-        "digits.npz",
-        "--epochs",
-        "2",
-        "-o",
-        "b.dcz",
-    )
+    code, out, err = cli(capsys, *TINYNET, "--budget", "4KB", "--train", "digits.npz", "--epochs", "2", "-o", "b.dcz")
     assert code == 0, err
     assert (project / "b.dcz").stat().st_size <= 4000 and "fits" in out
 
@@ -320,7 +270,7 @@ def test_demo_frontier_quick_uses_surgery_and_shared_biases(capsys, tmp_path):
 def test_compress_int4_with_train_data_runs_qat_and_calibrates(capsys, project):
     _digits_npz(project / "digits.npz", n=400)
     np.save(project / "calib.npy", np.load(project / "digits.npz")["x"][:100])
-    argv = ["compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8", "--quantize", "int4"]
+    argv = [*TINYNET, "--quantize", "int4"]
     code, _, err = cli(capsys, *argv, "--train", "digits.npz", "--epochs", "2", "--calib", "calib.npy", "-o", "q.dcz")
     assert code == 0, err
     with formats.open(project / "q.dcz") as dcz:
@@ -330,7 +280,7 @@ def test_compress_int4_with_train_data_runs_qat_and_calibrates(capsys, project):
 
 
 def test_compress_torch_int8_dynamic_runs_integer_matmuls(capsys, project):
-    argv = ["compress", "tinynet_cli_test:make", "--weights", "w.pt", "--input-shape", "1,1,8,8", "--quantize", "int8"]
+    argv = [*TINYNET, "--quantize", "int8"]
     code, _, err = cli(capsys, *argv, "--dynamic", "-o", "d.dcz")
     assert code == 0, err
     x = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
