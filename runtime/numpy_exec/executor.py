@@ -22,6 +22,15 @@ from .registry import OpContext, lookup
 from .sparse import CsrRows, matmul_transposed
 
 
+def inline_array(tensor: onnx.TensorProto, what: str) -> np.ndarray:
+    """The values of a tensor stored in the graph; a malformed one (e.g. an undefined element type) is the
+    runtime's error, naming it, not onnx's TypeError / ValueError."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:  # onnx raises TypeError, ValueError, KeyError ... for malformed tensors
+        raise DczRuntimeError(f"graph {what}: cannot read its values ({exc})") from None
+
+
 @dataclass(frozen=True)
 class Step:
     fn: object
@@ -129,7 +138,7 @@ class NumpyExecutor:
         # Stored weights stay behind their (lazy) mapping and are fetched when a node first reads them.
         self._weights = weights
         self._constants: dict[str, object] = {
-            init.name: numpy_helper.to_array(init)
+            init.name: inline_array(init, f"initializer {init.name!r}")
             for init in model.graph.initializer
             if init.data_location != onnx.TensorProto.EXTERNAL
         }
