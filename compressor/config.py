@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from dcz.compressor.checks import check_bool, check_choice, check_float, check_int, fail, reject_unknown
 from dcz.compressor.errors import CompressError
 from dcz.compressor.prune_settings import DnsSettings, GmpSettings
 
@@ -36,60 +37,6 @@ def layer_family(layer_type: str) -> str:
     if layer_type in FC_TYPES or layer_type.lower() == "fc":
         return "fc"
     return "other"
-
-
-# --- value checks: each returns the value or raises CompressError naming `where` -------------
-
-
-def _fail(where: str, message: str) -> CompressError:
-    return CompressError(f"{where}: {message}")
-
-
-def _check_int(where: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(where, f"must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        span = f"in {low}..{high}" if high is not None else f">= {low}"
-        raise _fail(where, f"must be an integer {span}, got {value!r}")
-    return value
-
-
-def _check_float(
-    where: str, value: Any, low: float, high: float | None = None, *, high_open: bool = False, low_open: bool = False
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise _fail(where, f"must be a number, got {value!r}")
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        span = (
-            f"in {left}{low:g}, {high:g}{right}" if high is not None else (f"> {low:g}" if low_open else f">= {low:g}")
-        )
-        raise _fail(where, f"must be {span}, got {value!r}")
-    return value
-
-
-def _check_choice(where: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise _fail(where, f"must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def _check_bool(where: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(where, f"must be true or false, got {value!r}")
-    return value
-
-
-def _reject_unknown(where: str, given: Mapping[str, Any], known: list[str]) -> None:
-    if not isinstance(given, Mapping):
-        raise _fail(where, f"must be a mapping, got {type(given).__name__}")
-    for key in given:
-        if key not in known:
-            raise CompressError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
 
 
 # --- per-layer settings -------------------------------------------------------------------------
@@ -138,39 +85,39 @@ class LayerConfig:
     def __post_init__(self) -> None:
         w = self.where
         if self.prune is not None:
-            _check_choice(f"{w}.prune", self.prune, PRUNE_METHODS)
+            check_choice(f"{w}.prune", self.prune, PRUNE_METHODS)
         if self.sparsity is not None:
-            _check_float(f"{w}.sparsity", self.sparsity, 0.0, 1.0, high_open=True)
+            check_float(f"{w}.sparsity", self.sparsity, 0.0, 1.0, high_open=True)
         if self.threshold is not None:
-            _check_float(f"{w}.threshold", self.threshold, 0.0)
+            check_float(f"{w}.threshold", self.threshold, 0.0)
         if self.quality is not None:
-            _check_float(f"{w}.quality", self.quality, 0.0)
+            check_float(f"{w}.quality", self.quality, 0.0)
         if self.share is not None:
-            _check_bool(f"{w}.share", self.share)
+            check_bool(f"{w}.share", self.share)
         if self.bits is not None:
-            _check_int(f"{w}.bits", self.bits, 1, 8)
+            check_int(f"{w}.bits", self.bits, 1, 8)
         if self.gap_bits is not None:
-            _check_int(f"{w}.gap_bits", self.gap_bits, 1, 8)
+            check_int(f"{w}.gap_bits", self.gap_bits, 1, 8)
         if self.init is not None:
-            _check_choice(f"{w}.init", self.init, INIT_METHODS)
+            check_choice(f"{w}.init", self.init, INIT_METHODS)
         if self.kmeans is not None:
-            _check_choice(f"{w}.kmeans", self.kmeans, KMEANS_BACKENDS)
+            check_choice(f"{w}.kmeans", self.kmeans, KMEANS_BACKENDS)
         if self.group_rows is not None:
-            _check_int(f"{w}.group_rows", self.group_rows, 1)
+            check_int(f"{w}.group_rows", self.group_rows, 1)
         if self.skip is not None:
-            _check_bool(f"{w}.skip", self.skip)
+            check_bool(f"{w}.skip", self.skip)
         if self.quantize is not None and self.quantize != "kmeans":
             from dcz.compressor.linear import parse_quantize
 
             try:
                 parse_quantize(self.quantize if isinstance(self.quantize, str) else repr(self.quantize))
             except CompressError as error:
-                raise _fail(
+                raise fail(
                     f"{w}.quantize", f"must be kmeans, int2..int8 or uint2..uint8; got {self.quantize!r}"
                 ) from error
         for key in ("symmetric", "per_channel"):
             if getattr(self, key) is not None:
-                _check_bool(f"{w}.{key}", getattr(self, key))
+                check_bool(f"{w}.{key}", getattr(self, key))
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -179,7 +126,7 @@ class LayerConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "config") -> LayerConfig:
         data = {} if data is None else data
-        _reject_unknown(where, data, cls.keys())
+        reject_unknown(where, data, cls.keys())
         return cls(**dict(data), where=where)
 
     def to_dict(self) -> dict[str, Any]:
@@ -304,29 +251,29 @@ class CompressConfig:
             for key, value in table.items():
                 if not isinstance(key, str) or not isinstance(value, LayerConfig):
                     raise CompressError(f"config.{attr}[{key!r}]: must map a name to a LayerConfig")
-        _check_int("config.prune_steps", self.prune_steps, 1)
-        _check_int("config.prune_epochs", self.prune_epochs, 0)
-        _check_int("config.share_epochs", self.share_epochs, 0)
-        _check_int("config.qat_epochs", self.qat_epochs, 0)
-        _check_float("config.lr", self.lr, 0.0, low_open=True)
+        check_int("config.prune_steps", self.prune_steps, 1)
+        check_int("config.prune_epochs", self.prune_epochs, 0)
+        check_int("config.share_epochs", self.share_epochs, 0)
+        check_int("config.qat_epochs", self.qat_epochs, 0)
+        check_float("config.lr", self.lr, 0.0, low_open=True)
         if self.share_lr is not None:
-            _check_float("config.share_lr", self.share_lr, 0.0, low_open=True)
+            check_float("config.share_lr", self.share_lr, 0.0, low_open=True)
         if self.distill_temperature is not None:
-            _check_float("config.distill_temperature", self.distill_temperature, 0.0, low_open=True)
-        _check_float("config.distill_alpha", self.distill_alpha, 0.0, 1.0)
-        _check_bool("config.fold_batchnorm", self.fold_batchnorm)
-        _check_int("config.min_weights", self.min_weights, 0)
-        _check_int("config.seed", self.seed, 0)
+            check_float("config.distill_temperature", self.distill_temperature, 0.0, low_open=True)
+        check_float("config.distill_alpha", self.distill_alpha, 0.0, 1.0)
+        check_bool("config.fold_batchnorm", self.fold_batchnorm)
+        check_int("config.min_weights", self.min_weights, 0)
+        check_int("config.seed", self.seed, 0)
         if not isinstance(self.gmp, GmpSettings) or not isinstance(self.dns, DnsSettings):
             raise CompressError("config.gmp / config.dns: must be GmpSettings / DnsSettings")
         if self.bias_bits is not None:
-            _check_int("config.bias_bits", self.bias_bits, 1, 8)
+            check_int("config.bias_bits", self.bias_bits, 1, 8)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> CompressConfig:
         """Build from plain data (JSON/YAML); unknown keys and impossible values raise CompressError."""
         data = {} if data is None else data
-        _reject_unknown("config", data, list(cls._DICT_KEYS))
+        reject_unknown("config", data, list(cls._DICT_KEYS))
         kwargs = {k: v for k, v in data.items() if k not in ("global", "by_type", "by_name", "gmp", "dns")}
         kwargs["gmp"] = GmpSettings.from_dict(data.get("gmp"))
         kwargs["dns"] = DnsSettings.from_dict(data.get("dns"))

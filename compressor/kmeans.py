@@ -40,14 +40,14 @@ def kmeans_1d(
     if distinct <= k:
         centroids = np.unique(xs).astype(np.float64)
         return centroids, np.searchsorted(centroids, xs_in.astype(np.float64)).astype(label_dtype(centroids.size))
-    data = _Sorted(xs)
+    data = SortedValues(xs)
     start = data.initial(k, init, seed)
-    centroids = _lloyd_sorted(data, start, max_iter)
+    centroids = lloyd_sorted(data, start, max_iter)
     # The sorted ends are the min and max: assign() need not scan for them again.
     return centroids + data.shift, assign(xs_in, centroids + data.shift, bounds=(float(xs[0]), float(xs[-1])))
 
 
-class _Sorted:
+class SortedValues:
     """Sorted values, centred (z = x - mean) in float64, with the prefix sums Lloyd needs.
 
     Centring keeps the prefix sums' rounding negligible even at 1e7+ values.
@@ -129,7 +129,7 @@ def inertia(values: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> fl
 
 def initial_centroids(values: np.ndarray, k: int, init: str | np.ndarray = "linear", seed: int = 0) -> np.ndarray:
     """The k starting centroids (sorted) for `init`; shared by our k-means and the sklearn reference."""
-    data = _Sorted(np.sort(_as_checked_vector(values)))
+    data = SortedValues(np.sort(_as_checked_vector(values)))
     return data.initial(_checked_k(k), init, seed) + data.shift
 
 
@@ -164,7 +164,7 @@ def _checked_k(k) -> int:
     return int(k)
 
 
-def _lloyd_sorted(data: _Sorted, c: np.ndarray, max_iter: int) -> np.ndarray:
+def lloyd_sorted(data: SortedValues, c: np.ndarray, max_iter: int) -> np.ndarray:
     """Lloyd iterations (centred coordinates) until the partition is a fixed point."""
     z, prefix = data.z, data.prefix
     bounds = np.empty(c.size + 1, dtype=np.int64)

@@ -58,7 +58,8 @@ class OnnxCompressed:
     dcz: bytes | None = None
 
 
-def _load(model_or_path) -> onnx.ModelProto:
+def load_onnx_model(model_or_path) -> onnx.ModelProto:
+    """A private copy of a ModelProto, or the model read from bytes or a path (CompressError if unreadable)."""
     if isinstance(model_or_path, onnx.ModelProto):
         model = onnx.ModelProto()
         model.CopyFrom(model_or_path)
@@ -75,7 +76,7 @@ def _load(model_or_path) -> onnx.ModelProto:
         ) from error
 
 
-def _check_data_inline(model: onnx.ModelProto, where: str) -> None:
+def check_data_inline(model: onnx.ModelProto, where: str) -> None:
     """Every initializer must hold its values: external data not loaded, or an already-.dcz graph, is refused."""
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -255,8 +256,8 @@ def compress_onnx(
     """
 
     config = as_config(config)
-    model = _load(model_or_path)
-    _check_data_inline(
+    model = load_onnx_model(model_or_path)
+    check_data_inline(
         model, "model" if isinstance(model_or_path, (onnx.ModelProto, bytes, bytearray)) else str(model_or_path)
     )
     unused = drop_unused_initializers(model)

@@ -295,18 +295,18 @@ def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: 
     best = _HEADER.pack(CODING_FIXED, width, 0, 0, 0, count) + fixed
     if not huffman or count == 0:
         return best
-    values, freqs = _histogram(sym, width)
+    values, freqs = symbol_histogram(sym, width)
     if values.size > MAX_HUFFMAN_SYMBOLS:
         return best
     freq = dict(zip(values.tolist(), freqs.tolist()))
     counts, order = huffman_table(freq)
     if chunk is None:
-        chunk = _policy_chunk(count, counts, order, freq)
+        chunk = policy_chunk(count, counts, order, freq)
     coding, index = CODING_HUFFMAN, b""
     if chunk and count > chunk:
         coding = CODING_CHUNKED
         if len(counts) > CHUNK_CODE_BITS:
-            counts, order = _chunk_table(freq, counts, order)
+            counts, order = chunk_table(freq, counts, order)
         index = chunk_index(sym, counts, order, chunk)
     payload, _ = huffman_payload(sym, counts, order)
     sb = symbol_bytes(width)
@@ -315,7 +315,7 @@ def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: 
     return coded if len(coded) < len(best) else best
 
 
-def _histogram(sym: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+def symbol_histogram(sym: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(distinct values, their counts), ascending; a bincount (no sort) when the alphabet is small."""
     if width <= 16:
         counts = np.bincount(sym, minlength=1 << width)
@@ -324,31 +324,31 @@ def _histogram(sym: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(sym, return_counts=True)
 
 
-def _chunk_table(freq: dict[int, int], counts: list[int], order: list[int]) -> tuple[list[int], list[int]]:
+def chunk_table(freq: dict[int, int], counts: list[int], order: list[int]) -> tuple[list[int], list[int]]:
     """The table of a chunked stream: the shortest length limit from CHUNK_CODE_BITS up to
     MAX_CHUNKED_CODE_LENGTH whose optimal limited code costs at most CHUNK_LIMIT_LOSS more bits
     than the unlimited Huffman code (small tables decode faster; bytes come first)."""
-    best = _coded_bits(freq, counts, order)
+    best = coded_bits(freq, counts, order)
     for limit in range(CHUNK_CODE_BITS, MAX_CHUNKED_CODE_LENGTH + 1):
         if len(freq) > 1 << limit:
             continue
         limited = huffman_table(freq, limit)
-        if limit == MAX_CHUNKED_CODE_LENGTH or _coded_bits(freq, *limited) <= best * (1 + CHUNK_LIMIT_LOSS):
+        if limit == MAX_CHUNKED_CODE_LENGTH or coded_bits(freq, *limited) <= best * (1 + CHUNK_LIMIT_LOSS):
             return limited
     raise AssertionError("unreachable: the last limit always returns")
 
 
-def _coded_bits(freq: dict[int, int], counts: list[int], order: list[int]) -> int:
+def coded_bits(freq: dict[int, int], counts: list[int], order: list[int]) -> int:
     _, length_of = canonical_codes(counts, order)
     return sum(f * length_of[s] for s, f in freq.items())
 
 
-def _policy_chunk(count: int, counts: list[int], order: list[int], freq: dict[int, int]) -> int:
+def policy_chunk(count: int, counts: list[int], order: list[int], freq: dict[int, int]) -> int:
     """Symbols per chunk for a stream of `count` symbols: 0 (plain Huffman) below CHUNK_MIN_SYMBOLS,
     else the power of two nearest above CHUNK_TARGET_BITS / mean code length, in 64..4096."""
     if count < CHUNK_MIN_SYMBOLS:
         return 0
-    mean_bits = _coded_bits(freq, counts, order) / count
+    mean_bits = coded_bits(freq, counts, order) / count
     want = max(1, int(np.ceil(CHUNK_TARGET_BITS / mean_bits)))
     return int(min(4096, max(64, 1 << (want - 1).bit_length())))
 

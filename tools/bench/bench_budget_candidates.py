@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from dcz.compressor.budget_candidates import CandidateGrid, measure_layer
+from dcz.compressor.budget.candidates import CandidateGrid, measure_layer
 
 
 def resnet18_weights() -> list[tuple[str, tuple[int, ...]]]:

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dcz.compressor.budget import fit_budget, prepare_budget
-from dcz.compressor.budget_candidates import CandidateGrid
-from dcz.compressor.budget_report import plot_rate_curve
+from dcz.compressor.budget import BudgetConfig, CandidateGrid
+from dcz.compressor.budget.fit import fit_budget, prepare_budget
+from dcz.compressor.budget.report import plot_rate_curve
 from dcz.demo.datasets import load_mnist_5k, load_mnist_idx
 from dcz.demo.models import lenet5, lenet_300_100
 
@@ -115,12 +115,10 @@ def run_model(
         result = fit_budget(
             model,
             x[:1],
-            budget,
+            BudgetConfig(budget_bytes=budget, finetune_epochs=ft_epochs, seed=seed),
             eval_fn=evaluate,
             train_loader=train,
             problem=problem,
-            finetune=ft_epochs,
-            seed=seed,
             uniform_fn=uniform_fn,
             progress=lambda m: log(f"  {name} 1/{fraction}: {m}"),
         )

@@ -73,7 +73,7 @@ def export(model, path: Path, shape) -> None:
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from dcz.compressor.onnx_budget import fit_onnx
+from dcz.compressor.budget.onnx_search import fit_onnx
 model, calib, dst, kind, value = sys.argv[1:6]
 target = {"budget_bytes": int(value)} if kind == "budget" else {"max_loss": float(value)}
 start = time.perf_counter()

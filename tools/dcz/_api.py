@@ -18,23 +18,36 @@ def compress(
     example_input: Any = None,
     config: Any = None,
     *,
+    budget: Any = None,
     out: str | os.PathLike | None = None,
     metadata: Mapping[str, Any] | None = None,
     **options: Any,
 ):
-    """Compress `model` as `config` says (a CompressConfig, a dict for it, or None for the defaults).
+    """Compress `model` as `config` says (a CompressConfig, a dict for it, or None for the defaults),
+    or into a size budget.
 
     model          an ONNX model (path, bytes or onnx.ModelProto: no torch needed) or a torch.nn.Module.
     example_input  for a torch module: a tensor (or tuple) the model runs on; unused for ONNX.
+    budget         instead of config: the least damage within a byte budget (the whole file), given as a
+                   BudgetConfig, a dict for it, or a number of bytes; the solver chooses each layer's
+                   sparsity and bits (dcz.compressor.budget). ONNX models need `calib=` for it.
     out            write the `.dcz` there (atomically); otherwise call `.save(path)` on the result
                    (PyTorch) or read the bytes from `.dcz` (ONNX).
     options        for an ONNX model, `calib=` (.npz path or {input: array}) and `calib_method=` (minmax,
                    entropy, percentile): static int8 activation scales (compressor.qdq), or `dynamic=True`:
-                   activations quantized at run time; for a torch module, `train_loader=`, `eval_fn=`, `loss_fn=`, ... as
-                   `dcz.compressor.pipeline.compress` takes them.
+                   activations quantized at run time; with a budget, `calib=` is the data damage is measured
+                   on. For a torch module, `train_loader=`, `eval_fn=`, `loss_fn=`, ... as
+                   `dcz.compressor.pipeline.compress` takes them, or with a budget as
+                   `dcz.compressor.budget.fit.fit_budget` takes them (`calib=`, `train_loader=`, ...).
     """
     from dcz.compressor.errors import CompressError
 
+    if budget is not None:
+        if config is not None:
+            raise CompressError(
+                "give config or budget, not both: with a budget the solver chooses every layer's settings"
+            )
+        return _compress_to_budget(model, example_input, budget, out, metadata, options)
     if _is_onnx(model):
         calibration = {k: options.pop(k) for k in ("calib", "calib_method", "dynamic") if k in options}
         if options:
@@ -51,4 +64,38 @@ def compress(
     result = compress_torch(model, example_input, config, **options)
     if out is not None:
         result.save(out, metadata=metadata)
+    return result
+
+
+def _compress_to_budget(model, example_input, budget, out, metadata, options: dict[str, Any]):
+    """The budget solver: ONNX models by measured damage in ONNX Runtime, torch modules by Fisher damage."""
+    from dcz.compressor.budget.config import as_budget_config
+    from dcz.compressor.errors import CompressError
+
+    config = as_budget_config(budget)
+    if _is_onnx(model):
+        extra = sorted(set(options) - {"calib", "progress"})
+        if extra or metadata:
+            unknown = ", ".join(extra + (["metadata"] if metadata else []))
+            raise CompressError(f"compressing an ONNX model to a budget takes no {unknown}; give calib= only")
+        if "calib" not in options:
+            raise CompressError("compressing an ONNX model to a budget needs calib= (.npz path or {input: array})")
+        from dcz.compressor.budget.onnx_search import fit_onnx
+
+        return fit_onnx(
+            model,
+            options["calib"],
+            budget_bytes=config.budget_bytes,
+            grid=config.candidates,
+            uniform=config.uniform,
+            out_path=None if out is None else os.fspath(out),
+            progress=options.get("progress"),
+        )
+    if example_input is None:
+        raise CompressError("compressing a torch module needs example_input (a tensor the model runs on)")
+    from dcz.compressor.budget.fit import fit_budget
+
+    result = fit_budget(model, example_input, config, metadata=dict(metadata or {}), **options)
+    if out is not None:
+        result.save(out)
     return result

@@ -407,13 +407,13 @@ def compress_onnx(args, config, out: Path) -> None:
 
 def fit_onnx_target(args, out: Path) -> None:
     """--budget / --max-loss on an ONNX model: calibrated search, damage measured by ONNX Runtime."""
-    onnx_budget = require("dcz.compressor.onnx_budget", "--budget / --max-loss on an ONNX model")
+    onnx_search = require("dcz.compressor.budget.onnx_search", "--budget / --max-loss on an ONNX model")
     if not args.calib:
         raise usage_error(
             "--budget and --max-loss on an ONNX model measure damage on calibration data",
             "add --calib DATA.npz (arrays named after the model's inputs, optional integer labels y)",
         )
-    result = onnx_budget.fit_onnx(
+    result = onnx_search.fit_onnx(
         str(existing_file(args.model, "ONNX model")),
         args.calib,
         budget_bytes=args.budget,
@@ -465,27 +465,31 @@ BUDGET_CONFLICTS = ("quantize", "threshold", "sparsity", "quality", "bits", "gap
 
 
 def fit_to_budget(args, model, example, out: Path) -> None:
-    """--budget: compressor.budget.fit_budget chooses per-layer sparsity and bits; prints its allocation."""
+    """--budget: compressor.budget.fit.fit_budget chooses per-layer sparsity and bits; prints its allocation."""
     torch = require("torch", "--budget")
     np = require("numpy", "--budget")
     budget = require("dcz.compressor.budget", "--budget")
+    fit = require("dcz.compressor.budget.fit", "--budget")
     calib = None
     if args.calib:
         calib = torch.from_numpy(
             np.load(existing_file(args.calib, "--calib file"), allow_pickle=False).astype(np.float32)
         )
     loader = train_loader(args, example)
-    result = budget.fit_budget(
+    config = budget.BudgetConfig(
+        budget_bytes=args.budget,
+        seed=args.seed or 0,
+        finetune_epochs=args.epochs if args.epochs is not None else 1,
+    )
+    result = fit.fit_budget(
         model,
         example,
-        args.budget,
+        config,
         calib=calib,
-        seed=args.seed or 0,
-        out_path=out,
         train_loader=loader,
-        finetune=args.epochs if args.epochs is not None else 1,
         progress=lambda message: print(f"budget: {message}", file=sys.stderr),
     )
+    result.save(out)
     print(result.to_text())
     print()
 

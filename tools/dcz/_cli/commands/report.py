@@ -157,7 +157,7 @@ def grid_table(grid: dict, budget: int | None) -> str:
 def solver_report(path, budget: int | None, curve_png: str | None):
     """The budget solver's own view (allocation per layer, predicted vs actual bytes) when the file
     was written by `dcz compress --budget`; None for other files."""
-    budget_report = require("dcz.compressor.budget_report", "reading the budget allocation")
+    budget_report = require("dcz.compressor.budget.report", "reading the budget allocation")
     document = budget_report.budget_report(path, budget)
     if not document.get("recorded_by_fit_budget"):
         if curve_png:
@@ -204,7 +204,7 @@ def run(args) -> int:
         print(grid_table(grid, budget))
         if allocation:
             print("\nallocation chosen by 'dcz compress --budget' (from the file's metadata):")
-            print(require("dcz.compressor.budget_report", "dcz report").render_text(allocation))
+            print(require("dcz.compressor.budget.report", "dcz report").render_text(allocation))
         if args.curve:
             print(f"\nwrote {args.curve}")
     return 1 if args.check and not fits else 0

@@ -1,4 +1,4 @@
-"""Calibrated ONNX compression to a size or loss target (compressor/onnx_budget.py, calib_data.py).
+"""Calibrated ONNX compression to a size or loss target (compressor/budget/onnx_search.py, calib_data.py).
 
 A tiny MLP is built here with onnx.helper (Gemm -> Relu -> MatMul); its labels are the dense model's
 own predictions, so the dense accuracy is 100% and every lost point is the compression's. Every
@@ -12,11 +12,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from dcz.compressor import onnx_budget
-from dcz.compressor.budget_candidates import CandidateGrid
+from dcz.compressor.budget import onnx_search
+from dcz.compressor.budget.candidates import CandidateGrid
+from dcz.compressor.budget.onnx_search import fit_onnx
 from dcz.compressor.calib_data import load_calib
 from dcz.compressor.errors import CompressError
-from dcz.compressor.onnx_budget import fit_onnx
 
 pytest.importorskip("onnxruntime")
 
@@ -141,7 +141,7 @@ def test_impossible_budget_names_a_reachable_size_before_measuring(model_path, m
         raise AssertionError("ONNX Runtime ran before the impossible budget was refused")
 
     with monkeypatch.context() as patch:
-        patch.setattr(onnx_budget, "OrtRunner", no_runs)
+        patch.setattr(onnx_search, "OrtRunner", no_runs)
         with pytest.raises(CompressError) as error:
             fit_onnx(model_path, {"x": X, "y": Y}, budget_bytes=500, grid=GRID)
     message = str(error.value)

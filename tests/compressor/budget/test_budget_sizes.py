@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dcz import formats
-from dcz.compressor.budget_candidates import SortedKept, share_kept
-from dcz.compressor.budget_sizes import csr_bytes, raw_bytes, shared_bytes, stream_bytes
+from dcz.compressor.budget.candidates import SortedKept, share_kept
+from dcz.compressor.budget.sizes import csr_bytes, raw_bytes, shared_bytes, stream_bytes
 from dcz.compressor.kmeans import assign, kmeans_1d
 from dcz.formats import codec
 

@@ -8,10 +8,10 @@
    weight Constants made initializers, half weights widened); the calibration arrays are checked;
 2. the smallest reachable file is written first (every layer at its smallest candidate), so an
    impossible --budget is refused before any measuring, with that size;
-3. every compressible weight's candidates are sized by real encoding (budget_candidates, the
+3. every compressible weight's candidates are sized by real encoding (budget.candidates, the
    PyTorch solver's own), and on each layer's bytes/weight-error Pareto front a few are run through
    ONNX Runtime with only that layer replaced: their measured damage replaces the estimate;
-4. the allocation is the PyTorch solver's (budget_solver.allocate: Lagrangian + exact knapsack);
+4. the allocation is the PyTorch solver's (budget.solver.allocate: Lagrangian + exact knapsack);
    --budget tightens the byte target until the written file fits, and keeps the uniform setting
    instead if it measured better; --max-loss bisects the byte target on the measured loss;
 5. the final file is decoded by the runtime and run on the calibration data; --max-loss searches
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from dcz.compressor.budget_candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer
-from dcz.compressor.budget_solver import allocate, greedy_repair, min_bytes, pareto, uniform_settings
+from dcz.compressor.budget.candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer
+from dcz.compressor.budget.solver import allocate, greedy_repair, min_bytes, pareto, uniform_settings
 from dcz.compressor.calib_data import Calibration, load_calib
 from dcz.compressor.errors import CompressError
 from dcz.compressor.onnx_damage import Damage, OrtRunner
@@ -137,12 +137,12 @@ class _Progress:
 def _prepare(model_or_path) -> _Prepared:
     from dcz.compressor.onnx_fold import fold_batchnorm
     from dcz.compressor.onnx_graph import constants_to_initializers, find_weights, initializer_array, widen_half_weights
-    from dcz.compressor.onnx_in import _check_data_inline, _load
+    from dcz.compressor.onnx_in import check_data_inline, load_onnx_model
     from dcz.compressor.onnx_inline import drop_unused_initializers
 
-    model = _load(model_or_path)
+    model = load_onnx_model(model_or_path)
     where = str(model_or_path) if isinstance(model_or_path, (str, Path)) else "model"
-    _check_data_inline(model, where)
+    check_data_inline(model, where)
     dense_bytes = model.ByteSize()
     unused = drop_unused_initializers(model)
     folded = fold_batchnorm(model)

@@ -13,10 +13,11 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from dcz import formats  # noqa: E402
-from dcz.compressor.budget import fit_budget, prepare_budget  # noqa: E402
-from dcz.compressor.budget_candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer  # noqa: E402
-from dcz.compressor.budget_report import budget_report, plot_rate_curve, render_text  # noqa: E402
-from dcz.compressor.budget_solver import allocate, lower_hull, min_bytes, total  # noqa: E402
+from dcz.compressor.budget import BudgetConfig  # noqa: E402
+from dcz.compressor.budget.candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer  # noqa: E402
+from dcz.compressor.budget.fit import fit_budget, prepare_budget  # noqa: E402
+from dcz.compressor.budget.report import budget_report, plot_rate_curve, render_text  # noqa: E402
+from dcz.compressor.budget.solver import allocate, lower_hull, min_bytes, total  # noqa: E402
 from dcz.compressor.errors import CompressError  # noqa: E402
 
 GRID = CandidateGrid(
@@ -75,7 +76,7 @@ def test_allocation_matches_brute_force_on_small_problems(seed):
 
 
 def test_lagrangian_alone_is_near_optimal_and_bucketed_knapsack_fits():
-    from dcz.compressor.budget_solver import greedy_fill, knapsack, lagrangian
+    from dcz.compressor.budget.solver import greedy_fill, knapsack, lagrangian
 
     rng = random.Random(11)
     layers = _random_layers(rng, 4, 9)
@@ -92,7 +93,7 @@ def test_lagrangian_alone_is_near_optimal_and_bucketed_knapsack_fits():
 
 
 def test_greedy_repair_gives_bytes_back_until_the_target_holds():
-    from dcz.compressor.budget_solver import greedy_repair
+    from dcz.compressor.budget.solver import greedy_repair
 
     rng = random.Random(5)
     layers = _random_layers(rng, 3, 9)
@@ -139,7 +140,8 @@ def test_written_file_meets_the_budget(toy_problem, tmp_path, fraction):
     model, x, problem = toy_problem
     dense = sum(4 * p.numel() for p in model.parameters())
     budget = dense // fraction
-    result = fit_budget(model, x[:1], budget, problem=problem, out_path=tmp_path / "m.dcz")
+    result = fit_budget(model, x[:1], budget, problem=problem)
+    result.save(tmp_path / "m.dcz")
     size = (tmp_path / "m.dcz").stat().st_size
     assert size <= budget and result.fits and result.file_bytes == size
     for alloc in result.allocation:  # predicted (encoded alone) equals actual (in the written file)
@@ -162,7 +164,8 @@ def test_impossible_budget_states_the_smallest_reachable_file(toy_problem):
         fit_budget(model, x[:1], 500, problem=problem)
     smallest = int(info.value.args[0].split("smallest reachable file is ")[1].split()[0])
     assert smallest > 500
-    assert fit_budget(model, x[:1], smallest, problem=problem, uniform=False).file_bytes == smallest
+    exact = BudgetConfig(budget_bytes=smallest, uniform=False)
+    assert fit_budget(model, x[:1], exact, problem=problem).file_bytes == smallest
     with pytest.raises(CompressError):
         fit_budget(model, x[:1], smallest - 1, problem=problem)
 
@@ -189,11 +192,9 @@ def test_finetune_keeps_size_masks_and_labels(toy_problem):
     tuned = fit_budget(
         model,
         x[:1],
-        dense // 40,
+        BudgetConfig(budget_bytes=dense // 40, uniform=False, finetune_epochs=2),
         problem=problem,
-        uniform=False,
         train_loader=[(x[i : i + 32], y[i : i + 32]) for i in range(0, 128, 32)],
-        finetune=2,
         eval_fn=lambda m: float((m(x).argmax(1) == y).float().mean()),
     )
     assert tuned.file_bytes <= tuned.budget_bytes
@@ -216,7 +217,8 @@ def test_finetune_keeps_size_masks_and_labels(toy_problem):
 def test_report_of_a_file_and_rate_curve_png(toy_problem, tmp_path):
     model, x, problem = toy_problem
     dense = sum(4 * p.numel() for p in model.parameters())
-    result = fit_budget(model, x[:1], dense // 20, problem=problem, out_path=tmp_path / "m.dcz")
+    result = fit_budget(model, x[:1], dense // 20, problem=problem)
+    result.save(tmp_path / "m.dcz")
     report = budget_report(tmp_path / "m.dcz")
     assert report["fits"] is True and report["budget_bytes"] == dense // 20
     assert report["recorded_by_fit_budget"]
@@ -236,12 +238,14 @@ def test_report_of_a_file_and_rate_curve_png(toy_problem, tmp_path):
 
 def test_bad_arguments_are_compress_errors(toy_problem):
     model, x, problem = toy_problem
-    with pytest.raises(CompressError, match="positive"):
+    with pytest.raises(CompressError, match=r"budget.budget_bytes: must be an integer >= 1, got 0"):
         fit_budget(model, x[:1], 0, problem=problem)
-    with pytest.raises(CompressError, match="sparsities"):
+    with pytest.raises(CompressError, match=r"candidates.sparsities\[0\]: must be in \[0, 1\), got 1.0"):
         CandidateGrid(sparsities=(1.0,))
-    with pytest.raises(CompressError, match="label_bits"):
+    with pytest.raises(CompressError, match=r"candidates.label_bits\[0\]: must be an integer in 1..8, got 0"):
         CandidateGrid(label_bits=(0, 4))
+    with pytest.raises(CompressError, match=r"budget.candidates: differs from the grid"):
+        fit_budget(model, x[:1], BudgetConfig(budget_bytes=10_000, candidates=CandidateGrid()), problem=problem)
     with pytest.raises(CompressError, match="no Linear or Conv"):
         prepare_budget(nn.Sequential(nn.ReLU()), x)
 
@@ -262,7 +266,7 @@ def test_damage_measured_with_the_users_metric(toy_problem):
     assert len(calls) == 1 + 2 * 5  # dense once, then each layer's thinned front
     assert all(len(layer.candidates) <= 5 for layer in problem.layers)
     dense = sum(4 * p.numel() for p in model.parameters())
-    result = fit_budget(model, x[:1], dense // 10, problem=problem, uniform=False)
+    result = fit_budget(model, x[:1], BudgetConfig(budget_bytes=dense // 10, uniform=False), problem=problem)
     assert result.file_bytes <= dense // 10
     by_name = {a.name: a for a in result.allocation}
     assert by_name["loud.weight"].actual_bytes > by_name["quiet.weight"].actual_bytes
@@ -272,7 +276,7 @@ def test_without_calibration_data_noise_inputs_still_see_layer_sensitivity():
     model, _ = _toy()
     zeros = torch.zeros(1, 256)  # a zero example input carries no gradient: noise stands in for data
     dense = sum(4 * p.numel() for p in model.parameters())
-    result = fit_budget(model, zeros, dense // 20, candidates=GRID, uniform=False)
+    result = fit_budget(model, zeros, BudgetConfig(budget_bytes=dense // 20, candidates=GRID, uniform=False))
     by_name = {a.name: a for a in result.allocation}
     assert result.fits and by_name["loud.weight"].actual_bytes > by_name["quiet.weight"].actual_bytes
 

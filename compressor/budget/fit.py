@@ -1,13 +1,13 @@
 """Fit a model into N bytes with the least damage.
 
-`fit_budget(model, example_input, budget_bytes, ...)`:
+`fit_budget(model, example_input, BudgetConfig(budget_bytes=N), calib=..., train_loader=...)`:
 1. finds the compressible weights (Linear / Conv weights) and weighs each entry by the diagonal
-   empirical Fisher from a calibration batch (`budget_fisher`): damage = sum_w F_w (w - w_hat)^2;
-2. measures every candidate of every layer by really encoding it (`budget_candidates`);
+   empirical Fisher from a calibration batch (`budget.fisher`): damage = sum_w F_w (w - w_hat)^2;
+2. measures every candidate of every layer by really encoding it (`budget.candidates`);
 3. measures the fixed overhead (graph, header, metadata, raw tensors) by writing the file with every
    layer at its smallest candidate: that file is also the smallest reachable, and a budget below it
    fails with a CompressError stating it;
-4. allocates bytes per layer (`budget_solver`: Lagrangian over convex hulls, then greedy fill), writes
+4. allocates bytes per layer (`budget.solver`: Lagrangian over convex hulls, then greedy fill), writes
    the file, and if the written file is over the budget tightens the target by the excess and solves
    again until it fits;
 5. does the same for the uniform baseline (same sparsity and bits everywhere), keeps whichever of
@@ -20,8 +20,8 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +29,25 @@ import numpy as np
 import torch
 
 from dcz import formats
-from dcz.compressor.budget_candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer
-from dcz.compressor.budget_errors import budget_error
-from dcz.compressor.budget_fisher import compressible_weights, fisher_diagonal
-from dcz.compressor.budget_report import LayerAllocation, plot_rate_curve  # noqa: F401  (re-exported)
-from dcz.compressor.budget_solver import (
+from dcz.compressor.budget.candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer
+from dcz.compressor.budget.config import METRIC_POINTS, BudgetConfig, as_budget_config
+from dcz.compressor.budget.fisher import compressible_weights, fisher_diagonal
+from dcz.compressor.budget.report import LayerAllocation, render_markdown, render_text, result_to_dict
+from dcz.compressor.budget.solver import (
     UniformSetting,
     allocate,
     best_uniform,
     greedy_repair,
     min_bytes,
+    pareto,
     rate_curve,
     uniform_settings,
 )
+from dcz.compressor.errors import CompressError
 from dcz.compressor.state import LayerState
 
 MAX_WRITE_ATTEMPTS = 8
 CURVE_POINTS_IN_FILE = 12
-METRIC_POINTS = 12
 NOISE_SAMPLES = 64
 
 
@@ -141,25 +142,19 @@ class BudgetResult:
         report = _write_file(self.model, self.example_input, self.layers, path, meta)
         if report.file_bytes > self.budget_bytes:
             Path(path).unlink(missing_ok=True)
-            raise budget_error(
+            raise CompressError(
                 f"{path}: {report.file_bytes} bytes with the extra metadata, over the budget of "
                 f"{self.budget_bytes} bytes by {report.file_bytes - self.budget_bytes}"
             )
         return report
 
     def to_dict(self) -> dict[str, Any]:
-        from dcz.compressor.budget_report import result_to_dict
-
         return result_to_dict(self)
 
     def to_text(self) -> str:
-        from dcz.compressor.budget_report import render_text
-
         return render_text(self.to_dict())
 
     def to_markdown(self) -> str:
-        from dcz.compressor.budget_report import render_markdown
-
         return render_markdown(self.to_dict())
 
 
@@ -309,10 +304,11 @@ def prepare_budget(
     model: torch.nn.Module,
     calib,
     candidates: CandidateGrid | None = None,
-    loss_fn: Callable | None = None,
-    progress: Callable[[str], None] | None = None,
-    metric_fn: Callable[[torch.nn.Module], float] | None = None,
+    *,
     metric_points: int = METRIC_POINTS,
+    loss_fn: Callable | None = None,
+    metric_fn: Callable[[torch.nn.Module], float] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> BudgetProblem:
     """Weigh every compressible weight (Fisher diagonal on `calib`) and measure every candidate.
 
@@ -325,7 +321,7 @@ def prepare_budget(
     model = copy.deepcopy(model).eval()
     named = compressible_weights(model)
     if not named:
-        raise budget_error(f"{type(model).__name__} has no Linear or Conv weight to compress")
+        raise CompressError(f"{type(model).__name__} has no Linear or Conv weight to compress")
     say("calibration (Fisher diagonal)")
     fisher = fisher_diagonal(model, named, calib, loss_fn)
     layers = []
@@ -346,10 +342,6 @@ def _spread_by_bytes(sizes: list[int], points: int) -> np.ndarray:
 
 def _measure_damage_with_metric(model, named, layers: list[LayerCandidates], metric_fn, points: int, say) -> None:
     """Replace Fisher damages by measured metric drops on a thinned Pareto front of each layer."""
-    from dataclasses import replace
-
-    from dcz.compressor.budget_solver import pareto
-
     base = float(metric_fn(model))
     for layer in layers:
         param = named[layer.name][1]
@@ -375,61 +367,66 @@ def _measure_damage_with_metric(model, named, layers: list[LayerCandidates], met
 def fit_budget(
     model: torch.nn.Module,
     example_input,
-    budget_bytes: int,
+    config: BudgetConfig | Mapping[str, Any] | int,
+    *,
     calib=None,
-    eval_fn: Callable[[torch.nn.Module], float] | None = None,
     train_loader: Iterable | None = None,
-    candidates: CandidateGrid | None = None,
-    finetune: int = 1,
-    seed: int = 0,
     loss_fn: Callable | None = None,
-    finetune_lr: float = 1e-3,
-    uniform: bool = True,
-    out_path=None,
+    eval_fn: Callable[[torch.nn.Module], float] | None = None,
+    metric_fn: Callable[[torch.nn.Module], float] | None = None,
+    uniform_fn: Callable[[torch.nn.Module], float] | None = None,
+    problem: BudgetProblem | None = None,
     metadata: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
-    problem: BudgetProblem | None = None,
-    metric_fn: Callable[[torch.nn.Module], float] | None = None,
-    distill: bool = False,
-    uniform_fn: Callable[[torch.nn.Module], float] | None = None,
 ) -> BudgetResult:
-    """Choose per-layer sparsity, label bits and gap bits so the written .dcz is <= budget_bytes.
+    """Choose per-layer sparsity, label bits and gap bits so the written .dcz is <= config.budget_bytes.
 
     model         torch module (not modified); compressible weights are Linear / Conv weights.
     example_input a tensor (or tuple) for the ONNX export.
-    budget_bytes  the whole file, graph and header included.
+    config        a BudgetConfig (budget, candidate grid, uniform baseline, fine-tuning, seed), a mapping
+                  for BudgetConfig.from_dict, or the budget in bytes (the whole file, graph and header included).
     calib         calibration data for the damage estimate: an iterable of (x, y) batches, or a tensor x
                   (labels = the model's own predictions); None: Gaussian noise shaped like example_input
                   (a zero example input would carry no gradient to the first layer).
-    eval_fn       eval_fn(model) -> accuracy (higher is better); reported for solver, uniform, dense.
-    train_loader  iterable of (x, y): centroids (and raw tensors) fine-tuned for `finetune` epochs after
+    train_loader  iterable of (x, y): centroids (and raw tensors) fine-tuned for config.finetune_epochs after
                   allocation (trained quantization, paper section 3.3); sizes do not change. With
-                  distill=True the dense model is the teacher (soft targets).
-    candidates    the per-layer grid (CandidateGrid); default sparsities 0..0.995 x 1..8 bits x 1..8 gap bits.
-    out_path      if given, the verified file is written there.
-    problem       a `prepare_budget(...)` result to reuse (several budgets, one measurement); then
-                  model's weights, calib and candidates are taken from it.
-    uniform_fn    uniform_fn(model) -> score, higher is better (not on the test set): picks the uniform
-                  baseline by measured score among the most faithful fitting uniform settings, instead
-                  of by estimated damage (a stronger baseline; costs ~one evaluation per sparsity).
+                  config.distill the dense model is the teacher (soft targets).
+    loss_fn       the training loss for calibration and fine-tuning (default: cross-entropy).
+    eval_fn       eval_fn(model) -> accuracy (higher is better); reported for solver, uniform, dense.
     metric_fn     metric_fn(model) -> score, higher is better, on data the solver may look at (not the
                   test set): damage is then measured per layer and candidate instead of estimated
                   (see prepare_budget). eval_fn only reports.
-    Raises CompressError when budget_bytes is below the smallest reachable file (the message says how small).
+    uniform_fn    uniform_fn(model) -> score, higher is better (not on the test set): picks the uniform
+                  baseline by measured score among the most faithful fitting uniform settings, instead
+                  of by estimated damage (a stronger baseline; costs ~one evaluation per sparsity).
+    problem       a `prepare_budget(...)` result to reuse (several budgets, one measurement); then
+                  model's weights and calib are taken from it, and config.candidates must be None or its grid.
+    metadata      written into the file (its bytes count against the budget).
+    Write the verified file with `result.save(path)`. Raises CompressError when the budget is below the
+    smallest reachable file (the message says how small).
     """
-    if int(budget_bytes) <= 0:
-        raise budget_error(f"budget must be a positive number of bytes, got {budget_bytes}")
-    budget = int(budget_bytes)
+    config = as_budget_config(config)
+    budget = config.budget_bytes
     say = progress or (lambda message: None)
-    torch.manual_seed(seed)
+    torch.manual_seed(config.seed)
     if problem is None:
         if calib is None:
             say(
                 "no calibration data: weighing damage by the Fisher diagonal on Gaussian noise inputs "
                 "(calibration batches give an allocation that knows the data)"
             )
-            calib = _noise_like(example_input, NOISE_SAMPLES, seed)
-        problem = prepare_budget(model, calib, candidates, loss_fn, progress, metric_fn=metric_fn)
+            calib = _noise_like(example_input, NOISE_SAMPLES, config.seed)
+        problem = prepare_budget(
+            model,
+            calib,
+            config.candidates,
+            metric_points=config.metric_points,
+            loss_fn=loss_fn,
+            metric_fn=metric_fn,
+            progress=progress,
+        )
+    elif config.candidates is not None and config.candidates != problem.grid:
+        raise CompressError(f"{config.where}.candidates: differs from the grid the prepared problem was measured on")
     model, layers, grid = problem.model, problem.layers, problem.grid
     meta = dict(metadata or {})
     tensor_curve = rate_curve(layers)  # (tensor bytes, damage): known before any write, recorded in the file
@@ -449,14 +446,14 @@ def fit_budget(
                 if again.file_bytes <= smallest.file_bytes:
                     break
                 smallest = again
-            raise budget_error(_impossible_message(budget, smallest, layers))
+            raise CompressError(_impossible_message(budget, smallest, layers))
         say("allocating")
         solved = _solve_written(layers, budget, overhead, write)
-        base = _solve_uniform(layers, grid, budget, overhead, write, model, uniform_fn) if uniform else None
+        base = _solve_uniform(layers, grid, budget, overhead, write, model, uniform_fn) if config.uniform else None
         chose_uniform = base is not None and base.plan.damage < solved.plan.damage
         final = base if chose_uniform else solved
         if final.file_bytes > budget:  # cannot happen while budget >= smallest file; never return an overrun
-            raise budget_error(f"could not fit {budget} bytes: best written file {final.file_bytes} bytes")
+            raise CompressError(f"could not fit {budget} bytes: best written file {final.file_bytes} bytes")
         curve = [(b + overhead, d) for b, d in tensor_curve]
         result = _result(
             model,
@@ -476,10 +473,9 @@ def fit_budget(
         result.uniform_curve = _pareto(
             [(s.nbytes + overhead, s.damage) for s in uniform_settings(layers, grid.gap_bits)]
         )
-    _evaluate_and_finetune(result, eval_fn, train_loader, finetune, finetune_lr, loss_fn, say, distill)
-    if out_path is not None:
-        report = result.save(out_path)
-        result.file_bytes = int(report.file_bytes)
+    _evaluate_and_finetune(
+        result, eval_fn, train_loader, config.finetune_epochs, config.finetune_lr, loss_fn, say, config.distill
+    )
     return result
 
 
@@ -593,7 +589,7 @@ def _evaluate_and_finetune(
             result.uniform.accuracy["uniform"] = float(eval_fn(result.uniform_model))
     if train_loader is None or not epochs:
         return
-    from dcz.compressor.budget_finetune import finetune_centroids
+    from dcz.compressor.budget.finetune import finetune_centroids
 
     say("fine-tuning centroids" + (" (distilling from the dense model)" if distill else ""))
     teacher = result._dense_model if distill else None
@@ -614,6 +610,6 @@ def _evaluate_and_finetune(
         )
     result.file_bytes = int(report.file_bytes)
     if result.file_bytes > result.budget_bytes:  # cannot happen (sizes fixed by masks and labels); never hide it
-        raise budget_error(
+        raise CompressError(
             f"after fine-tuning the file is {result.file_bytes} bytes, over the budget of {result.budget_bytes}"
         )

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dcz.compressor.budget_errors import budget_error
+from dcz.compressor.errors import CompressError
 
 COMPRESSIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 MAX_BACKWARD_PASSES = 128
@@ -50,11 +50,11 @@ def _batches(calib) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         elif isinstance(item, (tuple, list)) and len(item) >= 2:
             out.append((item[0], item[1]))
         else:
-            raise budget_error(
+            raise CompressError(
                 f"calib: expected a tensor, an (x, y) pair or an iterable of (x, y) batches, got {type(item).__name__}"
             )
     if not out:
-        raise budget_error("calib: no calibration batch given")
+        raise CompressError("calib: no calibration batch given")
     return out
 
 

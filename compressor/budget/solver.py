@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dcz.compressor.budget_candidates import Candidate, LayerCandidates
+from dcz.compressor.budget.candidates import Candidate, LayerCandidates
 
 
 def lower_hull(cands: list[Candidate]) -> list[Candidate]:

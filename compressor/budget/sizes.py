@@ -30,19 +30,19 @@ def stream_bytes(symbols: np.ndarray, width: int, huffman: bool = True, chunk: i
     fixed = STREAM_HEADER_SIZE + (count * width + 7) // 8
     if not huffman or count == 0:
         return fixed
-    values, freqs = codec._histogram(sym, width)
+    values, freqs = codec.symbol_histogram(sym, width)
     if values.size > MAX_HUFFMAN_SYMBOLS:
         return fixed
     freq = dict(zip(values.tolist(), freqs.tolist()))
     counts, order = codec.huffman_table(freq)
     if chunk is None:
-        chunk = codec._policy_chunk(count, counts, order, freq)
+        chunk = codec.policy_chunk(count, counts, order, freq)
     index = 0
     if chunk and count > chunk:
         if len(counts) > codec.CHUNK_CODE_BITS:
-            counts, order = codec._chunk_table(freq, counts, order)
+            counts, order = codec.chunk_table(freq, counts, order)
         index = len(codec.chunk_index(sym, counts, order, chunk))
-    payload_bits = codec._coded_bits(freq, counts, order)
+    payload_bits = codec.coded_bits(freq, counts, order)
     table = 2 * len(counts) + symbol_bytes(width) * len(order)
     coded = STREAM_HEADER_SIZE + table + index + (payload_bits + 7) // 8
     return coded if coded < fixed else fixed

@@ -3,7 +3,7 @@
 A candidate is one way to store one weight tensor: a sparsity (magnitude pruning to that
 fraction of zeros), a label width (k-means weight sharing with 2**bits centroids) and a gap width
 (relative column indices), or the tensor kept raw. Its size is the exact number of bytes the
-writer stores for it (compressor/budget_sizes.py: the writer's own fixed-or-Huffman choice, code
+writer stores for it (compressor/budget/sizes.py: the writer's own fixed-or-Huffman choice, code
 tables and chunk index, the Huffman payload length from the symbol histogram without encoding it),
 so the solver and the written file agree byte for byte on every tensor (tests check both).
 
@@ -20,11 +20,14 @@ array, computed by the caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
-from dcz.compressor.budget_sizes import csr_bytes, raw_bytes, shared_bytes
+from dcz.compressor.budget.sizes import csr_bytes, raw_bytes, shared_bytes
+from dcz.compressor.checks import check_bool, check_float, check_int, fail, reject_unknown
 
 DEFAULT_SPARSITIES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995)
 DEFAULT_LABEL_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -33,21 +36,55 @@ DEFAULT_GAP_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 @dataclass(frozen=True)
 class CandidateGrid:
-    """The settings the solver may choose from, the same for every layer."""
+    """The settings the solver may choose from, the same for every layer.
+
+    sparsities  fractions of weights pruned by magnitude, each in [0, 1).
+    label_bits  codebook index widths, each in 1..8 (2**bits centroids).
+    gap_bits    relative column index widths of the sparse encoding, each in 1..8.
+    allow_raw   also offer float32 as-is: zero damage, 4 bytes a weight (only for roomy budgets).
+    """
 
     sparsities: tuple[float, ...] = DEFAULT_SPARSITIES
     label_bits: tuple[int, ...] = DEFAULT_LABEL_BITS
     gap_bits: tuple[int, ...] = DEFAULT_GAP_BITS
-    allow_raw: bool = True  # float32 as-is: zero damage, 4 bytes a weight (only for roomy budgets)
+    allow_raw: bool = True
+    where: str = field(default="candidates", compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        from dcz.compressor.budget_errors import budget_error
+        w = self.where
+        object.__setattr__(self, "sparsities", _checked_values(f"{w}.sparsities", self.sparsities, _sparsity))
+        object.__setattr__(self, "label_bits", _checked_values(f"{w}.label_bits", self.label_bits, _width))
+        object.__setattr__(self, "gap_bits", _checked_values(f"{w}.gap_bits", self.gap_bits, _width))
+        check_bool(f"{w}.allow_raw", self.allow_raw)
 
-        if not self.sparsities or any(not 0.0 <= s < 1.0 for s in self.sparsities):
-            raise budget_error(f"candidate sparsities must lie in [0, 1), got {list(self.sparsities)}")
-        for what, bits in (("label_bits", self.label_bits), ("gap_bits", self.gap_bits)):
-            if not bits or any(not 1 <= int(b) <= 8 for b in bits):
-                raise budget_error(f"candidate {what} must lie in 1..8, got {list(bits)}")
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "where"]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "candidates") -> CandidateGrid:
+        """Build from plain data (lists become tuples); unknown keys and bad values raise CompressError."""
+        data = {} if data is None else data
+        reject_unknown(where, data, cls.keys())
+        return cls(**dict(data), where=where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in ((k, getattr(self, k)) for k in self.keys())}
+
+
+def _sparsity(where: str, value: Any) -> float:
+    return check_float(where, value, 0.0, 1.0, high_open=True)
+
+
+def _width(where: str, value: Any) -> int:
+    return check_int(where, value, 1, 8)
+
+
+def _checked_values(where: str, values: Any, check) -> tuple:
+    """A non-empty tuple of checked values, from any sequence (a JSON list)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise fail(where, f"must be a non-empty list, got {values!r}")
+    return tuple(check(f"{where}[{i}]", v) for i, v in enumerate(values))
 
 
 @dataclass
@@ -165,24 +202,24 @@ class SortedKept:
         self._prepared = None
 
     def prepared(self):
-        from dcz.compressor.kmeans import _Sorted
+        from dcz.compressor.kmeans import SortedValues
 
         if self._prepared is None:
-            self._prepared = _Sorted(self.values)
+            self._prepared = SortedValues(self.values)
         return self._prepared
 
 
 def share_kept(kept: np.ndarray, srt: SortedKept, label_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(codebook float32, labels of `kept`): kmeans_1d(kept, k, init='linear') exactly, without
     re-sorting or re-summing the values for every label width."""
-    from dcz.compressor.kmeans import _lloyd_sorted, assign, kmeans_1d
+    from dcz.compressor.kmeans import assign, kmeans_1d, lloyd_sorted
 
     k = max(1, min(2**label_bits, srt.distinct))
     if srt.distinct <= k:  # lossless: kmeans_1d returns the distinct values
         codebook, _ = kmeans_1d(srt.values, k, init="linear", seed=0)
     else:
         data = srt.prepared()
-        codebook = _lloyd_sorted(data, data.initial(k, "linear", 0), 300) + data.shift
+        codebook = lloyd_sorted(data, data.initial(k, "linear", 0), 300) + data.shift
     codebook = np.asarray(codebook, dtype=np.float32)
     return codebook, assign(kept, codebook)
 
@@ -196,7 +233,7 @@ def reconstruct(weight: np.ndarray, mask: np.ndarray, codebook: np.ndarray, labe
 def measure_layer(
     name: str, layer_type: str, weight: np.ndarray, fisher: np.ndarray, grid: CandidateGrid = CandidateGrid()
 ) -> LayerCandidates:
-    """Size every grid setting of one layer (exact written bytes, compressor/budget_sizes.py) and its damage."""
+    """Size every grid setting of one layer (exact written bytes, compressor/budget/sizes.py) and its damage."""
     weight = np.array(weight, dtype=np.float32, order="C", copy=True)  # never a view of a live parameter
     fisher = np.ascontiguousarray(fisher, dtype=np.float64).reshape(weight.shape)
     out = LayerCandidates(name, layer_type, weight, fisher.astype(np.float32), [])
