@@ -117,7 +117,9 @@ class OrtSession:
 
     def _session(self, graph: bytes, external) -> ort.InferenceSession:
         try:
-            return ort.InferenceSession(graph, self._options(external), providers=self._providers)
+            # enable_fallback=0: ORT's Python layer would otherwise print an "EP Error" banner and retry on
+            # any failure, before the one-line DczRuntimeError (an atheris finding: a non-UTF-8 name)
+            return ort.InferenceSession(graph, self._options(external), providers=self._providers, enable_fallback=0)
         except Exception as exc:  # ORT raises its own pybind exception types
             raise DczRuntimeError(f"ONNX Runtime refused the graph: {exc}") from None
 
