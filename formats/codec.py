@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from bitarray import bitarray
@@ -69,6 +70,15 @@ class StreamInfo:
     def fixed_bytes(self) -> int:
         """Bytes of the payload at fixed width (the P+Q form), whatever the stored coding."""
         return (self.count * self.width + 7) // 8
+
+
+class StreamHeader(NamedTuple):
+    """A stream section's header as read_stream_header validated it, and where its payload starts."""
+
+    info: StreamInfo
+    counts: list[int]  # canonical Huffman table: codes per length 1..L (empty for fixed width)
+    symbols: list[int]  # the table's symbols in canonical order
+    payload_at: int  # absolute offset of the payload in the cursor's buffer
 
 
 # ---------------------------------------------------------------- fixed width
@@ -370,7 +380,7 @@ def chunk_index(sym: np.ndarray, counts: list[int], order: list[int], chunk: int
     return _INDEX.pack(chunk, width, base) + (pack_fixed(bits - base, width) if width else b"")
 
 
-def read_stream_header(cur: Cursor) -> tuple[StreamInfo, list[int], list[int]]:
+def read_stream_header(cur: Cursor) -> StreamHeader:
     """Parse and validate a stream header, table and chunk index; the cursor is left at the payload."""
     at = cur.pos
     cur.need(STREAM_HEADER_SIZE, "stream header")  # then one unpack for its six fields
@@ -407,7 +417,7 @@ def read_stream_header(cur: Cursor) -> tuple[StreamInfo, list[int], list[int]]:
         raise cur.fail(f"unknown stream coding {coding} (0 fixed, 1 huffman, 2 chunked huffman)", at)
     table_bytes = cur.pos - at - STREAM_HEADER_SIZE
     info = StreamInfo(coding, width, count, n_len, table_bytes, cur.left, chunk, starts)
-    return info, counts, symbols
+    return StreamHeader(info, counts, symbols, cur.pos)
 
 
 def _read_table(cur: Cursor, at: int, width: int, n_len: int, n_sym: int, longest: int):
@@ -493,24 +503,34 @@ MAX_WALK_CHUNK = 1 << 16
 WALK_SYMBOLS = 1 << 22  # symbols per walk: bounds its (steps x lanes) uint32 entry matrix to 16 MB
 
 
-def decode_streams(cursors: list[Cursor], headers: list | None = None) -> list[np.ndarray]:
+class StreamJob(NamedTuple):
+    """One stream to decode: its position in the caller's list, where it is and what its header says."""
+
+    index: int
+    cur: Cursor  # over the section: names it in errors
+    at: int  # offset of the payload (errors point there)
+    payload: memoryview
+    info: StreamInfo
+    counts: list[int]
+    symbols: list[int]
+
+
+def decode_streams(cursors: list[Cursor], headers: list[StreamHeader] | None = None) -> list[np.ndarray]:
     """decode_stream for several streams; chunked Huffman streams with the same chunk size are
     decoded together in lockstep walks (formats/lockstep.py).
 
-    headers: for each cursor, what read_stream_header returned for it plus the payload offset
-    (a reader that validated the headers when it opened the file need not parse them again).
+    headers: for each cursor, its StreamHeader (a reader that validated the headers when it opened
+    the file need not parse them again).
     """
     out: list = [None] * len(cursors)
-    waiting: dict[int, list] = {}
+    waiting: dict[int, list[StreamJob]] = {}
     core = native.core()
     for i, cur in enumerate(cursors):
-        if headers is None:
-            info, counts, symbols = read_stream_header(cur)
-        else:
-            info, counts, symbols, cur.pos = headers[i]
-        at = cur.pos
+        head = read_stream_header(cur) if headers is None else headers[i]
+        info, at = head.info, head.payload_at
+        cur.pos = at
         payload = cur.bytes(cur.left, "stream payload")
-        job = (i, cur, at, payload, info, counts, symbols)
+        job = StreamJob(i, cur, at, payload, info, head.counts, head.symbols)
         if info.coding == CODING_FIXED:
             _check_pad(payload, info.count * info.width, cur, at)
             out[i] = unpack_fixed(payload, info.count, info.width)
@@ -521,9 +541,9 @@ def decode_streams(cursors: list[Cursor], headers: list | None = None) -> list[n
         else:
             out[i] = _sequential(job)
     for chunk, jobs in waiting.items():
-        if sum(j[4].starts.size for j in jobs) < MIN_WALK_LANES:
+        if sum(job.info.starts.size for job in jobs) < MIN_WALK_LANES:
             for job in jobs:
-                out[job[0]] = _sequential(job)
+                out[job.index] = _sequential(job)
             continue
         for batch in _batches(jobs, chunk):
             for i, symbols in _walk(batch, chunk):
@@ -531,27 +551,29 @@ def decode_streams(cursors: list[Cursor], headers: list | None = None) -> list[n
     return out
 
 
-def _batches(jobs: list, chunk: int):
+def _batches(jobs: list[StreamJob], chunk: int):
     """Jobs grouped so that each walk holds about WALK_SYMBOLS symbols and < MAX_BATCH_BYTES of payload."""
     batch, symbols, nbytes = [], 0, 0
     for job in jobs:
-        lanes = job[4].starts.size
-        if batch and (symbols + lanes * chunk > WALK_SYMBOLS or nbytes + len(job[3]) + 4 > lockstep.MAX_BATCH_BYTES):
+        lanes = job.info.starts.size
+        if batch and (
+            symbols + lanes * chunk > WALK_SYMBOLS or nbytes + len(job.payload) + 4 > lockstep.MAX_BATCH_BYTES
+        ):
             yield batch
             batch, symbols, nbytes = [], 0, 0
         batch.append(job)
         symbols += lanes * chunk
-        nbytes += len(job[3]) + 4
+        nbytes += len(job.payload) + 4
     if batch:
         yield batch
 
 
-def _sequential(job) -> np.ndarray:
+def _sequential(job: StreamJob) -> np.ndarray:
     """bitarray's decoder over a whole Huffman payload; for the chunked coding, the index is checked
     against the decoded codes' lengths."""
-    i, cur, at, payload, info, counts, symbols = job
+    cur, at, payload, info = job.cur, job.at, job.payload, job.info
     out, used, lengths = _huffman_decode(
-        payload, info.count, counts, symbols, cur, at, want_lengths=info.coding == CODING_CHUNKED
+        payload, info.count, job.counts, job.symbols, cur, at, want_lengths=info.coding == CODING_CHUNKED
     )
     if info.coding == CODING_CHUNKED and info.starts.size > 1:
         full = info.starts.size - 1
@@ -561,17 +583,17 @@ def _sequential(job) -> np.ndarray:
     return out if info.width <= 8 else out.astype(np.int64, copy=False)  # uint8 for width <= 8, else int64
 
 
-def _compiled(core, job) -> np.ndarray:
+def _compiled(core, job: StreamJob) -> np.ndarray:
     """The compiled core's decoder over a whole stream, chunked or not, with the same checks as the
     numpy path: every code in the table, each chunk ending where the index says, the pad rule."""
-    i, cur, at, payload, info, counts, symbols = job
+    cur, at, payload, info = job.cur, job.at, job.payload, job.info
     out = np.empty(info.count, dtype=np.uint8 if info.width <= 8 else np.int64)
     starts = info.starts if info.coding == CODING_CHUNKED else _NO_STARTS
-    values = np.asarray(symbols, dtype=np.int64)
+    values = np.asarray(job.symbols, dtype=np.int64)
     wide = int(values.max()) >= 1 << 24  # table entries hold 24-bit values: decode ranks, then map them
     status, where, bit, expected = core.decode(
         payload,
-        np.asarray(counts, dtype="<u2"),
+        np.asarray(job.counts, dtype="<u2"),
         np.arange(values.size, dtype=np.int64) if wide else values,
         info.count,
         out,
@@ -598,23 +620,23 @@ _NO_STARTS = np.zeros(0, dtype=np.int64)
 _BAD_CODE, _CHUNK_END = 1, 2  # statuses of the compiled decoder (formats/_native/huffman.c)
 
 
-def _walk(batch: list, chunk: int):
+def _walk(batch: list[StreamJob], chunk: int):
     """(index, symbols) of each stream of `batch`, decoded in one lockstep walk and checked."""
     lanes = []
-    for i, cur, at, payload, info, counts, symbols in batch:
-        wide = max(symbols) >= 1 << 16
-        values = np.arange(len(symbols)) if wide else np.asarray(symbols)  # wide: entries hold ranks
-        lanes.append(lockstep.Lanes(payload, counts, values, info.starts))
+    for job in batch:
+        wide = max(job.symbols) >= 1 << 16
+        values = np.arange(len(job.symbols)) if wide else np.asarray(job.symbols)  # wide: entries hold ranks
+        lanes.append(lockstep.Lanes(job.payload, job.counts, values, job.info.starts))
     entries, ends, slices, shift = lockstep.walk(lanes, chunk)
-    for (i, cur, at, payload, info, counts, symbols), sl in zip(batch, slices):
-        mine = entries[:, sl]
+    for job, sl in zip(batch, slices):
+        mine, info, cur, at = entries[:, sl], job.info, job.cur, job.at
         _check_chunk_ends(ends[sl][:-1], info, cur, at)
         last = info.count - (info.starts.size - 1) * chunk  # symbols of the last chunk
         tail = mine[:last, -1] >> shift
         if not tail.all():
             raise cur.fail(f"chunk {info.starts.size - 1}: a code that is not in the Huffman table", at)
-        _check_pad(payload, int(info.starts[-1]) + int(tail.sum(dtype=np.int64)), cur, at)
-        yield i, _symbols_of(mine, info, symbols, shift)
+        _check_pad(job.payload, int(info.starts[-1]) + int(tail.sum(dtype=np.int64)), cur, at)
+        yield job.index, _symbols_of(mine, info, job.symbols, shift)
 
 
 def _check_chunk_ends(ends: np.ndarray, info: StreamInfo, cur: Cursor, at: int) -> None:

@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 
+from .entry import TensorEntry, view_2d
 from .errors import FormatError
 from .layout import (
     ENCODINGS,
@@ -22,8 +23,10 @@ from .layout import (
     MAX_RANK,
     MAX_TENSORS,
     RAW_DTYPES,
+    SHARED_ENCODINGS,
+    SPARSE_ENCODINGS,
 )
-from .tensors import ROLES, groups_for, view_2d
+from .tensors import ROLES, groups_for
 
 KEY_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 GRAPH_FORMAT_RE = re.compile(r"^[a-z0-9_.-]{0,64}$")
@@ -152,8 +155,8 @@ def _int(entry: dict, key: str, lo: int, hi: int, fail, optional: bool = False):
     return value
 
 
-def check_entry(entry, index: int, n_sections: int, fail) -> dict:
-    """Validate one tensor-table entry; returns a normalised dict (with rows, cols, numel)."""
+def check_entry(entry, index: int, n_sections: int, fail) -> TensorEntry:
+    """Validate one tensor-table entry (a JSON object) and return it as a TensorEntry."""
     if not isinstance(entry, dict):
         raise fail(f"tensor #{index} must be an object")
     name = entry.get("name")
@@ -182,48 +185,33 @@ def check_entry(entry, index: int, n_sections: int, fail) -> dict:
             raise tfail(f"raw dtype {dtype!r} not one of {', '.join(RAW_DTYPES)}")
     elif dtype != "float32":
         raise tfail(f"dtype of a {encoding} tensor must be 'float32', got {dtype!r}")
-    rows, cols = view_2d(tuple(shape))
-    out = dict(
-        name=name,
-        shape=tuple(shape),
-        dtype=dtype,
-        encoding=encoding,
-        numel=numel,
-        rows=rows,
-        cols=cols,
-        label_bits=None,
-        gap_bits=None,
-        codebook_size=None,
-        groups=None,
-        group_rows=None,
-    )
-    out["nnz"] = _int(entry, "nnz", 0, numel, tfail)
-    if encoding == "raw" and out["nnz"] != numel:
+    fields: dict = {"nnz": _int(entry, "nnz", 0, numel, tfail)}
+    if encoding == "raw" and fields["nnz"] != numel:
         raise tfail(f"nnz of a raw tensor must equal its {numel} elements")
-    if encoding in ("shared", "sparse_shared"):
-        bits = out["label_bits"] = _int(entry, "label_bits", 1, 8, tfail)
-        out["codebook_size"] = _int(entry, "codebook_size", 1, 1 << bits, tfail)
-        out["group_rows"] = _int(entry, "group_rows", 1, MAX_ELEMENTS, tfail, optional=True)
-        out["groups"] = _int(entry, "groups", 1, MAX_ELEMENTS, tfail)
-        if out["groups"] != groups_for(rows, out["group_rows"]):
-            raise tfail(f"groups {out['groups']} inconsistent with {rows} rows and group_rows {out['group_rows']}")
-        if encoding == "shared" and out["nnz"] != numel:
+    if encoding in SHARED_ENCODINGS:
+        rows, _ = view_2d(tuple(shape))
+        bits = fields["label_bits"] = _int(entry, "label_bits", 1, 8, tfail)
+        fields["codebook_size"] = _int(entry, "codebook_size", 1, 1 << bits, tfail)
+        group_rows = fields["group_rows"] = _int(entry, "group_rows", 1, MAX_ELEMENTS, tfail, optional=True)
+        groups = fields["groups"] = _int(entry, "groups", 1, MAX_ELEMENTS, tfail)
+        if groups != groups_for(rows, group_rows):
+            raise tfail(f"groups {groups} inconsistent with {rows} rows and group_rows {group_rows}")
+        if encoding == "shared" and fields["nnz"] != numel:
             raise tfail(f"nnz of a shared tensor must equal its {numel} elements")
-    if encoding in ("sparse", "sparse_shared"):
-        out["gap_bits"] = _int(entry, "gap_bits", 1, 8, tfail)
+    if encoding in SPARSE_ENCODINGS:
+        fields["gap_bits"] = _int(entry, "gap_bits", 1, 8, tfail)
     sections = entry.get("sections")
     if not isinstance(sections, dict) or set(sections) != set(ROLES[encoding]):
         raise tfail(f"sections must map exactly {', '.join(ROLES[encoding])} to section indices")
-    out["sections"] = {}
     for role in ROLES[encoding]:
         idx = sections[role]
         if isinstance(idx, bool) or not isinstance(idx, int) or not 2 <= idx < n_sections:
             raise tfail(f"section index for {role!r} must be an int in 2..{n_sections - 1}, got {idx!r}")
-        out["sections"][role] = idx
-    return out
+    roles = {role: sections[role] for role in ROLES[encoding]}
+    return TensorEntry(name, tuple(shape), dtype, encoding, sections=roles, **fields)
 
 
-def check_header(obj: dict, n_sections: int, fail) -> tuple[dict, str, list[dict]]:
+def check_header(obj: dict, n_sections: int, fail) -> tuple[dict, str, list[TensorEntry]]:
     """Validate the header object: (metadata, graph_format, tensor entries)."""
     metadata = obj.get("metadata")
     if not isinstance(metadata, dict):
@@ -239,7 +227,7 @@ def check_header(obj: dict, n_sections: int, fail) -> tuple[dict, str, list[dict
     if not isinstance(tensors, list) or len(tensors) > MAX_TENSORS:
         raise fail(f"'tensors' must be a list of at most {MAX_TENSORS} entries")
     entries = [check_entry(e, i, n_sections, fail) for i, e in enumerate(tensors)]
-    names = [e["name"] for e in entries]
+    names = [e.name for e in entries]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise fail(f"tensor name {dup!r} appears twice")

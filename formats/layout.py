@@ -49,6 +49,8 @@ DEFAULT_MAX_DENSE_BYTES = 2 << 30
 
 RAW_DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8")
 ENCODINGS = ("raw", "sparse", "shared", "sparse_shared")
+SHARED_ENCODINGS = ("shared", "sparse_shared")  # with a codebook and a label stream
+SPARSE_ENCODINGS = ("sparse", "sparse_shared")  # with CSR row-count and gap streams
 
 
 def align_up(n: int, a: int = ALIGN) -> int:

@@ -14,6 +14,7 @@ from . import codec, header
 from .compact import COMPACT_MINOR, inflate_header
 from .cursor import Cursor
 from .decode import decode_csr, decode_entry, stream_roles
+from .entry import TensorEntry
 from .errors import FormatError
 from .layout import (
     DEFAULT_MAX_DENSE_BYTES,
@@ -27,6 +28,7 @@ from .layout import (
     MAX_HEADER_BYTES,
     MAX_SECTIONS,
     PREAMBLE_SIZE,
+    SPARSE_ENCODINGS,
     SUPPORTED_MAJORS,
     align_up,
 )
@@ -132,12 +134,12 @@ def read_directory(buf, count: int) -> list[Section]:
     return sections
 
 
-def dense_bytes(entry: dict) -> int:
+def dense_bytes(entry: TensorEntry) -> int:
     """Bytes of the tensor's decoded dense array, from what the tensor table declares."""
-    return entry["numel"] * np.dtype(entry["dtype"]).itemsize
+    return entry.numel * np.dtype(entry.dtype).itemsize
 
 
-def check_dense_budget(entries: list[dict], budget, fail) -> None:
+def check_dense_budget(entries: list[TensorEntry], budget, fail) -> None:
     """Refuse a file with a tensor that would decode to more than `budget` bytes (before any decoding).
 
     Per tensor: DczFile decodes one tensor at a time on demand (checkpoints stream them), so one
@@ -148,7 +150,7 @@ def check_dense_budget(entries: list[dict], budget, fail) -> None:
     for e in entries:
         if dense_bytes(e) > budget:
             raise fail(
-                f"tensor {e['name']!r} declares {dense_bytes(e):,} dense bytes, over the {budget:,}-byte budget "
+                f"tensor {e.name!r} declares {dense_bytes(e):,} dense bytes, over the {budget:,}-byte budget "
                 "(raise it with max_dense_bytes= if the file is trusted)"
             )
 
@@ -176,19 +178,19 @@ class DczFile:
         obj = header.parse_json(text, hfail)
         self.metadata, self.graph_format, entries = header.check_header(obj, count, hfail)
         check_dense_budget(entries, max_dense_bytes, hfail)
-        self._entries = {e["name"]: e for e in entries}
+        self._entries = {e.name: e for e in entries}
         self._streams: dict[int, codec.StreamInfo] = {}
-        self._stream_headers: dict[int, tuple] = {}
+        self._stream_headers: dict[int, codec.StreamHeader] = {}
         self._check_sections(entries)
 
     # -- validation of the tensor table against the sections
-    def _check_sections(self, entries: list[dict]) -> None:
+    def _check_sections(self, entries: list[TensorEntry]) -> None:
         owner: dict[int, str] = {}
         for e in entries:
-            for role, idx in e["sections"].items():
+            for role, idx in e.sections.items():
                 if idx in owner:
                     raise self._fail(e, role, f"section {idx} is already used by {owner[idx]}")
-                owner[idx] = f"tensor {e['name']!r} {role}"
+                owner[idx] = f"tensor {e.name!r} {role}"
                 want = KIND_ARRAY if role in ARRAY_ROLES else KIND_STREAM
                 if self._sections[idx].kind != want:
                     raise self._fail(
@@ -206,39 +208,39 @@ class DczFile:
             s = self._sections[unused[0]]
             raise FormatError(f"section {s.index} at byte {s.offset}: no tensor uses it")
 
-    def _check_array(self, e: dict, role: str, idx: int) -> None:
+    def _check_array(self, e: TensorEntry, role: str, idx: int) -> None:
         if role == "data":
-            want = e["numel"] * np.dtype(e["dtype"]).itemsize
+            want = e.numel * np.dtype(e.dtype).itemsize
         elif role == "values":
-            want = e["nnz"] * 4
+            want = e.nnz * 4
         else:
-            want = e["groups"] * e["codebook_size"] * 4
+            want = e.groups * e.codebook_size * 4
         if self._sections[idx].length != want:
             raise self._fail(e, role, f"holds {self._sections[idx].length} bytes, {want} expected")
 
-    def _check_stream(self, e: dict, role: str, idx: int) -> None:
+    def _check_stream(self, e: TensorEntry, role: str, idx: int) -> None:
         cur = self._cursor(e, role)
-        info, counts, symbols = codec.read_stream_header(cur)
-        self._streams[idx] = info
-        self._stream_headers[idx] = (info, counts, symbols, cur.pos)  # decoding starts at the payload
-        width = {"labels": e["label_bits"], "gaps": e["gap_bits"]}.get(role)
+        head = codec.read_stream_header(cur)
+        info = self._streams[idx] = head.info
+        self._stream_headers[idx] = head  # decoding starts at its payload, without parsing it again
+        width = {"labels": e.label_bits, "gaps": e.gap_bits}.get(role)
         if width is not None and info.width != width:
             raise self._fail(e, role, f"stream width {info.width} differs from the tensor's {width} bits")
-        want = {"rows": e["rows"], "labels": e["nnz"]}.get(role)
+        want = {"rows": e.rows, "labels": e.nnz}.get(role)
         if want is not None and info.count != want:
             raise self._fail(e, role, f"stream holds {info.count} symbols, {want} expected")
 
-    def _cursor(self, e: dict, role: str) -> Cursor:
+    def _cursor(self, e: TensorEntry, role: str) -> Cursor:
         if self._buf is None:
             raise FormatError("the .dcz file is closed")
-        s = self._sections[e["sections"][role]]
-        return Cursor(self._buf, s.offset, s.offset + s.length, f"section {s.index} (tensor {e['name']!r} {role})")
+        s = self._sections[e.sections[role]]
+        return Cursor(self._buf, s.offset, s.offset + s.length, f"section {s.index} (tensor {e.name!r} {role})")
 
-    def _fail(self, e: dict, role: str | None, message: str) -> FormatError:
+    def _fail(self, e: TensorEntry, role: str | None, message: str) -> FormatError:
         if role is None:  # about the tensor as a whole: point at its first section
-            role = min(e["sections"], key=e["sections"].get)
-        s = self._sections[e["sections"][role]]
-        return FormatError(f"section {s.index} (tensor {e['name']!r} {role}) at byte {s.offset}: {message}")
+            role = min(e.sections, key=e.sections.get)
+        s = self._sections[e.sections[role]]
+        return FormatError(f"section {s.index} (tensor {e.name!r} {role}) at byte {s.offset}: {message}")
 
     def _bytes(self, idx: int) -> memoryview:
         if self._buf is None:
@@ -267,15 +269,15 @@ class DczFile:
     def info(self, name: str) -> TensorInfo:
         e = self._entry(name)
         return TensorInfo(
-            e["name"],
-            e["shape"],
-            e["dtype"],
-            e["encoding"],
-            e["nnz"],
-            e["label_bits"],
-            e["gap_bits"],
-            e["codebook_size"],
-            e["groups"],
+            e.name,
+            e.shape,
+            e.dtype,
+            e.encoding,
+            e.nnz,
+            e.label_bits,
+            e.gap_bits,
+            e.codebook_size,
+            e.groups,
         )
 
     def tensor(self, name: str) -> np.ndarray:
@@ -294,11 +296,11 @@ class DczFile:
             batch = entries[lo : lo + TENSORS_PER_BATCH]
             jobs = [(e, role) for e in batch for role in stream_roles(e)]
             symbols = self._decode_streams(jobs)
-            streams: dict[str, dict] = {e["name"]: {} for e in batch}
+            streams: dict[str, dict] = {e.name: {} for e in batch}
             for (e, role), sym in zip(jobs, symbols):
-                streams[e["name"]][role] = sym
+                streams[e.name][role] = sym
             for e in batch:
-                out[e["name"]] = self._decode(e, streams.pop(e["name"]))
+                out[e.name] = self._decode(e, streams.pop(e.name))
         return out
 
     def csr(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -306,26 +308,26 @@ class DczFile:
         decoded straight from its streams: no dense array is made, so memory stays ~12 bytes per
         kept weight. Only for the `sparse` and `sparse_shared` encodings."""
         e = self._entry(name)
-        if e["encoding"] not in ("sparse", "sparse_shared"):
-            raise FormatError(f"tensor {name!r} is not pruned (encoding {e['encoding']}): it has no CSR form")
+        if e.encoding not in SPARSE_ENCODINGS:
+            raise FormatError(f"tensor {name!r} is not pruned (encoding {e.encoding}): it has no CSR form")
         roles = stream_roles(e)
         streams = dict(zip(roles, self._decode_streams([(e, role) for role in roles])))
         return decode_csr(
-            e, lambda role: self._bytes(e["sections"][role]), streams, lambda role, msg: self._fail(e, role, msg)
+            e, lambda role: self._bytes(e.sections[role]), streams, lambda role, msg: self._fail(e, role, msg)
         )
 
-    def _decode_streams(self, jobs: list[tuple[dict, str]]) -> list[np.ndarray]:
+    def _decode_streams(self, jobs: list[tuple[TensorEntry, str]]) -> list[np.ndarray]:
         """The symbols of each (entry, role) stream, from the headers validated at open."""
         cursors = [self._cursor(e, role) for e, role in jobs]
-        return codec.decode_streams(cursors, [self._stream_headers[e["sections"][role]] for e, role in jobs])
+        return codec.decode_streams(cursors, [self._stream_headers[e.sections[role]] for e, role in jobs])
 
-    def _decode(self, e: dict, streams: dict | None = None) -> np.ndarray:
+    def _decode(self, e: TensorEntry, streams: dict | None = None) -> np.ndarray:
         if streams is None:
             roles = stream_roles(e)
             streams = dict(zip(roles, self._decode_streams([(e, role) for role in roles])))
         return decode_entry(
             e,
-            section=lambda role: self._bytes(e["sections"][role]),
+            section=lambda role: self._bytes(e.sections[role]),
             streams=streams,
             fail=lambda role, msg: self._fail(e, role, msg),
         )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .layout import DIR_ENTRY_SIZE, PREAMBLE_SIZE
+from .entry import TensorEntry
+from .layout import DIR_ENTRY_SIZE, PREAMBLE_SIZE, SPARSE_ENCODINGS
 
 _FLOAT_DTYPES = ("float32", "float16")
 
@@ -48,7 +49,7 @@ class TensorSizes:
 
     def index_bits(self) -> tuple[float, float]:
         """(P+Q, P+Q+H) bits per kept weight spent on the CSR index (gaps + row counts)."""
-        if self.encoding not in ("sparse", "sparse_shared"):
+        if self.encoding not in SPARSE_ENCODINGS:
             return 0.0, 0.0
         g, r = self.streams["gaps"], self.streams["rows"]
         return self._per_nnz(g["fixed_bytes"] + r["fixed_bytes"]), self._per_nnz(_coded(g) + _coded(r))
@@ -172,17 +173,15 @@ def _stream_detail(info, length: int) -> dict:
     }
 
 
-def tensor_sizes(e: dict, sections, streams) -> TensorSizes:
+def tensor_sizes(e: TensorEntry, sections, streams) -> TensorSizes:
     """Stage sizes of one validated entry from its section lengths and stream headers."""
     detail = {}
-    for role, idx in e["sections"].items():
+    for role, idx in e.sections.items():
         length = sections[idx].length
         detail[role] = _stream_detail(streams[idx], length) if idx in streams else {"bytes": length}
     in_file = sum(d["bytes"] for d in detail.values())
-    enc, numel, nnz = e["encoding"], e["numel"], e["nnz"]
-    dense = numel * (
-        4 if e["dtype"] in _FLOAT_DTYPES else detail.get("data", {}).get("bytes", numel * 4) // max(numel, 1)
-    )
+    enc, numel, nnz = e.encoding, e.numel, e.nnz
+    dense = numel * (4 if e.dtype in _FLOAT_DTYPES else detail.get("data", {}).get("bytes", numel * 4) // max(numel, 1))
     fixed = {r: d.get("fixed_bytes", d["bytes"]) for r, d in detail.items()}
     if enc == "raw":
         pruned = quantized = in_file
@@ -195,13 +194,13 @@ def tensor_sizes(e: dict, sections, streams) -> TensorSizes:
         pruned = nnz * 4 + fixed["gaps"] + fixed["rows"]
         quantized = fixed["labels"] + fixed["gaps"] + fixed["rows"] + fixed["codebook"]
     return TensorSizes(
-        e["name"],
+        e.name,
         enc,
-        tuple(e["shape"]),
+        tuple(e.shape),
         numel,
         nnz,
-        e["label_bits"],
-        e["gap_bits"],
+        e.label_bits,
+        e.gap_bits,
         dense,
         pruned,
         quantized,

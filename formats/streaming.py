@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import codec, header, tensors
+from .entry import TensorEntry, view_2d
 from .errors import FormatError
 from .layout import (
     CODING_CHUNKED,
@@ -52,7 +53,7 @@ def encode_shared_fixed(name: str, shape, labels: np.ndarray, codebook: np.ndarr
     widens labels to int64 to consider Huffman: this is the path for multi-gigabyte checkpoints.
     """
     shape = tuple(int(d) for d in shape)
-    rows, _ = tensors.view_2d(shape)
+    rows, _ = view_2d(shape)
     book = np.ascontiguousarray(codebook, dtype="<f4")
     if book.ndim != 2 or book.shape[0] != tensors.groups_for(rows, group_rows) or book.shape[1] > 1 << label_bits:
         raise FormatError(f"tensor {name!r}: codebook shape {book.shape} does not fit {rows} rows / {label_bits} bits")
@@ -66,12 +67,12 @@ def encode_shared_fixed(name: str, shape, labels: np.ndarray, codebook: np.ndarr
             raise FormatError(f"tensor {name!r}: label {int(block.max())} >= codebook size {book.shape[1]}")
         payload += codec.pack_fixed(block, label_bits)
     stream = codec._HEADER.pack(CODING_FIXED, label_bits, 0, 0, 0, flat.size) + bytes(payload)
-    entry = dict(
-        name=name,
-        shape=list(shape),
-        dtype="float32",
-        encoding="shared",
-        nnz=int(flat.size),
+    entry = TensorEntry(
+        name,
+        shape,
+        "float32",
+        "shared",
+        int(flat.size),
         label_bits=int(label_bits),
         codebook_size=int(book.shape[1]),
         groups=int(book.shape[0]),
@@ -85,7 +86,7 @@ def encode_sparse_flat(name: str, shape, flat: np.ndarray, values: np.ndarray, g
     the 2-D view and their values. The bytes are those of `encode(Sparse(...))` with the dense mask
     and values, which a multi-gigabyte tensor with a few kept entries cannot afford."""
     shape = tuple(int(d) for d in shape)
-    rows, cols = tensors.view_2d(shape)
+    rows, cols = view_2d(shape)
     flat = np.asarray(flat, dtype=np.int64).reshape(-1)
     values = np.asarray(values).reshape(-1)
     numel = rows * cols
@@ -94,8 +95,7 @@ def encode_sparse_flat(name: str, shape, flat: np.ndarray, values: np.ndarray, g
     if flat.size and (int(flat[0]) < 0 or int(flat[-1]) >= numel or np.any(flat[1:] <= flat[:-1])):
         raise FormatError(f"tensor {name!r}: kept indices must be ascending and within 0..{numel - 1}")
     row_counts, gaps, _ = tensors.csr_streams_of(flat, rows, cols, gap_bits)
-    entry = dict(name=name, shape=list(shape), dtype="float32", gap_bits=int(gap_bits), nnz=int(flat.size))
-    entry["encoding"] = "sparse"
+    entry = TensorEntry(name, shape, "float32", "sparse", int(flat.size), gap_bits=int(gap_bits))
     parts = [
         tensors.Part("rows", KIND_STREAM, tensors.rows_stream(row_counts, huffman, None)),
         tensors.Part("gaps", KIND_STREAM, codec.encode_stream(gaps, gap_bits, huffman, None)),
@@ -126,7 +126,7 @@ class StreamWriter:
         self.path = Path(path)
         self._folder = self.path.parent if str(self.path.parent) else Path(".")
         self._graph, self._graph_format, self._metadata, self._huffman = bytes(graph), graph_format, metadata, huffman
-        self._entries: list[dict] = []
+        self._entries: list[TensorEntry] = []
         self._dir: list[tuple[int, int, int, int]] = []  # (body offset, length, crc, kind) from section 2 on
         self._names: set[str] = set()
         self._totals = dict.fromkeys(("dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes"), 0)
@@ -139,26 +139,26 @@ class StreamWriter:
     def add(self, tensor) -> None:
         self.add_encoded(*encode(tensor, self._huffman))
 
-    def add_encoded(self, entry: dict, parts) -> None:
+    def add_encoded(self, entry: TensorEntry, parts) -> None:
         """Append one tensor already encoded (by `encode` / `encode_shared_fixed`, maybe in another process)."""
-        if entry["name"] in self._names:
-            raise FormatError(f"tensor {entry['name']!r} given twice")
-        self._names.add(entry["name"])
+        if entry.name in self._names:
+            raise FormatError(f"tensor {entry.name!r} given twice")
+        self._names.add(entry.name)
         if len(self._dir) + 2 + len(parts) > MAX_SECTIONS:
             raise FormatError(f"more than {MAX_SECTIONS} sections")
-        entry = dict(entry, sections={})
+        roles = {}
         local = [(KIND_HEADER, b""), (KIND_GRAPH, b"")]
         for part in parts:
-            entry["sections"][part.role] = len(self._dir) + 2
+            roles[part.role] = len(self._dir) + 2
             local.append((part.kind, part.data))
             self._write_section(part.kind, part.data)
             if part.kind == KIND_STREAM and part.data[:1] == bytes([CODING_CHUNKED]):
                 self._chunked = True
         # stage sizes of this tensor alone: its sections renumbered from 2
-        renumbered = dict(entry, sections={role: i + 2 for i, role in enumerate(entry["sections"])})
+        renumbered = entry.with_sections({role: i + 2 for i, role in enumerate(roles)})
         for key, value in stage_totals([renumbered], local).items():
             self._totals[key] += value
-        self._entries.append(entry)
+        self._entries.append(entry.with_sections(roles))
 
     def _write_section(self, kind: int, data: bytes) -> None:
         start = align_up(self._pos)
@@ -195,7 +195,9 @@ class StreamWriter:
         metadata["dcz.producer"] = PRODUCER
         metadata["dcz.huffman"] = bool(self._huffman)
         metadata["dcz.sizes"] = dict(self._totals)
-        head = header.dump_json({"graph_format": self._graph_format, "metadata": metadata, "tensors": self._entries})
+        head = header.dump_json(
+            {"graph_format": self._graph_format, "metadata": metadata, "tensors": [e.to_json() for e in self._entries]}
+        )
         if len(head) > MAX_HEADER_BYTES:
             raise FormatError(f"header of {len(head)} bytes exceeds the {MAX_HEADER_BYTES}-byte cap")
         count = 2 + len(self._dir)

@@ -15,6 +15,7 @@ from typing import Union
 import numpy as np
 
 from . import codec, native
+from .entry import TensorEntry, view_2d
 from .errors import FormatError
 from .layout import KIND_ARRAY, KIND_STREAM, MAX_NAME_BYTES, MAX_RANK, RAW_DTYPES
 
@@ -62,16 +63,6 @@ class SparseShared:
 
 
 Tensor = Union[Raw, Sparse, Shared, SparseShared]  # noqa: UP007 - a runtime alias on Python 3.10 too
-
-
-def view_2d(shape: tuple[int, ...]) -> tuple[int, int]:
-    """(rows, cols) of a tensor's 2-D view."""
-    if len(shape) <= 1:
-        return 1, int(np.prod(shape, dtype=object)) if shape else 1
-    cols = 1
-    for d in shape[1:]:
-        cols *= int(d)
-    return int(shape[0]), cols
 
 
 def groups_for(rows: int, group_rows: int | None) -> int:
@@ -221,7 +212,7 @@ def rows_stream(row_counts: np.ndarray, huffman: bool, chunk: int | None) -> byt
     return codec.encode_stream(row_counts, width, huffman, chunk)
 
 
-def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[dict, list[Part]]:
+def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[TensorEntry, list[Part]]:
     """The tensor-table entry fields and the sections of one writer input (chunk: see codec.encode_stream)."""
     _check_name(t.name)
     name = t.name
@@ -231,7 +222,7 @@ def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[d
             raise _fail(name, f"raw dtype {arr.dtype} not one of {', '.join(RAW_DTYPES)}")
         shape = _check_shape(name, arr.shape)
         data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-        entry = dict(name=name, shape=list(shape), dtype=arr.dtype.name, encoding="raw", nnz=int(arr.size))
+        entry = TensorEntry(name, shape, arr.dtype.name, "raw", int(arr.size))
         return entry, [Part("data", KIND_ARRAY, data)]
     if not isinstance(t, (Sparse, Shared, SparseShared)):
         raise FormatError(f"tensor {getattr(t, 'name', t)!r}: not a formats tensor ({type(t).__name__})")
@@ -244,38 +235,37 @@ def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[d
     else:
         shape = _check_shape(name, np.shape(t.labels))
     rows, cols = view_2d(shape)
-    entry = dict(name=name, shape=list(shape), dtype="float32")
+    fields: dict = {}  # of the TensorEntry, beyond name, shape and dtype
     parts: list[Part] = []
     if isinstance(t, (Shared, SparseShared)):
         label_bits = _check_bits(name, "label_bits", t.label_bits)
         book, group_rows = _codebook(name, t.codebook, label_bits, rows, t.group_rows)
-        entry.update(
+        fields.update(
             label_bits=label_bits, codebook_size=int(book.shape[1]), groups=int(book.shape[0]), group_rows=group_rows
         )
         parts.append(Part("codebook", KIND_ARRAY, book.tobytes()))
     if isinstance(t, Shared):
         labels = _labels(name, t.labels, shape, book.shape[1])
-        entry.update(encoding="shared", nnz=int(labels.size))
         parts.append(Part("labels", KIND_STREAM, codec.encode_stream(labels.ravel(), label_bits, huffman, chunk)))
-        return entry, parts
+        return TensorEntry(name, shape, "float32", "shared", int(labels.size), **fields), parts
 
     gap_bits = _check_bits(name, "gap_bits", t.gap_bits)
     mask = _mask(name, t.mask, shape)
     row_counts, gaps, flat = csr_streams(mask.reshape(rows, cols), gap_bits)
-    entry.update(gap_bits=gap_bits, nnz=int(flat.size))
+    fields.update(gap_bits=gap_bits, nnz=int(flat.size))
     parts.append(Part("rows", KIND_STREAM, rows_stream(row_counts, huffman, chunk)))
     parts.append(Part("gaps", KIND_STREAM, codec.encode_stream(gaps, gap_bits, huffman, chunk)))
     if isinstance(t, Sparse):
-        entry["encoding"] = "sparse"
+        fields["encoding"] = "sparse"
         vals = values.reshape(-1)[flat].astype("<f4")
         parts.append(Part("values", KIND_ARRAY, vals.tobytes()))
     else:
         labels = _labels(name, t.labels, shape, book.shape[1], check=False)
         kept = labels.reshape(-1)[flat]
         _check_label_range(name, kept, book.shape[1])
-        entry["encoding"] = "sparse_shared"
+        fields["encoding"] = "sparse_shared"
         parts.append(Part("labels", KIND_STREAM, codec.encode_stream(kept, label_bits, huffman, chunk)))
-    return entry, parts
+    return TensorEntry(name, shape, "float32", **fields), parts
 
 
 ROLES = {

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import codec, header, tensors
 from .compact import COMPACT_MINOR, deflate_header
+from .entry import TensorEntry
 from .errors import FormatError
 from .layout import (
     CODING_CHUNKED,
@@ -92,20 +93,20 @@ def dumps(
     entries, seen = [], set()
     for t in tensor_list:
         entry, parts = tensors.encode_tensor(t, huffman, chunk_symbols)
-        if entry["name"] in seen:
-            raise FormatError(f"tensor {entry['name']!r} given twice")
-        seen.add(entry["name"])
-        entry["sections"] = {}
+        if entry.name in seen:
+            raise FormatError(f"tensor {entry.name!r} given twice")
+        seen.add(entry.name)
+        roles = {}
         for part in parts:
-            entry["sections"][part.role] = len(sections)
+            roles[part.role] = len(sections)
             sections.append((part.kind, part.data))
-        entries.append(entry)
+        entries.append(entry.with_sections(roles))
     if len(sections) > MAX_SECTIONS:
         raise FormatError(f"{len(sections)} sections exceed the limit {MAX_SECTIONS}")
     metadata["dcz.producer"] = PRODUCER
     metadata["dcz.huffman"] = bool(huffman)
     metadata["dcz.sizes"] = stage_totals(entries, sections)
-    doc = {"graph_format": graph_format, "metadata": metadata, "tensors": entries}
+    doc = {"graph_format": graph_format, "metadata": metadata, "tensors": [e.to_json() for e in entries]}
     head = header.dump_json(doc)
     if len(head) > MAX_HEADER_BYTES:
         raise FormatError(f"header of {len(head)} bytes exceeds the {MAX_HEADER_BYTES}-byte cap")
@@ -113,7 +114,7 @@ def dumps(
     return assemble(sections, compact_header)
 
 
-def stage_totals(entries: list[dict], sections: list[tuple[int, bytes]]) -> dict:
+def stage_totals(entries: list[TensorEntry], sections: list[tuple[int, bytes]]) -> dict:
     """Per-stage byte totals over all tensors (dense, P, P+Q, P+Q+H), as SizeReport computes them."""
     from .cursor import Cursor
     from .reader import Section
@@ -121,18 +122,13 @@ def stage_totals(entries: list[dict], sections: list[tuple[int, bytes]]) -> dict
 
     secs = [Section(i, 0, len(data), kind) for i, (kind, data) in enumerate(sections)]
     streams = {
-        i: codec.read_stream_header(Cursor(data, 0, len(data), f"section {i}"))[0]
+        i: codec.read_stream_header(Cursor(data, 0, len(data), f"section {i}")).info
         for i, (kind, data) in enumerate(sections)
         if kind == KIND_STREAM
     }
     totals = dict.fromkeys(("dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes"), 0)
     for e in entries:
-        numel = 1
-        for d in e["shape"]:
-            numel *= d
-        sizes = tensor_sizes(
-            dict(e, numel=numel, label_bits=e.get("label_bits"), gap_bits=e.get("gap_bits")), secs, streams
-        )
+        sizes = tensor_sizes(e, secs, streams)
         for key in totals:
             totals[key] += getattr(sizes, key)
     return totals

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from dcz import formats
-from dcz.formats.layout import DEFAULT_MAX_DENSE_BYTES
+from dcz.formats.layout import DEFAULT_MAX_DENSE_BYTES, SPARSE_ENCODINGS
 
 from .errors import DczRuntimeError, run_error
 from .lazy import LazyTensors
@@ -27,7 +27,6 @@ from .qdq_dynamic import to_dynamic, wants_dynamic
 from .validate import InputChecker, check_placeholders
 
 BACKENDS = ("ort", "numpy", None)  # None: inspect tensors / report / metadata without a backend
-SPARSE_ENCODINGS = ("sparse", "sparse_shared")
 
 
 class Model:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from dcz.formats import codec
+from dcz.formats.entry import view_2d
 from dcz.formats.layout import MAX_HUFFMAN_SYMBOLS, STREAM_HEADER_SIZE, symbol_bytes
-from dcz.formats.tensors import csr_streams, view_2d
+from dcz.formats.tensors import csr_streams
 
 FLOAT32_BYTES = 4
 

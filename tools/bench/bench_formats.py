@@ -69,9 +69,10 @@ def stream_payloads(f: formats.DczFile, name: str) -> dict:
     """role -> (info, counts, symbols, payload bytes, decoded symbols) of each stream section."""
     out = {}
     for role in ("rows", "gaps", "labels"):
-        cur = f._cursor(f._entries[name], role)
+        cur = f._cursor(f._entry(name), role)
         start = cur.pos
-        info, counts, symbols = codec.read_stream_header(cur)
+        head = codec.read_stream_header(cur)
+        info, counts, symbols = head.info, head.counts, head.symbols
         payload = bytes(cur.bytes(cur.left, "payload"))
         decoded = codec.decode_stream(Cursor(f._buf, start, cur.end, "bench"))
         out[role] = (info, counts, symbols, payload, decoded)
@@ -91,7 +92,7 @@ def run(rows: int, cols: int, density: float, repeat: int) -> dict:
     fixed_s = best_of(lambda: formats.loads(fixed).tensor("w"), repeat)
     plain = formats.dumps([t], chunk_symbols=0)
     plain_s = best_of(lambda: formats.loads(plain).tensor("w"), repeat)
-    cursors = [f._cursor(f._entries["w"], role) for role in ("rows", "gaps", "labels")]
+    cursors = [f._cursor(f._entry("w"), role) for role in ("rows", "gaps", "labels")]
     walk_s = best_of(lambda: codec.decode_streams([Cursor(c.buf, c.pos, c.end, "bench") for c in cursors]), repeat)
     assert np.array_equal(f.tensor("w"), np.where(t.mask, t.codebook[t.labels], 0).astype(np.float32))
 

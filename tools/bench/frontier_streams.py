@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 from dcz import formats
+from dcz.formats.layout import SPARSE_ENCODINGS
 
 _STREAM_ROLES = ("rows", "gaps", "labels")
 
@@ -72,7 +73,7 @@ def analyse(path: str) -> str:
         positions = []
         for name in dcz.names:
             entry = dcz._entry(name)
-            for role, index in sorted(entry["sections"].items()):
+            for role, index in sorted(entry.sections.items()):
                 section_bytes = dcz._sections[index].length
                 if role not in _STREAM_ROLES:
                     lines.append(f"| {name} | {role} (array) | {section_bytes:,} | | | | | |")
@@ -81,13 +82,13 @@ def analyse(path: str) -> str:
                 n = symbols.size
                 coded = 8 * (section_bytes - 16)  # the 16-byte stream header is framing
                 h = entropy_bits(symbols)
-                coding = {0: "fixed", 1: "huffman", 2: "huffman chunked"}[dcz._stream_headers[index][0].coding]
+                coding = {0: "fixed", 1: "huffman", 2: "huffman chunked"}[dcz._stream_headers[index].info.coding]
                 ratio = f"{coded / h:.3f}" if h else "-"
                 lines.append(
                     f"| {name} | {role} | {section_bytes:,} | {n:,} | {coding} | {coded / max(n, 1):.2f} | "
                     f"{h / max(n, 1):.2f} | {ratio} |"
                 )
-            if entry["encoding"] in ("sparse", "sparse_shared") and all(entry["shape"]):
+            if entry.encoding in SPARSE_ENCODINGS and all(entry.shape):
                 positions.append(_positions(dcz, name, entry))
     lines += [
         "",
@@ -103,11 +104,11 @@ def analyse(path: str) -> str:
 
 def _positions(dcz, name: str, entry: dict) -> str:
     indptr, indices, _ = dcz.csr(name)
-    shape = entry["shape"]
+    shape = entry.shape
     numel, kept = int(np.prod(shape)), int(indptr[-1])
     cols = numel // shape[0] if shape[0] else 0
     gaps = flat_gaps(indptr, indices, cols)
-    stored = 8 * sum(dcz._sections[entry["sections"][r]].length - 16 for r in ("rows", "gaps"))
+    stored = 8 * sum(dcz._sections[entry.sections[r]].length - 16 for r in ("rows", "gaps"))
     rice, k = golomb_rice_bits(gaps)
     per = lambda bits: f"{bits / max(kept, 1):.2f}"  # noqa: E731
     return (
