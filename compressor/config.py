@@ -15,7 +15,7 @@ This module imports neither torch nor scikit-learn (the ONNX-in path uses it).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from dcz.compressor.checks import check_bool, check_choice, check_float, check_int, fail, reject_unknown
@@ -25,6 +25,7 @@ from dcz.compressor.prune_settings import DnsSettings, GmpSettings
 PRUNE_METHODS = ("none", "threshold", "sparsity", "quality", "global", "gmp", "dns")
 INIT_METHODS = ("linear", "density", "random", "kmeans++")
 KMEANS_BACKENDS = ("exact", "sklearn")
+PRUNE_PARAMETERS = ("threshold", "sparsity", "quality")  # belong to the prune method that reads them
 
 CONV_TYPES = frozenset({"Conv1d", "Conv2d", "Conv3d", "Conv", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose"})
 FC_TYPES = frozenset({"Linear", "Gemm", "MatMul", "Bilinear"})
@@ -321,6 +322,40 @@ class CompressConfig:
             )
         auto = resolved["quantize"] == "kmeans" and all(c is None or c.bits is None for c in chain[:4])
         return LayerPlan(name=name, layer_type=layer_type, **resolved, auto=auto)
+
+    def with_overrides(
+        self,
+        everywhere: Mapping[str, Any] | None = None,
+        by_type: Mapping[str, Mapping[str, Any]] | None = None,
+        by_name: Mapping[str, Mapping[str, Any]] | None = None,
+        **settings: Any,
+    ) -> CompressConfig:
+        """A copy with settings layered on top, as the command line's flags go over a config file.
+
+        everywhere  LayerConfig fields for every layer: set in the global entry and dropped from every
+                    by_type / by_name entry (a setting given once means every layer). Setting `prune`
+                    also drops their threshold / sparsity / quality, which belong to the method.
+        by_type, by_name  {layer type or name: LayerConfig fields} merged into that entry (made if absent),
+                    after the drops above.
+        settings    whole-run fields (seed, prune_epochs, ...), replaced.
+        Strict as from_dict: unknown keys and impossible values raise CompressError naming them.
+        """
+        everywhere = dict(everywhere or {})
+        reject_unknown("config.global", everywhere, LayerConfig.keys())
+        reject_unknown("config", settings, [k for k in self._DICT_KEYS[3:] if k not in ("gmp", "dns")])
+        dropped = set(everywhere) | (set(PRUNE_PARAMETERS) if "prune" in everywhere else set())
+        tables = {}
+        for table, added in (("by_type", by_type or {}), ("by_name", by_name or {})):
+            entries = {
+                key: {k: v for k, v in entry.to_dict().items() if k not in dropped}
+                for key, entry in getattr(self, table).items()
+            }
+            for key, values in added.items():
+                reject_unknown(f"config.{table}[{key!r}]", values, LayerConfig.keys())
+                entries[key] = {**entries.get(key, {}), **values}
+            tables[table] = {k: LayerConfig.from_dict(v, f"config.{table}[{k!r}]") for k, v in entries.items()}
+        merged = LayerConfig.from_dict({**self.global_config.to_dict(), **everywhere}, "config.global")
+        return replace(self, global_config=merged, **tables, **settings)
 
     def check_names(self, known_names: list[str]) -> None:
         """Fail if by_name names a layer the model does not have (a typo would silently do nothing)."""

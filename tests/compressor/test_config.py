@@ -63,3 +63,42 @@ def test_unknown_layer_name_is_reported():
     config = CompressConfig(by_name={"fc9.weight": LayerConfig(bits=4)})
     with pytest.raises(CompressError, match="fc9.weight"):
         config.check_names(["fc1.weight"])
+
+
+def test_overrides_layer_on_top_and_a_setting_everywhere_drops_per_layer_ones():
+    base = CompressConfig.from_dict(
+        {
+            "global": {"prune": "threshold", "threshold": 0.1, "bits": 4},
+            "by_type": {"conv": {"bits": 8, "sparsity": 0.7, "init": "density"}},
+            "by_name": {"fc2.weight": {"quality": 1.5, "prune": "quality", "gap_bits": 3}},
+            "seed": 1,
+        }
+    )
+    over = base.with_overrides(
+        {"prune": "sparsity", "sparsity": 0.9, "bits": 5}, by_name={"fc1.weight": {"gap_bits": 2}}, seed=7
+    )
+    assert over.global_config == LayerConfig(prune="sparsity", threshold=0.1, sparsity=0.9, bits=5)
+    assert over.by_type["conv"] == LayerConfig(init="density")  # bits, and the prune method's parameters, dropped
+    assert over.by_name["fc2.weight"] == LayerConfig(gap_bits=3)
+    assert over.by_name["fc1.weight"] == LayerConfig(gap_bits=2)
+    assert over.seed == 7 and base.seed == 1 and base.by_type["conv"].bits == 8  # a copy: base unchanged
+    merged = base.with_overrides(by_type={"conv": {"gap_bits": 6}})  # per-layer values merge into the entry
+    assert merged.by_type["conv"] == LayerConfig(bits=8, sparsity=0.7, init="density", gap_bits=6)
+    assert base.with_overrides() == base
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        ({"everywhere": {"bitz": 3}}, "config.global: unknown key 'bitz'"),
+        ({"everywhere": {"bits": 9}}, "config.global.bits: must be an integer in 1..8, got 9"),
+        ({"by_type": {"conv": {"bits": 0}}}, "config.by_type['conv'].bits: must be an integer in 1..8, got 0"),
+        ({"by_name": {"fc1": {"sparsty": 0.5}}}, "config.by_name['fc1']: unknown key 'sparsty'"),
+        ({"seed": -1}, "config.seed: must be an integer >= 0, got -1"),
+        ({"globl": {}}, "config: unknown key 'globl'"),
+    ],
+)
+def test_overrides_are_strict(kwargs, named):
+    with pytest.raises(CompressError) as info:
+        CompressConfig().with_overrides(**kwargs)
+    assert named in str(info.value) and "\n" not in str(info.value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib
 import json
@@ -218,56 +217,47 @@ def is_type_key(key: str) -> bool:
     return key in TYPE_KEYS or (key[:1].isupper() and "." not in key)
 
 
-PRUNE_OPTIONS = ("threshold", "sparsity", "quality")
-
-
-def clear_per_layer(data: dict, keys) -> None:
-    """A setting given once on the command line means every layer: drop the file's per-layer values."""
-    for table in ("by_type", "by_name"):
-        for entry in (data.get(table) or {}).values():
-            if isinstance(entry, dict):
-                for key in keys:
-                    entry.pop(key, None)
-
-
-def apply_cli_settings(data: dict, args) -> dict:
-    """The config dict with command-line settings layered on top (the command line wins)."""
-    data = copy.deepcopy(data)
-    glob = data.setdefault("global", {})
-    for method in PRUNE_OPTIONS:
+def flag_overrides(args) -> tuple[dict, dict, dict, dict]:
+    """What the flags set, for CompressConfig.with_overrides: (every layer, by_type, by_name, whole run).
+    The command line wins over a config file; --epochs is left to epoch_settings."""
+    config = require("dcz.compressor.config", "dcz compress")
+    everywhere: dict = {}
+    per_layer: dict = {"by_type": {}, "by_name": {}}
+    for method in config.PRUNE_PARAMETERS:  # each names its prune method: --sparsity 0.9 prunes by sparsity
         value = getattr(args, method)
         if value is not None:
-            clear_per_layer(data, ("prune", *PRUNE_OPTIONS))
-            glob.update({"prune": method, method: value})
+            everywhere.update({"prune": method, method: value})
     if args.no_share:
-        glob["share"] = False
+        everywhere["share"] = False
     if args.quantize is not None:
-        glob["quantize"] = args.quantize
+        everywhere["quantize"] = args.quantize
     if args.per_channel:
-        glob["per_channel"] = True
+        everywhere["per_channel"] = True
     if args.symmetric or args.affine:
-        glob["symmetric"] = bool(args.symmetric)
+        everywhere["symmetric"] = bool(args.symmetric)
     for option, key in (("--bits", "bits"), ("--gap-bits", "gap_bits")):
         text = getattr(args, key)
         if text is None:
             continue
-        everywhere, pairs = parse_per_layer(option, text)
-        if everywhere is not None:
-            clear_per_layer(data, (key,))
-            glob[key] = everywhere
-        for name, bits in pairs.items():
-            table = "by_type" if is_type_key(name) else "by_name"
-            data.setdefault(table, {}).setdefault(name, {})[key] = bits
-    if args.seed is not None:
-        data["seed"] = args.seed
-    if args.train:  # epochs only matter with data; the file's values stand unless --epochs is given
-        keys = ("prune_epochs", "share_epochs")
-        if args.quantize not in (None, "kmeans"):  # linear grids: quantization-aware training (compressor.qat)
-            keys += ("qat_epochs",)
-        for key in keys:
-            if args.epochs is not None or not data.get(key):
-                data[key] = args.epochs if args.epochs is not None else 1
-    return data
+        bits, pairs = parse_per_layer(option, text)
+        if bits is not None:
+            everywhere[key] = bits
+        for name, value in pairs.items():
+            per_layer["by_type" if is_type_key(name) else "by_name"].setdefault(name, {})[key] = value
+    run = {} if args.seed is None else {"seed": args.seed}
+    return everywhere, per_layer["by_type"], per_layer["by_name"], run
+
+
+def epoch_settings(args, base) -> dict:
+    """Training epochs: only with data (--train); --epochs N, else 1 where the config file sets none."""
+    if not args.train:
+        return {}
+    keys = ("prune_epochs", "share_epochs")
+    if args.quantize not in (None, "kmeans"):  # linear grids: quantization-aware training (compressor.qat)
+        keys += ("qat_epochs",)
+    return (
+        {key: args.epochs for key in keys} if args.epochs is not None else {k: 1 for k in keys if not getattr(base, k)}
+    )
 
 
 # The config key each command-line flag sets, so a wrong value is reported against the flag.
@@ -296,12 +286,14 @@ def flag_error(exc: ValueError) -> CliError:
 
 def build_config(args) -> Any:
     compressor = require("dcz.compressor", "dcz compress")
+    everywhere, by_type, by_name, run = flag_overrides(args)
+    defaults = compressor.CompressConfig()
     try:  # the flags on their own first: a wrong value there is a wrong command line (exit 2)
-        compressor.CompressConfig.from_dict(apply_cli_settings({}, args))
+        defaults.with_overrides(everywhere, by_type, by_name, **run, **epoch_settings(args, defaults))
     except compressor.CompressError as exc:
         raise flag_error(exc) from exc
-    data = read_config_file(args.config) if args.config else {}
-    return compressor.CompressConfig.from_dict(apply_cli_settings(data, args))
+    base = compressor.CompressConfig.from_dict(read_config_file(args.config)) if args.config else defaults
+    return base.with_overrides(everywhere, by_type, by_name, **run, **epoch_settings(args, base))
 
 
 # --- models ----------------------------------------------------------------------------------
