@@ -530,7 +530,7 @@ def share_left_over(graph: onnx.ModelProto, states: Mapping[str, LayerState], re
     sharing error (>= 38 dB SQNR). Weights the user's config kept raw stay raw. Removes the
     compressed ones from `reasons` (param name -> why kept raw).
     """
-    from dcz.compressor.onnx_in import _layer_state, _weight_array
+    from dcz.compressor.onnx_in import layer_state, weight_array
 
     plan = CompressConfig().for_layer("", "other")
     extra = {}
@@ -538,8 +538,8 @@ def share_left_over(graph: onnx.ModelProto, states: Mapping[str, LayerState], re
         reason = reasons.get(source.name, "unsupported layer type")
         if source.name in states or source.origin != "initializer" or not reason.startswith("unsupported"):
             continue
-        weight = _weight_array(graph, source)
-        state = _layer_state(source, weight, None, plan, seed=index)
+        weight = weight_array(graph, source)
+        state = layer_state(source, weight, None, plan, seed=index)
         if not isinstance(state, str):
             extra[source.name] = state
             state.name = _parameter_named(model, weight) or source.name

@@ -88,7 +88,8 @@ def check_data_inline(model: onnx.ModelProto, where: str) -> None:
             raise CompressError(f"{where}: initializer {tensor.name!r} holds no values ({hint})")
 
 
-def _weight_array(model: onnx.ModelProto, source: WeightSource) -> np.ndarray:
+def weight_array(model: onnx.ModelProto, source: WeightSource) -> np.ndarray:
+    """The float weight `source` names, read from its initializer."""
     for tensor in model.graph.initializer:
         if tensor.name == source.name:
             return initializer_array(tensor).astype(np.float32, copy=False)
@@ -163,7 +164,7 @@ def _why_raw(source: WeightSource, weight: np.ndarray, plan: LayerPlan, config: 
     return None
 
 
-def _layer_state(
+def layer_state(
     source: WeightSource, weight: np.ndarray, mask: np.ndarray | None, plan: LayerPlan, seed: int
 ) -> LayerState | str:
     """The compressed state of one weight, or the reason it is stored raw (never larger than raw)."""
@@ -217,7 +218,7 @@ def compress_graph(model: onnx.ModelProto, config: CompressConfig) -> tuple[dict
     weights: dict[str, np.ndarray] = {}
     kept_raw: dict[str, str] = {}
     for source in sources:
-        weight = _weight_array(model, source)
+        weight = weight_array(model, source)
         reason = _why_raw(source, weight, plans[source.name], config)
         if reason is None:
             weights[source.name] = weight
@@ -226,7 +227,7 @@ def compress_graph(model: onnx.ModelProto, config: CompressConfig) -> tuple[dict
     masks = _masks(weights, plans)
     states = {}
     for index, source in enumerate(s for s in sources if s.name in weights):
-        state = _layer_state(source, weights[source.name], masks[source.name], plans[source.name], config.seed + index)
+        state = layer_state(source, weights[source.name], masks[source.name], plans[source.name], config.seed + index)
         if isinstance(state, str):
             kept_raw[source.name] = state
         else:

@@ -57,9 +57,9 @@ def estimated_bytes(numel: int, kept: int, bits: int, groups: int) -> int:
 
 
 def reconstruct(codebook: np.ndarray, labels: np.ndarray, group_rows: int | None, mask) -> np.ndarray:
-    from dcz.compressor.state import _gather
+    from dcz.compressor.state import gather_codebook
 
-    dense = _gather(np.asarray(codebook, np.float32), labels, group_rows).reshape(labels.shape)
+    dense = gather_codebook(np.asarray(codebook, np.float32), labels, group_rows).reshape(labels.shape)
     return dense if mask is None else np.where(mask, dense, 0.0)
 
 

@@ -54,7 +54,9 @@ class LayerState:
     def weight(self) -> np.ndarray:
         """The dense float32 tensor this state stands for (what inference computes with)."""
         if self.shared:
-            dense = _gather(np.asarray(self.codebook, dtype=np.float32), np.asarray(self.labels), self.group_rows)
+            dense = gather_codebook(
+                np.asarray(self.codebook, dtype=np.float32), np.asarray(self.labels), self.group_rows
+            )
         else:
             dense = np.asarray(self.values, dtype=np.float32).astype(np.float32, copy=True)
         dense = dense.reshape(self.shape)
@@ -106,7 +108,7 @@ def _row_chunks(rows: int, cols: int):
         yield slice(start, min(start + step, rows))
 
 
-def _gather(book: np.ndarray, labels: np.ndarray, group_rows: int | None) -> np.ndarray:
+def gather_codebook(book: np.ndarray, labels: np.ndarray, group_rows: int | None) -> np.ndarray:
     """codebook[labels] (per row group when the codebook is 2-D), chunk by chunk, as float32."""
     if labels.size == 0:
         return np.zeros(labels.shape, dtype=np.float32)

@@ -27,12 +27,12 @@ from .layout import (
     MAX_HUFFMAN_SYMBOLS,
     MAX_INDEX_WIDTH,
     MAX_SYMBOL_WIDTH,
+    STREAM_HEADER,
     STREAM_HEADER_SIZE,
     symbol_bytes,
 )
 from .length_limit import canonical_table, limited_lengths
 
-_HEADER = struct.Struct("<BBBBIQ")
 _INDEX = struct.Struct("<IB3xQ")  # symbols per chunk C, delta width w, reserved, base (SPEC 3.4.1)
 
 # Writer policy for the chunked coding: streams shorter than this stay plain Huffman (bitarray
@@ -302,7 +302,7 @@ def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: 
     sym = np.ascontiguousarray(symbols, dtype=np.int64).ravel()
     count = int(sym.size)
     fixed = pack_fixed(sym, width)
-    best = _HEADER.pack(CODING_FIXED, width, 0, 0, 0, count) + fixed
+    best = STREAM_HEADER.pack(CODING_FIXED, width, 0, 0, 0, count) + fixed
     if not huffman or count == 0:
         return best
     values, freqs = symbol_histogram(sym, width)
@@ -321,7 +321,7 @@ def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: 
     payload, _ = huffman_payload(sym, counts, order)
     sb = symbol_bytes(width)
     table = struct.pack(f"<{len(counts)}H", *counts) + np.asarray(order, dtype=_SYMBOL_DTYPE[sb]).tobytes()
-    coded = _HEADER.pack(coding, width, len(counts), 0, len(order), count) + table + index + payload
+    coded = STREAM_HEADER.pack(coding, width, len(counts), 0, len(order), count) + table + index + payload
     return coded if len(coded) < len(best) else best
 
 
@@ -384,7 +384,7 @@ def read_stream_header(cur: Cursor) -> StreamHeader:
     """Parse and validate a stream header, table and chunk index; the cursor is left at the payload."""
     at = cur.pos
     cur.need(STREAM_HEADER_SIZE, "stream header")  # then one unpack for its six fields
-    coding, width, n_len, reserved, n_sym, count = _HEADER.unpack_from(cur.buf, at)
+    coding, width, n_len, reserved, n_sym, count = STREAM_HEADER.unpack_from(cur.buf, at)
     cur.pos += STREAM_HEADER_SIZE
     if reserved:
         raise cur.fail("stream reserved byte must be zero", at + 3)

@@ -27,7 +27,8 @@ KIND_NAMES = {KIND_HEADER: "header", KIND_GRAPH: "graph", KIND_ARRAY: "array", K
 CODING_FIXED = 0
 CODING_HUFFMAN = 1
 CODING_CHUNKED = 2  # version 1.1: canonical Huffman plus an index of where each chunk of symbols starts
-STREAM_HEADER_SIZE = 16
+STREAM_HEADER = struct.Struct("<BBBBIQ")  # coding, width, code lengths L, reserved, table symbols, count
+STREAM_HEADER_SIZE = STREAM_HEADER.size  # 16
 
 # limits (SPEC.md, "Limits")
 MAX_HEADER_BYTES = 16 * 1024 * 1024

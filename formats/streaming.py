@@ -37,6 +37,7 @@ from .layout import (
     MAX_HEADER_BYTES,
     MAX_SECTIONS,
     PREAMBLE_SIZE,
+    STREAM_HEADER,
     VERSION,
     align_up,
 )
@@ -66,7 +67,7 @@ def encode_shared_fixed(name: str, shape, labels: np.ndarray, codebook: np.ndarr
         if block.size and int(block.max()) >= book.shape[1]:
             raise FormatError(f"tensor {name!r}: label {int(block.max())} >= codebook size {book.shape[1]}")
         payload += codec.pack_fixed(block, label_bits)
-    stream = codec._HEADER.pack(CODING_FIXED, label_bits, 0, 0, 0, flat.size) + bytes(payload)
+    stream = STREAM_HEADER.pack(CODING_FIXED, label_bits, 0, 0, 0, flat.size) + bytes(payload)
     entry = TensorEntry(
         name,
         shape,

@@ -57,6 +57,8 @@ def sample_file(seed: int = 0, **kw) -> bytes:
 import struct
 import zlib
 
+from dcz.formats.layout import STREAM_HEADER
+
 # split / join / header_of / with_header: one home, shared with the hostile-file cases
 from tools.dev.hostile_files import header_of as header_of
 from tools.dev.hostile_files import join, split
@@ -96,7 +98,7 @@ def stream(
     """A stream section built field by field (may be inconsistent on purpose)."""
     n_len = len(counts) if n_len is None else n_len
     n_sym = len(symbols) if n_sym is None else n_sym
-    head = struct.pack("<BBBBIQ", coding, width, n_len, 0, n_sym, count)
+    head = STREAM_HEADER.pack(coding, width, n_len, 0, n_sym, count)
     return (
         head + struct.pack(f"<{len(counts)}H", *counts) + struct.pack(f"<{len(symbols)}{sym_fmt}", *symbols) + payload
     )

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from dcz import formats
 from dcz.formats import codec
 from dcz.formats.cursor import Cursor
-from dcz.formats.layout import CODING_CHUNKED
+from dcz.formats.layout import CODING_CHUNKED, STREAM_HEADER
 
 
 def _decode(data: bytes, walk: bool) -> np.ndarray:
@@ -35,7 +35,7 @@ def _skewed(rng, n: int, width: int) -> np.ndarray:
 
 def _index_at(data: bytes) -> int:
     """Byte offset of the chunk index in a chunked stream section."""
-    coding, width, n_len, _, n_sym, _ = struct.unpack_from("<BBBBIQ", data)
+    coding, width, n_len, _, n_sym, _ = STREAM_HEADER.unpack_from(data)
     assert coding == CODING_CHUNKED
     sb = 1 if width <= 8 else 2 if width <= 16 else 4
     return 16 + 2 * n_len + sb * n_sym

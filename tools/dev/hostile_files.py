@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from dcz import formats
-from dcz.formats.layout import DIR_ENTRY
+from dcz.formats.layout import DIR_ENTRY, STREAM_HEADER
 from dcz.formats.writer import assemble
 
 
@@ -53,7 +53,7 @@ def with_header(data: bytes, obj: dict, raw: bytes | None = None) -> bytes:
 
 
 def stream_bytes(coding: int, width: int, count: int, counts=(), symbols=(), tail: bytes = b"") -> bytes:
-    head = struct.pack("<BBBBIQ", coding, width, len(counts), 0, len(symbols), count)
+    head = STREAM_HEADER.pack(coding, width, len(counts), 0, len(symbols), count)
     return head + struct.pack(f"<{len(counts)}H", *counts) + bytes(symbols) + tail
 
 
