@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-DCZ_LOCATION = "dcz"
+from dcz.formats.layout import DCZ_LOCATION
 
 # The compressor stores the graph zlib-compressed (runtime/onnx_graph.py's GRAPH_FORMATS reads it).
 GRAPH_FORMAT = "onnx.zlib"

@@ -48,6 +48,10 @@ MAX_ELEMENTS = (1 << 63) - 1
 # formats.open(path, max_dense_bytes=...) / runtime.load(..., max_dense_bytes=...).
 DEFAULT_MAX_DENSE_BYTES = 2 << 30
 
+# ONNX placeholder convention (SPEC.md 2.5): an initializer stored in the .dcz is an EXTERNAL tensor whose
+# external_data "location" is this string; the compressor writes it, the runtime accepts no other location.
+DCZ_LOCATION = "dcz"
+
 RAW_DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8")
 ENCODINGS = ("raw", "sparse", "shared", "sparse_shared")
 SHARED_ENCODINGS = ("shared", "sparse_shared")  # with a codebook and a label stream

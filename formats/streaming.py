@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import codec, header, tensors
+from .atomic import atomic_output
 from .entry import TensorEntry, view_2d
 from .errors import FormatError
 from .layout import (
@@ -220,27 +221,9 @@ class StreamWriter:
         self._body.flush()
         self._body.close()
         prefix = self._prefix()
-        try:
-            mode = os.stat(self.path).st_mode & 0o7777
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        fd, tmp = tempfile.mkstemp(dir=self._folder, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out, open(self._body_path, "rb") as body:
-                out.write(prefix)
-                shutil.copyfileobj(body, out, COPY_BLOCK)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        with atomic_output(self.path) as out, open(self._body_path, "rb") as body:
+            out.write(prefix)
+            shutil.copyfileobj(body, out, COPY_BLOCK)
 
     def __enter__(self):
         return self

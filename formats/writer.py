@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import glob
-import os
 import struct
-import tempfile
-import time
 import zlib
 from pathlib import Path
 
 from . import codec, header, tensors
+from .atomic import atomic_write_bytes
 from .compact import COMPACT_MINOR, deflate_header
 from .entry import TensorEntry
 from .errors import FormatError
@@ -162,78 +159,3 @@ def write(
     data = dumps(tensor_list, graph, graph_format, metadata, huffman, chunk_symbols, compact_header)
     atomic_write_bytes(Path(path), data)
     return loads(data).size_report()
-
-
-# A temp file whose writer cannot be identified (no pid in its name) or whose pid may have been
-# reused is removed once it is this old: no write of a .dcz takes an hour.
-STALE_TEMP_SECONDS = 3600
-
-
-def remove_stale_temps(folder: Path, name: str) -> list[Path]:
-    """Remove `.NAME.<pid>.<random>.tmp` files left in `folder` by writers that were killed (their
-    pid is gone), and any `.NAME.*.tmp` older than STALE_TEMP_SECONDS; returns what was removed.
-    Temps of live writers (another process writing the same name right now) are left alone."""
-    removed = []
-    now = time.time()
-    for tmp in folder.glob(f".{glob.escape(name)}.*.tmp"):
-        pid_part = tmp.name[len(name) + 2 :].split(".", 1)[0]
-        try:
-            age = now - tmp.stat().st_mtime
-        except OSError:
-            continue
-        dead = pid_part.isdigit() and not _alive(int(pid_part))
-        if dead or age > STALE_TEMP_SECONDS:
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # exists under another user (or not a pid): let the age rule decide
-    return True
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via temp file + fsync + os.replace in the same folder."""
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    remove_stale_temps(folder, path.name)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)

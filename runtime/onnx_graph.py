@@ -13,9 +13,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .errors import DczRuntimeError
+from dcz.formats.layout import DCZ_LOCATION
 
-DCZ_LOCATION = "dcz"
+from .errors import DczRuntimeError
 
 # graph_format values the runtime reads: the serialized ModelProto, as is or zlib-compressed (the
 # compressor writes "onnx.zlib": a graph without its weights is mostly names, ~3x smaller).

@@ -33,6 +33,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from dcz.formats.layout import DCZ_LOCATION
+
 from .errors import DczRuntimeError, run_error
 
 _IR_TOO_NEW = re.compile(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)")
@@ -202,7 +204,7 @@ def ort_copies_external_initializers() -> bool:
             name=name, data_type=TensorProto.FLOAT, dims=list(array.shape), data_location=TensorProto.EXTERNAL
         )
         entry = placeholder.external_data.add()
-        entry.key, entry.value = "location", "dcz"
+        entry.key, entry.value = "location", DCZ_LOCATION
         placeholders.append(placeholder)
     nodes = [helper.make_node("Add", ["x", "big"], ["xb"]), helper.make_node("Add", ["xb", "small"], ["y"])]
     graph = helper.make_graph(

@@ -11,14 +11,13 @@ most `max_shard_bytes` with a `model.safetensors.index.json`, each published ato
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from dcz.formats import open as open_dcz
+from dcz.formats.atomic import atomic_output
 
 from .errors import DczRuntimeError
 
@@ -152,20 +151,7 @@ def export_safetensors(path, out, max_shard_bytes: int | None = None) -> list[Pa
 
 
 def _write_atomic(target: Path, head: bytes, arrays) -> None:
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(head)
-            for arr in arrays:
-                f.write(np.ascontiguousarray(arr).view(np.uint8).reshape(-1).data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_output(target) as f:
+        f.write(head)
+        for arr in arrays:
+            f.write(np.ascontiguousarray(arr).view(np.uint8).reshape(-1).data)

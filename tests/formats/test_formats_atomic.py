@@ -105,3 +105,37 @@ def test_stale_temps_of_killed_writers_are_removed(tmp_path):
     assert not orphan.exists() and not old.exists()
     assert live.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "m.dcz"])
+
+
+def test_atomic_output_error_leaves_target_and_no_temp(tmp_path):
+    """The one helper every writer publishes through: an error inside the block keeps the old file."""
+    from dcz.formats.atomic import atomic_output
+
+    target = tmp_path / "x.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="boom"), atomic_output(target) as out:
+        out.write(b"new, half")
+        raise RuntimeError("boom")
+    assert target.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [target]
+    with atomic_output(target) as out:
+        out.write(b"new")
+    assert target.read_bytes() == b"new"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_streaming_writer_keeps_permissions_and_removes_stale_temps(tmp_path):
+    """The streaming writer publishes through the same helper as formats.write."""
+    from dcz.formats.streaming import StreamWriter
+
+    target = tmp_path / "s.dcz"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o640)
+    old = tmp_path / ".s.dcz.qwerty.tmp"
+    old.write_bytes(b"x")
+    os.utime(old, (0, 0))
+    with StreamWriter(target, graph_format="onnx") as w:
+        w.add(formats.Raw("a", np.arange(4, dtype=np.float32)))
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o640
+    assert not old.exists()
+    assert formats.open(target).names == ["a"]

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from dcz import formats
-from dcz.formats.layout import DIR_ENTRY, STREAM_HEADER
+from dcz.formats.layout import DCZ_LOCATION, DIR_ENTRY, STREAM_HEADER
 from dcz.formats.writer import assemble
 
 
@@ -141,7 +141,7 @@ def wide_sparse_model() -> bytes:
 
     ph = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1, 8], data_location=TensorProto.EXTERNAL)
     entry = ph.external_data.add()
-    entry.key, entry.value = "location", "dcz"
+    entry.key, entry.value = "location", DCZ_LOCATION
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [], [out], [ph]))
     mask = np.zeros((1, 8), bool)
