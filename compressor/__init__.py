@@ -29,6 +29,8 @@ from dcz.compressor.state import LayerState
 _LAZY = {
     "compress": "dcz.compressor.pipeline",
     "Compressed": "dcz.compressor.pipeline",
+    "Pruner": "dcz.compressor.loop",
+    "Palettizer": "dcz.compressor.loop",
 }
 
 __all__ = ["CompressConfig", "LayerConfig", "CompressError", "LayerState", "kmeans_1d", *_LAZY]

@@ -212,16 +212,7 @@ def compress(
         if recover(config.share_epochs, config.share_lr or config.lr, "share"):
             _measure(accuracy, "shared+finetuned", eval_fn, work)
 
-    states = {}
-    for name, (module, plan) in layers.items():
-        state = layer_state(name, module, plan)
-        if state is None:
-            skipped[name] = unshared.get(name, "config: neither pruned nor shared")
-        else:
-            states[name] = state
-        bias_name = name.removesuffix("weight") + "bias"
-        if (bias := bias_state(bias_name, module)) is not None:
-            states[bias_name] = bias
+    states, skipped = collect_states(layers, unshared, skipped)
     _unshare_parameters(work, model)
     work.eval()
     return Compressed(
@@ -265,8 +256,8 @@ def find_layers(
     """Compressible weights (param name -> (module, plan)) and the weights kept raw, with reasons."""
     layers: dict[str, tuple[nn.Module, LayerPlan]] = {}
     skipped: dict[str, str] = {}
-    for module_name, module in model.named_modules():
-        for param_name, param in module.named_parameters(recurse=False):
+    for module_name, module in _modules_outside_parametrizations(model):
+        for param_name, param in _own_parameters(module):
             full = f"{module_name}.{param_name}" if module_name else param_name
             if param.dim() < 2:
                 continue  # biases, norms: small, stored raw by the exporter
@@ -282,6 +273,44 @@ def find_layers(
                 layers[full] = (module, plan)
     config.check_names(list(layers) + list(skipped))
     return layers, skipped
+
+
+def _modules_outside_parametrizations(model: nn.Module):
+    """(name, module) of `model`, leaving out parametrization containers and what they hold."""
+    inside = {
+        id(sub)
+        for module in model.modules()
+        if parametrize.is_parametrized(module)
+        for sub in module.parametrizations.modules()
+    }
+    return [(name, module) for name, module in model.named_modules() if id(module) not in inside]
+
+
+def _own_parameters(module: nn.Module):
+    """(name, parameter) of the module itself; a parametrized tensor by its own name, with its original
+    (find_layers then sees a model a Pruner has prepared as the plain model it was)."""
+    own = list(module.named_parameters(recurse=False))
+    if parametrize.is_parametrized(module):
+        own += [(name, chain.original) for name, chain in module.parametrizations.items()]
+    return own
+
+
+def collect_states(
+    layers: Mapping[str, tuple[nn.Module, LayerPlan]], reasons: Mapping[str, str], skipped: dict[str, str]
+) -> tuple[dict[str, LayerState], dict[str, str]]:
+    """LayerStates of the layers (and shared biases) that were pruned or shared; the others are added
+    to `skipped` with their reason from `reasons` (default: the config asked for neither)."""
+    states = {}
+    for name, (module, plan) in layers.items():
+        state = layer_state(name, module, plan)
+        if state is None:
+            skipped[name] = reasons.get(name, "config: neither pruned nor shared")
+        else:
+            states[name] = state
+        bias_name = name.removesuffix("weight") + "bias"
+        if (bias := bias_state(bias_name, module)) is not None:
+            states[bias_name] = bias
+    return states, skipped
 
 
 def layer_state(name: str, module: nn.Module, plan: LayerPlan) -> LayerState | None:

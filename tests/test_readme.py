@@ -95,3 +95,15 @@ def test_readme_python_example_runs_as_written(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert {"lenet.dcz", "lenet.onnx", "lenet2.dcz"} <= {p.name for p in tmp_path.iterdir()}
     assert "fc1.weight" in done.stdout  # the size report printed
+
+
+def test_readme_training_loop_example_runs_as_written(tmp_path):
+    """The second ```python block (your own training loop), verbatim, in a fresh interpreter."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2 and "dcz.Pruner" in blocks[1]
+    done = subprocess.run([sys.executable, "-c", blocks[1]], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with __import__("dcz").open(tmp_path / "digits.dcz") as f:
+        assert f.info("0.weight").encoding == "sparse_shared"

@@ -9,16 +9,17 @@ Compress a trained network to a `.dcz` file and run it straight from that file::
     logits, = model.run(images)
     with dcz.open("model.dcz") as f:                            # the file itself: tensors, sizes
         weight = f.tensor("fc1.weight")
+    pruner = dcz.Pruner(torch_module, config)                   # or prune inside your own training loop:
+    model = pruner.prepare()                                    # prepare / step / finalize (README)
 
 `import dcz` imports numpy and the file format only; torch, scikit-learn, onnx and onnxruntime are
 imported when an attribute that needs them is first used. Every error DCZ raises on bad input is a
 `dcz.DczError` (a ValueError) whose message says what is wrong and where.
 """
 
-from __future__ import annotations
-
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from dcz.formats import (
     DczFile,
@@ -34,19 +35,27 @@ from dcz.formats import (
 from dcz.formats import open as open  # noqa: A004 - dcz.open(path) is the documented name
 from dcz.formats.errors import DczError, FormatError
 
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+if _TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from dcz._api import compress
+    from dcz.compressor.budget.config import BudgetConfig
     from dcz.compressor.config import CompressConfig, LayerConfig
     from dcz.compressor.errors import CompressError
+    from dcz.compressor.loop import Palettizer, Pruner
+    from dcz.compressor.pipeline import Compressed
     from dcz.runtime import Model, export_onnx, load
     from dcz.runtime.errors import DczRuntimeError
 
 # name -> module defining it, imported on first use: the compressor and the runtime stay unloaded
-# (and with them torch, onnx and onnxruntime) until a program asks for them.
+# (and with them torch, onnx and onnxruntime) until a program asks for them. Only Compressed,
+# Pruner and Palettizer import torch; the rest need numpy (and onnx / onnxruntime to run).
 _LAZY = {
     "compress": "dcz._api",
     "CompressConfig": "dcz.compressor.config",
     "LayerConfig": "dcz.compressor.config",
+    "BudgetConfig": "dcz.compressor.budget.config",
+    "Compressed": "dcz.compressor.pipeline",
+    "Pruner": "dcz.compressor.loop",
+    "Palettizer": "dcz.compressor.loop",
     "CompressError": "dcz.compressor.errors",
     "DczRuntimeError": "dcz.runtime.errors",
     "load": "dcz.runtime",
@@ -55,15 +64,19 @@ _LAZY = {
 }
 
 __all__ = [
-    # compress
+    # compress: in one call, or inside your own training loop
     "compress",
     "CompressConfig",
     "LayerConfig",
-    # run
+    "BudgetConfig",
+    "Compressed",
+    "Pruner",
+    "Palettizer",
+    # run a .dcz
     "load",
     "Model",
     "export_onnx",
-    # the file
+    # the file itself
     "open",
     "loads",
     "write",
@@ -74,21 +87,24 @@ __all__ = [
     "Sparse",
     "Shared",
     "SparseShared",
-    # errors
+    # errors: every one is a DczError (a ValueError)
     "DczError",
     "FormatError",
     "CompressError",
     "DczRuntimeError",
 ]
 
+# The subpackages, public too: imported by `import dcz.<name>`, not by `import dcz`.
+_SUBPACKAGES = ("checkpoint", "cli", "compressor", "demo", "formats", "runtime")
 
-def __getattr__(name: str) -> Any:
+
+def __getattr__(name: str) -> _Any:
     if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
+        value = getattr(_import_module(_LAZY[name]), name)
         globals()[name] = value  # later look-ups skip this function
         return value
     raise AttributeError(f"module 'dcz' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted({*__all__, *_SUBPACKAGES})
