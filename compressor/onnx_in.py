@@ -124,6 +124,11 @@ def layer_mask(weight: np.ndarray, plan: LayerPlan) -> np.ndarray | None:
         return magnitude >= plan.quality * float(np.std(weight))
     if plan.prune == "sparsity":
         return _keep_smallest_removed(magnitude, plan.sparsity)
+    if plan.prune in ("gmp", "dns"):
+        raise CompressError(
+            f"layer {plan.name}: prune {plan.prune!r} prunes while training a PyTorch model; "
+            "an ONNX model takes prune none, threshold, sparsity, quality or global"
+        )
     return None  # "none"; "global" is decided across layers by global_masks
 
 

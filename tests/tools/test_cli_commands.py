@@ -267,6 +267,17 @@ def test_run_refuses_pickles_and_bad_arrays(capsys, files, tmp_path):
     one_line_error(err)
     code, _, err = cli(capsys, "run", files["dcz"], "--input", files["folder"] / "x.npy", "--backend", "tpu")
     assert code == 2 and "invalid choice" in one_line_error(err)
+    code, _, err = cli(capsys, "run", files["dcz"], "--input", files["folder"] / "x.npy", "--threads", "-1")
+    assert code == 2 and one_line_error(err).startswith("dcz: error: argument --threads: must be >= 0")
+
+
+def test_training_methods_on_onnx_are_refused_not_ignored(capsys, files, tmp_path):
+    """prune 'gmp' on an ONNX model used to compress without pruning anything."""
+    config = tmp_path / "gmp.toml"
+    config.write_text('[global]\nprune = "gmp"\nsparsity = 0.5\n')
+    code, _, err = cli(capsys, "compress", files["onnx"], "--config", config, "-o", tmp_path / "g.dcz")
+    assert code == 1 and "prune 'gmp' prunes while training a PyTorch model" in one_line_error(err)
+    assert not (tmp_path / "g.dcz").exists()
 
 
 def test_export_onnx_matches(capsys, files, tmp_path):

@@ -108,6 +108,23 @@ def test_compress_torch_errors_are_one_line(capsys, project, argv, fragment):
     assert not (project / "x.dcz").exists()
 
 
+@pytest.mark.parametrize("extra", [[], ["--train", "digits.npz", "--epochs", "0"]])
+def test_training_methods_name_the_flags_they_need(capsys, project, extra):
+    """prune 'gmp' from a config file without training data: the flags to add, not Python parameters."""
+    _digits_npz(project / "digits.npz", n=64)
+    (project / "gmp.toml").write_text('[global]\nprune = "gmp"\nsparsity = 0.5\n')
+    code, _, err = cli(capsys, *TINYNET, "--config", "gmp.toml", *extra, "-o", "g.dcz")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert "add --train DATA.npz (and --epochs N >= 1)" in lines[0] and "train loader" not in lines[0]
+
+
+def test_compress_help_examples_use_this_package(capsys):
+    """The help's PyTorch example names a factory that exists here (no torchvision)."""
+    code, out, _ = cli(capsys, "compress", "--help")
+    assert code == 0 and "torchvision" not in out and "dcz.demo.models:lenet5" in out
+
+
 def test_compress_to_a_budget_and_report_it(capsys, project):
     code, out, err = cli(capsys, *TINYNET, "--budget", "4KB", "-o", "b.dcz")
     assert code == 0, err

@@ -53,7 +53,7 @@ examples:
   dcz compress model.onnx --calib digits.npz --max-loss 0.5 -o model.dcz     smallest file within 0.5 pp
   dcz compress model.onnx --calib sentences.npz --budget 9MB -o model.dcz   least damage in 9 MB
   dcz compress model.onnx --quantize int8 --dynamic -o model.dcz
-  dcz compress torchvision.models:resnet18 --input-shape 1,3,224,224 --quality 0.5 -o r18.dcz
+  dcz compress dcz.demo.models:lenet5 --input-shape 1,1,28,28 --quality 0.5 -o lenet5.dcz
   dcz compress mypkg.nets:make_lenet --weights lenet.pt --input-shape 1,1,28,28 \\
       --bits conv=8,fc=5 --config layers.toml -o lenet.dcz
   dcz compress mypkg.nets:make_lenet --weights lenet.pt --input-shape 1,1,28,28 \\
@@ -605,6 +605,19 @@ def run_checkpoint(args) -> int:
     return 0
 
 
+def check_training_methods(args, config) -> None:
+    """prune 'gmp' / 'dns' (from --config) prune while fine-tuning a PyTorch model: say which flags that takes."""
+    tables = [config.global_config, *config.by_type.values(), *config.by_name.values()]
+    methods = sorted({table.prune for table in tables} & {"gmp", "dns"})
+    if not methods or args.model.endswith(".onnx"):  # ONNX models refuse them layer by layer
+        return
+    if not args.train or args.epochs == 0:
+        raise usage_error(
+            f"--config: prune {' / '.join(map(repr, methods))} prunes while training",
+            "add --train DATA.npz (and --epochs N >= 1), or use prune sparsity / threshold / quality",
+        )
+
+
 def run(args) -> int:
     if is_checkpoint(args.model):
         return run_checkpoint(args)
@@ -615,6 +628,7 @@ def run(args) -> int:
     check_option_mix(args)
     out = output_path(args.output or default_output(args.model), "output file")
     config = build_config(args)
+    check_training_methods(args, config)
     if args.model.endswith(".onnx"):
         compress_onnx(args, config, out)
     else:

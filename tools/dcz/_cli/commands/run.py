@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcz._cli.commands._common import add_command, existing_file, naming_file, output_path
+from dcz._cli.commands._common import add_command, existing_file, naming_file, output_path, usage_error
 from dcz._cli.errors import CliError, require
 
 DESCRIPTION = """\
@@ -80,6 +80,10 @@ def run(args) -> int:
     out_path = output_path(args.output) if args.output else None
     runtime = require("dcz.runtime", "dcz run")
     options = {"backend": args.backend}
+    if args.threads is not None and args.threads < 0:
+        raise usage_error(
+            f"argument --threads: must be >= 0 (0: ONNX Runtime's default), got {args.threads}", "e.g. --threads 1"
+        )
     if args.threads:
         options["threads"] = args.threads
     with naming_file(model_path):
