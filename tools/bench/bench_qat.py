@@ -27,28 +27,9 @@ from dcz import runtime
 from dcz.compressor.export import export_onnx_dense
 from dcz.demo.datasets import load_mnist_5k, load_mnist_idx
 from dcz.demo.models import lenet5
+from tools.bench.digits_train import loader, train_seeded
 
 MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
-
-
-def train_dense(x, y, epochs: int, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    net = lenet5()
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        net.train()
-        for idx in torch.randperm(len(xt), generator=gen).split(64):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return net.eval()
-
-
-def loader(x, y, seed: int = 0):
-    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    return torch.utils.data.DataLoader(data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(seed))
 
 
 def accuracy_of(run, x, y) -> float:
@@ -83,7 +64,7 @@ def main(argv=None) -> int:
     x_test, y_test = load_mnist_idx(args.mnist, "t10k")
     example = torch.zeros(1, 1, 28, 28)
     start = time.process_time()
-    net = train_dense(x_train, y_train, args.epochs)
+    net = train_seeded(lenet5, x_train, y_train, args.epochs)
     dense = onnx_accuracy(export_onnx_dense(net, example), x_test, y_test)
     print(f"dense float ONNX (ORT): {dense:.2f}%  (train {time.process_time() - start:.0f} s CPU)")
     # the fair reference for QAT's extra epochs: the float model trained as long at the same rate

@@ -28,6 +28,7 @@ from torch import nn
 import dcz
 from dcz import runtime
 from dcz.demo.datasets import load_mnist_5k, load_mnist_idx
+from tools.bench.digits_train import fit, loader, onnx_bytes, train_seeded
 
 # beside the checkout (/work/main -> /work/shared); from a worktree under /work/wt, pass --mnist
 MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
@@ -47,26 +48,11 @@ class DigitsCnn(nn.Module):
 
 
 def train(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    net = DigitsCnn()
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xt), generator=gen).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return net.eval()
+    return train_seeded(DigitsCnn, x, y, epochs, 1e-3, seed)
 
 
 def to_onnx(net: nn.Module) -> bytes:
-    buf = io.BytesIO()
-    torch.onnx.export(
-        net, torch.zeros(1, 1, 28, 28), buf, input_names=["x"], output_names=["logits"],
-        dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False,
-    )  # fmt: skip
-    return buf.getvalue()
+    return onnx_bytes(net)
 
 
 def _session(path: str) -> ort.InferenceSession:
@@ -225,22 +211,9 @@ def main(argv=None) -> int:
 def torch_dynamic(net, x, y, repeats):
     """torch.ao.quantization.quantize_dynamic (Linear layers int8): bytes of its saved state_dict."""
     qnet = torch.ao.quantization.quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8)
-    buf = io.BytesIO()
-    torch.save(qnet.state_dict(), buf)
-
-    def run(batch):
-        with torch.no_grad():
-            return qnet(torch.from_numpy(batch)).numpy()
-
-    acc, ms = _evaluate(run, x, y, repeats)
     command = "torch.ao.quantization.quantize_dynamic(net, {nn.Linear}, torch.qint8)"
-    return (
-        "torch quantize_dynamic (Linear int8; torch, 1 thread)",
-        len(buf.getvalue()),
-        acc,
-        ms,
-        "state_dict",
-        command,
+    return _torch_row(
+        "torch quantize_dynamic (Linear int8; torch, 1 thread)", qnet, x, y, repeats, "state_dict", command
     )
 
 
@@ -280,7 +253,7 @@ def torch_fx(net, x_train, y_train, x_test, y_test, calib, args):
         )
     ]
     qat = prepare_qat_fx(copy.deepcopy(net).train(), get_default_qat_qconfig_mapping("x86"), example)
-    _train(qat, x_train, y_train, args.qat_epochs, args.qat_lr)
+    fit(qat, x_train, y_train, args.qat_epochs, args.qat_lr)
     rows.append(
         _torch_row(
             f"torch FX QAT int8 {args.qat_epochs} epochs (x86; torch, 1 thread)",
@@ -295,31 +268,13 @@ def torch_fx(net, x_train, y_train, x_test, y_test, calib, args):
     return rows
 
 
-def _train(net, x, y, epochs, lr, seed=0):
-    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(seed)
-    net.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xt), generator=gen).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return net.eval()
-
-
-def _loader(x, y, seed=0):
-    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    return torch.utils.data.DataLoader(data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(seed))
-
-
 def qat_rows(net, x_train, y_train, x_test, y_test, calib, tmp, args):
     """dcz's QAT (compressor.qat) on the torch net: int4 weights, int8 activations, then the same export."""
     rows = []
     example = torch.zeros(1, 1, 28, 28)
     for bits in ("int8", "int4"):
         config = {"global": {"quantize": bits}, "qat_epochs": args.qat_epochs, "lr": args.qat_lr}
-        result = dcz.compress(net, example, config, train_loader=_loader(x_train, y_train), progress=False)
+        result = dcz.compress(net, example, config, train_loader=loader(x_train, y_train), progress=False)
         out = os.path.join(tmp, f"qat_{bits}.dcz")
         result.save(out, calib=calib, calib_method="minmax")
         acc, ms = _evaluate(dcz_runner(out), x_test, y_test, args.repeats)
@@ -329,7 +284,7 @@ def qat_rows(net, x_train, y_train, x_test, y_test, calib, tmp, args):
         )
         label = f"dcz {bits} W + int8 A, QAT {args.qat_epochs} epochs"
         rows.append((label, os.path.getsize(out), acc, ms, f"torch path; lr {args.qat_lr:g}", command))
-    float_longer = _train(copy_net(net), x_train, y_train, args.qat_epochs, args.qat_lr)
+    float_longer = fit(copy_net(net), x_train, y_train, args.qat_epochs, args.qat_lr)
     path = os.path.join(tmp, "float_longer.onnx")
     Path(path).write_bytes(to_onnx(float_longer))
     acc, ms = _evaluate(ort_runner(path), x_test, y_test, args.repeats)

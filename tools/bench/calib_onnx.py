@@ -23,15 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.bench.digits_train import onnx_bytes, train_seeded
+
 MNIST = Path("/work/shared/data/mnist")
 
 
-def train_digit_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 12, seed: int = 0):
-    import torch
+def digit_cnn():
     from torch import nn
 
-    torch.manual_seed(seed)
-    model = nn.Sequential(
+    return nn.Sequential(
         nn.Conv2d(1, 16, 5),
         nn.ReLU(),
         nn.MaxPool2d(2),
@@ -43,31 +43,6 @@ def train_digit_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 12, seed: int = 
         nn.ReLU(),
         nn.Linear(128, 10),
     )
-    opt = torch.optim.Adam(model.parameters(), 2e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xt), generator=gen).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return model.eval()
-
-
-def export(model, path: Path, shape) -> None:
-    import torch
-
-    with torch.no_grad():
-        torch.onnx.export(
-            model,
-            torch.zeros(shape),
-            str(path),
-            input_names=["x"],
-            output_names=["logits"],
-            dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
-            opset_version=17,
-            dynamo=False,
-        )
 
 
 CHILD = """
@@ -124,9 +99,9 @@ def digits(out: Path) -> list[dict]:
     x, y = load_mnist_5k()
     order = np.random.default_rng(0).permutation(len(x))
     train, calib = order[:4000], order[4000:]
-    model = train_digit_cnn(x[train], y[train])
+    model = train_seeded(digit_cnn, x[train], y[train], epochs=12, lr=2e-3)
     onnx_path = out / "digits_cnn.onnx"
-    export(model, onnx_path, (1, 1, 28, 28))
+    onnx_path.write_bytes(onnx_bytes(model))
     np.savez(out / "digits_calib.npz", x=x[calib], y=y[calib])
     xt, yt = load_mnist_idx(MNIST)
     dense_acc = 100 * float(np.mean(onnx_outputs(onnx_path, {"x": xt})[0].argmax(1) == yt))
