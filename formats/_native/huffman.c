@@ -29,6 +29,8 @@ typedef struct {
     uint32_t offset[MAX_LEN];  /* rank of the first code of each length */
     uint32_t n_sym;
     const int64_t *values;     /* symbol of each rank (all < 2^24: checked by the caller) */
+    int fast;                  /* complete code with L <= TABLE_BITS: every T-bit window is a code */
+    uint16_t *table8;          /* fast and all values < 256: low byte symbol, high byte length */
 } Code;
 
 static int code_init(Code *c, const uint16_t *counts, int n_len, const int64_t *values, Py_ssize_t n_values) {
@@ -63,6 +65,19 @@ static int code_init(Code *c, const uint16_t *counts, int n_len, const int64_t *
             }
         }
         c->table[w] = entry;
+    }
+    /* Kraft equality, checked here too (the reader checks it before): with a complete code of at most
+     * T bits every table entry is a code, so the fast decoders below need no per-symbol check. */
+    uint64_t kraft = 0;
+    for (int i = 0; i < n_len; i++) kraft += (uint64_t)counts[i] << (n_len - 1 - i);
+    c->fast = n_len <= TABLE_BITS && rank > 1 && kraft == ((uint64_t)1 << n_len);
+    c->table8 = NULL;
+    int small = 1;
+    for (uint32_t r = 0; r < rank; r++) small &= values[r] < 256;
+    if (c->fast && small) {
+        c->table8 = (uint16_t *)PyMem_Malloc(size * sizeof(uint16_t));
+        if (!c->table8) { PyMem_Free(c->table); return -1; }
+        for (size_t w = 0; w < size; w++) c->table8[w] = (uint16_t)((c->table[w] & 0xff) | ((c->table[w] >> 24) << 8));
     }
     return 0;
 }
@@ -161,6 +176,59 @@ typedef struct {
 DECODERS(u8, uint8_t)
 DECODERS(i64, int64_t)
 
+/* 64 bits at `bit` without a bounds check: the caller knows byte (bit >> 3) + 8 <= payload size. */
+static inline uint64_t window_unchecked(const uint8_t *p, uint64_t bit) {
+    uint64_t w;
+    memcpy(&w, p + (bit >> 3), 8);
+#if defined(__GNUC__)
+    w = __builtin_bswap64(w);
+#else
+    w = ((w & 0xff) << 56) | ((w & 0xff00) << 40) | ((w & 0xff0000) << 24) | ((w & 0xff000000ull) << 8) |
+        ((w >> 8) & 0xff000000ull) | ((w >> 24) & 0xff0000) | ((w >> 40) & 0xff00) | (w >> 56);
+#endif
+    return w << (bit & 7);
+}
+
+/* decode_four for a fast code (complete, L <= TABLE_BITS) of byte symbols, Huff0's inner loop: four
+ * chunks interleaved, one 16-bit table entry per code (no miss is possible: every window is a code),
+ * a branch-free refill per round of 57 / L codes, and the payload bound checked once per round for
+ * all four chunks (near the end of the payload the checked window_at takes over). */
+static int decode_four_fast_u8(const Job *j, const int64_t *k0, int64_t steps, uint64_t *bits) {
+    const Code *c = j->code;
+    const uint16_t *t = c->table8;
+    const int shift = 64 - c->tbits;
+    const int64_t per = 57 / c->n_len;
+    uint8_t *out = (uint8_t *)j->out;
+    uint8_t *o0 = out + k0[0], *o1 = out + k0[1], *o2 = out + k0[2], *o3 = out + k0[3];
+    uint64_t p0 = bits[0], p1 = bits[1], p2 = bits[2], p3 = bits[3];
+    const uint8_t *pay = j->payload;
+    int64_t done = 0;
+    while (done < steps) {
+        uint64_t w0, w1, w2, w3;
+        uint64_t top = p0 > p1 ? p0 : p1;
+        top = top > p2 ? top : p2;
+        top = top > p3 ? top : p3;
+        if ((top >> 3) + 8 <= j->n) {
+            w0 = window_unchecked(pay, p0); w1 = window_unchecked(pay, p1);
+            w2 = window_unchecked(pay, p2); w3 = window_unchecked(pay, p3);
+        } else {
+            w0 = window_at(pay, j->n, p0); w1 = window_at(pay, j->n, p1);
+            w2 = window_at(pay, j->n, p2); w3 = window_at(pay, j->n, p3);
+        }
+        int64_t run = steps - done < per ? steps - done : per;
+        for (int64_t r = 0; r < run; r++) {
+            uint16_t e0 = t[w0 >> shift], e1 = t[w1 >> shift], e2 = t[w2 >> shift], e3 = t[w3 >> shift];
+            o0[done + r] = (uint8_t)e0; o1[done + r] = (uint8_t)e1;
+            o2[done + r] = (uint8_t)e2; o3[done + r] = (uint8_t)e3;
+            w0 <<= e0 >> 8; w1 <<= e1 >> 8; w2 <<= e2 >> 8; w3 <<= e3 >> 8;
+            p0 += e0 >> 8; p1 += e1 >> 8; p2 += e2 >> 8; p3 += e3 >> 8;
+        }
+        done += run;
+    }
+    bits[0] = p0; bits[1] = p1; bits[2] = p2; bits[3] = p3;
+    return OK;
+}
+
 static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *what) {
     if (PyObject_GetBuffer(obj, view, (writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) | PyBUF_C_CONTIGUOUS) < 0) {
         PyErr_Format(PyExc_TypeError, "%s must be a contiguous buffer", what);
@@ -215,6 +283,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Job job = {(const uint8_t *)payload.buf, (size_t)payload.len, &code, out.buf};
     int (*run_fn)(const Job *, int64_t, int64_t, uint64_t *) = itemsize == 1 ? decode_run_u8 : decode_run_i64;
     int (*four_fn)(const Job *, const int64_t *, int64_t, uint64_t *) = itemsize == 1 ? decode_four_u8 : decode_four_i64;
+    if (itemsize == 1 && code.table8) four_fn = decode_four_fast_u8;
     long long status = OK, where = 0;
     uint64_t bit = 0, expected = 0;
     Py_BEGIN_ALLOW_THREADS;
@@ -244,6 +313,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS;
     PyMem_Free(code.table);
+    PyMem_Free(code.table8);
     PyBuffer_Release(&starts);
     PyBuffer_Release(&out);
     PyBuffer_Release(&values);
@@ -367,6 +437,55 @@ static inline int64_t item(const void *buf, int itemsize, int64_t i) {
     return itemsize == 1 ? (int64_t)((const uint8_t *)buf)[i] : ((const int64_t *)buf)[i];
 }
 
+
+/* scatter's loop for byte gaps and byte labels (gap width <= 8, label width <= 8: the common case),
+ * with the same checks and statuses; the label and gap bounds are checked once per row where they
+ * cannot fail, so the inner loop has one data-dependent branch (filler or entry). */
+static long long scatter_bytes(const Py_buffer *rc, int rc_size, const uint8_t *gp, int64_t n_gaps,
+                               const uint8_t *lb, int64_t n_labels, const float *bk, int64_t rows, int64_t cols,
+                               int filler, int64_t group_rows, int64_t book_size, float *o, long long *row_out,
+                               long long *value_out) {
+    int64_t g = 0, e = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t n = item(rc->buf, rc_size, r), col = -1;
+        float *orow = o + r * cols;
+        const float *group_book = bk + (r / group_rows) * book_size;
+        if (n < 0 || g + n > n_gaps) { *row_out = r; return 5; }
+        const uint8_t *gr = gp + g;
+        int64_t span = 0, fillers = 0; /* columns the row advances, and its fillers: a vectorizable pre-pass */
+        for (int64_t i = 0; i < n; i++) {
+            int is_filler = gr[i] == filler;
+            fillers += is_filler;
+            span += is_filler ? filler : gr[i] + 1;
+        }
+        if (span <= cols && e + (n - fillers) <= n_labels) { /* no column past the row, no label past the stream */
+            for (int64_t i = 0; i < n; i++) {
+                int d = gr[i];
+                if (d == filler) { col += filler; continue; }
+                col += d + 1;
+                uint8_t k = lb[e++];
+                if (k >= book_size) { *row_out = r; *value_out = k; return 4; }
+                orow[col] = group_book[k];
+            }
+        } else {
+            for (int64_t i = 0; i < n; i++) {
+                int d = gr[i];
+                if (d == filler) { col += filler; continue; }
+                col += d + 1;
+                if (col >= cols) { *row_out = r; *value_out = col; return 2; }
+                if (e >= n_labels) { *row_out = r; return 5; }
+                uint8_t k = lb[e++];
+                if (k >= book_size) { *row_out = r; *value_out = k; return 4; }
+                orow[col] = group_book[k];
+            }
+        }
+        if (n && gr[n - 1] == filler) { *row_out = r; return 1; }
+        g += n;
+    }
+    *value_out = e;
+    return 0;
+}
+
 /* scatter(row_counts, gaps, labels, book, rows, cols, gap_bits, group_rows, book_size, out)
  *   -> (status, row, value)
  * The CSR walk of a sparse tensor (SPEC.md, relative indices with fillers) fused with the codebook
@@ -416,8 +535,12 @@ static PyObject *scatter(PyObject *self, PyObject *args) {
         const float *bk = (const float *)book.buf;
         float *o = (float *)out.buf;
         int64_t g = 0, e = 0;
+        int bytes_path = gap_size == 1 && have_labels && label_size == 1 && filler < 256;
         Py_BEGIN_ALLOW_THREADS;
-        for (int64_t r = 0; r < rows && !status; r++) {
+        if (bytes_path)
+            status = scatter_bytes(&rc, rc_size, (const uint8_t *)gaps.buf, n_gaps, (const uint8_t *)labels.buf, n_labels,
+                                   bk, rows, cols, (int)filler, group_rows, book_size, o, &row, &value);
+        for (int64_t r = 0; r < rows && !status && !bytes_path; r++) {
             int64_t n = item(rc.buf, rc_size, r), col = -1, base = r * cols;
             const float *group_book = have_labels ? bk + (r / group_rows) * book_size : bk;
             if (n < 0 || g + n > n_gaps) { status = 5; row = r; break; }
@@ -439,7 +562,7 @@ static PyObject *scatter(PyObject *self, PyObject *args) {
             if (!status && n && item(gaps.buf, gap_size, g + n - 1) == filler) { status = 1; row = r; }
             g += n;
         }
-        if (!status) value = e;
+        if (!status && !bytes_path) value = e;
         Py_END_ALLOW_THREADS;
     }
     PyBuffer_Release(&out); PyBuffer_Release(&book);

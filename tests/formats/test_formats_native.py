@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from dcz import formats
 from dcz.formats import codec, native
 from dcz.formats.cursor import Cursor
+from dcz.formats.decode import decode_entry
+from dcz.formats.entry import TensorEntry
 from dcz.formats.tensors import csr_streams
 
 GOLDEN_ROOT = Path(__file__).resolve().parents[1] / "golden"
@@ -146,3 +148,56 @@ def test_csr_streams_are_identical_on_both_paths(seed, gap_bits):
         os.environ.pop("DCZ_NATIVE", None)
     for got, want in zip(compiled, fallback):
         assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def _scatter_outcome(entry: dict, book: np.ndarray, streams: dict):
+    def fail(role, message):
+        return formats.FormatError(f"{role}: {message}")
+
+    try:
+        return decode_entry(entry, lambda role: book.tobytes(), streams, fail).tobytes()
+    except formats.FormatError:
+        return "FormatError"
+
+
+@needs_core
+@settings(max_examples=300)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([2, 3, 5, 8]), st.sampled_from([1, 2]))
+def test_damaged_csr_streams_give_the_same_outcome_on_both_paths(seed, gap_bits, groups):
+    """The compiled scatter (byte gaps and labels: its fast loop) against csr_flat_indices + gather
+    on decoded streams with one symbol changed: same array, or FormatError on both paths."""
+    rng = np.random.default_rng(seed)
+    rows, cols, k = int(rng.integers(1, 6)), int(rng.integers(1, 80)), int(rng.integers(1, 17))
+    mask = rng.random((rows, cols)) < rng.random()
+    row_counts, gaps, flat = csr_streams(mask, gap_bits)
+    labels = rng.integers(0, k, flat.size)
+    streams = {"rows": row_counts, "gaps": gaps.astype(np.uint8), "labels": labels.astype(np.uint8)}
+    role = str(rng.choice(["gaps", "labels", "rows", "none"]))
+    if role != "none" and streams[role].size:
+        at = int(rng.integers(0, streams[role].size))
+        top = (1 << gap_bits) if role == "gaps" else 256 if role == "labels" else cols + 2
+        streams[role] = streams[role].copy()
+        streams[role][at] = int(rng.integers(0, top))
+    group_rows = max(1, -(-rows // groups))
+    n_groups = -(-rows // group_rows)
+    book = rng.standard_normal((n_groups, k)).astype("<f4")
+    entry = TensorEntry(
+        name="w",
+        shape=(rows, cols),
+        dtype="float32",
+        encoding="sparse_shared",
+        nnz=int(flat.size),
+        label_bits=5,
+        gap_bits=gap_bits,
+        codebook_size=k,
+        groups=n_groups,
+        group_rows=group_rows,
+    )
+    os.environ.pop("DCZ_NATIVE", None)
+    compiled = _scatter_outcome(entry, book, streams)
+    os.environ["DCZ_NATIVE"] = "0"
+    try:
+        fallback = _scatter_outcome(entry, book, streams)
+    finally:
+        os.environ.pop("DCZ_NATIVE", None)
+    assert compiled == fallback
