@@ -6,7 +6,9 @@
  * caller's output buffer, and reports every defect back as a status for the reader's FormatError.
  *
  * Decoding: one table lookup per code through a 2^T-entry table (T = min(L, 12)); codes longer than T
- * bits take a short search over the canonical limits. A 64-bit window is loaded once and serves codes
+ * bits take a short search over the canonical limits. A complete code of byte symbols with L <= 14
+ * (the writer's chunked streams, usually) gets a 2^L-entry uint16 table instead, where every window
+ * is a code: no miss check at all. A 64-bit window is loaded once and serves codes
  * until fewer than L valid bits remain. Chunked streams decode four chunks interleaved, so four
  * independent dependency chains keep the core busy (zstd's Huff0 does the same with four streams).
  */
@@ -17,6 +19,7 @@
 
 #define MAX_LEN 24
 #define TABLE_BITS 12
+#define FAST_BITS 14 /* a 2^14-entry uint16 table is 32 KB: it stays in L1 */
 
 enum { OK = 0, BAD_CODE = 1, CHUNK_END = 2, PAST_END = 3 };
 
@@ -29,27 +32,54 @@ typedef struct {
     uint32_t offset[MAX_LEN];  /* rank of the first code of each length */
     uint32_t n_sym;
     const int64_t *values;     /* symbol of each rank (all < 2^24: checked by the caller) */
-    int fast;                  /* complete code with L <= TABLE_BITS: every T-bit window is a code */
-    uint16_t *table8;          /* fast and all values < 256: low byte symbol, high byte length */
+    uint16_t *table8;          /* complete code, L <= FAST_BITS, symbols < 256: 2^L entries, every L-bit
+                                  window a code (low byte symbol, high byte length); else NULL */
 } Code;
 
-static int code_init(Code *c, const uint16_t *counts, int n_len, const int64_t *values, Py_ssize_t n_values) {
-    uint64_t code = 0;
+/* The fast table of a complete code of byte symbols with L <= FAST_BITS: each code fills the 2^(L - len)
+ * windows it prefixes, in canonical order, so the 2^L entries are filled exactly once (Kraft equality;
+ * every range is still checked against the table size). */
+static int fast_table(Code *c, const uint16_t *counts, int n_len) {
+    size_t size = (size_t)1 << n_len;
+    uint16_t *t = (uint16_t *)PyMem_Malloc(size * sizeof(uint16_t));
+    if (!t) return -1;
+    size_t w = 0;
+    for (int i = 0; i < n_len; i++) {
+        size_t span = (size_t)1 << (n_len - 1 - i);
+        for (uint32_t q = 0; q < counts[i]; q++) {
+            uint16_t entry = (uint16_t)(c->values[c->offset[i] + q] | ((i + 1) << 8));
+            for (size_t end = w + span; w < end && w < size; w++) t[w] = entry;
+        }
+    }
+    c->table8 = t;
+    return 0;
+}
+
+static int code_init(Code *c, const uint16_t *counts, int n_len, const int64_t *values, Py_ssize_t n_values,
+                     int byte_out) {
+    uint64_t code = 0, kraft = 0;
     uint32_t rank = 0;
     c->n_len = n_len;
     c->tbits = n_len < TABLE_BITS ? n_len : TABLE_BITS;
+    c->table = NULL;
+    c->table8 = NULL;
     for (int i = 0; i < n_len; i++) {
-        int len = i + 1;
         c->first[i] = code;
         c->offset[i] = rank;
         code += counts[i];
         rank += counts[i];
         c->end[i] = code;
         code <<= 1;
+        kraft += (uint64_t)counts[i] << (n_len - 1 - i);
     }
     c->n_sym = rank;
     if ((Py_ssize_t)rank > n_values) return -2;
     c->values = values;
+    /* Kraft equality, checked here too (the reader checks it before): with a complete code of at most
+     * FAST_BITS bits every L-bit window is a code, so the fast decoders need no per-symbol check. */
+    int small = byte_out; /* the fast decoders write bytes */
+    for (uint32_t r = 0; r < rank; r++) small &= values[r] < 256;
+    if (small && rank > 1 && n_len <= FAST_BITS && kraft == ((uint64_t)1 << n_len)) return fast_table(c, counts, n_len);
     size_t size = (size_t)1 << c->tbits;
     c->table = (uint32_t *)PyMem_Malloc(size * sizeof(uint32_t));
     if (!c->table) return -1;
@@ -65,19 +95,6 @@ static int code_init(Code *c, const uint16_t *counts, int n_len, const int64_t *
             }
         }
         c->table[w] = entry;
-    }
-    /* Kraft equality, checked here too (the reader checks it before): with a complete code of at most
-     * T bits every table entry is a code, so the fast decoders below need no per-symbol check. */
-    uint64_t kraft = 0;
-    for (int i = 0; i < n_len; i++) kraft += (uint64_t)counts[i] << (n_len - 1 - i);
-    c->fast = n_len <= TABLE_BITS && rank > 1 && kraft == ((uint64_t)1 << n_len);
-    c->table8 = NULL;
-    int small = 1;
-    for (uint32_t r = 0; r < rank; r++) small &= values[r] < 256;
-    if (c->fast && small) {
-        c->table8 = (uint16_t *)PyMem_Malloc(size * sizeof(uint16_t));
-        if (!c->table8) { PyMem_Free(c->table); return -1; }
-        for (size_t w = 0; w < size; w++) c->table8[w] = (uint16_t)((c->table[w] & 0xff) | ((c->table[w] >> 24) << 8));
     }
     return 0;
 }
@@ -189,14 +206,34 @@ static inline uint64_t window_unchecked(const uint8_t *p, uint64_t bit) {
     return w << (bit & 7);
 }
 
-/* decode_four for a fast code (complete, L <= TABLE_BITS) of byte symbols, Huff0's inner loop: four
- * chunks interleaved, one 16-bit table entry per code (no miss is possible: every window is a code),
- * a branch-free refill per round of 57 / L codes, and the payload bound checked once per round for
- * all four chunks (near the end of the payload the checked window_at takes over). */
+/* decode_run for a fast code (complete, L <= FAST_BITS) of byte symbols: one table8 entry per code. */
+static int decode_run_fast_u8(const Job *j, int64_t k, int64_t k_end, uint64_t *bit) {
+    const uint16_t *t = j->code->table8;
+    const int L = j->code->n_len, shift = 64 - L;
+    uint8_t *out = (uint8_t *)j->out;
+    uint64_t pos = *bit;
+    while (k < k_end) {
+        uint64_t w = window_at(j->payload, j->n, pos);
+        for (int avail = 57; avail >= L && k < k_end;) {
+            uint16_t e = t[w >> shift];
+            out[k++] = (uint8_t)e;
+            w <<= e >> 8;
+            avail -= e >> 8;
+            pos += e >> 8;
+        }
+    }
+    *bit = pos;
+    return OK;
+}
+
+/* decode_four for a fast code of byte symbols, Huff0's inner loop: four chunks interleaved, one
+ * 16-bit table entry per code (no miss is possible: every window is a code), a branch-free refill
+ * per round of 57 / L codes, and the payload bound checked once per round for all four chunks (near
+ * the end of the payload the checked window_at takes over). */
 static int decode_four_fast_u8(const Job *j, const int64_t *k0, int64_t steps, uint64_t *bits) {
     const Code *c = j->code;
     const uint16_t *t = c->table8;
-    const int shift = 64 - c->tbits;
+    const int shift = 64 - c->n_len;
     const int64_t per = 57 / c->n_len;
     uint8_t *out = (uint8_t *)j->out;
     uint8_t *o0 = out + k0[0], *o1 = out + k0[1], *o2 = out + k0[2], *o3 = out + k0[3];
@@ -271,7 +308,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         }
     }
     Code code;
-    int init = code_init(&code, (const uint16_t *)counts.buf, n_len, vals, values.len / 8);
+    int init = code_init(&code, (const uint16_t *)counts.buf, n_len, vals, values.len / 8, itemsize == 1);
     if (init == -2) {
         PyErr_SetString(PyExc_ValueError, "decode: fewer values than codes");
         goto fail4;
@@ -283,7 +320,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Job job = {(const uint8_t *)payload.buf, (size_t)payload.len, &code, out.buf};
     int (*run_fn)(const Job *, int64_t, int64_t, uint64_t *) = itemsize == 1 ? decode_run_u8 : decode_run_i64;
     int (*four_fn)(const Job *, const int64_t *, int64_t, uint64_t *) = itemsize == 1 ? decode_four_u8 : decode_four_i64;
-    if (itemsize == 1 && code.table8) four_fn = decode_four_fast_u8;
+    if (code.table8) { run_fn = decode_run_fast_u8; four_fn = decode_four_fast_u8; }
     long long status = OK, where = 0;
     uint64_t bit = 0, expected = 0;
     Py_BEGIN_ALLOW_THREADS;

@@ -131,6 +131,28 @@ def test_one_symbol_table_rejects_the_unused_code(monkeypatch):
 
 
 @needs_core
+@pytest.mark.parametrize(("base", "n", "longest"), [(1.6, 60, 12), (2.0, 20, 13), (2.0, 30, 14)])
+def test_long_fast_codes_decode_identically_when_damaged(base, n, longest, monkeypatch):
+    """Chunked byte streams whose complete codes reach 12-14 bits (the compiled decoder's 2^L-entry
+    fast table): the clean stream decodes to its symbols, and flipped payload bytes give the same
+    symbols or FormatError on both paths."""
+    freq = np.maximum(1, 2e4 / base ** np.arange(n)).astype(np.int64)
+    symbols = np.repeat(np.arange(n), freq)
+    np.random.default_rng(n).shuffle(symbols)
+    good = codec.encode_stream(symbols, 8, chunk=64)
+    info = codec.read_stream_header(Cursor(memoryview(good), 0, len(good), "stream")).info
+    assert (info.coding_name, info.code_lengths) == ("huffman-chunked", longest)
+    assert np.array_equal(_decode(good), symbols)
+    rng = np.random.default_rng(longest)
+    for trial in range(40):
+        stream = bytearray(good)
+        at = int(rng.integers(len(good) - info.payload_bytes, len(stream)))
+        stream[at] ^= int(rng.integers(1, 256))
+        compiled, fallback = _both(monkeypatch, lambda s=bytes(stream): _outcome(s))
+        assert compiled == fallback, f"trial {trial}: byte {at}"
+
+
+@needs_core
 @settings(max_examples=200)
 @given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 3, 5, 8, 12]))
 def test_csr_streams_are_identical_on_both_paths(seed, gap_bits):
