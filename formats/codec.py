@@ -165,6 +165,11 @@ def unpack_fixed(payload, count: int, width: int) -> np.ndarray:
     raw = np.frombuffer(payload, dtype=np.uint8)
     if width == 8:
         return raw[:count].copy()
+    core = native.core()
+    if core is not None and count:
+        out = np.empty(count, dtype=np.uint8 if width < 8 else np.int64)
+        if core.unpack(raw, count, width, out, out.itemsize):  # False: a short payload, numpy decides
+            return out
     if width < 8:
         step = BLOCK * width // 8
         parts = [

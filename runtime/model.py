@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 
@@ -221,7 +222,7 @@ def _check_total_dense(dcz_file, budget: int) -> None:
     total = 0
     for name in dcz_file.names:
         info = dcz_file.info(name)
-        total += int(np.prod(info.shape, dtype=object)) * np.dtype(info.dtype).itemsize
+        total += math.prod(info.shape) * np.dtype(info.dtype).itemsize  # Python ints: no overflow
     if total > budget:
         raise DczRuntimeError(
             f"the model's tensors declare {total:,} dense bytes together, over the {budget:,}-byte budget "

@@ -80,21 +80,18 @@ static int code_init(Code *c, const uint16_t *counts, int n_len, const int64_t *
     int small = byte_out; /* the fast decoders write bytes */
     for (uint32_t r = 0; r < rank; r++) small &= values[r] < 256;
     if (small && rank > 1 && n_len <= FAST_BITS && kraft == ((uint64_t)1 << n_len)) return fast_table(c, counts, n_len);
+    /* Each code of at most T bits fills the 2^(T - len) windows it prefixes (ranges bounded by the table);
+     * windows left at 0 start a longer code (or none): lookup's search takes over. O(2^T), not O(2^T T). */
     size_t size = (size_t)1 << c->tbits;
-    c->table = (uint32_t *)PyMem_Malloc(size * sizeof(uint32_t));
+    c->table = (uint32_t *)PyMem_Calloc(size, sizeof(uint32_t));
     if (!c->table) return -1;
-    for (size_t w = 0; w < size; w++) {
-        uint64_t window = (uint64_t)w << (64 - c->tbits);
-        uint32_t entry = 0;
-        for (int i = 0; i < c->tbits; i++) {
-            uint64_t value = window >> (63 - i); /* the top i + 1 bits */
-            if (value < c->end[i]) {
-                if (value >= c->first[i])
-                    entry = (uint32_t)c->values[c->offset[i] + (uint32_t)(value - c->first[i])] | ((uint32_t)(i + 1) << 24);
-                break;
-            }
+    for (int i = 0; i < c->tbits; i++) {
+        int shift = c->tbits - 1 - i;
+        for (uint32_t q = 0; q < counts[i]; q++) {
+            uint64_t lo = (c->first[i] + q) << shift, hi = (c->first[i] + q + 1) << shift;
+            uint32_t entry = (uint32_t)values[c->offset[i] + q] | ((uint32_t)(i + 1) << 24);
+            for (uint64_t w = lo; w < hi && w < size; w++) c->table[w] = entry;
         }
-        c->table[w] = entry;
     }
     return 0;
 }
@@ -368,6 +365,45 @@ fail1:
 fail0:
     PyBuffer_Release(&payload);
     return NULL;
+}
+
+/* unpack(payload, count, width, out, out_size) -> True, or False when the payload holds fewer than
+ * count * width bits (nothing written: the caller's general path decides). The `count` values of
+ * `width` bits (1..32), MSB first, into `out`: uint8 (out_size 1, width <= 8) or int64 (out_size 8). */
+static PyObject *unpack(PyObject *self, PyObject *args) {
+    PyObject *payload_o, *out_o;
+    long long count;
+    int width, size;
+    if (!PyArg_ParseTuple(args, "OLiOi", &payload_o, &count, &width, &out_o, &size)) return NULL;
+    Py_buffer payload, out;
+    if (get_buffer(payload_o, &payload, 0, "payload") < 0) return NULL;
+    if (get_buffer(out_o, &out, 1, "out") < 0) { PyBuffer_Release(&payload); return NULL; }
+    if (width < 1 || width > 32 || count < 0 || !(size == 8 || (size == 1 && width <= 8)) ||
+        out.len / size < count) {
+        PyBuffer_Release(&out); PyBuffer_Release(&payload);
+        PyErr_SetString(PyExc_ValueError, "unpack: inconsistent arguments");
+        return NULL;
+    }
+    int enough = (unsigned long long)count <= (unsigned long long)payload.len * 8 / (unsigned)width;
+    if (enough) {
+        const uint8_t *p = (const uint8_t *)payload.buf;
+        uint8_t *o8 = (uint8_t *)out.buf;
+        int64_t *o64 = (int64_t *)out.buf;
+        uint64_t mask = ((uint64_t)1 << width) - 1, acc = 0;
+        int have = 0; /* valid low bits of acc: < width before a refill, so at most 39 after it */
+        size_t at = 0;
+        Py_BEGIN_ALLOW_THREADS;
+        for (long long i = 0; i < count; i++) {
+            while (have < width) { acc = (acc << 8) | p[at++]; have += 8; }
+            uint64_t v = (acc >> (have - width)) & mask;
+            have -= width;
+            if (size == 1) o8[i] = (uint8_t)v;
+            else o64[i] = (int64_t)v;
+        }
+        Py_END_ALLOW_THREADS;
+    }
+    PyBuffer_Release(&out); PyBuffer_Release(&payload);
+    return PyBool_FromLong(enough);
 }
 
 /* encode(ranks_u32, code_u32, length_u8, out) -> bits written.
@@ -684,6 +720,7 @@ static PyMethodDef methods[] = {
     {"csr_encode", csr_encode, METH_VARARGS, "The CSR row counts, gap symbols and kept flat indices of a bool mask."},
     {"scatter", scatter, METH_VARARGS, "CSR walk + codebook gather of a sparse tensor into a dense float32 buffer."},
     {"pack", pack, METH_VARARGS, "Pack values at a fixed bit width, MSB first."},
+    {"unpack", unpack, METH_VARARGS, "Unpack values of a fixed bit width, MSB first."},
     {"decode", decode, METH_VARARGS, "Decode a canonical-Huffman stream (plain or chunked) into a buffer."},
     {"encode", encode, METH_VARARGS, "Concatenate canonical codes of ranks into a buffer; returns the bit count."},
     {NULL, NULL, 0, NULL},

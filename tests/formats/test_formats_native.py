@@ -223,3 +223,22 @@ def test_damaged_csr_streams_give_the_same_outcome_on_both_paths(seed, gap_bits,
     finally:
         os.environ.pop("DCZ_NATIVE", None)
     assert compiled == fallback
+
+
+@needs_core
+@settings(max_examples=200)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 32), st.integers(0, 3000), st.integers(-2, 0))
+def test_fixed_width_unpack_is_identical_on_both_paths(seed, width, count, short):
+    """unpack_fixed through the compiled core and through numpy, on payloads of exactly the packed
+    size and a byte or two short (the compiled core then leaves the answer to numpy)."""
+    rng = np.random.default_rng(seed)
+    payload = codec.pack_fixed(rng.integers(0, 1 << width, count, dtype=np.int64), width)
+    payload = payload[: max(0, len(payload) + short)]
+    os.environ.pop("DCZ_NATIVE", None)
+    compiled = codec.unpack_fixed(payload, count, width)
+    os.environ["DCZ_NATIVE"] = "0"
+    try:
+        fallback = codec.unpack_fixed(payload, count, width)
+    finally:
+        os.environ.pop("DCZ_NATIVE", None)
+    assert compiled.dtype == fallback.dtype and np.array_equal(compiled, fallback)
