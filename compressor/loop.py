@@ -125,7 +125,8 @@ class Pruner(_Stage):
         with torch.no_grad():
             for name, (module, _) in self.layers.items():
                 self._dense_std[name] = float(module.weight.std())
-                set_mask(module, torch.ones_like(module.weight, dtype=torch.bool))
+                if current_mask(module) is None:  # a model pruned before keeps its masks: they only shrink
+                    set_mask(module, torch.ones_like(module.weight, dtype=torch.bool))
 
     def step(self) -> dict[str, float]:
         """One step of the schedule; returns each pruned layer's density (fraction of weights kept)."""

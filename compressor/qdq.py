@@ -10,7 +10,9 @@ runtime (runtime/qdq.py) rebuilds the QDQ graph from both.
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,23 @@ def _input_names(model: onnx.ModelProto) -> list[str]:
     return [v.name for v in model.graph.input if v.name not in inits]
 
 
+@contextmanager
+def _quiet_root_logger():
+    """ORT's quantization tool gives advice through the root logger ("Please consider to run
+    pre-processing ..."), and `logging.warning` installs a stderr handler on a root logger that has
+    none: neither should reach our user, nor precede DCZ's one-line error."""
+    root = logging.getLogger()
+    null = logging.NullHandler()
+    root.addHandler(null)  # a root logger with a handler is not configured behind the program's back
+    previous = root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+        root.removeHandler(null)
+
+
 def calibrate(model: onnx.ModelProto, data, method: str = "entropy") -> dict[str, dict]:
     """{activation name: {"scale", "zero_point", "dtype"}} from ORT's quantize_static on `data`.
 
@@ -83,16 +102,17 @@ def calibrate(model: onnx.ModelProto, data, method: str = "entropy") -> dict[str
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
         onnx.save(model, str(src))
         try:
-            quantize_static(
-                str(src),
-                str(dst),
-                _Reader(arrays),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=calib[method],
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-            )
+            with _quiet_root_logger():
+                quantize_static(
+                    str(src),
+                    str(dst),
+                    _Reader(arrays),
+                    quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=calib[method],
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                )
         except Exception as error:  # ORT raises many types: one line naming the step
             raise CompressError(f"calibration ({method}): {type(error).__name__}: {error}".splitlines()[0]) from error
         qdq = onnx.load(str(dst))

@@ -167,3 +167,17 @@ def test_pruner_inplace_keeps_the_optimizer_s_parameters(dense, digits):
     assert pruner.density()["0.weight"] == pytest.approx(0.5, abs=1e-3)
     weight = pruner.finalize(x[:1]).model.get_parameter("0.weight")
     assert float((weight == 0).float().mean()) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_a_second_pruner_keeps_the_first_one_s_masks(dense):
+    first = dcz.Pruner(dense[0], {"global": {"prune": "sparsity", "sparsity": 0.5}})
+    model = first.prepare()
+    first.step()
+    pruned_first = ~model.get_submodule("0").parametrizations["weight"][0].mask.clone()
+    second = dcz.Pruner(model, {"global": {"prune": "sparsity", "sparsity": 0.7}})
+    second.prepare(inplace=True)
+    assert second.density()["0.weight"] == pytest.approx(0.5, abs=1e-3)  # prepare did not reset the masks
+    second.step()
+    mask = model.get_submodule("0").parametrizations["weight"][0].mask
+    assert second.density()["0.weight"] == pytest.approx(0.3, abs=1e-3)
+    assert not (mask & pruned_first).any()  # masks only shrink

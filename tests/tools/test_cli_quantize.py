@@ -53,3 +53,18 @@ def test_quantize_int8_dynamic_and_info(model, tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     assert "activations: quantized at run time (dynamic int8" in capsys.readouterr().out
+
+
+def test_calibration_prints_nothing_of_onnx_runtime_s_own(model, tmp_path):
+    """ORT's quantization tool logs advice through the root logger: in a fresh process (where logging is
+    unconfigured) it used to print 'WARNING:root:Please consider to run pre-processing ...' before DCZ's line."""
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "bad.npy", np.zeros((4, 64), np.float32))  # wrong rank: ORT fails while calibrating
+    base = [sys.executable, "-m", "dcz", "compress", str(model), "--quantize", "int8", "-o", str(tmp_path / "q.dcz")]
+    good = subprocess.run([*base, "--calib", str(tmp_path / "x.npy")], capture_output=True, text=True)
+    assert good.returncode == 0 and "WARNING" not in good.stderr and "pre-processing" not in good.stdout, good.stderr
+    bad = subprocess.run([*base, "--calib", str(tmp_path / "bad.npy")], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1, bad.stderr
+    assert bad.stderr.startswith("dcz: error: calibration")
