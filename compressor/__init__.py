@@ -11,8 +11,11 @@
     result.skipped             # weights kept raw, with the reason
     result.save("model.dcz")   # formats.SizeReport
 
+Inside your own training loop instead: `Pruner(model, config)` / `Palettizer(model, config)` with
+prepare() / step() / finalize() (compressor.loop), the same masks, codebooks and config.
+
 Importing `compressor` pulls in neither torch nor scikit-learn: the ONNX-in path and the config
-objects work without them. The torch pipeline (`compress`, `Compressed`) loads on first use.
+objects work without them. The torch parts (`compress`, `Compressed`, `Pruner`, `Palettizer`) load on first use.
 """
 
 from __future__ import annotations
@@ -39,4 +42,4 @@ __all__ = ["CompressConfig", "LayerConfig", "CompressError", "LayerState", "kmea
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'compressor' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
