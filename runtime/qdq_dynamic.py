@@ -50,9 +50,10 @@ def _weight_of(node, linear: Mapping) -> tuple[str, bool] | None:
 
 
 def _integer_matrix(name: str, weight: np.ndarray, info: Mapping, transposed: bool):
-    """(int8/uint8 (K, N) matrix, float32 scale per column or scalar, zero point per column or scalar)."""
+    """(int8/uint8 (K, N) matrix, float32 scale per column or scalar, zero point per column or scalar),
+    or None when the weight stays float (not 2-D, or per-row scales along K)."""
     if weight.ndim != 2:
-        raise DczRuntimeError(f"{DYNAMIC_KEY}: weight {name!r} has {weight.ndim} dims; MatMul / Gemm need 2")
+        return None  # a batched (3-D+) MatMul weight: MatMulInteger broadcasts, but per-column scales do not
     q = integer_weight(name, weight, info)  # rows = output channels for Gemm transB (per-channel axis 0)
     scale = np.asarray(info["scale"], dtype=np.float32)
     zero = np.asarray(info["zero_point"], dtype=np.int64).astype(q.dtype)

@@ -69,3 +69,27 @@ def test_dynamic_needs_int8_weights_and_no_calibration():
         compress_onnx(_mlp(), {"global": {"quantize": "int4"}, "min_weights": 1}, dynamic=True)
     with pytest.raises(CompressError, match="not both"):
         compress_onnx(_mlp(), {"global": {"quantize": "int8"}}, dynamic=True, calib={"x": np.zeros((4, 512))})
+
+
+def test_a_batched_matmul_weight_stays_float_and_the_file_runs():
+    """A 3-D constant MatMul weight (batched matmul) has no MatMulInteger form here: it runs float."""
+    w = RNG.normal(0, 0.2, (4, 64, 32)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w3"], ["y"])],
+        "batched",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, "n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, "n", 32])],
+        [numpy_helper.from_array(w, "w3")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    result = compress_onnx(model, {"global": {"quantize": "int8"}, "min_weights": 1}, dynamic=True)
+    from dcz import formats
+
+    with formats.loads(result.dcz) as dcz:
+        arrays = {n: dcz.tensor(n) for n in dcz.names}
+        rebuilt, rest = to_dynamic(onnx.load_from_string(result.graph), arrays, dcz.metadata)
+    assert [n.op_type for n in rebuilt.graph.node] == ["MatMul"] and "w3" in rest
+    x = RNG.normal(0, 1, (4, 8, 64)).astype(np.float32)
+    got = runtime.load(result.dcz, backend="ort").run(x)[0]
+    want = runtime.load(result.dcz, backend="numpy").run(x)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
