@@ -106,6 +106,7 @@ class Compressed:
             metadata={**self.metadata(), **extra, **dict(metadata or {})},
             huffman=huffman,
             compact_header=compact_header,
+            kept_raw=self.skipped,  # what the config kept raw stays raw; only unknown layer types are shared
         )
 
 

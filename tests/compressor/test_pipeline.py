@@ -98,6 +98,25 @@ def test_unsupported_and_excluded_layers_are_kept_raw_and_named():
     assert "min_weights" in result.skipped["tiny.weight"]
 
 
+def test_weights_the_config_keeps_raw_are_stored_raw(tmp_path):
+    """skip / min_weights keep a weight raw in the file too (the exporter's left-over sharing is for layer types
+    the pipeline does not know): the .dcz then computes what result.model computes."""
+    import dcz
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4))
+    config = {"global": {"bits": 4}, "by_name": {"2.weight": {"skip": True}}, "min_weights": 200}
+    result = compress(net, torch.zeros(1, 16), config, progress=False)
+    assert set(result.skipped) == {"2.weight", "4.weight"}
+    result.save(tmp_path / "m.dcz")
+    with dcz.open(tmp_path / "m.dcz") as f:
+        assert f.info("2.weight").encoding == "raw" and f.info("4.weight").encoding == "raw"
+        assert f.info("0.weight").encoding == "shared"
+    x = torch.randn(8, 16)
+    (out,) = dcz.load(tmp_path / "m.dcz").run(x.numpy())
+    np.testing.assert_allclose(out, result.model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_config_naming_a_missing_layer_fails():
     with pytest.raises(CompressError, match="fc9.weight"):
         compress(_mlp(), torch.zeros(1, 16), {"by_name": {"fc9.weight": {"bits": 2}}}, progress=False)
