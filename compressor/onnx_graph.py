@@ -182,8 +182,13 @@ def constants_to_initializers(model: onnx.ModelProto, names) -> None:
     graph.node.extend(keep)
 
 
+# Weights stored narrower than float32: widened for the .dcz, cast back in the graph.
+NARROW_DTYPES = frozenset({TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.INT8, TensorProto.UINT8})
+
+
 def widen_half_weights(model: onnx.ModelProto, names) -> dict[str, str]:
-    """float16 / bfloat16 initializers among `names` become float32 ones read through a Cast.
+    """float16 / bfloat16 (and int8 / uint8: compressor.onnx_quantized) initializers among `names`
+    become float32 ones read through a Cast (exact: every such value is a float32).
 
     The `.dcz` stores float32 codebooks; the graph keeps computing in the weight's own precision:
     initializer `W` (half) becomes `W.float32` (float32, same values) and a Cast node at the head of
@@ -193,7 +198,7 @@ def widen_half_weights(model: onnx.ModelProto, names) -> dict[str, str]:
     renamed: dict[str, str] = {}
     casts = []
     for index, tensor in enumerate(model.graph.initializer):
-        if tensor.name not in names or tensor.data_type not in (TensorProto.FLOAT16, TensorProto.BFLOAT16):
+        if tensor.name not in names or tensor.data_type not in NARROW_DTYPES:
             continue
         name, wide = tensor.name, f"{tensor.name}.float32"  # (CopyFrom below rewrites `tensor` itself)
         values = numpy_helper.to_array(tensor).astype(np.float32)

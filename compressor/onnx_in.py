@@ -37,6 +37,7 @@ from dcz.compressor.onnx_graph import (
     widen_half_weights,
 )
 from dcz.compressor.onnx_inline import drop_unused_initializers
+from dcz.compressor.onnx_quantized import find_quantized_weights, lossless_state
 from dcz.compressor.state import LayerState, safe_metadata
 
 
@@ -217,7 +218,8 @@ def compress_graph(model: onnx.ModelProto, config: CompressConfig) -> tuple[dict
     Returns (states by initializer name, kept_raw reasons by initializer name).
     """
     sources = find_weights(model)
-    config.check_names([s.name for s in sources])
+    quantized = find_quantized_weights(model)
+    config.check_names([s.name for s in sources + quantized])
     constants_to_initializers(model, [s.name for s in sources if s.origin == "constant"])
     plans = {s.name: config.for_layer(s.name, s.op_type) for s in sources}
     weights: dict[str, np.ndarray] = {}
@@ -233,6 +235,12 @@ def compress_graph(model: onnx.ModelProto, config: CompressConfig) -> tuple[dict
     states = {}
     for index, source in enumerate(s for s in sources if s.name in weights):
         state = layer_state(source, weights[source.name], masks[source.name], plans[source.name], config.seed + index)
+        if isinstance(state, str):
+            kept_raw[source.name] = state
+        else:
+            states[source.name] = state
+    for source in quantized:  # already int8 / uint8: stored exactly or left as they are
+        state = "config: skip" if config.for_layer(source.name, source.op_type).skip else lossless_state(model, source)
         if isinstance(state, str):
             kept_raw[source.name] = state
         else:

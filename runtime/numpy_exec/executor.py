@@ -17,7 +17,7 @@ from onnx import AttributeProto, helper, numpy_helper
 
 from ..errors import DczRuntimeError
 from ..onnx_graph import opset_version
-from . import ops_models, ops_nn, ops_tensor  # noqa: F401  (importing registers the ops)
+from . import ops_models, ops_nn, ops_quant, ops_tensor  # noqa: F401  (importing registers the ops)
 from .registry import OpContext, lookup
 from .sparse import CsrRows, matmul_transposed
 
