@@ -26,6 +26,7 @@ PRUNE_METHODS = ("none", "threshold", "sparsity", "quality", "global", "gmp", "d
 INIT_METHODS = ("linear", "density", "random", "kmeans++")
 KMEANS_BACKENDS = ("exact", "sklearn")
 PRUNE_PARAMETERS = ("threshold", "sparsity", "quality")  # belong to the prune method that reads them
+LR_SCHEDULES = ("constant", "cosine")
 
 CONV_TYPES = frozenset({"Conv1d", "Conv2d", "Conv3d", "Conv", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose"})
 FC_TYPES = frozenset({"Linear", "Gemm", "MatMul", "Bilinear"})
@@ -195,6 +196,8 @@ class CompressConfig:
     qat_epochs      linear grids: epochs of quantization-aware training before the weights are rounded
                     (fake-quantized int weights and int8 activations, compressor.qat; needs a train loader).
     lr, share_lr    learning rates of the default Adam optimizer while pruning / sharing.
+    lr_schedule     'constant', or 'cosine': each recovery stage decays its rate to 0 along a half cosine
+                    (ends the pruning and the centroid training at a settled minimum).
     distill_temperature  if set, recover with knowledge distillation from the dense model.
     distill_alpha   weight of the soft-target loss (the rest is the task loss), in [0, 1].
     fold_batchnorm  fold BatchNorm into the preceding conv before compressing (where valid).
@@ -221,6 +224,7 @@ class CompressConfig:
     dns: DnsSettings = field(default_factory=DnsSettings)
     bias_bits: int | None = None
     qat_epochs: int = 0
+    lr_schedule: str = "constant"
 
     _DICT_KEYS = (
         "global",
@@ -240,6 +244,7 @@ class CompressConfig:
         "dns",
         "bias_bits",
         "qat_epochs",
+        "lr_schedule",
     )
 
     def __post_init__(self) -> None:
@@ -269,6 +274,7 @@ class CompressConfig:
             raise CompressError("config.gmp / config.dns: must be GmpSettings / DnsSettings")
         if self.bias_bits is not None:
             check_int("config.bias_bits", self.bias_bits, 1, 8)
+        check_choice("config.lr_schedule", self.lr_schedule, LR_SCHEDULES)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> CompressConfig:
@@ -295,7 +301,7 @@ class CompressConfig:
         }
         for key in self._DICT_KEYS[3:]:
             value = getattr(self, key)
-            if (key == "bias_bits" and value is None) or (key == "qat_epochs" and value == 0):
+            if (key, value) in (("bias_bits", None), ("qat_epochs", 0), ("lr_schedule", "constant")):
                 continue  # left out when unset: older configs read back the same
             if key in ("gmp", "dns"):
                 if value != type(value)():  # defaults left out: older configs read back the same

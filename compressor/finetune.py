@@ -7,6 +7,7 @@ model), trains on the distillation loss instead of the task loss alone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import torch
@@ -39,6 +40,7 @@ def finetune(
     progress: bool = True,
     desc: str = "fine-tune",
     after_batch: Callable[[], None] | None = None,
+    schedule: str = "constant",
 ) -> float:
     """Train `model`'s trainable parameters for `epochs` passes over `loader`; returns the last epoch's mean loss.
 
@@ -51,6 +53,7 @@ def finetune(
     if not params:
         raise CompressError(f"{desc}: the model has no trainable parameters")
     optimizer = (optimizer_factory or default_optimizer)(params, lr)
+    rate = _cosine_rates(optimizer, epochs * _batches(loader, desc)) if schedule == "cosine" else None
     if teacher is not None:
         teacher.eval()
     mean_loss = float("nan")
@@ -72,6 +75,8 @@ def finetune(
                 loss = distillation_loss(outputs, soft, targets, temperature, alpha, task_loss)
             loss.backward()
             optimizer.step()
+            if rate is not None:
+                rate()
             if after_batch is not None:
                 after_batch()
             total += float(loss.detach())
@@ -80,6 +85,28 @@ def finetune(
         mean_loss = total / max(batches, 1)
     model.eval()
     return mean_loss
+
+
+def _batches(loader, desc: str) -> int:
+    try:
+        return len(loader)
+    except TypeError:
+        raise CompressError(f"{desc}: lr_schedule 'cosine' needs a train loader with a len()") from None
+
+
+def _cosine_rates(optimizer: torch.optim.Optimizer, total: int) -> Callable[[], None]:
+    """A step function setting every group's rate to its start rate * (1 + cos(pi * step / total)) / 2."""
+    start = [group["lr"] for group in optimizer.param_groups]
+    step = 0
+
+    def advance() -> None:
+        nonlocal step
+        step += 1
+        factor = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+        for group, lr in zip(optimizer.param_groups, start, strict=True):
+            group["lr"] = lr * factor
+
+    return advance
 
 
 def accuracy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 1000) -> float:

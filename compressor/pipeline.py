@@ -167,6 +167,7 @@ def compress(
             progress=progress,
             desc=desc,
             after_batch=after_batch,
+            schedule=config.lr_schedule,
         )
         return True
 

@@ -26,6 +26,9 @@ def test_lookup_goes_name_then_type_then_family_then_global_then_defaults():
 def test_round_trip_through_dict():
     config = CompressConfig.from_dict({"by_name": {"a": {"skip": True}}, "prune_steps": 3, "distill_temperature": 4.0})
     assert CompressConfig.from_dict(config.to_dict()) == config
+    assert "lr_schedule" not in config.to_dict()  # default left out: older files' metadata reads the same
+    cosine = CompressConfig.from_dict({"lr_schedule": "cosine"})
+    assert CompressConfig.from_dict(cosine.to_dict()) == cosine
 
 
 @pytest.mark.parametrize(
@@ -43,6 +46,7 @@ def test_round_trip_through_dict():
         ({"global": {"prune": "magic"}}, "config.global.prune"),
         ({"global": {"bits": True}}, "config.global.bits"),
         ({"prune_steps": 0}, "config.prune_steps"),
+        ({"lr_schedule": "linear"}, "config.lr_schedule"),
         ({"lr": 0}, "config.lr"),
     ],
 )

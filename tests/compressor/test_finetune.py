@@ -69,3 +69,36 @@ def test_progress_bar_draws_only_on_a_terminal(capsys):
     finetune(model, loader, 2, 1e-3, progress=True)
     _, err = capsys.readouterr()
     assert err == ""
+
+
+def test_cosine_schedule_decays_the_rate_to_zero_by_the_last_batch():
+    torch.manual_seed(0)
+    _, _, loader = _toy()
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    seen = []
+    optimizers = []
+
+    def factory(params, lr):
+        optimizers.append(torch.optim.SGD(params, lr=lr))
+        return optimizers[-1]
+
+    finetune(
+        model,
+        loader,
+        2,
+        0.1,
+        optimizer_factory=factory,
+        progress=False,
+        schedule="cosine",
+        after_batch=lambda: seen.append(optimizers[0].param_groups[0]["lr"]),
+    )
+    assert len(seen) == 2 * len(loader)
+    assert seen[len(seen) // 2 - 1] == pytest.approx(0.05)  # half way: half the rate
+    assert all(a > b for a, b in zip(seen, seen[1:])) and seen[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_cosine_schedule_needs_a_sized_loader():
+    model = nn.Linear(4, 2)
+    batches = iter([(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long))])
+    with pytest.raises(CompressError, match="lr_schedule 'cosine' needs a train loader with a len"):
+        finetune(model, batches, 1, 0.1, progress=False, schedule="cosine")

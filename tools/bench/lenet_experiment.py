@@ -141,7 +141,15 @@ class ShiftedBatches:
         return padded[torch.arange(n)[:, None, None], 0, rows, cols].unsqueeze(1)
 
 
-def run(name: str, out: Path, quick: bool, progress: bool, frontier: bool = False, mnist: Path = MNIST) -> dict:
+def run(
+    name: str,
+    out: Path,
+    quick: bool,
+    progress: bool,
+    frontier: bool = False,
+    mnist: Path = MNIST,
+    config_path: Path | None = None,
+) -> dict:
     setup = SETUPS[name]
     torch.manual_seed(0)
     X, y = (torch.from_numpy(a) for a in load_mnist_5k())
@@ -168,6 +176,8 @@ def run(name: str, out: Path, quick: bool, progress: bool, frontier: bool = Fals
     )
     dense_seconds = time.perf_counter() - started
     config = dict(FRONTIER[name] if frontier else setup["config"])
+    if config_path is not None:  # trial settings: a JSON file {model: config}
+        config = json.loads(config_path.read_text())[name]
     if quick:
         config.update(prune_steps=2, prune_epochs=1, share_epochs=1)
     config = CompressConfig.from_dict(config)
@@ -243,11 +253,12 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--mnist", type=Path, default=MNIST, help="folder of the MNIST test files")
     parser.add_argument("--frontier", action="store_true", help="the ratio-frontier settings (dns pruning, 4-bit)")
+    parser.add_argument("--config", type=Path, help="JSON file {model: config} replacing the built-in settings")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = ["lenet300", "lenet5"] if args.model == "both" else [args.model]
     for name in names:
-        run(name, args.out, args.quick, not args.no_progress, args.frontier, args.mnist)
+        run(name, args.out, args.quick, not args.no_progress, args.frontier, args.mnist, args.config)
     return 0
 
 
