@@ -44,6 +44,7 @@ from dcz.compressor.linear import linear_metadata
 from dcz.compressor.onnx_graph import (
     GRAPH_FORMAT,
     TensorPlan,
+    compacted_graph,
     find_weights,
     initializer_array,
     make_placeholder,
@@ -576,6 +577,7 @@ def export_dcz(
     metric: str = "accuracy",
     kept_raw: Mapping[str, str] | None = None,
     compact_header: bool = False,
+    compact_graph: bool = False,
 ):
     """Write `model` with its compressed `layers` (param name -> LayerState) to a `.dcz` at `path`.
 
@@ -584,14 +586,15 @@ def export_dcz(
     `metadata` adds keys (`compress.config`, `user.*`, ...); `accuracies` (stage -> metric value,
     in stage order) is recorded as `compress.accuracy` for the report; `kept_raw` (parameter name
     -> reason) names the weights the compressor chose not to compress. `compact_header` writes the
-    header zlib-compressed (format 1.2). The write is atomic. Returns the file's `formats.SizeReport`.
+    header zlib-compressed (format 1.2); `compact_graph` stores onnx_graph.compacted_graph's smaller
+    equivalent graph (any reader). The write is atomic. Returns the file's `formats.SizeReport`.
     """
     try:
         graph, plan = export_graph(model, example_input, layers, raw_small, kept_raw)
         return formats.write(
             path,
             plan.tensors,
-            graph=pack_graph(graph),
+            graph=pack_graph(compacted_graph(graph) if compact_graph else graph),
             graph_format=GRAPH_FORMAT,
             metadata={**_metadata(model, plan, metadata, accuracies, metric), **linear_metadata(layers, plan)},
             huffman=huffman,

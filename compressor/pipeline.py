@@ -88,11 +88,13 @@ class Compressed:
         huffman: bool = True,
         compact_header: bool = False,
         *,
+        compact_graph: bool = False,
         calib=None,
         calib_method: str = "minmax",
     ):
         """Write the `.dcz` (atomic) through compressor.export; returns its formats.SizeReport.
         compact_header: the header zlib-compressed (format 1.2; ~1.3 KB less, for very small models).
+        compact_graph: default attributes, node names and long value names left out of the graph (no format change).
         calib: sample inputs (array, tensor, .npz path or {input: array}): static int8 activation scales
         measured on the exported graph by `calib_method` (compressor.qdq), so linear grids run int8 kernels."""
         from dcz.compressor.export import export_dcz  # torch.onnx + onnx: loaded only when saving
@@ -107,6 +109,7 @@ class Compressed:
             huffman=huffman,
             compact_header=compact_header,
             kept_raw=self.skipped,  # what the config kept raw stays raw; only unknown layer types are shared
+            compact_graph=compact_graph,
         )
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from onnx import helper
 
 from dcz import formats
 from dcz.compressor.errors import CompressError
 from dcz.compressor.kmeans import cluster_weights
-from dcz.compressor.onnx_graph import fill_placeholders, is_placeholder
+from dcz.compressor.onnx_graph import compacted_graph, fill_placeholders, is_placeholder
 from dcz.compressor.report import Report
 from dcz.compressor.state import LayerState
 from dcz.runtime.onnx_graph import graph_bytes
@@ -401,3 +402,44 @@ def test_exporter_shape_inference_is_restored_even_after_a_failure(net):
     assert torch._C._jit_pass_onnx_graph_shape_type_inference is original
     export_graph(net[0], EXAMPLE, net[1])
     assert torch._C._jit_pass_onnx_graph_shape_type_inference is original
+
+
+@pytest.mark.parametrize("backend", ["ort", "numpy"])
+def test_compact_file_is_smaller_and_computes_the_same(net, tmp_path, backend):
+    runtime = pytest.importorskip("dcz.runtime")
+    model, states = net
+    plain, compact = tmp_path / "plain.dcz", tmp_path / "compact.dcz"
+    export_dcz(model, EXAMPLE, states, plain)
+    export_dcz(model, EXAMPLE, states, compact, compact_graph=True)
+    assert compact.stat().st_size < plain.stat().st_size
+    x = np.random.default_rng(2).random((3, 1, 8, 8), dtype=np.float32)
+    want = runtime.load(plain, backend=backend).run(x)
+    got = runtime.load(compact, backend=backend).run(x)
+    np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+
+
+def test_defaults_and_names_go_inputs_outputs_and_initializers_stay(net):
+    model, states = net
+    graph, _ = export_graph(model, EXAMPLE, states)
+    small = compacted_graph(graph)
+    assert [n.op_type for n in small.graph.node] == [n.op_type for n in graph.graph.node]
+    assert {i.name for i in small.graph.initializer} == {i.name for i in graph.graph.initializer}
+    assert [v.name for v in small.graph.output] == [v.name for v in graph.graph.output]
+    assert all(n.name == "" for n in small.graph.node)
+    convs = [n for n in small.graph.node if n.op_type == "Conv"]
+    assert all({a.name for a in n.attribute} <= {"kernel_shape", "pads"} for n in convs)  # padding=1 stays
+    assert any(a.name == "pads" and list(a.ints) == [1, 1, 1, 1] for a in convs[0].attribute)
+    assert len(small.SerializeToString()) < len(graph.SerializeToString())
+
+
+def test_attribute_that_differs_from_its_default_is_kept():
+    node = helper.make_node("Gemm", ["x", "w"], ["y"], alpha=2.0, beta=1.0, transB=1, name="fc")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor("w", onnx.TensorProto.FLOAT, [2, 2], [1.0, 0.0, 0.0, 1.0])],
+    )
+    small = compacted_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert {a.name: helper.get_attribute_value(a) for a in small.graph.node[0].attribute} == {"alpha": 2.0, "transB": 1}

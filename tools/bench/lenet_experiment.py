@@ -189,7 +189,7 @@ def run(
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.dcz"
-    report = result.save(path, compact_header=frontier)
+    report = result.save(path, compact_header=frontier, compact_graph=frontier)
     dense_bytes = sum(p.numel() * 4 for p in model.parameters())
     file_bytes = path.stat().st_size
     summary = {

