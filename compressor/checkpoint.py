@@ -1,11 +1,17 @@
 """Compressing a safetensors checkpoint to a weights-only .dcz, tensor by tensor, on many cores.
 
 Each tensor is one job: read it from its shard, palettize it (or keep it raw), encode its
-sections. Jobs run on a local process pool (`workers`, default all cores) or on a Dask
-distributed cluster (`scheduler`: an address, or "local" for an embedded local cluster); the
-parent writes results in checkpoint order with formats' StreamWriter, so the file's bytes do
-not depend on the worker count or placement. At most `workers + 1` jobs are in flight, so
-memory stays a small multiple of the largest tensor.
+sections. Jobs run on local threads (`workers`, default all cores) or on a Dask distributed
+cluster (`scheduler`: an address, or "local" for an embedded local cluster); the parent writes
+results in checkpoint order with formats' StreamWriter, so the file's bytes do not depend on the
+worker count or placement. At most `workers + 1` jobs are in flight, so memory stays a small
+multiple of the largest tensor.
+
+Threads, not processes: the k-means step is compiled and runs without the GIL (as do numpy's
+reads, conversions and partitions), so threads share the tensors with no pickling or copies; and
+a second pool of `workers` threads labels the row blocks of each tensor in parallel, so the
+embedding tables (the largest tensors, at both ends of an LLM checkpoint) do not run alone on
+one core. Each block's codebooks depend on that block only: the same bytes for any worker count.
 
 Outliers (`Settings.outliers`, a fraction of each palettized tensor, SqueezeLLM's dense-and-sparse
 split): the weights of largest magnitude are kept exactly in a `sparse` side tensor named
@@ -81,8 +87,10 @@ def palettized(ref: cr.TensorRef, settings: Settings) -> bool:
     return floating and len(ref.shape) >= 2 and ref.numel >= settings.min_elements
 
 
-def compress_tensor(ref: cr.TensorRef, settings: Settings) -> list:
-    """[(entry, parts), ...] of one tensor (its side tensor of outliers second): the unit of work a worker does."""
+def compress_tensor(ref: cr.TensorRef, settings: Settings, pool=None) -> list:
+    """[(entry, parts), ...] of one tensor (its side tensor of outliers second): the unit of work a worker does.
+
+    pool: a thread pool that labels the tensor's row blocks in parallel (same bytes without it)."""
     arr = cr.load(ref)
     if not palettized(ref, settings):
         return [encode(Raw(ref.name, _raw_array(arr, ref.dtype)), huffman=True)]
@@ -95,7 +103,9 @@ def compress_tensor(ref: cr.TensorRef, settings: Settings) -> list:
     threshold = outlier_threshold(matrix, settings.outliers, to_f32) if settings.outliers else None
     bits = settings.bits
     while True:
-        labels, book = palettize(matrix, bits, group_rows, settings.sensitivity, to_f32, threshold, settings.iterations)
+        labels, book = palettize(
+            matrix, bits, group_rows, settings.sensitivity, to_f32, threshold, settings.iterations, pool
+        )
         if (
             settings.min_sqnr_db is None
             or bits >= 8
@@ -222,11 +232,14 @@ def _results(refs, settings, workers, scheduler):
         for ref in refs:
             yield ref, compress_tensor(ref, settings)
         return
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+    from concurrent.futures import ThreadPoolExecutor
 
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        yield from _windowed(refs, lambda r: pool.submit(_job, r, settings), workers + 1)
+    tensors, blocks = ThreadPoolExecutor(workers), ThreadPoolExecutor(workers)
+    try:
+        yield from _windowed(refs, lambda r: tensors.submit(compress_tensor, r, settings, blocks), workers + 1)
+    finally:
+        tensors.shutdown(cancel_futures=True)
+        blocks.shutdown(cancel_futures=True)
 
 
 def _windowed(refs, submit, window: int):

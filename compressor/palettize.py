@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kmeans_native import label_sums
+
 SAMPLE = 4096  # at most this many weights per group for Lloyd's algorithm
 SAMPLE_PER_CENTROID = 16  # at least this many per centroid
 SAMPLE_BUDGET = 1 << 20  # weights per block Lloyd's algorithm runs on (the full-data passes dominate then)
@@ -33,29 +35,8 @@ def default_group_rows(rows: int, cols: int, bits: int) -> int:
     return max(1, min(rows, -(-need // max(cols, 1))))
 
 
-def _labels(x: np.ndarray, mids: np.ndarray) -> np.ndarray:
-    """Label of each value of x (groups, n) against sorted midpoints (groups, k-1)."""
-    out = np.zeros(x.shape, dtype=np.uint8)
-    for j in range(mids.shape[1]):
-        out += x > mids[:, j : j + 1]
-    return out
-
-
 def _midpoints(book: np.ndarray) -> np.ndarray:
     return (book[:, 1:] + book[:, :-1]) * np.float32(0.5)
-
-
-def _means(x, labels, weight, book) -> np.ndarray:
-    """Weighted mean of each group's members per centroid; an empty centroid keeps its value."""
-    groups, k = book.shape
-    idx = (labels.astype(np.int64) + (np.arange(groups, dtype=np.int64) * k)[:, None]).ravel()
-    if weight is None:
-        den = np.bincount(idx, minlength=groups * k).reshape(groups, k)
-        num = np.bincount(idx, weights=x.ravel(), minlength=groups * k).reshape(groups, k)
-    else:
-        den = np.bincount(idx, weights=weight.ravel(), minlength=groups * k).reshape(groups, k)
-        num = np.bincount(idx, weights=(x * weight).ravel(), minlength=groups * k).reshape(groups, k)
-    return num, den
 
 
 def _update(book, num, den) -> np.ndarray:
@@ -87,8 +68,8 @@ def fit_codebooks(
     book = np.quantile(sample, qs, axis=1).T.astype(np.float32)
     weight = _weight(sample, sensitivity, exclude_above)
     for _ in range(iterations):
-        labels = _labels(sample, _midpoints(book))
-        book = _update(book, *_means(sample, labels, weight, book))
+        _, num, den = label_sums(sample, _midpoints(book), weight)
+        book = _update(book, num, den)
     return book
 
 
@@ -100,35 +81,47 @@ def palettize(
     to_f32=None,
     exclude_above: float | None = None,
     iterations: int = ITERATIONS,
+    pool=None,
 ):
     """(labels uint8 (rows, cols), codebook float32 (groups, 2^bits)) of a 2-D array.
 
     to_f32 converts a block of the input to float32 (bf16 bit patterns: see checkpoint_read);
-    the input is converted block by block, never whole.
+    the input is converted block by block, never whole. `pool` (a concurrent.futures executor of
+    threads) runs the blocks in parallel: each block's codebooks depend on that block alone, so
+    the result is the same whatever the pool, and the compiled k-means step releases the GIL.
     """
-    convert = to_f32 or (lambda a: np.asarray(a, dtype=np.float32))
     rows, cols = matrix.shape
-    k = 1 << bits
     groups = -(-rows // group_rows)
     labels = np.empty((rows, cols), dtype=np.uint8)
-    books = np.empty((groups, k), dtype=np.float32)
+    books = np.empty((groups, 1 << bits), dtype=np.float32)
     per_block = max(1, BLOCK_ELEMENTS // max(cols * group_rows, 1))  # groups per block
-    for g0 in range(0, groups, per_block):
-        g1 = min(groups, g0 + per_block)
-        r0, r1 = g0 * group_rows, min(rows, g1 * group_rows)
-        block = convert(matrix[r0:r1])
-        x, tail = _grouped(block, g1 - g0, group_rows, cols)
-        book = fit_codebooks(x, k, sensitivity, exclude_above, iterations)
-        lab = _labels(x, _midpoints(book))
-        num, den = _means(x, lab, _weight(x, sensitivity, exclude_above), book)
-        # each centroid becomes the mean of its full-data members (optimal for these labels; not
-        # re-sorted, so labels keep pointing at their centroid)
-        book = np.where(den > 0, num / np.where(den > 0, den, 1), book).astype(np.float32)
-        flat = lab.reshape(-1)[: (r1 - r0) * cols]
-        labels[r0:r1] = flat.reshape(r1 - r0, cols)
-        books[g0:g1] = book
-        del tail
+    spans = [(g0, min(groups, g0 + per_block)) for g0 in range(0, groups, per_block)]
+
+    def one(span):
+        _block(matrix, labels, books, span, bits, group_rows, sensitivity, to_f32, exclude_above, iterations)
+
+    if pool is None or len(spans) == 1:
+        for span in spans:
+            one(span)
+    else:
+        for done in [pool.submit(one, span) for span in spans]:
+            done.result()
     return labels, books
+
+
+def _block(matrix, labels, books, span, bits, group_rows, sensitivity, to_f32, exclude_above, iterations) -> None:
+    """Codebooks and labels of the groups g0..g1 (their rows of `labels`, their `books`)."""
+    convert = to_f32 or (lambda a: np.asarray(a, dtype=np.float32))
+    g0, g1 = span
+    rows, cols = matrix.shape
+    r0, r1 = g0 * group_rows, min(rows, g1 * group_rows)
+    x, _ = _grouped(convert(matrix[r0:r1]), g1 - g0, group_rows, cols)
+    book = fit_codebooks(x, 1 << bits, sensitivity, exclude_above, iterations)
+    lab, num, den = label_sums(x, _midpoints(book), _weight(x, sensitivity, exclude_above))
+    # each centroid becomes the mean of its full-data members (optimal for these labels; not
+    # re-sorted, so labels keep pointing at their centroid)
+    books[g0:g1] = np.where(den > 0, num / np.where(den > 0, den, 1), book).astype(np.float32)
+    labels[r0:r1] = lab.reshape(-1)[: (r1 - r0) * cols].reshape(r1 - r0, cols)
 
 
 def _grouped(block: np.ndarray, groups: int, group_rows: int, cols: int):

@@ -209,3 +209,20 @@ def test_cli_accurate_refused_for_onnx(tmp_path, capsys):
     (tmp_path / "m.onnx").write_bytes(b"x")
     assert main(["compress", str(tmp_path / "m.onnx"), "--accurate"]) == 2
     assert "--accurate is for safetensors checkpoints" in capsys.readouterr().err
+
+
+def test_same_bytes_for_workers_1_2_3_and_without_compiler(llama, tmp_path, monkeypatch):
+    """Tensors split into many row blocks (labelled in parallel by the block pool) give the bytes of
+    one worker, and the numpy fallback (DCZ_NATIVE=0) gives them too."""
+    from dcz.compressor import palettize
+
+    monkeypatch.setattr(palettize, "BLOCK_ELEMENTS", 1 << 12)
+    single, _ = llama
+    outputs = []
+    for workers in (1, 2, 3):
+        outputs.append(tmp_path / f"w{workers}.dcz")
+        compress_checkpoint(single, outputs[-1], OUTLIERS, workers=workers, progress=False)
+    monkeypatch.setenv("DCZ_NATIVE", "0")
+    outputs.append(tmp_path / "numpy.dcz")
+    compress_checkpoint(single, outputs[-1], OUTLIERS, workers=2, progress=False)
+    assert len({p.read_bytes() for p in outputs}) == 1

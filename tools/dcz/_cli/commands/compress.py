@@ -146,7 +146,7 @@ def register(subparsers, common) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="with --train: batch size (default 64)")
     ckpt = parser.add_argument_group("safetensors checkpoints")
-    ckpt.add_argument("--workers", type=int, metavar="N", help="processes compressing tensors (default: all cores)")
+    ckpt.add_argument("--workers", type=int, metavar="N", help="threads compressing tensors (default: all cores)")
     ckpt.add_argument(
         "--scheduler", metavar="ADDRESS", help="Dask distributed scheduler address, or 'local' for a local cluster"
     )

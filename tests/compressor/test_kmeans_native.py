@@ -1,0 +1,140 @@
+"""The compiled k-means step (compressor/_native/kmeans.c) and its numpy fallback give identical
+labels and sums, so palettized checkpoints have the same bytes with or without a compiler.
+
+`.ci/run` sets DCZ_REQUIRE_NATIVE=1: there a missing compiled k-means fails the suite.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dcz.compressor import kmeans, kmeans_native, palettize
+from dcz.compressor.checkpoint_read import bf16_to_f32
+
+needs_core = pytest.mark.skipif(kmeans_native._core is None, reason=kmeans_native.describe())
+
+
+def test_compiled_kmeans_is_built_where_required():
+    if os.environ.get("DCZ_REQUIRE_NATIVE", "") == "1":
+        assert kmeans_native._core is not None, kmeans_native.describe()
+
+
+def test_dcz_native_0_selects_numpy(monkeypatch):
+    monkeypatch.setenv("DCZ_NATIVE", "0")
+    assert kmeans_native.core() is None and kmeans_native.describe().startswith("numpy (")
+
+
+def _both(monkeypatch, fn):
+    monkeypatch.delenv("DCZ_NATIVE", raising=False)
+    compiled = fn()
+    monkeypatch.setenv("DCZ_NATIVE", "0")
+    fallback = fn()
+    monkeypatch.delenv("DCZ_NATIVE", raising=False)
+    return compiled, fallback
+
+
+@st.composite
+def grouped(draw):
+    """Grouped values with sorted (or, rarely, unsorted / NaN) midpoints, ties with the midpoints,
+    optional weights, float32 or float64 on either side."""
+    groups = draw(st.integers(1, 4))
+    n = draw(st.integers(0, 1300))
+    k = draw(st.sampled_from([1, 2, 3, 16, 17, 32, 33, 64, 256, 300]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x_type = draw(st.sampled_from([np.float32, np.float64]))
+    m_type = draw(st.sampled_from([np.float32, np.float64]))
+    x = (rng.standard_normal((groups, n)) * draw(st.sampled_from([1e-3, 1.0, 1e3]))).astype(x_type)
+    mids = np.sort(rng.standard_normal((groups, k - 1)), axis=1).astype(m_type)
+    if n and k > 1 and draw(st.booleans()):  # values exactly on midpoints (ties go to the lower centroid)
+        x.ravel()[: min(n, k - 1)] = mids[0, : min(n, k - 1)]
+    if k > 2 and draw(st.integers(0, 9)) == 0:  # unsorted midpoints (or a NaN): every midpoint is compared
+        mids[:, 0] = np.nan if draw(st.booleans()) else mids[:, -1] + 1
+    if n and draw(st.integers(0, 9)) == 0:
+        x.ravel()[-1] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    weight = rng.random((groups, n)).astype(np.float32) if draw(st.booleans()) else None
+    return x, mids, weight
+
+
+@needs_core
+@settings(max_examples=300)
+@given(grouped(), st.booleans())
+def test_label_sums_identical_to_numpy(case, sums):
+    x, mids, weight = case
+    with mock.patch.dict(os.environ, {"DCZ_NATIVE": "1"}):
+        compiled = kmeans_native.label_sums(x, mids, weight, sums=sums)
+    with mock.patch.dict(os.environ, {"DCZ_NATIVE": "0"}):
+        fallback = kmeans_native.label_sums(x, mids, weight, sums=sums)
+    for a, b in zip(compiled, fallback):
+        if b is None:
+            assert a is None
+        else:
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@needs_core
+@pytest.mark.parametrize("k", [2, 16, 40, 256, 1000])
+def test_assign_identical_to_numpy(monkeypatch, k):
+    rng = np.random.default_rng(k)
+    values = rng.standard_normal(50_000).astype(np.float32)
+    centroids = np.sort(rng.choice(values, k, replace=False)).astype(np.float64)
+    values[:k] = ((centroids[:-1] + centroids[1:]) / 2).astype(np.float32).tolist() + [0.0]  # near-ties
+    compiled, fallback = _both(monkeypatch, lambda: kmeans.assign(values, centroids))
+    assert compiled.dtype == fallback.dtype and np.array_equal(compiled, fallback)
+    expected = np.searchsorted((centroids[:-1] + centroids[1:]) / 2, values.astype(np.float64), side="left")
+    assert np.array_equal(compiled, expected)
+
+
+@needs_core
+@pytest.mark.parametrize(
+    "shape, bits, group_rows, sensitivity, exclude",
+    [((300, 70), 4, 7, None, None), ((513, 1030), 3, 2, "magnitude", 0.05), ((40, 2000), 8, 1, None, 0.03)],
+)
+def test_palettize_identical_with_any_pool_and_path(monkeypatch, shape, bits, group_rows, sensitivity, exclude):
+    monkeypatch.setattr(palettize, "BLOCK_ELEMENTS", 1 << 14)  # many blocks
+    rng = np.random.default_rng(0)
+    bf16 = (rng.standard_normal(shape, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+    def run(pool=None):
+        labels, book = palettize.palettize(bf16, bits, group_rows, sensitivity, bf16_to_f32, exclude, pool=pool)
+        return labels.tobytes() + book.tobytes()
+
+    compiled, fallback = _both(monkeypatch, run)
+    with ThreadPoolExecutor(3) as pool:
+        threaded = run(pool)
+    assert compiled == fallback == threaded
+
+
+def _call(x=None, mids=None, groups=4, n=10, k=16, labels=None, width=1, num=None, den=None, weight=None):
+    x = np.zeros(groups * n, np.float32) if x is None else x
+    mids = np.zeros(groups * (k - 1), np.float32) if mids is None else mids
+    labels = np.zeros(max(groups * n, 0), np.uint8) if labels is None else labels
+    kmeans_native._core.label_sums(x, False, mids, False, groups, n, k, labels, width, num, den, weight)
+
+
+@needs_core
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(x=np.zeros(39, np.float32)), "x:"),
+        (dict(mids=np.zeros(4 * 14, np.float32)), "mids:"),
+        (dict(labels=np.zeros(41, np.uint8)), "labels:"),
+        (dict(labels=bytes(40)), "writable"),
+        (dict(num=np.zeros(64), den=np.zeros(63)), "den:"),
+        (dict(num=np.zeros(64)), "go together"),
+        (dict(weight=np.zeros(40, np.float64)), "weight:"),
+        (dict(width=3), "label width"),
+        (dict(k=300, labels=np.zeros(40, np.uint8)), "label width"),  # 300 labels do not fit in a byte
+        (dict(groups=-1, x=np.zeros(0, np.float32), mids=np.zeros(0, np.float32)), "bad groups"),
+    ],
+)
+def test_compiled_call_checks_every_length(bad, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        _call(**bad)
