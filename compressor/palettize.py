@@ -65,7 +65,8 @@ def fit_codebooks(
     step = max(1, x.shape[1] // per_group)
     sample = np.ascontiguousarray(x[:, ::step], dtype=np.float32)
     qs = (np.arange(k, dtype=np.float64) + 0.5) / k
-    book = np.quantile(sample, qs, axis=1).T.astype(np.float32)
+    # the same quantiles, but numpy's partition is ~4x slower than a sort of these short rows
+    book = np.quantile(np.sort(sample, axis=1), qs, axis=1).T.astype(np.float32)
     weight = _weight(sample, sensitivity, exclude_above)
     for _ in range(iterations):
         _, num, den = label_sums(sample, _midpoints(book), weight)

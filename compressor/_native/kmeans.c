@@ -25,7 +25,10 @@
 #endif
 
 #define CHUNK 512        /* values labelled at once: small enough to stay in L1 */
-#define LINEAR_MAX 31    /* up to this many midpoints, compare with all of them (vectorizes) */
+#define LINEAR_MAX 31    /* without a table, up to this many midpoints: compare with all of them (vectorizes) */
+#define LUT_MAX_BINS 4096 /* lookup-table slots per group at most (n / 4 for short groups) */
+#define LUT_MIN_VALUES 64 /* groups shorter than this are labelled without a table */
+#define LUT_MAX_MIDS 65535
 
 typedef struct {
     const void *x;       /* groups * n values, float32 or float64 */
@@ -51,67 +54,89 @@ static int sorted_d(const double *m, Py_ssize_t c) {
     return 1;
 }
 
-/* cnt[i] += x[i] > mj over one whole chunk: a fixed-length loop the compiler vectorizes. */
-static NOINLINE void above_ff(const float *restrict x, float mj, uint32_t *restrict cnt) {
-    for (int i = 0; i < CHUNK; i++) cnt[i] += x[i] > mj ? 1u : 0u;
-}
+/* The lookup table of a group's midpoints (sorted, c of them): value v falls in slot
+ * s(v) = 0 when !(t >= 0) (below the first midpoint, or NaN), bins + 1 when t >= bins, else 1 + (int)t
+ * with t = (v - lo) * scale computed the same way for values and midpoints. s is non-decreasing in v
+ * (each rounding step is), so every midpoint in a lower slot is below v and every midpoint in a higher
+ * slot is not: entry[s] is the exact label of every v in slot s unless a midpoint shares the slot
+ * (entry -1: then a binary search decides). Exact, and ~1 comparison per value instead of c. */
+typedef struct {
+    Py_ssize_t bins;
+    int32_t *entry; /* bins + 2 slots */
+} Lut;
 
-/* Counts of midpoints below each of `len` values, float32 on both sides. */
-static void count_ff(const float *x, Py_ssize_t len, const float *m, Py_ssize_t c, int sorted, uint32_t *cnt) {
-    if (!sorted || c <= LINEAR_MAX) {
-        float pad[CHUNK];
-        if (len < CHUNK) { /* a short last chunk: count on a padded copy, the padding's counts are unused */
-            memset(pad, 0, sizeof pad);
-            memcpy(pad, x, (size_t)len * sizeof(float));
-            x = pad;
-        }
-        memset(cnt, 0, CHUNK * sizeof(uint32_t));
-        for (Py_ssize_t j = 0; j < c; j++) above_ff(x, m[j], cnt);
-        return;
+#define DEFINE_COUNT(SUF, T)                                                                                      \
+    static NOINLINE void above_##SUF(const T *restrict x, T mj, uint32_t *restrict cnt) {                     \
+        for (int i = 0; i < CHUNK; i++) cnt[i] += x[i] > mj ? 1u : 0u; /* vectorizes: fixed length */         \
+    }                                                                                                         \
+    static inline int32_t slot_##SUF(T v, T lo, T scale, Py_ssize_t bins) { /* select-only: vectorizes */  \
+        T t = (v - lo) * scale;                                                                               \
+        t = t >= 0 ? t : (T)-1;                                                                               \
+        t = t < (T)bins ? t : (T)bins;                                                                        \
+        return (int32_t)t + 1;                                                                                \
+    }                                                                                                         \
+    /* Fills lut for sorted midpoints; 0 when their span is unusable (then no table is used). */             \
+    static int lut_##SUF(const T *m, Py_ssize_t c, Lut *lut, T *lo, T *scale) {                               \
+        const Py_ssize_t bins = lut->bins;                                                                    \
+        if (c < 1 || c > LUT_MAX_MIDS) return 0;                                                              \
+        const T span = m[c - 1] - m[0];                                                                       \
+        *lo = m[0];                                                                                           \
+        *scale = (T)bins / span;                                                                              \
+        if (!(span > 0) || span - span != 0 || !(*scale > 0) || *scale - *scale != 0) return 0;              \
+        int32_t *e = lut->entry;                                                                              \
+        memset(e, 0, (size_t)(bins + 2) * sizeof(int32_t));                                                  \
+        for (Py_ssize_t j = 0; j < c; j++) e[slot_##SUF(m[j], *lo, *scale, bins)]++;                          \
+        int32_t below = 0;                                                                                    \
+        for (Py_ssize_t s = 0; s < bins + 2; s++) {                                                           \
+            const int32_t here = e[s];                                                                        \
+            e[s] = here ? -1 : below;                                                                         \
+            below += here;                                                                                    \
+        }                                                                                                     \
+        return 1;                                                                                             \
+    }                                                                                                         \
+    static inline uint32_t search_##SUF(T v, const T *m, Py_ssize_t c) { /* branch-free, c >= 1 */            \
+        const T *b = m;                                                                                       \
+        Py_ssize_t left = c;                                                                                  \
+        while (left > 1) {                                                                                    \
+            const Py_ssize_t half = left / 2;                                                                 \
+            b = v > b[half] ? b + half : b;                                                                   \
+            left -= half;                                                                                     \
+        }                                                                                                     \
+        return (uint32_t)((b - m) + (v > b[0]));                                                              \
+    }                                                                                                         \
+    /* cnt[i] = number of the c midpoints m below x[i], for len <= CHUNK values. lut: NULL, or built. */     \
+    static void count_##SUF(const T *x, Py_ssize_t len, const T *m, Py_ssize_t c, int sorted, const Lut *lut, \
+                            T lo, T scale, uint32_t *cnt) {                                                   \
+        if (lut) {                                                                                            \
+            int32_t slots[CHUNK];                                                                             \
+            int any = 0;                                                                                      \
+            for (Py_ssize_t i = 0; i < len; i++) slots[i] = slot_##SUF(x[i], lo, scale, lut->bins);          \
+            for (Py_ssize_t i = 0; i < len; i++) {                                                            \
+                const int32_t e = lut->entry[slots[i]];                                                       \
+                cnt[i] = (uint32_t)e;                                                                         \
+                any |= e < 0;                                                                                 \
+            }                                                                                                 \
+            if (any)                                                                                          \
+                for (Py_ssize_t i = 0; i < len; i++)                                                          \
+                    if ((int32_t)cnt[i] < 0) cnt[i] = search_##SUF(x[i], m, c);                               \
+            return;                                                                                           \
+        }                                                                                                     \
+        if (!sorted || c <= LINEAR_MAX) {                                                                     \
+            T pad[CHUNK];                                                                                     \
+            if (len < CHUNK) { /* a short last chunk: count on a padded copy (the padding's counts unused) */ \
+                memset(pad, 0, sizeof pad);                                                                   \
+                if (len) memcpy(pad, x, (size_t)len * sizeof(T));                                             \
+                x = pad;                                                                                      \
+            }                                                                                                 \
+            memset(cnt, 0, CHUNK * sizeof(uint32_t));                                                         \
+            for (Py_ssize_t j = 0; j < c; j++) above_##SUF(x, m[j], cnt);                                     \
+            return;                                                                                           \
+        }                                                                                                     \
+        for (Py_ssize_t i = 0; i < len; i++) cnt[i] = search_##SUF(x[i], m, c);                               \
     }
-    for (Py_ssize_t i = 0; i < len; i++) { /* branch-free binary search (c > LINEAR_MAX >= 1) */
-        const float v = x[i];
-        const float *b = m;
-        Py_ssize_t left = c;
-        while (left > 1) {
-            const Py_ssize_t half = left / 2;
-            b = v > b[half] ? b + half : b;
-            left -= half;
-        }
-        cnt[i] = (uint32_t)((b - m) + (v > b[0]));
-    }
-}
 
-/* cnt[i] += x[i] > mj over one whole chunk: a fixed-length loop the compiler vectorizes. */
-static NOINLINE void above_dd(const double *restrict x, double mj, uint32_t *restrict cnt) {
-    for (int i = 0; i < CHUNK; i++) cnt[i] += x[i] > mj ? 1u : 0u;
-}
-
-/* The same in double (x already widened). */
-static void count_dd(const double *x, Py_ssize_t len, const double *m, Py_ssize_t c, int sorted, uint32_t *cnt) {
-    if (!sorted || c <= LINEAR_MAX) {
-        double pad[CHUNK];
-        if (len < CHUNK) { /* a short last chunk: count on a padded copy, the padding's counts are unused */
-            memset(pad, 0, sizeof pad);
-            memcpy(pad, x, (size_t)len * sizeof(double));
-            x = pad;
-        }
-        memset(cnt, 0, CHUNK * sizeof(uint32_t));
-        for (Py_ssize_t j = 0; j < c; j++) above_dd(x, m[j], cnt);
-        return;
-    }
-    for (Py_ssize_t i = 0; i < len; i++) { /* branch-free binary search (c > LINEAR_MAX >= 1) */
-        const double v = x[i];
-        const double *b = m;
-        Py_ssize_t left = c;
-        while (left > 1) {
-            const Py_ssize_t half = left / 2;
-            b = v > b[half] ? b + half : b;
-            left -= half;
-        }
-        cnt[i] = (uint32_t)((b - m) + (v > b[0]));
-    }
-}
+DEFINE_COUNT(ff, float)
+DEFINE_COUNT(dd, double)
 
 static void store(void *labels, int width, Py_ssize_t at, const uint32_t *cnt, Py_ssize_t len) {
     if (width == 1) {
@@ -126,26 +151,32 @@ static void store(void *labels, int width, Py_ssize_t at, const uint32_t *cnt, P
     }
 }
 
-/* One group: labels, then (optionally) sums, chunk by chunk. `m` holds this group's k - 1 midpoints
- * widened to double when the comparison is in double (md), else points at the float32 ones (mf). */
-static void run_group(const Job *job, Py_ssize_t g, const float *mf, const double *md, int sorted) {
+/* One group: labels, then (optionally) sums, chunk by chunk. Comparisons are in double (md: this
+ * group's k - 1 midpoints widened) when x or the midpoints are float64, else in float (mf). */
+static void run_group(const Job *job, Py_ssize_t g, const float *mf, const double *md, int sorted, Lut *table) {
     uint32_t cnt[CHUNK];
     double wide[CHUNK];
     const Py_ssize_t c = job->k - 1, base = g * job->n;
     double *num = job->num ? job->num + g * job->k : NULL;
     double *den = job->den ? job->den + g * job->k : NULL;
+    const Lut *lut = NULL;
+    float lo_f = 0, scale_f = 0;
+    double lo_d = 0, scale_d = 0;
+    if (table && sorted && c >= 4 && job->n >= LUT_MIN_VALUES) {
+        table->bins = job->n / 4 < LUT_MAX_BINS ? job->n / 4 : LUT_MAX_BINS;
+        if (md ? lut_dd(md, c, table, &lo_d, &scale_d) : lut_ff(mf, c, table, &lo_f, &scale_f)) lut = table;
+    }
     for (Py_ssize_t at = 0; at < job->n; at += CHUNK) {
         const Py_ssize_t len = job->n - at < CHUNK ? job->n - at : CHUNK;
         const Py_ssize_t i0 = base + at;
         if (job->x_double) {
-            const double *x = (const double *)job->x + i0;
-            count_dd(x, len, md, c, sorted, cnt);
+            count_dd((const double *)job->x + i0, len, md, c, sorted, lut, lo_d, scale_d, cnt);
         } else if (md) {
             const float *x = (const float *)job->x + i0;
             for (Py_ssize_t i = 0; i < len; i++) wide[i] = (double)x[i];
-            count_dd(wide, len, md, c, sorted, cnt);
+            count_dd(wide, len, md, c, sorted, lut, lo_d, scale_d, cnt);
         } else {
-            count_ff((const float *)job->x + i0, len, mf, c, sorted, cnt);
+            count_ff((const float *)job->x + i0, len, mf, c, sorted, lut, lo_f, scale_f, cnt);
         }
         store(job->labels, job->width, i0, cnt, len);
         if (!num) continue;
@@ -171,9 +202,14 @@ static int run(const Job *job) {
     const Py_ssize_t c = job->k - 1;
     const int in_double = job->x_double || job->mids_double;
     double *md = NULL;
+    Lut table = {0, (int32_t *)malloc((LUT_MAX_BINS + 2) * sizeof(int32_t))};
+    if (!table.entry) return -1;
     if (in_double && c > 0) {
         md = (double *)malloc((size_t)c * sizeof(double));
-        if (!md) return -1;
+        if (!md) {
+            free(table.entry);
+            return -1;
+        }
     }
     if (job->num) {
         memset(job->num, 0, (size_t)(job->groups * job->k) * sizeof(double));
@@ -191,9 +227,10 @@ static int run(const Job *job) {
             if (md)
                 for (Py_ssize_t j = 0; j < c; j++) md[j] = (double)mf[j];
         }
-        run_group(job, g, mf, md, sorted);
+        run_group(job, g, mf, md, sorted, &table);
     }
     free(md);
+    free(table.entry);
     return 0;
 }
 
