@@ -47,6 +47,8 @@ CHUNK_TARGET_BITS = 2048
 CHUNK_CODE_BITS = 12
 CHUNK_LIMIT_LOSS = 0.001
 _SYMBOL_DTYPE = {1: "<u1", 2: "<u2", 4: "<u4"}
+# Symbol arrays the compiled core reads as they are (labels and gaps are bytes: no int64 copy).
+_CORE_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.int64))
 
 
 @dataclass(frozen=True)
@@ -149,8 +151,9 @@ def pack_fixed(symbols: np.ndarray, width: int) -> bytes:
         return sym.astype(np.uint8).tobytes()
     core = native.core()
     if core is not None:
+        sym = stream_symbols(sym, core)
         out = bytearray((sym.size * width + 7) // 8)
-        core.pack(np.ascontiguousarray(sym, dtype=np.int64), width, out)
+        core.pack(sym, width, out, sym.itemsize)
         return bytes(out)
     if width < 8:  # BLOCK is a multiple of 8 symbols, so blocks end on whole bytes
         return b"".join(_pack_narrow(sym[i : i + BLOCK], width) for i in range(0, sym.size, BLOCK))
@@ -234,13 +237,14 @@ def huffman_payload(sym: np.ndarray, counts: list[int], symbols: list[int]) -> t
     Vectorized: every code is written left-aligned into an L-bit row, and the rows' first
     `length` bits are kept (a boolean mask in row-major order keeps the stream order).
     """
+    core = native.core()
+    if core is not None:
+        _, payload, total = _compiled_codes(core, stream_symbols(sym, core), counts, symbols, 0, write=True)
+        return payload, total
     code_of, length_of = canonical_codes(counts, symbols)
     index = _symbol_index(symbols)
     code_lut = np.array([code_of[x] for x in symbols], dtype=np.int64)
     len_lut = np.array([length_of[x] for x in symbols], dtype=np.int64)
-    core = native.core()
-    if core is not None:
-        return _compiled_payload(core, index(sym).astype(np.uint32), code_lut, len_lut)
     longest = len(counts)
     columns = np.arange(longest, dtype=np.int64)[None, :]
     out, total = _BitWriter(), 0
@@ -253,13 +257,39 @@ def huffman_payload(sym: np.ndarray, counts: list[int], symbols: list[int]) -> t
     return out.getvalue(), total
 
 
-def _compiled_payload(core, ranks: np.ndarray, code_lut: np.ndarray, len_lut: np.ndarray) -> tuple[bytes, int]:
-    """huffman_payload through the compiled core: the same bytes, one pass over the symbols."""
-    total = int(np.bincount(ranks, minlength=len_lut.size) @ len_lut)
+def stream_symbols(symbols, core) -> np.ndarray:
+    """`symbols` flat and contiguous: as they are when the compiled core reads their type, else int64."""
+    sym = np.asarray(symbols).ravel()
+    if core is not None and sym.dtype in _CORE_DTYPES:
+        return np.ascontiguousarray(sym)
+    return np.ascontiguousarray(sym, dtype=np.int64)
+
+
+def _compiled_codes(core, sym: np.ndarray, counts: list[int], order: list[int], chunk: int, write: bool, total=None):
+    """(bits of each full chunk, payload or None, payload bits) in one compiled pass over `sym`.
+
+    The code tables are indexed by symbol value when the largest symbol is < 2^16 (no rank array),
+    else by rank (the symbols mapped through _symbol_index first). `total` (payload bits, known from
+    the histogram) sizes the payload; without it a counting pass finds it."""
+    code_of, length_of = canonical_codes(counts, order)
+    top = max(order)
+    if top < 1 << 16:
+        keys, slots = sym, order
+        codes, lengths = np.zeros(top + 1, dtype=np.uint32), np.zeros(top + 1, dtype=np.uint8)
+    else:
+        keys, slots = _symbol_index(order)(sym).astype(np.uint32), range(len(order))
+        codes, lengths = np.zeros(len(order), dtype=np.uint32), np.zeros(len(order), dtype=np.uint8)
+    codes[list(slots)] = [code_of[s] for s in order]
+    lengths[list(slots)] = [length_of[s] for s in order]
+    bits = np.zeros((sym.size - 1) // chunk if chunk and sym.size else 0, dtype=np.int64)
+    if not write:
+        return bits, None, core.huffman_encode(keys, keys.itemsize, codes, lengths, chunk, bits, None)
+    if total is None:
+        total = core.huffman_encode(keys, keys.itemsize, codes, lengths, 0, np.zeros(0, np.int64), None)
     out = bytearray((total + 7) // 8)
-    written = core.encode(ranks, code_lut.astype(np.uint32), len_lut.astype(np.uint8), out)
+    written = core.huffman_encode(keys, keys.itemsize, codes, lengths, chunk, bits, out)
     assert written == total  # the core wrote exactly the bits the histogram predicts
-    return bytes(out), total
+    return bits, bytes(out), total
 
 
 def _symbol_index(symbols: list[int]):
@@ -304,35 +334,49 @@ def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: 
     chunk: symbols per chunk of the chunked Huffman coding (version 1.1); None picks by the
     writer policy above, 0 never chunks (a file version-1.0 readers can read).
     """
-    sym = np.ascontiguousarray(symbols, dtype=np.int64).ravel()
+    core = native.core()
+    sym = stream_symbols(symbols, core)
     count = int(sym.size)
-    fixed = pack_fixed(sym, width)
-    best = STREAM_HEADER.pack(CODING_FIXED, width, 0, 0, 0, count) + fixed
     if not huffman or count == 0:
-        return best
+        return _fixed_section(sym, width)
     values, freqs = symbol_histogram(sym, width)
     if values.size > MAX_HUFFMAN_SYMBOLS:
-        return best
+        return _fixed_section(sym, width)
     freq = dict(zip(values.tolist(), freqs.tolist()))
     counts, order = huffman_table(freq)
     if chunk is None:
         chunk = policy_chunk(count, counts, order, freq)
-    coding, index = CODING_HUFFMAN, b""
+    coding, step = CODING_HUFFMAN, 0
     if chunk and count > chunk:
-        coding = CODING_CHUNKED
+        coding, step = CODING_CHUNKED, chunk
         if len(counts) > CHUNK_CODE_BITS:
             counts, order = chunk_table(freq, counts, order)
-        index = chunk_index(sym, counts, order, chunk)
-    payload, _ = huffman_payload(sym, counts, order)
+    if core is not None:  # the payload and the chunk bits in one pass
+        bits, payload, _ = _compiled_codes(core, sym, counts, order, step, True, coded_bits(freq, counts, order))
+        index = index_bytes(bits, step) if step else b""
+    else:
+        index = chunk_index(sym, counts, order, step) if step else b""
+        payload, _ = huffman_payload(sym, counts, order)
     sb = symbol_bytes(width)
     table = struct.pack(f"<{len(counts)}H", *counts) + np.asarray(order, dtype=_SYMBOL_DTYPE[sb]).tobytes()
     coded = STREAM_HEADER.pack(coding, width, len(counts), 0, len(order), count) + table + index + payload
-    return coded if len(coded) < len(best) else best
+    fixed_size = STREAM_HEADER_SIZE + (count * width + 7) // 8
+    return coded if len(coded) < fixed_size else _fixed_section(sym, width)
+
+
+def _fixed_section(sym: np.ndarray, width: int) -> bytes:
+    return STREAM_HEADER.pack(CODING_FIXED, width, 0, 0, 0, int(sym.size)) + pack_fixed(sym, width)
 
 
 def symbol_histogram(sym: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(distinct values, their counts), ascending; a bincount (no sort) when the alphabet is small."""
     if width <= 16:
+        core = native.core()
+        if core is not None and sym.dtype in _CORE_DTYPES and sym.flags.c_contiguous:
+            counts = np.zeros(1 << width, dtype=np.int64)
+            if core.histogram(sym, sym.itemsize, counts):  # False: a symbol >= 2^width, numpy decides
+                values = np.flatnonzero(counts)
+                return values, counts[values]
         counts = np.bincount(sym, minlength=1 << width)
         values = np.flatnonzero(counts)
         return values, counts[values]
@@ -370,6 +414,10 @@ def policy_chunk(count: int, counts: list[int], order: list[int], freq: dict[int
 
 def chunk_index(sym: np.ndarray, counts: list[int], order: list[int], chunk: int) -> bytes:
     """The chunk index of SPEC 3.4.1: C, w, base, then (K-1) w-bit deltas (chunk bits - base)."""
+    core = native.core()
+    if core is not None:
+        bits, _, _ = _compiled_codes(core, stream_symbols(sym, core), counts, order, chunk, write=False)
+        return index_bytes(bits, chunk)
     _, length_of = canonical_codes(counts, order)
     index = _symbol_index(order)
     len_lut = np.array([length_of[x] for x in order], dtype=np.uint8)
@@ -380,6 +428,12 @@ def chunk_index(sym: np.ndarray, counts: list[int], order: list[int], chunk: int
         n = min(step, full - j)
         lens = len_lut[index(sym[j * chunk : (j + n) * chunk])]
         bits[j : j + n] = lens.reshape(n, chunk).sum(axis=1, dtype=np.int64)
+    return index_bytes(bits, chunk)
+
+
+def index_bytes(bits: np.ndarray, chunk: int) -> bytes:
+    """The chunk index from the bits of each full chunk (chunks 0..K-2)."""
+    full = bits.size
     base = int(bits.min()) if full else 0
     width = int(bits.max() - base).bit_length() if full else 0
     return _INDEX.pack(chunk, width, base) + (pack_fixed(bits - base, width) if width else b"")

@@ -182,6 +182,32 @@ def _compiled_csr(core, mask2d: np.ndarray, gap_bits: int) -> tuple[np.ndarray, 
     return row_counts, gaps[:n_gaps].copy(), flat
 
 
+# Label arrays csr_labels reads as they are (uint64 is not among them: its top bit would read as a sign).
+_LABEL_DTYPES = tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64))
+
+
+def _compiled_shared_csr(core, mask2d: np.ndarray, labels: np.ndarray, gap_bits: int):
+    """(row counts, byte gaps, kept labels as bytes, lowest, highest kept label) of a pruned shared tensor
+    in one compiled pass over mask and labels (the same streams as csr_streams + the label gather), or
+    None when the labels' type is not one the core reads."""
+    if labels.dtype not in _LABEL_DTYPES:
+        return None
+    rows, cols = mask2d.shape
+    nnz = int(np.count_nonzero(mask2d))
+    filler = (1 << gap_bits) - 1
+    gaps = np.empty(nnz + rows * (cols // filler + 1), dtype=np.uint8)  # worst case, as in _compiled_csr
+    kept = np.empty(nnz, dtype=np.uint8)
+    row_counts = np.empty(rows, dtype=np.int64)
+    mask = np.ascontiguousarray(mask2d).view(np.uint8)
+    flat_labels = np.ascontiguousarray(labels).reshape(-1)
+    signed = labels.dtype.kind == "i"
+    n_gaps, n_kept, lo, hi = core.csr_labels(
+        mask, rows, cols, gap_bits, flat_labels, flat_labels.itemsize, signed, row_counts, gaps, kept
+    )
+    assert n_kept == nnz  # the core found every kept entry count_nonzero counted
+    return row_counts, gaps[:n_gaps], kept, lo, hi
+
+
 def csr_streams_of(flat: np.ndarray, rows: int, cols: int, gap_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """csr_streams from the kept entries' flat indices (ascending) in the 2-D view: no mask needed."""
     flat = np.asarray(flat, dtype=np.int64)
@@ -251,6 +277,14 @@ def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[T
 
     gap_bits = _check_bits(name, "gap_bits", t.gap_bits)
     mask = _mask(name, t.mask, shape)
+    core = native.core()
+    if isinstance(t, SparseShared) and core is not None and rows * cols:
+        labels = _labels(name, t.labels, shape, book.shape[1], check=False)
+        fused = _compiled_shared_csr(core, mask.reshape(rows, cols), labels, gap_bits)
+        if fused is not None:
+            parts += _shared_csr_parts(name, fused, book.shape[1], gap_bits, label_bits, huffman, chunk)
+            fields.update(gap_bits=gap_bits, nnz=int(fused[2].size), encoding="sparse_shared")
+            return TensorEntry(name, shape, "float32", **fields), parts
     row_counts, gaps, flat = csr_streams(mask.reshape(rows, cols), gap_bits)
     fields.update(gap_bits=gap_bits, nnz=int(flat.size))
     parts.append(Part("rows", KIND_STREAM, rows_stream(row_counts, huffman, chunk)))
@@ -266,6 +300,18 @@ def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[T
         fields["encoding"] = "sparse_shared"
         parts.append(Part("labels", KIND_STREAM, codec.encode_stream(kept, label_bits, huffman, chunk)))
     return TensorEntry(name, shape, "float32", **fields), parts
+
+
+def _shared_csr_parts(name, fused, k: int, gap_bits: int, label_bits: int, huffman: bool, chunk) -> list[Part]:
+    """The rows, gaps and labels sections of a pruned shared tensor from _compiled_shared_csr's pass."""
+    row_counts, gaps, kept, lo, hi = fused
+    if kept.size and (lo < 0 or hi >= k):
+        raise _fail(name, f"labels must lie in 0..{k - 1} (codebook size {k}), found {lo}..{hi}")
+    return [
+        Part("rows", KIND_STREAM, rows_stream(row_counts, huffman, chunk)),
+        Part("gaps", KIND_STREAM, codec.encode_stream(gaps, gap_bits, huffman, chunk)),
+        Part("labels", KIND_STREAM, codec.encode_stream(kept, label_bits, huffman, chunk)),
+    ]
 
 
 ROLES = {

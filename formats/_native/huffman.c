@@ -16,6 +16,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_LEN 24
 #define TABLE_BITS 12
@@ -406,66 +409,136 @@ static PyObject *unpack(PyObject *self, PyObject *args) {
     return PyBool_FromLong(enough);
 }
 
-/* encode(ranks_u32, code_u32, length_u8, out) -> bits written.
- * The codes of `ranks` (rank -> canonical code and length) concatenated MSB first into `out`, which the
- * caller sizes to ceil(total bits / 8) + 8 bytes; the bits after the last code are zero. */
-static PyObject *encode(PyObject *self, PyObject *args) {
-    PyObject *ranks_o, *codes_o, *lengths_o, *out_o;
-    if (!PyArg_ParseTuple(args, "OOOO", &ranks_o, &codes_o, &lengths_o, &out_o)) return NULL;
-    Py_buffer ranks, codes, lengths, out;
-    if (get_buffer(ranks_o, &ranks, 0, "ranks") < 0) return NULL;
-    if (get_buffer(codes_o, &codes, 0, "codes") < 0) { PyBuffer_Release(&ranks); return NULL; }
-    if (get_buffer(lengths_o, &lengths, 0, "lengths") < 0) { PyBuffer_Release(&codes); PyBuffer_Release(&ranks); return NULL; }
-    if (get_buffer(out_o, &out, 1, "out") < 0) {
-        PyBuffer_Release(&lengths); PyBuffer_Release(&codes); PyBuffer_Release(&ranks);
+/* The statements run with `sv` pointing at the symbols as SIZE-byte unsigned integers (1, 2, 4 or 8);
+ * an int64 buffer reads as uint64, so one `v < limit` test also rejects a negative symbol. */
+#define SYMBOL_LOOP(SIZE, ...)                                                           \
+    switch (SIZE) {                                                                      \
+    case 1: { const uint8_t *sv = (const uint8_t *)symbols_buf; __VA_ARGS__ break; }     \
+    case 2: { const uint16_t *sv = (const uint16_t *)symbols_buf; __VA_ARGS__ break; }   \
+    case 4: { const uint32_t *sv = (const uint32_t *)symbols_buf; __VA_ARGS__ break; }   \
+    default: { const uint64_t *sv = (const uint64_t *)symbols_buf; __VA_ARGS__ break; }  \
+    }
+
+static int symbol_size_ok(int size, Py_ssize_t len) {
+    return (size == 1 || size == 2 || size == 4 || size == 8) && len % size == 0;
+}
+
+/* histogram(symbols, symbol_size, counts_i64) -> True, or False when a symbol is >= len(counts) (or a
+ * negative int64): then nothing is promised about `counts` and the caller takes its general path.
+ * Adds each symbol's occurrences to counts[symbol] (the caller zeroes it). */
+static PyObject *histogram(PyObject *self, PyObject *args) {
+    PyObject *symbols_o, *counts_o;
+    int size;
+    if (!PyArg_ParseTuple(args, "OiO", &symbols_o, &size, &counts_o)) return NULL;
+    Py_buffer symbols, counts;
+    if (get_buffer(symbols_o, &symbols, 0, "symbols") < 0) return NULL;
+    if (get_buffer(counts_o, &counts, 1, "counts") < 0) { PyBuffer_Release(&symbols); return NULL; }
+    if (!symbol_size_ok(size, symbols.len) || counts.len % 8) {
+        PyBuffer_Release(&counts); PyBuffer_Release(&symbols);
+        PyErr_SetString(PyExc_ValueError, "histogram: inconsistent arguments");
         return NULL;
     }
-    const uint32_t *r = (const uint32_t *)ranks.buf, *cv = (const uint32_t *)codes.buf;
-    const uint8_t *lv = (const uint8_t *)lengths.buf;
-    size_t n = (size_t)ranks.len / 4, n_codes = (size_t)codes.len / 4, cap = (size_t)out.len;
-    uint8_t *o = (uint8_t *)out.buf;
-    uint64_t acc = 0, total = 0;
-    int filled = 0; /* bits in acc, MSB first */
-    size_t at = 0;
-    int bad = 0;
+    const void *symbols_buf = symbols.buf;
+    int64_t *cv = (int64_t *)counts.buf;
+    size_t n = (size_t)symbols.len / (size_t)size, limit = (size_t)counts.len / 8, i = 0;
     Py_BEGIN_ALLOW_THREADS;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t k = r[i];
-        if (k >= n_codes || (size_t)lengths.len <= k) { bad = 1; break; }
-        int len = lv[k];
-        acc |= (uint64_t)cv[k] << (64 - filled - len);
-        filled += len;
-        total += (uint64_t)len;
-        if (filled >= 32) {
-            if (at + 4 > cap) { bad = 1; break; }
-            o[at] = (uint8_t)(acc >> 56); o[at + 1] = (uint8_t)(acc >> 48);
-            o[at + 2] = (uint8_t)(acc >> 40); o[at + 3] = (uint8_t)(acc >> 32);
-            at += 4;
-            acc <<= 32;
-            filled -= 32;
-        }
+    SYMBOL_LOOP(size, for (; i < n; i++) { uint64_t v = sv[i]; if (v >= limit) break; cv[v]++; })
+    Py_END_ALLOW_THREADS;
+    PyBuffer_Release(&counts); PyBuffer_Release(&symbols);
+    return PyBool_FromLong(i == n);
+}
+
+/* huffman_encode(symbols, symbol_size, codes_u32, lengths_u8, chunk, chunk_bits_i64, out) -> bits
+ * The canonical code of each symbol (codes/lengths indexed by symbol value) concatenated MSB first into
+ * `out` (bytearray sized by the caller to the payload's whole bytes; the bits after the last code are
+ * zero), or only counted when `out` is None. With chunk > 0, chunk_bits receives the bits of each of
+ * the (n - 1) // chunk full chunks (the chunk index, SPEC 3.4.1), found while encoding.
+ * A symbol without a code (outside the tables, or length 0) or a too small `out` is a ValueError. */
+static PyObject *huffman_encode(PyObject *self, PyObject *args) {
+    PyObject *symbols_o, *codes_o, *lengths_o, *bits_o, *out_o;
+    int size;
+    long long chunk;
+    if (!PyArg_ParseTuple(args, "OiOOLOO", &symbols_o, &size, &codes_o, &lengths_o, &chunk, &bits_o, &out_o))
+        return NULL;
+    Py_buffer symbols, codes, lengths, bits, out = {0};
+    int write = out_o != Py_None;
+    if (get_buffer(symbols_o, &symbols, 0, "symbols") < 0) return NULL;
+    if (get_buffer(codes_o, &codes, 0, "codes") < 0) goto fail0;
+    if (get_buffer(lengths_o, &lengths, 0, "lengths") < 0) goto fail1;
+    if (get_buffer(bits_o, &bits, 1, "chunk_bits") < 0) goto fail2;
+    if (write && get_buffer(out_o, &out, 1, "out") < 0) goto fail3;
+    size_t n = symbol_size_ok(size, symbols.len) ? (size_t)symbols.len / (size_t)size : 0;
+    size_t n_codes = (size_t)codes.len / 4 < (size_t)lengths.len ? (size_t)codes.len / 4 : (size_t)lengths.len;
+    size_t full = chunk > 0 && n ? (n - 1) / (size_t)chunk : 0;
+    if (!symbol_size_ok(size, symbols.len) || codes.len % 4 || chunk < 0 || (size_t)bits.len != full * 8) {
+        PyErr_SetString(PyExc_ValueError, "huffman_encode: inconsistent arguments");
+        goto fail4;
     }
-    while (!bad && filled > 0) {
+    const void *symbols_buf = symbols.buf;
+    const uint32_t *cv = (const uint32_t *)codes.buf;
+    const uint8_t *lv = (const uint8_t *)lengths.buf;
+    int64_t *bv = (int64_t *)bits.buf;
+    uint8_t *o = (uint8_t *)out.buf;
+    size_t cap = write ? (size_t)out.len : 0, at = 0, i = 0, span = chunk > 0 ? (size_t)chunk : n;
+    uint64_t acc = 0, total = 0, chunk_start = 0;
+    int filled = 0, bad = 0; /* bits in acc, MSB first; len <= 24 and filled < 32 keep them within 64 */
+    Py_BEGIN_ALLOW_THREADS;
+    for (size_t c = 0; i < n && !bad; c++) {
+        size_t end = n - i < span ? n : i + span;
+        SYMBOL_LOOP(size, for (; i < end; i++) {
+            uint64_t v = sv[i];
+            int len = v < n_codes ? lv[v] : 0;
+            if (!len) { bad = 1; break; }
+            total += (uint64_t)len;
+            if (!write) continue;
+            acc |= (uint64_t)cv[v] << (64 - filled - len);
+            filled += len;
+            if (filled >= 32) {
+                if (at + 4 > cap) { bad = 1; break; }
+                o[at] = (uint8_t)(acc >> 56); o[at + 1] = (uint8_t)(acc >> 48);
+                o[at + 2] = (uint8_t)(acc >> 40); o[at + 3] = (uint8_t)(acc >> 32);
+                at += 4;
+                acc <<= 32;
+                filled -= 32;
+            }
+        })
+        if (c < full && !bad) bv[c] = (int64_t)(total - chunk_start);
+        chunk_start = total;
+    }
+    while (write && !bad && filled > 0) {
         if (at >= cap) { bad = 1; break; }
         o[at++] = (uint8_t)(acc >> 56);
         acc <<= 8;
         filled -= 8;
     }
     Py_END_ALLOW_THREADS;
-    PyBuffer_Release(&out); PyBuffer_Release(&lengths); PyBuffer_Release(&codes); PyBuffer_Release(&ranks);
     if (bad) {
-        PyErr_SetString(PyExc_ValueError, "encode: a rank without a code, or the output buffer is too small");
-        return NULL;
+        PyErr_SetString(PyExc_ValueError, "huffman_encode: a symbol without a code, or the output buffer is too small");
+        goto fail4;
     }
+    if (write) PyBuffer_Release(&out);
+    PyBuffer_Release(&bits); PyBuffer_Release(&lengths); PyBuffer_Release(&codes); PyBuffer_Release(&symbols);
     return PyLong_FromUnsignedLongLong(total);
+fail4:
+    if (write) PyBuffer_Release(&out);
+fail3:
+    PyBuffer_Release(&bits);
+fail2:
+    PyBuffer_Release(&lengths);
+fail1:
+    PyBuffer_Release(&codes);
+fail0:
+    PyBuffer_Release(&symbols);
+    return NULL;
 }
 
-/* pack(values_i64, width, out): the low `width` bits of every value, MSB first, into `out` (sized by the
- * caller to exactly ceil(n * width / 8) bytes); the bits after the last value are zero. */
+/* pack(values, width, out[, value_size=8]): the low `width` bits of every value (1-, 2-, 4- or 8-byte
+ * integers), MSB first, into `out` (sized by the caller to exactly ceil(n * width / 8) bytes); the bits
+ * after the last value are zero. */
 static PyObject *pack(PyObject *self, PyObject *args) {
     PyObject *values_o, *out_o;
-    int width;
-    if (!PyArg_ParseTuple(args, "OiO", &values_o, &width, &out_o)) return NULL;
+    int width, size = 8;
+    if (!PyArg_ParseTuple(args, "OiO|i", &values_o, &width, &out_o, &size)) return NULL;
     if (width < 1 || width > 32) {
         PyErr_SetString(PyExc_ValueError, "pack: width outside 1..32");
         return NULL;
@@ -473,20 +546,20 @@ static PyObject *pack(PyObject *self, PyObject *args) {
     Py_buffer values, out;
     if (get_buffer(values_o, &values, 0, "values") < 0) return NULL;
     if (get_buffer(out_o, &out, 1, "out") < 0) { PyBuffer_Release(&values); return NULL; }
-    size_t n = (size_t)values.len / 8;
-    if ((size_t)out.len != (n * (size_t)width + 7) / 8) {
+    size_t n = (size_t)values.len / (size_t)(size > 0 ? size : 1);
+    if (!symbol_size_ok(size, values.len) || (size_t)out.len != (n * (size_t)width + 7) / 8) {
         PyBuffer_Release(&out); PyBuffer_Release(&values);
         PyErr_SetString(PyExc_ValueError, "pack: output size does not match");
         return NULL;
     }
-    const int64_t *v = (const int64_t *)values.buf;
+    const void *symbols_buf = values.buf;
     uint8_t *o = (uint8_t *)out.buf;
     uint64_t mask = ((uint64_t)1 << width) - 1, acc = 0;
     int filled = 0;
     size_t at = 0;
     Py_BEGIN_ALLOW_THREADS;
-    for (size_t i = 0; i < n; i++) {
-        acc |= ((uint64_t)v[i] & mask) << (64 - filled - width);
+    SYMBOL_LOOP(size, for (size_t i = 0; i < n; i++) {
+        acc |= ((uint64_t)sv[i] & mask) << (64 - filled - width);
         filled += width;
         if (filled >= 32) {
             o[at] = (uint8_t)(acc >> 56); o[at + 1] = (uint8_t)(acc >> 48);
@@ -495,7 +568,7 @@ static PyObject *pack(PyObject *self, PyObject *args) {
             acc <<= 32;
             filled -= 32;
         }
-    }
+    })
     while (filled > 0) {
         o[at++] = (uint8_t)(acc >> 56);
         acc <<= 8;
@@ -649,11 +722,125 @@ static PyObject *scatter(PyObject *self, PyObject *args) {
 }
 
 
+/* One walk of a 2-D bool mask for the writer's CSR streams (the inverse of scatter's walk): per row
+ * the symbol count incl. fillers, the gap symbols (2^b - 1 a filler advancing that many columns), and
+ * per kept entry either its flat index (csr_encode) or its label, gathered (csr_labels). Zero mask
+ * bytes are skipped eight at a time; every write is bounds-checked against its buffer. */
+typedef struct {
+    const uint8_t *mask;
+    int64_t rows, cols, filler;
+    int64_t *row_counts;
+    void *gaps;                 /* int64 (gap_size 8) or uint8 (gap_size 1) */
+    int gap_size;
+    int64_t gap_cap;
+    int64_t *flat;              /* csr_encode: flat index of each kept entry, or NULL */
+    const void *labels;         /* csr_labels: the dense labels (label_size bytes each), or NULL */
+    int label_size, label_signed;
+    uint8_t *kept;              /* csr_labels: the label of each kept entry, low byte */
+    int64_t kept_cap;
+    int64_t n_gaps, n_kept, lo, hi; /* results; lo/hi: the lowest and highest kept label */
+} CsrWalk;
+
+static inline int64_t label_at(const void *b, int size, int is_signed, int64_t i) {
+    switch (size) {
+    case 1: return is_signed ? (int64_t)((const int8_t *)b)[i] : (int64_t)((const uint8_t *)b)[i];
+    case 2: return is_signed ? (int64_t)((const int16_t *)b)[i] : (int64_t)((const uint16_t *)b)[i];
+    case 4: return is_signed ? (int64_t)((const int32_t *)b)[i] : (int64_t)((const uint32_t *)b)[i];
+    default: return ((const int64_t *)b)[i];
+    }
+}
+
+static inline void put_gap(void *gaps, int gap_size, int64_t g, int64_t value) {
+    if (gap_size == 1) ((uint8_t *)gaps)[g] = (uint8_t)value;
+    else ((int64_t *)gaps)[g] = value;
+}
+
+#if defined(__GNUC__)
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* Bit j set when mask byte p[j] is nonzero, for the 64 bytes at p (SSE2: four compares and movemasks). */
+static inline uint64_t kept_bits64(const uint8_t *p) {
+    uint64_t bits = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * k));
+        bits |= (uint64_t)(~_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) & 0xffff) << (16 * k);
+    }
+#else
+    for (int j = 0; j < 64; j++) bits |= (uint64_t)(p[j] != 0) << j;
+#endif
+    return bits;
+}
+
+static inline int lowest_bit(uint64_t x) { /* x != 0 */
+#if defined(__GNUC__)
+    return __builtin_ctzll(x);
+#else
+    int n = 0;
+    while (!(x & 1)) { x >>= 1; n++; }
+    return n;
+#endif
+}
+
+/* 0, or 1 when an output buffer is too small. Columns are scanned 64 at a time as a bit mask, so the
+ * loop over kept entries exits (a mispredicted branch) once per 64 columns, not once per entry. */
+static ALWAYS_INLINE int csr_walk_as(CsrWalk *w, const int gap_size, const int label_size, const int label_signed) {
+    const int64_t cols = w->cols, filler = w->filler;
+    int64_t g = 0, e = 0, lo = INT64_MAX, hi = INT64_MIN;
+    for (int64_t r = 0; r < w->rows; r++) {
+        const uint8_t *mr = w->mask + r * cols;
+        int64_t prev = -1, g0 = g;
+        for (int64_t c = 0; c < cols; c += 64) {
+            uint64_t bits = 0;
+            if (cols - c >= 64) bits = kept_bits64(mr + c);
+            else for (int64_t j = 0; c + j < cols; j++) bits |= (uint64_t)(mr[c + j] != 0) << j;
+            while (bits) {
+                int b = lowest_bit(bits);
+                bits &= bits - 1;
+                int64_t at = c + b, gap = at - prev - 1;
+                int64_t quot = gap < filler ? 0 : gap / filler; /* usually no filler: skip the division */
+                if (g + quot + 1 > w->gap_cap || e >= w->kept_cap) return 1;
+                for (int64_t q = 0; q < quot; q++) put_gap(w->gaps, gap_size, g++, filler);
+                put_gap(w->gaps, gap_size, g++, gap - quot * filler);
+                if (!label_size) {
+                    w->flat[e] = r * cols + at;
+                } else {
+                    int64_t label = label_at(w->labels, label_size, label_signed, r * cols + at);
+                    lo = label < lo ? label : lo;
+                    hi = label > hi ? label : hi;
+                    w->kept[e] = (uint8_t)label;
+                }
+                e++;
+                prev = at;
+            }
+        }
+        w->row_counts[r] = g - g0;
+    }
+    w->n_gaps = g; w->n_kept = e; w->lo = lo; w->hi = hi;
+    return 0;
+}
+
+/* csr_walk_as with constant arguments: one specialised loop per case (no per-entry type switch). */
+static int csr_walk(CsrWalk *w) {
+    if (!w->labels) return w->gap_size == 1 ? csr_walk_as(w, 1, 0, 0) : csr_walk_as(w, 8, 0, 0);
+    switch (w->label_size * 2 + w->label_signed) {
+    case 2: return csr_walk_as(w, 1, 1, 0);
+    case 3: return csr_walk_as(w, 1, 1, 1);
+    case 4: return csr_walk_as(w, 1, 2, 0);
+    case 5: return csr_walk_as(w, 1, 2, 1);
+    case 8: return csr_walk_as(w, 1, 4, 0);
+    case 9: return csr_walk_as(w, 1, 4, 1);
+    default: return csr_walk_as(w, 1, 8, 1);
+    }
+}
+
 /* csr_encode(mask_u8, rows, cols, gap_bits, row_counts_i64, gaps_i64, flat_i64) -> (gap symbols, kept)
- * The writer's CSR streams of a 2-D bool mask in one pass (the inverse of scatter's walk): per row the
- * symbol count incl. fillers, the gap symbols (2^b - 1 a filler advancing that many columns) and the
- * flat index of each kept entry; the same arrays as tensors.csr_streams' numpy path. Zero mask bytes
- * are skipped eight at a time. The caller sizes gaps for the worst case; every write is bounds-checked. */
+ * csr_walk with int64 gaps and the flat index of each kept entry: the same arrays as
+ * tensors.csr_streams' numpy path. The caller sizes gaps for the worst case. */
 static PyObject *csr_encode(PyObject *self, PyObject *args) {
     PyObject *mask_o, *rc_o, *gaps_o, *flat_o;
     long long rows, cols;
@@ -668,44 +855,11 @@ static PyObject *csr_encode(PyObject *self, PyObject *args) {
         return NULL;
     }
     int bad = rows < 0 || cols < 0 || gap_bits < 1 || gap_bits > 32 || mask.len != rows * cols || rc.len != rows * 8;
-    const int64_t filler = ((int64_t)1 << gap_bits) - 1;
-    const int64_t cap = gaps.len / 8, flat_cap = flat.len / 8;
-    int64_t g = 0, e = 0;
+    CsrWalk w = {(const uint8_t *)mask.buf, rows, cols, ((int64_t)1 << gap_bits) - 1, (int64_t *)rc.buf,
+                 gaps.buf, 8, gaps.len / 8, (int64_t *)flat.buf, NULL, 0, 0, NULL, flat.len / 8, 0, 0, 0, 0};
     if (!bad) {
-        const uint8_t *m = (const uint8_t *)mask.buf;
-        int64_t *rcv = (int64_t *)rc.buf, *gv = (int64_t *)gaps.buf, *fv = (int64_t *)flat.buf;
         Py_BEGIN_ALLOW_THREADS;
-        for (int64_t r = 0; r < rows && !bad; r++) {
-            const uint8_t *mr = m + r * cols;
-            int64_t prev = -1, g0 = g, c = 0;
-            while (c < cols && !bad) {
-                uint64_t word = 0;
-                int span = cols - c < 8 ? (int)(cols - c) : 8;
-                memcpy(&word, mr + c, (size_t)span);
-                while (word) { /* the kept bytes of these 8 columns, lowest address first */
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-                    int b = __builtin_ctzll(word) >> 3;
-#else
-                    int b = 0; /* memory order of the word's bytes is column order on any machine */
-                    while (!((const uint8_t *)&word)[b]) b++;
-#endif
-                    int64_t at = c + b, gap = at - prev - 1;
-                    int64_t quot = gap < filler ? 0 : gap / filler; /* usually no filler: skip the division */
-                    if (g + quot + 1 > cap || e >= flat_cap) { bad = 1; break; }
-                    for (int64_t q = 0; q < quot; q++) gv[g++] = filler;
-                    gv[g++] = gap - quot * filler;
-                    fv[e++] = r * cols + at;
-                    prev = at;
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-                    word &= ~((uint64_t)0xff << (8 * b));
-#else
-                    ((uint8_t *)&word)[b] = 0;
-#endif
-                }
-                c += span;
-            }
-            rcv[r] = g - g0;
-        }
+        bad = csr_walk(&w);
         Py_END_ALLOW_THREADS;
     }
     PyBuffer_Release(&flat); PyBuffer_Release(&gaps); PyBuffer_Release(&rc); PyBuffer_Release(&mask);
@@ -713,7 +867,53 @@ static PyObject *csr_encode(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "csr_encode: inconsistent arguments or output buffers too small");
         return NULL;
     }
-    return Py_BuildValue("(LL)", (long long)g, (long long)e);
+    return Py_BuildValue("(LL)", (long long)w.n_gaps, (long long)w.n_kept);
+}
+
+/* csr_labels(mask_u8, rows, cols, gap_bits, labels, label_size, label_signed, row_counts_i64, gaps_u8, kept_u8)
+ *   -> (gap symbols, kept, lowest label, highest label)
+ * The writer's streams of a pruned shared tensor in one pass: csr_walk with byte gaps (gap_bits <= 8)
+ * and the label of each kept entry gathered from the dense labels (integers of label_size bytes),
+ * stored as its low byte; the caller refuses the result unless 0 <= lowest and highest < 256. */
+static PyObject *csr_labels(PyObject *self, PyObject *args) {
+    PyObject *mask_o, *labels_o, *rc_o, *gaps_o, *kept_o;
+    long long rows, cols;
+    int gap_bits, label_size, label_signed;
+    if (!PyArg_ParseTuple(args, "OLLiOiiOOO", &mask_o, &rows, &cols, &gap_bits, &labels_o, &label_size, &label_signed,
+                          &rc_o, &gaps_o, &kept_o))
+        return NULL;
+    Py_buffer mask, labels, rc, gaps, kept;
+    if (get_buffer(mask_o, &mask, 0, "mask") < 0) return NULL;
+    if (get_buffer(labels_o, &labels, 0, "labels") < 0) goto fail0;
+    if (get_buffer(rc_o, &rc, 1, "row counts") < 0) goto fail1;
+    if (get_buffer(gaps_o, &gaps, 1, "gaps") < 0) goto fail2;
+    if (get_buffer(kept_o, &kept, 1, "kept") < 0) goto fail3;
+    int bad = rows < 0 || cols < 0 || gap_bits < 1 || gap_bits > 8 || mask.len != rows * cols ||
+              rc.len != rows * 8 || !symbol_size_ok(label_size, labels.len) || labels.len != mask.len * label_size;
+    CsrWalk w = {(const uint8_t *)mask.buf, rows, cols, ((int64_t)1 << gap_bits) - 1, (int64_t *)rc.buf,
+                 gaps.buf, 1, gaps.len, NULL, labels.buf, label_size, label_signed != 0, (uint8_t *)kept.buf,
+                 kept.len, 0, 0, 0, 0};
+    if (!bad) {
+        Py_BEGIN_ALLOW_THREADS;
+        bad = csr_walk(&w);
+        Py_END_ALLOW_THREADS;
+    }
+    PyBuffer_Release(&kept);
+    PyBuffer_Release(&gaps); PyBuffer_Release(&rc); PyBuffer_Release(&labels); PyBuffer_Release(&mask);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "csr_labels: inconsistent arguments or output buffers too small");
+        return NULL;
+    }
+    return Py_BuildValue("(LLLL)", (long long)w.n_gaps, (long long)w.n_kept, (long long)w.lo, (long long)w.hi);
+fail3:
+    PyBuffer_Release(&gaps);
+fail2:
+    PyBuffer_Release(&rc);
+fail1:
+    PyBuffer_Release(&labels);
+fail0:
+    PyBuffer_Release(&mask);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
@@ -722,7 +922,9 @@ static PyMethodDef methods[] = {
     {"pack", pack, METH_VARARGS, "Pack values at a fixed bit width, MSB first."},
     {"unpack", unpack, METH_VARARGS, "Unpack values of a fixed bit width, MSB first."},
     {"decode", decode, METH_VARARGS, "Decode a canonical-Huffman stream (plain or chunked) into a buffer."},
-    {"encode", encode, METH_VARARGS, "Concatenate canonical codes of ranks into a buffer; returns the bit count."},
+    {"csr_labels", csr_labels, METH_VARARGS, "The CSR row counts and byte gaps of a bool mask, and the kept entries' labels."},
+    {"histogram", histogram, METH_VARARGS, "Add the occurrences of each symbol into a counts array."},
+    {"huffman_encode", huffman_encode, METH_VARARGS, "Canonical-Huffman payload of symbols and its chunk bit counts."},
     {NULL, NULL, 0, NULL},
 };
 

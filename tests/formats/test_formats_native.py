@@ -73,7 +73,9 @@ def streams(draw):
     skew = rng.random(alphabet.size) ** draw(st.sampled_from([1, 4, 12]))  # up to very long codes
     symbols = rng.choice(alphabet, size=n, p=skew / skew.sum())
     chunk = draw(st.sampled_from([0, None, 7, 64, 1000]))
-    return symbols, width, chunk
+    fits = [t for t in (np.uint8, np.uint16, np.uint32, np.int32) if np.iinfo(t).max >= (1 << width) - 1]
+    dtype = draw(st.sampled_from([np.int64, *fits]))  # the compiled encoder reads bytes and shorts as they are
+    return symbols.astype(dtype), width, chunk
 
 
 @needs_core
@@ -242,3 +244,46 @@ def test_fixed_width_unpack_is_identical_on_both_paths(seed, width, count, short
     finally:
         os.environ.pop("DCZ_NATIVE", None)
     assert compiled.dtype == fallback.dtype and np.array_equal(compiled, fallback)
+
+
+@needs_core
+@settings(max_examples=150)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([np.int64, np.uint8, np.int8, np.int16, np.uint32, np.uint64]),
+    st.sampled_from([1, 3, 5, 8]),
+)
+def test_pruned_shared_tensors_write_identically_on_both_paths(seed, dtype, gap_bits):
+    """formats.dumps of a pruned shared tensor: the compiled one-pass CSR + label gather + encoder and
+    the numpy path write the same bytes, or refuse out-of-range labels with the same message."""
+    rng = np.random.default_rng(seed)
+    rows, cols, k = int(rng.integers(1, 40)), int(rng.integers(1, 400)), int(rng.integers(1, 33))
+    mask = rng.random((rows, cols)) < rng.choice([0.0, 0.05, 0.3, 1.0])
+    labels = rng.integers(0, k, (rows, cols))
+    if rng.random() < 0.2 and mask.any():  # one kept label out of range
+        labels[np.argwhere(mask)[0][0], np.argwhere(mask)[0][1]] = k if np.dtype(dtype).kind == "u" else -1
+    book = rng.standard_normal(k).astype(np.float32)
+    t = formats.SparseShared("w", mask, labels.astype(dtype), book, 5, gap_bits)
+    chunk = [None, 0, 64][int(rng.integers(0, 3))]
+
+    def write():
+        try:
+            return formats.dumps([t], chunk_symbols=chunk)
+        except formats.FormatError as exc:
+            return str(exc)
+
+    os.environ.pop("DCZ_NATIVE", None)
+    compiled = write()
+    os.environ["DCZ_NATIVE"] = "0"
+    try:
+        fallback = write()
+    finally:
+        os.environ.pop("DCZ_NATIVE", None)
+    assert compiled == fallback
+
+
+def test_writer_fuzz_round_trips_for_a_second():
+    """tools/dev/fuzz_writer (the encode half of the sanitizer run) on whichever core is in use."""
+    from tools.dev import fuzz_writer
+
+    assert fuzz_writer.main(["--seconds", "1", "--seed", "3"]) == 0
