@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,22 @@ def test_missing_required_argument(capsys):
 def test_bad_budget_string(capsys, tmp_path):
     code, _, err = run_cli(capsys, "report", str(tmp_path / "x.dcz"), "--budget", "100 parsecs")
     assert_one_line_error(code, err, 2, "'100 parsecs'", "unknown unit 'parsecs'", "KiB")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("1/10", Fraction(1, 10)), ("12.5%", Fraction(1, 8)), ("1", 1), ("9MB", 9 * 10**6)]
+)
+def test_budget_is_a_size_or_a_share_of_the_dense_model(text, expected):
+    from dcz._cli.commands._common import budget_arg, resolve_budget
+
+    assert budget_arg(text) == expected and type(budget_arg(text)) is type(expected)
+    assert resolve_budget(budget_arg(text), 1001) == (expected if isinstance(expected, int) else int(1001 * expected))
+
+
+@pytest.mark.parametrize("share", ["3/2", "0/5", "1/0", "a/b", "150%"])
+def test_bad_budget_share(capsys, tmp_path, share):
+    code, _, err = run_cli(capsys, "compress", str(tmp_path / "m.onnx"), "--budget", share)
+    assert_one_line_error(code, err, 2, f"invalid budget {share!r}")
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ result is checked on the WRITTEN file, decoded by the runtime, not on what the s
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import onnx
 import pytest
@@ -189,6 +191,9 @@ def test_cli_budget_and_errors(model_path, tmp_path, capsys):
     out = tmp_path / "tiny.dcz"
     assert main(["compress", str(model_path), "--calib", str(calib), "--budget", "3KB", "-o", str(out)]) == 0
     assert out.stat().st_size <= 3000
+    assert "budget 3,000 B:" in capsys.readouterr().out
+    share = Fraction(3000, model_path.stat().st_size)  # the same budget written as a share of the .onnx file
+    assert main(["compress", str(model_path), "--calib", str(calib), "--budget", f"{share}", "-o", str(out)]) == 0
     assert "budget 3,000 B:" in capsys.readouterr().out
     assert main(["compress", str(model_path), "--max-loss", "1", "-o", str(out)]) == 2
     assert "add --calib DATA.npz" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,45 @@ def size_arg(text: str) -> int:
         return parse_size(text)
     except CliError as exc:
         raise argparse.ArgumentTypeError(exc.one_line()) from None
+
+
+def budget_arg(text: str) -> int | Fraction:
+    """argparse type for --budget: a byte size ("9MB"), or a share of the dense model ("1/10", "10%"),
+    returned as a Fraction and resolved by `resolve_budget` once the model is known."""
+    share = _share(text)
+    if share is None:
+        return size_arg(text)
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid budget {text!r}: a share of the dense model must be in (0, 1], e.g. 1/10 or 10%"
+        )
+    return share
+
+
+def _share(text: str) -> Fraction | None:
+    """'1/10' -> 1/10, '12.5%' -> 1/8; None when `text` is not written as a share."""
+    text = str(text).strip()
+    try:
+        if text.endswith("%"):
+            return Fraction(text[:-1].strip()) / 100
+        if "/" in text:
+            top, _, bottom = text.partition("/")
+            return Fraction(int(top), int(bottom))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f"invalid budget {text!r}: write a size (9MB), a fraction (1/10) or a percentage (10%)"
+        ) from None
+    return None
+
+
+def resolve_budget(budget: int | Fraction | None, dense_bytes: int) -> int | None:
+    """Bytes of a --budget given as a share of the dense model (rounded down: a budget is a maximum)."""
+    if not isinstance(budget, Fraction):
+        return budget
+    size = int(budget * dense_bytes)
+    if size <= 0:
+        raise CliError(f"--budget {budget} of {dense_bytes:,} B is less than a byte", "give a larger share or a size")
+    return size
 
 
 def shape_arg(text: str) -> tuple[int, ...]:

@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dcz._cli.commands._common import add_command, existing_file, output_path, shape_arg, size_arg, usage_error
+from dcz._cli.commands._common import (
+    add_command,
+    budget_arg,
+    existing_file,
+    output_path,
+    resolve_budget,
+    shape_arg,
+    usage_error,
+)
 from dcz._cli.commands.info import stage_table
 from dcz._cli.errors import CliError, require
 
@@ -113,9 +121,10 @@ def register(subparsers, common) -> None:
     parser.add_argument("--seed", type=int, help="seed for k-means initialisation (default 0)")
     parser.add_argument(
         "--budget",
-        type=size_arg,
+        type=budget_arg,
         metavar="SIZE",
-        help="fit the file into SIZE bytes, e.g. 64KB: the solver picks each layer's sparsity and bits",
+        help="fit the file into SIZE bytes, e.g. 64KB, or a share of the dense model, e.g. 1/10 or 10%% (of the "
+        ".onnx file; of the float32 weights for a PyTorch model): the solver picks each layer's sparsity and bits",
     )
     parser.add_argument(
         "--max-loss",
@@ -405,10 +414,15 @@ def fit_onnx_target(args, out: Path) -> None:
             "--budget and --max-loss on an ONNX model measure damage on calibration data",
             "add --calib DATA.npz (arrays named after the model's inputs, optional integer labels y)",
         )
+    model = existing_file(args.model, "ONNX model")
+    budget = resolve_budget(args.budget, model.stat().st_size)
+    if budget != args.budget:
+        print(f"search: --budget {args.budget} of {model.stat().st_size:,} B = {budget:,} B", file=sys.stderr)
+        args.budget = budget  # the fit line of the final report
     result = onnx_search.fit_onnx(
-        str(existing_file(args.model, "ONNX model")),
+        str(model),
         args.calib,
-        budget_bytes=args.budget,
+        budget_bytes=budget,
         max_loss=args.max_loss,
         out_path=str(out),
         progress=lambda message: print(f"search: {message}", file=sys.stderr),
@@ -468,8 +482,13 @@ def fit_to_budget(args, model, example, out: Path) -> None:
             np.load(existing_file(args.calib, "--calib file"), allow_pickle=False).astype(np.float32)
         )
     loader = train_loader(args, example)
+    dense = sum(4 * t.numel() for t in model.state_dict().values() if t.is_floating_point())
+    budget_bytes = resolve_budget(args.budget, dense)
+    if budget_bytes != args.budget:
+        print(f"budget: --budget {args.budget} of {dense:,} B (float32 weights) = {budget_bytes:,} B", file=sys.stderr)
+        args.budget = budget_bytes  # the fit line of the final report
     config = budget.BudgetConfig(
-        budget_bytes=args.budget,
+        budget_bytes=budget_bytes,
         seed=args.seed or 0,
         finetune_epochs=args.epochs if args.epochs is not None else 1,
     )
