@@ -95,6 +95,9 @@ class _Prepared:
     op_types: dict[str, str]
     meta: dict[str, Any]
     dense_bytes: int
+    links: dict[str, Any] = field(default_factory=dict)  # weight -> bias_correction.BiasLink
+    biases: dict[str, np.ndarray] = field(default_factory=dict)  # bias name -> dense value
+    means: dict[str, np.ndarray] = field(default_factory=dict)  # weight -> E[input] on the calibration data
 
 
 class _Progress:
@@ -191,12 +194,14 @@ def _spread(sizes: list[int], points: int) -> list[int]:
 
 
 class _Weights:
-    """Dense weights of candidates (prune + k-means are recomputed otherwise), within a byte cap."""
+    """Dense weights of candidates (prune + k-means are recomputed otherwise), within a byte cap,
+    with the biases corrected for them (compressor/bias_correction) where the layer has one."""
 
-    def __init__(self, layers: list[LayerCandidates]):
+    def __init__(self, layers: list[LayerCandidates], prepared: _Prepared | None = None):
         self.by_name = {layer.name: layer for layer in layers}
         self.cache: dict[tuple, np.ndarray] = {}
         self.bytes = 0
+        self.prepared = prepared
 
     def get(self, name: str, cand: Candidate) -> np.ndarray:
         key = (name, cand.key())
@@ -208,8 +213,28 @@ class _Weights:
             self.bytes += weight.nbytes
         return self.cache[key]
 
+    def feed(self, name: str, cand: Candidate) -> dict[str, np.ndarray]:
+        """The candidate's weight and, when its layer has a bias, the corrected bias."""
+        weight = self.get(name, cand)
+        return {name: weight, **self.biases({name: weight})}
+
     def plan(self, layers: list[LayerCandidates], choice: list[Candidate]) -> dict[str, np.ndarray]:
-        return {layer.name: self.get(layer.name, cand) for layer, cand in zip(layers, choice) if cand.label_bits}
+        weights = {layer.name: self.get(layer.name, cand) for layer, cand in zip(layers, choice) if cand.label_bits}
+        return {**weights, **self.biases(weights)}
+
+    def biases(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from dcz.compressor.bias_correction import corrected_bias
+
+        prep = self.prepared
+        if prep is None:
+            return {}
+        return {
+            prep.links[name].bias: corrected_bias(
+                prep.links[name], prep.means[name], prep.biases[prep.links[name].bias], prep.weights[name], weight
+            )
+            for name, weight in weights.items()
+            if name in prep.means
+        }
 
 
 def _sensitivities(layers, weights: _Weights, runner, calib: Calibration, points: int, progress) -> list:
@@ -225,7 +250,7 @@ def _sensitivities(layers, weights: _Weights, runner, calib: Calibration, points
             if cand.label_bits is None:
                 measured.append(replace(cand, damage=0.0))
             else:
-                outputs = runner.run(calib, {layer.name: weights.get(layer.name, cand)})
+                outputs = runner.run(calib, weights.feed(layer.name, cand))
                 # the weight error (tiny weight) breaks ties the outputs cannot tell apart
                 measured.append(replace(cand, damage=damage.sensitivity(outputs) + 1e-12 * cand.damage))
             progress.step()
@@ -236,11 +261,17 @@ def _sensitivities(layers, weights: _Weights, runner, calib: Calibration, points
 # --- writing ----------------------------------------------------------------------------------------
 
 
-def _write(prepared: _Prepared, layers, choice, gaps=None, metadata=None) -> bytes:
+def _write(prepared: _Prepared, layers, choice, gaps=None, metadata=None, biases=None) -> bytes:
+    """The .dcz of an allocation; `biases` (name -> corrected value) replace those initializers."""
+    from onnx import numpy_helper
+
     from dcz.compressor.onnx_in import write_states
 
     model = onnx.ModelProto()
     model.CopyFrom(prepared.model)
+    for tensor in model.graph.initializer:
+        if biases and tensor.name in biases:
+            tensor.CopyFrom(numpy_helper.from_array(biases[tensor.name], tensor.name))
     gaps = gaps or [None] * len(layers)
     states = {layer.name: layer.state(cand, gap) for layer, cand, gap in zip(layers, choice, gaps)}
     return write_states(model, states, {}, None, {**prepared.meta, **(metadata or {})}).dcz
@@ -257,8 +288,9 @@ def _allocation_metadata(layers, choice, gaps=None, extra=None) -> dict[str, Any
     return {"compress.budget.allocation": rows, **(extra or {})}
 
 
-def _calib_meta(calib: Calibration, metric: str) -> dict[str, Any]:
-    return {"compress.calib": {"rows": calib.rows, "metric": metric}}
+def _calib_meta(calib: Calibration, metric: str, corrected: int = 0) -> dict[str, Any]:
+    """What the file records of its calibration (`bias_corrected`: layers whose bias was corrected)."""
+    return {"compress.calib": {"rows": calib.rows, "metric": metric, "bias_corrected": corrected}}
 
 
 def _smallest_file(prepared: _Prepared, layers, budget_bytes, max_loss, calib_meta) -> int:
@@ -309,13 +341,16 @@ def fit_onnx(
     out_path=None,
     progress: Callable[[str], None] | None = None,
     bar: bool | None = None,
+    bias_correction: bool = True,
 ) -> OnnxBudgetResult:
     """The smallest file within `max_loss`, or the least damage within `budget_bytes` (exactly one).
 
     calib: an .npz path or {input name: array} (+ optional integer labels 'y'), see calib_data.
     points: candidates per layer measured by ORT (default 24 below SMALL_MODEL weights, else 8).
     grid: the candidate grid (default: CandidateGrid(), or COARSE_GRID above LARGE_MODEL weights).
-    bar: a progress bar with ETA (default: only when stderr is a terminal)."""
+    bar: a progress bar with ETA (default: only when stderr is a terminal).
+    bias_correction: correct each MatMul / Gemm bias for its replaced weight's mean output shift,
+    measured on the calibration data (compressor/bias_correction; no bytes)."""
     if (budget_bytes is None) == (max_loss is None):
         raise CompressError("give exactly one target: budget_bytes (a size) or max_loss (a loss on calib)")
     if budget_bytes is not None and int(budget_bytes) <= 0:
@@ -327,8 +362,11 @@ def fit_onnx(
     calibration = load_calib(calib, prepared.model)
     grid = _grid_for(prepared, grid)
     metric = "accuracy" if calibration.labels is not None else "relative"
+    if bias_correction:
+        _link_biases(prepared)
     smallest_layers = _measure(prepared, _smallest_grid(grid))
-    smallest_bytes = _smallest_file(prepared, smallest_layers, budget_bytes, max_loss, _calib_meta(calibration, metric))
+    calib_meta = _calib_meta(calibration, metric, len(prepared.links))
+    smallest_bytes = _smallest_file(prepared, smallest_layers, budget_bytes, max_loss, calib_meta)
     if budget_bytes is not None and int(budget_bytes) < smallest_bytes:
         raise CompressError(
             f"--budget {int(budget_bytes):,} bytes is impossible: the smallest file reachable is {smallest_bytes:,} "
@@ -343,11 +381,16 @@ def fit_onnx(
         n + n * points + (SCAN_POINTS + SEARCH_STEPS if max_loss is not None else len(LINE_SEARCH) + 8), say, bar
     )
     try:
-        runner = OrtRunner(prepared.model, prepared.weights)
+        runner = OrtRunner(prepared.model, {**prepared.weights, **prepared.biases})
+        if prepared.links:
+            bar_.stage("measuring layer input means (bias correction)")
+            from dcz.compressor.bias_correction import input_means
+
+            prepared.means = input_means(prepared.model, prepared.links, calibration.inputs, runner.batch)
         full = _measure(prepared, grid, bar_)
         search_steps = SCAN_POINTS + SEARCH_STEPS if max_loss is not None else len(LINE_SEARCH) + 12
         bar_.remaining(sum(min(points, len(pareto(layer.candidates))) for layer in full) + search_steps)
-        weights = _Weights(full)
+        weights = _Weights(full, prepared)
         sens = calibration.head(min(sensitivity_rows, calibration.rows))
         layers = _sensitivities(full, weights, runner, sens, points, bar_)
         damage = Damage(runner.run(calibration), calibration.labels, calibration.where)
@@ -365,6 +408,16 @@ def fit_onnx(
         atomic_write_bytes(Path(out_path), result.data)
     say(result.summary())
     return result
+
+
+def _link_biases(prepared: _Prepared) -> None:
+    from onnx import numpy_helper
+
+    from dcz.compressor.bias_correction import find_links
+
+    prepared.links = find_links(prepared.model, set(prepared.weights))
+    inits = {t.name: t for t in prepared.model.graph.initializer}
+    prepared.biases = {link.bias: numpy_helper.to_array(inits[link.bias]) for link in prepared.links.values()}
 
 
 def _target_meta(budget_bytes, max_loss) -> dict[str, Any]:
@@ -404,13 +457,27 @@ class _Search:
             self.progress.step()
         return self._losses[key]
 
-    def meta(self, choice, gaps=None, extra=None) -> dict[str, Any]:
+    def calib_meta(self, corrected: bool = True) -> dict[str, Any]:
+        return _calib_meta(self.calib, self.damage.kind, len(self.prepared.links) if corrected else 0)
+
+    def meta(self, choice, gaps=None, extra=None, layers=None, corrected: bool = True) -> dict[str, Any]:
         return _allocation_metadata(
-            self.layers, choice, gaps, {**_calib_meta(self.calib, self.damage.kind), **(extra or {})}
+            layers or self.layers, choice, gaps, {**self.calib_meta(corrected), **(extra or {})}
         )
 
-    def write(self, choice, gaps=None, extra=None) -> bytes:
-        return _write(self.prepared, self.layers, choice, gaps, self.meta(choice, gaps, extra))
+    def write(self, choice, gaps=None, extra=None, layers=None) -> bytes:
+        """The file of an allocation with its biases corrected. The graph (biases included) is zlib
+        compressed, so new bias values can cost a few bytes: at a --budget the corrected file does not
+        meet, the dense biases are written instead (the file is measured as written either way)."""
+        layers = layers or self.layers
+        biases = {k: v for k, v in self.weights.plan(layers, choice).items() if k in self.prepared.biases}
+        data = _write(self.prepared, layers, choice, gaps, self.meta(choice, gaps, extra, layers), biases)
+        budget = (extra or {}).get("compress.budget.bytes")
+        if biases and budget is not None and len(data) > budget:
+            plain = _write(self.prepared, layers, choice, gaps, self.meta(choice, gaps, extra, layers, False))
+            if len(plain) <= budget:
+                return plain
+        return data
 
     # --budget ------------------------------------------------------------------------------------
 
@@ -484,8 +551,7 @@ class _Search:
             self.evaluations += 1
         for loss, s, choice in sorted(ranked, key=lambda t: (t[0], -t[1].nbytes)):
             gaps = [s.gap_bits if c.gap_bits is not None else None for c in choice]
-            meta = _allocation_metadata(self.full, choice, gaps, {**_calib_meta(self.calib, self.damage.kind), **extra})
-            data = _write(self.prepared, self.full, choice, gaps, meta)
+            data = self.write(choice, gaps, extra, layers=self.full)
             if len(data) <= budget:
                 setting = f"sparsity {s.sparsity:g}, {s.label_bits}-bit labels" + (
                     f", {s.gap_bits}-bit gaps" if s.sparsity > 0 else ""

@@ -7,6 +7,7 @@ result is checked on the WRITTEN file, decoded by the runtime, not on what the s
 
 from __future__ import annotations
 
+import zlib
 from fractions import Fraction
 
 import numpy as np
@@ -242,3 +243,22 @@ def _dense_dcz(model: onnx.ModelProto) -> bytes:
     from dcz.compressor.onnx_in import compress_onnx
 
     return compress_onnx(model, {"global": {"share": False}}).dcz
+
+
+@pytest.mark.parametrize("correct", [True, False])
+def test_the_written_bias_keeps_the_dense_mean_output(model_path, correct):
+    """With bias correction the file's Gemm bias absorbs E[x] (W1' - W1) (its pre-activation mean over the
+    calibration rows is the dense one); without it the bias is the dense one."""
+    from dcz import formats
+
+    result = fit_onnx(model_path, {"x": X, "y": Y}, budget_bytes=2600, grid=GRID, bias_correction=correct)
+    with formats.loads(result.data) as dcz:
+        w1 = dcz.tensor("w1")
+        graph = onnx.load_from_string(zlib.decompress(dcz.graph))  # small initializers stay in the graph
+        b1 = next(numpy_helper.to_array(t) for t in graph.graph.initializer if t.name == "b1")
+        assert dcz.metadata["compress.calib"]["bias_corrected"] == int(correct)
+    assert not np.array_equal(w1, W1)
+    if correct:
+        np.testing.assert_allclose((X @ w1.T + b1).mean(0), (X @ W1.T + B1).mean(0), atol=1e-4)
+    else:
+        np.testing.assert_array_equal(b1, B1)
