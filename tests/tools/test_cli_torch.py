@@ -136,6 +136,13 @@ def test_compress_to_a_budget_and_report_it(capsys, project):
     assert (project / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_budget_as_a_share_of_the_float32_weights(capsys, project):
+    code, out, err = cli(capsys, *TINYNET, "--budget", "30%", "-o", "b.dcz")
+    assert code == 0, err
+    assert "--budget 3/10 of 14,440 B (float32 weights) = 4,332 B" in err  # 3,610 weights and biases
+    assert "budget 4,332 bytes: fits" in out and (project / "b.dcz").stat().st_size <= 4332
+
+
 def test_impossible_budget_states_the_smallest_size(capsys, project):
     code, _, err = cli(capsys, *TINYNET, "--budget", "100", "-o", "b.dcz")
     errors = [line for line in err.strip().splitlines() if line.startswith("dcz: error: ")]
