@@ -26,6 +26,29 @@ def test_rows_of_very_different_scales_take_grouped_codebooks():
     assert choice.group_rows is not None and choice.sqnr_db >= safe.SAFE_SQNR_DB
 
 
+def test_a_channel_far_below_the_others_keeps_its_own_bound():
+    rng = np.random.default_rng(3)
+    # One output channel 1000x smaller than the rest (PP-OCRv6 rec's conv2d_111): a single 8-bit codebook
+    # meets the tensor bound but maps that whole channel to the centroid next to 0.
+    weight = rng.normal(size=(16, 8192)).astype(np.float32)
+    weight[5] *= 1e-3
+    single = safe.choose(weight, None, channel_db=-np.inf)
+    assert single.group_rows is None and single.sqnr_db >= safe.SAFE_SQNR_DB
+    assert safe.min_row_sqnr_db(weight, safe.reconstruct(single.codebook, single.labels, None, None)) < 10
+    choice = safe.choose(weight, None)
+    assert choice.codebook is not None and choice.group_rows is not None
+    approx = safe.reconstruct(choice.codebook, choice.labels, choice.group_rows, None)
+    assert choice.channel_db == safe.min_row_sqnr_db(weight, approx) >= safe.CHANNEL_SQNR_DB
+    assert safe.sqnr_db(weight, approx) >= safe.SAFE_SQNR_DB
+
+
+def test_a_costly_channel_fix_keeps_the_single_codebook():
+    weight = np.random.default_rng(4).normal(size=(8, 64)).astype(np.float32)
+    plain = safe.choose(weight, None, channel_db=-np.inf)
+    choice = safe.choose(weight, None, channel_db=200.0)  # no codebook reaches it: the single one stays
+    assert choice.group_rows is None and choice.bits == plain.bits and choice.channel_db < 200.0
+
+
 def test_tiny_tensor_stays_raw_with_a_reason():
     choice = safe.choose(np.random.default_rng(2).normal(size=(2, 2)).astype(np.float32), None)
     assert choice.codebook is None and "not be smaller" in choice.reason
