@@ -179,17 +179,18 @@ def lloyd_sorted(data: SortedValues, c: np.ndarray, max_iter: int) -> np.ndarray
         midpoints = c[:-1] + c[1:]
         midpoints *= 0.5
         cuts = z.searchsorted(midpoints, side="right")
-        if previous is not None and (cuts == previous).all():
+        key = cuts.tobytes()  # a bytes compare costs less than == plus .all() at this size
+        if key == previous:
             break
         bounds[1:-1] = cuts
         counts = bounds[1:] - bounds[:-1]
-        at_bounds = prefix[bounds]
+        at_bounds = prefix.take(bounds)
         sums = at_bounds[1:] - at_bounds[:-1]
-        if counts.all():
+        if np.count_nonzero(counts) == counts.size:
             c = sums / counts
         else:
             c = _update_with_relocation(z, c, counts, sums, bounds)
-        previous = cuts
+        previous = key
     return c
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dcz.compressor.budget.sizes import csr_bytes, raw_bytes, shared_bytes
+from dcz.compressor.budget.sizes import FLOAT32_BYTES, csr_bytes, histogram_stream_bytes, raw_bytes
 from dcz.compressor.checks import check_bool, check_float, check_int, fail, reject_unknown
 
 DEFAULT_SPARSITIES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995)
@@ -212,7 +212,15 @@ class SortedKept:
 def share_kept(kept: np.ndarray, srt: SortedKept, label_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(codebook float32, labels of `kept`): kmeans_1d(kept, k, init='linear') exactly, without
     re-sorting or re-summing the values for every label width."""
-    from dcz.compressor.kmeans import assign, kmeans_1d, lloyd_sorted
+    from dcz.compressor.kmeans import assign
+
+    codebook = kept_codebook(srt, label_bits)
+    return codebook, assign(kept, codebook)
+
+
+def kept_codebook(srt: SortedKept, label_bits: int) -> np.ndarray:
+    """The float32 codebook of kmeans_1d(kept values, 2**label_bits, init='linear')."""
+    from dcz.compressor.kmeans import kmeans_1d, lloyd_sorted
 
     k = max(1, min(2**label_bits, srt.distinct))
     if srt.distinct <= k:  # lossless: kmeans_1d returns the distinct values
@@ -220,8 +228,7 @@ def share_kept(kept: np.ndarray, srt: SortedKept, label_bits: int) -> tuple[np.n
     else:
         data = srt.prepared()
         codebook = lloyd_sorted(data, data.initial(k, "linear", 0), 300) + data.shift
-    codebook = np.asarray(codebook, dtype=np.float32)
-    return codebook, assign(kept, codebook)
+    return np.asarray(codebook, dtype=np.float32)
 
 
 def reconstruct(weight: np.ndarray, mask: np.ndarray, codebook: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -233,23 +240,32 @@ def reconstruct(weight: np.ndarray, mask: np.ndarray, codebook: np.ndarray, labe
 def measure_layer(
     name: str, layer_type: str, weight: np.ndarray, fisher: np.ndarray, grid: CandidateGrid = CandidateGrid()
 ) -> LayerCandidates:
-    """Size every grid setting of one layer (exact written bytes, compressor/budget/sizes.py) and its damage."""
+    """Size every grid setting of one layer (exact written bytes, compressor/budget/sizes.py) and its damage.
+
+    One magnitude sort and one value sort serve every sparsity: the kept values sorted are the
+    value-sorted weights with the pruned ones dropped, and each kept value's rank among them turns
+    the k-means partition (contiguous runs of the sorted values) into labels by a table lookup,
+    with the labels' histogram straight from the runs' lengths."""
     weight = np.array(weight, dtype=np.float32, order="C", copy=True)  # never a view of a live parameter
     fisher = np.ascontiguousarray(fisher, dtype=np.float64).reshape(weight.shape)
     out = LayerCandidates(name, layer_type, weight, fisher.astype(np.float32), [])
     if grid.allow_raw:
         out.candidates.append(Candidate(0.0, None, None, raw_bytes(weight), 0.0))
     order = prune_order(weight)
-    flat_w, flat_f = weight.reshape(-1).astype(np.float64), fisher.reshape(-1)
+    flat32 = weight.reshape(-1)
+    flat_w, flat_f = flat32.astype(np.float64), fisher.reshape(-1)
     # damage of the pruned part, for every prefix of the magnitude order: O(1) per sparsity
     pruned_damage = np.concatenate([[0.0], np.cumsum((flat_f * flat_w**2)[order])])
-    for sparsity in sorted(set(grid.sparsities)):
-        mask = prune_mask(weight, sparsity, order)
-        flat_mask = mask.reshape(-1)
-        n_pruned = int(mask.size - np.count_nonzero(mask))
-        kept_w, kept_f = flat_w[flat_mask], flat_f[flat_mask]
-        kept32 = weight.reshape(-1)[flat_mask]
-        sorted_kept = SortedKept(np.sort(kept32))
+    by_value = _value_order(flat32, order)
+    sorted_all = flat32[by_value]
+    value_rank = np.empty(flat32.size, dtype=np.int64)
+    value_rank[by_value] = np.arange(flat32.size)
+    flat_mask, n_pruned = np.ones(flat32.size, dtype=bool), 0
+    for sparsity in sorted(set(grid.sparsities)):  # ascending: each mask drops more of the same order
+        n_prune = min(int(round(sparsity * order.size)), order.size - 1)  # as prune_mask
+        flat_mask[order[n_pruned:n_prune]] = False
+        n_pruned = n_prune
+        mask = flat_mask.reshape(weight.shape)
         best_gap, index_bytes = None, 0
         if n_pruned:  # the index streams depend on the mask and gap width only, not on the labels
             sweep = {b: csr_bytes(mask, b) for b in grid.gap_bits}
@@ -258,10 +274,52 @@ def measure_layer(
             index_bytes = sweep[best_gap]
             for b, nbytes in sweep.items():
                 out.gap_delta[(sparsity, b)] = nbytes - index_bytes
+        kept = _KeptValues(flat32, flat_w, flat_f, flat_mask, sorted_all, by_value, value_rank)
         for bits in grid.label_bits:
-            book, kept_labels = share_kept(kept32, sorted_kept, bits)
-            err = kept_w - book[kept_labels].astype(np.float64)
-            damage = float(pruned_damage[n_pruned] + np.dot(kept_f, err * err))
-            nbytes = index_bytes + shared_bytes(kept_labels, book.size, bits)
+            book = kept_codebook(kept.sorted, bits)
+            kept_labels, histogram = kept.labels(book)
+            err = kept.w - book.astype(np.float64).take(kept_labels)
+            err *= err
+            damage = float(pruned_damage[n_pruned] + np.dot(kept.f, err))
+            nbytes = index_bytes + FLOAT32_BYTES * book.size
+            nbytes += histogram_stream_bytes(
+                np.flatnonzero(histogram), histogram[histogram > 0], bits, lambda: kept_labels
+            )
             out.candidates.append(Candidate(float(sparsity), bits, best_gap, nbytes, damage))
     return out
+
+
+def _value_order(flat32: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Positions by ascending value, from the magnitude order without another sort: the negative
+    weights by falling magnitude, then the others (zeros of either sign first) by rising magnitude."""
+    negative = flat32[order] < 0
+    return np.concatenate([order[negative][::-1], order[~negative]])
+
+
+class _KeptValues:
+    """The kept weights of one mask: row-major (the labels stream's order) and sorted, linked by rank."""
+
+    def __init__(self, flat32, flat_w, flat_f, flat_mask, sorted_all, by_value, value_rank) -> None:
+        self.w, self.f = flat_w[flat_mask], flat_f[flat_mask]
+        keep_by_value = flat_mask[by_value]
+        values = sorted_all[keep_by_value]  # == np.sort(flat32[flat_mask]): same multiset, ascending
+        if values.size and int(np.count_nonzero(np.diff(values))) + 1 <= 2 ** max(DEFAULT_LABEL_BITS):
+            values = np.sort(flat32[flat_mask])  # the lossless path keeps kmeans_1d's own order of +-0
+        self.sorted = SortedKept(values)
+        self.sorted64 = values.astype(np.float64)
+        # position among the kept sorted values of each kept weight, in row-major order
+        kept_rank = np.cumsum(keep_by_value, dtype=np.int64)
+        kept_rank -= 1
+        self.rank = kept_rank[value_rank[flat_mask]].astype(np.int32 if kept_rank.size < 2**31 else np.int64)
+
+    def labels(self, codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(labels in row-major order, count per label) = assign(kept, codebook) and its bincount.
+
+        Label j holds the values x with midpoint[j-1] < x <= midpoint[j] (ties to the lower
+        centroid, as assign), a run of the sorted values ending at searchsorted(midpoint, 'right')."""
+        centroids = codebook.astype(np.float64)
+        midpoints = (centroids[:-1] + centroids[1:]) / 2
+        ends = self.sorted64.searchsorted(midpoints, side="right")
+        histogram = np.diff(ends, prepend=0, append=self.sorted64.size)
+        by_rank = np.repeat(np.arange(codebook.size, dtype=np.uint8), histogram)
+        return by_rank.take(self.rank), histogram
