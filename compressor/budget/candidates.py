@@ -278,9 +278,7 @@ def measure_layer(
         for bits in grid.label_bits:
             book = kept_codebook(kept.sorted, bits)
             kept_labels, histogram = kept.labels(book)
-            err = kept.w - book.astype(np.float64).take(kept_labels)
-            err *= err
-            damage = float(pruned_damage[n_pruned] + np.dot(kept.f, err))
+            damage = float(pruned_damage[n_pruned] + kept.damage(book, kept_labels))
             nbytes = index_bytes + FLOAT32_BYTES * book.size
             nbytes += histogram_stream_bytes(
                 np.flatnonzero(histogram), histogram[histogram > 0], bits, lambda: kept_labels
@@ -301,6 +299,7 @@ class _KeptValues:
 
     def __init__(self, flat32, flat_w, flat_f, flat_mask, sorted_all, by_value, value_rank) -> None:
         self.w, self.f = flat_w[flat_mask], flat_f[flat_mask]
+        self._err = np.empty_like(self.w)
         keep_by_value = flat_mask[by_value]
         values = sorted_all[keep_by_value]  # == np.sort(flat32[flat_mask]): same multiset, ascending
         if values.size and int(np.count_nonzero(np.diff(values))) + 1 <= 2 ** max(DEFAULT_LABEL_BITS):
@@ -311,6 +310,14 @@ class _KeptValues:
         kept_rank = np.cumsum(keep_by_value, dtype=np.int64)
         kept_rank -= 1
         self.rank = kept_rank[value_rank[flat_mask]].astype(np.int32 if kept_rank.size < 2**31 else np.int64)
+
+    def damage(self, codebook: np.ndarray, labels: np.ndarray) -> float:
+        """sum F (w - codebook[label])^2 over the kept weights, in one reused buffer (a fresh array
+        of this size costs more in page faults than the arithmetic)."""
+        err = codebook.astype(np.float64).take(labels, out=self._err)
+        np.subtract(self.w, err, out=err)
+        np.multiply(err, err, out=err)
+        return float(np.dot(self.f, err))
 
     def labels(self, codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(labels in row-major order, count per label) = assign(kept, codebook) and its bincount.
