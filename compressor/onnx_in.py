@@ -37,6 +37,7 @@ from dcz.compressor.onnx_graph import (
     widen_half_weights,
 )
 from dcz.compressor.onnx_inline import drop_unused_initializers
+from dcz.compressor.onnx_qdq_graph import per_channel_linear, qdq_model
 from dcz.compressor.onnx_quantized import find_quantized_weights, lossless_state
 from dcz.compressor.state import LayerState, safe_metadata
 
@@ -171,14 +172,22 @@ def _why_raw(source: WeightSource, weight: np.ndarray, plan: LayerPlan, config: 
 
 
 def layer_state(
-    source: WeightSource, weight: np.ndarray, mask: np.ndarray | None, plan: LayerPlan, seed: int
+    source: WeightSource,
+    weight: np.ndarray,
+    mask: np.ndarray | None,
+    plan: LayerPlan,
+    seed: int,
+    channel_codebooks: bool = True,
 ) -> LayerState | str:
-    """The compressed state of one weight, or the reason it is stored raw (never larger than raw)."""
+    """The compressed state of one weight, or the reason it is stored raw (never larger than raw).
+
+    channel_codebooks: a per-channel grid costs a codebook per channel (False: one integer codebook and a
+    scale vector, as compressor/onnx_qdq_graph stores it)."""
     state = LayerState(source.name, source.op_type, tuple(weight.shape), mask=mask, gap_bits=plan.gap_bits)
     scheme = linear.scheme_of(plan) if plan.share else None
     if scheme is not None:
         kept = weight.size if mask is None else int(np.count_nonzero(mask))
-        groups = weight.shape[0] if scheme.per_channel and weight.ndim else 1
+        groups = weight.shape[0] if scheme.per_channel and weight.ndim and channel_codebooks else 1
         if not safe.fits(weight, kept, scheme.bits, groups):
             return f"a {scheme.name} grid would not be smaller than the raw tensor"
         result = linear.quantize(weight, mask, scheme)
@@ -234,7 +243,9 @@ def compress_graph(model: onnx.ModelProto, config: CompressConfig) -> tuple[dict
     masks = _masks(weights, plans)
     states = {}
     for index, source in enumerate(s for s in sources if s.name in weights):
-        state = layer_state(source, weights[source.name], masks[source.name], plans[source.name], config.seed + index)
+        state = layer_state(
+            source, weights[source.name], masks[source.name], plans[source.name], config.seed + index, False
+        )
         if isinstance(state, str):
             kept_raw[source.name] = state
         else:
@@ -283,17 +294,37 @@ def compress_onnx(
     states, kept_raw = compress_graph(model, config)
     if dynamic and not any(s.linear and s.linear.get("bits") == 8 and s.shared for s in states.values()):
         raise CompressError("dynamic quantization needs 8-bit linear weights (quantize int8 or uint8)")
-    renamed = widen_half_weights(model, set(states))
-    by_initializer = {renamed.get(name, name): state for name, state in states.items()}
+    if (
+        per_channel_linear(states) and not dynamic
+    ):  # int8 weights behind DequantizeLinear(axis): compressor/onnx_qdq_graph.py
+        first = write_states(model, _by_initializer(model, states), kept_raw, None, _linear_meta(activations))
+        model, schemes = qdq_model(first.dcz)
+        states, kept_raw = compress_graph(model, config)
+        activations = {}  # already in the graph as QuantizeLinear -> DequantizeLinear pairs
+        # the grids' schemes stay for `dcz info` under the weights' names, which are no stored tensors now,
+        # and without compress.activations no runtime rebuilds a QDQ graph again
+        metadata = {**schemes, **dict(metadata or {})}
+    by_initializer = _by_initializer(model, states)
     meta = {
         "compress.config": config.to_dict(),
-        **({qdq.ACTIVATIONS_KEY: activations, "compress.calib_method": calib_method} if activations else {}),
+        **({qdq.ACTIVATIONS_KEY: activations} if activations else {}),
+        **({"compress.calib_method": calib_method} if calib is not None else {}),
         **({qdq.DYNAMIC_KEY: True} if dynamic else {}),
         "compress.folded_batchnorm": folded,
         **({"compress.dropped_unused": unused} if unused else {}),
         **dict(metadata or {}),
     }
     return write_states(model, by_initializer, kept_raw, out_path, meta, huffman, raw_small, states)
+
+
+def _by_initializer(model: onnx.ModelProto, states: Mapping[str, LayerState]) -> dict[str, LayerState]:
+    """States by the initializer name they are stored under (half / int8 weights widened to float32)."""
+    renamed = widen_half_weights(model, set(states))
+    return {renamed.get(name, name): state for name, state in states.items()}
+
+
+def _linear_meta(activations) -> dict:
+    return {qdq.ACTIVATIONS_KEY: activations} if activations else {}
 
 
 def write_states(

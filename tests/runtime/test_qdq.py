@@ -40,11 +40,11 @@ def _cnn() -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize("method", ["minmax", "entropy"])
-@pytest.mark.parametrize("per_channel", [False, True])
-def test_int8_file_runs_qdq_in_ort_and_agrees_with_numpy(tmp_path, method, per_channel):
+def test_int8_file_runs_qdq_in_ort_and_agrees_with_numpy(tmp_path, method):
+    # per tensor: the runtime rebuilds the QDQ graph (per channel: the stored graph is one, test below)
     x = RNG.random((40, 1, 8, 8), dtype=np.float32)
     path = tmp_path / "m.dcz"
-    config = {"global": {"quantize": "int8", "per_channel": per_channel}}
+    config = {"global": {"quantize": "int8"}, "min_weights": 1}
     compress_onnx(_cnn(), config, out_path=path, calib={"x": x}, calib_method=method)
     ort_model = runtime.load(path, backend="ort")
     assert set(ort_model.metadata["compress.activations"]) >= {"x", "r"}
@@ -102,3 +102,23 @@ def test_int4_weights_with_static_activations_run_int8_kernels(tmp_path):
     got = runtime.load(path, backend="ort").run(x)[0]
     want = runtime.load(path, backend="numpy").run(x)[0]
     assert np.abs(got - want).max() <= 0.05 * np.abs(want).max() and not np.array_equal(got, want)
+
+
+def test_per_channel_int8_is_stored_as_int8_behind_dequantize_linear_with_axis(tmp_path):
+    # no codebook per channel: the graph is the QDQ graph, its weights decode straight to int8 (compressor/onnx_qdq_graph)
+    x = RNG.random((40, 1, 8, 8), dtype=np.float32)
+    path, model = tmp_path / "pc.dcz", _cnn()
+    float_out = runtime.load(compress_onnx(model, {"min_weights": 10**9}).dcz, backend="numpy").run(x)[0]
+    config = {"global": {"quantize": "int8", "per_channel": True}, "min_weights": 1}
+    compress_onnx(model, config, out_path=path, calib={"x": x}, calib_method="minmax")
+    loaded = runtime.load(path, backend=None)
+    assert "compress.activations" not in loaded.metadata and loaded.metadata["compress.linear"]["wf"]["axis"] == 0
+    nodes = loaded.onnx_model.graph.node
+    weight_dq = [n for n in nodes if n.op_type == "DequantizeLinear" and n.output[0] in ("wc", "wf")]
+    assert [n.output[0] for n in weight_dq] == ["wf"]  # wc (72 weights) stays raw: 256 levels cost more
+    assert all([a.i for a in n.attribute if a.name == "axis"] == [0] for n in weight_dq)
+    assert sum(n.op_type == "QuantizeLinear" for n in nodes) >= 2  # the calibrated activations
+    got = runtime.load(path, backend="ort").run(x)[0]
+    want = runtime.load(path, backend="numpy").run(x)[0]  # the NumPy executor runs the same QDQ graph
+    assert np.abs(got - want).max() <= 0.01 * np.abs(want).max()
+    assert np.abs(got - float_out).max() <= 0.05 * np.abs(float_out).max()
