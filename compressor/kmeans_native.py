@@ -8,9 +8,9 @@ DCZ_REQUIRE_NATIVE=1: the build then fails without the compiled core, and so doe
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from dcz.formats.native import compiled_switch
 
 try:
     from . import _kmeans as _core
@@ -21,17 +21,7 @@ else:
     _missing = ""
 
 
-def core():
-    """The compiled module when it is built and not disabled by DCZ_NATIVE=0, else None."""
-    if _core is None or os.environ.get("DCZ_NATIVE", "") == "0":
-        return None
-    return _core
-
-
-def describe() -> str:
-    if _core is None:
-        return f"numpy ({_missing})"
-    return "numpy (DCZ_NATIVE=0)" if core() is None else "compiled"
+core, describe = compiled_switch(_core, _missing)
 
 
 def label_sums(

@@ -18,17 +18,24 @@ else:
     _missing = ""
 
 
-def core():
-    """The compiled module when it is built and not disabled by DCZ_NATIVE=0, else None."""
-    if _core is None or os.environ.get("DCZ_NATIVE", "") == "0":
-        return None
-    return _core
+def compiled_switch(module, missing: str):
+    """(core, describe) for a compiled extension that may be missing (None, with `missing` saying why).
+
+    core() is the module when it is built and not disabled by DCZ_NATIVE=0, else None; describe() is
+    'compiled' or 'numpy (why)'. Shared by every compiled extension of the package (dcz.compressor too)."""
+
+    def core():
+        if module is None or os.environ.get("DCZ_NATIVE", "") == "0":
+            return None
+        return module
+
+    def describe() -> str:
+        if module is None:
+            return f"numpy ({missing})"
+        return "numpy (DCZ_NATIVE=0)" if core() is None else "compiled"
+
+    return core, describe
 
 
-def describe() -> str:
-    """'compiled', or 'numpy (why)': what `dcz --version` prints after 'decoder:'."""
-    if _core is None:
-        return f"numpy ({_missing})"
-    if os.environ.get("DCZ_NATIVE", "") == "0":
-        return "numpy (DCZ_NATIVE=0)"
-    return "compiled"
+# describe() is what `dcz --version` prints after 'decoder:'
+core, describe = compiled_switch(_core, _missing)
