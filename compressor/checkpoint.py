@@ -87,18 +87,19 @@ def palettized(ref: cr.TensorRef, settings: Settings) -> bool:
     return floating and len(ref.shape) >= 2 and ref.numel >= settings.min_elements
 
 
-def compress_tensor(ref: cr.TensorRef, settings: Settings, pool=None) -> list:
+def compress_tensor(ref: cr.TensorRef, settings: Settings, pool=None, scratch: cr.Scratch | None = None) -> list:
     """[(entry, parts), ...] of one tensor (its side tensor of outliers second): the unit of work a worker does.
 
-    pool: a thread pool that labels the tensor's row blocks in parallel (same bytes without it)."""
-    arr = cr.load(ref)
+    pool: a thread pool that labels the tensor's row blocks in parallel (same bytes without it).
+    scratch: per-thread buffers for the tensor read and the bf16 blocks (same bytes without it)."""
+    arr = cr.load(ref, scratch)
     if not palettized(ref, settings):
         return [encode(Raw(ref.name, _raw_array(arr, ref.dtype)), huffman=True)]
     rows = int(arr.shape[0])
     cols = arr.size // rows
     group_rows = settings.group_rows or default_group_rows(rows, cols, settings.bits)
     group_rows = min(group_rows, rows)
-    to_f32 = cr.bf16_to_f32 if ref.dtype == "bfloat16" else None
+    to_f32 = None if ref.dtype != "bfloat16" else cr.bf16_to_f32 if scratch is None else scratch.bf16_to_f32
     matrix = arr.reshape(rows, cols)
     threshold = outlier_threshold(matrix, settings.outliers, to_f32) if settings.outliers else None
     bits = settings.bits
@@ -117,7 +118,7 @@ def compress_tensor(ref: cr.TensorRef, settings: Settings, pool=None) -> list:
     if settings.huffman:
         out = [encode(Shared(ref.name, labels.reshape(ref.shape), book, bits, group_rows), huffman=True)]
     else:
-        out = [encode_shared_fixed(ref.name, ref.shape, labels, book, bits, group_rows)]
+        out = [encode_shared_fixed(ref.name, ref.shape, labels, book, bits, group_rows, pool)]
     if threshold is not None:
         flat, values = outliers_above(matrix, threshold, to_f32)
         out.append(encode_sparse_flat(ref.name + OUTLIER_SUFFIX, ref.shape, flat, values, OUTLIER_GAP_BITS))
@@ -228,15 +229,16 @@ def _results(refs, settings, workers, scheduler):
     if scheduler is not None:
         yield from _dask_results(refs, settings, workers, scheduler)
         return
+    scratch = cr.Scratch()
     if workers == 1:
         for ref in refs:
-            yield ref, compress_tensor(ref, settings)
+            yield ref, compress_tensor(ref, settings, None, scratch)
         return
     from concurrent.futures import ThreadPoolExecutor
 
     tensors, blocks = ThreadPoolExecutor(workers), ThreadPoolExecutor(workers)
     try:
-        yield from _windowed(refs, lambda r: tensors.submit(compress_tensor, r, settings, blocks), workers + 1)
+        yield from _windowed(refs, lambda r: tensors.submit(compress_tensor, r, settings, blocks, scratch), workers + 1)
     finally:
         tensors.shutdown(cancel_futures=True)
         blocks.shutdown(cancel_futures=True)

@@ -25,14 +25,20 @@ core, describe = compiled_switch(_core, _missing)
 
 
 def label_sums(
-    x: np.ndarray, mids: np.ndarray, weight: np.ndarray | None = None, sums: bool = True, wide: bool = False
+    x: np.ndarray,
+    mids: np.ndarray,
+    weight: np.ndarray | None = None,
+    sums: bool = True,
+    wide: bool = False,
+    out: np.ndarray | None = None,
 ):
     """(labels, num, den) of grouped values x (groups, n) against midpoints (groups, k-1), sorted per group.
 
     labels[g, i] = number of midpoints of group g below x[g, i] (the nearest centroid for sorted
     centroids; ties go to the lower one), uint8 for k <= 256 (int64 with `wide`); num/den (groups, k)
     float64: sum of x*weight and of weight (or of 1) per label, as np.bincount adds them. sums=False:
-    labels only (num, den None). x float32 or float64; weight float32 (groups, n) or None.
+    labels only (num, den None). x float32 or float64; weight float32 (groups, n) or None. `out`: a
+    C-contiguous (groups, n) array of the label dtype to write the labels into (no new array).
     """
     x = np.ascontiguousarray(x)
     mids = np.ascontiguousarray(mids)
@@ -45,10 +51,12 @@ def label_sums(
     if weight is not None:
         weight = np.ascontiguousarray(weight, dtype=np.float32)
     width = np.dtype(np.int64) if wide or k > 256 else np.dtype(np.uint8)
+    if out is not None and (out.shape != (groups, n) or out.dtype != width or not out.flags.c_contiguous):
+        raise ValueError(f"label_sums: out must be C-contiguous {width} of shape {(groups, n)}")
     compiled = core()
     if compiled is None:
-        return _label_sums_numpy(x, mids, weight, sums, width)
-    labels = np.empty((groups, n), dtype=width)
+        return _label_sums_numpy(x, mids, weight, sums, width, out)
+    labels = np.empty((groups, n), dtype=width) if out is None else out
     num = np.empty((groups, k)) if sums else None
     den = np.empty((groups, k)) if sums else None
     compiled.label_sums(
@@ -57,8 +65,9 @@ def label_sums(
     return labels, num, den
 
 
-def _label_sums_numpy(x, mids, weight, sums, width):
-    labels = np.zeros(x.shape, dtype=width)
+def _label_sums_numpy(x, mids, weight, sums, width, out=None):
+    labels = np.zeros(x.shape, dtype=width) if out is None else out
+    labels[...] = 0
     for j in range(mids.shape[1]):
         labels += x > mids[:, j : j + 1]
     if not sums:

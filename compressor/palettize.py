@@ -116,13 +116,16 @@ def _block(matrix, labels, books, span, bits, group_rows, sensitivity, to_f32, e
     g0, g1 = span
     rows, cols = matrix.shape
     r0, r1 = g0 * group_rows, min(rows, g1 * group_rows)
-    x, _ = _grouped(convert(matrix[r0:r1]), g1 - g0, group_rows, cols)
+    x, padded = _grouped(convert(matrix[r0:r1]), g1 - g0, group_rows, cols)
     book = fit_codebooks(x, 1 << bits, sensitivity, exclude_above, iterations)
-    lab, num, den = label_sums(x, _midpoints(book), _weight(x, sensitivity, exclude_above))
+    # the labels go straight into their rows of `labels` unless the last group is padded
+    into = labels[r0:r1].reshape(x.shape) if padded is None else None
+    lab, num, den = label_sums(x, _midpoints(book), _weight(x, sensitivity, exclude_above), out=into)
     # each centroid becomes the mean of its full-data members (optimal for these labels; not
     # re-sorted, so labels keep pointing at their centroid)
     books[g0:g1] = np.where(den > 0, num / np.where(den > 0, den, 1), book).astype(np.float32)
-    labels[r0:r1] = lab.reshape(-1)[: (r1 - r0) * cols].reshape(r1 - r0, cols)
+    if into is None:
+        labels[r0:r1] = lab.reshape(-1)[: (r1 - r0) * cols].reshape(r1 - r0, cols)
 
 
 def _grouped(block: np.ndarray, groups: int, group_rows: int, cols: int):

@@ -163,6 +163,23 @@ def pack_fixed(symbols: np.ndarray, width: int) -> bytes:
     return out.getvalue()
 
 
+def pack_fixed_into(symbols: np.ndarray, width: int, out) -> None:
+    """pack_fixed's bytes written into `out`, a writable buffer of exactly ceil(n * width / 8) bytes (no copy
+    of the packed bytes: the streamed writer packs each block of a label stream straight into its place)."""
+    sym = np.asarray(symbols).ravel()
+    view = memoryview(out).cast("B")
+    if len(view) != (sym.size * width + 7) // 8:
+        raise ValueError(f"pack_fixed_into: {len(view)} bytes for {sym.size} symbols of {width} bits")
+    core = native.core()
+    if width == 8:
+        view[:] = np.ascontiguousarray(sym.astype(np.uint8, copy=False))
+    elif core is not None:
+        sym = stream_symbols(sym, core)
+        core.pack(sym, width, view, sym.itemsize)
+    else:
+        view[:] = pack_fixed(sym, width)
+
+
 def unpack_fixed(payload, count: int, width: int) -> np.ndarray:
     """The `count` symbols of `width` bits in `payload` (uint8 for width <= 8, else int64)."""
     raw = np.frombuffer(payload, dtype=np.uint8)

@@ -48,11 +48,16 @@ PACK_BLOCK = 1 << 20  # symbols packed at once: a multiple of 8, so every block 
 COPY_BLOCK = 16 << 20
 
 
-def encode_shared_fixed(name: str, shape, labels: np.ndarray, codebook: np.ndarray, label_bits: int, group_rows):
+def encode_shared_fixed(
+    name: str, shape, labels: np.ndarray, codebook: np.ndarray, label_bits: int, group_rows, pool=None
+):
     """(entry, parts) of a `shared` tensor with a fixed-width label stream, packed block by block.
 
     Memory stays ~1 byte per label (uint8 labels in, packed bytes out), where the general encoder
     widens labels to int64 to consider Huffman: this is the path for multi-gigabyte checkpoints.
+    Each block of PACK_BLOCK labels is packed straight into its place in the stream (one buffer, no
+    concatenation or copy); `pool` (an executor of threads: the compiled pack releases the GIL) packs
+    the blocks in parallel, with the same bytes.
     """
     shape = tuple(int(d) for d in shape)
     rows, _ = view_2d(shape)
@@ -62,13 +67,24 @@ def encode_shared_fixed(name: str, shape, labels: np.ndarray, codebook: np.ndarr
     flat = np.ascontiguousarray(labels).reshape(-1)
     if flat.size != int(np.prod(shape, dtype=np.int64)):
         raise FormatError(f"tensor {name!r}: {flat.size} labels for shape {shape}")
-    payload = bytearray()
-    for lo in range(0, flat.size, PACK_BLOCK):
+    head = STREAM_HEADER.pack(CODING_FIXED, label_bits, 0, 0, 0, flat.size)
+    stream = bytearray(len(head) + (flat.size * label_bits + 7) // 8)
+    stream[: len(head)] = head
+    payload = memoryview(stream)[len(head) :]
+
+    def pack(lo: int) -> int:  # the block's largest label; its bytes start on a whole byte (PACK_BLOCK % 8 == 0)
         block = flat[lo : lo + PACK_BLOCK]
-        if block.size and int(block.max()) >= book.shape[1]:
-            raise FormatError(f"tensor {name!r}: label {int(block.max())} >= codebook size {book.shape[1]}")
-        payload += codec.pack_fixed(block, label_bits)
-    stream = STREAM_HEADER.pack(CODING_FIXED, label_bits, 0, 0, 0, flat.size) + bytes(payload)
+        top = int(block.max())
+        if top < book.shape[1]:
+            a, b = lo * label_bits // 8, (lo * label_bits + block.size * label_bits + 7) // 8
+            codec.pack_fixed_into(block, label_bits, payload[a:b])
+        return top
+
+    starts = range(0, flat.size, PACK_BLOCK)
+    tops = map(pack, starts) if pool is None or len(starts) < 2 else pool.map(pack, starts)
+    top = max(tops, default=0)
+    if top >= book.shape[1]:
+        raise FormatError(f"tensor {name!r}: label {top} >= codebook size {book.shape[1]}")
     entry = TensorEntry(
         name,
         shape,
@@ -109,6 +125,25 @@ def encode_sparse_flat(name: str, shape, flat: np.ndarray, values: np.ndarray, g
 def encode(tensor, huffman: bool = True, chunk_symbols: int | None = None):
     """(entry, parts) of one formats tensor (Raw, Sparse, Shared, SparseShared), as formats.write encodes it."""
     return tensors.encode_tensor(tensor, huffman, chunk_symbols)
+
+
+def _copy_file(src, dst, size: int) -> None:
+    """Append `size` bytes of src (from its start) to dst: in the kernel (copy_file_range: no copy
+    through user space; a reflink where the filesystem shares extents), else by blocks."""
+    copy_range = getattr(os, "copy_file_range", None)
+    done = 0
+    if copy_range is not None:
+        try:
+            while done < size:
+                n = copy_range(src.fileno(), dst.fileno(), min(size - done, 1 << 30))
+                if n == 0:
+                    break
+                done += n
+        except OSError:  # not supported between these files: copy what is left by blocks
+            pass
+    src.seek(done)
+    dst.seek(0, os.SEEK_END)
+    shutil.copyfileobj(src, dst, COPY_BLOCK)
 
 
 class StreamWriter:
@@ -223,7 +258,8 @@ class StreamWriter:
         prefix = self._prefix()
         with atomic_output(self.path) as out, open(self._body_path, "rb") as body:
             out.write(prefix)
-            shutil.copyfileobj(body, out, COPY_BLOCK)
+            out.flush()
+            _copy_file(body, out, self._pos)
 
     def __enter__(self):
         return self

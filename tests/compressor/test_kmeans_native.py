@@ -138,3 +138,37 @@ def _call(x=None, mids=None, groups=4, n=10, k=16, labels=None, width=1, num=Non
 def test_compiled_call_checks_every_length(bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         _call(**bad)
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_labels_written_into_a_given_array(monkeypatch, native):
+    """`out` receives exactly the labels label_sums would return (palettize labels straight into the
+    tensor's rows); a wrong shape or dtype is refused."""
+    monkeypatch.setenv("DCZ_NATIVE", native)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 1000)).astype(np.float32)
+    mids = np.sort(rng.standard_normal((3, 15)).astype(np.float32), axis=1)
+    want, num, den = kmeans_native.label_sums(x, mids)
+    out = np.full((3, 1000), 99, dtype=np.uint8)
+    got, num2, den2 = kmeans_native.label_sums(x, mids, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(num, num2)
+    np.testing.assert_array_equal(den, den2)
+    with pytest.raises(ValueError, match="out must be"):
+        kmeans_native.label_sums(x, mids, out=np.empty((3, 1000), dtype=np.int64))
+
+
+def test_scratch_conversion_and_read_match_the_plain_ones(tmp_path):
+    """The per-thread buffers of checkpoint reading give the arrays of load / bf16_to_f32."""
+    from dcz.compressor import checkpoint_read as cr
+    from tools.bench.ckpt_synth import write_checkpoint
+
+    path = write_checkpoint(tmp_path / "c", layers=1, hidden=64, inter=96, vocab=100)
+    scratch = cr.Scratch()
+    for ref in cr.read_checkpoint(path):
+        plain = cr.load(ref)
+        np.testing.assert_array_equal(cr.load(ref, scratch), plain)
+        widened = scratch.bf16_to_f32(plain)
+        assert widened.shape == plain.shape
+        np.testing.assert_array_equal(widened.view(np.uint32), bf16_to_f32(plain).view(np.uint32))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dcz import formats
+from dcz.formats import codec
 from dcz.formats.streaming import StreamWriter, encode_shared_fixed, encode_sparse_flat
 
 
@@ -69,6 +70,24 @@ def test_shared_fixed_matches_general_encoder(tmp_path, bits):
     assert (tmp_path / "f.dcz").read_bytes() == general
     out = formats.open(tmp_path / "f.dcz").tensor("w")
     np.testing.assert_array_equal(out, book[np.arange(50)[:, None] // 10, labels])
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+@pytest.mark.parametrize("bits", [3, 4, 8])
+def test_shared_fixed_blocks_packed_in_parallel_give_the_same_bytes(monkeypatch, bits, native):
+    """Many small blocks packed in place by a thread pool (and by numpy without the compiled core):
+    the stream of the general encoder, byte for byte."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dcz.formats import streaming
+
+    monkeypatch.setattr(streaming, "PACK_BLOCK", 16)
+    monkeypatch.setenv("DCZ_NATIVE", native)
+    labels = np.random.default_rng(bits).integers(0, 1 << bits, (37, 13)).astype(np.uint8)
+    book = np.zeros((4, 1 << bits), np.float32)
+    with ThreadPoolExecutor(3) as pool:
+        _, parts = encode_shared_fixed("w", (37, 13), labels, book, bits, 10, pool)
+    assert bytes(parts[1].data) == codec.encode_stream(labels.reshape(-1), bits, False, None)
 
 
 def test_shared_fixed_refuses_label_out_of_range():

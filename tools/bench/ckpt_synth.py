@@ -9,6 +9,8 @@ Values are Gaussian with std 0.02 plus a few large outliers, generated per tenso
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -82,3 +84,31 @@ def _write_shard(path: Path, group) -> None:
         f.write(struct.pack("<Q", len(head)) + head)
         for index, (_, shape) in group:
             f.write(make_tensor(index, shape).tobytes())
+
+
+def reuse_or_write(folder, **config) -> tuple[Path, bool]:
+    """(path to give dcz, generated now?): the checkpoint kept in `folder` when it holds exactly these
+    shapes (one bf16 file), else a new one written to `folder` (via a `.partial` folder renamed at the
+    end, so an interrupted run leaves nothing that looks reusable). Never overwrites other files."""
+    folder = Path(folder)
+    path = folder / "model.safetensors"
+    if folder.exists():
+        if not _matches(path, llama_shapes(**config)):
+            raise SystemExit(f"{folder} exists but does not hold this checkpoint {config}: remove it or pick another")
+        return path, False
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    write_checkpoint(partial, **config)
+    os.replace(partial, folder)
+    return path, True
+
+
+def _matches(path: Path, shapes) -> bool:
+    from dcz.compressor.checkpoint_read import read_header
+    from dcz.compressor.errors import CompressError
+
+    try:
+        refs = read_header(path)
+    except (CompressError, OSError):
+        return False
+    return [(r.name, r.shape, r.dtype) for r in refs] == [(n, tuple(s), "bfloat16") for n, s in shapes]
