@@ -5,10 +5,11 @@
     formats.dumps(...) -> bytes;  formats.open(path) / formats.loads(buf) -> DczFile
     DczFile.tensor(name), .tensors(names=None) (batched decode), .csr(name) (pruned: no dense array)
 
-formats/SPEC.md specifies every byte; FormatError is the only error this package raises.
+formats/SPEC.md specifies every byte; FormatError is the only error this package raises (DenseBudgetError,
+one of them, carries the figures of a file over `max_dense_bytes`).
 """
 
-from .errors import FormatError
+from .errors import DenseBudgetError, FormatError
 from .layout import VERSION
 from .reader import DczFile, TensorInfo, loads
 from .reader import open_file as open  # noqa: A001 - the contract names it formats.open
@@ -18,6 +19,7 @@ from .writer import dumps, write
 
 __all__ = [
     "FormatError",
+    "DenseBudgetError",
     "Raw",
     "Sparse",
     "Shared",

@@ -15,7 +15,7 @@ from .compact import COMPACT_MINOR, inflate_header
 from .cursor import Cursor
 from .decode import decode_csr, decode_entry, stream_roles
 from .entry import TensorEntry
-from .errors import FormatError
+from .errors import DenseBudgetError, FormatError
 from .layout import (
     DEFAULT_MAX_DENSE_BYTES,
     DIR_ENTRY_SIZE,
@@ -139,7 +139,7 @@ def dense_bytes(entry: TensorEntry) -> int:
     return entry.numel * np.dtype(entry.dtype).itemsize
 
 
-def check_dense_budget(entries: list[TensorEntry], budget, fail) -> None:
+def check_dense_budget(entries: list[TensorEntry], budget, where: str) -> None:
     """Refuse a file with a tensor that would decode to more than `budget` bytes (before any decoding).
 
     Per tensor: DczFile decodes one tensor at a time on demand (checkpoints stream them), so one
@@ -149,10 +149,7 @@ def check_dense_budget(entries: list[TensorEntry], budget, fail) -> None:
         raise FormatError(f"max_dense_bytes must be a non-negative int, got {budget!r}")
     for e in entries:
         if dense_bytes(e) > budget:
-            raise fail(
-                f"tensor {e.name!r} declares {dense_bytes(e):,} dense bytes, over the {budget:,}-byte budget "
-                "(raise it with max_dense_bytes= if the file is trusted)"
-            )
+            raise DenseBudgetError(dense_bytes(e), budget, e.name, where)
 
 
 class DczFile:
@@ -177,7 +174,7 @@ class DczFile:
             text = inflate_header(bytes(text), hfail)
         obj = header.parse_json(text, hfail)
         self.metadata, self.graph_format, entries = header.check_header(obj, count, hfail)
-        check_dense_budget(entries, max_dense_bytes, hfail)
+        check_dense_budget(entries, max_dense_bytes, f"section 0 (header) at byte {head.offset}")
         self._entries = {e.name: e for e in entries}
         self._streams: dict[int, codec.StreamInfo] = {}
         self._stream_headers: dict[int, codec.StreamHeader] = {}
@@ -381,15 +378,17 @@ def open_file(path, *, mmap: bool = True, max_dense_bytes: int = DEFAULT_MAX_DEN
         mm = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
     try:
         return DczFile(mm, closer=mm.close, max_dense_bytes=max_dense_bytes)
+    except DenseBudgetError as exc:
+        error = DenseBudgetError(exc.declared, exc.limit, exc.tensor, exc.where)
     except FormatError as exc:
-        message = str(exc)
+        error = FormatError(str(exc))
     except BaseException:
         _close_map(mm)
         raise
-    # Re-raised without the traceback: its frames hold views of the map, and a map with live
+    # Raised anew, without the traceback: its frames hold views of the map, and a map with live
     # views cannot be closed (mmap raises BufferError, which would hide the FormatError).
     _close_map(mm)
-    raise FormatError(message)
+    raise error
 
 
 def _close_map(mm: _mmap.mmap) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 import onnx
 from onnx import numpy_helper
 
+from dcz.formats.layout import DEFAULT_MAX_DENSE_BYTES
+
 from .errors import DczRuntimeError
 from .model import open_dcz
 from .onnx_graph import graph_bytes, parse_model, placeholders
@@ -24,16 +26,19 @@ from .validate import check_placeholders
 _INLINE_LIMIT = 2**31 - (64 << 20)
 
 
-def export_onnx(dcz_path, onnx_path, external_data: bool | None = None) -> Path:
+def export_onnx(
+    dcz_path, onnx_path, external_data: bool | None = None, *, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES
+) -> Path:
     """Write the dense ONNX model equivalent to `dcz_path` at `onnx_path`; returns the path.
 
     external_data  None: only when the model would not fit in one protobuf; True/False forces it
                    (True moves tensors of >= 1 KiB to `<name>.data`; with none that large, the model is
                    written whole and no data file is made). Nothing is written outside the folder of
                    `onnx_path`: a graph naming external data of its own is refused.
+    max_dense_bytes  budget of decoded dense bytes per tensor, as for runtime.load.
     """
     onnx_path = Path(onnx_path)
-    with open_dcz(dcz_path) as dcz:
+    with open_dcz(dcz_path, max_dense_bytes) as dcz:
         try:
             model = parse_model(graph_bytes(dcz.graph_format, dcz.graph))
         except DczRuntimeError as error:

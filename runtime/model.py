@@ -12,7 +12,7 @@ import onnx
 from dcz import formats
 from dcz.formats.layout import DEFAULT_MAX_DENSE_BYTES, SPARSE_ENCODINGS
 
-from .errors import DczRuntimeError, run_error
+from .errors import DczRuntimeError, ModelDenseBudgetError, run_error
 from .lazy import LazyTensors
 from .onnx_graph import (
     Placeholder,
@@ -224,10 +224,7 @@ def _check_total_dense(dcz_file, budget: int) -> None:
         info = dcz_file.info(name)
         total += math.prod(info.shape) * np.dtype(info.dtype).itemsize  # Python ints: no overflow
     if total > budget:
-        raise DczRuntimeError(
-            f"the model's tensors declare {total:,} dense bytes together, over the {budget:,}-byte budget "
-            "(raise it with max_dense_bytes= if the file is trusted)"
-        )
+        raise ModelDenseBudgetError(total, budget)
 
 
 def load(
@@ -256,7 +253,8 @@ def load(
                       False: every weight an initializer (fastest batched FC, peak two copies of the
                       weights while the session is created).
     max_dense_bytes   budget of decoded dense bytes, per tensor and summed (default 2 GiB), checked when
-                      the file is opened: raise it for a trusted model that is larger.
+                      the file is opened: raise it for a trusted model that is larger. Over it:
+                      formats.DenseBudgetError (one tensor) or ModelDenseBudgetError (the sum).
     Raises formats.FormatError for a damaged file (before any inference) and DczRuntimeError when
     the graph and the stored tensors disagree (message names the tensor) or arguments are invalid.
     """

@@ -18,6 +18,7 @@ import numpy as np
 
 from dcz.formats import open as open_dcz
 from dcz.formats.atomic import atomic_output
+from dcz.formats.layout import DEFAULT_MAX_DENSE_BYTES
 
 from .errors import DczRuntimeError
 
@@ -53,9 +54,10 @@ def _restore(arr: np.ndarray, dtype: str, bf16_bits: bool) -> np.ndarray:
     return arr
 
 
-def iter_tensors(path, bf16_bits: bool = False):
-    """(name, array) for each tensor of the .dcz at `path`, decoded one at a time."""
-    with open_dcz(path) as f:
+def iter_tensors(path, bf16_bits: bool = False, *, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES):
+    """(name, array) for each tensor of the .dcz at `path`, decoded one at a time (each at most
+    `max_dense_bytes`: formats.open's budget)."""
+    with open_dcz(path, max_dense_bytes=max_dense_bytes) as f:
         dtypes = f.metadata.get("source.dtypes") or {}
         sides = outlier_sides(f)
         for name in checkpoint_names(f):
@@ -96,9 +98,9 @@ def _overwrite_outliers(arr: np.ndarray, f, name: str, side: str) -> None:
         view[np.repeat(np.arange(rows), np.diff(indptr)), cols] = values
 
 
-def _plan(path, max_shard_bytes: int | None):
+def _plan(path, max_shard_bytes: int | None, max_dense_bytes: int):
     """Shards as lists of (name, st dtype, shape, nbytes), from the .dcz header alone."""
-    with open_dcz(path) as f:
+    with open_dcz(path, max_dense_bytes=max_dense_bytes) as f:
         dtypes = f.metadata.get("source.dtypes") or {}
         items = []
         for name in checkpoint_names(f):
@@ -130,16 +132,19 @@ def _header(items) -> bytes:
     return struct.pack("<Q", len(text)) + text
 
 
-def export_safetensors(path, out, max_shard_bytes: int | None = None) -> list[Path]:
-    """Write the .dcz at `path` as safetensors at `out` (sharded when it exceeds max_shard_bytes)."""
+def export_safetensors(
+    path, out, max_shard_bytes: int | None = None, *, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES
+) -> list[Path]:
+    """Write the .dcz at `path` as safetensors at `out` (sharded when it exceeds max_shard_bytes;
+    each tensor at most `max_dense_bytes` decoded: formats.open's budget)."""
     out = Path(out)
-    shards = _plan(path, max_shard_bytes)
+    shards = _plan(path, max_shard_bytes, max_dense_bytes)
     if len(shards) == 1:
         targets = [out]
     else:
         stem = out.name.removesuffix(".safetensors")
         targets = [out.with_name(f"{stem}-{i + 1:05d}-of-{len(shards):05d}.safetensors") for i in range(len(shards))]
-    decoded = iter_tensors(path, bf16_bits=True)
+    decoded = iter_tensors(path, bf16_bits=True, max_dense_bytes=max_dense_bytes)
     for target, items in zip(targets, shards):
         _write_atomic(target, _header(items), (next(decoded)[1] for _ in items))
     if len(shards) > 1:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from dcz import formats
+from dcz.formats.layout import DEFAULT_MAX_DENSE_BYTES
 
 
 @dataclass
@@ -57,9 +58,12 @@ def result_to_dict(result) -> dict[str, Any]:
     }
 
 
-def budget_report(path, budget_bytes: int | None = None) -> dict[str, Any]:
-    """Check a .dcz against a budget from the file alone (no torch). Same keys as result_to_dict where known."""
-    with formats.open(path) as dcz:
+def budget_report(
+    path, budget_bytes: int | None = None, *, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES
+) -> dict[str, Any]:
+    """Check a .dcz against a budget from the file alone (no torch). Same keys as result_to_dict where known.
+    `max_dense_bytes`: formats.open's budget of decoded bytes per tensor (only the header is read)."""
+    with formats.open(path, max_dense_bytes=max_dense_bytes) as dcz:
         report = dcz.size_report()
         meta = dcz.metadata
         infos = {name: dcz.info(name) for name in dcz.names}

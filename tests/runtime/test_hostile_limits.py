@@ -165,7 +165,7 @@ def test_export_with_external_data_and_only_small_tensors(tmp_path):
     "case, error, fragment",
     [
         ("graph_300k_nodes", "DczRuntimeError", "more than 100,000 nodes"),
-        ("wide_sparse_model", "FormatError", "declares 4,294,967,296 dense bytes"),
+        ("wide_sparse_model", "DenseBudgetError", "declares 4,294,967,296 dense bytes"),
     ],
 )
 def test_hostile_model_is_refused_within_bounds(case, error, fragment):
@@ -183,6 +183,8 @@ def test_runtime_caps_the_sum_formats_each_tensor():
     graph = make_model([helper.make_node("Add", ["a", "b"], ["y"])], [], [value("y", [10])], ph)
     data = formats.dumps(tensors, graph=graph.SerializeToString())
     assert formats.loads(data, max_dense_bytes=40).names == ["a", "b"]
-    with pytest.raises(DczRuntimeError, match="declare 80 dense bytes together, over the 79-byte budget"):
+    with pytest.raises(DczRuntimeError, match="declare 80 dense bytes together, over the 79-byte budget") as info:
         runtime.load(data, backend=None, max_dense_bytes=79)
+    assert isinstance(info.value, formats.DenseBudgetError) and (info.value.declared, info.value.tensor) == (80, None)
+    assert "max_dense_bytes=" in str(info.value)
     assert runtime.load(data, backend="numpy", max_dense_bytes=80).run({})[0].shape == (10,)

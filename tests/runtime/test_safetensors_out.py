@@ -34,7 +34,7 @@ def test_export_failing_mid_tensor_leaves_the_old_file(dcz_file, tmp_path, monke
     out = tmp_path / "out.safetensors"
     out.write_bytes(b"old")
 
-    def broken(path, bf16_bits=False):
+    def broken(path, bf16_bits=False, **budget):
         raise RuntimeError("decode failed")
         yield  # a generator, like the real one
 

@@ -10,9 +10,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dcz._cli.errors import CliError
-from dcz._cli.sizes import format_size, parse_size
+from dcz._cli.sizes import format_size, parse_size, size_at_least
 from dcz.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +67,23 @@ def test_parse_size_rejects_non_sizes_as_usage_errors(text):
         parse_size(text)
     assert caught.value.exit_code == 2
     assert repr(text) in caught.value.one_line()
+
+
+@given(st.integers(0, 10**13))
+def test_size_at_least_reads_back_no_smaller_and_close(size):
+    """The size the --max-dense-bytes advice suggests lets the file open, and is not far above it."""
+    text = size_at_least(size)
+    assert size <= parse_size(text) <= max(size * 1.1, 1000), text
+
+
+def test_size_at_least_is_short():
+    assert [size_at_least(n) for n in (40, 8_192, 11_008, 4 << 30, 2 * 10**9)] == [
+        "40B",
+        "8.2KB",
+        "11.1KB",
+        "4.3GB",
+        "2GB",
+    ]
 
 
 def test_format_size_shows_exact_bytes():

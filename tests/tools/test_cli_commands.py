@@ -236,6 +236,66 @@ def test_malformed_file_is_one_line(capsys, files, tmp_path, monkeypatch, comman
     assert not (tmp_path / "o.onnx").exists()
 
 
+# --- --max-dense-bytes ----------------------------------------------------------------------
+
+OPENING_COMMANDS = [
+    ["info"],
+    ["report", "--budget", "1KB"],
+    ["run", "--input", "x.npy"],
+    ["export-onnx", "-o", "o.onnx"],
+    ["export-safetensors", "-o", "o.safetensors"],
+    ["plot", "bytes", "-o", "b.png"],
+    ["plot", "weights", "-o", "w.png"],
+]
+
+
+def _run_opening(capsys, files, command, *extra):
+    if command[0] == "plot":
+        return cli(capsys, *command[:2], files["dcz"], *command[2:], *extra)
+    return cli(capsys, command[0], files["dcz"], *command[1:], *extra)
+
+
+@pytest.mark.parametrize("command", OPENING_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_dense_budget_error_names_the_flag_and_the_flag_opens_the_file(capsys, files, tmp_path, monkeypatch, command):
+    """fc1.weight decodes to 8,192 bytes (all three tensors to 11,008): a budget below that is refused in
+    command-line terms (the flag and a size that works, not the Python max_dense_bytes=); the size it
+    suggests opens the file (run caps the sum too, so it may ask a second time)."""
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "x.npy", files["x"])
+    budget, asked = "8191", []
+    for _ in range(3):
+        code, _, err = _run_opening(capsys, files, command, "--max-dense-bytes", budget)
+        if code == 0:
+            break
+        line = one_line_error(err)
+        assert code == 1 and "max_dense_bytes=" not in line and "not a valid .dcz" not in line, line
+        assert "dense bytes" in line and "(raise it with --max-dense-bytes " in line, line
+        budget = line.split("--max-dense-bytes ")[1].split()[0]
+        asked.append(budget)
+    assert code == 0, err
+    assert asked == (["8.2KB", "11.1KB"] if command[0] == "run" else ["8.2KB"])
+
+
+def test_dense_budget_default_refuses_a_huge_declared_tensor_until_the_flag_raises_it(capsys, tmp_path):
+    from tools.dev.hostile_files import wide_sparse
+
+    path = tmp_path / "wide.dcz"
+    path.write_bytes(wide_sparse())  # ~500 bytes declaring a 4 GiB tensor
+    code, _, err = cli(capsys, "info", path)
+    line = one_line_error(err)
+    assert code == 1 and "tensor 'w' declares 4,294,967,296 dense bytes" in line, line
+    assert "2,147,483,648-byte budget (raise it with --max-dense-bytes 4.3GB if the file is trusted)" in line
+    code, out, err = cli(capsys, "info", path, "--max-dense-bytes", "4.3GB")
+    assert code == 0 and "w" in out, err
+
+
+@pytest.mark.parametrize("value", ["0", "lots", "-5", "2XB"])
+@pytest.mark.parametrize("command", [["info"], ["run", "--input", "x.npy"], ["plot", "bytes"]])
+def test_dense_budget_bad_values_are_usage_errors(capsys, files, command, value):
+    code, _, err = _run_opening(capsys, files, command, "--max-dense-bytes", value)
+    assert code == 2 and "--max-dense-bytes" in one_line_error(err), err
+
+
 # --- run / export-onnx ---------------------------------------------------------------------
 
 

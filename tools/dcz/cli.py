@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from dcz._cli.commands import COMMAND_MODULES
+from dcz._cli.commands._common import dense_budget_message
 from dcz._cli.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -27,7 +28,7 @@ from dcz._cli.errors import (
     missing_extra_error,
     single_line,
 )
-from dcz.formats.errors import DczError
+from dcz.formats.errors import DczError, DenseBudgetError
 
 DESCRIPTION = """\
 Deep Compression (Han, Mao & Dally, ICLR 2016) as a toolkit: prune, share weights with
@@ -107,6 +108,8 @@ def _describe(exc: BaseException) -> tuple[str, int]:
         return f"{exc.strerror or exc}: {exc.filename}; check the path and its permissions", EXIT_FAILURE
     if isinstance(exc, OSError):
         return f"{exc}; check the path, permissions and free disk space", EXIT_FAILURE
+    if isinstance(exc, DenseBudgetError):  # names the flag, not the Python parameter
+        return dense_budget_message(exc), EXIT_FAILURE
     if isinstance(exc, DczError):  # written for users: what is wrong and where
         return f"{exc}", EXIT_FAILURE
     if isinstance(exc, ValueError):

@@ -58,6 +58,16 @@ def parse_size(text: str) -> int:
     return size
 
 
+def size_at_least(size: int) -> str:
+    """A short size, as `parse_size` reads it, of at least `size` bytes: 4,294,967,296 -> '4.3GB'."""
+    size = int(size)
+    for unit, factor in (("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)):
+        if size >= factor:
+            tenths = -(-size * 10 // factor)  # rounded up: the result must not fall short
+            return f"{tenths // 10}{unit}" if tenths % 10 == 0 else f"{tenths / 10:.1f}{unit}"
+    return f"{max(size, 1)}B"
+
+
 def format_size(size: int) -> str:
     """Human form of a byte count, with the exact figure: '27,648 B (27.6 KB)'."""
     size = int(size)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from dcz._cli.errors import EXIT_USAGE, CliError, require
-from dcz._cli.sizes import parse_size
-from dcz.formats.errors import FormatError  # stdlib-only module; dcz itself is already imported
+from dcz._cli.sizes import parse_size, size_at_least
+from dcz.formats.errors import DenseBudgetError, FormatError  # stdlib-only module; dcz is already imported
 
 RAW_HELP = argparse.RawDescriptionHelpFormatter
 
@@ -104,23 +104,52 @@ def output_path(path: str | Path, what: str = "output") -> Path:
     return path
 
 
+MAX_DENSE_FLAG = "--max-dense-bytes"
+
+
+def add_max_dense_bytes(parser: argparse.ArgumentParser) -> None:
+    """--max-dense-bytes, for every command that opens a .dcz (formats' / runtime's max_dense_bytes)."""
+    parser.add_argument(
+        MAX_DENSE_FLAG,
+        type=size_arg,
+        metavar="SIZE",
+        help="refuse a file whose tensors decode to more than SIZE (default 2GiB per tensor, and for a model "
+        "all of them together); raise it for a trusted larger model, e.g. 8GB",
+    )
+
+
+def dense_budget(args: argparse.Namespace) -> dict[str, int]:
+    """{"max_dense_bytes": N} when --max-dense-bytes was given, else {} (the library's default)."""
+    value = getattr(args, "max_dense_bytes", None)
+    return {} if value is None else {"max_dense_bytes": value}
+
+
+def dense_budget_message(exc: DenseBudgetError) -> str:
+    """The library's over-budget error in command-line terms: the flag and a size that lets the file open."""
+    return exc.message(f"{MAX_DENSE_FLAG} {size_at_least(exc.declared)}")
+
+
 @contextmanager
 def naming_file(path: str | Path):
-    """Prefix a damaged-file error (formats.FormatError, also via runtime) with the file's path."""
+    """Prefix a damaged-file error (formats.FormatError, also via runtime) with the file's path; a file
+    over the dense-bytes budget is not damaged: its error names --max-dense-bytes."""
     try:
         yield
+    except DenseBudgetError as exc:
+        raise CliError(f"{path}: {dense_budget_message(exc)}") from exc
     except FormatError as exc:
         raise CliError(
             f"{path} is not a valid .dcz file: {exc}", "check that it is a complete .dcz written by dcz"
         ) from exc
 
 
-def open_dcz(path: str | Path) -> Any:
-    """formats.open with the file checked first and FormatError turned into one line naming the file."""
+def open_dcz(path: str | Path, args: argparse.Namespace | None = None) -> Any:
+    """formats.open with the file checked first, the budget of --max-dense-bytes (in `args`), and
+    FormatError turned into one line naming the file."""
     path = existing_file(path, ".dcz file")
     formats = require("dcz.formats", "reading .dcz files")
     with naming_file(path):
-        return formats.open(path)
+        return formats.open(path, **dense_budget(args or argparse.Namespace()))
 
 
 def usage_error(message: str, hint: str) -> CliError:

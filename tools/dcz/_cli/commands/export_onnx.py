@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dcz._cli.commands._common import add_command, existing_file, naming_file, output_path
+from dcz._cli.commands._common import (
+    add_command,
+    add_max_dense_bytes,
+    dense_budget,
+    existing_file,
+    naming_file,
+    output_path,
+)
 from dcz._cli.errors import require
 
 DESCRIPTION = """\
@@ -20,6 +27,7 @@ def register(subparsers, common) -> None:
     )
     parser.add_argument("file", help="the .dcz file")
     parser.add_argument("--output", "-o", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    add_max_dense_bytes(parser)
 
 
 def run(args) -> int:
@@ -27,6 +35,6 @@ def run(args) -> int:
     target = output_path(args.output)
     runtime = require("dcz.runtime", "dcz export-onnx")
     with naming_file(source):
-        runtime.export_onnx(source, target)
+        runtime.export_onnx(source, target, **dense_budget(args))
     print(f"wrote {target} ({target.stat().st_size:,} bytes)")
     return 0

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from dcz._cli.commands._common import add_command, existing_file, naming_file, output_path, size_arg
+from dcz._cli.commands._common import (
+    add_command,
+    add_max_dense_bytes,
+    dense_budget,
+    existing_file,
+    naming_file,
+    output_path,
+    size_arg,
+)
 from dcz._cli.errors import require
 
 DESCRIPTION = """\
@@ -23,6 +31,7 @@ def register(subparsers, common) -> None:
     parser.add_argument("file", help="the .dcz file")
     parser.add_argument("--output", "-o", required=True, metavar="OUT.safetensors", help="the file to write")
     parser.add_argument("--max-shard-size", type=size_arg, metavar="SIZE", help="split into shards of at most SIZE")
+    add_max_dense_bytes(parser)
 
 
 def run(args) -> int:
@@ -30,7 +39,7 @@ def run(args) -> int:
     target = output_path(args.output)
     module = require("dcz.runtime.safetensors_out", "dcz export-safetensors")
     with naming_file(source):
-        written = module.export_safetensors(source, target, args.max_shard_size)
+        written = module.export_safetensors(source, target, args.max_shard_size, **dense_budget(args))
     for path in written:
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0

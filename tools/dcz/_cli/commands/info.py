@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from dcz._cli.commands._common import add_command, open_dcz
+from dcz._cli.commands._common import add_command, add_max_dense_bytes, open_dcz
 
 DESCRIPTION = """\
 Show what a .dcz file holds: format version, graph, metadata, and per tensor the columns of the
@@ -23,6 +23,7 @@ def register(subparsers, common) -> None:
     parser = add_command(subparsers, common, "info", "show the per-layer size table of a .dcz file", DESCRIPTION, run)
     parser.add_argument("file", help="the .dcz file")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    add_max_dense_bytes(parser)
 
 
 def to_plain(obj: Any) -> Any:
@@ -94,7 +95,7 @@ def metadata_lines(metadata: dict, width: int = 110) -> list[str]:
 
 
 def run(args) -> int:
-    with open_dcz(args.file) as dcz:
+    with open_dcz(args.file, args) as dcz:
         if args.json:
             json.dump(describe(args.file, dcz), sys.stdout, indent=2, sort_keys=True)
             print()

@@ -6,7 +6,16 @@ import math
 import tempfile
 from pathlib import Path
 
-from dcz._cli.commands._common import add_command, existing_file, open_dcz, output_path, usage_error
+from dcz._cli.commands._common import (
+    add_command,
+    add_max_dense_bytes,
+    dense_budget,
+    existing_file,
+    naming_file,
+    open_dcz,
+    output_path,
+    usage_error,
+)
 from dcz._cli.errors import CliError, require
 
 DESCRIPTION = """\
@@ -66,13 +75,15 @@ def register(subparsers, common) -> None:
     )
     sweep.add_argument("--thresholds", metavar="Q,Q,...", help="thresholds in layer std units (default 0,0.25,...,2.5)")
     sweep.add_argument("-o", "--output", default="sweep.png", help="PNG to write (default sweep.png)")
+    for kind in (bytes_, weights, sweep):
+        add_max_dense_bytes(kind)
 
 
 def run(args) -> int:
     target = output_path(args.output, "PNG")
     plots = _plots()
     if args.kind == "bytes":
-        with open_dcz(args.file) as dcz:
+        with open_dcz(args.file, args) as dcz:
             plots.bytes_by_stage(dcz.size_report(), target, title=Path(args.file).name)
     elif args.kind == "weights":
         plot_weights(args, target, plots)
@@ -98,7 +109,7 @@ def largest_compressed(dcz) -> str:
     return max(preferred, key=lambda info: math.prod(info.shape)).name
 
 
-def read_before(path: str, name: str):
+def read_before(path: str, name: str, args):
     """The tensor `name` from an .onnx, .npz or .dcz file."""
     path = existing_file(path, "--before file")
     np = require("numpy", "dcz plot")
@@ -116,7 +127,7 @@ def read_before(path: str, name: str):
             if tensor.name == name:
                 return numpy_helper.to_array(tensor)
         raise CliError(f"{path} has no initializer {name!r}", "give the dense model this .dcz was compressed from")
-    with open_dcz(path) as dcz:
+    with open_dcz(path, args) as dcz:
         if name not in dcz:
             raise CliError(f"{path} has no tensor {name!r}", "give the dense model this .dcz was compressed from")
         return dcz.tensor(name)
@@ -124,7 +135,7 @@ def read_before(path: str, name: str):
 
 def plot_weights(args, target: Path, plots) -> None:
     np = require("numpy", "dcz plot")
-    with open_dcz(args.file) as dcz:
+    with open_dcz(args.file, args) as dcz:
         name = args.layer or largest_compressed(dcz)
         if name not in dcz:
             raise CliError(f"{args.file} has no tensor {name!r}", f"pick one of: {', '.join(dcz.names[:10])}")
@@ -132,7 +143,7 @@ def plot_weights(args, target: Path, plots) -> None:
         after = dcz.tensor(name)
     stages = {}
     if args.before:
-        before = read_before(args.before, name)
+        before = read_before(args.before, name, args)
         if before.shape != after.shape:
             raise CliError(
                 f"{name} has shape {before.shape} in {args.before} but {after.shape} in {args.file}",
@@ -179,7 +190,7 @@ def load_data(args):
         return arrays["x"], arrays["y"]
 
 
-def load_onnx_model(path: str):
+def load_onnx_model(path: str, args):
     onnx = require("onnx", "dcz plot sweep")
     source = existing_file(path, "model")
     if source.suffix != ".dcz":
@@ -187,7 +198,8 @@ def load_onnx_model(path: str):
     runtime = require("dcz.runtime", "dcz plot sweep")
     with tempfile.TemporaryDirectory() as folder:
         dense = Path(folder) / "dense.onnx"
-        runtime.export_onnx(source, dense)
+        with naming_file(source):
+            runtime.export_onnx(source, dense, **dense_budget(args))
         return onnx.load(str(dense))
 
 
@@ -196,7 +208,7 @@ def plot_sweep(args, target: Path, plots) -> None:
 
     qualities = parse_thresholds(args.thresholds)
     x, y = load_data(args)
-    evaluator = OnnxEvaluator(load_onnx_model(args.file), x, y)
+    evaluator = OnnxEvaluator(load_onnx_model(args.file, args), x, y)
     weights = evaluator.prunable()
     if not weights:
         raise CliError(

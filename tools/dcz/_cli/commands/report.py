@@ -6,7 +6,7 @@ import json
 import math
 import sys
 
-from dcz._cli.commands._common import add_command, open_dcz, output_path, size_arg
+from dcz._cli.commands._common import add_command, add_max_dense_bytes, dense_budget, open_dcz, output_path, size_arg
 from dcz._cli.errors import CliError, require
 from dcz._cli.sizes import format_size
 
@@ -39,6 +39,7 @@ def register(subparsers, common) -> None:
     parser.add_argument(
         "--curve", metavar="PNG", help="files written with 'compress --budget': plot the rate / damage curve"
     )
+    add_max_dense_bytes(parser)
 
 
 # --- the what-if estimate --------------------------------------------------------------------
@@ -154,11 +155,11 @@ def grid_table(grid: dict, budget: int | None) -> str:
     return "\n".join(lines)
 
 
-def solver_report(path, budget: int | None, curve_png: str | None):
+def solver_report(path, budget: int | None, curve_png: str | None, dense: dict[str, int]):
     """The budget solver's own view (allocation per layer, predicted vs actual bytes) when the file
     was written by `dcz compress --budget`; None for other files."""
     budget_report = require("dcz.compressor.budget.report", "reading the budget allocation")
-    document = budget_report.budget_report(path, budget)
+    document = budget_report.budget_report(path, budget, **dense)
     if not document.get("recorded_by_fit_budget"):
         if curve_png:
             raise CliError(f"{path} was not written with --budget: it has no rate curve", "drop --curve")
@@ -169,9 +170,9 @@ def solver_report(path, budget: int | None, curve_png: str | None):
 
 
 def run(args) -> int:
-    with open_dcz(args.file) as dcz:
+    with open_dcz(args.file, args) as dcz:
         report = dcz.size_report()
-    allocation = solver_report(args.file, args.budget, args.curve)
+    allocation = solver_report(args.file, args.budget, args.curve, dense_budget(args))
     # no --budget: a file written by 'compress --budget' is checked against the budget it recorded
     budget = args.budget if args.budget is not None else (allocation or {}).get("budget_bytes")
     grid = what_if_grid(report)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcz._cli.commands._common import add_command, existing_file, naming_file, output_path, usage_error
+from dcz._cli.commands._common import (
+    add_command,
+    add_max_dense_bytes,
+    dense_budget,
+    existing_file,
+    naming_file,
+    output_path,
+    usage_error,
+)
 from dcz._cli.errors import CliError, require
 
 DESCRIPTION = """\
@@ -32,6 +40,7 @@ def register(subparsers, common) -> None:
     )
     parser.add_argument("--output", "-o", metavar="OUT.npy", help="save the outputs (.npy: first output, .npz: all)")
     parser.add_argument("--threads", type=int, metavar="N", help="intra-op threads (ONNX Runtime)")
+    add_max_dense_bytes(parser)
 
 
 def load_inputs(path: Path, input_names: list[str]) -> dict:
@@ -79,7 +88,7 @@ def run(args) -> int:
     input_path = existing_file(args.input, "input file")
     out_path = output_path(args.output) if args.output else None
     runtime = require("dcz.runtime", "dcz run")
-    options = {"backend": args.backend}
+    options = {"backend": args.backend, **dense_budget(args)}
     if args.threads is not None and args.threads < 0:
         raise usage_error(
             f"argument --threads: must be >= 0 (0: ONNX Runtime's default), got {args.threads}", "e.g. --threads 1"
