@@ -127,11 +127,24 @@ def read_directory(buf, count: int) -> list[Section]:
             raise cur.fail(f"section {i} has kind {kind}, not allowed at this index", at + 20)
         if zlib.crc32(view[offset : offset + length]) != crc:
             raise FormatError(f"section {i} ({KIND_NAMES[kind]}) at byte {offset}: CRC32 mismatch")
+        drop_pages(buf, offset, length)
         sections.append(Section(i, offset, length, kind))
         end = offset + length
     if end != len(buf):
         raise FormatError(f"file at byte {end}: {len(buf) - end} trailing bytes after the last section")
     return sections
+
+
+def drop_pages(buf, start: int = 0, length: int | None = None) -> None:
+    """Unmap a range of a memory-mapped file from this process (MADV_DONTNEED; the page cache keeps
+    the pages and the next read maps them back): the CRC check of every section at open, and a reader
+    going tensor by tensor, then keep only what they are reading resident, not the whole file."""
+    if not isinstance(buf, _mmap.mmap) or not hasattr(_mmap, "MADV_DONTNEED") or buf.closed:
+        return
+    end = len(buf) if length is None else min(len(buf), start + length)
+    lo = start - start % _mmap.PAGESIZE
+    if end > lo:
+        buf.madvise(_mmap.MADV_DONTNEED, lo, end - lo)
 
 
 def dense_bytes(entry: TensorEntry) -> int:
@@ -333,6 +346,12 @@ class DczFile:
         from .report import build_report
 
         return build_report(self._entries.values(), self._sections, self._streams, len(self._buf))
+
+    def drop_pages(self) -> None:
+        """Unmap the memory-mapped file's pages from this process (decoded arrays stay valid: the next
+        access to a view of the file maps its pages back); nothing to do for a file read into memory."""
+        if self._buf is not None:
+            drop_pages(self._buf)
 
     def close(self) -> None:
         self._buf = None

@@ -65,6 +65,7 @@ def iter_tensors(path, bf16_bits: bool = False, *, max_dense_bytes: int = DEFAUL
             if name in sides:
                 _overwrite_outliers(arr, f, name, sides[name])
             yield name, _restore(arr, dtypes.get(name, f.info(name).dtype), bf16_bits)
+            f.drop_pages()  # resident memory: one tensor's sections at a time, not the whole file
 
 
 def outlier_sides(f) -> dict:

@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     parser.add_argument("--folder", default="/work/tmp-ckpt-bench")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--checkpoint", help="folder to keep the generated checkpoint in (reused when it matches)")
+    parser.add_argument("--no-decode", action="store_true", help="skip the tensor-by-tensor decode")
     args = parser.parse_args(argv)
     config = {k: getattr(args, k) for k in LLAMA_7B}
     params = parameters(llama_shapes(**config))
@@ -114,6 +115,8 @@ def main(argv=None) -> int:
         print(f"same bytes for every worker count: {same}")
         if 1 in seconds:
             print("speedup vs 1 worker: " + ", ".join(f"{w} workers {seconds[1] / s:.2f}x" for w, s in seconds.items()))
+        if args.no_decode:
+            return 0
         load = _load()
         r = measure([sys.executable, "-c", DECODE, str(outputs[0])])
         print(f"| decode tensor by tensor | {r['seconds']:.1f} | {params / r['seconds'] / 1e6:.1f} M "
