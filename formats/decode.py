@@ -77,9 +77,11 @@ def _labels_and_codebook(streams: dict, section, entry: TensorEntry, expected: i
     return labels, _codebook(section("codebook"), entry)
 
 
-def _alloc(entry: TensorEntry, fail) -> np.ndarray:
+def _alloc(entry: TensorEntry, fail, zeroed: bool = True) -> np.ndarray:
+    """The flat float32 output; zeroed=False when the compiled scatter writes every element itself
+    (it clears each row just before filling it: the array is written once, not zeroed then scattered)."""
     try:
-        return np.zeros(entry.numel, dtype=np.float32)
+        return (np.zeros if zeroed else np.empty)(entry.numel, dtype=np.float32)
     except (MemoryError, ValueError):
         raise fail(None, f"cannot allocate {entry.numel} float32 elements") from None
 
@@ -165,7 +167,7 @@ def _compiled_sparse(core, entry: TensorEntry, section, streams: dict, fail) -> 
         if labels.size != entry.nnz:
             raise fail("labels", f"label stream has {labels.size} symbols for nnz {entry.nnz}")
         book, book_size = _codebook(section("codebook"), entry), entry.codebook_size
-    dense = _alloc(entry, fail)
+    dense = _alloc(entry, fail, zeroed=False)
     status, row, value = core.scatter(
         _index_array(rows),
         _index_array(gaps),

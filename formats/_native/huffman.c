@@ -597,6 +597,7 @@ static long long scatter_bytes(const Py_buffer *rc, int rc_size, const uint8_t *
         float *orow = o + r * cols;
         const float *group_book = bk + (r / group_rows) * book_size;
         if (n < 0 || g + n > n_gaps) { *row_out = r; return 5; }
+        memset(orow, 0, (size_t)cols * sizeof(float)); /* the row is still in cache when its entries land */
         const uint8_t *gr = gp + g;
         int64_t span = 0, fillers = 0; /* columns the row advances, and its fillers: a vectorizable pre-pass */
         for (int64_t i = 0; i < n; i++) {
@@ -635,7 +636,9 @@ static long long scatter_bytes(const Py_buffer *rc, int rc_size, const uint8_t *
 /* scatter(row_counts, gaps, labels, book, rows, cols, gap_bits, group_rows, book_size, out)
  *   -> (status, row, value)
  * The CSR walk of a sparse tensor (SPEC.md, relative indices with fillers) fused with the codebook
- * gather: out[r * cols + c] = book[group(r)][label] for every kept entry, in one pass. `labels` is
+ * gather: out[r * cols + c] = book[group(r)][label] for every kept entry, in one pass. `out` need not
+ * be zeroed: each row is cleared just before its entries are written (on status 0 every element of
+ * `out` has been written), so the dense array is written once, row by row, while it is in cache. `labels` is
  * None for a `sparse` tensor, whose `book` then holds the kept values themselves. Index arrays are
  * uint8 or int64 (their item size says which). The caller has checked the stream lengths (rows
  * row counts adding up to the gap count; one label per entry); this checks every symbol:
@@ -690,6 +693,7 @@ static PyObject *scatter(PyObject *self, PyObject *args) {
             int64_t n = item(rc.buf, rc_size, r), col = -1, base = r * cols;
             const float *group_book = have_labels ? bk + (r / group_rows) * book_size : bk;
             if (n < 0 || g + n > n_gaps) { status = 5; row = r; break; }
+            memset(o + base, 0, (size_t)cols * sizeof(float));
             for (int64_t i = 0; i < n; i++) {
                 int64_t d = item(gaps.buf, gap_size, g + i);
                 if (d == filler) { col += filler; continue; }
@@ -709,6 +713,7 @@ static PyObject *scatter(PyObject *self, PyObject *args) {
             g += n;
         }
         if (!status && !bytes_path) value = e;
+        if (!status) memset(o + rows * cols, 0, (size_t)(out.len / 4 - rows * cols) * sizeof(float)); /* past the 2-D view */
         Py_END_ALLOW_THREADS;
     }
     PyBuffer_Release(&out); PyBuffer_Release(&book);
