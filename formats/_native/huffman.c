@@ -37,6 +37,8 @@ typedef struct {
     const int64_t *values;     /* symbol of each rank (all < 2^24: checked by the caller) */
     uint16_t *table8;          /* complete code, L <= FAST_BITS, symbols < 256: 2^L entries, every L-bit
                                   window a code (low byte symbol, high byte length); else NULL */
+    uint32_t *table2;          /* with table8, on long plain streams: 2^L entries giving the one or two
+                                  codes that fit whole in the window's top L bits (pair_table); else NULL */
 } Code;
 
 /* The fast table of a complete code of byte symbols with L <= FAST_BITS: each code fills the 2^(L - len)
@@ -58,6 +60,30 @@ static int fast_table(Code *c, const uint16_t *counts, int n_len) {
     return 0;
 }
 
+/* The pair table of a fast code (zstd's HUF_decompress4X2 idea, for byte symbols): entry w holds the
+ * code at the top of the L-bit window w and, when the next code also ends within those L bits, that
+ * one too: symbol 1 | symbol 2 << 8 | codes (1 or 2) << 16 | bits used << 24. The second code is read
+ * from table8 at the window's remaining bits shifted up (a prefix code's entry depends only on its own
+ * bits, which are all inside the window when l1 + l2 <= L). One lookup then yields ~2 symbols, which
+ * halves the serial chain of lookups that bounds a single stream's decode. */
+static int pair_table(Code *c) {
+    const int L = c->n_len;
+    const size_t size = (size_t)1 << L, mask = size - 1;
+    const uint16_t *t = c->table8;
+    uint32_t *t2 = (uint32_t *)PyMem_Malloc(size * sizeof(uint32_t));
+    if (!t2) return -1;
+    for (size_t w = 0; w < size; w++) {
+        uint32_t e1 = t[w], l1 = e1 >> 8;
+        uint32_t e2 = t[(w << l1) & mask], l2 = e2 >> 8;
+        if (l1 + l2 <= (uint32_t)L)
+            t2[w] = (e1 & 0xff) | (e2 & 0xff) << 8 | 2u << 16 | (l1 + l2) << 24;
+        else
+            t2[w] = (e1 & 0xff) | 1u << 16 | l1 << 24;
+    }
+    c->table2 = t2;
+    return 0;
+}
+
 static int code_init(Code *c, const uint16_t *counts, int n_len, const int64_t *values, Py_ssize_t n_values,
                      int byte_out) {
     uint64_t code = 0, kraft = 0;
@@ -66,6 +92,7 @@ static int code_init(Code *c, const uint16_t *counts, int n_len, const int64_t *
     c->tbits = n_len < TABLE_BITS ? n_len : TABLE_BITS;
     c->table = NULL;
     c->table8 = NULL;
+    c->table2 = NULL;
     for (int i = 0; i < n_len; i++) {
         c->first[i] = code;
         c->offset[i] = rank;
@@ -266,6 +293,31 @@ static int decode_four_fast_u8(const Job *j, const int64_t *k0, int64_t steps, u
     return OK;
 }
 
+/* decode_run_fast_u8 through the pair table: each lookup writes two output bytes (the second is
+ * overwritten by the next lookup when the entry holds one code), so a round is sized to leave room
+ * for two symbols per lookup; the last symbol, if any, goes through decode_run_fast_u8. */
+static int decode_run_pair_u8(const Job *j, int64_t k, int64_t k_end, uint64_t *bit) {
+    const uint32_t *t2 = j->code->table2;
+    const int L = j->code->n_len, shift = 64 - L;
+    const int64_t per = 57 / L; /* lookups per 57-bit window: each uses at most L bits */
+    uint8_t *out = (uint8_t *)j->out;
+    uint64_t pos = *bit;
+    while (k_end - k >= 2) {
+        uint64_t w = window_at(j->payload, j->n, pos);
+        int64_t run = (k_end - k) / 2 < per ? (k_end - k) / 2 : per;
+        for (int64_t r = 0; r < run; r++) {
+            uint32_t e = t2[w >> shift];
+            out[k] = (uint8_t)e;
+            out[k + 1] = (uint8_t)(e >> 8);
+            k += (e >> 16) & 3;
+            w <<= e >> 24;
+            pos += e >> 24;
+        }
+    }
+    *bit = pos;
+    return decode_run_fast_u8(j, k, k_end, bit);
+}
+
 static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *what) {
     if (PyObject_GetBuffer(obj, view, (writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) | PyBUF_C_CONTIGUOUS) < 0) {
         PyErr_Format(PyExc_TypeError, "%s must be a contiguous buffer", what);
@@ -321,6 +373,17 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     int (*run_fn)(const Job *, int64_t, int64_t, uint64_t *) = itemsize == 1 ? decode_run_u8 : decode_run_i64;
     int (*four_fn)(const Job *, const int64_t *, int64_t, uint64_t *) = itemsize == 1 ? decode_four_u8 : decode_four_i64;
     if (code.table8) { run_fn = decode_run_fast_u8; four_fn = decode_four_fast_u8; }
+    /* A plain stream is one serial chain of lookups: the pair table halves it (15% faster on LeNet's
+     * streams). Chunked streams already run four chains at once, where pairs measured no faster. The
+     * table costs 2^L lookups to build: worth it on streams several times that long. */
+    if (code.table8 && chunk <= 0 && count >= ((long long)4 << code.n_len)) {
+        if (pair_table(&code) < 0) {
+            PyMem_Free(code.table8);
+            PyErr_NoMemory();
+            goto fail4;
+        }
+        run_fn = decode_run_pair_u8;
+    }
     long long status = OK, where = 0;
     uint64_t bit = 0, expected = 0;
     Py_BEGIN_ALLOW_THREADS;
@@ -351,6 +414,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS;
     PyMem_Free(code.table);
     PyMem_Free(code.table8);
+    PyMem_Free(code.table2);
     PyBuffer_Release(&starts);
     PyBuffer_Release(&out);
     PyBuffer_Release(&values);

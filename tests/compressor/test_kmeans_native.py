@@ -172,3 +172,11 @@ def test_scratch_conversion_and_read_match_the_plain_ones(tmp_path):
         widened = scratch.bf16_to_f32(plain)
         assert widened.shape == plain.shape
         np.testing.assert_array_equal(widened.view(np.uint32), bf16_to_f32(plain).view(np.uint32))
+
+
+@needs_core
+def test_kmeans_fuzz_matches_numpy_for_a_second():
+    """tools/dev/fuzz_kmeans (random and malformed label_sums calls, part of the sanitizer run)."""
+    from tools.dev import fuzz_kmeans
+
+    assert fuzz_kmeans.main(["--seconds", "1", "--seed", "3"]) == 0

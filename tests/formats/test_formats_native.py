@@ -155,6 +155,27 @@ def test_long_fast_codes_decode_identically_when_damaged(base, n, longest, monke
 
 
 @needs_core
+@pytest.mark.parametrize(("base", "n", "scale"), [(1.3, 12, 3e3), (1.2, 30, 3e3), (1.15, 40, 3e3)])
+def test_long_plain_streams_decode_identically_when_damaged(base, n, scale, monkeypatch):
+    """Plain (unchunked) byte streams several times 2^L long with complete codes up to 14 bits: the
+    compiled decoder's pair table (two codes per lookup); clean and damaged streams, both paths."""
+    freq = np.maximum(1, scale / base ** np.arange(n)).astype(np.int64)
+    symbols = np.repeat(np.arange(n), freq)
+    np.random.default_rng(n).shuffle(symbols)
+    good = codec.encode_stream(symbols, 8, chunk=0)
+    info = codec.read_stream_header(Cursor(memoryview(good), 0, len(good), "stream")).info
+    assert info.coding_name == "huffman" and info.code_lengths <= 14 and symbols.size >= 4 << info.code_lengths
+    assert np.array_equal(_decode(good), symbols)
+    rng = np.random.default_rng(n)
+    for trial in range(40):
+        stream = bytearray(good)
+        at = int(rng.integers(len(good) - info.payload_bytes, len(stream)))
+        stream[at] ^= int(rng.integers(1, 256))
+        compiled, fallback = _both(monkeypatch, lambda s=bytes(stream): _outcome(s))
+        assert compiled == fallback, f"trial {trial}: byte {at}"
+
+
+@needs_core
 @settings(max_examples=200)
 @given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 3, 5, 8, 12]))
 def test_csr_streams_are_identical_on_both_paths(seed, gap_bits):
@@ -287,3 +308,10 @@ def test_writer_fuzz_round_trips_for_a_second():
     from tools.dev import fuzz_writer
 
     assert fuzz_writer.main(["--seconds", "1", "--seed", "3"]) == 0
+
+
+def test_stream_fuzz_decodes_or_refuses_for_a_second():
+    """tools/dev/fuzz_streams (damaged streams into the decoder, part of the sanitizer run)."""
+    from tools.dev import fuzz_streams
+
+    assert fuzz_streams.main(["--seconds", "1", "--seed", "3"]) == 0
