@@ -5,10 +5,10 @@
     print(result.to_text())    # per-layer allocation, predicted and actual bytes, damage
     result.save("model.dcz")   # the verified file, <= the budget
 
-    from dcz.compressor.budget import fit_onnx   # ONNX models, damage measured by ONNX Runtime, no torch
-    fit_onnx("model.onnx", "calib.npz", budget_bytes=9_000_000, out_path="model.dcz")
+    from dcz.compressor.budget import OnnxSearchConfig, fit_onnx   # ONNX models: damage measured by ONNX Runtime
+    fit_onnx("model.onnx", "calib.npz", OnnxSearchConfig(budget_bytes=9_000_000), out_path="model.dcz")
 
-Modules: config (BudgetConfig), candidates (what each setting of a layer costs and how much it hurts),
+Modules: config (BudgetConfig, OnnxSearchConfig), candidates (what each setting of a layer costs and how much it hurts),
 sizes (exact bytes without encoding), fisher (damage weights), solver (Lagrangian + knapsack
 allocation), fit (PyTorch models), finetune (centroid fine-tuning after allocation), onnx_search
 (ONNX models), report (rendering, and checking a written file against a budget).
@@ -22,7 +22,7 @@ from importlib import import_module
 from typing import Any
 
 from dcz.compressor.budget.candidates import CandidateGrid
-from dcz.compressor.budget.config import BudgetConfig
+from dcz.compressor.budget.config import BudgetConfig, OnnxSearchConfig
 
 # name -> module that defines it, imported lazily: these need torch (fit) or onnx (onnx_search).
 _LAZY = {
@@ -34,7 +34,7 @@ _LAZY = {
     "OnnxBudgetResult": "dcz.compressor.budget.onnx_search",
 }
 
-__all__ = ["BudgetConfig", "CandidateGrid", *_LAZY]
+__all__ = ["BudgetConfig", "OnnxSearchConfig", "CandidateGrid", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,9 @@
-"""Strict settings of the byte-budget solver (compressor.budget.fit.fit_budget, dcz.compress(budget=...)).
+"""Strict settings of the byte-budget solvers: `BudgetConfig` for PyTorch models
+(compressor.budget.fit.fit_budget), `OnnxSearchConfig` for ONNX models searched in ONNX Runtime
+(compressor.budget.onnx_search.fit_onnx); dcz.compress(budget=...) takes either.
 
 Plain, serialisable settings live here; the data and callbacks a search needs (calibration batches,
-a train loader, eval / metric functions, progress) are arguments of `fit_budget`, as with
+a train loader, eval / metric functions, progress) are arguments of `fit_budget` / `fit_onnx`, as with
 `compressor.compress(model, x, config, train_loader=..., eval_fn=...)`.
 
 `from_dict` rejects unknown keys and impossible values with a one-line CompressError naming the key,
@@ -10,6 +12,7 @@ e.g. ``budget.finetune_epochs: must be an integer >= 0, got -1``. Torch-free.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -88,6 +91,105 @@ class BudgetConfig:
         else:
             out["candidates"] = self.candidates.to_dict()
         return out
+
+
+SENSITIVITY_ROWS = 256  # calibration rows for the per-layer sensitivity of the ONNX search
+
+
+@dataclass(frozen=True)
+class OnnxSearchConfig:
+    """How to fit an ONNX model to a target with damage measured by ONNX Runtime on calibration data.
+
+    budget_bytes      the least damage within this many bytes (the whole file), or
+    max_loss          the smallest file whose loss on the calibration data is <= max_loss (percentage
+                      points of top-1 with labels `y`, relative output error without); exactly one of the two.
+    candidates        CandidateGrid the search chooses each layer's setting from; None: the default grid
+                      (a coarser one above 4 M weights).
+    points            candidates per layer whose damage ORT measures; None: 24 below 1 M weights, else 8.
+    sensitivity_rows  calibration rows for the per-layer sensitivity (the search itself uses them all).
+    uniform           with budget_bytes: keep the uniform setting (one for every layer) when it measured better.
+    bias_correction   correct each MatMul / Gemm bias for its replaced weight's mean output shift, measured
+                      on the calibration data (compressor/bias_correction; costs no bytes).
+    """
+
+    budget_bytes: int | None = None
+    max_loss: float | None = None
+    candidates: CandidateGrid | None = None
+    points: int | None = None
+    sensitivity_rows: int = SENSITIVITY_ROWS
+    uniform: bool = True
+    bias_correction: bool = True
+    where: str = field(default="search", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        w = self.where
+        if (self.budget_bytes is None) == (self.max_loss is None):
+            raise fail(w, "give exactly one target: budget_bytes (a size) or max_loss (a loss on the calibration data)")
+        if self.budget_bytes is not None:
+            size = self.budget_bytes
+            if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+                object.__setattr__(self, "budget_bytes", int(size))
+            check_int(f"{w}.budget_bytes", self.budget_bytes, 1)
+        if self.max_loss is not None:
+            loss = check_float(f"{w}.max_loss", self.max_loss, 0.0)
+            if not math.isfinite(loss):
+                raise fail(f"{w}.max_loss", f"must be a finite number >= 0, got {self.max_loss!r}")
+            object.__setattr__(self, "max_loss", loss)
+        if self.candidates is not None and not isinstance(self.candidates, CandidateGrid):
+            raise fail(f"{w}.candidates", f"must be a CandidateGrid, got {type(self.candidates).__name__}")
+        if self.points is not None:
+            check_int(f"{w}.points", self.points, 1)
+        check_int(f"{w}.sensitivity_rows", self.sensitivity_rows, 1)
+        check_bool(f"{w}.uniform", self.uniform)
+        check_bool(f"{w}.bias_correction", self.bias_correction)
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "where"]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "search") -> OnnxSearchConfig:
+        """Build from plain data (JSON/TOML); unknown keys and impossible values raise CompressError."""
+        reject_unknown(where, data, cls.keys())
+        kwargs = dict(data)
+        if kwargs.get("candidates") is not None:
+            kwargs["candidates"] = CandidateGrid.from_dict(kwargs["candidates"], f"{where}.candidates")
+        return cls(**kwargs, where=where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (settings left at None omitted); `from_dict(to_dict())` gives an equal config."""
+        out = {k: getattr(self, k) for k in self.keys() if getattr(self, k) is not None}
+        if self.candidates is not None:
+            out["candidates"] = self.candidates.to_dict()
+        return out
+
+
+# BudgetConfig settings that only the PyTorch solver uses (fine-tuning, metric functions, torch's seed).
+_TORCH_ONLY = ("finetune_epochs", "finetune_lr", "distill", "metric_points", "seed")
+
+
+def as_onnx_search_config(budget: OnnxSearchConfig | BudgetConfig | Mapping[str, Any] | int) -> OnnxSearchConfig:
+    """The OnnxSearchConfig for what a caller passed: an OnnxSearchConfig, a mapping for
+    OnnxSearchConfig.from_dict, a number of bytes, or a BudgetConfig (its budget, candidates and
+    uniform; its PyTorch-only settings must be left at their defaults)."""
+    if isinstance(budget, OnnxSearchConfig):
+        return budget
+    if isinstance(budget, BudgetConfig):
+        default = BudgetConfig(budget_bytes=budget.budget_bytes)
+        changed = [k for k in _TORCH_ONLY if getattr(budget, k) != getattr(default, k)]
+        if changed:
+            raise fail(
+                budget.where,
+                f"{', '.join(changed)} apply to PyTorch models only; an ONNX model takes an OnnxSearchConfig",
+            )
+        return OnnxSearchConfig(budget_bytes=budget.budget_bytes, candidates=budget.candidates, uniform=budget.uniform)
+    if isinstance(budget, Mapping):
+        return OnnxSearchConfig.from_dict(budget)
+    if isinstance(budget, numbers.Integral) and not isinstance(budget, bool):
+        return OnnxSearchConfig(budget_bytes=int(budget))
+    raise CompressError(
+        f"budget: must be an OnnxSearchConfig, a BudgetConfig, a mapping or a number of bytes, got {type(budget).__name__}"
+    )
 
 
 def as_budget_config(budget: BudgetConfig | Mapping[str, Any] | int) -> BudgetConfig:

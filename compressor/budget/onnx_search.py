@@ -1,8 +1,9 @@
 """Calibrated compression of an ONNX model to a size or a loss target, torch-free.
 
-`fit_onnx(model, calib, budget_bytes=N)` gives the least damage within N bytes (the whole file);
-`fit_onnx(model, calib, max_loss=X)` the smallest file whose loss on the calibration data is <= X
-(percentage points of top-1 with labels `y`, relative output error without: compressor/onnx_damage).
+`fit_onnx(model, calib, OnnxSearchConfig(budget_bytes=N))` gives the least damage within N bytes (the
+whole file); `fit_onnx(model, calib, OnnxSearchConfig(max_loss=X))` the smallest file whose loss on the
+calibration data is <= X (percentage points of top-1 with labels `y`, relative output error without:
+compressor/onnx_damage). The settings are budget.config.OnnxSearchConfig's.
 
 1. the graph is prepared as `compress_onnx` does (unused initializers dropped, BatchNorm folded,
    weight Constants made initializers, half weights widened); the calibration arrays are checked;
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,13 @@ import numpy as np
 import onnx
 
 from dcz.compressor.budget.candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer
+from dcz.compressor.budget.config import OnnxSearchConfig, as_onnx_search_config
 from dcz.compressor.budget.solver import allocate, greedy_repair, min_bytes, pareto, uniform_settings
 from dcz.compressor.calib_data import Calibration, load_calib
 from dcz.compressor.errors import CompressError
 from dcz.compressor.onnx_damage import Damage, OrtRunner
 
 MEASURED_POINTS = 8  # candidates per layer run through ORT (spread in log bytes along the Pareto front)
-SENSITIVITY_ROWS = 256  # calibration rows for per-layer sensitivity (the search uses them all)
 SCAN_POINTS = 24  # --max-loss: byte targets tried from the smallest up before bisecting
 SEARCH_STEPS = 6  # bisection steps on the byte target for --max-loss after the scan
 MAX_WRITES = 6
@@ -332,48 +333,40 @@ def _run_file(model, calib: Calibration, batch: int) -> list[np.ndarray]:
 def fit_onnx(
     model_or_path,
     calib,
-    budget_bytes: int | None = None,
-    max_loss: float | None = None,
-    grid: CandidateGrid | None = None,
-    points: int | None = None,
-    sensitivity_rows: int = SENSITIVITY_ROWS,
-    uniform: bool = True,
+    config: OnnxSearchConfig | Mapping[str, Any] | int,
+    *,
     out_path=None,
     progress: Callable[[str], None] | None = None,
     bar: bool | None = None,
-    bias_correction: bool = True,
 ) -> OnnxBudgetResult:
-    """The smallest file within `max_loss`, or the least damage within `budget_bytes` (exactly one).
+    """The smallest file within `config.max_loss`, or the least damage within `config.budget_bytes`.
 
-    calib: an .npz path or {input name: array} (+ optional integer labels 'y'), see calib_data.
-    points: candidates per layer measured by ORT (default 24 below SMALL_MODEL weights, else 8).
-    grid: the candidate grid (default: CandidateGrid(), or COARSE_GRID above LARGE_MODEL weights).
-    bar: a progress bar with ETA (default: only when stderr is a terminal).
-    bias_correction: correct each MatMul / Gemm bias for its replaced weight's mean output shift,
-    measured on the calibration data (compressor/bias_correction; no bytes)."""
-    if (budget_bytes is None) == (max_loss is None):
-        raise CompressError("give exactly one target: budget_bytes (a size) or max_loss (a loss on calib)")
-    if budget_bytes is not None and int(budget_bytes) <= 0:
-        raise CompressError(f"--budget must be a positive number of bytes, got {budget_bytes}")
-    if max_loss is not None and not (math.isfinite(max_loss) and max_loss >= 0):
-        raise CompressError(f"--max-loss must be a finite number >= 0, got {max_loss}")
+    calib     an .npz path or {input name: array} (+ optional integer labels 'y'), see calib_data.
+    config    an OnnxSearchConfig (target, candidate grid, measured points, uniform baseline, bias
+              correction), a mapping for OnnxSearchConfig.from_dict, or the budget in bytes.
+    out_path  write the file there too (atomically); it is always in `result.data`.
+    progress  called with one line per stage; bar: a progress bar with ETA (default: only when stderr
+              is a terminal)."""
+    config = as_onnx_search_config(config)
+    budget_bytes, max_loss = config.budget_bytes, config.max_loss
     say = progress or (lambda message: None)
     prepared = _prepare(model_or_path)
     calibration = load_calib(calib, prepared.model)
-    grid = _grid_for(prepared, grid)
+    grid = _grid_for(prepared, config.candidates)
     metric = "accuracy" if calibration.labels is not None else "relative"
-    if bias_correction:
+    if config.bias_correction:
         _link_biases(prepared)
     smallest_layers = _measure(prepared, _smallest_grid(grid))
     calib_meta = _calib_meta(calibration, metric, len(prepared.links))
     smallest_bytes = _smallest_file(prepared, smallest_layers, budget_bytes, max_loss, calib_meta)
-    if budget_bytes is not None and int(budget_bytes) < smallest_bytes:
+    if budget_bytes is not None and budget_bytes < smallest_bytes:
         raise CompressError(
-            f"--budget {int(budget_bytes):,} bytes is impossible: the smallest file reachable is {smallest_bytes:,} "
+            f"a budget of {budget_bytes:,} bytes is impossible: the smallest file reachable is {smallest_bytes:,} "
             f"bytes (every layer at {max(grid.sparsities):.1%} sparsity and {min(grid.label_bits)}-bit labels); "
-            f"raise --budget to at least {smallest_bytes:,} bytes"
+            f"raise the budget to at least {smallest_bytes:,} bytes"
         )
     n = len(prepared.weights)
+    points = config.points
     if points is None:
         small = sum(w.size for w in prepared.weights.values()) < SMALL_MODEL
         points = 3 * MEASURED_POINTS if small else MEASURED_POINTS
@@ -391,14 +384,14 @@ def fit_onnx(
         search_steps = SCAN_POINTS + SEARCH_STEPS if max_loss is not None else len(LINE_SEARCH) + 12
         bar_.remaining(sum(min(points, len(pareto(layer.candidates))) for layer in full) + search_steps)
         weights = _Weights(full, prepared)
-        sens = calibration.head(min(sensitivity_rows, calibration.rows))
+        sens = calibration.head(min(config.sensitivity_rows, calibration.rows))
         layers = _sensitivities(full, weights, runner, sens, points, bar_)
         damage = Damage(runner.run(calibration), calibration.labels, calibration.where)
         search = _Search(prepared, layers, full, grid, weights, runner, calibration, damage, bar_)
         if budget_bytes is not None:
-            result = search.to_budget(int(budget_bytes), uniform)
+            result = search.to_budget(budget_bytes, config.uniform)
         else:
-            result = search.to_loss(float(max_loss))
+            result = search.to_loss(max_loss)
     finally:
         bar_.close()
     result.min_file_bytes = smallest_bytes

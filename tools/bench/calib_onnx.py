@@ -48,11 +48,11 @@ def digit_cnn():
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from dcz.compressor.budget.onnx_search import fit_onnx
+from dcz.compressor.budget.onnx_search import OnnxSearchConfig, fit_onnx
 model, calib, dst, kind, value = sys.argv[1:6]
 target = {"budget_bytes": int(value)} if kind == "budget" else {"max_loss": float(value)}
 start = time.perf_counter()
-result = fit_onnx(model, calib, out_path=dst, bar=False, **target)
+result = fit_onnx(model, calib, OnnxSearchConfig(**target), out_path=dst, bar=False)
 seconds = time.perf_counter() - start
 if result.uniform_data:
     Path(dst).with_suffix(".uniform.dcz").write_bytes(result.uniform_data)

@@ -37,7 +37,7 @@ from dcz.formats.errors import DczError, FormatError
 
 if _TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from dcz._api import compress
-    from dcz.compressor.budget.config import BudgetConfig
+    from dcz.compressor.budget.config import BudgetConfig, OnnxSearchConfig
     from dcz.compressor.config import CompressConfig, LayerConfig
     from dcz.compressor.errors import CompressError
     from dcz.compressor.loop import Palettizer, Pruner
@@ -53,6 +53,7 @@ _LAZY = {
     "CompressConfig": "dcz.compressor.config",
     "LayerConfig": "dcz.compressor.config",
     "BudgetConfig": "dcz.compressor.budget.config",
+    "OnnxSearchConfig": "dcz.compressor.budget.config",
     "Compressed": "dcz.compressor.pipeline",
     "Pruner": "dcz.compressor.loop",
     "Palettizer": "dcz.compressor.loop",
@@ -69,6 +70,7 @@ __all__ = [
     "CompressConfig",
     "LayerConfig",
     "BudgetConfig",
+    "OnnxSearchConfig",
     "Compressed",
     "Pruner",
     "Palettizer",

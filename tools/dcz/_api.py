@@ -30,7 +30,8 @@ def compress(
     example_input  for a torch module: a tensor (or tuple) the model runs on; unused for ONNX.
     budget         instead of config: the least damage within a byte budget (the whole file), given as a
                    BudgetConfig, a dict for it, or a number of bytes; the solver chooses each layer's
-                   sparsity and bits (dcz.compressor.budget). ONNX models need `calib=` for it.
+                   sparsity and bits (dcz.compressor.budget). ONNX models need `calib=` for it and also
+                   take an OnnxSearchConfig (e.g. a loss target: OnnxSearchConfig(max_loss=0.5)).
     out            write the `.dcz` there (atomically); otherwise call `.save(path)` on the result
                    (PyTorch) or read the bytes from `.dcz` (ONNX).
     options        for an ONNX model, `calib=` (.npz path or {input: array}) and `calib_method=` (minmax,
@@ -69,10 +70,9 @@ def compress(
 
 def _compress_to_budget(model, example_input, budget, out, metadata, options: dict[str, Any]):
     """The budget solver: ONNX models by measured damage in ONNX Runtime, torch modules by Fisher damage."""
-    from dcz.compressor.budget.config import as_budget_config
+    from dcz.compressor.budget.config import as_budget_config, as_onnx_search_config
     from dcz.compressor.errors import CompressError
 
-    config = as_budget_config(budget)
     if _is_onnx(model):
         extra = sorted(set(options) - {"calib", "progress"})
         if extra or metadata:
@@ -85,9 +85,7 @@ def _compress_to_budget(model, example_input, budget, out, metadata, options: di
         return fit_onnx(
             model,
             options["calib"],
-            budget_bytes=config.budget_bytes,
-            grid=config.candidates,
-            uniform=config.uniform,
+            as_onnx_search_config(budget),
             out_path=None if out is None else os.fspath(out),
             progress=options.get("progress"),
         )
@@ -95,7 +93,7 @@ def _compress_to_budget(model, example_input, budget, out, metadata, options: di
         raise CompressError("compressing a torch module needs example_input (a tensor the model runs on)")
     from dcz.compressor.budget.fit import fit_budget
 
-    result = fit_budget(model, example_input, config, metadata=dict(metadata or {}), **options)
+    result = fit_budget(model, example_input, as_budget_config(budget), metadata=dict(metadata or {}), **options)
     if out is not None:
         result.save(out)
     return result

@@ -7,6 +7,7 @@ result is checked on the WRITTEN file, decoded by the runtime, not on what the s
 
 from __future__ import annotations
 
+import re
 import zlib
 from fractions import Fraction
 
@@ -17,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dcz.compressor.budget import onnx_search
 from dcz.compressor.budget.candidates import CandidateGrid
+from dcz.compressor.budget.config import BudgetConfig, OnnxSearchConfig, as_onnx_search_config
 from dcz.compressor.budget.onnx_search import fit_onnx
 from dcz.compressor.calib_data import load_calib
 from dcz.compressor.errors import CompressError
@@ -113,7 +115,7 @@ def test_single_input_alias_and_labels(tmp_path):
 
 def test_labels_beyond_the_outputs_classes_are_refused(model_path):
     with pytest.raises(CompressError, match=r"label 9 but the first output has 6 classes"):
-        fit_onnx(model_path, {"x": X, "y": np.full(300, 9)}, budget_bytes=10**6, grid=GRID)
+        fit_onnx(model_path, {"x": X, "y": np.full(300, 9)}, OnnxSearchConfig(budget_bytes=10**6, candidates=GRID))
 
 
 # --- targets ----------------------------------------------------------------------------------------
@@ -121,7 +123,7 @@ def test_labels_beyond_the_outputs_classes_are_refused(model_path):
 
 def test_budget_is_met_by_the_written_file_and_beats_or_equals_uniform(model_path):
     budget = 2600  # dense weights are 6,720 B of float32
-    result = fit_onnx(model_path, {"x": X, "y": Y}, budget_bytes=budget, grid=GRID)
+    result = fit_onnx(model_path, {"x": X, "y": Y}, OnnxSearchConfig(budget_bytes=budget, candidates=GRID))
     assert len(result.data) == result.file_bytes <= budget
     accuracy = 100 * float(np.mean(file_logits(result.data, X).argmax(1) == Y))
     assert result.loss == pytest.approx(100.0 - accuracy)  # the report is what the file does
@@ -146,12 +148,14 @@ def test_impossible_budget_names_a_reachable_size_before_measuring(model_path, m
     with monkeypatch.context() as patch:
         patch.setattr(onnx_search, "OrtRunner", no_runs)
         with pytest.raises(CompressError) as error:
-            fit_onnx(model_path, {"x": X, "y": Y}, budget_bytes=500, grid=GRID)
+            fit_onnx(model_path, {"x": X, "y": Y}, OnnxSearchConfig(budget_bytes=500, candidates=GRID))
     message = str(error.value)
     assert "impossible" in message and "\n" not in message
     smallest = int(message.split("smallest file reachable is ")[1].split(" bytes")[0].replace(",", ""))
     assert smallest > 500
-    result = fit_onnx(model_path, {"x": X, "y": Y}, budget_bytes=smallest, grid=GRID, uniform=False)
+    result = fit_onnx(
+        model_path, {"x": X, "y": Y}, OnnxSearchConfig(budget_bytes=smallest, candidates=GRID, uniform=False)
+    )
     assert result.file_bytes <= smallest
 
 
@@ -159,8 +163,8 @@ def test_impossible_budget_names_a_reachable_size_before_measuring(model_path, m
 def test_max_loss_holds_on_the_file_and_a_looser_target_is_no_larger(model_path, labels):
     calib = {"x": X, "y": Y} if labels else {"x": X}
     tight, loose = (2.0, 10.0) if labels else (0.05, 0.3)
-    strict = fit_onnx(model_path, calib, max_loss=tight, grid=GRID)
-    relaxed = fit_onnx(model_path, calib, max_loss=loose, grid=GRID)
+    strict = fit_onnx(model_path, calib, OnnxSearchConfig(max_loss=tight, candidates=GRID))
+    relaxed = fit_onnx(model_path, calib, OnnxSearchConfig(max_loss=loose, candidates=GRID))
     for result, limit in ((strict, tight), (relaxed, loose)):
         logits = file_logits(result.data, X)
         if labels:
@@ -175,10 +179,40 @@ def test_max_loss_holds_on_the_file_and_a_looser_target_is_no_larger(model_path,
 
 
 def test_targets_are_checked():
-    with pytest.raises(CompressError, match="exactly one target"):
-        fit_onnx(build_model(), {"x": X}, budget_bytes=1000, max_loss=1.0)
-    with pytest.raises(CompressError, match=">= 0"):
-        fit_onnx(build_model(), {"x": X}, max_loss=-1.0)
+    with pytest.raises(CompressError, match="search: give exactly one target"):
+        fit_onnx(build_model(), {"x": X}, {"budget_bytes": 1000, "max_loss": 1.0})
+    with pytest.raises(CompressError, match=r"search.max_loss: must be >= 0, got -1.0"):
+        OnnxSearchConfig(max_loss=-1.0)
+    with pytest.raises(CompressError, match=r"search.max_loss: must be a finite number"):
+        OnnxSearchConfig(max_loss=float("inf"))
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ({"budget_bytes": 0}, "search.budget_bytes: must be an integer >= 1, got 0"),
+        ({"budget_bytes": 10, "points": 0}, "search.points: must be an integer >= 1"),
+        ({"budget_bytes": 10, "sensitivity_rows": 2.5}, "search.sensitivity_rows: must be an integer"),
+        ({"budget_bytes": 10, "bias_correction": "yes"}, "search.bias_correction: must be true or false"),
+        ({"budget_bytes": 10, "grid": [0.5]}, "search: unknown key 'grid'"),
+        ({"budget_bytes": 10, "candidates": {"label_bits": [9]}}, "search.candidates.label_bits[0]: must be"),
+    ],
+)
+def test_search_config_is_strict_naming_the_key(data, fragment):
+    with pytest.raises(CompressError, match=re.escape(fragment)):
+        OnnxSearchConfig.from_dict(data)
+
+
+def test_search_config_round_trips_and_takes_a_budget_config():
+    config = OnnxSearchConfig(max_loss=0.5, candidates=GRID, points=4, bias_correction=False)
+    assert OnnxSearchConfig.from_dict(config.to_dict()) == config
+    assert "budget_bytes" not in config.to_dict()
+    assert as_onnx_search_config(BudgetConfig(budget_bytes=900, candidates=GRID, uniform=False)) == OnnxSearchConfig(
+        budget_bytes=900, candidates=GRID, uniform=False
+    )
+    assert as_onnx_search_config(900) == OnnxSearchConfig(budget_bytes=900)
+    with pytest.raises(CompressError, match="budget: finetune_epochs, distill apply to PyTorch models only"):
+        as_onnx_search_config(BudgetConfig(budget_bytes=900, finetune_epochs=3, distill=True))
 
 
 # --- the command line -------------------------------------------------------------------------------
@@ -201,6 +235,10 @@ def test_cli_budget_and_errors(model_path, tmp_path, capsys):
     assert main(["compress", str(model_path), "--calib", str(calib), "--budget", "100", "-o", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "smallest file reachable is" in err
+    for loss in ("-1", "inf", "lots"):
+        assert main(["compress", str(model_path), "--calib", str(calib), "--max-loss", loss, "-o", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "argument --max-loss: invalid loss" in err and "search." not in err
 
 
 def build_embedding_model() -> onnx.ModelProto:
@@ -227,7 +265,7 @@ def test_integer_inputs_and_a_fixed_batch_of_one(tmp_path):
     ids = RNG.integers(0, 50, (40, 5))
     path = tmp_path / "ids.npy"
     np.save(path, ids)  # an .npy feeds a single-input model
-    result = fit_onnx(model, path, max_loss=0.1, grid=GRID)
+    result = fit_onnx(model, path, OnnxSearchConfig(max_loss=0.1, candidates=GRID))
     from dcz import runtime
 
     with runtime.load(result.data) as compressed, runtime.load(_dense_dcz(model)) as dense:
@@ -236,7 +274,7 @@ def test_integer_inputs_and_a_fixed_batch_of_one(tmp_path):
     error = float(np.linalg.norm(ours - reference) / np.linalg.norm(reference))
     assert error <= 0.1 and error == pytest.approx(result.loss, rel=1e-4, abs=1e-6)
     with pytest.raises(CompressError, match=r"array 'ids' is float64 but the model input takes int64"):
-        fit_onnx(model, {"ids": ids.astype(np.float64)}, max_loss=0.1, grid=GRID)
+        fit_onnx(model, {"ids": ids.astype(np.float64)}, OnnxSearchConfig(max_loss=0.1, candidates=GRID))
 
 
 def _dense_dcz(model: onnx.ModelProto) -> bytes:
@@ -251,7 +289,9 @@ def test_the_written_bias_keeps_the_dense_mean_output(model_path, correct):
     calibration rows is the dense one); without it the bias is the dense one."""
     from dcz import formats
 
-    result = fit_onnx(model_path, {"x": X, "y": Y}, budget_bytes=2600, grid=GRID, bias_correction=correct)
+    result = fit_onnx(
+        model_path, {"x": X, "y": Y}, OnnxSearchConfig(budget_bytes=2600, candidates=GRID, bias_correction=correct)
+    )
     with formats.loads(result.data) as dcz:
         w1 = dcz.tensor("w1")
         graph = onnx.load_from_string(zlib.decompress(dcz.graph))  # small initializers stay in the graph

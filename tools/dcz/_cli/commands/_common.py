@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -69,6 +70,17 @@ def resolve_budget(budget: int | Fraction | None, dense_bytes: int) -> int | Non
     if size <= 0:
         raise CliError(f"--budget {budget} of {dense_bytes:,} B is less than a byte", "give a larger share or a size")
     return size
+
+
+def loss_arg(text: str) -> float:
+    """argparse type for --max-loss: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"invalid loss {text!r}: give a finite number >= 0, e.g. 0.5")
+    return value
 
 
 def shape_arg(text: str) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ from dcz._cli.commands._common import (
     add_command,
     budget_arg,
     existing_file,
+    loss_arg,
     output_path,
     resolve_budget,
     shape_arg,
@@ -128,7 +129,7 @@ def register(subparsers, common) -> None:
     )
     parser.add_argument(
         "--max-loss",
-        type=float,
+        type=loss_arg,
         metavar="X",
         help="ONNX models with --calib: the smallest file whose loss on the calibration data stays within X "
         "(percentage points of top-1 when the data has labels y; relative output error without)",
@@ -419,11 +420,11 @@ def fit_onnx_target(args, out: Path) -> None:
     if budget != args.budget:
         print(f"search: --budget {args.budget} of {model.stat().st_size:,} B = {budget:,} B", file=sys.stderr)
         args.budget = budget  # the fit line of the final report
+    config = onnx_search.OnnxSearchConfig(budget_bytes=budget, max_loss=args.max_loss)
     result = onnx_search.fit_onnx(
         str(model),
         args.calib,
-        budget_bytes=budget,
-        max_loss=args.max_loss,
+        config,
         out_path=str(out),
         progress=lambda message: print(f"search: {message}", file=sys.stderr),
         bar=False if args.no_progress else None,
