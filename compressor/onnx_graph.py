@@ -119,6 +119,12 @@ class WeightSource:
     origin: str
 
 
+def input_names(model: onnx.ModelProto) -> list[str]:
+    """The graph's real inputs (IR < 4 also lists initializers among them)."""
+    inits = {i.name for i in model.graph.initializer}
+    return [v.name for v in model.graph.input if v.name not in inits]
+
+
 def make_placeholder(name: str, data_type: int, dims) -> TensorProto:
     """A data-less initializer whose values live in the `.dcz` under the same name."""
     tensor = TensorProto()

@@ -118,9 +118,9 @@ def _calibration_arrays(calib, graph) -> Any:
     if isinstance(calib, torch.Tensor):
         calib = calib.detach().cpu().numpy()
     if hasattr(calib, "shape"):
-        from dcz.compressor.qdq import _input_names
+        from dcz.compressor.onnx_graph import input_names
 
-        names = _input_names(graph)
+        names = input_names(graph)
         if len(names) != 1:
             raise CompressError(f"calib: one array given for {len(names)} model inputs; pass {{input: array}}")
         return {names[0]: calib}

@@ -61,7 +61,7 @@ def set_mask(module: nn.Module, mask: torch.Tensor, tensor_name: str = "weight")
     parametrize.register_parametrization(module, tensor_name, PruneMask(mask), unsafe=True)
 
 
-def _keep_largest(
+def keep_largest(
     magnitude: torch.Tensor, alive: torch.Tensor, n_prune: int, reread: Callable[[int, int], torch.Tensor] | None = None
 ) -> torch.Tensor:
     """Mask keeping all but the n_prune smallest magnitudes (already-pruned entries count first).
@@ -147,7 +147,7 @@ def prune_step(
             alive = torch.ones_like(source, dtype=torch.bool) if alive is None else alive
             if plan.prune == "sparsity":
                 flat_source = source.reshape(-1)
-                masks[name] = _keep_largest(
+                masks[name] = keep_largest(
                     source.abs(),
                     alive,
                     round(plan.sparsity * fraction * source.numel()),
@@ -185,6 +185,6 @@ def _global_masks(layers: Mapping[str, tuple[nn.Module, LayerPlan]], fraction: f
         magnitudes.append(weight.abs().flatten())
         alives.append((torch.ones_like(weight, dtype=torch.bool) if alive is None else alive).flatten())
         sizes.append(weight.numel())
-    keep = _keep_largest(torch.cat(magnitudes), torch.cat(alives), round(sparsity * fraction * sum(sizes)))
+    keep = keep_largest(torch.cat(magnitudes), torch.cat(alives), round(sparsity * fraction * sum(sizes)))
     parts = torch.split(keep, sizes)
     return {name: part.reshape(module.weight.shape) for (name, (module, _)), part in zip(layers.items(), parts)}

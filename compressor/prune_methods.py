@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 
 from dcz.compressor.config import CompressConfig, LayerPlan
 from dcz.compressor.errors import CompressError
-from dcz.compressor.prune import PruneMask, _keep_largest, current_mask, ramp, set_mask, unmasked_weight
+from dcz.compressor.prune import PruneMask, current_mask, keep_largest, ramp, set_mask, unmasked_weight
 
 METHODS = ("gmp", "dns")
 
@@ -41,7 +41,7 @@ class SpliceMask(PruneMask):
 def keep_exactly(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Mask keeping the largest |w|, pruning round(sparsity * n) (ties pruned first in position order)."""
     n_prune = round(sparsity * weight.numel())
-    return _keep_largest(weight.abs().clone(), torch.ones_like(weight, dtype=torch.bool), n_prune)
+    return keep_largest(weight.abs().clone(), torch.ones_like(weight, dtype=torch.bool), n_prune)
 
 
 def magnitude_at(weight: torch.Tensor, sparsity: float) -> float:
@@ -114,7 +114,7 @@ class ScheduledPruning:
         source = unmasked_weight(module)
         alive = current_mask(module)
         alive = torch.ones_like(source, dtype=torch.bool) if alive is None else alive
-        mask = _keep_largest(source.abs().clone(), alive, round(plan.sparsity * fraction * source.numel()))
+        mask = keep_largest(source.abs().clone(), alive, round(plan.sparsity * fraction * source.numel()))
         set_mask(module, mask & alive)
         # masks only shrink; zero the pruned originals so Adam's momentum cannot move them back
         module.parametrizations["weight"].original.mul_(current_mask(module))

@@ -20,6 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from dcz.compressor.errors import CompressError
+from dcz.compressor.onnx_graph import input_names
 
 METHODS = ("minmax", "entropy", "percentile")
 ACTIVATIONS_KEY = "compress.activations"
@@ -63,11 +64,6 @@ class _Reader:
         return next(self._batches, None)
 
 
-def _input_names(model: onnx.ModelProto) -> list[str]:
-    inits = {i.name for i in model.graph.initializer}
-    return [v.name for v in model.graph.input if v.name not in inits]
-
-
 @contextmanager
 def _quiet_root_logger():
     """ORT's quantization tool gives advice through the root logger ("Please consider to run
@@ -94,7 +90,7 @@ def calibrate(model: onnx.ModelProto, data, method: str = "entropy") -> dict[str
 
     if method not in METHODS:
         raise CompressError(f"calib_method: must be one of {', '.join(METHODS)}; got {method!r}")
-    names = _input_names(model)
+    names = input_names(model)
     arrays = load_calibration(data, names) if isinstance(data, (str, Path)) else dict(data)
     calib = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}
     calib["percentile"] = CalibrationMethod.Percentile

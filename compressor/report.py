@@ -213,7 +213,7 @@ class Report:
             pad_edge=False,
         )
         heads = _COMPACT_HEAD if len(_COMPACT_HEAD) == len(self.sizes._HEAD) else self.sizes._HEAD
-        rows = [[row[0], _SHORT_ENCODING.get(row[1], row[1]), *row[2:]] for row in self.sizes._rows()]
+        rows = [[row[0], _SHORT_ENCODING.get(row[1], row[1]), *row[2:]] for row in self.sizes.rows()]
         name_width = min(24, max(len(row[0]) for row in rows))
         for i, head in enumerate(heads):  # formats' paper columns; cells as formats renders them
             sizes.add_column(

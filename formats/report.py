@@ -78,7 +78,8 @@ class SizeReport:
         }
         return out
 
-    def _rows(self) -> list[list[str]]:
+    def rows(self) -> list[list[str]]:
+        """One row of table cells per tensor and a total row (what to_text / to_markdown print)."""
         rows = []
         for t in self.tensors:
             wq, wh = t.weight_bits()
@@ -140,11 +141,11 @@ class SizeReport:
 
     def to_markdown(self) -> str:
         lines = ["| " + " | ".join(self._HEAD) + " |", "|" + "---|" * len(self._HEAD)]
-        lines += ["| " + " | ".join(r) + " |" for r in self._rows()]
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows()]
         return "\n".join(lines + [""] + self._footer()) + "\n"
 
     def to_text(self) -> str:
-        table = [self._HEAD] + self._rows()
+        table = [self._HEAD] + self.rows()
         widths = [max(len(r[i]) for r in table) for i in range(len(self._HEAD))]
         lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in table]
         return "\n".join(lines + self._footer()) + "\n"

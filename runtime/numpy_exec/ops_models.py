@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ops_nn import conv
-from .ops_tensor import _broadcast, _reduce
+from .ops_tensor import broadcast_binary, reduce_axes
 from .registry import check_output, op_error, register
 
 
@@ -28,17 +28,17 @@ def gelu(ctx, x, *, approximate="none"):
 
 @register("Pow")
 def pow_(ctx, x, y):
-    return _broadcast(ctx, np.power, x, y).astype(x.dtype)
+    return broadcast_binary(ctx, np.power, x, y).astype(x.dtype)
 
 
 @register("Where")
 def where(ctx, condition, x, y):
-    return _broadcast(ctx, lambda a, b: np.where(condition, a, b), x, y)
+    return broadcast_binary(ctx, lambda a, b: np.where(condition, a, b), x, y)
 
 
 @register("Equal")
 def equal(ctx, a, b):
-    return _broadcast(ctx, np.equal, a, b)
+    return broadcast_binary(ctx, np.equal, a, b)
 
 
 @register("Range")
@@ -56,7 +56,7 @@ def reduce_l2(ctx, x, axes_input=None, *, axes=None, keepdims=1, noop_with_empty
     def l2(v, axis, keepdims):
         return np.sqrt(np.sum(np.square(v), axis=axis, keepdims=keepdims))
 
-    return _reduce(ctx, l2, x, axes_input, axes, keepdims, noop_with_empty_axes, 18).astype(x.dtype)
+    return reduce_axes(ctx, l2, x, axes_input, axes, keepdims, noop_with_empty_axes, 18).astype(x.dtype)
 
 
 @register("LayerNormalization")

@@ -8,7 +8,7 @@ from onnx import numpy_helper
 from .registry import check_output, op_error, register
 
 
-def _broadcast(ctx, fn, a, b):
+def broadcast_binary(ctx, fn, a, b):
     try:
         return fn(a, b)
     except ValueError as exc:
@@ -17,27 +17,27 @@ def _broadcast(ctx, fn, a, b):
 
 @register("Add")
 def add(ctx, a, b):
-    return _broadcast(ctx, np.add, a, b)
+    return broadcast_binary(ctx, np.add, a, b)
 
 
 @register("Sub")
 def sub(ctx, a, b):
-    return _broadcast(ctx, np.subtract, a, b)
+    return broadcast_binary(ctx, np.subtract, a, b)
 
 
 @register("Mul")
 def mul(ctx, a, b):
-    return _broadcast(ctx, np.multiply, a, b)
+    return broadcast_binary(ctx, np.multiply, a, b)
 
 
 @register("Div")
 def div(ctx, a, b):
     if np.issubdtype(np.result_type(a, b), np.integer):
         # ONNX integer division truncates toward zero; numpy's // floors.
-        return _broadcast(
+        return broadcast_binary(
             ctx, lambda x, y: (np.sign(x) * np.sign(y) * (np.abs(x) // np.abs(y))).astype(np.result_type(a, b)), a, b
         )
-    return _broadcast(ctx, np.divide, a, b)
+    return broadcast_binary(ctx, np.divide, a, b)
 
 
 @register("Sqrt")
@@ -213,7 +213,7 @@ def pad(ctx, x, pads_input=None, value=None, axes=None, *, mode="constant", pads
     raise op_error(ctx, f"Pad mode {mode!r} is not supported")
 
 
-def _reduce(ctx, fn, x, axes_input, axes_attr, keepdims, noop_with_empty_axes, since_opset):
+def reduce_axes(ctx, fn, x, axes_input, axes_attr, keepdims, noop_with_empty_axes, since_opset):
     axes = _axes(ctx, axes_input, axes_attr, since_opset)
     if not axes:
         if noop_with_empty_axes:
@@ -224,14 +224,14 @@ def _reduce(ctx, fn, x, axes_input, axes_attr, keepdims, noop_with_empty_axes, s
 
 @register("ReduceMean")
 def reduce_mean(ctx, x, axes_input=None, *, axes=None, keepdims=1, noop_with_empty_axes=0):
-    return _reduce(ctx, np.mean, x, axes_input, axes, keepdims, noop_with_empty_axes, 18).astype(x.dtype)
+    return reduce_axes(ctx, np.mean, x, axes_input, axes, keepdims, noop_with_empty_axes, 18).astype(x.dtype)
 
 
 @register("ReduceSum")
 def reduce_sum(ctx, x, axes_input=None, *, axes=None, keepdims=1, noop_with_empty_axes=0):
-    return _reduce(ctx, np.sum, x, axes_input, axes, keepdims, noop_with_empty_axes, 13).astype(x.dtype)
+    return reduce_axes(ctx, np.sum, x, axes_input, axes, keepdims, noop_with_empty_axes, 13).astype(x.dtype)
 
 
 @register("ReduceMax")
 def reduce_max(ctx, x, axes_input=None, *, axes=None, keepdims=1, noop_with_empty_axes=0):
-    return _reduce(ctx, np.max, x, axes_input, axes, keepdims, noop_with_empty_axes, 18)
+    return reduce_axes(ctx, np.max, x, axes_input, axes, keepdims, noop_with_empty_axes, 18)
