@@ -22,32 +22,32 @@ is an ordinary module computing exactly what the `.dcz` stores) and records each
 LayerState. Hand a pruned model to a Palettizer before finalizing the Pruner: the Palettizer keeps
 the masks (pruned weights stay exactly zero and are stored sparse); a finalized model's zeros
 would be clustered like any other weight.
+
+This module imports torch only inside its methods, so that `dcz.Pruner` / `dcz.Palettizer` (and
+`from dcz import *`) cost no torch import until a program builds one.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
-
-import torch
-from torch import nn
-from torch.nn.utils import parametrize
+from typing import TYPE_CHECKING, Any
 
 from dcz.compressor.config import CompressConfig, LayerPlan, as_config
 from dcz.compressor.errors import CompressError
-from dcz.compressor.pipeline import Compressed, collect_states, find_layers
-from dcz.compressor.prune import current_mask, prune_step, set_mask
-from dcz.compressor.prune_methods import METHODS
-from dcz.compressor.share import share_layer, shared_weight
-from dcz.compressor.share_small import share_bias
+from dcz.compressor.result import Compressed
 
-Layers = dict[str, tuple[nn.Module, LayerPlan]]
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    Layers = dict[str, tuple[nn.Module, LayerPlan]]
 
 
 class _Stage:
     """What Pruner and Palettizer share: the model, its layers by the config, and the lifecycle."""
 
     def __init__(self, model: nn.Module, config: CompressConfig | dict | None = None) -> None:
+        from torch import nn
+
         if not isinstance(model, nn.Module):
             raise CompressError(f"model: must be a torch.nn.Module, got {type(model).__name__}")
         self.config = as_config(config)
@@ -63,6 +63,8 @@ class _Stage:
         """Attach the parametrizations; returns the model to train (a copy unless `inplace`)."""
         if self.model is not None:
             raise CompressError(f"{type(self).__name__}.prepare() was already called")
+        from dcz.compressor.pipeline import find_layers
+
         model = self._given if inplace else copy.deepcopy(self._given)
         self._found, self.skipped = find_layers(model, self.config)
         self.layers = {name: lp for name, lp in self._found.items() if self._wants(lp[1])}
@@ -75,6 +77,8 @@ class _Stage:
 
         example_input: a tensor (or tuple) the model runs on, for the ONNX export at `.save()`.
         """
+        from dcz.compressor.pipeline import collect_states
+
         model = self._prepared("finalize")
         model.eval()
         states, skipped = collect_states(self._found, self._reasons, dict(self.skipped))
@@ -112,6 +116,8 @@ class Pruner(_Stage):
         self._dense_std: dict[str, float] = {}
 
     def _wants(self, plan: LayerPlan) -> bool:
+        from dcz.compressor.prune_methods import METHODS
+
         if plan.prune in METHODS:
             raise CompressError(
                 f"layer {plan.name}: prune {plan.prune!r} runs inside compress()'s own training; "
@@ -120,6 +126,10 @@ class Pruner(_Stage):
         return plan.prune != "none"
 
     def _attach(self, model: nn.Module) -> None:
+        import torch
+
+        from dcz.compressor.prune import current_mask, set_mask
+
         if not self.layers:
             raise CompressError("Pruner: the config prunes no layer of this model (set prune: sparsity, ...)")
         with torch.no_grad():
@@ -130,6 +140,8 @@ class Pruner(_Stage):
 
     def step(self) -> dict[str, float]:
         """One step of the schedule; returns each pruned layer's density (fraction of weights kept)."""
+        from dcz.compressor.prune import prune_step
+
         self._prepared("step")
         self.steps_taken += 1
         steps = self.config.prune_steps
@@ -137,6 +149,8 @@ class Pruner(_Stage):
 
     def density(self) -> dict[str, float]:
         """Each pruned layer's fraction of weights kept by its current mask."""
+        from dcz.compressor.prune import current_mask
+
         self._prepared("density")
         return {name: float(current_mask(module).float().mean()) for name, (module, _) in self.layers.items()}
 
@@ -154,6 +168,9 @@ class Palettizer(_Stage):
         return plan.share
 
     def _attach(self, model: nn.Module) -> None:
+        from dcz.compressor.share import share_layer
+        from dcz.compressor.share_small import share_bias
+
         unshared = {}
         for index, (name, (module, plan)) in enumerate(self.layers.items()):
             if isinstance(reason := share_layer(module, plan, seed=self.config.seed + index), str):
@@ -165,12 +182,17 @@ class Palettizer(_Stage):
 
     def bits(self) -> dict[str, int]:
         """Each shared layer's bits per label."""
+        from dcz.compressor.share import shared_weight
+
         self._prepared("bits")
         return {name: shared_weight(module).bits for name, (module, _) in self.layers.items()}
 
 
 def _bake(module: nn.Module) -> None:
     """Replace every parametrized tensor of `module` by its current value, as a plain tensor."""
+    import torch
+    from torch.nn.utils import parametrize
+
     if not parametrize.is_parametrized(module):
         return
     for tensor_name in list(module.parametrizations.keys()):

@@ -41,20 +41,21 @@ if _TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from dcz.compressor.config import CompressConfig, LayerConfig
     from dcz.compressor.errors import CompressError
     from dcz.compressor.loop import Palettizer, Pruner
-    from dcz.compressor.pipeline import Compressed
+    from dcz.compressor.result import Compressed
     from dcz.runtime import Model, export_onnx, load
     from dcz.runtime.errors import DczRuntimeError
 
 # name -> module defining it, imported on first use: the compressor and the runtime stay unloaded
-# (and with them torch, onnx and onnxruntime) until a program asks for them. Only Compressed,
-# Pruner and Palettizer import torch; the rest need numpy (and onnx / onnxruntime to run).
+# (and with them torch, onnx and onnxruntime) until a program asks for them. The modules defining
+# Compressed, Pruner and Palettizer import torch only inside their methods, so resolving every name,
+# as `from dcz import *` does, imports no torch either; the rest need numpy (and onnx / onnxruntime to run).
 _LAZY = {
     "compress": "dcz._api",
     "CompressConfig": "dcz.compressor.config",
     "LayerConfig": "dcz.compressor.config",
     "BudgetConfig": "dcz.compressor.budget.config",
     "OnnxSearchConfig": "dcz.compressor.budget.config",
-    "Compressed": "dcz.compressor.pipeline",
+    "Compressed": "dcz.compressor.result",
     "Pruner": "dcz.compressor.loop",
     "Palettizer": "dcz.compressor.loop",
     "CompressError": "dcz.compressor.errors",
