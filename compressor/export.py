@@ -29,6 +29,7 @@ import io
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ from dcz import formats
 from dcz.compressor.config import CompressConfig
 from dcz.compressor.errors import CompressError
 from dcz.compressor.linear import linear_metadata
+from dcz.compressor.never_larger import DENSE_REASON, dense_metadata, first_within
 from dcz.compressor.onnx_graph import (
     GRAPH_FORMAT,
     TensorPlan,
@@ -55,6 +57,7 @@ from dcz.compressor.onnx_graph import (
 )
 from dcz.compressor.report import ACCURACY_KEY, METRIC_KEY
 from dcz.compressor.state import LayerState
+from dcz.formats.atomic import atomic_write_bytes
 
 OPSET = 17
 # How far the model's own weight may drift from LayerState.weight() before we call the state stale.
@@ -576,7 +579,7 @@ def export_dcz(
     accuracies: Mapping[str, float] | None = None,
     metric: str = "accuracy",
     kept_raw: Mapping[str, str] | None = None,
-    compact_header: bool = False,
+    compact_header: bool | None = None,
     compact_graph: bool = False,
 ):
     """Write `model` with its compressed `layers` (param name -> LayerState) to a `.dcz` at `path`.
@@ -586,22 +589,58 @@ def export_dcz(
     `metadata` adds keys (`compress.config`, `user.*`, ...); `accuracies` (stage -> metric value,
     in stage order) is recorded as `compress.accuracy` for the report; `kept_raw` (parameter name
     -> reason) names the weights the compressor chose not to compress. `compact_header` writes the
-    header zlib-compressed (format 1.2); `compact_graph` stores onnx_graph.compacted_graph's smaller
-    equivalent graph (any reader). The write is atomic. Returns the file's `formats.SizeReport`.
+    header zlib-compressed (format 1.2; None: when that saves >= 1% of the file); `compact_graph` stores
+    onnx_graph.compacted_graph's smaller equivalent graph (any reader). The file is never larger than
+    the model's float ONNX export (compressor/never_larger.py). The write is atomic. Returns the file's
+    `formats.SizeReport`.
     """
     try:
         graph, plan = export_graph(model, example_input, layers, raw_small, kept_raw)
-        return formats.write(
-            path,
-            plan.tensors,
-            graph=pack_graph(compacted_graph(graph) if compact_graph else graph),
-            graph_format=GRAPH_FORMAT,
-            metadata={**_metadata(model, plan, metadata, accuracies, metric), **linear_metadata(layers, plan)},
-            huffman=huffman,
-            compact_header=compact_header,
+        meta = {**_metadata(model, plan, metadata, accuracies, metric), **linear_metadata(layers, plan)}
+
+        def dumps(graph_model: onnx.ModelProto, compact: bool | None) -> tuple:
+            data = formats.dumps(
+                plan.tensors, pack_graph(graph_model), GRAPH_FORMAT, meta, huffman, compact_header=compact
+            )
+            return data, plan.tensors
+
+        dense = _DenseExport(model, example_input)
+        data, _ = first_within(
+            [
+                lambda: dumps(compacted_graph(graph) if compact_graph else graph, compact_header),
+                lambda: dumps(compacted_graph(graph), True),
+                lambda: dense.candidate(meta, huffman),
+            ],
+            dense.size,
         )
+        atomic_write_bytes(Path(path), data)
+        return formats.loads(data).size_report()
     except formats.FormatError as error:
         raise CompressError(f"writing {path}: {error}") from error
+
+
+class _DenseExport:
+    """The model's float ONNX export, made only if asked (the bound and the last candidate of never_larger)."""
+
+    def __init__(self, model: torch.nn.Module, example_input):
+        self.model, self.example_input, self._bytes = model, example_input, None
+
+    def bytes(self) -> bytes:
+        if self._bytes is None:
+            self._bytes = export_onnx_dense(self.model, self.example_input)
+        return self._bytes
+
+    def size(self) -> int:
+        return len(self.bytes())
+
+    def candidate(self, meta: Mapping[str, Any], huffman: bool) -> tuple:
+        original = onnx.load_from_string(self.bytes())
+        plan = TensorPlan(kept_raw={w.name: DENSE_REASON for w in find_weights(original)})
+        kept = dense_metadata(meta, plan.kept_raw)
+        data = formats.dumps(
+            [], pack_graph(compacted_graph(original)), GRAPH_FORMAT, kept, huffman, compact_header=True
+        )
+        return data, []
 
 
 def export_onnx_dense(

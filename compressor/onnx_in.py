@@ -21,11 +21,13 @@ from dcz.compressor import linear, qdq, safe
 from dcz.compressor.config import CompressConfig, LayerPlan, as_config
 from dcz.compressor.errors import CompressError
 from dcz.compressor.kmeans import cluster_weights
+from dcz.compressor.never_larger import DENSE_REASON, dense_metadata, first_within, onnx_source_bytes
 from dcz.compressor.onnx_fold import fold_batchnorm
 from dcz.compressor.onnx_graph import (
     GRAPH_FORMAT,
     TensorPlan,
     WeightSource,
+    compacted_graph,
     constants_to_initializers,
     find_weights,
     initializer_array,
@@ -292,6 +294,8 @@ def compress_onnx(
         raise CompressError("dynamic quantization takes no calibration data: give calib or dynamic, not both")
     activations = {} if calib is None else qdq.calibrate(model, calib, calib_method)
     states, kept_raw = compress_graph(model, config)
+    # explicit int8 settings rewrite the graph (QDQ, activation grids): no dense fallback for them
+    source = model_or_path if calib is None and not dynamic else None
     if dynamic and not any(s.linear and s.linear.get("bits") == 8 and s.shared for s in states.values()):
         raise CompressError("dynamic quantization needs 8-bit linear weights (quantize int8 or uint8)")
     if (
@@ -304,6 +308,7 @@ def compress_onnx(
         # the grids' schemes stay for `dcz info` under the weights' names, which are no stored tensors now,
         # and without compress.activations no runtime rebuilds a QDQ graph again
         metadata = {**schemes, **dict(metadata or {})}
+        source = None
     by_initializer = _by_initializer(model, states)
     meta = {
         "compress.config": config.to_dict(),
@@ -314,7 +319,7 @@ def compress_onnx(
         **({"compress.dropped_unused": unused} if unused else {}),
         **dict(metadata or {}),
     }
-    return write_states(model, by_initializer, kept_raw, out_path, meta, huffman, raw_small, states)
+    return write_states(model, by_initializer, kept_raw, out_path, meta, huffman, raw_small, states, source)
 
 
 def _by_initializer(model: onnx.ModelProto, states: Mapping[str, LayerState]) -> dict[str, LayerState]:
@@ -336,39 +341,68 @@ def write_states(
     huffman: bool = True,
     raw_small: bool = True,
     reported_states: Mapping[str, LayerState] | None = None,
+    source=None,
 ) -> OnnxCompressed:
     """Write `model` (modified: the states' initializers become placeholders) with `states` by
-    initializer name as a `.dcz`: atomically to `out_path`, or to bytes in the result."""
+    initializer name as a `.dcz`: atomically to `out_path`, or to bytes in the result.
+
+    source: the dense model as given (ModelProto, bytes or path): the `.dcz` is then never larger than
+    it (compressor/never_larger.py: header and graph compacted, else the dense model kept whole)."""
     from dcz import formats
     from dcz.compressor.report import Report
+    from dcz.formats.atomic import atomic_write_bytes
 
     reported = dict(states if reported_states is None else reported_states)
     try:
         plan = plan_tensors(model, dict(states), dict(kept_raw), raw_small=raw_small)
         to_placeholders(model, [t.name for t in plan.tensors])
         graph = model.SerializeToString()
-        packed = pack_graph(model)
         given = dict(metadata or {})
         meta = {
-            "source.framework": "onnx",
-            "source.producer": model.producer_name or "unknown",
-            "source.opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
+            **source_metadata(model),
             **({"compress.config": given.pop("compress.config")} if "compress.config" in given else {}),
             **plan_metadata(plan),
             **safe_metadata(reported),
             **linear.linear_metadata(reported, plan),
             **given,
         }
+
+        def dumps(graph_model: onnx.ModelProto, compact: bool | None) -> tuple:
+            packed = pack_graph(graph_model)
+            data = formats.dumps(plan.tensors, packed, GRAPH_FORMAT, meta, huffman, compact_header=compact)
+            return data, plan.tensors, plan, reported, graph
+
+        candidates = [lambda: dumps(model, None), lambda: dumps(compacted_graph(model), True)]
+        if source is not None:
+            candidates.append(lambda: dense_candidate(source, meta, huffman))
+        if source is None:  # no dense model to compare with (search candidates, QDQ passes)
+            candidates = candidates[:1]
+        data, _, plan, reported, graph = first_within(candidates, lambda: source and onnx_source_bytes(source))
         if out_path is not None:
-            sizes = formats.write(
-                Path(out_path), plan.tensors, graph=packed, graph_format=GRAPH_FORMAT, metadata=meta, huffman=huffman
-            )
-            data = None
-        else:
-            data = formats.dumps(plan.tensors, graph=packed, graph_format=GRAPH_FORMAT, metadata=meta, huffman=huffman)
-            with formats.loads(data) as dcz:
-                sizes = dcz.size_report()
+            atomic_write_bytes(Path(out_path), data)
+        with formats.loads(data) as dcz:
+            sizes = dcz.size_report()
     except formats.FormatError as error:
         raise CompressError(f"writing {out_path or 'the .dcz'}: {error}") from error
     report = Report.from_sizes(sizes, kept_raw=plan.kept_raw)
-    return OnnxCompressed(graph, reported, plan, report, data)
+    return OnnxCompressed(graph, reported, plan, report, None if out_path is not None else data)
+
+
+def source_metadata(model: onnx.ModelProto) -> dict:
+    return {
+        "source.framework": "onnx",
+        "source.producer": model.producer_name or "unknown",
+        "source.opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
+    }
+
+
+def dense_candidate(source, meta: Mapping[str, Any], huffman: bool) -> tuple:
+    """The dense model as given, whole in the (compacted, zlib'd) graph section, no tensor apart."""
+    from dcz import formats
+
+    original = load_onnx_model(source)
+    plan = TensorPlan(kept_raw={w.name: DENSE_REASON for w in find_weights(original)})
+    kept = dense_metadata(meta, plan.kept_raw)
+    packed = pack_graph(compacted_graph(original))
+    data = formats.dumps([], packed, GRAPH_FORMAT, kept, huffman, compact_header=True)
+    return data, [], plan, {}, original.SerializeToString()

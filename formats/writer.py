@@ -73,7 +73,7 @@ def dumps(
     metadata: dict | None = None,
     huffman: bool = True,
     chunk_symbols: int | None = None,
-    compact_header: bool = False,
+    compact_header: bool | None = False,
 ) -> bytes:
     """The bytes of a .dcz file holding `tensor_list` (see formats.write)."""
     if chunk_symbols is not None and (not isinstance(chunk_symbols, int) or not 0 <= chunk_symbols < 1 << 32):
@@ -107,8 +107,22 @@ def dumps(
     head = header.dump_json(doc)
     if len(head) > MAX_HEADER_BYTES:
         raise FormatError(f"header of {len(head)} bytes exceeds the {MAX_HEADER_BYTES}-byte cap")
+    compact_header = _compact_header_chosen(compact_header, head, sections)
     sections[0] = (KIND_HEADER, deflate_header(head) if compact_header else head)
     return assemble(sections, compact_header)
+
+
+# compact_header=None compresses the header when that saves at least this share of the file
+COMPACT_HEADER_MIN_SAVING = 0.01
+
+
+def _compact_header_chosen(compact_header: bool | None, head: bytes, sections: list[tuple[int, bytes]]) -> bool:
+    """compact_header as given, or for None: whether zlib'ing the header saves >= 1% of the file (small
+    models with many tensors, whose JSON header is a tenth of the file; never worth a 1.2 file otherwise)."""
+    if compact_header is not None:
+        return bool(compact_header)
+    total = len(head) + sum(len(data) for _, data in sections[1:])
+    return len(head) - len(deflate_header(head)) >= COMPACT_HEADER_MIN_SAVING * total
 
 
 def stage_totals(entries: list[TensorEntry], sections: list[tuple[int, bytes]]) -> dict:
@@ -139,12 +153,13 @@ def write(
     metadata: dict | None = None,
     huffman: bool = True,
     chunk_symbols: int | None = None,
-    compact_header: bool = False,
+    compact_header: bool | None = False,
 ):
     """Write a .dcz file atomically; returns its SizeReport.
 
     compact_header: store the header section zlib-compressed (version 1.2, SPEC 2.3.1): ~1.3 KB
-    less for a LeNet, which matters only for very small files.
+    less for a LeNet, which matters only for very small files; None: only when that saves at least
+    1% of the file (otherwise the file stays readable by 1.0 / 1.1 readers).
 
     chunk_symbols: None lets the writer index long Huffman streams in chunks (version 1.1, decoded
     ~2x faster; SPEC 3.4.1); 0 never does (a version-1.0 file); n > 0 chunks every Huffman stream

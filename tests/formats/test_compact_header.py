@@ -34,6 +34,15 @@ def test_compact_header_decodes_the_same_and_is_smaller():
     assert formats.dumps(_tensors(), metadata={"user.note": "x" * 50}, compact_header=True) == small
 
 
+def test_compact_header_none_compresses_only_when_it_saves_one_percent():
+    """None (the compressor's choice): a small file's header is zlib'd (1.2); a file whose header is under
+    1% of it stays 1.0, readable by older readers."""
+    small = formats.loads(formats.dumps(_tensors(), metadata={"user.note": "x" * 50}, compact_header=None))
+    assert small.version == (1, 2)
+    big = [formats.Raw("w", np.random.default_rng(1).standard_normal(100_000).astype(np.float32))]
+    assert formats.loads(formats.dumps(big, metadata={"user.note": "x" * 50}, compact_header=None)).version == (1, 0)
+
+
 def _file(header: bytes) -> bytes:
     return assemble([(KIND_HEADER, header), (KIND_GRAPH, b"")], compact_header=True)
 

@@ -150,6 +150,14 @@ READING = """## Reading
 """
 
 
+def later_sections(page: str) -> str:
+    """The page's sections after the generated ones (from the first heading after "## Reading"): other
+    benchmarks' tables, kept across reruns."""
+    at = page.find("\n## Reading")
+    after = page.find("\n## ", at + 1) if at >= 0 else -1
+    return "" if after < 0 else page[after:]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench.bench_corpus", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "models.md"))
@@ -170,7 +178,8 @@ def main(argv=None) -> int:
                 figures = run_child(name, kind, source, Path(tmp), setting)
                 rows.append((name, setting, figures))
                 print(name, setting, f"{figures['dense_bytes'] / figures['dcz_bytes']:.2f}x", figures["fidelity"])
-    Path(args.out).write_text(to_markdown(rows, info))
+    out = Path(args.out)
+    out.write_text(to_markdown(rows, info) + later_sections(out.read_text() if out.exists() else ""))
     print(f"wrote {args.out}")
     return 0
 

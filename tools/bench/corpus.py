@@ -165,6 +165,7 @@ def run_onnx(path_or_bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path_or_bytes), options, providers=["CPUExecutionProvider"])
+    source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     return session.run(None, dict(zip(names, inputs)))
