@@ -42,7 +42,7 @@ from dcz import formats
 from dcz.compressor.config import CompressConfig
 from dcz.compressor.errors import CompressError
 from dcz.compressor.linear import linear_metadata
-from dcz.compressor.never_larger import DENSE_REASON, dense_metadata, first_within
+from dcz.compressor.never_larger import first_within, inline_candidate
 from dcz.compressor.onnx_graph import (
     GRAPH_FORMAT,
     TensorPlan,
@@ -604,43 +604,19 @@ def export_dcz(
             )
             return data, plan.tensors
 
-        dense = _DenseExport(model, example_input)
+        plain = dumps(compacted_graph(graph) if compact_graph else graph, compact_header)
         data, _ = first_within(
             [
-                lambda: dumps(compacted_graph(graph) if compact_graph else graph, compact_header),
+                lambda: plain,
                 lambda: dumps(compacted_graph(graph), True),
-                lambda: dense.candidate(meta, huffman),
+                lambda: inline_candidate(graph, plain[0], meta, huffman)[:2],
             ],
-            dense.size,
+            lambda: len(export_onnx_dense(model, example_input)),
         )
         atomic_write_bytes(Path(path), data)
         return formats.loads(data).size_report()
     except formats.FormatError as error:
         raise CompressError(f"writing {path}: {error}") from error
-
-
-class _DenseExport:
-    """The model's float ONNX export, made only if asked (the bound and the last candidate of never_larger)."""
-
-    def __init__(self, model: torch.nn.Module, example_input):
-        self.model, self.example_input, self._bytes = model, example_input, None
-
-    def bytes(self) -> bytes:
-        if self._bytes is None:
-            self._bytes = export_onnx_dense(self.model, self.example_input)
-        return self._bytes
-
-    def size(self) -> int:
-        return len(self.bytes())
-
-    def candidate(self, meta: Mapping[str, Any], huffman: bool) -> tuple:
-        original = onnx.load_from_string(self.bytes())
-        plan = TensorPlan(kept_raw={w.name: DENSE_REASON for w in find_weights(original)})
-        kept = dense_metadata(meta, plan.kept_raw)
-        data = formats.dumps(
-            [], pack_graph(compacted_graph(original)), GRAPH_FORMAT, kept, huffman, compact_header=True
-        )
-        return data, []
 
 
 def export_onnx_dense(

@@ -7,9 +7,9 @@ shrink with the model are the header and the container, so the writer is asked, 
 
 1. the ordinary file, its header zlib-compressed when that saves >= 1% (formats.writer, format 1.2);
 2. header compressed and graph compacted (compressor.onnx_graph.compacted_graph), whatever they save;
-3. the dense model itself as the (zlib'd, compacted) graph, no tensor apart: nothing lost, and smaller
-   than the dense file unless the model is a few hundred bytes (the container's ~200 B then exceed
-   what zlib saves on its graph).
+3. the same weights (as stored: decoded) inline in the (zlib'd, compacted) graph, no tensor apart: what
+   the model computes is unchanged, and the file is smaller than the dense one unless that is under ~2 KB
+   (the container's and the header's ~500 B then exceed what zlib saves on its graph).
 
 The first candidate within the dense size is kept, else the smallest. Candidates are built lazily:
 for any model whose `.dcz` is below 2 bytes per stored weight (smaller than even a float16 file of
@@ -25,14 +25,32 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-DENSE_REASON = "dense model kept whole: smaller so"
+INLINE_REASON = "stored inline in the graph: the file is smaller so"
 
 
-def dense_metadata(meta: dict, kept_raw: dict) -> dict:
-    """The metadata of the dense model kept whole: where it came from and why nothing is compressed (every
-    byte counts at this size; how it would have been compressed is not true of this file)."""
-    kept = {k: v for k, v in meta.items() if k.startswith(("source.", "user."))}
-    return {**kept, "compress.layers": {}, "compress.kept_raw": dict(sorted(kept_raw.items()))}
+def inline_candidate(graph_model: onnx.ModelProto, data: bytes, meta: dict, huffman: bool) -> tuple:
+    """The `.dcz` `data` with every stored tensor decoded and put back inline in its (compacted, zlib'd)
+    graph, no tensor apart: the same weights (what the runtime computes with), the container's fixed
+    costs gone. Metadata kept to where the model came from, its weight error and why nothing is apart.
+    Returns (bytes, tensors apart, kept-raw reasons by initializer name)."""
+    from onnx import numpy_helper
+
+    from dcz import formats
+
+    from .onnx_graph import GRAPH_FORMAT, compacted_graph, pack_graph
+
+    with formats.loads(data) as stored:
+        arrays = {name: stored.tensor(name) for name in stored.names}
+    model = onnx.ModelProto()
+    model.CopyFrom(graph_model)
+    for tensor in model.graph.initializer:
+        if tensor.name in arrays:
+            tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arrays[tensor.name]), tensor.name))
+    reasons = dict.fromkeys(sorted(arrays), INLINE_REASON)
+    kept = {k: v for k, v in meta.items() if k.startswith(("source.", "user.")) or k == "compress.weight_sqnr_db"}
+    kept.update({"compress.layers": {}, "compress.kept_raw": reasons})
+    packed = pack_graph(compacted_graph(model))
+    return formats.dumps([], packed, GRAPH_FORMAT, kept, huffman, compact_header=True), [], reasons
 
 
 def _numel(tensor) -> int:

@@ -21,7 +21,7 @@ from dcz.compressor import linear, qdq, safe
 from dcz.compressor.config import CompressConfig, LayerPlan, as_config
 from dcz.compressor.errors import CompressError
 from dcz.compressor.kmeans import cluster_weights
-from dcz.compressor.never_larger import DENSE_REASON, dense_metadata, first_within, onnx_source_bytes
+from dcz.compressor.never_larger import first_within, inline_candidate, onnx_source_bytes
 from dcz.compressor.onnx_fold import fold_batchnorm
 from dcz.compressor.onnx_graph import (
     GRAPH_FORMAT,
@@ -372,9 +372,13 @@ def write_states(
             data = formats.dumps(plan.tensors, packed, GRAPH_FORMAT, meta, huffman, compact_header=compact)
             return data, plan.tensors, plan, reported, graph
 
-        candidates = [lambda: dumps(model, None), lambda: dumps(compacted_graph(model), True)]
-        if source is not None:
-            candidates.append(lambda: dense_candidate(source, meta, huffman))
+        plain = dumps(model, None)
+
+        def inlined() -> tuple:
+            data, _, reasons = inline_candidate(model, plain[0], meta, huffman)
+            return data, [], TensorPlan(kept_raw={**plan.kept_raw, **reasons}), reported, graph
+
+        candidates = [lambda: plain, lambda: dumps(compacted_graph(model), True), inlined]
         if source is None:  # no dense model to compare with (search candidates, QDQ passes)
             candidates = candidates[:1]
         data, _, plan, reported, graph = first_within(candidates, lambda: source and onnx_source_bytes(source))
@@ -394,15 +398,3 @@ def source_metadata(model: onnx.ModelProto) -> dict:
         "source.producer": model.producer_name or "unknown",
         "source.opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
     }
-
-
-def dense_candidate(source, meta: Mapping[str, Any], huffman: bool) -> tuple:
-    """The dense model as given, whole in the (compacted, zlib'd) graph section, no tensor apart."""
-    from dcz import formats
-
-    original = load_onnx_model(source)
-    plan = TensorPlan(kept_raw={w.name: DENSE_REASON for w in find_weights(original)})
-    kept = dense_metadata(meta, plan.kept_raw)
-    packed = pack_graph(compacted_graph(original))
-    data = formats.dumps([], packed, GRAPH_FORMAT, kept, huffman, compact_header=True)
-    return data, [], plan, {}, original.SerializeToString()

@@ -267,12 +267,13 @@ def test_runtime_runs_the_exported_file(net, tmp_path, backend):
 
 
 def test_equal_weights_deduplicated_by_the_exporter_are_covered(tmp_path):
-    """The TorchScript exporter stores equal initializers once (Identity for the others)."""
+    """The TorchScript exporter stores equal initializers once (Identity for the others). 32 x 32: at 8 x 8
+    the .dcz would be larger than the dense export, which then keeps every weight inline (never_larger)."""
 
     class Twin(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.a, self.b = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+            self.a, self.b = torch.nn.Linear(32, 32), torch.nn.Linear(32, 32)
             with torch.no_grad():
                 self.b.weight.copy_(self.a.weight)
 
@@ -283,8 +284,8 @@ def test_equal_weights_deduplicated_by_the_exporter_are_covered(tmp_path):
     model = Twin().eval()
     states = compress_in_place(model, ["a.weight", "b.weight"], sparsity=0.5, bits=2)
     path = tmp_path / "twin.dcz"
-    export_dcz(model, torch.zeros(1, 8), states, path)
-    x = np.random.default_rng(6).random((2, 8), dtype=np.float32)
+    export_dcz(model, torch.zeros(1, 32), states, path)
+    x = np.random.default_rng(6).random((2, 32), dtype=np.float32)
     with formats.open(path) as dcz:
         assert sum(dcz.info(n).encoding == "sparse_shared" for n in dcz.names) == 1
         with torch.no_grad():

@@ -21,7 +21,7 @@ pytest.importorskip("onnx")
 
 import dcz  # noqa: E402
 from dcz import formats, runtime  # noqa: E402
-from dcz.compressor.never_larger import DENSE_REASON, first_within  # noqa: E402
+from dcz.compressor.never_larger import INLINE_REASON, first_within  # noqa: E402
 
 
 def float_bytes(model) -> int:
@@ -68,7 +68,7 @@ def test_dense_model_is_kept_whole_when_no_dcz_is_smaller(tmp_path):
     for path in (tmp_path / "convs.dcz", tmp_path / "from_onnx.dcz"):
         assert os.path.getsize(path) < len(dense)
         stored = formats.open(path)
-        assert stored.names == [] and set(stored.metadata["compress.kept_raw"].values()) == {DENSE_REASON}
+        assert stored.names == [] and set(stored.metadata["compress.kept_raw"].values()) == {INLINE_REASON}
         for backend in ("ort", "numpy"):
             loaded = runtime.load(path, backend=backend)
             np.testing.assert_allclose(loaded.run({loaded.input_names[0]: x.numpy()})[0], expected, atol=1e-5)
