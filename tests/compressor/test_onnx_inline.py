@@ -10,7 +10,7 @@ from dcz.compressor.onnx_graph import is_placeholder
 from dcz.compressor.onnx_in import compress_onnx
 
 RNG = np.random.default_rng(0)
-W = RNG.normal(size=(8, 3, 3, 3)).astype(np.float32)
+W = RNG.normal(size=(32, 3, 3, 3)).astype(np.float32)  # large enough that storing it apart pays (never_larger)
 
 
 def resize_model() -> onnx.ModelProto:
@@ -46,7 +46,7 @@ def test_constant_read_tensors_stay_inline_and_ort_loads(tmp_path):
     x = RNG.normal(size=(2, 3, 8, 8)).astype(np.float32)  # batch 2 against the graph's -1
     with runtime.load(out, backend="ort") as model:
         (y,) = model.run(x)
-        assert y.shape == (2, 8 * 16 * 16)
+        assert y.shape == (2, 32 * 16 * 16)
 
 
 def unused_initializer_model() -> onnx.ModelProto:
