@@ -31,7 +31,7 @@ from dcz.compressor.state import LayerState
 # name -> module that defines it, imported lazily because these need torch.
 _LAZY = {
     "compress": "dcz.compressor.pipeline",
-    "Compressed": "dcz.compressor.pipeline",
+    "Compressed": "dcz.compressor.result",
     "Pruner": "dcz.compressor.loop",
     "Palettizer": "dcz.compressor.loop",
 }

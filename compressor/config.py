@@ -15,10 +15,10 @@ This module imports neither torch nor scikit-learn (the ONNX-in path uses it).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dcz.compressor.checks import check_bool, check_choice, check_float, check_int, fail, reject_unknown
+from dcz.compressor.checks import StrictConfig, check_bool, check_choice, check_float, check_int, fail, reject_unknown
 from dcz.compressor.errors import CompressError
 from dcz.compressor.prune_settings import DnsSettings, GmpSettings
 
@@ -45,7 +45,7 @@ def layer_family(layer_type: str) -> str:
 
 
 @dataclass(frozen=True)
-class LayerConfig:
+class LayerConfig(StrictConfig):
     """Settings for some layers; None means 'inherit from the next, more general entry'.
 
     prune       'none' | 'threshold' (|w| < threshold) | 'sparsity' (per-layer percentile) |
@@ -120,19 +120,6 @@ class LayerConfig:
         for key in ("symmetric", "per_channel"):
             if getattr(self, key) is not None:
                 check_bool(f"{w}.{key}", getattr(self, key))
-
-    @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.name != "where"]
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "config") -> LayerConfig:
-        data = {} if data is None else data
-        reject_unknown(where, data, cls.keys())
-        return cls(**dict(data), where=where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.keys() if getattr(self, k) is not None}
 
 
 # The paper's defaults per family (Han, Mao & Dally 2016, sections 2-3).

@@ -20,14 +20,14 @@ array, computed by the caller.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from dcz.compressor.budget.sizes import FLOAT32_BYTES, csr_bytes, histogram_stream_bytes, raw_bytes
-from dcz.compressor.checks import check_bool, check_float, check_int, fail, reject_unknown
+from dcz.compressor.checks import StrictConfig, check_bool, check_float, check_int, fail
 
 DEFAULT_SPARSITIES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995)
 DEFAULT_LABEL_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -35,7 +35,7 @@ DEFAULT_GAP_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 @dataclass(frozen=True)
-class CandidateGrid:
+class CandidateGrid(StrictConfig):
     """The settings the solver may choose from, the same for every layer.
 
     sparsities  fractions of weights pruned by magnitude, each in [0, 1).
@@ -56,20 +56,6 @@ class CandidateGrid:
         object.__setattr__(self, "label_bits", _checked_values(f"{w}.label_bits", self.label_bits, _width))
         object.__setattr__(self, "gap_bits", _checked_values(f"{w}.gap_bits", self.gap_bits, _width))
         check_bool(f"{w}.allow_raw", self.allow_raw)
-
-    @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.name != "where"]
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "candidates") -> CandidateGrid:
-        """Build from plain data (lists become tuples); unknown keys and bad values raise CompressError."""
-        data = {} if data is None else data
-        reject_unknown(where, data, cls.keys())
-        return cls(**dict(data), where=where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in ((k, getattr(self, k)) for k in self.keys())}
 
 
 def _sparsity(where: str, value: Any) -> float:

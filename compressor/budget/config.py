@@ -15,18 +15,18 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from dcz.compressor.budget.candidates import CandidateGrid
-from dcz.compressor.checks import check_bool, check_float, check_int, fail, reject_unknown
+from dcz.compressor.checks import StrictConfig, check_bool, check_float, check_int, fail, reject_unknown
 from dcz.compressor.errors import CompressError
 
 METRIC_POINTS = 12
 
 
 @dataclass(frozen=True)
-class BudgetConfig:
+class BudgetConfig(StrictConfig):
     """How to fit a model into a byte budget.
 
     budget_bytes     the whole .dcz file, graph and header included (an integer > 0).
@@ -68,36 +68,21 @@ class BudgetConfig:
         check_int(f"{w}.metric_points", self.metric_points, 2)
         check_int(f"{w}.seed", self.seed, 0)
 
-    @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.name != "where"]
+    NESTED = {"candidates": CandidateGrid}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "budget") -> BudgetConfig:
-        """Build from plain data (JSON/TOML); unknown keys and impossible values raise CompressError."""
         reject_unknown(where, data, cls.keys())
         if "budget_bytes" not in data:
             raise fail(where, "missing key 'budget_bytes' (the whole file's size in bytes)")
-        kwargs = dict(data)
-        if kwargs.get("candidates") is not None:
-            kwargs["candidates"] = CandidateGrid.from_dict(kwargs["candidates"], f"{where}.candidates")
-        return cls(**kwargs, where=where)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data; `from_dict(to_dict())` gives an equal config."""
-        out = {k: getattr(self, k) for k in self.keys()}
-        if self.candidates is None:
-            del out["candidates"]
-        else:
-            out["candidates"] = self.candidates.to_dict()
-        return out
+        return super().from_dict(data, where)
 
 
 SENSITIVITY_ROWS = 256  # calibration rows for the per-layer sensitivity of the ONNX search
 
 
 @dataclass(frozen=True)
-class OnnxSearchConfig:
+class OnnxSearchConfig(StrictConfig):
     """How to fit an ONNX model to a target with damage measured by ONNX Runtime on calibration data.
 
     budget_bytes      the least damage within this many bytes (the whole file), or
@@ -143,25 +128,7 @@ class OnnxSearchConfig:
         check_bool(f"{w}.uniform", self.uniform)
         check_bool(f"{w}.bias_correction", self.bias_correction)
 
-    @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.name != "where"]
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "search") -> OnnxSearchConfig:
-        """Build from plain data (JSON/TOML); unknown keys and impossible values raise CompressError."""
-        reject_unknown(where, data, cls.keys())
-        kwargs = dict(data)
-        if kwargs.get("candidates") is not None:
-            kwargs["candidates"] = CandidateGrid.from_dict(kwargs["candidates"], f"{where}.candidates")
-        return cls(**kwargs, where=where)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (settings left at None omitted); `from_dict(to_dict())` gives an equal config."""
-        out = {k: getattr(self, k) for k in self.keys() if getattr(self, k) is not None}
-        if self.candidates is not None:
-            out["candidates"] = self.candidates.to_dict()
-        return out
+    NESTED = {"candidates": CandidateGrid}
 
 
 # BudgetConfig settings that only the PyTorch solver uses (fine-tuning, metric functions, torch's seed).

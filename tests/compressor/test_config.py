@@ -1,8 +1,11 @@
 """Config objects: lookup order, strict keys, impossible values (issue 3, item 5)."""
 
+import json
+
 import pytest
 
 from dcz.compressor import CompressConfig, CompressError, LayerConfig
+from dcz.compressor.budget import BudgetConfig, CandidateGrid, OnnxSearchConfig
 
 
 def test_lookup_goes_name_then_type_then_family_then_global_then_defaults():
@@ -106,3 +109,22 @@ def test_overrides_are_strict(kwargs, named):
     with pytest.raises(CompressError) as info:
         CompressConfig().with_overrides(**kwargs)
     assert named in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        LayerConfig(prune="sparsity", sparsity=0.5, bits=4),
+        CandidateGrid(sparsities=(0.0, 0.5), label_bits=(2, 4)),
+        BudgetConfig(budget_bytes=1000, candidates=CandidateGrid(gap_bits=(3,)), distill=True),
+        OnnxSearchConfig(max_loss=0.5, points=4, candidates=CandidateGrid(allow_raw=False)),
+    ],
+    ids=lambda c: type(c).__name__,
+)
+def test_strict_configs_share_one_round_trip(config):
+    """LayerConfig, CandidateGrid, BudgetConfig and OnnxSearchConfig get keys / from_dict / to_dict from
+    StrictConfig: plain JSON data out, an equal config back, unknown keys named under the root path."""
+    data = config.to_dict()
+    assert json.loads(json.dumps(data)) == data and type(config).from_dict(data) == config
+    with pytest.raises(CompressError, match=rf"^{type(config).root()}: unknown key 'colour'"):
+        type(config).from_dict({**data, "colour": 1})
