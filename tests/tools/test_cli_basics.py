@@ -116,12 +116,15 @@ def test_version(capsys):
     assert out.splitlines()[1] in ("decoder: compiled", "decoder: numpy (DCZ_NATIVE=0)") or out.splitlines()[
         1
     ].startswith("decoder: numpy (compiled core not built")
+    assert out.splitlines()[2] in ("k-means: compiled", "k-means: numpy (DCZ_NATIVE=0)") or out.splitlines()[
+        2
+    ].startswith("k-means: numpy (compiled k-means not built")
 
 
 def test_version_names_the_numpy_fallback(capsys, monkeypatch):
     monkeypatch.setenv("DCZ_NATIVE", "0")
     code, out, _ = run_cli(capsys, "--version")
-    assert code == 0 and out.splitlines()[1] == "decoder: numpy (DCZ_NATIVE=0)"
+    assert code == 0 and out.splitlines()[1:] == ["decoder: numpy (DCZ_NATIVE=0)", "k-means: numpy (DCZ_NATIVE=0)"]
 
 
 def test_no_command_prints_help_and_fails(capsys):

@@ -62,10 +62,22 @@ def _package_version() -> str:
 
 
 def _version_text() -> str:
-    """`dcz --version`: the package version and which decoder runs (compiled core or numpy fallback)."""
+    """`dcz --version`: the package version and which decoder and k-means step run (compiled or numpy)."""
+    from dcz.compressor import kmeans_native  # numpy + the compiled k-means step only
     from dcz.formats import native  # numpy + the compiled core only
 
-    return f"dcz {_package_version()}\ndecoder: {native.describe()}"
+    return f"dcz {_package_version()}\ndecoder: {native.describe()}\nk-means: {kmeans_native.describe()}"
+
+
+class _VersionAction(argparse.Action):
+    """--version, its text made only when asked (every other command skips the compressor's import)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):  # noqa: A002
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version_text())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=_version_text())
+    parser.add_argument(
+        "--version", action=_VersionAction, help="show the version, the decoder and the k-means step, and exit"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMAND_MODULES:
         module.register(subparsers, common)
