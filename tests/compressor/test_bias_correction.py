@@ -7,7 +7,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
+from onnx_builders import dense_model
 
 from dcz.compressor.bias_correction import corrected_bias, find_links, input_means
 
@@ -25,15 +26,7 @@ def build_model(shared_bias: bool = False) -> onnx.ModelProto:
         helper.make_node("Relu", ["hb"], ["r"]),
         helper.make_node("Gemm", ["r", "w2", "b1" if shared_bias else "b2"], ["y"], transB=1),
     ]
-    inits = [numpy_helper.from_array(a, n) for a, n in ((W1, "w1"), (B1, "b1"), (W2, "w2"), (B2, "b2"))]
-    graph = helper.make_graph(
-        nodes,
-        "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return dense_model(nodes, {"x": ["n", 6]}, {"y": ["n", 3]}, {"w1": W1, "b1": B1, "w2": W2, "b2": B2})
 
 
 def test_matmul_add_and_gemm_are_linked_a_shared_bias_is_not():

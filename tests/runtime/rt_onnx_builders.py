@@ -1,28 +1,14 @@
-"""Small hand-made ONNX graphs for the runtime tests (no torch needed)."""
+"""Small hand-made ONNX graphs for the runtime tests (no torch needed): the shared builders of
+tests/onnx_builders.py plus placeholders (the .dcz convention) and LeNet graphs."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+from onnx_builders import IR_VERSION, OPSET, dense_model, inline, make_model, value
 
-OPSET = 17
-IR_VERSION = 8  # what onnxruntime 1.17+ reads
-
-
-def make_model(nodes, inputs, outputs, initializers=(), opset=OPSET) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, "test", inputs, outputs, list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = IR_VERSION
-    return model
-
-
-def value(name, shape, dtype=TensorProto.FLOAT):
-    return helper.make_tensor_value_info(name, dtype, shape)
-
-
-def inline(name, array) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(array), name)
+__all__ = ["IR_VERSION", "OPSET", "dense_model", "inline", "make_model", "value"]
 
 
 def placeholder(name, array) -> onnx.TensorProto:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
+from onnx_builders import dense_model
 
 from dcz import runtime
 from dcz.compressor.errors import CompressError
@@ -17,24 +18,17 @@ RNG = np.random.default_rng(11)
 
 
 def _mlp() -> onnx.ModelProto:
-    inits = [
-        numpy_helper.from_array(RNG.normal(0, 0.2, (32, 512)).astype(np.float32), "w1"),  # Gemm transB: (N, K)
-        numpy_helper.from_array(RNG.normal(0, 0.1, (32,)).astype(np.float32), "b1"),
-        numpy_helper.from_array(RNG.normal(0, 0.2, (32, 64)).astype(np.float32), "w2"),  # MatMul: (K, N)
-    ]
+    weights = {
+        "w1": RNG.normal(0, 0.2, (32, 512)).astype(np.float32),  # Gemm transB: (N, K)
+        "b1": RNG.normal(0, 0.1, (32,)).astype(np.float32),
+        "w2": RNG.normal(0, 0.2, (32, 64)).astype(np.float32),  # MatMul: (K, N)
+    }
     nodes = [
         helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1),
         helper.make_node("Relu", ["h"], ["r"]),
         helper.make_node("MatMul", ["r", "w2"], ["y"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 512])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return dense_model(nodes, {"x": ["n", 512]}, {"y": ["n", 64]}, weights)
 
 
 @pytest.mark.parametrize("per_channel", [False, True])
@@ -74,14 +68,9 @@ def test_dynamic_needs_int8_weights_and_no_calibration():
 def test_a_batched_matmul_weight_stays_float_and_the_file_runs():
     """A 3-D constant MatMul weight (batched matmul) has no MatMulInteger form here: it runs float."""
     w = RNG.normal(0, 0.2, (4, 64, 32)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w3"], ["y"])],
-        "batched",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, "n", 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, "n", 32])],
-        [numpy_helper.from_array(w, "w3")],
+    model = dense_model(
+        [helper.make_node("MatMul", ["x", "w3"], ["y"])], {"x": [4, "n", 64]}, {"y": [4, "n", 32]}, {"w3": w}
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     result = compress_onnx(model, {"global": {"quantize": "int8"}, "min_weights": 1}, dynamic=True)
     from dcz import formats
 

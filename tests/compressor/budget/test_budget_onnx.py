@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx_builders import dense_model, inline, make_model, value
 
 from dcz.compressor.budget import onnx_search
 from dcz.compressor.budget.candidates import CandidateGrid
@@ -38,14 +39,7 @@ def build_model() -> onnx.ModelProto:
         helper.make_node("Relu", ["h"], ["r"]),
         helper.make_node("MatMul", ["r", "w2"], ["logits"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 6])],
-        [numpy_helper.from_array(W1, "w1"), numpy_helper.from_array(B1, "b1"), numpy_helper.from_array(W2, "w2")],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return dense_model(nodes, {"x": ["n", 64]}, {"logits": ["n", 6]}, {"w1": W1, "b1": B1, "w2": W2})
 
 
 def dense_logits(x: np.ndarray) -> np.ndarray:
@@ -250,14 +244,8 @@ def build_embedding_model() -> onnx.ModelProto:
         helper.make_node("ReduceMean", ["e"], ["m"], axes=[1], keepdims=0),
         helper.make_node("MatMul", ["m", "proj"], ["out"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "embed",
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 5])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8])],
-        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(proj, "proj")],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    inputs = [value("ids", [1, 5], TensorProto.INT64)]
+    return make_model(nodes, inputs, [value("out", [1, 8])], [inline("table", table), inline("proj", proj)])
 
 
 def test_integer_inputs_and_a_fixed_batch_of_one(tmp_path):
