@@ -26,6 +26,7 @@ and `source.dtypes` records every tensor's checkpoint dtype so export restores i
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import sys
 import time
@@ -40,6 +41,7 @@ from dcz.formats.streaming import StreamWriter, encode, encode_shared_fixed, enc
 from . import checkpoint_read as cr
 from .errors import CompressError
 from .palettize import ITERATIONS, default_group_rows, palettize
+from .refit import read_moments, refit_codebooks
 
 MAX_OUTLIERS = 0.1
 OUTLIER_SUFFIX = ".outliers"
@@ -57,10 +59,18 @@ class Settings:
     outliers: float = 0.0  # fraction of each palettized tensor kept exactly in a side tensor
     iterations: int = ITERATIONS  # Lloyd iterations on each codebook's sample
     huffman: bool = False  # Huffman-code the labels (needs ~9 bytes per weight of the tensor while encoding)
+    bits_for: tuple[tuple[str, int], ...] = ()  # (name pattern, bits): the first match wins over bits
+
+    def bits_of(self, name: str) -> int:
+        """Label bits of one tensor: the first `bits_for` pattern (fnmatch) matching its name, else `bits`."""
+        return next((bits for pattern, bits in self.bits_for if fnmatch.fnmatchcase(name, pattern)), self.bits)
 
     def check(self) -> None:
         if not 1 <= self.bits <= 8:
             raise CompressError(f"bits must be in 1..8, got {self.bits}")
+        for pattern, bits in self.bits_for:
+            if not isinstance(pattern, str) or not pattern or isinstance(bits, bool) or bits not in range(1, 9):
+                raise CompressError(f"bits for {pattern!r} must be in 1..8, got {bits!r}")
         if self.group_rows is not None and self.group_rows < 1:
             raise CompressError(f"group_rows must be >= 1, got {self.group_rows}")
         if self.min_sqnr_db is not None and not 0 <= self.min_sqnr_db <= 100:
@@ -87,22 +97,25 @@ def palettized(ref: cr.TensorRef, settings: Settings) -> bool:
     return floating and len(ref.shape) >= 2 and ref.numel >= settings.min_elements
 
 
-def compress_tensor(ref: cr.TensorRef, settings: Settings, pool=None, scratch: cr.Scratch | None = None) -> list:
+def compress_tensor(
+    ref: cr.TensorRef, settings: Settings, pool=None, scratch: cr.Scratch | None = None, moment=None
+) -> list:
     """[(entry, parts), ...] of one tensor (its side tensor of outliers second): the unit of work a worker does.
 
     pool: a thread pool that labels the tensor's row blocks in parallel (same bytes without it).
-    scratch: per-thread buffers for the tensor read and the bf16 blocks (same bytes without it)."""
+    scratch: per-thread buffers for the tensor read and the bf16 blocks (same bytes without it).
+    moment: the input second moment E[x x^T] (cols, cols): codebooks refitted on the output (compressor.refit)."""
     arr = cr.load(ref, scratch)
     if not palettized(ref, settings):
         return [encode(Raw(ref.name, _raw_array(arr, ref.dtype)), huffman=True)]
     rows = int(arr.shape[0])
     cols = arr.size // rows
-    group_rows = settings.group_rows or default_group_rows(rows, cols, settings.bits)
+    bits = settings.bits_of(ref.name)
+    group_rows = settings.group_rows or default_group_rows(rows, cols, bits)
     group_rows = min(group_rows, rows)
     to_f32 = None if ref.dtype != "bfloat16" else cr.bf16_to_f32 if scratch is None else scratch.bf16_to_f32
     matrix = arr.reshape(rows, cols)
     threshold = outlier_threshold(matrix, settings.outliers, to_f32) if settings.outliers else None
-    bits = settings.bits
     while True:
         labels, book = palettize(
             matrix, bits, group_rows, settings.sensitivity, to_f32, threshold, settings.iterations, pool
@@ -115,6 +128,8 @@ def compress_tensor(ref: cr.TensorRef, settings: Settings, pool=None, scratch: c
             break
         bits += 2 if bits < 6 else 8 - bits
         group_rows = settings.group_rows or min(default_group_rows(rows, cols, bits), rows)
+    if moment is not None:
+        book = refit_codebooks(matrix, labels, book, group_rows, moment, threshold, to_f32)
     if settings.huffman:
         out = [encode(Shared(ref.name, labels.reshape(ref.shape), book, bits, group_rows), huffman=True)]
     else:
@@ -174,8 +189,8 @@ def _raw_array(arr: np.ndarray, dtype: str) -> np.ndarray:
     return arr
 
 
-def _job(ref, settings):  # module-level: picklable for process pools and Dask
-    return compress_tensor(ref, settings)
+def _job(ref, settings, moment=None):  # module-level: picklable for process pools and Dask
+    return compress_tensor(ref, settings, moment=moment)
 
 
 def compress_checkpoint(
@@ -185,14 +200,19 @@ def compress_checkpoint(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool | None = None,
+    calib=None,
 ) -> dict:
-    """Compress the checkpoint at `source` into `out`; returns a summary (tensors, bytes, seconds)."""
+    """Compress the checkpoint at `source` into `out`; returns a summary (tensors, bytes, seconds).
+
+    calib: an .npz of input second moments E[x x^T], one (cols, cols) array named after each 2-D tensor
+    it applies to: those tensors' codebooks are refitted by least squares on the layer output."""
     settings = settings or Settings()
     settings.check()
     refs = cr.read_checkpoint(source)
     if not refs:
         raise CompressError(f"{source}: the checkpoint holds no tensor")
     workers = workers or os.cpu_count() or 1
+    moments = read_moments(calib, {r.name: r.shape for r in refs}) if calib is not None else {}
     metadata = {
         "source.format": "safetensors",
         "source.dtypes": {r.name: r.dtype for r in refs},
@@ -200,11 +220,14 @@ def compress_checkpoint(
     }
     if settings.outliers:
         metadata["checkpoint.outliers"] = _outlier_names(refs, settings)
+    if moments:
+        by_name = {r.name: r for r in refs}
+        metadata["compress.checkpoint.refit"] = sorted(n for n in moments if palettized(by_name[n], settings))
     total = sum(r.numel * cr.itemsize(r.dtype) for r in refs)
     bar = Progress(len(refs), total, progress)
     start = time.perf_counter()
     with StreamWriter(out, graph_format="", metadata=metadata) as writer:
-        for ref, encoded in _results(refs, settings, workers, scheduler):
+        for ref, encoded in _results(refs, settings, workers, scheduler, moments):
             for entry, parts in encoded:
                 writer.add_encoded(entry, parts)
             bar.step(ref)
@@ -224,21 +247,25 @@ def _outlier_names(refs, settings: Settings) -> dict:
     return sides
 
 
-def _results(refs, settings, workers, scheduler):
+def _results(refs, settings, workers, scheduler, moments):
     """(ref, result) in checkpoint order, computed in parallel with a bounded window."""
     if scheduler is not None:
-        yield from _dask_results(refs, settings, workers, scheduler)
+        yield from _dask_results(refs, settings, workers, scheduler, moments)
         return
     scratch = cr.Scratch()
     if workers == 1:
         for ref in refs:
-            yield ref, compress_tensor(ref, settings, None, scratch)
+            yield ref, compress_tensor(ref, settings, None, scratch, moments.get(ref.name))
         return
     from concurrent.futures import ThreadPoolExecutor
 
     tensors, blocks = ThreadPoolExecutor(workers), ThreadPoolExecutor(workers)
     try:
-        yield from _windowed(refs, lambda r: tensors.submit(compress_tensor, r, settings, blocks, scratch), workers + 1)
+        yield from _windowed(
+            refs,
+            lambda r: tensors.submit(compress_tensor, r, settings, blocks, scratch, moments.get(r.name)),
+            workers + 1,
+        )
     finally:
         tensors.shutdown(cancel_futures=True)
         blocks.shutdown(cancel_futures=True)
@@ -255,7 +282,7 @@ def _windowed(refs, submit, window: int):
         yield ref0, fut.result()
 
 
-def _dask_results(refs, settings, workers, scheduler):
+def _dask_results(refs, settings, workers, scheduler, moments):
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -268,7 +295,7 @@ def _dask_results(refs, settings, workers, scheduler):
         client = Client(scheduler)
     try:
         n = max(1, len(client.scheduler_info().get("workers", {})) or workers)
-        yield from _windowed(refs, lambda r: client.submit(_job, r, settings, pure=False), n + 1)
+        yield from _windowed(refs, lambda r: client.submit(_job, r, settings, moments.get(r.name), pure=False), n + 1)
     finally:
         client.close()
         if cluster is not None:

@@ -34,6 +34,10 @@ MODEL is either
                            cluster: --scheduler), 2-D float tensors palettized at --bits (default 4)
                            with one codebook per --group-rows rows, --outliers kept exactly;
                            --accurate: 5-bit per-tensor codebooks, Huffman labels, 0.5% outliers;
+                           --bits 4,encoder.*=5: bits per tensor-name pattern (first match wins);
+                           --calib MOMENTS.npz: each Linear weight's input second moment E[x x^T]
+                           (one (cols, cols) array named after the tensor): codebooks refitted by
+                           least squares on the layer output;
                            the rest kept raw
   an .onnx file            compressed without torch (Conv / Gemm / MatMul weights), or
   package.module:factory   a function returning a torch.nn.Module; give --weights (a state dict
@@ -140,7 +144,9 @@ def register(subparsers, common) -> None:
         help="with --budget / --max-loss on an ONNX model (required): an .npz of arrays named after the inputs "
         "(x for a single input) and optional integer labels y, damage measured by ONNX Runtime; "
         "with --budget on a PyTorch model: sample inputs to weigh each layer's damage (default: the zero example input); "
-        "with --quantize (.npy or .npz, one array per input): static int8 activation scales",
+        "with --quantize (.npy or .npz, one array per input): static int8 activation scales; "
+        "safetensors checkpoints: an .npz of input second moments E[x x^T], one (cols, cols) array per 2-D tensor, "
+        "to refit its codebooks on the layer output",
     )
     parser.add_argument(
         "--train",
@@ -511,10 +517,32 @@ def is_checkpoint(spec: str) -> bool:
     return spec.endswith((".safetensors", ".safetensors.index.json")) or Path(spec).is_dir()
 
 
+def checkpoint_bits(text: str | None) -> tuple[int | None, tuple]:
+    """'4' -> (4, ()); '4,encoder.*=5' -> (4, (('encoder.*', 5),)): tensor-name patterns (fnmatch), first match wins."""
+    if text is None:
+        return None, ()
+    bits, pairs = None, []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.rpartition("=")
+        if not sep:
+            bits = _bits("--bits", item)
+        elif not key.strip():
+            raise usage_error(f"--bits {text!r}: {item!r} is not PATTERN=N", "write e.g. 4,encoder.*=5")
+        else:
+            pairs.append((key.strip(), _bits("--bits", value)))
+    return bits, tuple(pairs)
+
+
 def compress_checkpoint(args, out: Path) -> None:
     checkpoint = require("dcz.compressor.checkpoint", "compressing a safetensors checkpoint")
-    bits = None if args.bits is None else _bits("--bits", args.bits)
-    chosen = dict(bits=bits, group_rows=args.group_rows, sensitivity=args.sensitivity, outliers=args.outliers)
+    bits, bits_for = checkpoint_bits(args.bits)
+    chosen = dict(
+        bits=bits,
+        bits_for=bits_for or None,
+        group_rows=args.group_rows,
+        sensitivity=args.sensitivity,
+        outliers=args.outliers,
+    )
     base = checkpoint.ACCURATE if args.accurate else checkpoint.Settings()
     settings = dataclasses.replace(base, **{k: v for k, v in chosen.items() if v is not None})
     summary = checkpoint.compress_checkpoint(
@@ -524,6 +552,7 @@ def compress_checkpoint(args, out: Path) -> None:
         workers=args.workers,
         scheduler=args.scheduler,
         progress=False if args.no_progress else None,
+        calib=existing_file(args.calib, "--calib input moments") if args.calib else None,
     )
     ratio = summary["dense_bytes"] / max(summary["file_bytes"], 1)
     print(
@@ -605,7 +634,7 @@ def print_weight_error(metadata: dict) -> None:
 
 
 CHECKPOINT_ONLY = ("workers", "scheduler", "group_rows", "sensitivity", "outliers", "accurate")
-CHECKPOINT_ALLOWED = ("model", "output", "bits", "no_progress", *CHECKPOINT_ONLY)
+CHECKPOINT_ALLOWED = ("model", "output", "bits", "calib", "no_progress", *CHECKPOINT_ONLY)
 
 
 def run_checkpoint(args) -> int:
