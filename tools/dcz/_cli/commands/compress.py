@@ -174,6 +174,7 @@ def register(subparsers, common) -> None:
     ckpt.add_argument(
         "--accurate", action="store_true", help="32-entry per-tensor codebooks, Huffman labels, 0.5%% outliers exact"
     )
+    ckpt.add_argument("--iterations", type=int, metavar="N", help="Lloyd iterations per codebook (default 8, 1..1000)")
     ckpt.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
 
 
@@ -542,6 +543,7 @@ def compress_checkpoint(args, out: Path) -> None:
         group_rows=args.group_rows,
         sensitivity=args.sensitivity,
         outliers=args.outliers,
+        iterations=args.iterations,
     )
     base = checkpoint.ACCURATE if args.accurate else checkpoint.Settings()
     settings = dataclasses.replace(base, **{k: v for k, v in chosen.items() if v is not None})
@@ -633,7 +635,7 @@ def print_weight_error(metadata: dict) -> None:
         print(warning, file=sys.stderr)
 
 
-CHECKPOINT_ONLY = ("workers", "scheduler", "group_rows", "sensitivity", "outliers", "accurate")
+CHECKPOINT_ONLY = ("workers", "scheduler", "group_rows", "sensitivity", "outliers", "accurate", "iterations")
 CHECKPOINT_ALLOWED = ("model", "output", "bits", "calib", "no_progress", *CHECKPOINT_ONLY)
 
 
