@@ -1,7 +1,7 @@
 """all-MiniLM-L6-v2's real safetensors palettized: >= 6x smaller, sentence embeddings kept (cosine >= 0.99).
 
 16-entry codebooks (4-bit labels) everywhere reach only 0.960 with the outliers kept exactly, 0.968
-with the codebooks refitted on input moments of 128 other sentences (--calib); the ACCURATE settings
+with the codebooks refitted on input moments of 127 other sentences (--calib); the ACCURATE settings
 (32-entry per-tensor codebooks, Huffman-coded labels, 0.5% outliers exact) reach 0.991 at 6.10x, and
 4-bit word embeddings (52% of the weights) with everything else at 5 bits 0.990 at 6.48x
 (docs/benchmarks/checkpoints.md)."""

@@ -86,7 +86,7 @@ def test_cli_calib_and_bit_patterns(checkpoint, tmp_path, capsys):
     source, moments = checkpoint
     out = tmp_path / "c.dcz"
     assert main(["compress", str(source), "-o", str(out), "--bits", "3,down.*=6", "--calib", str(moments),
-                 "--workers", "1"]) == 0  # fmt: skip
+                 "--workers", "1", "--iterations", "3"]) == 0  # fmt: skip
     with formats.open(out) as f:
         assert f.info("up.weight").label_bits == 3 and f.info("down.weight").label_bits == 6
         assert f.metadata["compress.checkpoint.refit"] == ["up.weight"]

@@ -4,7 +4,7 @@
 with each setting below through `compress_checkpoint` (what `dcz compress` runs), decodes it with
 `dcz.checkpoint.state_dict_items` and prints the size ratio and min / mean cosine of the 54
 sentence embeddings of `minilm.SENTENCES` to the dense model's. `--calib` rows refit the codebooks
-on input moments from `minilm_calib.CALIBRATION` (128 other sentences: held out).
+on input moments from `minilm_calib.CALIBRATION` (127 other sentences: held out).
 """
 
 from __future__ import annotations
