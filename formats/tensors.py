@@ -193,10 +193,12 @@ def _compiled_shared_csr(core, mask2d: np.ndarray, labels: np.ndarray, gap_bits:
     if labels.dtype not in _LABEL_DTYPES:
         return None
     rows, cols = mask2d.shape
-    nnz = int(np.count_nonzero(mask2d))
     filler = (1 << gap_bits) - 1
-    gaps = np.empty(nnz + rows * (cols // filler + 1), dtype=np.uint8)  # worst case, as in _compiled_csr
-    kept = np.empty(nnz, dtype=np.uint8)
+    # Sized for every entry kept rather than counted first (a pass over the mask: ~5% of the writer's
+    # time on a 10M-weight tensor): pages of np.empty that are never written are never touched, so the
+    # bound costs address space, not memory.
+    gaps = np.empty(rows * cols + rows * (cols // filler + 1), dtype=np.uint8)
+    kept = np.empty(rows * cols, dtype=np.uint8)
     row_counts = np.empty(rows, dtype=np.int64)
     mask = np.ascontiguousarray(mask2d).view(np.uint8)
     flat_labels = np.ascontiguousarray(labels).reshape(-1)
@@ -204,8 +206,7 @@ def _compiled_shared_csr(core, mask2d: np.ndarray, labels: np.ndarray, gap_bits:
     n_gaps, n_kept, lo, hi = core.csr_labels(
         mask, rows, cols, gap_bits, flat_labels, flat_labels.itemsize, signed, row_counts, gaps, kept
     )
-    assert n_kept == nnz  # the core found every kept entry count_nonzero counted
-    return row_counts, gaps[:n_gaps], kept, lo, hi
+    return row_counts, gaps[:n_gaps], kept[:n_kept], lo, hi
 
 
 def csr_streams_of(flat: np.ndarray, rows: int, cols: int, gap_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

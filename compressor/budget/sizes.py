@@ -11,28 +11,24 @@ them with real encoding on random and chunked streams).
 Measuring the budget solver's candidates this way skips the bit packing of every candidate, and
 the CSR streams of a mask are sized once per gap width instead of once per label width. Two steps
 are redone here for speed (they were most of the measurement's time): the Huffman code lengths
-(`huffman_table`: bitarray's own heap algorithm with nodes that compare in C, so the same tree,
-~10x faster) and the chunk index's size (`chunk_index_bytes`: the delta width from per-chunk bit
-sums, without packing the deltas).
+(the writer's own `codec.huffman_table`, since it too builds bitarray's tree with nodes that compare
+in C) and the chunk index's size (`chunk_index_bytes`: the delta width from per-chunk bit sums,
+without packing the deltas).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from heapq import heappop, heappush
 
 import numpy as np
 
 from dcz.formats import codec
 from dcz.formats.entry import view_2d
 from dcz.formats.layout import (
-    MAX_CHUNKED_CODE_LENGTH,
-    MAX_CODE_LENGTH,
     MAX_HUFFMAN_SYMBOLS,
     STREAM_HEADER_SIZE,
     symbol_bytes,
 )
-from dcz.formats.length_limit import canonical_table, limited_lengths
 from dcz.formats.tensors import csr_streams
 
 FLOAT32_BYTES = 4
@@ -67,74 +63,18 @@ def histogram_stream_bytes(
     if count == 0 or values.size > MAX_HUFFMAN_SYMBOLS:
         return fixed
     freq = dict(zip(values.tolist(), freqs.tolist()))  # ascending, as codec.symbol_histogram gives
-    counts, order = huffman_table(freq)
+    counts, order = codec.huffman_table(freq)
     if chunk is None:
         chunk = codec.policy_chunk(count, counts, order, freq)
     index = 0
     if chunk and count > chunk:
         if len(counts) > codec.CHUNK_CODE_BITS:
-            counts, order = chunk_table(freq, counts, order)
+            counts, order = codec.chunk_table(freq, counts, order)
         index = chunk_index_bytes(ordered(), width, counts, order, chunk)
     payload_bits = codec.coded_bits(freq, counts, order)
     table = 2 * len(counts) + symbol_bytes(width) * len(order)
     coded = STREAM_HEADER_SIZE + table + index + (payload_bits + 7) // 8
     return coded if coded < fixed else fixed
-
-
-class _Node(int):
-    """A Huffman tree node whose value is its frequency: heapq compares it in C, with the same
-    outcome as bitarray's Node.__lt__ (freq < freq), so the heap evolves exactly as bitarray's."""
-
-
-def huffman_table(freq: dict[int, int], limit: int = MAX_CODE_LENGTH) -> tuple[list[int], list[int]]:
-    """codec.huffman_table(freq, limit): the same counts and canonical symbol order.
-
-    bitarray.util.canonical_huffman's algorithm (its _huffman_tree heap, depth-first lengths, a
-    stable sort by length), with int nodes instead of Python-level comparisons."""
-    if len(freq) == 1:
-        return [1], list(freq)
-    heap: list[_Node] = []
-    for sym, f in freq.items():
-        leaf = _Node(f)
-        leaf.symbol = sym
-        heappush(heap, leaf)
-    while len(heap) > 1:
-        first = heappop(heap)
-        parent = _Node(first + (second := heappop(heap)))
-        parent.child = (first, second)
-        heappush(heap, parent)
-    lengths: list[tuple[int, int]] = []  # (symbol, length) in bitarray's traversal order
-    stack = [(heap[0], 0)]
-    while stack:
-        node, depth = stack.pop()
-        child = getattr(node, "child", None)
-        if child is None:
-            lengths.append((node.symbol, depth))
-        else:  # child[0] first, as bitarray's recursive traverse
-            stack.append((child[1], depth + 1))
-            stack.append((child[0], depth + 1))
-    lengths.sort(key=lambda item: item[1])
-    longest = lengths[-1][1]
-    if longest > limit:
-        keys = sorted(freq)
-        limited = limited_lengths(np.array([freq[k] for k in keys], dtype=np.float64), limit)
-        return canonical_table(keys, limited)
-    counts = [0] * longest
-    for _, length in lengths:
-        counts[length - 1] += 1
-    return counts, [sym for sym, _ in lengths]
-
-
-def chunk_table(freq: dict[int, int], counts: list[int], order: list[int]) -> tuple[list[int], list[int]]:
-    """codec.chunk_table with this module's huffman_table (same result)."""
-    best = codec.coded_bits(freq, counts, order)
-    for limit in range(codec.CHUNK_CODE_BITS, MAX_CHUNKED_CODE_LENGTH + 1):
-        if len(freq) > 1 << limit:
-            continue
-        limited = huffman_table(freq, limit)
-        if limit == MAX_CHUNKED_CODE_LENGTH or codec.coded_bits(freq, *limited) <= best * (1 + codec.CHUNK_LIMIT_LOSS):
-            return limited
-    raise AssertionError("unreachable: the last limit always returns")
 
 
 def chunk_index_bytes(sym: np.ndarray, width: int, counts: list[int], order: list[int], chunk: int) -> int:

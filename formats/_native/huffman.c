@@ -512,6 +512,16 @@ static PyObject *histogram(PyObject *self, PyObject *args) {
     return PyBool_FromLong(i == n);
 }
 
+/* `x` as 4 bytes, most significant first, in one (unaligned) store. */
+static inline void store_be32(uint8_t *p, uint32_t x) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    x = __builtin_bswap32(x);
+    memcpy(p, &x, 4);
+#else
+    p[0] = (uint8_t)(x >> 24); p[1] = (uint8_t)(x >> 16); p[2] = (uint8_t)(x >> 8); p[3] = (uint8_t)x;
+#endif
+}
+
 /* huffman_encode(symbols, symbol_size, codes_u32, lengths_u8, chunk, chunk_bits_i64, out) -> bits
  * The canonical code of each symbol (codes/lengths indexed by symbol value) concatenated MSB first into
  * `out` (bytearray sized by the caller to the payload's whole bytes; the bits after the last code are
@@ -549,23 +559,31 @@ static PyObject *huffman_encode(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS;
     for (size_t c = 0; i < n && !bad; c++) {
         size_t end = n - i < span ? n : i + span;
-        SYMBOL_LOOP(size, for (; i < end; i++) {
-            uint64_t v = sv[i];
-            int len = v < n_codes ? lv[v] : 0;
-            if (!len) { bad = 1; break; }
-            total += (uint64_t)len;
-            if (!write) continue;
-            acc |= (uint64_t)cv[v] << (64 - filled - len);
-            filled += len;
-            if (filled >= 32) {
-                if (at + 4 > cap) { bad = 1; break; }
-                o[at] = (uint8_t)(acc >> 56); o[at + 1] = (uint8_t)(acc >> 48);
-                o[at + 2] = (uint8_t)(acc >> 40); o[at + 3] = (uint8_t)(acc >> 32);
-                at += 4;
-                acc <<= 32;
-                filled -= 32;
-            }
-        })
+        if (!write) {
+            SYMBOL_LOOP(size, for (; i < end; i++) {
+                uint64_t v = sv[i];
+                int len = v < n_codes ? lv[v] : 0;
+                if (!len) { bad = 1; break; }
+                total += (uint64_t)len;
+            })
+        } else {
+            /* bits written so far = 8 * at + filled: no per-symbol total; 32 bits leave as one store */
+            SYMBOL_LOOP(size, for (; i < end; i++) {
+                uint64_t v = sv[i];
+                int len = v < n_codes ? lv[v] : 0;
+                if (!len) { bad = 1; break; }
+                acc |= (uint64_t)cv[v] << (64 - filled - len);
+                filled += len;
+                if (filled >= 32) {
+                    if (at + 4 > cap) { bad = 1; break; }
+                    store_be32(o + at, (uint32_t)(acc >> 32));
+                    at += 4;
+                    acc <<= 32;
+                    filled -= 32;
+                }
+            })
+            total = 8 * (uint64_t)at + (uint64_t)filled;
+        }
         if (c < full && !bad) bv[c] = (int64_t)(total - chunk_start);
         chunk_start = total;
     }

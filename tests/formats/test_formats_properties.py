@@ -91,6 +91,23 @@ def test_huffman_tables_are_complete_and_within_the_length_limit(freq):
         assert sum(c << (len(counts) - n) for n, c in enumerate(counts, 1)) == 1 << len(counts)
 
 
+@settings(max_examples=500)
+@given(
+    st.dictionaries(st.integers(0, 2**20), st.integers(1, 10**9), min_size=1, max_size=300),
+    st.sampled_from([None, 1, 2, 10]),
+)
+def test_huffman_tables_equal_bitarrays_canonical_huffman(freq, tie):
+    """codec.huffman_table builds bitarray's tree with C-compared nodes: the same counts and symbol
+    order as bitarray.util.canonical_huffman whenever its code fits the length limit (ties included)."""
+    from bitarray.util import canonical_huffman
+
+    if tie is not None:  # many equal frequencies: the heap's tie order decides the tree
+        freq = {s: 1 + f % tie for s, f in freq.items()}
+    _, counts, symbols = canonical_huffman(freq)
+    if len(counts) - 1 <= formats.layout.MAX_CODE_LENGTH:
+        assert codec.huffman_table(freq) == ([int(c) for c in counts[1:]], [int(s) for s in symbols])
+
+
 def test_length_limit_flattens_fibonacci_frequencies():
     fib = [1, 1]
     while len(fib) < 40:
