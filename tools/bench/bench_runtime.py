@@ -360,6 +360,75 @@ def write_100m(folder: Path, quick: bool) -> tuple[Path, int, int]:
     return path, n, n * n * layers
 
 
+def write_fc6(folder: Path, quick: bool) -> Path:
+    """A .dcz of one VGG-fc6-sized fully connected layer: Gemm with a 4096x25088 weight (102.8M
+    weights), 10% kept, 5-bit shared, 5-bit gaps (the layer of the compiled-core issue)."""
+    from onnx import TensorProto, helper
+
+    from dcz import formats
+
+    rows, cols = (512, 3136) if quick else (4096, 25088)
+    rng = np.random.default_rng(6)
+    mask = rng.random((rows, cols), dtype=np.float32) < 0.1
+    labels = rng.integers(0, 32, size=(rows, cols), dtype=np.uint8)
+    book = np.linspace(-0.05, 0.05, 32, dtype=np.float32)
+    weight = formats.SparseShared("fc6.weight", mask, labels, book, label_bits=5, gap_bits=5)
+    placeholder = TensorProto(
+        name="fc6.weight", data_type=TensorProto.FLOAT, dims=[rows, cols], data_location=TensorProto.EXTERNAL
+    )
+    entry = placeholder.external_data.add()
+    entry.key, entry.value = "location", "dcz"
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["input", "fc6.weight"], ["output"], transB=1, name="fc6")],
+        "fc6",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", cols])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", rows])],
+        [placeholder],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "fc6.dcz"
+    formats.write(path, [weight], graph=model.SerializeToString())
+    return path
+
+
+def bench_fc6_load(folder: Path, quick: bool) -> dict:
+    """Session creation of the VGG-fc6-sized layer: runtime.load of the .dcz (ORT default: a >= 16 MiB
+    Gemm weight is fed in place; and low_memory=False: as an initializer ORT copies and prepacks) next
+    to ORT's InferenceSession on the dense .onnx file, interleaved, paired ratios."""
+    import onnxruntime as ort
+
+    from dcz import runtime
+
+    path = write_fc6(folder, quick)
+    onnx_path = runtime.export_onnx(path, folder / "fc6.onnx")
+
+    def ort_from_onnx():
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = THREADS
+        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    times = interleaved(
+        {
+            "dcz": lambda: runtime.load(path, backend="ort", threads=THREADS),
+            "dcz_initializers": lambda: runtime.load(path, backend="ort", threads=THREADS, low_memory=False),
+            "onnx": ort_from_onnx,
+        },
+        3 if quick else 9,
+    )
+    x = np.random.default_rng(0).random((1, 25088 if not quick else 3136), dtype=np.float32)
+    same = np.array_equal(
+        runtime.load(path, backend="ort", threads=THREADS).run(x)[0], ort_from_onnx().run(None, {"input": x})[0]
+    )
+    return {
+        "shape": (512, 3136) if quick else (4096, 25088),
+        "dcz_bytes": path.stat().st_size,
+        "onnx_bytes": onnx_path.stat().st_size,
+        "times": times,
+        "same_output": bool(same),
+    }
+
+
 def bench_rss(folder: Path, quick: bool) -> dict:
     from dcz import runtime
 
@@ -529,6 +598,8 @@ def render(results: dict, command: str) -> str:
         lines += render_model(model)
     if "fc" in results:
         lines += render_fc(results["fc"])
+    if "fc6_load" in results:
+        lines += render_fc6_load(results["fc6_load"])
     if "rss" in results:
         lines += render_rss(results["rss"])
     if "handoff" in results:
@@ -617,6 +688,27 @@ def render_fc(rows: list[dict]) -> list[str]:
             f"| {ms(r['dense_decode'])} / {ms(r['csr_build'])} | {cells[0]} | {cells[1]} |"
         )
     return lines + [""]
+
+
+def render_fc6_load(r: dict) -> list[str]:
+    t = r["times"]
+    ratio, init_ratio = paired(t, "dcz", "onnx"), paired(t, "dcz_initializers", "onnx")
+    rows, cols = r["shape"]
+    return [
+        f"### Session creation of a VGG-fc6-sized layer ({rows}x{cols} = {rows * cols / 1e6:.1f}M weights, 10% kept, "
+        "5-bit shared)",
+        "",
+        f"{r['dcz_bytes'] / 2**20:.1f} MiB .dcz, {r['onnx_bytes'] / 2**20:.1f} MiB dense .onnx; `runtime.load` "
+        "(open, decode, ORT session) vs ORT's InferenceSession on the dense file; paired ratios (fastest samples).",
+        "",
+        "| .dcz (default: weight in place) | .dcz low_memory=False (initializer) | dense .onnx | .dcz / .onnx "
+        "(target <= 1: no slower) | low_memory=False / .onnx | same output |",
+        "|---|---|---|---|---|---|",
+        f"| {ms(t['dcz'])} | {ms(t['dcz_initializers'])} | {ms(t['onnx'])} | **{ratio:.2f}x** "
+        f"({t['dcz@min'] / t['onnx@min']:.2f}x) {'met' if ratio <= 1 else 'NOT met'} | {init_ratio:.2f}x "
+        f"({t['dcz_initializers@min'] / t['onnx@min']:.2f}x) | {'yes' if r['same_output'] else 'NO'} |",
+        "",
+    ]
 
 
 def render_rss(r: dict) -> list[str]:
@@ -730,6 +822,8 @@ def main(argv=None) -> int:
         if "fc" in args.parts:
             print("[bench_runtime] fc 4096x25088 ...", file=sys.stderr, flush=True)
             results["fc"] = bench_fc(args.quick)
+            print("[bench_runtime] fc6 session creation ...", file=sys.stderr, flush=True)
+            results["fc6_load"] = bench_fc6_load(folder, args.quick)
         if "rss" in args.parts:
             print("[bench_runtime] peak RSS ...", file=sys.stderr, flush=True)
             results["rss"] = bench_rss(folder, args.quick)
