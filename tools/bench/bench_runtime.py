@@ -416,16 +416,18 @@ def bench_fc6_load(folder: Path, quick: bool) -> dict:
         },
         3 if quick else 9,
     )
+    # outputs agree to float32 rounding (an in-place weight runs ORT's unpacked GEMM, the dense file's
+    # prepacked one: other summation orders), so the check is relative, not bitwise
     x = np.random.default_rng(0).random((1, 25088 if not quick else 3136), dtype=np.float32)
-    same = np.array_equal(
-        runtime.load(path, backend="ort", threads=THREADS).run(x)[0], ort_from_onnx().run(None, {"input": x})[0]
-    )
+    got = runtime.load(path, backend="ort", threads=THREADS).run(x)[0]
+    want = ort_from_onnx().run(None, {"input": x})[0]
+    difference = float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-30))
     return {
         "shape": (512, 3136) if quick else (4096, 25088),
         "dcz_bytes": path.stat().st_size,
         "onnx_bytes": onnx_path.stat().st_size,
         "times": times,
-        "same_output": bool(same),
+        "max_relative_difference": difference,
     }
 
 
@@ -702,11 +704,11 @@ def render_fc6_load(r: dict) -> list[str]:
         "(open, decode, ORT session) vs ORT's InferenceSession on the dense file; paired ratios (fastest samples).",
         "",
         "| .dcz (default: weight in place) | .dcz low_memory=False (initializer) | dense .onnx | .dcz / .onnx "
-        "(target <= 1: no slower) | low_memory=False / .onnx | same output |",
+        "(target <= 1: no slower) | low_memory=False / .onnx | max output difference / max output |",
         "|---|---|---|---|---|---|",
         f"| {ms(t['dcz'])} | {ms(t['dcz_initializers'])} | {ms(t['onnx'])} | **{ratio:.2f}x** "
         f"({t['dcz@min'] / t['onnx@min']:.2f}x) {'met' if ratio <= 1 else 'NOT met'} | {init_ratio:.2f}x "
-        f"({t['dcz_initializers@min'] / t['onnx@min']:.2f}x) | {'yes' if r['same_output'] else 'NO'} |",
+        f"({t['dcz_initializers@min'] / t['onnx@min']:.2f}x) | {r['max_relative_difference']:.1e} |",
         "",
     ]
 
