@@ -111,9 +111,9 @@ class UniformBaseline:
 
 @dataclass
 class BudgetResult:
-    """What fit_budget decided and measured. `save(path)` writes the verified file."""
+    """What fit_budget (or fit_max_loss) decided and measured. `save(path)` writes the verified file."""
 
-    budget_bytes: int
+    budget_bytes: int | None  # None: a --max-loss result
     dense_bytes: int  # float32 bytes of every parameter
     min_file_bytes: int  # smallest file reachable with the candidate grid
     file_bytes: int  # the written file
@@ -132,15 +132,22 @@ class BudgetResult:
     uniform_model: torch.nn.Module | None = None
     uniform_curve: list[tuple[int, float]] = field(default_factory=list)  # (predicted file bytes, damage), Pareto
 
+    # --max-loss results (budget.loss_target): no budget; the loss measured from the written file
+    max_loss: float | None = None
+    loss: float | None = None
+    figures: dict[str, float] = field(default_factory=dict)
+    finetuned: bool = False
+    evaluations: int = 0
+
     @property
     def fits(self) -> bool:
-        return self.file_bytes <= self.budget_bytes
+        return self.budget_bytes is None or self.file_bytes <= self.budget_bytes
 
     def save(self, path, metadata: dict[str, Any] | None = None):
         """Write the .dcz; raises CompressError (and leaves no file) if it would exceed the budget."""
         meta = {**self.metadata, **(metadata or {})}
         report = _write_file(self.model, self.example_input, self.layers, path, meta)
-        if report.file_bytes > self.budget_bytes:
+        if self.budget_bytes is not None and report.file_bytes > self.budget_bytes:
             Path(path).unlink(missing_ok=True)
             raise CompressError(
                 f"{path}: {report.file_bytes} bytes with the extra metadata, over the budget of "
@@ -178,8 +185,9 @@ def _write_file(model, example_input, states, path, metadata):
     return export_dcz(_bake(model, states), example_input, states, path, metadata=metadata)
 
 
-def _write_plan(model, example_input, layers, plan: Plan, metadata, workdir: str) -> Written:
-    states = plan.states(layers)
+def _write_plan(model, example_input, layers, plan: Plan, metadata, workdir: str, states=None) -> Written:
+    """Write `plan` (or `states`, e.g. fine-tuned codebooks of the plan) and read back its bytes per layer."""
+    states = states if states is not None else plan.states(layers)
     path = os.path.join(workdir, "candidate.dcz")
     report = _write_file(model, example_input, states, path, metadata)
     with formats.open(path) as dcz:

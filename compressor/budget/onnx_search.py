@@ -33,7 +33,14 @@ import onnx
 
 from dcz.compressor.budget.candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer
 from dcz.compressor.budget.config import OnnxSearchConfig, as_onnx_search_config
-from dcz.compressor.budget.solver import allocate, greedy_repair, min_bytes, pareto, uniform_settings
+from dcz.compressor.budget.solver import (
+    allocate,
+    greedy_repair,
+    min_bytes,
+    pareto,
+    smallest_target,
+    uniform_settings,
+)
 from dcz.compressor.calib_data import Calibration, load_calib
 from dcz.compressor.errors import CompressError
 from dcz.compressor.onnx_damage import Damage, OrtRunner
@@ -562,24 +569,9 @@ class _Search:
                 f"--max-loss {max_loss:g} is impossible: the smallest {self.damage.unit} reachable with the candidates "
                 f"is {self.bound(best):.4g}{self._bound_note()}; raise --max-loss to at least that"
             )
-        # The measured loss is not monotone in bytes (sampling noise, allocations that change
-        # layer by layer), so bisection from the ends can stop at a local failure: scan up a
-        # log-spaced ladder of byte targets first, then bisect between the last miss and the first hit.
-        previous = low
-        for target in np.unique(np.geomspace(low, high, SCAN_POINTS).astype(np.int64)).tolist():
-            if self.bound(allocate(self.layers, int(target))) <= max_loss:
-                high = int(target)
-                break
-            previous = int(target)
-        low = previous
-        for _ in range(SEARCH_STEPS):
-            if high <= low * 1.002:
-                break
-            middle = int(math.sqrt(low * high))
-            if self.bound(allocate(self.layers, middle)) <= max_loss:
-                high = middle
-            else:
-                low = middle
+        high = smallest_target(
+            low, high, lambda target: self.bound(allocate(self.layers, target)) <= max_loss, SCAN_POINTS, SEARCH_STEPS
+        )
         for _ in range(MAX_WRITES):
             choice = allocate(self.layers, high)
             data = self.write(choice, extra={"compress.calib.max_loss": max_loss})

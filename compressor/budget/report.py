@@ -39,11 +39,12 @@ def result_to_dict(result) -> dict[str, Any]:
     uniform = None
     if result.uniform is not None:
         uniform = asdict(result.uniform)
-    return {
-        "budget_bytes": result.budget_bytes,
+    budget = result.budget_bytes
+    out = {
+        "budget_bytes": budget,
         "file_bytes": result.file_bytes,
-        "fits": result.file_bytes <= result.budget_bytes,
-        "slack_bytes": result.budget_bytes - result.file_bytes,
+        "fits": None if budget is None else result.file_bytes <= budget,
+        "slack_bytes": None if budget is None else budget - result.file_bytes,
         "predicted_file_bytes": result.predicted_file_bytes,
         "min_file_bytes": result.min_file_bytes,
         "dense_bytes": result.dense_bytes,
@@ -56,6 +57,11 @@ def result_to_dict(result) -> dict[str, Any]:
         "curve": [[int(b), float(d)] for b, d in result.curve],
         "uniform_curve": [[int(b), float(d)] for b, d in getattr(result, "uniform_curve", [])],
     }
+    if getattr(result, "max_loss", None) is not None:  # budget.loss_target: loss measured from the written file
+        out["max_loss"] = result.max_loss
+        out["calib_loss"] = dict(result.figures)
+        out["finetuned"] = result.finetuned
+    return out
 
 
 def budget_report(
@@ -104,6 +110,10 @@ def budget_report(
         "curve": [[int(b) + fixed, float(d)] for b, d in meta.get("compress.budget.curve", []) or []],
         "recorded_by_fit_budget": bool(recorded),
     }
+    if meta.get("compress.calib.max_loss") is not None:
+        out["max_loss"] = float(meta["compress.calib.max_loss"])
+    if isinstance(meta.get("compress.calib"), dict):
+        out["calib"] = dict(meta["compress.calib"])
     return out
 
 
@@ -141,8 +151,25 @@ def _summary(d: dict[str, Any]) -> list[str]:
             f"{verdict}: file {d['file_bytes']} B, budget {d['budget_bytes']} B "
             f"({'slack' if d['slack_bytes'] >= 0 else 'over by'} {abs(d['slack_bytes'])} B)"
         )
+    elif d.get("max_loss") is not None:
+        lines.append(f"file {d['file_bytes']} B, the smallest found within --max-loss {d['max_loss']:g}")
     else:
         lines.append(f"file {d['file_bytes']} B (no budget given or recorded)")
+    if isinstance(d.get("calib"), dict):  # recorded in the file by a calibrated search
+        facts = d["calib"]
+        metric = {"accuracy": "top-1 accuracy lost (pp, + one standard error)", "relative": "relative output error"}
+        line = f"searched on {facts.get('rows', '?')} calibration rows, loss = {metric.get(facts.get('metric'), facts.get('metric'))}"
+        if facts.get("bias_corrected"):
+            line += f"; {facts['bias_corrected']} biases corrected"
+        lines.append(line)
+    calib = d.get("calib_loss") or {}
+    if calib:
+        line = f"measured on the calibration data from the written file: loss {calib['loss']:.4g}"
+        if "accuracy" in calib:
+            line += f" pp top-1 (+1 SE: {calib['bound']:.4g}), accuracy {calib['accuracy']:.2f}% (dense {calib['dense_accuracy']:.2f}%)"
+        elif "mean_cosine" in calib:
+            line += f" relative output error, cosine min {calib['min_cosine']:.4f} / mean {calib['mean_cosine']:.4f}"
+        lines.append(line + (" after fine-tuning" if d.get("finetuned") else ""))
     if d.get("predicted_file_bytes") is not None:
         lines.append(
             f"predicted file {d['predicted_file_bytes']} B; smallest reachable {d['min_file_bytes']} B; "

@@ -15,6 +15,8 @@ does not fit but a combination of off-hull points does.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,3 +219,26 @@ def best_uniform(settings: list[UniformSetting], target: int) -> UniformSetting 
     if not fitting:
         return None
     return min(fitting, key=lambda s: (s.damage, -s.nbytes))
+
+
+def smallest_target(low: int, high: int, meets: Callable[[int], bool], scan_points: int, steps: int) -> int:
+    """The smallest byte target in [low, high] whose allocation `meets` the loss target, given that
+    `high` does. The measured loss is not monotone in bytes (sampling noise, allocations that change
+    layer by layer), so bisection from the ends can stop at a local failure: scan up a log-spaced
+    ladder of targets first, then bisect between the last miss and the first hit."""
+    previous = low
+    for target in np.unique(np.geomspace(max(low, 1), high, scan_points).astype(np.int64)).tolist():
+        if meets(int(target)):
+            high = int(target)
+            break
+        previous = int(target)
+    low = previous
+    for _ in range(steps):
+        if high <= low * 1.002:
+            break
+        middle = int(math.sqrt(low * high))
+        if meets(middle):
+            high = middle
+        else:
+            low = middle
+    return high

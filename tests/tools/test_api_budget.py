@@ -74,3 +74,23 @@ def test_wrong_budget_calls_are_one_line_errors(model, kwargs, message):
     with pytest.raises(dcz.CompressError) as info:
         dcz.compress(target, example, **kwargs)
     assert message in str(info.value)
+
+
+def test_torch_module_to_a_max_loss(tmp_path):
+    model = _torch_model()
+    x = torch.randn(64, 32)
+    result = dcz.compress(model, x[:1], max_loss=0.1, calib=x, candidates=GRID, out=tmp_path / "m.dcz")
+    assert result.figures["loss"] <= 0.1 and (tmp_path / "m.dcz").stat().st_size == result.file_bytes
+
+
+def test_onnx_model_to_a_max_loss(tmp_path):
+    x = np.random.default_rng(0).normal(size=(64, 32)).astype(np.float32)
+    result = dcz.compress(_onnx_model(), max_loss=0.1, calib={"x": x}, out=tmp_path / "m.dcz")
+    assert result.loss <= 0.1 and (tmp_path / "m.dcz").read_bytes() == result.data
+
+
+def test_max_loss_with_budget_or_without_calib_is_refused():
+    with pytest.raises(dcz.CompressError, match="give one of config, budget and max_loss"):
+        dcz.compress(_torch_model(), torch.zeros(1, 32), budget=1000, max_loss=1.0)
+    with pytest.raises(dcz.CompressError, match="give calib= as well"):
+        dcz.compress(_onnx_model(), max_loss=1.0)

@@ -315,3 +315,29 @@ def test_compress_torch_int8_dynamic_runs_integer_matmuls(capsys, project):
         want = numpy_model.run(x)[0]
     # run-time activation rounding: close to the float run, never identical
     assert np.abs(got - want).max() <= 0.03 * np.abs(want).max() and not np.array_equal(got, want)
+
+
+def test_compress_to_a_max_loss_and_report_it(capsys, project):
+    """--max-loss on a PyTorch model: the file meets it on the calibration digits; report shows the choice."""
+    _digits_npz(project / "digits.npz", n=300)
+    code, out, err = cli(capsys, *TINYNET, "--calib", "digits.npz", "--max-loss", "2", "-o", "m.dcz")
+    assert code == 0, err
+    assert "the smallest found within --max-loss 2" in out and "pp top-1 (+1 SE:" in out
+    code, out, _ = cli(capsys, "report", "m.dcz")
+    assert code == 0 and "allocation chosen by 'dcz compress --max-loss'" in out and "--max-loss 2" in out
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--max-loss", "1"], "--max-loss measures the loss on calibration data"),
+        (["--max-loss", "1", "--calib", "d.npz"], "no array 'x'"),
+        (["--max-loss", "1", "--budget", "4KB", "--calib", "d.npz"], "two targets"),
+    ],
+)
+def test_max_loss_errors_are_one_line(capsys, project, argv, fragment):
+    np.savez(project / "d.npz", inputs=np.zeros((4, 1, 8, 8), np.float32))
+    code, _, err = cli(capsys, *TINYNET, *argv, "-o", "m.dcz")
+    lines = err.strip().splitlines()
+    assert code in (1, 2) and fragment in lines[-1] and lines[-1].startswith("dcz: error"), err
+    assert not (project / "m.dcz").exists()

@@ -19,6 +19,7 @@ def compress(
     config: Any = None,
     *,
     budget: Any = None,
+    max_loss: float | None = None,
     out: str | os.PathLike | None = None,
     metadata: Mapping[str, Any] | None = None,
     **options: Any,
@@ -32,6 +33,10 @@ def compress(
                    BudgetConfig, a dict for it, or a number of bytes; the solver chooses each layer's
                    sparsity and bits (dcz.compressor.budget). ONNX models need `calib=` for it and also
                    take an OnnxSearchConfig (e.g. a loss target: OnnxSearchConfig(max_loss=0.5)).
+    max_loss       instead of config or budget: the smallest file whose loss on `calib=` stays within it
+                   (pp of top-1 with integer labels, relative output error without). ONNX: calib= is an .npz
+                   path or {input: array} (+ 'y'); torch: x or (x, y) tensors, and `train_loader=` adds
+                   centroid fine-tuning (dcz.compressor.budget.loss_target.fit_max_loss takes the options).
     out            write the `.dcz` there (atomically); otherwise call `.save(path)` on the result
                    (PyTorch) or read the bytes from `.dcz` (ONNX).
     options        for an ONNX model, `calib=` (.npz path or {input: array}) and `calib_method=` (minmax,
@@ -43,6 +48,10 @@ def compress(
     """
     from dcz.compressor.errors import CompressError
 
+    if max_loss is not None:
+        if config is not None or budget is not None:
+            raise CompressError("give one of config, budget and max_loss: they are three ways to choose the settings")
+        return _compress_to_loss(model, example_input, max_loss, out, metadata, options)
     if budget is not None:
         if config is not None:
             raise CompressError(
@@ -94,6 +103,37 @@ def _compress_to_budget(model, example_input, budget, out, metadata, options: di
     from dcz.compressor.budget.fit import fit_budget
 
     result = fit_budget(model, example_input, as_budget_config(budget), metadata=dict(metadata or {}), **options)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _compress_to_loss(model, example_input, max_loss, out, metadata, options: dict[str, Any]):
+    """The smallest file within a loss on calibration data: ONNX by ONNX Runtime, torch modules by torch."""
+    from dcz.compressor.errors import CompressError
+
+    if "calib" not in options:
+        raise CompressError("max_loss is measured on calibration data: give calib= as well")
+    if _is_onnx(model):
+        extra = sorted(set(options) - {"calib", "progress"})
+        if extra or metadata:
+            unknown = ", ".join(extra + (["metadata"] if metadata else []))
+            raise CompressError(f"compressing an ONNX model to a max_loss takes no {unknown}; give calib= only")
+        from dcz.compressor.budget.config import OnnxSearchConfig
+        from dcz.compressor.budget.onnx_search import fit_onnx
+
+        return fit_onnx(
+            model,
+            options["calib"],
+            OnnxSearchConfig(max_loss=max_loss),
+            out_path=None if out is None else os.fspath(out),
+            progress=options.get("progress"),
+        )
+    if example_input is None:
+        raise CompressError("compressing a torch module needs example_input (a tensor the model runs on)")
+    from dcz.compressor.budget.loss_target import fit_max_loss
+
+    result = fit_max_loss(model, example_input, max_loss, metadata=dict(metadata or {}), **options)
     if out is not None:
         result.save(out)
     return result

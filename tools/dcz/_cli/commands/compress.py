@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 import json
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +136,17 @@ def register(subparsers, common) -> None:
         "--max-loss",
         type=loss_arg,
         metavar="X",
-        help="ONNX models with --calib: the smallest file whose loss on the calibration data stays within X "
-        "(percentage points of top-1 when the data has labels y; relative output error without)",
+        help="with --calib: the smallest file whose loss on the calibration data stays within X "
+        "(percentage points of top-1 when the data has labels y; relative output error without); "
+        "PyTorch models: --train adds centroid fine-tuning, which lets smaller allocations pass",
     )
     parser.add_argument(
         "--calib",
         metavar="X.npy",
         help="with --budget / --max-loss on an ONNX model (required): an .npz of arrays named after the inputs "
         "(x for a single input) and optional integer labels y, damage measured by ONNX Runtime; "
-        "with --budget on a PyTorch model: sample inputs to weigh each layer's damage (default: the zero example input); "
+        "on a PyTorch model (.npy of inputs, or .npz with x and optional integer labels y): with --max-loss "
+        "(required) the data the loss is measured on, with --budget the samples that weigh each layer's damage; "
         "with --quantize (.npy or .npz, one array per input): static int8 activation scales; "
         "safetensors checkpoints: an .npz of input second moments E[x x^T], one (cols, cols) array per 2-D tensor, "
         "to refit its codebooks on the layer output",
@@ -444,6 +447,9 @@ def compress_torch(args, config, out: Path) -> None:
     if args.budget is not None:
         fit_to_budget(args, model, example, out)
         return
+    if args.max_loss is not None:
+        fit_to_loss(args, model, example, out)
+        return
     compressor = require("dcz.compressor", "dcz compress")
     result = compressor.compress(model, example, config, train_loader=train_loader(args, example))
     calibration = {}
@@ -478,17 +484,63 @@ def train_loader(args, example):
 BUDGET_CONFLICTS = ("quantize", "threshold", "sparsity", "quality", "bits", "gap_bits", "config")
 
 
+def load_torch_calib(path: str):
+    """--calib for a PyTorch model: an .npy of inputs, or an .npz with x (inputs) and optional integer y."""
+    torch = require("torch", "--calib")
+    np = require("numpy", "--calib")
+    source = existing_file(path, "--calib file")
+    try:
+        data = np.load(source, allow_pickle=False)
+        if isinstance(data, np.ndarray):
+            arrays = {"x": data}
+        else:
+            with data:
+                arrays = {name: data[name] for name in ("x", "y") if name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise CliError(
+            f"--calib {path}: not a readable .npy / .npz ({error})".splitlines()[0], "give an .npz"
+        ) from None
+    x, y = arrays.get("x"), arrays.get("y")
+    if x is None:
+        raise CliError(f"--calib {path}: no array 'x' (the inputs)", "save it with np.savez(path, x=..., y=...)")
+    if x.dtype.kind not in "fiu" or (y is not None and (y.dtype.kind not in "iu" or y.shape != x.shape[:1])):
+        got = f"x {x.dtype} {x.shape}" + ("" if y is None else f", y {y.dtype} {y.shape}")
+        raise CliError(
+            f"--calib {path}: x must be numbers and y one integer label per row of x (got {got})",
+            "save float inputs x and int64 labels y",
+        )
+    inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return inputs if y is None else (inputs, torch.from_numpy(y.astype(np.int64)))
+
+
+def fit_to_loss(args, model, example, out: Path) -> None:
+    """--max-loss: compressor.budget.loss_target.fit_max_loss finds the smallest file within the loss."""
+    loss_target = require("dcz.compressor.budget.loss_target", "--max-loss")
+    if not args.calib:
+        raise usage_error(
+            "--max-loss measures the loss on calibration data",
+            "add --calib DATA.npz (x: inputs, y: optional integer labels)",
+        )
+    result = loss_target.fit_max_loss(
+        model,
+        example,
+        args.max_loss,
+        calib=load_torch_calib(args.calib),
+        train_loader=train_loader(args, example),
+        finetune_epochs=args.epochs if args.epochs is not None else 1,
+        seed=args.seed or 0,
+        progress=lambda message: print(f"search: {message}", file=sys.stderr),
+    )
+    result.save(out)
+    print(result.to_text())
+    print()
+
+
 def fit_to_budget(args, model, example, out: Path) -> None:
     """--budget: compressor.budget.fit.fit_budget chooses per-layer sparsity and bits; prints its allocation."""
-    torch = require("torch", "--budget")
-    np = require("numpy", "--budget")
     budget = require("dcz.compressor.budget", "--budget")
     fit = require("dcz.compressor.budget.fit", "--budget")
-    calib = None
-    if args.calib:
-        calib = torch.from_numpy(
-            np.load(existing_file(args.calib, "--calib file"), allow_pickle=False).astype(np.float32)
-        )
+    calib = load_torch_calib(args.calib) if args.calib else None
     loader = train_loader(args, example)
     dense = sum(4 * t.numel() for t in model.state_dict().values() if t.is_floating_point())
     budget_bytes = resolve_budget(args.budget, dense)
@@ -583,8 +635,6 @@ def check_option_mix(args) -> None:
     if args.weights and args.model.endswith(".onnx"):
         raise usage_error("--weights is for PyTorch models; an .onnx file carries its weights", "drop --weights")
     quantizing = args.quantize not in (None, "kmeans")
-    if args.max_loss is not None and not args.model.endswith(".onnx"):
-        raise usage_error("--max-loss is for ONNX models in this version", "give --budget SIZE, or an .onnx model")
     if args.max_loss is not None and args.budget is not None:
         raise usage_error("--budget and --max-loss are two targets; give one", "drop one of them")
     if args.calib and args.budget is None and args.max_loss is None and not quantizing:

@@ -204,7 +204,8 @@ def run(args) -> int:
         print(f"what if (ESTIMATED file size; each layer at this sparsity and label width{note}):")
         print(grid_table(grid, budget))
         if allocation:
-            print("\nallocation chosen by 'dcz compress --budget' (from the file's metadata):")
+            target = "--max-loss" if allocation.get("max_loss") is not None else "--budget"
+            print(f"\nallocation chosen by 'dcz compress {target}' (from the file's metadata):")
             print(require("dcz.compressor.budget.report", "dcz report").render_text(allocation))
         if args.curve:
             print(f"\nwrote {args.curve}")
