@@ -40,6 +40,8 @@ class BudgetConfig(StrictConfig):
     finetune_lr      learning rate of that fine-tuning.
     distill          fine-tune against the dense model's soft targets instead of the labels.
     metric_points    with a metric function: candidates per layer whose damage is measured.
+    batchnorm        re-estimate BatchNorm statistics on the calibration inputs after the allocation
+                     (budget.batchnorm; no bytes; only with calibration data, never on the noise stand-in).
     seed             seeds torch: the noise stand-in for calibration data and the fine-tuning.
     """
 
@@ -51,6 +53,7 @@ class BudgetConfig(StrictConfig):
     distill: bool = False
     metric_points: int = METRIC_POINTS
     seed: int = 0
+    batchnorm: bool = True
     where: str = field(default="budget", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +69,7 @@ class BudgetConfig(StrictConfig):
         check_float(f"{w}.finetune_lr", self.finetune_lr, 0.0, low_open=True)
         check_bool(f"{w}.distill", self.distill)
         check_int(f"{w}.metric_points", self.metric_points, 2)
+        check_bool(f"{w}.batchnorm", self.batchnorm)
         check_int(f"{w}.seed", self.seed, 0)
 
     NESTED = {"candidates": CandidateGrid}

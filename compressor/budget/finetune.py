@@ -55,7 +55,7 @@ def _share(model: nn.Module, name: str, state: LayerState) -> None:
     parametrize.register_parametrization(
         module,
         "weight",
-        SharedWeight(torch.from_numpy(np.asarray(state.codebook, dtype=np.float32)), labels, mask, state.group_rows),
+        SharedWeight(torch.tensor(np.asarray(state.codebook, dtype=np.float32)), labels, mask, state.group_rows),
     )
     module.parametrizations["weight"].original.requires_grad_(False)  # superseded by the centroids
 

@@ -417,6 +417,7 @@ def fit_budget(
     budget = config.budget_bytes
     say = progress or (lambda message: None)
     torch.manual_seed(config.seed)
+    batchnorm_inputs = _calibration_inputs(calib) if config.batchnorm and calib is not None else None
     if problem is None:
         if calib is None:
             say(
@@ -481,10 +482,39 @@ def fit_budget(
         result.uniform_curve = _pareto(
             [(s.nbytes + overhead, s.damage) for s in uniform_settings(layers, grid.gap_bits)]
         )
+    if batchnorm_inputs is not None:
+        _reestimate_batchnorm(result, batchnorm_inputs, say)
     _evaluate_and_finetune(
         result, eval_fn, train_loader, config.finetune_epochs, config.finetune_lr, loss_fn, say, config.distill
     )
     return result
+
+
+def _calibration_inputs(calib) -> torch.Tensor:
+    from dcz.compressor.budget.fisher import _batches
+
+    return torch.cat([x for x, _ in _batches(calib)])
+
+
+def _reestimate_batchnorm(result: BudgetResult, x: torch.Tensor, say) -> None:
+    """BatchNorm statistics of the chosen (and uniform) model re-estimated on the calibration inputs
+    (budget.batchnorm); the file is written again to check it still fits (raw tensors hold them)."""
+    from dcz.compressor.budget.batchnorm import batchnorm_buffers, reestimate_batchnorm, restore_batchnorm
+
+    models = [m for m in (result.model, result.uniform_model) if m is not None]
+    saved = [batchnorm_buffers(m) for m in models]
+    if not any(reestimate_batchnorm(m, x) for m in models):
+        return
+    say("BatchNorm statistics re-estimated on the calibration data")
+    with tempfile.TemporaryDirectory(prefix="dcz-budget-") as workdir:
+        report = _write_file(
+            result.model, result.example_input, result.layers, os.path.join(workdir, "f.dcz"), result.metadata
+        )
+    if report.file_bytes > result.budget_bytes:  # new values may compress worse: keep the dense statistics
+        for model, buffers in zip(models, saved):
+            restore_batchnorm(model, buffers)
+        return
+    result.file_bytes = int(report.file_bytes)
 
 
 def _impossible_message(budget: int, smallest: Written, layers: list[LayerCandidates]) -> str:

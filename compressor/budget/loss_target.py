@@ -2,8 +2,9 @@
 
 `fit_max_loss(model, example_input, X, calib=(x, y))`, the PyTorch twin of `fit_onnx(..., max_loss=X)`:
 1. the dense model's outputs on the calibration data are the reference (compressor.onnx_damage.Damage):
-   with integer labels the loss is top-1 accuracy lost in percentage points, held to the loss plus one
-   standard error of the paired difference; without labels, the relative output error;
+   with integer labels the loss is top-1 accuracy lost in percentage points, held by the share of
+   samples the dense model gets right and ours wrong plus one standard error (Damage.bound: gains are
+   not credited); without labels, the relative output error;
 2. every layer's candidates are sized by real encoding (budget.candidates) and, on each layer's
    bytes / Fisher Pareto front, up to `points` are run on the calibration data with only that layer
    replaced: the measured sensitivity (mean KL with labels, error energy without) is the damage the
@@ -13,6 +14,8 @@
 4. with a train loader, fine-tuning the centroids after the allocation (masks and labels fixed, so
    the size does not move) buys back loss, so smaller targets are tried with fine-tuning
    (`TRAIN_STEPS` bisection steps, one fine-tune each) and the smallest that holds is kept;
+   BatchNorm statistics are re-estimated on the calibration inputs for every allocation measured
+   (budget.batchnorm: on the digit CNN with BatchNorm at 1/20 of its size, 11.6% -> 96.9% held out);
 5. the file is written, decoded by the runtime and run on the calibration data; if it misses, the
    search writes again with 10% more bytes.
 """
@@ -30,6 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from dcz.compressor.budget.batchnorm import (
+    batchnorm_buffers,
+    batchnorm_layers,
+    reestimate_batchnorm,
+    restore_batchnorm,
+)
 from dcz.compressor.budget.candidates import Candidate, CandidateGrid
 from dcz.compressor.budget.fit import (
     BudgetResult,
@@ -117,8 +126,9 @@ class _Probe:
 
 
 class _Search:
-    def __init__(self, problem, damage, x, say):
+    def __init__(self, problem, damage, x, say, batchnorm: bool):
         self.problem, self.damage, self.x, self.say = problem, damage, x, say
+        self.batchnorm = batchnorm  # re-estimate BatchNorm statistics on x for every allocation
         self.layers = problem.layers
         self.work = copy.deepcopy(problem.model).eval()
         self.params = dict(self.work.named_parameters())
@@ -139,6 +149,8 @@ class _Search:
             with torch.no_grad():
                 for layer, cand in zip(self.layers, choice):
                     self.params[layer.name].copy_(torch.from_numpy(self.weight(layer, cand)))
+            if self.batchnorm:
+                reestimate_batchnorm(self.work, self.x)
             self.bounds[key] = self.damage.bound(model_outputs(self.work, self.x))
             self.evaluations += 1
         return self.bounds[key]
@@ -150,7 +162,7 @@ class _Search:
             raise CompressError(
                 f"--max-loss {max_loss:g} is impossible: the smallest {self.damage.unit} reachable with the "
                 f"candidates is {self.bound(allocate(self.layers, high)):.4g}"
-                + (" (loss plus one standard error)" if self.damage.kind == "accuracy" else "")
+                + (" (samples broken plus one standard error)" if self.damage.kind == "accuracy" else "")
                 + "; raise --max-loss to at least that"
             )
         self.say("searching the byte target")
@@ -162,7 +174,10 @@ class _Search:
         choice = allocate(self.layers, target)
         plan = Plan(choice, [None] * len(choice))
         states = plan.states(self.layers)
-        return _Probe(choice, _bake(self.problem.model, states), states, self.bound(choice))
+        model = _bake(self.problem.model, states)
+        if self.batchnorm:
+            reestimate_batchnorm(model, self.x)
+        return _Probe(choice, model, states, self.bound(choice))
 
 
 def fit_max_loss(
@@ -181,17 +196,20 @@ def fit_max_loss(
     points: int = POINTS,
     train_steps: int = TRAIN_STEPS,
     seed: int = 0,
+    batchnorm: bool = True,
     metadata: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BudgetResult:
     """The smallest .dcz whose loss on `calib` stays within `max_loss` (see the module docstring).
 
     calib         a tensor x (loss = relative output error), or (x, y) with integer labels y (loss = pp of
-                  top-1 lost, plus one standard error), or an iterable of such batches. Required.
+                  top-1 lost; held: the share of samples broken plus one standard error), or an iterable of such batches. Required.
     train_loader  (x, y) batches: the centroids are fine-tuned for `finetune_epochs` after each allocation
                   tried below the post-training one; keep the calibration data out of it, or the loss
                   measured after fine-tuning is optimistic.
     eval_fn       eval_fn(model) -> accuracy, reported for the dense and the chosen model only.
+    batchnorm     re-estimate BatchNorm statistics on the calibration inputs for every allocation measured
+                  and in the file (budget.batchnorm; no bytes).
     The result's `loss` / `figures` are measured from the written file decoded by the runtime;
     `result.save(path)` writes it."""
     if not (isinstance(max_loss, (int, float)) and math.isfinite(max_loss) and max_loss >= 0):
@@ -214,31 +232,39 @@ def fit_max_loss(
         candidates,
         metric_points=points,
         loss_fn=loss_fn,
-        metric_fn=lambda m: -head.sensitivity(model_outputs(m, x[:rows])),
+        metric_fn=lambda m: -head.sensitivity(_outputs_after_batchnorm(m, x[:rows], batchnorm)),
         progress=progress,
     )
-    search = _Search(problem, damage, x, say)
+    search = _Search(problem, damage, x, say, bool(batchnorm and batchnorm_layers(model)))
     target = search.target(float(max_loss))
-    best = search.probe(target)
+    best = post = search.probe(target)
     if train_loader is not None and finetune_epochs:
         tuning = _Tuning(train_loader, finetune_epochs, finetune_lr, loss_fn, distill, seed, train_steps)
         best = _smaller_with_finetuning(search, best, target, float(max_loss), tuning)
-    calib_facts = {"rows": int(x.shape[0]), "metric": damage.kind}
+    calib_facts = {
+        "rows": int(x.shape[0]),
+        "metric": damage.kind,
+        "batchnorm_reestimated": len(batchnorm_layers(model)) if search.batchnorm else 0,
+    }
     meta = {
         **dict(metadata or {}),
         "compress.calib": calib_facts,
         "compress.calib.max_loss": float(max_loss),
         "compress.budget.curve": _thin(rate_curve(search.layers)),
     }
+    # The file is run by the runtime, not torch: a sample on the edge can flip. A fine-tuned
+    # allocation that misses falls back to the post-training one, then 10% more bytes at a time.
+    tries = [best] + ([post] if best is not post else [])
     with tempfile.TemporaryDirectory(prefix="dcz-max-loss-") as workdir:
-        for _ in range(MAX_WRITES):
+        for attempt in range(MAX_WRITES + len(tries) - 1):
+            best = tries[attempt] if attempt < len(tries) else search.probe(target)
             written, figures = _write_and_verify(model, example_input, search, best, meta, workdir)
             written_meta = {**meta, "compress.budget.allocation": _allocation_rows(search.layers, written.plan)}
             if figures["bound"] <= max_loss:
                 break
-            say(f"the written file missed ({figures['bound']:.3g} > {max_loss:g}): 10% more bytes")
-            target = int(target * 1.1) + 1
-            best = search.probe(target)
+            say(f"the written file missed ({figures['bound']:.3g} > {max_loss:g})")
+            if attempt + 1 >= len(tries):
+                target = int(target * 1.1) + 1
         else:
             raise CompressError(f"--max-loss {max_loss:g}: no written file met it after {MAX_WRITES} attempts")
         smallest_plan = Plan([layer.smallest() for layer in search.layers], [None] * len(search.layers))
@@ -255,6 +281,18 @@ def fit_max_loss(
         result.accuracy["dense"] = float(eval_fn(problem.model))
         result.accuracy["max_loss+finetune" if best.finetuned else "max_loss"] = float(eval_fn(best.model))
     return result
+
+
+def _outputs_after_batchnorm(model: torch.nn.Module, x: torch.Tensor, batchnorm: bool) -> list[np.ndarray]:
+    """Outputs with BatchNorm statistics re-estimated on x; the model's own statistics are put back."""
+    if not batchnorm or not batchnorm_layers(model):
+        return model_outputs(model, x)
+    saved = batchnorm_buffers(model)
+    try:
+        reestimate_batchnorm(model, x)
+        return model_outputs(model, x)
+    finally:
+        restore_batchnorm(model, saved)
 
 
 def _write_and_verify(model, example_input, search: _Search, best: _Probe, meta, workdir) -> tuple[Written, dict]:

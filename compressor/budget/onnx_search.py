@@ -89,7 +89,7 @@ class OnnxBudgetResult:
                 f"; uniform {self.uniform['setting']} at {self.uniform['file_bytes']:,} B: {self.uniform['loss']:.3g}"
             )
         if self.target == "max_loss" and self.metric == "accuracy":
-            unit += f" (with one standard error {self.figures.get('bound', self.loss):.3g})"
+            unit += f" (samples broken + one standard error {self.figures.get('bound', self.loss):.3g})"
         return (
             f"{target}: {self.file_bytes:,} B ({self.ratio:.1f}x smaller than {self.dense_bytes:,} B), "
             f"{self.loss:.3g} {unit} on the calibration data{extra}"
@@ -585,7 +585,7 @@ class _Search:
         raise CompressError(f"--max-loss {max_loss:g}: no written file met it after {MAX_WRITES} attempts")
 
     def _bound_note(self) -> str:
-        return " (loss plus one standard error)" if self.damage.kind == "accuracy" else ""
+        return " (samples broken plus one standard error)" if self.damage.kind == "accuracy" else ""
 
     def _result(self, target: str, data: bytes, choice, base, chose_uniform) -> OnnxBudgetResult:
         self.progress.stage("verifying the file")

@@ -157,7 +157,10 @@ def _summary(d: dict[str, Any]) -> list[str]:
         lines.append(f"file {d['file_bytes']} B (no budget given or recorded)")
     if isinstance(d.get("calib"), dict):  # recorded in the file by a calibrated search
         facts = d["calib"]
-        metric = {"accuracy": "top-1 accuracy lost (pp, + one standard error)", "relative": "relative output error"}
+        metric = {
+            "accuracy": "top-1 accuracy lost (pp; held: samples broken + 1 SE)",
+            "relative": "relative output error",
+        }
         line = f"searched on {facts.get('rows', '?')} calibration rows, loss = {metric.get(facts.get('metric'), facts.get('metric'))}"
         if facts.get("bias_corrected"):
             line += f"; {facts['bias_corrected']} biases corrected"
@@ -166,7 +169,7 @@ def _summary(d: dict[str, Any]) -> list[str]:
     if calib:
         line = f"measured on the calibration data from the written file: loss {calib['loss']:.4g}"
         if "accuracy" in calib:
-            line += f" pp top-1 (+1 SE: {calib['bound']:.4g}), accuracy {calib['accuracy']:.2f}% (dense {calib['dense_accuracy']:.2f}%)"
+            line += f" pp top-1 (broken + 1 SE: {calib['bound']:.4g}), accuracy {calib['accuracy']:.2f}% (dense {calib['dense_accuracy']:.2f}%)"
         elif "mean_cosine" in calib:
             line += f" relative output error, cosine min {calib['min_cosine']:.4f} / mean {calib['mean_cosine']:.4f}"
         lines.append(line + (" after fine-tuning" if d.get("finetuned") else ""))

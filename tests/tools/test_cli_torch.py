@@ -322,7 +322,7 @@ def test_compress_to_a_max_loss_and_report_it(capsys, project):
     _digits_npz(project / "digits.npz", n=300)
     code, out, err = cli(capsys, *TINYNET, "--calib", "digits.npz", "--max-loss", "2", "-o", "m.dcz")
     assert code == 0, err
-    assert "the smallest found within --max-loss 2" in out and "pp top-1 (+1 SE:" in out
+    assert "the smallest found within --max-loss 2" in out and "pp top-1 (broken + 1 SE:" in out
     code, out, _ = cli(capsys, "report", "m.dcz")
     assert code == 0 and "allocation chosen by 'dcz compress --max-loss'" in out and "--max-loss 2" in out
 

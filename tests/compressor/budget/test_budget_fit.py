@@ -296,3 +296,18 @@ def test_uniform_baseline_picked_by_measured_score(toy_problem):
     assert by_score.uniform.file_bytes <= dense // 20
     assert neg_mse(by_score.uniform_model) >= neg_mse(by_damage.uniform_model)
     assert neg_mse(by_score.model) > neg_mse(by_score.uniform_model)  # the solver still wins here
+
+
+def test_finetune_leaves_the_states_it_was_given_alone(toy_problem):
+    """The allocation's own codebooks are not trained in place (a search may still write them)."""
+    from dcz.compressor.budget.finetune import finetune_centroids
+    from dcz.compressor.budget.fit import Plan, _bake
+
+    model, x, problem = toy_problem
+    y = model(x).argmax(1).detach()
+    states = Plan([layer.find(0.5, 2) for layer in problem.layers], [None, None]).states(problem.layers)
+    books = {name: state.codebook.copy() for name, state in states.items()}
+    _, tuned = finetune_centroids(_bake(model, states), states, [(x, y)], epochs=2, lr=1e-2)
+    for name, state in states.items():
+        np.testing.assert_array_equal(state.codebook, books[name])
+        assert not np.array_equal(tuned[name].codebook, books[name])
