@@ -419,6 +419,7 @@ def fit_budget(
     torch.manual_seed(config.seed)
     batchnorm_inputs = _calibration_inputs(calib) if config.batchnorm and calib is not None else None
     if problem is None:
+        _refuse_before_measuring(model, example_input, budget, config.candidates or CandidateGrid(), metadata)
         if calib is None:
             say(
                 "no calibration data: weighing damage by the Fisher diagonal on Gaussian noise inputs "
@@ -515,6 +516,45 @@ def _reestimate_batchnorm(result: BudgetResult, x: torch.Tensor, say) -> None:
             restore_batchnorm(model, buffers)
         return
     result.file_bytes = int(report.file_bytes)
+
+
+CURVE_PLACEHOLDER = [10**12 - 1, -1.234e-100]  # more characters than any recorded curve point
+
+
+def _refuse_before_measuring(model, example_input, budget: int, grid: CandidateGrid, metadata) -> None:
+    """Refuse an impossible budget in seconds, before the Fisher pass and the candidate grid (minutes on
+    a large model): every layer at the grid's highest sparsity and fewest label bits, the file written
+    without the rate curve, is a lower bound of the smallest file; with the longest curve the file can
+    record, an upper bound, which is the budget to ask for."""
+    named = compressible_weights(model)
+    if not named:
+        return  # prepare_budget says so
+    corner = CandidateGrid((max(grid.sparsities),), (min(grid.label_bits),), grid.gap_bits, allow_raw=False)
+    layers = [
+        measure_layer(name, kind, w.detach().cpu().numpy(), np.ones(tuple(w.shape)), corner)
+        for name, (kind, w) in named.items()
+    ]
+    plan = _smallest_plan(layers)
+    with tempfile.TemporaryDirectory(prefix="dcz-budget-") as workdir:
+
+        def size(recorded: int, curve) -> int:
+            meta = {**(metadata or {}), **_budget_metadata(recorded, layers, plan, curve)}
+            return _write_plan(model, example_input, layers, plan, meta, workdir).file_bytes
+
+        lower = size(budget, [])
+        if budget >= lower:
+            return
+        upper = size(lower, [CURVE_PLACEHOLDER] * CURVE_POINTS_IN_FILE)
+        for _ in range(4):  # the file records the budget asked: ask for the size itself
+            again = size(upper, [CURVE_PLACEHOLDER] * CURVE_POINTS_IN_FILE)
+            if again <= upper:
+                break
+            upper = again
+    raise CompressError(
+        f"budget of {budget} bytes is impossible: with every layer at {max(grid.sparsities):.1%} sparsity and "
+        f"{min(grid.label_bits)}-bit labels the file is at least {lower} bytes (graph, header and raw tensors "
+        f"included; found before any measuring); raise the budget to at least {upper} bytes"
+    )
 
 
 def _impossible_message(budget: int, smallest: Written, layers: list[LayerCandidates]) -> str:

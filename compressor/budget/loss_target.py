@@ -46,10 +46,10 @@ from dcz.compressor.budget.fit import (
     Written,
     _bake,
     _result,
-    _thin,
     _write_plan,
     prepare_budget,
 )
+from dcz.compressor.budget.report import measured_curve
 from dcz.compressor.budget.solver import allocate, min_bytes, rate_curve, smallest_target
 from dcz.compressor.errors import CompressError
 
@@ -134,6 +134,7 @@ class _Search:
         self.params = dict(self.work.named_parameters())
         self.cache: dict[tuple, np.ndarray] = {}
         self.bounds: dict[tuple, float] = {}
+        self.points: list[tuple[int, float]] = []  # (tensor bytes, measured loss) of every allocation measured
         self.evaluations = 0
 
     def weight(self, layer, cand: Candidate) -> np.ndarray:
@@ -151,7 +152,9 @@ class _Search:
                     self.params[layer.name].copy_(torch.from_numpy(self.weight(layer, cand)))
             if self.batchnorm:
                 reestimate_batchnorm(self.work, self.x)
-            self.bounds[key] = self.damage.bound(model_outputs(self.work, self.x))
+            outputs = model_outputs(self.work, self.x)
+            self.bounds[key] = self.damage.bound(outputs)
+            self.points.append((sum(int(c.nbytes) for c in choice), self.damage.loss(outputs)))
             self.evaluations += 1
         return self.bounds[key]
 
@@ -250,7 +253,7 @@ def fit_max_loss(
         **dict(metadata or {}),
         "compress.calib": calib_facts,
         "compress.calib.max_loss": float(max_loss),
-        "compress.budget.curve": _thin(rate_curve(search.layers)),
+        "compress.budget.curve": measured_curve(search.points),
     }
     # The file is run by the runtime, not torch: a sample on the edge can flip. A fine-tuned
     # allocation that misses falls back to the post-training one, then 10% more bytes at a time.

@@ -439,6 +439,7 @@ class _Search:
     progress: _Progress
     evaluations: int = 0
     _losses: dict = field(default_factory=dict)
+    points: list = field(default_factory=list)  # (tensor bytes, measured loss) of every allocation measured
 
     def loss(self, choice: list[Candidate]) -> float:
         return self._measure(choice)[0]
@@ -453,6 +454,7 @@ class _Search:
             self.progress.stage("searching")
             outputs = self.runner.run(self.calib, self.weights.plan(self.layers, choice))
             self._losses[key] = (self.damage.loss(outputs), self.damage.bound(outputs))
+            self.points.append((sum(int(c.nbytes) for c in choice), self._losses[key][0]))
             self.evaluations += 1
             self.progress.step()
         return self._losses[key]
@@ -490,7 +492,7 @@ class _Search:
         choice, data, mine = self._measured_best(choice, data, budget, extra)
         base = self._uniform(budget, overhead, extra) if uniform else None
         chose_uniform = base is not None and base["loss"] < mine
-        final = base["data"] if chose_uniform else data
+        final = base["data"] if chose_uniform else self._with_curve(data, choice, extra, budget)
         result = self._result("budget", final, base["choice"] if chose_uniform else choice, base, chose_uniform)
         result.budget_bytes = budget
         return result
@@ -574,7 +576,7 @@ class _Search:
         )
         for _ in range(MAX_WRITES):
             choice = allocate(self.layers, high)
-            data = self.write(choice, extra={"compress.calib.max_loss": max_loss})
+            data = self.write(choice, extra={"compress.calib.max_loss": max_loss, **self.curve_meta()})
             self.progress.step()
             _, figures = _verify(data, self.calib, self.damage, self.runner.batch)
             if figures["bound"] <= max_loss:
@@ -583,6 +585,18 @@ class _Search:
                 return result
             high = int(high * 1.1) + 1  # the file missed (the search loss was measured in memory): more bytes
         raise CompressError(f"--max-loss {max_loss:g}: no written file met it after {MAX_WRITES} attempts")
+
+    def curve_meta(self) -> dict[str, Any]:
+        """The measured rate / loss points (tensor bytes, loss on the calibration data), Pareto front,
+        a few, for `dcz report FILE --curve` (budget.report.plot_rate_curve)."""
+        from dcz.compressor.budget.report import measured_curve
+
+        return {"compress.budget.curve": measured_curve(self.points)}
+
+    def _with_curve(self, data: bytes, choice, extra, budget: int) -> bytes:
+        """The file with its measured curve recorded, if that still fits the budget (it costs bytes)."""
+        curved = self.write(choice, extra={**extra, **self.curve_meta()})
+        return curved if len(curved) <= budget else data
 
     def _bound_note(self) -> str:
         return " (samples broken plus one standard error)" if self.damage.kind == "accuracy" else ""

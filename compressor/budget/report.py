@@ -117,6 +117,18 @@ def budget_report(
     return out
 
 
+def measured_curve(points: list[tuple[int, float]], keep: int = 12) -> list[list[float]]:
+    """The Pareto front (fewer bytes, less loss) of measured (tensor bytes, loss) points, `keep` of
+    them spread along it, rounded (they are written into the file's metadata)."""
+    front: list[tuple[int, float]] = []
+    for nbytes, loss in sorted(points, key=lambda p: (p[0], p[1])):
+        if not front or loss < front[-1][1]:  # not beaten by a smaller allocation
+            front.append((int(nbytes), float(loss)))
+    if len(front) > keep:
+        front = [front[int(i)] for i in np.unique(np.round(np.linspace(0, len(front) - 1, keep)).astype(int))]
+    return [[b, float(f"{loss:.4g}")] for b, loss in front]
+
+
 def _fmt_bits(value) -> str:
     return "-" if value is None else str(value)
 
@@ -206,6 +218,24 @@ def render_markdown(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _plot_allocation(ax, layers: list[dict]) -> None:
+    """Bytes per layer in the file (horizontal bars, model order), each labelled with its setting."""
+    names = [a["name"] for a in layers][::-1]
+    sizes = [a.get("actual_bytes") or a.get("predicted_bytes") or 0 for a in layers][::-1]
+    ax.barh(range(len(names)), sizes, color="C0")
+    for i, a in enumerate(layers[::-1]):
+        setting = "raw" if a.get("label_bits") is None else f"{a['label_bits']}b"
+        if a.get("sparsity"):
+            setting = f"{100 * a['sparsity']:.0f}% pruned, {setting}" + (
+                f", {a['gap_bits']}b gaps" if a.get("gap_bits") else ""
+            )
+        ax.text(sizes[i], i, " " + setting, va="center", fontsize=7)
+    ax.set_yticks(range(len(names)), [n[-28:] for n in names], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes in the file")
+    ax.set_title("allocation per layer")
+
+
 def plot_rate_curve(result, path, runs: list | None = None) -> None:
     """PNG: estimated damage vs file bytes (solver path, uniform settings, budget), and, when `runs`
     (a list of BudgetResult or their dicts at several budgets) carry accuracies, accuracy vs bytes."""
@@ -218,27 +248,43 @@ def plot_rate_curve(result, path, runs: list | None = None) -> None:
     d = result if isinstance(result, dict) else result.to_dict()
     runs_d = [r if isinstance(r, dict) else r.to_dict() for r in (runs or [])]
     with_acc = [r for r in runs_d if r.get("accuracy")]
-    fig, axes = plt.subplots(1, 2 if with_acc else 1, figsize=(11 if with_acc else 6, 4.2), squeeze=False)
+    with_layers = not with_acc and bool(d.get("layers"))
+    wide = with_acc or with_layers
+    fig, axes = plt.subplots(1, 2 if wide else 1, figsize=(11 if wide else 6, 4.2), squeeze=False)
     ax = axes[0][0]
+    # files of a calibrated search (ONNX, or --max-loss) record MEASURED losses on the calibration data
+    measured = isinstance(d.get("calib"), dict)
+    if measured:
+        unit = "pp top-1" if d["calib"].get("metric") == "accuracy" else "relative output error"
+        pts = [(b / 1024, y) for b, y in d.get("curve") or []]
+        if pts:
+            ax.plot(*zip(*pts), "o-", color="C0", ms=3, label="allocations measured (Pareto front)")
+        if d.get("max_loss") is not None:
+            ax.axhline(d["max_loss"], color="k", ls=":", lw=1, label="--max-loss (held on samples broken + 1 SE)")
+        ax.axvline(d["file_bytes"] / 1024, color="C3", lw=1.5, label="chosen (written file)")
     positive = lambda pts: [(b / 1024, y) for b, y in pts if y > 0]  # noqa: E731  (log axis: 0 = lossless)
-    if positive(d.get("curve") or []):
+    if not measured and positive(d.get("curve") or []):
         ax.plot(*zip(*positive(d["curve"])), "-", color="C0", label="solver (Lagrangian path)")
     if positive(d.get("uniform_curve") or []):
         ax.plot(*zip(*positive(d["uniform_curve"])), ".", color="C1", alpha=0.6, label="uniform settings")
     if d.get("budget_bytes"):
         ax.axvline(d["budget_bytes"] / 1024, color="k", ls="--", lw=1, label="budget")
-    if d.get("damage"):
+    if d.get("damage") and not measured:
         ax.plot([d["file_bytes"] / 1024], [d["damage"]], "o", color="C0", label="chosen (written)")
     if d.get("uniform") and d["uniform"].get("damage"):
         ax.plot(
             [d["uniform"]["file_bytes"] / 1024], [d["uniform"]["damage"]], "s", color="C1", label="uniform (written)"
         )
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_yscale("linear" if measured else "log")
     ax.set_xlabel("file size (KiB)")
-    ax.set_ylabel("estimated damage  sum F (w - w_hat)^2")
+    ax.set_ylabel(
+        f"measured loss on calibration data ({unit})" if measured else "estimated damage  sum F (w - w_hat)^2"
+    )
     ax.set_title("rate / damage")
     ax.legend(fontsize=8)
+    if with_layers:
+        _plot_allocation(axes[0][1], d["layers"])
     if with_acc:
         ax2 = axes[0][1]
         pts = sorted((r["file_bytes"], r) for r in with_acc)

@@ -311,3 +311,19 @@ def test_finetune_leaves_the_states_it_was_given_alone(toy_problem):
     for name, state in states.items():
         np.testing.assert_array_equal(state.codebook, books[name])
         assert not np.array_equal(tuned[name].codebook, books[name])
+
+
+def test_impossible_budget_is_refused_before_measuring(monkeypatch):
+    """No Fisher pass, no candidate grid: refused from the smallest corner of the grid; the size it
+    names is then reachable."""
+    import dcz.compressor.budget.fit as fit
+
+    model, x = _toy()
+    config = BudgetConfig(budget_bytes=500, candidates=GRID, uniform=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(fit, "prepare_budget", lambda *a, **k: pytest.fail("measured before refusing"))
+        with pytest.raises(CompressError, match="found before any measuring") as info:
+            fit_budget(model, x[:1], config, calib=x)
+    upper = int(str(info.value).rsplit("at least ", 1)[1].split()[0])
+    result = fit_budget(model, x[:1], BudgetConfig(budget_bytes=upper, candidates=GRID, uniform=False), calib=x)
+    assert result.file_bytes <= upper

@@ -290,3 +290,25 @@ def test_the_written_bias_keeps_the_dense_mean_output(model_path, correct):
         np.testing.assert_allclose((X @ w1.T + b1).mean(0), (X @ W1.T + B1).mean(0), atol=1e-4)
     else:
         np.testing.assert_array_equal(b1, B1)
+
+
+@pytest.mark.parametrize("target", [["--budget", "3KB"], ["--max-loss", "5"]])
+def test_report_of_a_searched_file_shows_its_choice_and_curve(model_path, tmp_path, capsys, target):
+    """`dcz report FILE --curve PNG` on an ONNX-searched file: target, calibration facts, allocation and
+    the measured rate / loss curve, all from the file's metadata."""
+    from dcz import formats
+    from dcz.cli import main
+
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=X, y=Y)
+    out, png = tmp_path / "tiny.dcz", tmp_path / "curve.png"
+    assert main(["compress", str(model_path), "--calib", str(calib), *target, "-o", str(out)]) == 0
+    capsys.readouterr()
+    with formats.open(out) as dcz:
+        curve = dcz.metadata["compress.budget.curve"]
+    assert len(curve) >= 2 and all(a[0] < b[0] and a[1] > b[1] for a, b in zip(curve, curve[1:]))  # Pareto
+    assert main(["report", str(out), "--curve", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert f"allocation chosen by 'dcz compress {target[0]}'" in text
+    assert "searched on 300 calibration rows" in text and "w1" in text
+    assert png.read_bytes()[:4] == b"\x89PNG"
