@@ -518,7 +518,14 @@ def _reestimate_batchnorm(result: BudgetResult, x: torch.Tensor, say) -> None:
     result.file_bytes = int(report.file_bytes)
 
 
-CURVE_PLACEHOLDER = [10**12 - 1, -1.234e-100]  # more characters than any recorded curve point
+def _curve_placeholder() -> list[list[float]]:
+    """A stand-in rate curve longer and less compressible (the header may be zlib'd) than any recorded one:
+    12-digit byte counts and 4-digit mantissas, all different."""
+    rng = np.random.default_rng(0)
+    return [
+        [int(rng.integers(10**11, 10**12)), float(f"-{rng.uniform(1, 9.999):.3f}e-{rng.integers(100, 300)}")]
+        for _ in range(CURVE_POINTS_IN_FILE)
+    ]
 
 
 def _refuse_before_measuring(model, example_input, budget: int, grid: CandidateGrid, metadata) -> None:
@@ -544,9 +551,9 @@ def _refuse_before_measuring(model, example_input, budget: int, grid: CandidateG
         lower = size(budget, [])
         if budget >= lower:
             return
-        upper = size(lower, [CURVE_PLACEHOLDER] * CURVE_POINTS_IN_FILE)
+        upper = size(lower, _curve_placeholder())
         for _ in range(4):  # the file records the budget asked: ask for the size itself
-            again = size(upper, [CURVE_PLACEHOLDER] * CURVE_POINTS_IN_FILE)
+            again = size(upper, _curve_placeholder())
             if again <= upper:
                 break
             upper = again
