@@ -140,7 +140,7 @@ class OnnxSearchConfig(StrictConfig):
 
 
 # BudgetConfig settings that only the PyTorch solver uses (fine-tuning, metric functions, torch's seed).
-_TORCH_ONLY = ("finetune_epochs", "finetune_lr", "distill", "metric_points", "seed")
+_TORCH_ONLY = ("finetune_epochs", "finetune_lr", "distill", "metric_points", "seed", "batchnorm")
 
 
 def as_onnx_search_config(budget: OnnxSearchConfig | BudgetConfig | Mapping[str, Any] | int) -> OnnxSearchConfig:
