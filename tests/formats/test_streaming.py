@@ -32,6 +32,29 @@ def test_same_bytes_as_dumps(tmp_path, seed):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.dcz"]
 
 
+@pytest.mark.parametrize("copy", ["kernel in small blocks", "kernel refuses", "no copy_file_range"])
+def test_body_copy_paths_give_the_same_bytes(tmp_path, monkeypatch, copy):
+    """The body goes behind the header by copy_file_range (here in 1000-byte blocks, each block's
+    writeback started), or by Python blocks when the kernel call fails or does not exist."""
+    from dcz.formats import streaming
+
+    monkeypatch.setattr(streaming, "WRITEBACK_BLOCK", 1000)
+    if copy == "kernel refuses":
+
+        def refuse(*args):
+            raise OSError(18, "cross-device")
+
+        monkeypatch.setattr(streaming.os, "copy_file_range", refuse, raising=False)
+    elif copy == "no copy_file_range":
+        monkeypatch.delattr(streaming.os, "copy_file_range", raising=False)
+    tensors = sample_tensors(3)
+    with StreamWriter(tmp_path / "a.dcz", graph_format="") as w:
+        for t in tensors:
+            w.add(t)
+    assert (tmp_path / "a.dcz").read_bytes() == formats.dumps(tensors, graph_format="")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.dcz"]
+
+
 def test_empty_file(tmp_path):
     with StreamWriter(tmp_path / "e.dcz") as w:
         pass
