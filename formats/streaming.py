@@ -46,7 +46,6 @@ from .writer import PRODUCER, front, stage_totals
 
 PACK_BLOCK = 1 << 20  # symbols packed at once: a multiple of 8, so every block ends on a whole byte
 COPY_BLOCK = 16 << 20
-WRITEBACK_BLOCK = 256 << 20  # bytes copied before their writeback is started
 
 
 def encode_shared_fixed(
@@ -130,34 +129,21 @@ def encode(tensor, huffman: bool = True, chunk_symbols: int | None = None):
 
 def _copy_file(src, dst, size: int) -> None:
     """Append `size` bytes of src (from its start) to dst: in the kernel (copy_file_range: no copy
-    through user space; a reflink where the filesystem shares extents), else by blocks. Each copied
-    block's writeback to disk starts at once (POSIX_FADV_DONTNEED starts it and drops the pages it
-    has written), so the fsync that follows waits for the last blocks, not for the whole file."""
+    through user space; a reflink where the filesystem shares extents), else by blocks."""
     copy_range = getattr(os, "copy_file_range", None)
     done = 0
     if copy_range is not None:
         try:
             while done < size:
-                at = dst.tell() if hasattr(dst, "tell") else None
-                n = copy_range(src.fileno(), dst.fileno(), min(size - done, WRITEBACK_BLOCK))
+                n = copy_range(src.fileno(), dst.fileno(), min(size - done, 1 << 30))
                 if n == 0:
                     break
                 done += n
-                _start_writeback(dst, at, n)
         except OSError:  # not supported between these files: copy what is left by blocks
             pass
     src.seek(done)
     dst.seek(0, os.SEEK_END)
     shutil.copyfileobj(src, dst, COPY_BLOCK)
-
-
-def _start_writeback(dst, at, length: int) -> None:
-    advise = getattr(os, "posix_fadvise", None)
-    if advise is not None and at is not None:
-        try:
-            advise(dst.fileno(), at, length, os.POSIX_FADV_DONTNEED)
-        except OSError:
-            pass
 
 
 class StreamWriter:

@@ -32,13 +32,12 @@ def test_same_bytes_as_dumps(tmp_path, seed):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.dcz"]
 
 
-@pytest.mark.parametrize("copy", ["kernel in small blocks", "kernel refuses", "no copy_file_range"])
+@pytest.mark.parametrize("copy", ["kernel", "kernel refuses", "no copy_file_range"])
 def test_body_copy_paths_give_the_same_bytes(tmp_path, monkeypatch, copy):
-    """The body goes behind the header by copy_file_range (here in 1000-byte blocks, each block's
-    writeback started), or by Python blocks when the kernel call fails or does not exist."""
+    """The body goes behind the header by copy_file_range, or by Python blocks when the kernel call
+    fails or does not exist."""
     from dcz.formats import streaming
 
-    monkeypatch.setattr(streaming, "WRITEBACK_BLOCK", 1000)
     if copy == "kernel refuses":
 
         def refuse(*args):
