@@ -477,14 +477,21 @@ def _metadata(
     metadata: Mapping[str, Any] | None,
     accuracies: Mapping[str, float] | None,
     metric: str,
+    lean: bool = False,
 ) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "source.framework": "torch",
-        "source.torch_version": torch.__version__.split("+")[0],
-        "source.model_class": type(model).__name__,
-        "source.exporter": f"torch.onnx.export (TorchScript), opset {OPSET}",
-        **plan_metadata(plan),
-    }
+    # provenance and the parameter -> tensor map document the file; a lean file (a ~10 KB model whose
+    # header is several % of it) leaves them out: nothing that loads or runs the file reads them
+    meta: dict[str, Any] = (
+        {}
+        if lean
+        else {
+            "source.framework": "torch",
+            "source.torch_version": torch.__version__.split("+")[0],
+            "source.model_class": type(model).__name__,
+            "source.exporter": f"torch.onnx.export (TorchScript), opset {OPSET}",
+            **plan_metadata(plan),
+        }
+    )
     if accuracies:
         meta[ACCURACY_KEY] = {str(stage): float(value) for stage, value in accuracies.items()}
         meta[METRIC_KEY] = metric
@@ -581,6 +588,7 @@ def export_dcz(
     kept_raw: Mapping[str, str] | None = None,
     compact_header: bool | None = None,
     compact_graph: bool = False,
+    lean_metadata: bool = False,
 ):
     """Write `model` with its compressed `layers` (param name -> LayerState) to a `.dcz` at `path`.
 
@@ -590,13 +598,14 @@ def export_dcz(
     in stage order) is recorded as `compress.accuracy` for the report; `kept_raw` (parameter name
     -> reason) names the weights the compressor chose not to compress. `compact_header` writes the
     header zlib-compressed (format 1.2; None: when that saves >= 1% of the file); `compact_graph` stores
-    onnx_graph.compacted_graph's smaller equivalent graph (any reader). The file is never larger than
+    onnx_graph.compacted_graph's smaller equivalent graph (any reader); `lean_metadata` leaves out the
+    provenance (`source.*`) and `compress.layers` / `kept_raw` (what `metadata` gives is kept). The file is never larger than
     the model's float ONNX export (compressor/never_larger.py). The write is atomic. Returns the file's
     `formats.SizeReport`.
     """
     try:
         graph, plan = export_graph(model, example_input, layers, raw_small, kept_raw)
-        meta = {**_metadata(model, plan, metadata, accuracies, metric), **linear_metadata(layers, plan)}
+        meta = {**_metadata(model, plan, metadata, accuracies, metric, lean_metadata), **linear_metadata(layers, plan)}
 
         def dumps(graph_model: onnx.ModelProto, compact: bool | None) -> tuple:
             data = formats.dumps(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from dcz.compressor.config import CompressConfig
 from dcz.compressor.errors import CompressError
+from dcz.compressor.report import ACCURACY_KEY
 from dcz.compressor.state import LayerState, safe_metadata
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,26 +77,31 @@ class Compressed:
         compact_graph: bool = False,
         calib=None,
         calib_method: str = "minmax",
+        lean_metadata: bool = False,
     ):
         """Write the `.dcz` (atomic) through compressor.export; returns its formats.SizeReport.
         compact_header: the header zlib-compressed (format 1.2; ~1.3 KB less, for very small models); None: when
         that saves >= 1% of the file.
         compact_graph: default attributes, node names and long value names left out of the graph (no format change).
         calib: sample inputs (array, tensor, .npz path or {input: array}): static int8 activation scales
-        measured on the exported graph by `calib_method` (compressor.qdq), so linear grids run int8 kernels."""
+        measured on the exported graph by `calib_method` (compressor.qdq), so linear grids run int8 kernels.
+        lean_metadata: record only the accuracy per stage and what running the file needs, not the config,
+        provenance and per-layer notes (~330 B less after zlib; for ~10 KB files such as the LeNet frontier)."""
         from dcz.compressor.export import export_dcz  # torch.onnx + onnx: loaded only when saving
 
         extra = {} if calib is None else self._activation_scales(calib, calib_method)
+        own = {ACCURACY_KEY: dict(self.accuracy)} if lean_metadata else self.metadata()
         return export_dcz(
             self.model,
             self.example_input,
             self.layers,
             path,
-            metadata={**self.metadata(), **extra, **dict(metadata or {})},
+            metadata={**own, **extra, **dict(metadata or {})},
             huffman=huffman,
             compact_header=compact_header,
             kept_raw=self.skipped,  # what the config kept raw stays raw; only unknown layer types are shared
             compact_graph=compact_graph,
+            lean_metadata=lean_metadata,
         )
 
 

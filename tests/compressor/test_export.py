@@ -444,3 +444,17 @@ def test_attribute_that_differs_from_its_default_is_kept():
     )
     small = compacted_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     assert {a.name: helper.get_attribute_value(a) for a in small.graph.node[0].attribute} == {"alpha": 2.0, "transB": 1}
+
+
+def test_lean_metadata_keeps_what_is_given_and_what_runs_the_file(net, tmp_path):
+    model, states = net
+    full, lean = tmp_path / "full.dcz", tmp_path / "lean.dcz"
+    export_dcz(model, EXAMPLE, states, full, accuracies={"dense": 0.9})
+    export_dcz(model, EXAMPLE, states, lean, {"user.note": "x"}, accuracies={"dense": 0.9}, lean_metadata=True)
+    assert lean.stat().st_size < full.stat().st_size
+    with formats.open(full) as f, formats.open(lean) as g:
+        assert "source.framework" in f.metadata and "compress.layers" in f.metadata
+        assert not any(k.startswith("source.") or k == "compress.layers" for k in g.metadata)
+        assert g.metadata["user.note"] == "x" and g.metadata["compress.accuracy"] == {"dense": 0.9}
+        for name in f.names:
+            np.testing.assert_array_equal(g.tensor(name), f.tensor(name))

