@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from dcz.compressor import CompressConfig, compress
 from dcz.compressor.finetune import accuracy, finetune
 from dcz.demo import frontier
-from dcz.demo.augment import AffineBatches, Moves
+from dcz.demo.augment import AffineBatches, Moves, SeededBatches
 from dcz.demo.datasets import load_mnist_5k, load_mnist_idx
 from dcz.demo.models import lenet5, lenet_300_100
 
@@ -117,23 +117,14 @@ FRONTIER_AUGMENT = {"lenet300": frontier.AUGMENT.get("lenet-300-100"), "lenet5":
 FRONTIER_SAVE = frontier.SAVE
 
 
-class ShiftedBatches:
+class ShiftedBatches(SeededBatches):
     """Shuffled mini-batches with each digit shifted by up to `shift` pixels (seeded, reproducible)."""
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, shift: int, seed: int):
-        self.inputs, self.targets, self.batch_size, self.shift = inputs, targets, batch_size, shift
-        self.generator = torch.Generator().manual_seed(seed)
+        super().__init__(inputs, targets, batch_size, seed)
+        self.shift = shift
 
-    def __len__(self) -> int:
-        return (len(self.inputs) + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self):
-        order = torch.randperm(len(self.inputs), generator=self.generator)
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            yield self._shifted(self.inputs[index]), self.targets[index]
-
-    def _shifted(self, batch: torch.Tensor) -> torch.Tensor:
+    def _moved(self, batch: torch.Tensor) -> torch.Tensor:
         if self.shift == 0:
             return batch
         s, n, side = self.shift, batch.shape[0], batch.shape[-1]

@@ -43,11 +43,12 @@ class Moves:
         return cls(**values)
 
 
-class AffineBatches:
-    """Shuffled mini-batches of (N, 1, H, W) images, each moved by a random rotation / scale / shift."""
+class SeededBatches:
+    """Shuffled mini-batches of (N, 1, H, W) images, each moved by `_moved`; one generator draws the order
+    and every move, so the same seed gives the same batches. Subclasses say how an image moves."""
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, moves: Moves, seed: int):
-        self.inputs, self.targets, self.batch_size, self.moves = inputs, targets, batch_size, moves
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, seed: int):
+        self.inputs, self.targets, self.batch_size = inputs, targets, batch_size
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -58,6 +59,17 @@ class AffineBatches:
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield self._moved(self.inputs[index]), self.targets[index]
+
+    def _moved(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class AffineBatches(SeededBatches):
+    """Mini-batches with each image moved by a random rotation / scale / shift."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, moves: Moves, seed: int):
+        super().__init__(inputs, targets, batch_size, seed)
+        self.moves = moves
 
     def _uniform(self, n: int, limit: float) -> torch.Tensor:
         return (torch.rand(n, generator=self.generator, dtype=torch.float64) * 2 - 1) * limit
