@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from native_paths import compiled_and_fallback
 
 from dcz.compressor import kmeans, kmeans_native, palettize
 from dcz.compressor.checkpoint_read import bf16_to_f32
@@ -29,15 +30,6 @@ def test_compiled_kmeans_is_built_where_required():
 def test_dcz_native_0_selects_numpy(monkeypatch):
     monkeypatch.setenv("DCZ_NATIVE", "0")
     assert kmeans_native.core() is None and kmeans_native.describe().startswith("numpy (")
-
-
-def _both(monkeypatch, fn):
-    monkeypatch.delenv("DCZ_NATIVE", raising=False)
-    compiled = fn()
-    monkeypatch.setenv("DCZ_NATIVE", "0")
-    fallback = fn()
-    monkeypatch.delenv("DCZ_NATIVE", raising=False)
-    return compiled, fallback
 
 
 @st.composite
@@ -86,7 +78,7 @@ def test_assign_identical_to_numpy(monkeypatch, k):
     values = rng.standard_normal(50_000).astype(np.float32)
     centroids = np.sort(rng.choice(values, k, replace=False)).astype(np.float64)
     values[:k] = ((centroids[:-1] + centroids[1:]) / 2).astype(np.float32).tolist() + [0.0]  # near-ties
-    compiled, fallback = _both(monkeypatch, lambda: kmeans.assign(values, centroids))
+    compiled, fallback = compiled_and_fallback(monkeypatch, lambda: kmeans.assign(values, centroids))
     assert compiled.dtype == fallback.dtype and np.array_equal(compiled, fallback)
     expected = np.searchsorted((centroids[:-1] + centroids[1:]) / 2, values.astype(np.float64), side="left")
     assert np.array_equal(compiled, expected)
@@ -106,7 +98,7 @@ def test_palettize_identical_with_any_pool_and_path(monkeypatch, shape, bits, gr
         labels, book = palettize.palettize(bf16, bits, group_rows, sensitivity, bf16_to_f32, exclude, pool=pool)
         return labels.tobytes() + book.tobytes()
 
-    compiled, fallback = _both(monkeypatch, run)
+    compiled, fallback = compiled_and_fallback(monkeypatch, run)
     with ThreadPoolExecutor(3) as pool:
         threaded = run(pool)
     assert compiled == fallback == threaded

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from native_paths import compiled_and_fallback
 
 from dcz import formats
 from dcz.formats import codec, native
@@ -42,15 +43,6 @@ def _decode(stream: bytes) -> np.ndarray:
     return codec.decode_stream(Cursor(memoryview(stream), 0, len(stream), "stream"))
 
 
-def _both(monkeypatch, fn):
-    monkeypatch.delenv("DCZ_NATIVE", raising=False)
-    compiled = fn()
-    monkeypatch.setenv("DCZ_NATIVE", "0")
-    fallback = fn()
-    monkeypatch.delenv("DCZ_NATIVE", raising=False)
-    return compiled, fallback
-
-
 @needs_core
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_golden_files_decode_identically(path, monkeypatch):
@@ -58,7 +50,7 @@ def test_golden_files_decode_identically(path, monkeypatch):
         with formats.open(path) as f:
             return f.tensors()
 
-    compiled, fallback = _both(monkeypatch, decode)
+    compiled, fallback = compiled_and_fallback(monkeypatch, decode)
     for name in fallback:
         assert compiled[name].dtype == fallback[name].dtype
         assert compiled[name].tobytes() == fallback[name].tobytes(), name
@@ -115,7 +107,7 @@ def test_damaged_streams_give_the_same_outcome_on_both_paths(chunk, monkeypatch)
         stream = bytearray(good)
         at = int(rng.integers(16, len(stream)))
         stream[at] ^= int(rng.integers(1, 256))
-        compiled, fallback = _both(monkeypatch, lambda s=bytes(stream): _outcome(s))
+        compiled, fallback = compiled_and_fallback(monkeypatch, lambda s=bytes(stream): _outcome(s))
         assert compiled == fallback, f"trial {trial}: byte {at}"
         refused += compiled == "FormatError"
     assert refused > 50  # the property is not vacuous
@@ -132,6 +124,16 @@ def test_one_symbol_table_rejects_the_unused_code(monkeypatch):
         _decode(bytes(stream))
 
 
+def _damaged_payloads_agree(good: bytes, payload_bytes: int, rng, monkeypatch) -> None:
+    """40 copies of `good`, each with one payload byte flipped: the same symbols or the same error on both paths."""
+    for trial in range(40):
+        stream = bytearray(good)
+        at = int(rng.integers(len(good) - payload_bytes, len(stream)))
+        stream[at] ^= int(rng.integers(1, 256))
+        compiled, fallback = compiled_and_fallback(monkeypatch, lambda s=bytes(stream): _outcome(s))
+        assert compiled == fallback, f"trial {trial}: byte {at}"
+
+
 @needs_core
 @pytest.mark.parametrize(("base", "n", "longest"), [(1.6, 60, 12), (2.0, 20, 13), (2.0, 30, 14)])
 def test_long_fast_codes_decode_identically_when_damaged(base, n, longest, monkeypatch):
@@ -145,13 +147,7 @@ def test_long_fast_codes_decode_identically_when_damaged(base, n, longest, monke
     info = codec.read_stream_header(Cursor(memoryview(good), 0, len(good), "stream")).info
     assert (info.coding_name, info.code_lengths) == ("huffman-chunked", longest)
     assert np.array_equal(_decode(good), symbols)
-    rng = np.random.default_rng(longest)
-    for trial in range(40):
-        stream = bytearray(good)
-        at = int(rng.integers(len(good) - info.payload_bytes, len(stream)))
-        stream[at] ^= int(rng.integers(1, 256))
-        compiled, fallback = _both(monkeypatch, lambda s=bytes(stream): _outcome(s))
-        assert compiled == fallback, f"trial {trial}: byte {at}"
+    _damaged_payloads_agree(good, info.payload_bytes, np.random.default_rng(longest), monkeypatch)
 
 
 @needs_core
@@ -166,13 +162,7 @@ def test_long_plain_streams_decode_identically_when_damaged(base, n, scale, monk
     info = codec.read_stream_header(Cursor(memoryview(good), 0, len(good), "stream")).info
     assert info.coding_name == "huffman" and info.code_lengths <= 14 and symbols.size >= 4 << info.code_lengths
     assert np.array_equal(_decode(good), symbols)
-    rng = np.random.default_rng(n)
-    for trial in range(40):
-        stream = bytearray(good)
-        at = int(rng.integers(len(good) - info.payload_bytes, len(stream)))
-        stream[at] ^= int(rng.integers(1, 256))
-        compiled, fallback = _both(monkeypatch, lambda s=bytes(stream): _outcome(s))
-        assert compiled == fallback, f"trial {trial}: byte {at}"
+    _damaged_payloads_agree(good, info.payload_bytes, np.random.default_rng(n), monkeypatch)
 
 
 @needs_core
