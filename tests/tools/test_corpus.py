@@ -1,23 +1,28 @@
-"""Real ONNX models nobody here made, compressed with the defaults (tools/bench/corpus.py, minilm.py).
+"""Real ONNX models nobody here made, compressed with the defaults (tools/bench/corpus.py, corpus_more.py,
+minilm.py).
 
 Each model: compresses with no setting, loads from its .dcz in ONNX Runtime, gives outputs within
 the stated tolerance of the dense model on realistic fixed inputs (a scanned page for the OCR
-models, 54 sentences for all-MiniLM-L6-v2), is at least MIN_RATIO smaller (the whole file against the .onnx), stores no tensor larger
-than raw; the NumPy backend runs it and agrees with ONNX Runtime. The packages come from the
-dev extras; a missing one skips its models. Compressed files are made once per session.
+models, bytes of real files for magika, photos for nudenet, 54 sentences for all-MiniLM-L6-v2), is at
+least MIN_RATIO smaller (the whole file against the .onnx), stores no tensor larger than raw; the NumPy
+backend runs it and agrees with ONNX Runtime, or refuses it at load naming an op of the graph. The
+packages come from the dev extras; a missing one skips its models. Compressed files are made once per
+session.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
+import onnx
 import pytest
 
 from dcz import runtime
 from dcz.compressor.onnx_in import compress_onnx
 from tools.bench import minilm
-from tools.bench.corpus import CorpusModel, ocr_models, run_onnx
+from tools.bench.corpus import CorpusModel, foreign_models, run_onnx
 
 pytest.importorskip("skimage")
 
@@ -27,12 +32,16 @@ TOLERANCE = {
     "rec": lambda f: f["same_text"] == 1.0,  # every decoded line identical
     "cls": lambda f: f["same_class"] == 1.0 and f["max_prob_change"] <= 0.1,
     "text": lambda f: f["min_cosine"] >= 0.995,  # every sentence embedding
+    "filetype": lambda f: f["same_type"] == 1.0 and f["max_prob_change"] <= 0.05,  # magika: every file's type
+    # nudenet: the detections its post-processing keeps (class per box), boxes in place; its class scores
+    # move up to ~0.11 under the defaults (measured, docs/benchmarks/models.md)
+    "yolo": lambda f: f["same_detections"] == 1.0 and f["min_box_iou"] >= 0.9 and f["max_score_change"] <= 0.2,
 }
-MIN_RATIO = {"det": 3.0, "rec": 3.0, "cls": 3.0, "text": 3.5}
+MIN_RATIO = {"det": 3.0, "rec": 3.0, "cls": 3.0, "text": 3.5, "filetype": 3.0, "yolo": 3.0}
 
 
 def corpus() -> list[CorpusModel]:
-    models = ocr_models()
+    models = foreign_models()
     if minilm.model_folder() is not None:
         models.append(CorpusModel("all-MiniLM-L6-v2", None, "text"))
     return models
@@ -90,10 +99,17 @@ def test_defaults_keep_outputs_and_compress(model, compressed):
 @pytest.mark.skipif(not MODELS, reason="no corpus package installed")
 @pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
 def test_numpy_backend_runs_it_like_ort(model, compressed):
-    """Every corpus model runs in the NumPy backend (ops_models.py); a model with an op it lacks
-    would be refused at load naming the op (tests/runtime/test_numpy_ops.py)."""
-    _, out = compressed(model)
-    loaded = runtime.load(out, backend="numpy")
+    """The NumPy backend runs the corpus model like ONNX Runtime (ops_models.py), or refuses it at load
+    with one error naming an op of the graph it does not implement (magika: Max, nudenet: Split)."""
+    source, out = compressed(model)
+    try:
+        loaded = runtime.load(out, backend="numpy")
+    except runtime.DczRuntimeError as error:
+        named = re.search(r"\bop (\w+)|\((\w+)\)", str(error))
+        assert named, str(error)
+        ops = {n.op_type for n in onnx.load(str(source), load_external_data=False).graph.node}
+        assert (named.group(1) or named.group(2)) in ops, str(error)
+        return
     inputs, fidelity = inputs_and_check(model, small=True)
     with loaded, runtime.load(out, threads=1) as ort_model:
         expected = ort_model.run(feeds(ort_model, inputs))

@@ -72,7 +72,7 @@ def models(workdir: Path) -> list[tuple[str, str, str]]:
     """(name, kind, onnx path) of every corpus model installed; MiniLM is exported once here."""
     from tools.bench import corpus, minilm
 
-    found = [(m.name, m.kind, str(m.path)) for m in corpus.ocr_models()]
+    found = [(m.name, m.kind, str(m.path)) for m in corpus.foreign_models()]
     if minilm.model_folder() is not None:
         found.append(("all-MiniLM-L6-v2", "text", str(minilm.export_onnx(workdir / "minilm.onnx"))))
     return found

@@ -1,7 +1,8 @@
 """Real ONNX models that this project did not make, with realistic fixed inputs and fidelity measures.
 
 The models ship inside PyPI packages (rapidocr, rapidocr-onnxruntime): PP-OCR text detection,
-recognition and direction classification, two generations each. Inputs come from scikit-image's
+recognition and direction classification, two generations each; tools/bench/corpus_more.py adds
+models of other families (magika, nudenet). Inputs come from scikit-image's
 scanned page (`skimage.data.page()`), preprocessed as rapidocr does (det: ImageNet mean/std;
 rec/cls: (x/255 - 0.5) / 0.5 at height 48). Used by tests/tools/test_corpus.py and
 tools/bench/bench_corpus.py.
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from tools.bench import corpus_more
 
 # (package, file inside the package's models/ folder, kind); the two packages ship the same
 # classifier (identical bytes), so it is listed once.
@@ -35,7 +38,7 @@ _LINES = ((6, 40), (44, 68), (62, 86), (80, 106))
 class CorpusModel:
     name: str
     path: Path
-    kind: str  # det, rec, cls, text (sentence embeddings)
+    kind: str  # det, rec, cls, text (sentence embeddings), filetype, yolo (corpus_more)
 
     def inputs(self, small: bool = False) -> list[np.ndarray]:
         return INPUTS[self.kind](small)
@@ -59,6 +62,11 @@ def ocr_models() -> list[CorpusModel]:
         if folder is not None and (folder / "models" / file).is_file():
             found.append(CorpusModel(Path(file).stem, folder / "models" / file, kind))
     return found
+
+
+def foreign_models() -> list[CorpusModel]:
+    """Every installed corpus model: the OCR models, then the others of tools/bench/corpus_more.py."""
+    return ocr_models() + [CorpusModel(name, path, kind) for name, path, kind in corpus_more.installed()]
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -157,6 +165,8 @@ def cls_fidelity(reference, outputs) -> dict[str, float]:
 
 
 FIDELITY: dict[str, Callable] = {"det": det_fidelity, "rec": rec_fidelity, "cls": cls_fidelity}
+INPUTS.update(corpus_more.INPUTS)
+FIDELITY.update(corpus_more.FIDELITY)
 
 
 def run_onnx(path_or_bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
