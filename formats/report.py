@@ -130,14 +130,22 @@ class SizeReport:
 
     def _footer(self) -> list[str]:
         tot = self.totals()
-        ratio = tot["dense_bytes"] / self.file_bytes if self.file_bytes else 0.0
         return [
             f"dense fp32: {tot['dense_bytes']:,} B; P: {tot['pruned_bytes']:,} B; P+Q: {tot['quantized_bytes']:,} B; "
             f"P+Q+H (tensor bytes in file): {tot['huffman_bytes']:,} B",
             f"header {self.header_bytes:,} B + graph {self.graph_bytes:,} B + padding {self.padding_bytes:,} B + "
-            f"tensors {tot['huffman_bytes']:,} B = file {self.file_bytes:,} B "
-            f"({ratio:.1f}x smaller than dense fp32 weights)",
+            f"tensors {tot['huffman_bytes']:,} B = file {self.file_bytes:,} B ({self._ratio_text(tot['dense_bytes'])})",
         ]
+
+    def _ratio_text(self, dense_bytes: int) -> str:
+        """The file against the float32 weights it stores apart; none stored apart (the never-larger fallback
+        keeps every weight inline in the graph) has no such ratio."""
+        if not dense_bytes or not self.file_bytes:
+            return "no tensors stored apart: every weight is inline in the graph"
+        ratio = dense_bytes / self.file_bytes
+        if ratio >= 1:
+            return f"{ratio:.1f}x smaller than dense fp32 weights"
+        return f"{1 / ratio:.1f}x larger than its dense fp32 weights: header and graph outweigh them"
 
     def to_markdown(self) -> str:
         lines = ["| " + " | ".join(self._HEAD) + " |", "|" + "---|" * len(self._HEAD)]

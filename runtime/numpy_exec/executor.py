@@ -41,10 +41,11 @@ class Step:
     op_type: str
 
 
-def _attribute(attr: onnx.AttributeProto):
+def _attribute(attr: onnx.AttributeProto, node: onnx.NodeProto, label: str):
     if attr.type == AttributeProto.GRAPH or attr.type == AttributeProto.GRAPHS:
         raise DczRuntimeError(
-            f"attribute {attr.name!r} holds a subgraph; control flow is not supported by the NumPy backend"
+            f"node {label!r} ({node.op_type}): attribute {attr.name!r} holds a subgraph; control flow "
+            "(If / Loop / Scan) is not supported by the NumPy backend, ONNX Runtime runs it"
         )
     value = helper.get_attribute_value(attr)
     if isinstance(value, bytes):
@@ -150,7 +151,7 @@ class NumpyExecutor:
     def _compile(self, index: int, node: onnx.NodeProto, sparse: Mapping[str, CsrRows]) -> Step:
         label = node.name or f"{node.op_type}_{index}"
         ctx = OpContext(self._opset, label, node.op_type)
-        attrs = {a.name: _attribute(a) for a in node.attribute}
+        attrs = {a.name: _attribute(a, node, label) for a in node.attribute}
         sparse_step = self._sparse_step(node, attrs, sparse, ctx)
         if sparse_step is not None:
             return sparse_step

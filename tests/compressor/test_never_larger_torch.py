@@ -10,6 +10,7 @@ state_dict) and the same ONNX file given to `dcz compress`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 
@@ -34,6 +35,15 @@ def onnx_bytes(model, x) -> bytes:
     buffer = io.BytesIO()
     torch.onnx.export(model, (x,), buffer, dynamo=False)
     return buffer.getvalue()
+
+
+def info_text(path) -> str:
+    from dcz.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["info", str(path)]) == 0
+    return out.getvalue()
 
 
 def tiny_net():
@@ -69,6 +79,7 @@ def test_dense_model_is_kept_whole_when_no_dcz_is_smaller(tmp_path):
         assert os.path.getsize(path) < len(dense)
         stored = formats.open(path)
         assert stored.names == [] and set(stored.metadata["compress.kept_raw"].values()) == {INLINE_REASON}
+        assert "no tensors stored apart: every weight is inline in the graph" in info_text(path)
         for backend in ("ort", "numpy"):
             loaded = runtime.load(path, backend=backend)
             np.testing.assert_allclose(loaded.run({loaded.input_names[0]: x.numpy()})[0], expected, atol=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+from onnx import helper
 from rt_onnx_builders import OPSET, single_op
 
 from dcz.runtime import DczRuntimeError
@@ -156,6 +157,16 @@ def test_unknown_op_is_named_with_supported_list():
     with pytest.raises(DczRuntimeError, match="Einsum") as info:
         NumpyExecutor(model, {})
     assert "Conv" in str(info.value) and "Gemm" in str(info.value)
+
+
+def test_control_flow_is_refused_naming_the_node_and_op():
+    branch = helper.make_graph(
+        [helper.make_node("Identity", ["in1"], ["b"])], "branch", [], [helper.make_tensor_value_info("b", 1, None)]
+    )
+    model = single_op("If", [np.array(True), rand(2)], then_branch=branch, else_branch=branch)
+    del model.graph.node[0].input[1:]  # If takes the condition only; the branches read in1 from outside
+    with pytest.raises(DczRuntimeError, match=r"node 'If_0' \(If\): attribute '(then|else)_branch' holds a subgraph"):
+        NumpyExecutor(model, {})
 
 
 def test_required_ops_are_registered():
