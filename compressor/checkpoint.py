@@ -36,7 +36,15 @@ from pathlib import Path
 import numpy as np
 
 from dcz.formats import Raw, Shared
-from dcz.formats.streaming import StreamWriter, encode, encode_shared_fixed, encode_sparse_flat
+from dcz.formats.streaming import (
+    StreamWriter,
+    body_start,
+    encode,
+    encode_shared_fixed,
+    encode_sparse_flat,
+    planned_raw,
+    planned_shared_fixed,
+)
 
 from . import checkpoint_read as cr
 from .errors import CompressError
@@ -111,8 +119,7 @@ def compress_tensor(
     rows = int(arr.shape[0])
     cols = arr.size // rows
     bits = settings.bits_of(ref.name)
-    group_rows = settings.group_rows or default_group_rows(rows, cols, bits)
-    group_rows = min(group_rows, rows)
+    group_rows = _group_rows(rows, cols, bits, settings)
     to_f32 = None if ref.dtype != "bfloat16" else cr.bf16_to_f32 if scratch is None else scratch.bf16_to_f32
     matrix = arr.reshape(rows, cols)
     threshold = outlier_threshold(matrix, settings.outliers, to_f32) if settings.outliers else None
@@ -127,7 +134,7 @@ def compress_tensor(
         ):
             break
         bits += 2 if bits < 6 else 8 - bits
-        group_rows = settings.group_rows or min(default_group_rows(rows, cols, bits), rows)
+        group_rows = _group_rows(rows, cols, bits, settings)
     if moment is not None:
         book = refit_codebooks(matrix, labels, book, group_rows, moment, threshold, to_f32)
     if settings.huffman:
@@ -138,6 +145,29 @@ def compress_tensor(
         flat, values = outliers_above(matrix, threshold, to_f32)
         out.append(encode_sparse_flat(ref.name + OUTLIER_SUFFIX, ref.shape, flat, values, OUTLIER_GAP_BITS))
     return out
+
+
+def _group_rows(rows: int, cols: int, bits: int, settings: Settings) -> int:
+    return min(settings.group_rows or default_group_rows(rows, cols, bits), rows)
+
+
+def _planned(refs, settings: Settings):
+    """(entry, parts) of each tensor as it will be written (parts' lengths right, bytes zero), or None
+    when that is not known before compressing: Huffman-coded labels, an SQNR floor that may raise the
+    bits, outliers' side tensors. The writer then knows where the body starts and writes it in place."""
+    if settings.huffman or settings.min_sqnr_db is not None or settings.outliers:
+        return None
+
+    def plan(ref):
+        if not palettized(ref, settings):
+            return planned_raw(ref.name, ref.shape, _raw_dtype(ref.dtype))
+        rows = int(ref.shape[0])
+        bits = settings.bits_of(ref.name)
+        return planned_shared_fixed(
+            ref.name, ref.shape, bits, 1 << bits, _group_rows(rows, ref.numel // rows, bits, settings)
+        )
+
+    return map(plan, refs)
 
 
 def outlier_threshold(matrix, fraction: float, to_f32=None) -> float:
@@ -177,16 +207,18 @@ def sqnr_db(matrix, labels, book, group_rows: int, to_f32=None) -> float:
     return float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-300) / noise)
 
 
+RAW_DTYPES = {"bfloat16": "float32", "float64": "float32", "int16": "int32", "bool": "uint8"}  # else kept
+
+
+def _raw_dtype(dtype: str) -> str:
+    """The .dcz raw dtype a checkpoint dtype is stored as (losslessly)."""
+    return RAW_DTYPES.get(dtype, dtype)
+
+
 def _raw_array(arr: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "bfloat16":
         return cr.bf16_to_f32(arr)
-    if dtype == "float64":
-        return arr.astype(np.float32)
-    if dtype in ("int16",):
-        return arr.astype(np.int32)
-    if dtype == "bool":
-        return arr.astype(np.uint8)
-    return arr
+    return arr.astype(_raw_dtype(dtype), copy=False)
 
 
 def _job(ref, settings, moment=None):  # module-level: picklable for process pools and Dask
@@ -226,7 +258,9 @@ def compress_checkpoint(
     total = sum(r.numel * cr.itemsize(r.dtype) for r in refs)
     bar = Progress(len(refs), total, progress)
     start = time.perf_counter()
-    with StreamWriter(out, graph_format="", metadata=metadata) as writer:
+    planned = _planned(refs, settings)
+    body_at = None if planned is None else body_start(planned, graph_format="", metadata=metadata)
+    with StreamWriter(out, graph_format="", metadata=metadata, body_at=body_at) as writer:
         for ref, encoded in _results(refs, settings, workers, scheduler, moments):
             for entry, parts in encoded:
                 writer.add_encoded(entry, parts)

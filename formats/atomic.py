@@ -23,28 +23,55 @@ from typing import BinaryIO
 STALE_TEMP_SECONDS = 3600
 
 
+class AtomicFile:
+    """A temporary file in the target's folder that `publish()` fsyncs and renames over the target, or
+    `discard()` removes: `atomic_output` for writers that keep the file open across calls (the
+    streaming writer writes its body into it tensor by tensor)."""
+
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+        self.folder = self.path.parent if str(self.path.parent) else Path(".")
+        self._mode = _mode_for(self.path)
+        remove_stale_temps(self.folder, self.path.name)
+        fd, self.temp = tempfile.mkstemp(dir=self.folder, prefix=f".{self.path.name}.{os.getpid()}.", suffix=".tmp")
+        self.file = os.fdopen(fd, "wb")
+        self._published = False
+
+    def publish(self) -> None:
+        """fsync, take the permission bits, rename over the target, fsync the folder; removes the temp on error."""
+        try:
+            with self.file:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            os.chmod(self.temp, self._mode)
+            os.replace(self.temp, self.path)
+            self._published = True
+        except BaseException:
+            self.discard()
+            raise
+        _fsync_folder(self.folder)
+
+    def discard(self) -> None:
+        """Close and remove the temp; the target stays as it was (nothing to do once published)."""
+        self.file.close()
+        if self._published:
+            return
+        try:
+            os.unlink(self.temp)
+        except FileNotFoundError:
+            pass
+
+
 @contextmanager
 def atomic_output(path) -> Iterator[BinaryIO]:
     """A binary file to write into; when the block ends without an error it replaces `path` atomically."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    mode = _mode_for(path)
-    remove_stale_temps(folder, path.name)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    out = AtomicFile(path)
     try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        yield out.file
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        out.discard()
         raise
-    _fsync_folder(folder)
+    out.publish()
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

@@ -226,3 +226,37 @@ def test_same_bytes_for_workers_1_2_3_and_without_compiler(llama, tmp_path, monk
     outputs.append(tmp_path / "numpy.dcz")
     compress_checkpoint(single, outputs[-1], OUTLIERS, workers=2, progress=False)
     assert len({p.read_bytes() for p in outputs}) == 1
+
+
+@pytest.mark.parametrize("settings", [Settings(), Settings(bits=3, bits_for=(("*mlp*", 5),), group_rows=7)])
+def test_body_written_in_place_gives_the_copied_bytes(llama, tmp_path, monkeypatch, settings):
+    """Fixed-width settings: the writer is told where the body starts and never copies it; the bytes are
+    those of the copying path (no prediction)."""
+    from dcz.compressor import checkpoint
+    from dcz.formats import streaming
+
+    single, _ = llama
+    rng = np.random.default_rng(1)
+    mixed = {
+        "f32": rng.standard_normal((64, 100)).astype(np.float32),
+        "f16": rng.standard_normal((70, 90)).astype(np.float16),
+        "small16": rng.standard_normal((3, 5)).astype(np.float16),
+        "ids": np.arange(10, dtype=np.int64),
+        "i16": np.arange(12, dtype=np.int16),
+        "flags": np.array([True, False]),
+    }
+    save_file(mixed, str(tmp_path / "mixed.safetensors"))
+    for source in (single, tmp_path / "mixed.safetensors"):
+        copied = tmp_path / "copied.dcz"
+        with monkeypatch.context() as m:
+            m.setattr(checkpoint, "_planned", lambda refs, settings: None)
+            compress_checkpoint(source, copied, settings, workers=2, progress=False)
+
+        def no_copy(*args):
+            raise AssertionError("the body was copied")
+
+        monkeypatch.setattr(streaming, "_copy_file", no_copy)
+        compress_checkpoint(source, tmp_path / "in_place.dcz", settings, workers=2, progress=False)
+        monkeypatch.undo()
+        assert (tmp_path / "in_place.dcz").read_bytes() == copied.read_bytes()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["copied.dcz", "in_place.dcz", "mixed.safetensors"]

@@ -134,3 +134,45 @@ def test_sparse_flat_matches_general_encoder(tmp_path, density):
 def test_sparse_flat_refuses_bad_indices(flat):
     with pytest.raises(formats.FormatError, match="ascending"):
         encode_sparse_flat("o", (60, 70), np.array(flat), np.ones(len(flat), np.float32), 8)
+
+
+def test_body_in_place_when_predicted_else_copied(tmp_path, monkeypatch):
+    """body_at = body_start of the planned tensors: the body is written in place (never copied); a wrong
+    prediction falls back to the copy; both give formats.dumps' bytes and leave no temporary file."""
+    from dcz.formats import streaming
+
+    rng = np.random.default_rng(4)
+    labels, book = rng.integers(0, 16, (33, 70)), rng.standard_normal((3, 16)).astype(np.float32)
+    raw = rng.standard_normal(7).astype(np.float32)
+    tensors = [formats.Raw("norm", raw), formats.Shared("w", labels, book, 4, 12)]
+    expected = formats.dumps(tensors, graph_format="", metadata={"test.k": 1}, huffman=False)
+    planned = [streaming.planned_raw("norm", (7,), "float32"), streaming.planned_shared_fixed("w", (33, 70), 4, 16, 12)]
+    at = streaming.body_start(planned, metadata={"test.k": 1}, huffman=False)
+    copies = []
+    real_copy = streaming._copy_file
+    monkeypatch.setattr(streaming, "_copy_file", lambda *a: copies.append(a) or real_copy(*a))
+    for body_at, copied in ((at, 0), (at + 8, 1), (at - 8, 2)):
+        with StreamWriter(tmp_path / "a.dcz", metadata={"test.k": 1}, huffman=False, body_at=body_at) as w:
+            w.add(tensors[0])
+            w.add_encoded(*encode_shared_fixed("w", (33, 70), labels, book, 4, 12))
+        assert (tmp_path / "a.dcz").read_bytes() == expected
+        assert len(copies) == copied
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.dcz"]
+
+
+def test_body_in_place_failure_leaves_nothing(tmp_path):
+    target = tmp_path / "x.dcz"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with StreamWriter(target, body_at=4096) as w:
+            w.add(sample_tensors(0)[0])
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.dcz"]
+
+
+@pytest.mark.parametrize("body_at", [-8, 12, 4097, True])
+def test_body_at_refused_unless_aligned(tmp_path, body_at):
+    with pytest.raises(formats.FormatError, match="body_at"):
+        StreamWriter(tmp_path / "b.dcz", body_at=body_at)
+    assert list(tmp_path.iterdir()) == []
