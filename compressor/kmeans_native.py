@@ -31,19 +31,24 @@ def label_sums(
     sums: bool = True,
     wide: bool = False,
     out: np.ndarray | None = None,
+    bf16: bool = False,
 ):
     """(labels, num, den) of grouped values x (groups, n) against midpoints (groups, k-1), sorted per group.
 
     labels[g, i] = number of midpoints of group g below x[g, i] (the nearest centroid for sorted
     centroids; ties go to the lower one), uint8 for k <= 256 (int64 with `wide`); num/den (groups, k)
     float64: sum of x*weight and of weight (or of 1) per label, as np.bincount adds them. sums=False:
-    labels only (num, den None). x float32 or float64; weight float32 (groups, n) or None. `out`: a
-    C-contiguous (groups, n) array of the label dtype to write the labels into (no new array).
+    labels only (num, den None). x float32 or float64, or with `bf16` uint16 bfloat16 bit patterns
+    (labels and sums of x widened to float32, without widening it in memory); weight float32 (groups, n)
+    or None. `out`: a C-contiguous (groups, n) array of the label dtype to write the labels into.
     """
     x = np.ascontiguousarray(x)
     mids = np.ascontiguousarray(mids)
-    if x.dtype not in (np.float32, np.float64) or mids.dtype not in (np.float32, np.float64):
-        raise TypeError("label_sums: x and mids must be float32 or float64")
+    if (x.dtype != np.uint16 if bf16 else x.dtype not in (np.float32, np.float64)) or mids.dtype not in (
+        np.float32,
+        np.float64,
+    ):
+        raise TypeError("label_sums: x (uint16 with bf16) and mids must be float32 or float64")
     groups, n = x.shape
     k = mids.shape[1] + 1
     if mids.shape[0] != groups:
@@ -55,14 +60,19 @@ def label_sums(
         raise ValueError(f"label_sums: out must be C-contiguous {width} of shape {(groups, n)}")
     compiled = core()
     if compiled is None:
-        return _label_sums_numpy(x, mids, weight, sums, width, out)
+        return _label_sums_numpy(_bf16_to_f32(x) if bf16 else x, mids, weight, sums, width, out)
     labels = np.empty((groups, n), dtype=width) if out is None else out
     num = np.empty((groups, k)) if sums else None
     den = np.empty((groups, k)) if sums else None
+    x_kind = 2 if bf16 else int(x.dtype == np.float64)
     compiled.label_sums(
-        x, x.dtype == np.float64, mids, mids.dtype == np.float64, groups, n, k, labels, width.itemsize, num, den, weight
+        x, x_kind, mids, mids.dtype == np.float64, groups, n, k, labels, width.itemsize, num, den, weight
     )
     return labels, num, den
+
+
+def _bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def _label_sums_numpy(x, mids, weight, sums, width, out=None):

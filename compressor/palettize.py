@@ -59,11 +59,16 @@ def fit_codebooks(
     sensitivity: str | None = None,
     exclude_above: float | None = None,
     iterations: int = ITERATIONS,
+    to_f32=None,
 ) -> np.ndarray:
-    """Codebooks (groups, k) float32 for the rows of x (groups, n), from a strided sample."""
+    """Codebooks (groups, k) float32 for the rows of x (groups, n), from a strided sample (to_f32: converts
+    the sample of an x that is not float, such as bf16 bit patterns)."""
     per_group = max(k * SAMPLE_PER_CENTROID, min(SAMPLE, SAMPLE_BUDGET // max(x.shape[0], 1)))
     step = max(1, x.shape[1] // per_group)
-    sample = np.ascontiguousarray(x[:, ::step], dtype=np.float32)
+    if to_f32 is None:
+        sample = np.ascontiguousarray(x[:, ::step], dtype=np.float32)
+    else:
+        sample = to_f32(np.ascontiguousarray(x[:, ::step]))
     qs = (np.arange(k, dtype=np.float64) + 0.5) / k
     # the same quantiles, but numpy's partition is ~4x slower than a sort of these short rows
     book = np.quantile(np.sort(sample, axis=1), qs, axis=1).T.astype(np.float32)
@@ -112,10 +117,13 @@ def palettize(
 
 def _block(matrix, labels, books, span, bits, group_rows, sensitivity, to_f32, exclude_above, iterations) -> None:
     """Codebooks and labels of the groups g0..g1 (their rows of `labels`, their `books`)."""
-    convert = to_f32 or (lambda a: np.asarray(a, dtype=np.float32))
     g0, g1 = span
     rows, cols = matrix.shape
     r0, r1 = g0 * group_rows, min(rows, g1 * group_rows)
+    if _reads_bf16(matrix, to_f32, sensitivity, exclude_above) and (r1 - r0) == (g1 - g0) * group_rows:
+        _block_bf16(matrix[r0:r1].reshape(g1 - g0, -1), labels[r0:r1], books, span, bits, to_f32, iterations)
+        return
+    convert = to_f32 or (lambda a: np.asarray(a, dtype=np.float32))
     x, padded = _grouped(convert(matrix[r0:r1]), g1 - g0, group_rows, cols)
     book = fit_codebooks(x, 1 << bits, sensitivity, exclude_above, iterations)
     # the labels go straight into their rows of `labels` unless the last group is padded
@@ -126,6 +134,21 @@ def _block(matrix, labels, books, span, bits, group_rows, sensitivity, to_f32, e
     books[g0:g1] = np.where(den > 0, num / np.where(den > 0, den, 1), book).astype(np.float32)
     if into is None:
         labels[r0:r1] = lab.reshape(-1)[: (r1 - r0) * cols].reshape(r1 - r0, cols)
+
+
+def _reads_bf16(matrix, to_f32, sensitivity, exclude_above) -> bool:
+    """Whether a block is labelled straight from its bf16 bit patterns: no per-weight k-means weights,
+    which need the float32 values."""
+    return to_f32 is not None and matrix.dtype == np.uint16 and sensitivity is None and exclude_above is None
+
+
+def _block_bf16(bits, labels, books, span, k_bits, to_f32, iterations) -> None:
+    """_block for bf16 bit patterns `bits` (groups, n), labelled without a float32 copy of the block: the
+    same codebooks and labels (the compiled step widens each chunk exactly, in cache)."""
+    g0, g1 = span
+    book = fit_codebooks(bits, 1 << k_bits, iterations=iterations, to_f32=to_f32)
+    _, num, den = label_sums(bits, _midpoints(book), out=labels.reshape(bits.shape), bf16=True)
+    books[g0:g1] = np.where(den > 0, num / np.where(den > 0, den, 1), book).astype(np.float32)
 
 
 def _grouped(block: np.ndarray, groups: int, group_rows: int, cols: int):

@@ -12,6 +12,10 @@
  * Sums follow np.bincount: each value (times its weight, multiplied in the input's precision) is
  * added in double, element by element in input order, so the rounding is the same bit for bit.
  * Built with -ffp-contract=off so that no multiply-add is fused.
+ *
+ * Values may also come as bfloat16 bit patterns (uint16, the top half of a float32): each chunk is
+ * widened to float32 in L1 (exact), so a bf16 checkpoint is labelled without a float32 copy of it in
+ * memory, with the labels and sums of that copy.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,9 +34,11 @@
 #define LUT_MIN_VALUES 64 /* groups shorter than this are labelled without a table */
 #define LUT_MAX_MIDS 65535
 
+enum { X_F32 = 0, X_F64 = 1, X_BF16 = 2 }; /* the value types of x */
+
 typedef struct {
-    const void *x;       /* groups * n values, float32 or float64 */
-    int x_double;
+    const void *x;       /* groups * n values: float32, float64 or bfloat16 bit patterns (x_kind) */
+    int x_kind;
     const void *mids;    /* groups * (k - 1) midpoints, float32 or float64 */
     int mids_double;
     const float *weight; /* groups * n float32 weights, or NULL (all 1) */
@@ -156,6 +162,7 @@ static void store(void *labels, int width, Py_ssize_t at, const uint32_t *cnt, P
 static void run_group(const Job *job, Py_ssize_t g, const float *mf, const double *md, int sorted, Lut *table) {
     uint32_t cnt[CHUNK];
     double wide[CHUNK];
+    float widened[CHUNK]; /* a chunk of bf16 values as float32 */
     const Py_ssize_t c = job->k - 1, base = g * job->n;
     double *num = job->num ? job->num + g * job->k : NULL;
     double *den = job->den ? job->den + g * job->k : NULL;
@@ -169,28 +176,34 @@ static void run_group(const Job *job, Py_ssize_t g, const float *mf, const doubl
     for (Py_ssize_t at = 0; at < job->n; at += CHUNK) {
         const Py_ssize_t len = job->n - at < CHUNK ? job->n - at : CHUNK;
         const Py_ssize_t i0 = base + at;
-        if (job->x_double) {
-            count_dd((const double *)job->x + i0, len, md, c, sorted, lut, lo_d, scale_d, cnt);
+        const double *xd = job->x_kind == X_F64 ? (const double *)job->x + i0 : NULL;
+        const float *xf = job->x_kind == X_F32 ? (const float *)job->x + i0 : widened;
+        if (job->x_kind == X_BF16) {
+            const uint16_t *b = (const uint16_t *)job->x + i0;
+            for (Py_ssize_t i = 0; i < len; i++) {
+                const uint32_t u = (uint32_t)b[i] << 16;
+                memcpy(&widened[i], &u, sizeof u);
+            }
+        }
+        if (xd) {
+            count_dd(xd, len, md, c, sorted, lut, lo_d, scale_d, cnt);
         } else if (md) {
-            const float *x = (const float *)job->x + i0;
-            for (Py_ssize_t i = 0; i < len; i++) wide[i] = (double)x[i];
+            for (Py_ssize_t i = 0; i < len; i++) wide[i] = (double)xf[i];
             count_dd(wide, len, md, c, sorted, lut, lo_d, scale_d, cnt);
         } else {
-            count_ff((const float *)job->x + i0, len, mf, c, sorted, lut, lo_f, scale_f, cnt);
+            count_ff(xf, len, mf, c, sorted, lut, lo_f, scale_f, cnt);
         }
         store(job->labels, job->width, i0, cnt, len);
         if (!num) continue;
         const float *w = job->weight ? job->weight + i0 : NULL;
-        if (job->x_double) {
-            const double *x = (const double *)job->x + i0;
+        if (xd) {
             for (Py_ssize_t i = 0; i < len; i++) {
-                num[cnt[i]] += w ? x[i] * (double)w[i] : x[i];
+                num[cnt[i]] += w ? xd[i] * (double)w[i] : xd[i];
                 den[cnt[i]] += w ? (double)w[i] : 1.0;
             }
         } else {
-            const float *x = (const float *)job->x + i0;
             for (Py_ssize_t i = 0; i < len; i++) {
-                num[cnt[i]] += w ? (double)(x[i] * w[i]) : (double)x[i];
+                num[cnt[i]] += w ? (double)(xf[i] * w[i]) : (double)xf[i];
                 den[cnt[i]] += w ? (double)w[i] : 1.0;
             }
         }
@@ -200,7 +213,7 @@ static void run_group(const Job *job, Py_ssize_t g, const float *mf, const doubl
 /* Returns 0, or -1 when a scratch allocation failed. Called without the GIL. */
 static int run(const Job *job) {
     const Py_ssize_t c = job->k - 1;
-    const int in_double = job->x_double || job->mids_double;
+    const int in_double = job->x_kind == X_F64 || job->mids_double;
     double *md = NULL;
     Lut table = {0, (int32_t *)malloc((LUT_MAX_BINS + 2) * sizeof(int32_t))};
     if (!table.entry) return -1;
@@ -250,21 +263,21 @@ static int check_len(const Py_buffer *view, Py_ssize_t count, Py_ssize_t item, c
     return 0;
 }
 
-/* label_sums(x, x_double, mids, mids_double, groups, n, k, labels, width, num, den, weight) -> None
- * x: groups*n values (float32, or float64 when x_double); mids: groups*(k-1) sorted midpoints per
+/* label_sums(x, x_kind, mids, mids_double, groups, n, k, labels, width, num, den, weight) -> None
+ * x: groups*n values (x_kind 0: float32, 1: float64, 2: bfloat16 bit patterns as uint16); mids: groups*(k-1) sorted midpoints per
  * group; labels: writable groups*n of `width` bytes (1, 2 or 8); num, den: writable float64 groups*k
  * (both None: labels only); weight: float32 groups*n or None. */
 static PyObject *label_sums(PyObject *self, PyObject *args) {
     PyObject *x_o, *mids_o, *labels_o, *num_o, *den_o, *weight_o;
-    int x_double, mids_double, width;
+    int x_kind, mids_double, width;
     Py_ssize_t groups, n, k;
-    if (!PyArg_ParseTuple(args, "OpOpnnnOiOOO", &x_o, &x_double, &mids_o, &mids_double, &groups, &n, &k, &labels_o,
+    if (!PyArg_ParseTuple(args, "OiOpnnnOiOOO", &x_o, &x_kind, &mids_o, &mids_double, &groups, &n, &k, &labels_o,
                           &width, &num_o, &den_o, &weight_o))
         return NULL;
-    if (groups < 0 || n < 0 || k < 1 || (width != 1 && width != 2 && width != 8) ||
+    if (x_kind < X_F32 || x_kind > X_BF16 || groups < 0 || n < 0 || k < 1 || (width != 1 && width != 2 && width != 8) ||
         (width < 8 && k - 1 >= ((Py_ssize_t)1 << (8 * width))) || k > ((Py_ssize_t)1 << 24) ||
         (groups > 0 && n > PY_SSIZE_T_MAX / groups) || (groups > 0 && k > PY_SSIZE_T_MAX / groups)) {
-        PyErr_SetString(PyExc_ValueError, "label_sums: bad groups, n, k or label width");
+        PyErr_SetString(PyExc_ValueError, "label_sums: bad groups, n, k, label width or value type");
         return NULL;
     }
     if ((num_o == Py_None) != (den_o == Py_None)) {
@@ -281,12 +294,12 @@ static PyObject *label_sums(PyObject *self, PyObject *args) {
     if (have_sums && get_buffer(den_o, &den, 1, "den") < 0) goto release_num;
     if (have_weight && get_buffer(weight_o, &weight, 0, "weight") < 0) goto release_den;
     const Py_ssize_t total = groups * n;
-    if (check_len(&x, total, x_double ? 8 : 4, "x") < 0 || check_len(&mids, groups * (k - 1), mids_double ? 8 : 4, "mids") < 0 ||
+    if (check_len(&x, total, x_kind == X_F64 ? 8 : x_kind == X_BF16 ? 2 : 4, "x") < 0 || check_len(&mids, groups * (k - 1), mids_double ? 8 : 4, "mids") < 0 ||
         check_len(&labels, total, width, "labels") < 0 ||
         (have_sums && (check_len(&num, groups * k, 8, "num") < 0 || check_len(&den, groups * k, 8, "den") < 0)) ||
         (have_weight && check_len(&weight, total, 4, "weight") < 0))
         goto release_weight;
-    Job job = {x.buf, x_double, mids.buf, mids_double, have_weight ? (const float *)weight.buf : NULL, labels.buf,
+    Job job = {x.buf, x_kind, mids.buf, mids_double, have_weight ? (const float *)weight.buf : NULL, labels.buf,
                width, have_sums ? (double *)num.buf : NULL, have_sums ? (double *)den.buf : NULL, groups, n, k};
     int status;
     Py_BEGIN_ALLOW_THREADS;

@@ -72,6 +72,34 @@ def test_label_sums_identical_to_numpy(case, sums):
 
 
 @needs_core
+@settings(max_examples=200)
+@given(grouped(), st.booleans())
+def test_label_sums_of_bf16_are_those_of_its_float32(case, sums):
+    """bf16 bit patterns in (widened chunk by chunk in C): the labels and sums of the float32 values, on
+    both paths."""
+    x, mids, weight = case
+    bits = (x.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    want = kmeans_native.label_sums(bf16_to_f32(bits), mids, weight, sums=sums)
+    for native in ("1", "0"):
+        with mock.patch.dict(os.environ, {"DCZ_NATIVE": native}):
+            got = kmeans_native.label_sums(bits, mids, weight, sums=sums, bf16=True)
+        for a, b in zip(got, want):
+            assert (a is None and b is None) or (a.dtype == b.dtype and a.tobytes() == b.tobytes())
+
+
+@pytest.mark.parametrize("shape, group_rows", [((300, 70), 7), ((64, 4096), 1), ((9, 1000), 2)])
+def test_palettize_reads_bf16_blocks_as_their_float32(monkeypatch, shape, group_rows):
+    """Blocks labelled straight from bf16 bit patterns (no float32 copy) give the labels and codebooks of
+    the float32 tensor; a padded last group takes the converting path, with the same result."""
+    monkeypatch.setattr(palettize, "BLOCK_ELEMENTS", 1 << 13)
+    rng = np.random.default_rng(7)
+    bits = (rng.standard_normal(shape, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    direct = palettize.palettize(bits, 4, group_rows, to_f32=bf16_to_f32)
+    converted = palettize.palettize(bf16_to_f32(bits), 4, group_rows)
+    assert direct[0].tobytes() == converted[0].tobytes() and direct[1].tobytes() == converted[1].tobytes()
+
+
+@needs_core
 @pytest.mark.parametrize("k", [2, 16, 40, 256, 1000])
 def test_assign_identical_to_numpy(monkeypatch, k):
     rng = np.random.default_rng(k)
@@ -104,11 +132,11 @@ def test_palettize_identical_with_any_pool_and_path(monkeypatch, shape, bits, gr
     assert compiled == fallback == threaded
 
 
-def _call(x=None, mids=None, groups=4, n=10, k=16, labels=None, width=1, num=None, den=None, weight=None):
+def _call(x=None, mids=None, groups=4, n=10, k=16, labels=None, width=1, num=None, den=None, weight=None, kind=0):
     x = np.zeros(groups * n, np.float32) if x is None else x
     mids = np.zeros(groups * (k - 1), np.float32) if mids is None else mids
     labels = np.zeros(max(groups * n, 0), np.uint8) if labels is None else labels
-    kmeans_native._core.label_sums(x, False, mids, False, groups, n, k, labels, width, num, den, weight)
+    kmeans_native._core.label_sums(x, kind, mids, False, groups, n, k, labels, width, num, den, weight)
 
 
 @needs_core
@@ -125,6 +153,9 @@ def _call(x=None, mids=None, groups=4, n=10, k=16, labels=None, width=1, num=Non
         (dict(width=3), "label width"),
         (dict(k=300, labels=np.zeros(40, np.uint8)), "label width"),  # 300 labels do not fit in a byte
         (dict(groups=-1, x=np.zeros(0, np.float32), mids=np.zeros(0, np.float32)), "bad groups"),
+        (dict(kind=3), "value type"),
+        (dict(kind=2), "x:"),  # 40 float32 values are not 40 bf16 ones
+        (dict(kind=2, x=np.zeros(39, np.uint16)), "x:"),
     ],
 )
 def test_compiled_call_checks_every_length(bad, message):
