@@ -105,6 +105,10 @@ class LayerCandidates:
     # gap_delta[(sparsity, gap_bits)] = bytes(gap_bits) - bytes(best gap_bits) at that sparsity (measured)
     gap_delta: dict[tuple[float, int], int] = field(default_factory=dict)
     best_gap: dict[float, int] = field(default_factory=dict)
+    # kept from the sizing so that rebuilding a candidate's state neither re-sorts the weight nor
+    # reruns k-means (a search rebuilds hundreds: on MiniLM the argsorts alone were 99 of 243 s)
+    order: np.ndarray | None = field(default=None, repr=False)
+    codebooks: dict[tuple[float, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def numel(self) -> int:
@@ -136,8 +140,14 @@ class LayerCandidates:
         shape = tuple(self.weight.shape)
         if cand.label_bits is None:
             return LayerState(self.name, self.layer_type, shape, values=self.weight.copy())
-        mask = prune_mask(self.weight, cand.sparsity)
-        codebook, labels = share(self.weight, mask, cand.label_bits)  # same as when measured (deterministic)
+        if self.order is None:
+            self.order = prune_order(self.weight)
+        mask = prune_mask(self.weight, cand.sparsity, self.order)
+        codebook = self.codebooks.get((cand.sparsity, cand.label_bits))
+        if codebook is None:
+            codebook, labels = share(self.weight, mask, cand.label_bits)  # same as when measured (deterministic)
+        else:  # share() would compute this very codebook again (tests/compressor/budget: same states)
+            labels = _labels(self.weight, mask, codebook)
         gaps = cand.gap_bits if gap_bits is None else gap_bits
         return LayerState(
             self.name,
@@ -149,6 +159,15 @@ class LayerCandidates:
             label_bits=cand.label_bits,
             gap_bits=gaps if cand.gap_bits is not None else None,
         )
+
+
+def _labels(weight: np.ndarray, mask: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """share()'s labels for a known codebook: nearest centroid of each kept weight, 0 where pruned."""
+    from dcz.compressor.kmeans import assign
+
+    labels = np.zeros(weight.shape, dtype=np.int64)
+    labels[mask] = assign(weight[mask].astype(np.float32), codebook)
+    return labels
 
 
 def prune_order(weight: np.ndarray) -> np.ndarray:
@@ -224,20 +243,26 @@ def reconstruct(weight: np.ndarray, mask: np.ndarray, codebook: np.ndarray, labe
 
 
 def measure_layer(
-    name: str, layer_type: str, weight: np.ndarray, fisher: np.ndarray, grid: CandidateGrid = CandidateGrid()
+    name: str,
+    layer_type: str,
+    weight: np.ndarray,
+    fisher: np.ndarray,
+    grid: CandidateGrid = CandidateGrid(),
+    order: np.ndarray | None = None,
 ) -> LayerCandidates:
     """Size every grid setting of one layer (exact written bytes, compressor/budget/sizes.py) and its damage.
 
     One magnitude sort and one value sort serve every sparsity: the kept values sorted are the
     value-sorted weights with the pruned ones dropped, and each kept value's rank among them turns
     the k-means partition (contiguous runs of the sorted values) into labels by a table lookup,
-    with the labels' histogram straight from the runs' lengths."""
+    with the labels' histogram straight from the runs' lengths. `order` (prune_order(weight), when
+    the caller has it from an earlier sizing of the same weight) saves that sort."""
     weight = np.array(weight, dtype=np.float32, order="C", copy=True)  # never a view of a live parameter
     fisher = np.ascontiguousarray(fisher, dtype=np.float64).reshape(weight.shape)
     out = LayerCandidates(name, layer_type, weight, fisher.astype(np.float32), [])
     if grid.allow_raw:
         out.candidates.append(Candidate(0.0, None, None, raw_bytes(weight), 0.0))
-    order = prune_order(weight)
+    order = out.order = prune_order(weight) if order is None else order
     flat32 = weight.reshape(-1)
     flat_w, flat_f = flat32.astype(np.float64), fisher.reshape(-1)
     # damage of the pruned part, for every prefix of the magnitude order: O(1) per sparsity
@@ -262,7 +287,7 @@ def measure_layer(
                 out.gap_delta[(sparsity, b)] = nbytes - index_bytes
         kept = _KeptValues(flat32, flat_w, flat_f, flat_mask, sorted_all, by_value, value_rank)
         for bits in grid.label_bits:
-            book = kept_codebook(kept.sorted, bits)
+            book = out.codebooks[float(sparsity), bits] = kept_codebook(kept.sorted, bits)
             kept_labels, histogram = kept.labels(book)
             damage = float(pruned_damage[n_pruned] + kept.damage(book, kept_labels))
             nbytes = index_bytes + FLOAT32_BYTES * book.size

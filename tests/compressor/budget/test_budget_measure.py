@@ -6,6 +6,8 @@ picks the same allocation and writes the same file."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,19 @@ def test_measure_layer_equals_the_straightforward_measurement(name, weight):
     assert got == cands  # bytes equal, damage bit-equal
     assert layer.gap_delta == deltas
     assert layer.best_gap == best
+
+
+@pytest.mark.parametrize("name,weight", list(_layers()), ids=lambda v: v if isinstance(v, str) else "")
+def test_states_rebuilt_from_the_sizing_caches_equal_fresh_ones(name, weight):
+    """A candidate's state rebuilt with the magnitude order and codebook kept from the sizing is the
+    state prune + k-means give from scratch: same mask, codebook bits and labels."""
+    layer = measure_layer(name, "Linear", weight, np.ones_like(weight), GRID)
+    assert layer.order is not None and layer.codebooks
+    fresh = replace(layer, order=None, codebooks={})
+    for cand in layer.candidates:
+        cached, plain = layer.state(cand), fresh.state(cand)
+        for field_name in ("mask", "codebook", "labels", "values"):
+            a, b = getattr(cached, field_name), getattr(plain, field_name)
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8)), field_name
