@@ -35,8 +35,8 @@ class OrtRunner:
         import onnxruntime as ort
 
         self.dense = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in weights.items()}
-        fed = _weights_as_inputs(model, set(self.dense))
-        options = ort.SessionOptions()
+        self.fed_model = fed = _weights_as_inputs(model, set(self.dense))
+        self.options = options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
@@ -52,13 +52,18 @@ class OrtRunner:
         parts: list[list[np.ndarray]] = []
         for start in range(0, calib.rows, self.batch):
             feeds = {name: a[start : start + self.batch] for name, a in calib.inputs.items()}
-            try:
-                parts.append(self.session.run(None, {**feeds, **weights}))
-            except Exception as error:
-                raise CompressError(
-                    f"ONNX Runtime failed on the calibration data (rows {start}..): {error}".splitlines()[0]
-                ) from None
+            parts.append(self.session_run(self.session, {**feeds, **weights}, start))
         return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+    @staticmethod
+    def session_run(session, feeds: Mapping[str, np.ndarray], start: int) -> list[np.ndarray]:
+        """Every output of one batch (rows from `start`); ORT's errors as one line."""
+        try:
+            return session.run(None, feeds)
+        except Exception as error:
+            raise CompressError(
+                f"ONNX Runtime failed on the calibration data (rows {start}..): {error}".splitlines()[0]
+            ) from None
 
 
 def _weights_as_inputs(model: onnx.ModelProto, names: set[str]) -> onnx.ModelProto:

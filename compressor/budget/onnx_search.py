@@ -21,7 +21,7 @@ compressor/onnx_damage). The settings are budget.config.OnnxSearchConfig's.
 
 from __future__ import annotations
 
-import sys
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +32,7 @@ import onnx
 
 from dcz.compressor.budget.candidates import Candidate, CandidateGrid, LayerCandidates, measure_layer
 from dcz.compressor.budget.config import OnnxSearchConfig, as_onnx_search_config
+from dcz.compressor.budget.progress import SearchProgress as _Progress
 from dcz.compressor.budget.solver import (
     allocate,
     greedy_repair,
@@ -53,6 +54,7 @@ SMALL_MODEL = 1_000_000  # weights: below, more candidates per layer are measure
 LARGE_MODEL = 4_000_000  # weights: above, the coarse grid (a full grid costs minutes of k-means)
 COARSE_GRID = CandidateGrid(sparsities=(0.0, 0.5, 0.7, 0.9), label_bits=(2, 3, 4, 5, 6, 8), gap_bits=(3, 4, 5, 6))
 CACHE_BYTES = 512 << 20
+SIZING_WORKERS = min(2, os.cpu_count() or 1)  # threads sizing layers' candidates (the ORT runs use the cores after)
 
 
 @dataclass
@@ -107,40 +109,6 @@ class _Prepared:
     means: dict[str, np.ndarray] = field(default_factory=dict)  # weight -> E[input] on the calibration data
 
 
-class _Progress:
-    """A bar with an ETA over the whole search on a terminal (tqdm); stage lines otherwise."""
-
-    def __init__(self, total: int, say: Callable[[str], None], enabled: bool | None):
-        self.say, self.bar = say, None
-        if enabled if enabled is not None else sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, file=sys.stderr, unit="step", leave=False)
-
-    def stage(self, text: str) -> None:
-        if self.bar is None:
-            self.say(text)
-        else:
-            self.bar.set_description(text[:60])
-
-    def remaining(self, steps: int) -> None:
-        """Re-estimate the total once the work left is known (for the ETA)."""
-        if self.bar is not None:
-            self.bar.total = self.bar.n + steps
-            self.bar.refresh()
-
-    def step(self, n: int = 1) -> None:
-        if self.bar is not None:
-            if self.bar.n + n > self.bar.total:
-                self.bar.total = self.bar.n + n
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.n = self.bar.total
-            self.bar.close()
-
-
 # --- preparing the graph ----------------------------------------------------------------------------
 
 
@@ -182,15 +150,29 @@ def _smallest_grid(grid: CandidateGrid) -> CandidateGrid:
     return CandidateGrid((max(grid.sparsities),), (min(grid.label_bits),), grid.gap_bits, grid.allow_raw)
 
 
-def _measure(prepared: _Prepared, grid: CandidateGrid, progress: _Progress | None = None) -> list[LayerCandidates]:
-    layers = []
-    for name, weight in prepared.weights.items():
-        if progress is not None:
-            progress.stage(f"sizing candidates of {name} {weight.shape}")
+def _measure(
+    prepared: _Prepared, grid: CandidateGrid, progress: _Progress | None = None, sized: list | None = None
+) -> list[LayerCandidates]:
+    """Every layer's candidates; `sized` (an earlier sizing of the same weights) lends its magnitude orders."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    orders = {layer.name: layer.order for layer in sized or []}
+
+    def size(item) -> LayerCandidates:
+        name, weight = item
         # unit weights: the estimate is the weight error, which only orders the Pareto front
-        layers.append(measure_layer(name, prepared.op_types[name], weight, np.ones(weight.shape, np.float32), grid))
-        if progress is not None:
-            progress.step()
+        ones = np.ones(weight.shape, np.float32)
+        return measure_layer(name, prepared.op_types[name], weight, ones, grid, orders.get(name))
+
+    layers = []
+    # layers sized in parallel (numpy's sorts and the native k-means let go of the GIL): each layer's
+    # candidates are its own, so the result is the same whatever the worker count
+    with ThreadPoolExecutor(SIZING_WORKERS) as pool:
+        for layer in pool.map(size, prepared.weights.items()):
+            if progress is not None:
+                progress.stage(f"sized the candidates of {layer.name} {layer.weight.shape}")
+                progress.step()
+            layers.append(layer)
     return layers
 
 
@@ -246,7 +228,10 @@ class _Weights:
 
 def _sensitivities(layers, weights: _Weights, runner, calib: Calibration, points: int, progress) -> list:
     """Each layer's thinned Pareto front with damage measured alone (the other layers dense)."""
+    from dcz.compressor.onnx_suffix import SuffixRunner
+
     damage = Damage(runner.run(calib), calib.labels, calib.where)
+    part = SuffixRunner(runner, calib, [layer.name for layer in layers])
     measured_layers = []
     for layer in layers:
         progress.stage(f"measuring {layer.name}")
@@ -257,7 +242,7 @@ def _sensitivities(layers, weights: _Weights, runner, calib: Calibration, points
             if cand.label_bits is None:
                 measured.append(replace(cand, damage=0.0))
             else:
-                outputs = runner.run(calib, weights.feed(layer.name, cand))
+                outputs = part.run(layer.name, weights.feed(layer.name, cand))
                 # the weight error (tiny weight) breaks ties the outputs cannot tell apart
                 measured.append(replace(cand, damage=damage.sensitivity(outputs) + 1e-12 * cand.damage))
             progress.step()
@@ -386,7 +371,7 @@ def fit_onnx(
             from dcz.compressor.bias_correction import input_means
 
             prepared.means = input_means(prepared.model, prepared.links, calibration.inputs, runner.batch)
-        full = _measure(prepared, grid, bar_)
+        full = _measure(prepared, grid, bar_, smallest_layers)
         search_steps = SCAN_POINTS + SEARCH_STEPS if max_loss is not None else len(LINE_SEARCH) + 12
         bar_.remaining(sum(min(points, len(pareto(layer.candidates))) for layer in full) + search_steps)
         weights = _Weights(full, prepared)
