@@ -2,6 +2,7 @@
 
     python -m tools.bench.calib_onnx digits  [--out DIR]   # CNN on digits: --max-loss 0.5, --budget 1/20, 1/40
     python -m tools.bench.calib_onnx minilm  [--out DIR]   # all-MiniLM-L6-v2: --budget 1/10
+    ... --modes before,after   # each search as before the 2026-11-29 speed-ups and as now, side by side
 
 Each compression runs the real command line in a child process (os.wait4 gives its peak RSS and
 the wall time); the files are then evaluated here on held-out data the search never saw:
@@ -45,28 +46,58 @@ def digit_cnn():
     )
 
 
+# --compare: the search as it was before 2026-11-29's speed-ups, emulated on today's code (the file is
+# byte-identical on MiniLM and the digits CNN): every candidate state rebuilt from a fresh magnitude sort and
+# k-means, the layers sized one at a time, and every sensitivity run through the whole model
+BEFORE = """
+from dcz.compressor import onnx_suffix
+from dcz.compressor.budget import candidates, onnx_search
+onnx_search.SIZING_WORKERS = 1
+_measure_layer, _state = candidates.measure_layer, candidates.LayerCandidates.state
+onnx_search.measure_layer = lambda *args: _measure_layer(*args[:5])
+def state(self, cand, gap_bits=None):
+    self.order, self.codebooks = None, {}
+    return _state(self, cand, gap_bits)
+candidates.LayerCandidates.state = state
+class Whole:
+    def __init__(self, runner, calib, names):
+        self.runner, self.calib = runner, calib
+    def run(self, name, replaced):
+        return self.runner.run(self.calib, replaced)
+onnx_suffix.SuffixRunner = Whole
+"""
+
 CHILD = """
 import json, sys, time
 from pathlib import Path
 from dcz.compressor.budget.onnx_search import OnnxSearchConfig, fit_onnx
-model, calib, dst, kind, value = sys.argv[1:6]
+model, calib, dst, kind, value, mode, settings = sys.argv[1:8]
+if mode == "before":
+    exec(BEFORE)
 target = {"budget_bytes": int(value)} if kind == "budget" else {"max_loss": float(value)}
-start = time.perf_counter()
-result = fit_onnx(model, calib, OnnxSearchConfig(**target), out_path=dst, bar=False)
-seconds = time.perf_counter() - start
+start, cpu = time.perf_counter(), time.process_time()
+result = fit_onnx(model, calib, OnnxSearchConfig(**target, **json.loads(settings)), out_path=dst, bar=False)
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 if result.uniform_data:
     Path(dst).with_suffix(".uniform.dcz").write_bytes(result.uniform_data)
 # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of a torch-laden parent reports the parent's
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
-print(json.dumps({"seconds": seconds, "peak_mib": peak, "summary": result.summary(), "loss": result.loss,
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_mib": peak, "summary": result.summary(), "loss": result.loss,
                   "evaluations": result.evaluations, "allocation": result.allocation, "uniform": result.uniform}))
 """
 
 
-def fit_in_child(model: Path, calib: Path, dst: Path, kind: str, value) -> dict:
-    """fit_onnx in a fresh process (its own peak RSS and wall time, what `dcz compress` costs)."""
+# --modes: after = the search as it is; before = as before the speed-ups (BEFORE); bias = with bias correction
+MODES = {"after": ("after", {}), "before": ("before", {}), "bias": ("after", {"bias_correction": True})}
+
+
+def fit_in_child(model: Path, calib: Path, dst: Path, kind: str, value, mode: str = "after") -> dict:
+    """fit_onnx in a fresh process (its own peak RSS and wall time, what `dcz compress` costs) in
+    one of MODES."""
+    code, settings = MODES[mode]
     child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model), str(calib), str(dst), kind, str(value)],
+        [sys.executable, "-c", f"BEFORE = {BEFORE!r}\n{CHILD}", str(model), str(calib), str(dst), kind, str(value)]
+        + [code, json.dumps(settings)],
         capture_output=True,
         text=True,
     )
@@ -93,7 +124,7 @@ def onnx_outputs(path: Path, inputs: dict) -> list[np.ndarray]:
     return session.run(None, inputs)
 
 
-def digits(out: Path) -> list[dict]:
+def digits(out: Path, modes: list[str]) -> list[dict]:
     from dcz.demo.datasets import load_mnist_5k, load_mnist_idx
 
     x, y = load_mnist_5k()
@@ -109,10 +140,10 @@ def digits(out: Path) -> list[dict]:
     rows = [{"run": "dense ONNX", "file_bytes": dense, "held_out_acc": dense_acc}]
     runs = [("--max-loss 0.5", ["max_loss", 0.5]), ("--budget 1/20", ["budget", dense // 20])]
     runs.append(("--budget 1/40", ["budget", dense // 40]))
-    for label, extra in runs:
-        dst = out / f"digits_{extra[0]}_{extra[1]}.dcz"
-        stats = fit_in_child(onnx_path, out / "digits_calib.npz", dst, *extra)
-        row = {"run": label, **stats}
+    for (label, extra), mode in [(run, mode) for run in runs for mode in modes]:
+        dst = out / f"digits_{extra[0]}_{extra[1]}{_suffix(mode)}.dcz"
+        stats = fit_in_child(onnx_path, out / "digits_calib.npz", dst, *extra, mode)
+        row = {"run": label, "mode": mode, **stats}
         if stats.get("rc") == 0:
             row["file_bytes"] = dst.stat().st_size
             row["ratio"] = dense / row["file_bytes"]
@@ -127,7 +158,11 @@ def digits(out: Path) -> list[dict]:
     return rows
 
 
-def minilm(out: Path, runs: list[str]) -> list[dict]:
+def _suffix(mode: str) -> str:
+    return "" if mode == "after" else f"_{mode}"
+
+
+def minilm(out: Path, runs: list[str], modes: list[str]) -> list[dict]:
     from tools.bench import minilm as mini
 
     onnx_path = mini.export_onnx(out / "minilm.onnx")
@@ -141,10 +176,10 @@ def minilm(out: Path, runs: list[str]) -> list[dict]:
     dense = onnx_path.stat().st_size
     rows = []
     targets = {"budget": ("--budget 1/10", ["budget", dense // 10]), "loss": ("--max-loss 0.15", ["max_loss", 0.15])}
-    for label, extra in [targets[run] for run in runs]:
-        dst = out / f"minilm_{extra[0]}.dcz"
-        stats = fit_in_child(onnx_path, out / "minilm_calib.npz", dst, *extra)
-        row = {"run": label, "dense_bytes": dense, **stats}
+    for (label, extra), mode in [(targets[run], mode) for run in runs for mode in modes]:
+        dst = out / f"minilm_{extra[0]}{_suffix(mode)}.dcz"
+        stats = fit_in_child(onnx_path, out / "minilm_calib.npz", dst, *extra, mode)
+        row = {"run": label, "mode": mode, "dense_bytes": dense, **stats}
         if stats.get("rc") == 0:
             row["file_bytes"] = dst.stat().st_size
             row["ratio"] = dense / row["file_bytes"]
@@ -161,11 +196,20 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--runs", default="budget", help="minilm: budget (1/10), loss (--max-loss 0.15), comma-separated"
     )
+    parser.add_argument(
+        "--modes",
+        default="after",
+        help="after (the search), before (as before the 2026-11-29 speed-ups: side by side, e.g. before,after), "
+        "bias (with bias correction); comma-separated, run in turn for each target",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = digits(out) if args.which == "digits" else minilm(out, args.runs.split(","))
-    (out / f"{args.which}-{args.runs}.json").write_text(json.dumps(rows, indent=1))
+    modes = args.modes.split(",")
+    if not set(modes) <= set(MODES):
+        parser.error(f"--modes: one or more of {', '.join(MODES)}")
+    rows = digits(out, modes) if args.which == "digits" else minilm(out, args.runs.split(","), modes)
+    (out / f"{args.which}-{args.runs}-{args.modes}.json").write_text(json.dumps(rows, indent=1))
     return 0
 
 
