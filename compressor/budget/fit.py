@@ -317,13 +317,15 @@ def prepare_budget(
     loss_fn: Callable | None = None,
     metric_fn: Callable[[torch.nn.Module], float] | None = None,
     progress: Callable[[str], None] | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> BudgetProblem:
     """Weigh every compressible weight (Fisher diagonal on `calib`) and measure every candidate.
 
     metric_fn: the user's metric (higher is better, e.g. accuracy on held-out data). When given, the
     damage of up to `metric_points` candidates per layer (spread along the layer's bytes/Fisher
     Pareto front) is MEASURED: metric(dense) - metric(model with only this layer replaced); the
-    other candidates are dropped. Costs layers x metric_points evaluations."""
+    other candidates are dropped. Costs layers x metric_points evaluations. `tick()` is called after each
+    layer sized and each metric evaluation (a progress bar's step)."""
     say = progress or (lambda message: None)
     grid = candidates or CandidateGrid()
     model = copy.deepcopy(model).eval()
@@ -336,8 +338,11 @@ def prepare_budget(
     for name, (layer_type, param) in named.items():
         say(f"measuring candidates of {name} {tuple(param.shape)}")
         layers.append(measure_layer(name, layer_type, param.detach().cpu().numpy(), fisher[name], grid))
+        if tick is not None:
+            tick()
     if metric_fn is not None:
-        _measure_damage_with_metric(model, named, layers, metric_fn, metric_points, say)
+        metric = metric_fn if tick is None else lambda m: (metric_fn(m), tick())[0]
+        _measure_damage_with_metric(model, named, layers, metric, metric_points, say)
     return BudgetProblem(model, layers, grid)
 
 

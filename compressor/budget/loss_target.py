@@ -40,6 +40,7 @@ from dcz.compressor.budget.batchnorm import (
     restore_batchnorm,
 )
 from dcz.compressor.budget.candidates import Candidate, CandidateGrid
+from dcz.compressor.budget.fisher import compressible_weights
 from dcz.compressor.budget.fit import (
     BudgetResult,
     Plan,
@@ -49,6 +50,7 @@ from dcz.compressor.budget.fit import (
     _write_plan,
     prepare_budget,
 )
+from dcz.compressor.budget.progress import SearchProgress
 from dcz.compressor.budget.report import measured_curve
 from dcz.compressor.budget.solver import allocate, min_bytes, rate_curve, smallest_target
 from dcz.compressor.errors import CompressError
@@ -60,6 +62,8 @@ SEARCH_STEPS = 6
 TRAIN_STEPS = 4  # bisection steps with fine-tuning (one fine-tune each)
 MAX_WRITES = 6
 BATCH = 256
+REESTIMATE_AFTER_FINETUNE = True  # BatchNorm statistics re-estimated on the calibration data after fine-tuning too
+FINETUNE_STEPS = 10  # a fine-tune counts as this many evaluations on the progress bar (for the ETA)
 
 
 # --- calibration data ---------------------------------------------------------------------------
@@ -126,8 +130,8 @@ class _Probe:
 
 
 class _Search:
-    def __init__(self, problem, damage, x, say, batchnorm: bool):
-        self.problem, self.damage, self.x, self.say = problem, damage, x, say
+    def __init__(self, problem, damage, x, bar: SearchProgress, batchnorm: bool):
+        self.problem, self.damage, self.x, self.bar, self.say = problem, damage, x, bar, bar.stage
         self.batchnorm = batchnorm  # re-estimate BatchNorm statistics on x for every allocation
         self.layers = problem.layers
         self.work = copy.deepcopy(problem.model).eval()
@@ -156,6 +160,7 @@ class _Search:
             self.bounds[key] = self.damage.bound(outputs)
             self.points.append((sum(int(c.nbytes) for c in choice), self.damage.loss(outputs)))
             self.evaluations += 1
+            self.bar.step()
         return self.bounds[key]
 
     def target(self, max_loss: float) -> int:
@@ -202,6 +207,7 @@ def fit_max_loss(
     batchnorm: bool = True,
     metadata: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    bar: bool | None = None,
 ) -> BudgetResult:
     """The smallest .dcz whose loss on `calib` stays within `max_loss` (see the module docstring).
 
@@ -213,22 +219,67 @@ def fit_max_loss(
     eval_fn       eval_fn(model) -> accuracy, reported for the dense and the chosen model only.
     batchnorm     re-estimate BatchNorm statistics on the calibration inputs for every allocation measured
                   and in the file (budget.batchnorm; no bytes).
+    progress      called with one line per stage; bar: a progress bar with an ETA over the whole search
+                  instead (default: only when stderr is a terminal; False: never).
     The result's `loss` / `figures` are measured from the written file decoded by the runtime;
     `result.save(path)` writes it."""
     if not (isinstance(max_loss, (int, float)) and math.isfinite(max_loss) and max_loss >= 0):
         raise CompressError(f"--max-loss must be a finite number >= 0, got {max_loss}")
     if calib is None:
         raise CompressError("--max-loss measures the loss on calibration data: give calib= (x, or (x, y))")
-    from dcz.compressor.onnx_damage import Damage
 
-    say = progress or (lambda message: None)
     torch.manual_seed(seed)
     x, y = calibration_tensors(calib)
     model = copy.deepcopy(model).eval()
+    tuning = None
+    if train_loader is not None and finetune_epochs:
+        tuning = _Tuning(train_loader, finetune_epochs, finetune_lr, loss_fn, distill, seed, train_steps)
+    # steps: the Fisher pass and the base metric, each layer sized and its candidates measured, the
+    # search's evaluations, the fine-tunes, the writes (re-estimated once the candidates are known)
+    after = SCAN_POINTS + SEARCH_STEPS + 2 + (FINETUNE_STEPS * (1 + train_steps) if tuning else 0)
+    total = 2 + len(compressible_weights(model)) * (1 + points) + after
+    progress_bar = SearchProgress(total, progress or (lambda message: None), bar)
+    try:
+        search, best, written, figures, smallest, meta = _search(
+            model,
+            example_input,
+            float(max_loss),
+            x,
+            y,
+            candidates,
+            points,
+            tuning,
+            batchnorm,
+            metadata,
+            loss_fn,
+            progress_bar,
+            after,
+        )
+    finally:
+        progress_bar.close()
+    overhead = written.file_bytes - sum(written.plan.predicted_tensor_bytes(search.layers))
+    curve = [(b + overhead, d) for b, d in rate_curve(search.layers)]
+    result = _result(
+        search.problem.model, example_input, None, search.layers, written, smallest, overhead, curve, None, False, meta
+    )
+    result.layers, result.model = best.states, best.model
+    result.max_loss, result.loss, result.figures = float(max_loss), figures["loss"], figures
+    result.finetuned, result.evaluations = best.finetuned, search.evaluations
+    if eval_fn is not None:
+        result.accuracy["dense"] = float(eval_fn(search.problem.model))
+        result.accuracy["max_loss+finetune" if best.finetuned else "max_loss"] = float(eval_fn(best.model))
+    return result
+
+
+def _search(model, example_input, max_loss, x, y, candidates, points, tuning, batchnorm, metadata, loss_fn, bar, after):
+    """fit_max_loss's search: (search, chosen probe, written file, its figures, smallest file, its metadata)."""
+    from dcz.compressor.onnx_damage import Damage
+
     labels = None if y is None else y.cpu().numpy().astype(np.int64)
     damage = Damage(model_outputs(model, x), labels)
     rows = min(SENSITIVITY_ROWS, int(x.shape[0]))
     head = Damage(model_outputs(model, x[:rows]), None if labels is None else labels[:rows])
+    bar.stage("calibration (Fisher diagonal)")
     problem = prepare_budget(
         model,
         (x[:rows], y[:rows]) if y is not None else x[:rows],
@@ -236,14 +287,15 @@ def fit_max_loss(
         metric_points=points,
         loss_fn=loss_fn,
         metric_fn=lambda m: -head.sensitivity(_outputs_after_batchnorm(m, x[:rows], batchnorm)),
-        progress=progress,
+        progress=bar.stage,
+        tick=bar.step,
     )
-    search = _Search(problem, damage, x, say, bool(batchnorm and batchnorm_layers(model)))
-    target = search.target(float(max_loss))
+    bar.remaining(after)
+    search = _Search(problem, damage, x, bar, bool(batchnorm and batchnorm_layers(model)))
+    target = search.target(max_loss)
     best = post = search.probe(target)
-    if train_loader is not None and finetune_epochs:
-        tuning = _Tuning(train_loader, finetune_epochs, finetune_lr, loss_fn, distill, seed, train_steps)
-        best = _smaller_with_finetuning(search, best, target, float(max_loss), tuning)
+    if tuning is not None:
+        best = _smaller_with_finetuning(search, best, target, max_loss, tuning)
     calib_facts = {
         "rows": int(x.shape[0]),
         "metric": damage.kind,
@@ -252,38 +304,29 @@ def fit_max_loss(
     meta = {
         **dict(metadata or {}),
         "compress.calib": calib_facts,
-        "compress.calib.max_loss": float(max_loss),
+        "compress.calib.max_loss": max_loss,
         "compress.budget.curve": measured_curve(search.points),
     }
     # The file is run by the runtime, not torch: a sample on the edge can flip. A fine-tuned
     # allocation that misses falls back to the post-training one, then 10% more bytes at a time.
     tries = [best] + ([post] if best is not post else [])
+    bar.stage("writing and verifying the file")
     with tempfile.TemporaryDirectory(prefix="dcz-max-loss-") as workdir:
         for attempt in range(MAX_WRITES + len(tries) - 1):
             best = tries[attempt] if attempt < len(tries) else search.probe(target)
             written, figures = _write_and_verify(model, example_input, search, best, meta, workdir)
+            bar.step()
             written_meta = {**meta, "compress.budget.allocation": _allocation_rows(search.layers, written.plan)}
             if figures["bound"] <= max_loss:
                 break
-            say(f"the written file missed ({figures['bound']:.3g} > {max_loss:g})")
+            bar.stage(f"the written file missed ({figures['bound']:.3g} > {max_loss:g})")
             if attempt + 1 >= len(tries):
                 target = int(target * 1.1) + 1
         else:
             raise CompressError(f"--max-loss {max_loss:g}: no written file met it after {MAX_WRITES} attempts")
         smallest_plan = Plan([layer.smallest() for layer in search.layers], [None] * len(search.layers))
         smallest = _write_plan(problem.model, example_input, search.layers, smallest_plan, meta, workdir)
-    overhead = written.file_bytes - sum(written.plan.predicted_tensor_bytes(search.layers))
-    curve = [(b + overhead, d) for b, d in rate_curve(search.layers)]
-    result = _result(
-        problem.model, example_input, None, search.layers, written, smallest, overhead, curve, None, False, written_meta
-    )
-    result.layers, result.model = best.states, best.model
-    result.max_loss, result.loss, result.figures = float(max_loss), figures["loss"], figures
-    result.finetuned, result.evaluations = best.finetuned, search.evaluations
-    if eval_fn is not None:
-        result.accuracy["dense"] = float(eval_fn(problem.model))
-        result.accuracy["max_loss+finetune" if best.finetuned else "max_loss"] = float(eval_fn(best.model))
-    return result
+    return search, best, written, figures, smallest, written_meta
 
 
 def _outputs_after_batchnorm(model: torch.nn.Module, x: torch.Tensor, batchnorm: bool) -> list[np.ndarray]:
@@ -335,11 +378,15 @@ def _smaller_with_finetuning(search: _Search, best: _Probe, target: int, max_los
         model, states = finetune_centroids(
             probe.model, probe.states, how.loader, how.epochs, how.lr, how.loss_fn, teacher
         )
+        if search.batchnorm and REESTIMATE_AFTER_FINETUNE:
+            # training moved the statistics towards the training batches' under the old weights
+            reestimate_batchnorm(model, search.x)
         bound = search.damage.bound(model_outputs(model, search.x))
         return _Probe(probe.choice, model, states, bound, True)
 
     search.say("fine-tuning the centroids of the allocation found")
     first = tuned(best)
+    search.bar.step(FINETUNE_STEPS)
     if first.bound <= best.bound:
         best = first
     low, high = min_bytes(search.layers), target
@@ -349,6 +396,7 @@ def _smaller_with_finetuning(search: _Search, best: _Probe, target: int, max_los
         middle = int(math.sqrt(low * high))
         search.say(f"fine-tuning an allocation of {middle:,} tensor bytes")
         trial = tuned(search.probe(middle))
+        search.bar.step(FINETUNE_STEPS)
         if trial.bound <= max_loss:
             best, high = trial, middle
         else:

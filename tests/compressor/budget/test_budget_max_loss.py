@@ -10,8 +10,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 from torch import nn  # noqa: E402
 
+from dcz.compressor.budget import loss_target  # noqa: E402
 from dcz.compressor.budget.candidates import CandidateGrid  # noqa: E402
 from dcz.compressor.budget.loss_target import fit_max_loss, model_outputs  # noqa: E402
+from dcz.compressor.budget.progress import SearchProgress  # noqa: E402
 from dcz.compressor.budget.report import budget_report  # noqa: E402
 from dcz.compressor.errors import CompressError  # noqa: E402
 from dcz.compressor.onnx_damage import Damage  # noqa: E402
@@ -63,13 +65,52 @@ def test_written_file_holds_the_loss_on_the_calibration_data(digits, tmp_path, w
     assert "within --max-loss" in result.to_text()
 
 
-def test_looser_loss_and_fine_tuning_never_give_a_larger_file(digits):
+class _RecordedBar(SearchProgress):
+    """The search's progress bar, recorded: steps, the totals it estimated, its stages."""
+
+    last = None
+
+    def __init__(self, total, say, enabled):
+        super().__init__(total, say, False)
+        self.n, self.totals, self.stages, self.closed = 0, [total], [], False
+        _RecordedBar.last = self
+
+    def stage(self, text):
+        self.stages.append(text)
+
+    def remaining(self, steps):
+        self.totals.append(self.n + steps)
+
+    def step(self, n=1):
+        self.n += n
+
+    def close(self):
+        self.closed = True
+
+
+def test_looser_loss_and_fine_tuning_never_give_a_larger_file(digits, monkeypatch):
     model, x, y, loader = digits
     tight = fit_max_loss(model, x[:1], 0.0, calib=(x, y), candidates=GRID)
     loose = fit_max_loss(model, x[:1], 3.0, calib=(x, y), candidates=GRID)
+    monkeypatch.setattr(loss_target, "SearchProgress", _RecordedBar)
     tuned = fit_max_loss(model, x[:1], 3.0, calib=(x, y), candidates=GRID, train_loader=loader, train_steps=2)
     assert tight.file_bytes >= loose.file_bytes >= tuned.file_bytes
     assert tuned.figures["bound"] <= 3.0 and tight.figures["bound"] <= 0.0
+    # the bar covers the whole search (sizing, measuring, searching, fine-tuning, writing): its first
+    # estimate and the one made once the candidates were known are within 2x of the steps taken
+    bar = _RecordedBar.last
+    assert bar.closed and len(bar.totals) == 2
+    assert bar.totals[0] / 2 <= bar.n <= bar.totals[0] * 2 and bar.totals[1] / 2 <= bar.n <= bar.totals[1] * 2
+    assert any("fine-tuning" in s for s in bar.stages) and any("writing" in s for s in bar.stages)
+
+
+def test_the_bar_shows_only_on_a_terminal_or_when_asked(capsys):
+    assert SearchProgress(10, print, None).bar is None  # pytest's stderr is no terminal
+    assert SearchProgress(10, print, False).bar is None
+    shown = SearchProgress(10, print, True)
+    shown.step(5)
+    shown.close()
+    assert "/10 [" in capsys.readouterr().err  # tqdm drew it
 
 
 def test_impossible_loss_and_bad_calibration_are_one_line_errors(digits):

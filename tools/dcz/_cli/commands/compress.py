@@ -530,6 +530,7 @@ def fit_to_loss(args, model, example, out: Path) -> None:
         finetune_epochs=args.epochs if args.epochs is not None else 1,
         seed=args.seed or 0,
         progress=lambda message: print(f"search: {message}", file=sys.stderr),
+        bar=False if args.no_progress else None,
     )
     result.save(out)
     print(result.to_text())
