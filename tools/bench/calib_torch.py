@@ -11,6 +11,8 @@ time and peak RSS, VmHWM, are what `dcz compress MODULE:factory --calib calib.np
 - `--max-loss 0.5` (fit_max_loss: per-layer KL measured on the calibration digits, the loss plus one
   standard error held within 0.5 pp, the written file checked);
 each post-training and with `--train` (2 epochs of centroid fine-tuning on the 4,000 training digits).
+bncnn (BatchNorm after every layer but the last) adds the same with BatchNorm statistics kept and, for
+`--max-loss --train`, re-estimated before fine-tuning only (`--variants 11,12`: after vs before only).
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ model.eval()
 example = torch.zeros(1, 1, 28, 28)
 data = np.load(calib_path)
 x, y = torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
+if bn == "2":  # BatchNorm re-estimated before fine-tuning only (the search until 2026-11-29)
+    from dcz.compressor.budget import loss_target
+    loss_target.REESTIMATE_AFTER_FINETUNE = False
 tdata = np.load(train_path)
 train_loader = loader(tdata["x"], tdata["y"], seed=1) if train == "1" else None
 start = time.perf_counter()
@@ -72,14 +77,14 @@ if kind == "budget":
     def calib_accuracy(m):
         with torch.no_grad():
             return float((m(x).argmax(1) == y).float().mean())
-    config = BudgetConfig(budget_bytes=int(value), finetune_epochs=%(epochs)d, batchnorm=bn == "1")
+    config = BudgetConfig(budget_bytes=int(value), finetune_epochs=%(epochs)d, batchnorm=bn != "0")
     result = fit_budget(model, example, config, calib=(x, y), train_loader=train_loader, uniform_fn=calib_accuracy)
     result.save(dst)
     if result.uniform_model is not None:
         _write_file(result.uniform_model, example, result.uniform_layers, Path(dst).with_suffix(".uniform.dcz"), {})
 else:
     result = fit_max_loss(model, example, float(value), calib=(x, y), train_loader=train_loader,
-                          finetune_epochs=%(epochs)d, batchnorm=bn == "1")
+                          finetune_epochs=%(epochs)d, batchnorm=bn != "0")
     result.save(dst)
 seconds = time.perf_counter() - start
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
@@ -137,7 +142,7 @@ def prepare(name: str, out: Path) -> tuple[Path, float, int]:
 RUNS = {"budget20": ("budget", 20), "budget40": ("budget", 40), "loss": ("max_loss", 0.5)}
 
 
-def run_model(name: str, out: Path, runs: list[str]) -> list[dict]:
+def run_model(name: str, out: Path, runs: list[str], only: set[str] | None = None) -> list[dict]:
     from dcz.demo.datasets import load_mnist_idx
 
     weights, dense_acc, dense_bytes = prepare(name, out)
@@ -147,11 +152,16 @@ def run_model(name: str, out: Path, runs: list[str]) -> list[dict]:
         kind, value = RUNS[run]
         target = dense_bytes // value if kind == "budget" else value
         variants = [("0", "1"), ("1", "1")] + ([("0", "0"), ("1", "0")] if name == "bncnn" else [])
-        for train, bn in variants:
+        variants += [("1", "2")] if name == "bncnn" and kind == "max_loss" else []
+        for train, bn in [v for v in variants if only is None or "".join(v) in only]:
             label = (f"--budget 1/{value}" if kind == "budget" else f"--max-loss {value}") + (
                 " --train" if train == "1" else ""
             )
-            label += "" if bn == "1" else " (BatchNorm statistics kept)"
+            label += {
+                "1": "",
+                "0": " (BatchNorm statistics kept)",
+                "2": " (BatchNorm re-estimated before training only)",
+            }[bn]
             dst = out / f"{name}_{run}_{train}{bn}.dcz"
             args = [FACTORIES[name], weights, out / "calib.npz", out / "train.npz", dst, kind, target, train, bn]
             stats = fit_in_child(args)
@@ -175,12 +185,17 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="lenet300,lenet5")
     parser.add_argument("--runs", default="budget20,budget40,loss")
     parser.add_argument("--out", default="/tmp/dcz-calib-torch")
+    parser.add_argument(
+        "--variants",
+        help="only these, as TRAIN+BN digits: 01 post-training, 11 --train, 00 / 10 BatchNorm statistics kept, "
+        "12 --train with BatchNorm re-estimated before training only (bncnn --max-loss); e.g. 11,12",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.models.split(","):
-        rows += run_model(name, out, args.runs.split(","))
+        rows += run_model(name, out, args.runs.split(","), set(args.variants.split(",")) if args.variants else None)
     (out / "calib_torch.json").write_text(json.dumps(rows, indent=1))
     return 0
 
