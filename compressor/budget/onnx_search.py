@@ -54,6 +54,7 @@ SMALL_MODEL = 1_000_000  # weights: below, more candidates per layer are measure
 LARGE_MODEL = 4_000_000  # weights: above, the coarse grid (a full grid costs minutes of k-means)
 COARSE_GRID = CandidateGrid(sparsities=(0.0, 0.5, 0.7, 0.9), label_bits=(2, 3, 4, 5, 6, 8), gap_bits=(3, 4, 5, 6))
 CACHE_BYTES = 512 << 20
+BIAS_MODE = "own"  # bias_sequential: "own" (each layer's own weight shift) or "match" (the dense mean output)
 SIZING_WORKERS = min(2, os.cpu_count() or 1)  # threads sizing layers' candidates (the ORT runs use the cores after)
 
 
@@ -186,11 +187,13 @@ class _Weights:
     """Dense weights of candidates (prune + k-means are recomputed otherwise), within a byte cap,
     with the biases corrected for them (compressor/bias_correction) where the layer has one."""
 
-    def __init__(self, layers: list[LayerCandidates], prepared: _Prepared | None = None):
+    def __init__(self, layers: list[LayerCandidates], prepared: _Prepared | None = None, sequential=None):
         self.by_name = {layer.name: layer for layer in layers}
         self.cache: dict[tuple, np.ndarray] = {}
         self.bytes = 0
         self.prepared = prepared
+        self.sequential = sequential  # bias_sequential.SequentialBiases: an allocation's biases, layer after layer
+        self.planned: dict[tuple, dict[str, np.ndarray]] = {}  # allocation -> its corrected biases
 
     def get(self, name: str, cand: Candidate) -> np.ndarray:
         key = (name, cand.key())
@@ -208,8 +211,15 @@ class _Weights:
         return {name: weight, **self.biases({name: weight})}
 
     def plan(self, layers: list[LayerCandidates], choice: list[Candidate]) -> dict[str, np.ndarray]:
+        """An allocation's weights and corrected biases: each layer corrected with the mean of its input
+        in the model whose earlier layers are already replaced and corrected (compressor/bias_sequential)."""
         weights = {layer.name: self.get(layer.name, cand) for layer, cand in zip(layers, choice) if cand.label_bits}
-        return {**weights, **self.biases(weights)}
+        if self.sequential is None:
+            return {**weights, **self.biases(weights)}
+        key = tuple((layer.name, cand.key()) for layer, cand in zip(layers, choice))
+        if key not in self.planned:
+            self.planned[key] = self.sequential.corrected(weights, BIAS_MODE)
+        return {**weights, **self.planned[key]}
 
     def biases(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from dcz.compressor.bias_correction import corrected_bias
@@ -366,15 +376,19 @@ def fit_onnx(
     )
     try:
         runner = OrtRunner(prepared.model, {**prepared.weights, **prepared.biases})
+        sequential = None
         if prepared.links:
             bar_.stage("measuring layer input means (bias correction)")
-            from dcz.compressor.bias_correction import input_means
+            from dcz.compressor.bias_sequential import SequentialBiases
 
-            prepared.means = input_means(prepared.model, prepared.links, calibration.inputs, runner.batch)
+            dense = {**prepared.weights, **prepared.biases}
+            sequential = SequentialBiases(prepared.model, prepared.links, dense, calibration)
+            # a layer measured alone (the others dense) is corrected with the dense model's input mean: exact
+            prepared.means = {w: sequential.dense_means[link.input] for w, link in prepared.links.items()}
         full = _measure(prepared, grid, bar_, smallest_layers)
         search_steps = SCAN_POINTS + SEARCH_STEPS if max_loss is not None else len(LINE_SEARCH) + 12
         bar_.remaining(sum(min(points, len(pareto(layer.candidates))) for layer in full) + search_steps)
-        weights = _Weights(full, prepared)
+        weights = _Weights(full, prepared, sequential)
         sens = calibration.head(min(config.sensitivity_rows, calibration.rows))
         layers = _sensitivities(full, weights, runner, sens, points, bar_)
         damage = Damage(runner.run(calibration), calibration.labels, calibration.where)

@@ -65,3 +65,26 @@ def _hidden(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     probe.graph.output.append(helper.make_empty_tensor_value_info("r"))
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(["r"], {"x": x})[0]
+
+
+@pytest.mark.parametrize("mode", ["own", "match"])
+def test_sequential_correction_uses_the_compressed_models_own_inputs(mode):
+    """Both layers replaced: the second layer's correction uses the mean of its input in the model
+    whose first layer is already replaced and corrected (own: its own weight's shift is removed;
+    match: its mean output is the dense model's)."""
+    from dcz.compressor.bias_sequential import SequentialBiases
+    from dcz.compressor.calib_data import Calibration
+
+    model = build_model()
+    x = (RNG.normal(0, 1, (300, 6)) + 2.0).astype(np.float32)
+    links = find_links(model, {"w1", "w2"})
+    fed = {"w1": W1, "b1": B1, "w2": W2, "b2": B2}
+    sequential = SequentialBiases(model, links, fed, Calibration({"x": x}, None, "test"))
+    replaced = {"w1": np.round(W1 * 2) / 2, "w2": np.round(W2 * 2) / 2}
+    biases = sequential.corrected(replaced, mode)
+    assert set(biases) == {"b1", "b2"} and sequential.runs == 2  # the dense means, then the second layer's
+    r = np.maximum(x @ replaced["w1"] + biases["b1"], 0)  # the second layer's input, compressed model
+    np.testing.assert_allclose((x @ replaced["w1"] + biases["b1"]).mean(0), (x @ W1 + B1).mean(0), atol=1e-4)
+    ours = (r @ replaced["w2"].T + biases["b2"]).mean(0)
+    wanted = (r @ W2.T + B2).mean(0) if mode == "own" else (_hidden(model, x) @ W2.T + B2).mean(0)
+    np.testing.assert_allclose(ours, wanted, atol=1e-4)

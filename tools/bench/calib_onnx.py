@@ -71,9 +71,8 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 from dcz.compressor.budget.onnx_search import OnnxSearchConfig, fit_onnx
-model, calib, dst, kind, value, mode, settings = sys.argv[1:8]
-if mode == "before":
-    exec(BEFORE)
+model, calib, dst, kind, value, preamble, settings = sys.argv[1:8]
+exec(preamble)
 target = {"budget_bytes": int(value)} if kind == "budget" else {"max_loss": float(value)}
 start, cpu = time.perf_counter(), time.process_time()
 result = fit_onnx(model, calib, OnnxSearchConfig(**target, **json.loads(settings)), out_path=dst, bar=False)
@@ -87,17 +86,35 @@ print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_mib": peak, "sum
 """
 
 
-# --modes: after = the search as it is; before = as before the speed-ups (BEFORE); bias = with bias correction
-MODES = {"after": ("after", {}), "before": ("before", {}), "bias": ("after", {"bias_correction": True})}
+# --modes: after = the search as it is; before = as before the speed-ups (BEFORE); bias = with bias
+# correction (each layer with its own weight's shift, from the compressed model's input means); biasmatch =
+# bias correction putting each layer's mean output back at the dense model's (bias_sequential "match")
+MATCH = "from dcz.compressor.budget import onnx_search\nonnx_search.BIAS_MODE = 'match'\n"
+MODES = {
+    "after": ("", {}),
+    "before": (BEFORE, {}),
+    "bias": ("", {"bias_correction": True}),
+    "biasmatch": (MATCH, {"bias_correction": True}),
+}
 
 
 def fit_in_child(model: Path, calib: Path, dst: Path, kind: str, value, mode: str = "after") -> dict:
     """fit_onnx in a fresh process (its own peak RSS and wall time, what `dcz compress` costs) in
     one of MODES."""
-    code, settings = MODES[mode]
+    preamble, settings = MODES[mode]
     child = subprocess.run(
-        [sys.executable, "-c", f"BEFORE = {BEFORE!r}\n{CHILD}", str(model), str(calib), str(dst), kind, str(value)]
-        + [code, json.dumps(settings)],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(model),
+            str(calib),
+            str(dst),
+            kind,
+            str(value),
+            preamble,
+            json.dumps(settings),
+        ],
         capture_output=True,
         text=True,
     )
@@ -200,7 +217,7 @@ def main(argv=None) -> int:
         "--modes",
         default="after",
         help="after (the search), before (as before the 2026-11-29 speed-ups: side by side, e.g. before,after), "
-        "bias (with bias correction); comma-separated, run in turn for each target",
+        "bias / biasmatch (with bias correction, own shift / dense mean output); comma-separated, in turn per target",
     )
     args = parser.parse_args(argv)
     out = Path(args.out)
