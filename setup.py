@@ -14,7 +14,7 @@ setup(
     ext_modules=[
         Extension(
             "dcz.formats._native",
-            sources=["formats/_native/huffman.c"],
+            sources=["formats/_native/huffman.c", "formats/_native/range.c"],
             extra_compile_args=["-std=c99", "-O3"],
             optional=not REQUIRED,
         ),

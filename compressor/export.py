@@ -589,6 +589,7 @@ def export_dcz(
     compact_header: bool | None = None,
     compact_graph: bool = False,
     lean_metadata: bool = False,
+    range_coding: bool = False,
 ):
     """Write `model` with its compressed `layers` (param name -> LayerState) to a `.dcz` at `path`.
 
@@ -599,7 +600,8 @@ def export_dcz(
     -> reason) names the weights the compressor chose not to compress. `compact_header` writes the
     header zlib-compressed (format 1.2; None: when that saves >= 1% of the file); `compact_graph` stores
     onnx_graph.compacted_graph's smaller equivalent graph (any reader); `lean_metadata` leaves out the
-    provenance (`source.*`) and `compress.layers` / `kept_raw` (what `metadata` gives is kept). The file is never larger than
+    provenance (`source.*`) and `compress.layers` / `kept_raw` (what `metadata` gives is kept); `range_coding` lets
+    streams take the adaptive range coding where it is smaller (format 1.3). The file is never larger than
     the model's float ONNX export (compressor/never_larger.py). The write is atomic. Returns the file's
     `formats.SizeReport`.
     """
@@ -609,7 +611,13 @@ def export_dcz(
 
         def dumps(graph_model: onnx.ModelProto, compact: bool | None) -> tuple:
             data = formats.dumps(
-                plan.tensors, pack_graph(graph_model), GRAPH_FORMAT, meta, huffman, compact_header=compact
+                plan.tensors,
+                pack_graph(graph_model),
+                GRAPH_FORMAT,
+                meta,
+                huffman,
+                compact_header=compact,
+                range_coding=range_coding,
             )
             return data, plan.tensors
 

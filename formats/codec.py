@@ -17,16 +17,19 @@ import numpy as np
 from bitarray import bitarray
 from bitarray.util import canonical_decode
 
-from . import lockstep, native
+from . import lockstep, native, range_coder
 from .cursor import Cursor
 from .layout import (
     CODING_CHUNKED,
     CODING_FIXED,
     CODING_HUFFMAN,
+    CODING_RANGE,
     MAX_CHUNKED_CODE_LENGTH,
     MAX_CODE_LENGTH,
     MAX_HUFFMAN_SYMBOLS,
     MAX_INDEX_WIDTH,
+    MAX_RANGE_SYMBOLS,
+    MAX_RANGE_WIDTH,
     MAX_SYMBOL_WIDTH,
     STREAM_HEADER,
     STREAM_HEADER_SIZE,
@@ -59,15 +62,17 @@ class StreamInfo:
     coding: int
     width: int
     count: int
-    code_lengths: int
+    code_lengths: int  # Huffman: the longest code length L; range coding: the adaptation shift
     table_bytes: int  # Huffman table, and for the chunked coding its chunk index too
     payload_bytes: int
     chunk: int = 0  # chunked coding: symbols per chunk C
     starts: np.ndarray | None = field(default=None, compare=False, repr=False)  # bit where each chunk starts
+    context: int = 0  # range coding: its context model (0 one bit tree, 1 one per previous symbol)
 
     @property
     def coding_name(self) -> str:
-        return {CODING_FIXED: "fixed", CODING_HUFFMAN: "huffman", CODING_CHUNKED: "huffman-chunked"}[self.coding]
+        names = {CODING_FIXED: "fixed", CODING_HUFFMAN: "huffman", CODING_CHUNKED: "huffman-chunked"}
+        return names.get(self.coding, "range")
 
     @property
     def fixed_bytes(self) -> int:
@@ -379,11 +384,15 @@ def check_table(counts: list[int], symbols: list[int], width: int, cur: Cursor, 
 # ---------------------------------------------------------------- stream sections
 
 
-def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: int | None = None) -> bytes:
+def encode_stream(
+    symbols: np.ndarray, width: int, huffman: bool = True, chunk: int | None = None, range_coding: bool = False
+) -> bytes:
     """A stream section for `symbols` (ints in [0, 2**width)): the smaller of fixed and Huffman.
 
     chunk: symbols per chunk of the chunked Huffman coding (version 1.1); None picks by the
     writer policy above, 0 never chunks (a file version-1.0 readers can read).
+    range_coding: also try the adaptive range coding (version 1.3, SPEC 3.4.2) on streams of byte
+    symbols of at most MAX_RANGE_SYMBOLS, and keep it when it is smaller (needs huffman=True).
     """
     core = native.core()
     sym = stream_symbols(symbols, core)
@@ -391,7 +400,7 @@ def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: 
     if not huffman or count == 0:
         return _fixed_section(sym, width)
     values, freqs = symbol_histogram(sym, width)
-    if values.size > MAX_HUFFMAN_SYMBOLS:
+    if values.size > MAX_HUFFMAN_SYMBOLS:  # wider than the range coding's 8 bits too
         return _fixed_section(sym, width)
     freq = dict(zip(values.tolist(), freqs.tolist()))
     counts, order = huffman_table(freq)
@@ -412,7 +421,26 @@ def encode_stream(symbols: np.ndarray, width: int, huffman: bool = True, chunk: 
     table = struct.pack(f"<{len(counts)}H", *counts) + np.asarray(order, dtype=_SYMBOL_DTYPE[sb]).tobytes()
     coded = STREAM_HEADER.pack(coding, width, len(counts), 0, len(order), count) + table + index + payload
     fixed_size = STREAM_HEADER_SIZE + (count * width + 7) // 8
-    return coded if len(coded) < fixed_size else _fixed_section(sym, width)
+    best = coded if len(coded) < fixed_size else _fixed_section(sym, width)
+    return _range_if_smaller(sym, width, best) if range_coding else best
+
+
+def _range_if_smaller(sym: np.ndarray, width: int, best: bytes) -> bytes:
+    """The range-coded section (coding 3, version 1.3) of a stream of byte symbols when it is smaller than
+    `best` with its best model (adaptation shift and context; the first of range_coder.models on a tie);
+    else `best`."""
+    count = int(sym.size)
+    if width > MAX_RANGE_WIDTH or not 1 <= count <= MAX_RANGE_SYMBOLS:
+        return best
+    core = native.core()
+    for shift, context in range_coder.models(width):
+        if core is not None:
+            payload = core.range_encode(sym, sym.itemsize, width, shift, context)
+        else:
+            payload = range_coder.encode(sym, width, shift, context)
+        if STREAM_HEADER_SIZE + len(payload) < len(best):
+            best = STREAM_HEADER.pack(CODING_RANGE, width, shift, 0, context, count) + payload
+    return best
 
 
 def _fixed_section(sym: np.ndarray, width: int) -> bytes:
@@ -502,7 +530,7 @@ def read_stream_header(cur: Cursor) -> StreamHeader:
         raise cur.fail(f"stream symbol width {width} outside 1..{MAX_SYMBOL_WIDTH}", at + 1)
     counts: list[int] = []
     symbols: list[int] = []
-    chunk, starts = 0, None
+    chunk, starts, context = 0, None, 0
     if coding == CODING_FIXED:
         if n_len or n_sym:
             raise cur.fail("a fixed-width stream must have zero code length and symbol count", at + 2)
@@ -523,11 +551,37 @@ def read_stream_header(cur: Cursor) -> StreamHeader:
                 f"chunk index puts the last chunk at payload bit {int(starts[-1])}, past what its "
                 f"{count - (starts.size - 1) * chunk} symbols can fit in {cur.left} payload bytes"
             )
+    elif coding == CODING_RANGE:
+        _check_range_header(cur, at, width, n_len, n_sym, count)
+        context = n_sym
     else:
-        raise cur.fail(f"unknown stream coding {coding} (0 fixed, 1 huffman, 2 chunked huffman)", at)
+        raise cur.fail(f"unknown stream coding {coding} (0 fixed, 1 huffman, 2 chunked huffman, 3 range)", at)
     table_bytes = cur.pos - at - STREAM_HEADER_SIZE
-    info = StreamInfo(coding, width, count, n_len, table_bytes, cur.left, chunk, starts)
+    info = StreamInfo(coding, width, count, n_len, table_bytes, cur.left, chunk, starts, context)
     return StreamHeader(info, counts, symbols, cur.pos)
+
+
+def _check_range_header(cur: Cursor, at: int, width: int, shift: int, context: int, count: int) -> None:
+    """The header rules of a range-coded stream (SPEC 3.4.2), before anything is sized from `count`."""
+    if width > MAX_RANGE_WIDTH:
+        raise cur.fail(f"range-coded stream of {width}-bit symbols (at most {MAX_RANGE_WIDTH})", at + 1)
+    if not range_coder.MIN_SHIFT <= shift <= range_coder.MAX_SHIFT:
+        raise cur.fail(
+            f"range-coded stream's adaptation shift {shift} outside {range_coder.MIN_SHIFT}..{range_coder.MAX_SHIFT}",
+            at + 2,
+        )
+    if context not in (range_coder.ORDER0, range_coder.ORDER1):
+        raise cur.fail(f"range-coded stream's context model {context} is not 0 or 1", at + 4)
+    if context == range_coder.ORDER1 and width > range_coder.MAX_ORDER1_WIDTH:
+        raise cur.fail(
+            f"range-coded stream: context model 1 needs symbols of at most {range_coder.MAX_ORDER1_WIDTH} bits, "
+            f"not {width}",
+            at + 4,
+        )
+    if not 1 <= count <= MAX_RANGE_SYMBOLS:
+        raise cur.fail(f"range-coded stream declares {count} symbols (1..{MAX_RANGE_SYMBOLS})", at + 8)
+    if cur.left < 4:
+        raise cur.fail(f"range-coded stream has {cur.left} payload bytes (at least 4)", cur.pos)
 
 
 def _read_table(cur: Cursor, at: int, width: int, n_len: int, n_sym: int, longest: int):
@@ -644,6 +698,8 @@ def decode_streams(cursors: list[Cursor], headers: list[StreamHeader] | None = N
         if info.coding == CODING_FIXED:
             _check_pad(payload, info.count * info.width, cur, at)
             out[i] = unpack_fixed(payload, info.count, info.width)
+        elif info.coding == CODING_RANGE:
+            out[i] = _range_decode(core, job)
         elif core is not None:
             out[i] = _compiled(core, job)
         elif info.coding == CODING_CHUNKED and info.chunk <= MAX_WALK_CHUNK and len(payload) < lockstep.MAX_BATCH_BYTES:
@@ -724,6 +780,28 @@ def _compiled(core, job: StreamJob) -> np.ndarray:
         raise cur.fail(f"Huffman payload ends before its {info.count} symbols", at)
     _check_pad(payload, bit, cur, at)
     return values[out] if wide else out
+
+
+def _range_decode(core, job: StreamJob) -> np.ndarray:
+    """A range-coded stream's symbols (uint8), compiled or not, with its rules: the payload holds exactly
+    the bytes the decoder reads and the final code is 0."""
+    cur, at, payload, info = job.cur, job.at, job.payload, job.info
+    if core is not None:
+        out = np.empty(info.count, dtype=np.uint8)
+        status, used = core.range_decode(payload, info.count, info.width, info.code_lengths, info.context, out)
+    else:
+        status, out, used = range_coder.decode(payload, info.count, info.width, info.code_lengths, info.context)
+    if status == range_coder.BAD_START:
+        raise cur.fail("range-coded stream starts with a code not below the initial range (0xFFFFFFFF)", at)
+    if status == range_coder.PAST_END:
+        raise cur.fail(f"range-coded payload ends before its {info.count} symbols", at + used)
+    if status != range_coder.OK:
+        raise cur.fail(
+            f"range-coded payload: its {info.count} symbols end at byte {used} of {len(payload)} "
+            "with a nonzero final code or bytes left over",
+            at + used,
+        )
+    return out
 
 
 _NO_STARTS = np.zeros(0, dtype=np.int64)

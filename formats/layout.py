@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 MAGIC = b"\x89DCZ\r\n\x1a\n"
-VERSION = (1, 2)  # the newest this package reads and writes; a file uses 1.0 unless it needs 1.1 / 1.2
+VERSION = (1, 3)  # the newest this package reads and writes; a file uses 1.0 unless it needs 1.1 / 1.2
 SUPPORTED_MAJORS = (1,)
 
 PREAMBLE_SIZE = 64
@@ -27,6 +27,10 @@ KIND_NAMES = {KIND_HEADER: "header", KIND_GRAPH: "graph", KIND_ARRAY: "array", K
 CODING_FIXED = 0
 CODING_HUFFMAN = 1
 CODING_CHUNKED = 2  # version 1.1: canonical Huffman plus an index of where each chunk of symbols starts
+CODING_RANGE = 3  # version 1.3: adaptive binary range coding of byte symbols (formats/range_coder.py)
+MAX_RANGE_SYMBOLS = 1 << 16  # a range-coded stream holds at most this many symbols (SPEC 3.4.2)
+MAX_RANGE_WIDTH = 8
+RANGE_MINOR = 3  # the minor version of a file with a range-coded stream
 STREAM_HEADER = struct.Struct("<BBBBIQ")  # coding, width, code lengths L, reserved, table symbols, count
 STREAM_HEADER_SIZE = STREAM_HEADER.size  # 16
 

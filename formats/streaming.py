@@ -31,7 +31,6 @@ from .entry import TensorEntry, view_2d
 from .errors import FormatError
 from .layout import (
     ALIGN,
-    CODING_CHUNKED,
     CODING_FIXED,
     DIR_ENTRY,
     DIR_ENTRY_SIZE,
@@ -46,7 +45,7 @@ from .layout import (
     VERSION,
     align_up,
 )
-from .writer import PRODUCER, front, stage_totals
+from .writer import PRODUCER, front, stage_totals, stream_minor
 
 PACK_BLOCK = 1 << 20  # symbols packed at once: a multiple of 8, so every block ends on a whole byte
 COPY_BLOCK = 16 << 20
@@ -202,7 +201,7 @@ class _Layout:
         self.dir: list[tuple[int, int, int, int]] = []  # (body offset, length, crc, kind) from section 2 on
         self.names: set[str] = set()
         self.totals = dict.fromkeys(("dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes"), 0)
-        self.chunked = False
+        self.codings: set[int] = set()  # stream codings used: they set the file's minor version
         self.pos = 0  # body bytes so far
 
     def add(self, entry: TensorEntry, parts, crc=None) -> list[int]:
@@ -222,8 +221,8 @@ class _Layout:
             self.dir.append((start, len(part.data), crc(part.data) if crc else 0, part.kind))
             self.pos = start + len(part.data)
             starts.append(start)
-            if part.kind == KIND_STREAM and part.data[:1] == bytes([CODING_CHUNKED]):
-                self.chunked = True
+            if part.kind == KIND_STREAM and part.data:
+                self.codings.add(part.data[0])
         # stage sizes of this tensor alone: its sections renumbered from 2
         renumbered = entry.with_sections({role: i + 2 for i, role in enumerate(roles)})
         for key, value in stage_totals([renumbered], local).items():
@@ -254,7 +253,7 @@ class _Layout:
             directory.append(DIR_ENTRY.pack(body_start + offset, length, crc, kind, 0))
         end = body_start + self.pos if self.dir else pos + len(self.graph)
         dir_bytes = b"".join(directory)
-        minor = 1 if self.chunked else 0
+        minor = stream_minor(self.codings, False)
         return front(VERSION[0], minor, count, end, dir_bytes, chunks, body_start if self.dir else end)
 
 

@@ -232,15 +232,18 @@ def csr_streams_of(flat: np.ndarray, rows: int, cols: int, gap_bits: int) -> tup
     return row_counts, symbols, flat
 
 
-def rows_stream(row_counts: np.ndarray, huffman: bool, chunk: int | None) -> bytes:
+def rows_stream(row_counts: np.ndarray, huffman: bool, chunk: int | None, range_coding: bool = False) -> bytes:
     width = max(1, int(row_counts.max()).bit_length()) if row_counts.size else 1
     if width > 32:
         raise FormatError(f"a row holds {int(row_counts.max())} entries, more than a 32-bit row count")
-    return codec.encode_stream(row_counts, width, huffman, chunk)
+    return codec.encode_stream(row_counts, width, huffman, chunk, range_coding)
 
 
-def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[TensorEntry, list[Part]]:
-    """The tensor-table entry fields and the sections of one writer input (chunk: see codec.encode_stream)."""
+def encode_tensor(
+    t: Tensor, huffman: bool, chunk: int | None = None, range_coding: bool = False
+) -> tuple[TensorEntry, list[Part]]:
+    """The tensor-table entry fields and the sections of one writer input (chunk, range_coding: see
+    codec.encode_stream)."""
     _check_name(t.name)
     name = t.name
     if isinstance(t, Raw):
@@ -273,7 +276,9 @@ def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[T
         parts.append(Part("codebook", KIND_ARRAY, book.tobytes()))
     if isinstance(t, Shared):
         labels = _labels(name, t.labels, shape, book.shape[1])
-        parts.append(Part("labels", KIND_STREAM, codec.encode_stream(labels.ravel(), label_bits, huffman, chunk)))
+        parts.append(
+            Part("labels", KIND_STREAM, codec.encode_stream(labels.ravel(), label_bits, huffman, chunk, range_coding))
+        )
         return TensorEntry(name, shape, "float32", "shared", int(labels.size), **fields), parts
 
     gap_bits = _check_bits(name, "gap_bits", t.gap_bits)
@@ -283,13 +288,13 @@ def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[T
         labels = _labels(name, t.labels, shape, book.shape[1], check=False)
         fused = _compiled_shared_csr(core, mask.reshape(rows, cols), labels, gap_bits)
         if fused is not None:
-            parts += _shared_csr_parts(name, fused, book.shape[1], gap_bits, label_bits, huffman, chunk)
+            parts += _shared_csr_parts(name, fused, book.shape[1], gap_bits, label_bits, huffman, chunk, range_coding)
             fields.update(gap_bits=gap_bits, nnz=int(fused[2].size), encoding="sparse_shared")
             return TensorEntry(name, shape, "float32", **fields), parts
     row_counts, gaps, flat = csr_streams(mask.reshape(rows, cols), gap_bits)
     fields.update(gap_bits=gap_bits, nnz=int(flat.size))
-    parts.append(Part("rows", KIND_STREAM, rows_stream(row_counts, huffman, chunk)))
-    parts.append(Part("gaps", KIND_STREAM, codec.encode_stream(gaps, gap_bits, huffman, chunk)))
+    parts.append(Part("rows", KIND_STREAM, rows_stream(row_counts, huffman, chunk, range_coding)))
+    parts.append(Part("gaps", KIND_STREAM, codec.encode_stream(gaps, gap_bits, huffman, chunk, range_coding)))
     if isinstance(t, Sparse):
         fields["encoding"] = "sparse"
         vals = values.reshape(-1)[flat].astype("<f4")
@@ -299,19 +304,21 @@ def encode_tensor(t: Tensor, huffman: bool, chunk: int | None = None) -> tuple[T
         kept = labels.reshape(-1)[flat]
         _check_label_range(name, kept, book.shape[1])
         fields["encoding"] = "sparse_shared"
-        parts.append(Part("labels", KIND_STREAM, codec.encode_stream(kept, label_bits, huffman, chunk)))
+        parts.append(Part("labels", KIND_STREAM, codec.encode_stream(kept, label_bits, huffman, chunk, range_coding)))
     return TensorEntry(name, shape, "float32", **fields), parts
 
 
-def _shared_csr_parts(name, fused, k: int, gap_bits: int, label_bits: int, huffman: bool, chunk) -> list[Part]:
+def _shared_csr_parts(
+    name, fused, k: int, gap_bits: int, label_bits: int, huffman: bool, chunk, range_coding: bool
+) -> list[Part]:
     """The rows, gaps and labels sections of a pruned shared tensor from _compiled_shared_csr's pass."""
     row_counts, gaps, kept, lo, hi = fused
     if kept.size and (lo < 0 or hi >= k):
         raise _fail(name, f"labels must lie in 0..{k - 1} (codebook size {k}), found {lo}..{hi}")
     return [
-        Part("rows", KIND_STREAM, rows_stream(row_counts, huffman, chunk)),
-        Part("gaps", KIND_STREAM, codec.encode_stream(gaps, gap_bits, huffman, chunk)),
-        Part("labels", KIND_STREAM, codec.encode_stream(kept, label_bits, huffman, chunk)),
+        Part("rows", KIND_STREAM, rows_stream(row_counts, huffman, chunk, range_coding)),
+        Part("gaps", KIND_STREAM, codec.encode_stream(gaps, gap_bits, huffman, chunk, range_coding)),
+        Part("labels", KIND_STREAM, codec.encode_stream(kept, label_bits, huffman, chunk, range_coding)),
     ]
 
 

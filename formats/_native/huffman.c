@@ -1003,7 +1003,13 @@ fail0:
     return NULL;
 }
 
+/* formats/_native/range.c: stream coding 3 */
+PyObject *dcz_range_decode(PyObject *self, PyObject *args);
+PyObject *dcz_range_encode(PyObject *self, PyObject *args);
+
 static PyMethodDef methods[] = {
+    {"range_decode", dcz_range_decode, METH_VARARGS, "Decode an adaptive binary range-coded stream (coding 3)."},
+    {"range_encode", dcz_range_encode, METH_VARARGS, "The adaptive binary range-coded payload of symbols (coding 3)."},
     {"csr_encode", csr_encode, METH_VARARGS, "The CSR row counts, gap symbols and kept flat indices of a bool mask."},
     {"scatter", scatter, METH_VARARGS, "CSR walk + codebook gather of a sparse tensor into a dense float32 buffer."},
     {"pack", pack, METH_VARARGS, "Pack values at a fixed bit width, MSB first."},

@@ -19,8 +19,37 @@ GOLDEN = sorted((Path(__file__).resolve().parents[1] / "golden").glob("v1_*/*.dc
 DTYPES = {"float32": "<f4", "float16": "<f2", "int64": "<i8", "int32": "<i4", "int8": "i1", "uint8": "u1"}
 
 
+def read_range_stream(sec: bytes, width: int, shift: int, context: int, count: int) -> list[int]:
+    """SPEC 3.4.2: LZMA's range decoder over bit trees of 12-bit probabilities."""
+    payload = sec[16:]
+    code, rng, pos = int.from_bytes(payload[:4], "big"), 0xFFFFFFFF, 4
+    assert code != 0xFFFFFFFF
+    trees = [[2048] * (1 << width) for _ in range((1 << width) if context else 1)]
+    out, prev = [], 0
+    for _ in range(count):
+        tree, node = trees[prev if context else 0], 1
+        for _ in range(width):
+            bound = (rng >> 12) * tree[node]
+            if code < bound:
+                rng, bit = bound, 0
+                tree[node] += (4096 - tree[node]) >> shift
+            else:
+                code, rng, bit = code - bound, rng - bound, 1
+                tree[node] -= tree[node] >> shift
+            node = 2 * node + bit
+            while rng < 1 << 24:
+                rng, code = rng << 8, (code << 8) | payload[pos]  # IndexError: the payload ended early
+                pos += 1
+        prev = node - (1 << width)
+        out.append(prev)
+    assert pos == len(payload) and code == 0
+    return out
+
+
 def read_stream(sec: bytes) -> list[int]:
     coding, width, n_len, _, n_sym, count = struct.unpack_from("<BBBBIQ", sec, 0)
+    if coding == 3:
+        return read_range_stream(sec, width, n_len, n_sym, count)
     pos = 16
     counts = list(struct.unpack_from(f"<{n_len}H", sec, pos))
     pos += 2 * n_len
@@ -67,7 +96,7 @@ def read_stream(sec: bytes) -> list[int]:
 
 
 def decode_file(data: bytes) -> dict[str, np.ndarray]:
-    assert data[:8] == b"\x89DCZ\r\n\x1a\n" and struct.unpack_from("<HH", data, 8) in ((1, 0), (1, 1), (1, 2))
+    assert data[:8] == b"\x89DCZ\r\n\x1a\n" and struct.unpack_from("<HH", data, 8) in ((1, 0), (1, 1), (1, 2), (1, 3))
     count, file_length = struct.unpack_from("<IQ", data, 12)
     assert file_length == len(data) and zlib.crc32(data[:60]) == struct.unpack_from("<I", data, 60)[0]
     sections, end = [], 64 + 24 * count

@@ -21,6 +21,7 @@ import numpy as np
 
 from dcz import formats
 from dcz.formats.layout import SPARSE_ENCODINGS
+from tools.bench import stream_coders
 
 _STREAM_ROLES = ("rows", "gaps", "labels")
 
@@ -67,36 +68,53 @@ def analyse(path: str) -> str:
             f"file {report.file_bytes:,} B = header {report.header_bytes:,} B + graph {report.graph_bytes:,} B + "
             f"padding {report.padding_bytes:,} B + tensors {sum(t.huffman_bytes for t in report.tensors):,} B",
             "",
-            "| tensor | stream | bytes | symbols | coding | coded bits/symbol | entropy bits/symbol | coded / entropy |",
-            "|---|---|---|---|---|---|---|---|",
+            "Per stream, bytes after the 16-byte stream header (table included); entropy = N x H0 / 8:",
+            "",
+            "| tensor | stream | symbols | width | as written (coding) | static rANS + table | adaptive range, "
+            "order 0 (shift) | adaptive range, best of order 0 / 1 (shift/order) | entropy (order 0) "
+            "| written / entropy | best / entropy |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        positions = []
+        positions, written_total, best_total = [], 0, 0
         for name in dcz.names:
             entry = dcz._entry(name)
             for role, index in sorted(entry.sections.items()):
-                section_bytes = dcz._sections[index].length
                 if role not in _STREAM_ROLES:
-                    lines.append(f"| {name} | {role} (array) | {section_bytes:,} | | | | | |")
                     continue
                 (symbols,) = dcz._decode_streams([(entry, role)])
-                n = symbols.size
-                coded = 8 * (section_bytes - 16)  # the 16-byte stream header is framing
-                h = entropy_bits(symbols)
-                coding = {0: "fixed", 1: "huffman", 2: "huffman chunked"}[dcz._stream_headers[index].info.coding]
-                ratio = f"{coded / h:.3f}" if h else "-"
+                info = dcz._stream_headers[index].info
+                written = dcz._sections[index].length - 16  # the 16-byte stream header is framing
+                h = entropy_bits(symbols) / 8
+                rans = stream_coders.static_rans_bytes(symbols)
+                adaptive0 = adaptive = "-"
+                best = written
+                if info.width <= 8 and symbols.size:
+                    size0, model0 = stream_coders.adaptive_stream_bytes(symbols, info.width, (0,))
+                    size, model = stream_coders.adaptive_stream_bytes(symbols, info.width)
+                    adaptive0, adaptive = f"{size0:,} ({model0})", f"{size:,} ({model})"
+                    best = min(best, size)
+                written_total += written
+                best_total += best
+                coding = {0: "fixed", 1: "huffman", 2: "huffman chunked", 3: "range"}[info.coding]
+                ratio = lambda b: f"{b / h:.3f}" if h else "-"  # noqa: E731
                 lines.append(
-                    f"| {name} | {role} | {section_bytes:,} | {n:,} | {coding} | {coded / max(n, 1):.2f} | "
-                    f"{h / max(n, 1):.2f} | {ratio} |"
+                    f"| {name} | {role} | {symbols.size:,} | {info.width} | {written:,} ({coding}) | {rans:,} | "
+                    f"{adaptive0} | {adaptive} | {h:,.0f} | {ratio(written)} | {ratio(best)} |"
                 )
             if entry.encoding in SPARSE_ENCODINGS and all(entry.shape):
                 positions.append(_positions(dcz, name, entry))
     lines += [
         "",
-        "positions of the kept weights, bits per kept weight:",
+        f"streams as written {written_total:,} B; the smaller of as written and adaptive range (order 0 / 1) per stream "
+        f"{best_total:,} B ({best_total - written_total:+,} B, {(best_total - written_total) / report.file_bytes:+.2%}"
+        " of the file)",
         "",
-        "| tensor | kept | density | stored (rows + gaps) | Golomb-Rice (k) | Elias-gamma | mask entropy (Bernoulli) "
-        "| flat-gap entropy |",
-        "|---|---|---|---|---|---|---|---|",
+        "positions of the kept weights, bytes (bits per kept weight):",
+        "",
+        "| tensor | kept | density | stored rows + gaps | rows + gaps, adaptive range | Golomb-Rice of the true gaps "
+        "(k) | Elias-gamma | mask range, no context | mask range, left bit | mask range, left + above | "
+        "mask entropy (Bernoulli) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *positions,
     ]
     return "\n".join(lines)
@@ -106,14 +124,26 @@ def _positions(dcz, name: str, entry: dict) -> str:
     indptr, indices, _ = dcz.csr(name)
     shape = entry.shape
     numel, kept = int(np.prod(shape)), int(indptr[-1])
-    cols = numel // shape[0] if shape[0] else 0
+    rows = shape[0]
+    cols = numel // rows
     gaps = flat_gaps(indptr, indices, cols)
-    stored = 8 * sum(dcz._sections[entry.sections[r]].length - 16 for r in ("rows", "gaps"))
+    stored, adaptive = 0, 0
+    for role in ("rows", "gaps"):
+        index = entry.sections[role]
+        written = dcz._sections[index].length - 16
+        stored += written
+        (symbols,) = dcz._decode_streams([(entry, role)])
+        width = dcz._stream_headers[index].info.width
+        adaptive += min(written, stream_coders.adaptive_stream_bytes(symbols, width)[0]) if width <= 8 else written
     rice, k = golomb_rice_bits(gaps)
-    per = lambda bits: f"{bits / max(kept, 1):.2f}"  # noqa: E731
+    mask = np.zeros((rows, cols), dtype=bool)
+    mask[np.repeat(np.arange(rows), np.diff(indptr)), indices] = True
+    masks = [stream_coders.mask_bytes(mask, context)[0] for context in stream_coders.MASK_CONTEXTS]
+    per = lambda nbytes: f"{nbytes:,.0f} ({8 * nbytes / max(kept, 1):.2f})"  # noqa: E731
     return (
-        f"| {name} | {kept:,} | {kept / numel:.2%} | {per(stored)} | {per(rice)} ({k}) | {per(elias_gamma_bits(gaps))} "
-        f"| {per(bernoulli_bits(numel, kept))} | {per(entropy_bits(gaps))} |"
+        f"| {name} | {kept:,} | {kept / numel:.2%} | {per(stored)} | {per(adaptive)} | {per(rice / 8)} ({k}) | "
+        f"{per(elias_gamma_bits(gaps) / 8)} | " + " | ".join(per(m) for m in masks) + f" | "
+        f"{per(bernoulli_bits(numel, kept) / 8)} |"
     )
 
 

@@ -2,7 +2,7 @@
 
     python -m tools.dev.asan_fuzz --seconds 300 --seed 1
 
-Compiles formats/_native/huffman.c and compressor/_native/kmeans.c once with
+Compiles formats/_native/huffman.c + range.c and compressor/_native/kmeans.c once with
 -fsanitize=address,undefined into a temporary folder, then re-runs this module in a child Python
 with libasan preloaded (an instrumented extension needs the ASan runtime loaded first). The child
 puts the instrumented modules in place of dcz.formats._native and dcz.compressor._kmeans and runs
@@ -28,10 +28,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# module name -> (C source, extra compiler flags as setup.py gives them)
+# module name -> (C sources, extra compiler flags as setup.py gives them)
 SOURCES = {
-    "dcz.formats._native": (ROOT / "formats" / "_native" / "huffman.c", []),
-    "dcz.compressor._kmeans": (ROOT / "compressor" / "_native" / "kmeans.c", ["-ffp-contract=off"]),
+    "dcz.formats._native": ([ROOT / "formats" / "_native" / "huffman.c", ROOT / "formats" / "_native" / "range.c"], []),
+    "dcz.compressor._kmeans": ([ROOT / "compressor" / "_native" / "kmeans.c"], ["-ffp-contract=off"]),
 }
 FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined", "-O1", "-g"]
 
@@ -41,9 +41,20 @@ def build(folder: Path) -> list[Path]:
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     include = sysconfig.get_paths()["include"]
     targets = []
-    for name, (source, extra) in SOURCES.items():
+    for name, (sources, extra) in SOURCES.items():
         target = folder / f"{name.rsplit('.', 1)[1]}{suffix}"
-        cmd = ["gcc", "-std=c99", "-shared", "-fPIC", *FLAGS, *extra, f"-I{include}", str(source), "-o", str(target)]
+        cmd = [
+            "gcc",
+            "-std=c99",
+            "-shared",
+            "-fPIC",
+            *FLAGS,
+            *extra,
+            f"-I{include}",
+            *map(str, sources),
+            "-o",
+            str(target),
+        ]
         subprocess.run(cmd, check=True)
         targets.append(target)
     return targets

@@ -24,7 +24,7 @@ BASE_MEMORY = 64 << 20
 
 
 def seed_files() -> dict[str, bytes]:
-    """Small valid files: every encoding, both stream codings, and a graph run by both backends."""
+    """Small valid files: every encoding, every stream coding, and a graph run by both backends."""
     from tools.dev.fuzz_formats import seed_files as format_seeds
 
     out = {f"formats_{i}.dcz": data for i, data in enumerate(format_seeds())}

@@ -57,7 +57,7 @@ HOSTILE_VALUES = (
 
 
 def seed_files() -> list[bytes]:
-    """Small valid files covering every encoding and both stream codings."""
+    """Small valid files covering every encoding and every stream coding."""
     rng = np.random.default_rng(7)
     mask = rng.random((6, 9)) < 0.3
     labels = rng.integers(0, 4, (6, 9))
@@ -85,6 +85,8 @@ def seed_files() -> list[bytes]:
         formats.dumps([walked]),  # plain Huffman (coding 1)
         formats.dumps([walked, skewed], chunk_symbols=16),
         formats.dumps([walked], chunk_symbols=1),
+        formats.dumps(tensors, range_coding=True),  # version 1.3: range-coded streams (coding 3)
+        formats.dumps([skewed, walked], range_coding=True),
     ]
 
 

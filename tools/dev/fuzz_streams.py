@@ -1,4 +1,4 @@
-"""Damaged Huffman streams straight into the stream decoder: the decode loops under a sanitizer.
+"""Damaged Huffman and range-coded streams straight into the stream decoder: the decode loops under a sanitizer.
 
     python -m tools.dev.fuzz_streams --seconds 60 --seed 1
 
@@ -6,7 +6,9 @@ Each round encodes random symbols (skewed histograms for long codes, byte and wi
 and chunked codings, lengths from one symbol to ~40,000 so plain streams reach the pair-table decoder
 at several times 2^L symbols) and decodes the clean stream (it must give the symbols back), then a
 copy with a few bytes flipped, cut short or extended (it must give some symbols or FormatError,
-nothing else). tools/dev/asan_fuzz.py runs it with the AddressSanitizer build of the core.
+nothing else). Every other round asks the writer for the range coding too (format 1.3: byte symbols of
+at most 65,536, order-0 and order-1 models, runs for the order-1 model), so range-coded streams get the
+same treatment. tools/dev/asan_fuzz.py runs it with the AddressSanitizer build of the core.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from dcz import formats
 from dcz.formats import codec
 from dcz.formats.cursor import Cursor
+from dcz.formats.layout import CODING_RANGE
 
 
 def random_stream(rng: np.random.Generator) -> tuple[np.ndarray, int, int | None]:
@@ -28,6 +31,8 @@ def random_stream(rng: np.random.Generator) -> tuple[np.ndarray, int, int | None
     alphabet = rng.integers(0, 1 << width, size=int(rng.integers(1, 60)), dtype=np.int64)
     skew = rng.random(alphabet.size) ** float(rng.choice([1, 4, 12]))
     symbols = rng.choice(alphabet, size=n, p=skew / skew.sum())
+    if rng.random() < 0.3:  # runs of one symbol: the range coding's order-1 model wins on them
+        symbols = np.repeat(symbols, int(rng.integers(2, 9)))[:n]
     return symbols, width, [0, None, 64, 1000][int(rng.integers(0, 4))]
 
 
@@ -53,10 +58,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    end, runs, refused = time.monotonic() + args.seconds, 0, 0
+    end, runs, refused, ranged = time.monotonic() + args.seconds, 0, 0, 0
     while time.monotonic() < end:
         symbols, width, chunk = random_stream(rng)
-        stream = codec.encode_stream(symbols, width, chunk=chunk)
+        stream = codec.encode_stream(symbols, width, chunk=chunk, range_coding=bool(runs % 2))
+        ranged += stream[0] == CODING_RANGE
         if not np.array_equal(decode(stream), symbols):
             print(f"round {runs}: a clean stream decoded to other symbols", file=sys.stderr)
             return 1
@@ -66,7 +72,10 @@ def main(argv=None) -> int:
             except formats.FormatError:
                 refused += 1
         runs += 1
-    print(f"{runs} random streams decoded, {4 * runs} damaged copies ({refused} refused with FormatError)")
+    print(
+        f"{runs} random streams decoded ({ranged} range-coded), {4 * runs} damaged copies "
+        f"({refused} refused with FormatError)"
+    )
     return 0
 
 

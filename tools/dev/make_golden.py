@@ -1,4 +1,4 @@
-"""Write the golden .dcz files and their expected arrays: tests/golden/v1_0, v1_1 and v1_2.
+"""Write the golden .dcz files and their expected arrays: tests/golden/v1_0, v1_1, v1_2 and v1_3.
 
     python -m tools.dev.make_golden [--out DIR]     (DIR gets one folder per version)
 
@@ -124,6 +124,37 @@ def _compact_chunked():
     return tensors, {**kw, "compact_header": True}
 
 
+def _range_coded():
+    """Version 1.3: range-coded streams (SPEC 3.4.2) beside fixed and Huffman ones: skewed 2-bit labels that
+    follow the previous label (order-1 model), 5-bit gaps and labels (order 0), an 8-bit label stream, a
+    one-symbol stream, a 1-bit stream, and 10-bit row counts (too wide for the range coding: fixed width)."""
+    rng = np.random.default_rng(6)
+    mask = rng.random((40, 120)) < 0.1
+    runs = np.repeat(rng.choice(4, 600, p=[0.7, 0.2, 0.07, 0.03]), 8)[: 40 * 120].reshape(40, 120)
+    fc_labels = rng.choice(32, (40, 120), p=np.sort(rng.dirichlet(np.ones(32)))[::-1])
+    return [
+        formats.SparseShared("runs.weight", mask, runs, np.array([-1, -0.5, 0.5, 1], np.float32), 2, 5),
+        formats.SparseShared("fc.weight", mask, fc_labels, np.linspace(-0.3, 0.3, 32).astype(np.float32), 5, 5),
+        formats.Shared(
+            "bytes",
+            rng.choice(256, 300, p=np.sort(rng.dirichlet(np.ones(256) * 0.1))[::-1]),
+            np.linspace(-1, 1, 256).astype(np.float32),
+            8,
+        ),
+        formats.Shared("constant", np.zeros(500, np.int64), np.array([0.25, 1.0], np.float32), 1),
+        formats.Shared("one_bit", rng.choice(2, 400, p=[0.95, 0.05]), np.array([0.0, 3.0], np.float32), 1),
+        formats.SparseShared(
+            "wide.weight", rng.random((3, 600)) < 0.9, rng.choice(2, (3, 600)), np.array([0, 1], np.float32), 1, 1
+        ),
+    ], {"range_coding": True, "chunk_symbols": 0}
+
+
+def _range_compact():
+    """Version 1.3 with a compressed header too (the minor version says 3; the header's first byte says zlib)."""
+    tensors, kw = _range_coded()
+    return tensors[:2], {**kw, "compact_header": True}
+
+
 V1_0 = {
     "raw_dtypes": _raw_file,
     "sparse_long_gaps": _sparse_file,
@@ -139,7 +170,16 @@ V1_2 = {
     "compact_header": _compact_sparse,
     "compact_header_chunked": _compact_chunked,
 }
-VERSIONS = {"v1_0": V1_0, "v1_1": V1_1, "v1_2": V1_2}  # folder -> generator entries; a folder is never rewritten
+V1_3 = {
+    "range_coded": _range_coded,
+    "range_coded_compact_header": _range_compact,
+}
+VERSIONS = {
+    "v1_0": V1_0,
+    "v1_1": V1_1,
+    "v1_2": V1_2,
+    "v1_3": V1_3,
+}  # folder -> generator entries; a folder is never rewritten
 GOLDEN = V1_0  # kept for callers of the v1.0 set
 
 
