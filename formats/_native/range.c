@@ -116,6 +116,7 @@ typedef struct {
     int first;       /* LZMA's leading byte is always 0: it is not written */
     uint8_t *out;
     size_t n, cap;
+    int overflow;
 } Encoder;
 
 static void shift_low(Encoder *e) {
@@ -124,6 +125,7 @@ static void shift_low(Encoder *e) {
         do {
             if (e->first) e->first = 0;
             else if (e->n < e->cap) e->out[e->n++] = (uint8_t)(byte + carry);
+            else e->overflow = 1; /* cannot happen (see the bound below); reported, never written */
             byte = 0xFF;
         } while (--e->pending);
         e->cache = (uint8_t)(e->low >> 24);
@@ -157,8 +159,9 @@ static inline int64_t symbol_at(const void *buf, int size, int64_t i) {
     }
 }
 
-/* range_encode(symbols, itemsize, width, shift, context) -> bytes: the coding-3 payload. Every decision emits at most
- * two bytes (the range never drops below 2^12 before renormalising), so 2 * decisions + 5 bytes bound it. */
+/* range_encode(symbols, itemsize, width, shift, context) -> bytes: the coding-3 payload. Every decision shifts `low`
+ * at most twice (the range never drops below 2^12 before renormalising), the flush five times, and each shift
+ * emits at most one byte net, so 2 * decisions + 5 bytes bound it. */
 PyObject *dcz_range_encode(PyObject *self, PyObject *args) {
     PyObject *symbols_o;
     int size, width, shift, context;
@@ -185,7 +188,7 @@ PyObject *dcz_range_encode(PyObject *self, PyObject *args) {
             return NULL;
         }
     }
-    Encoder e = {0, 0xFFFFFFFFu, 0, 1, 1, NULL, 0, (size_t)(2 * count * width + 8)};
+    Encoder e = {0, 0xFFFFFFFFu, 0, 1, 1, NULL, 0, (size_t)(2 * count * width + 8), 0};
     e.out = (uint8_t *)PyMem_Malloc(e.cap);
     if (!e.out) {
         PyBuffer_Release(&symbols);
@@ -208,6 +211,11 @@ PyObject *dcz_range_encode(PyObject *self, PyObject *args) {
     for (int i = 0; i < 5; i++) shift_low(&e);
     Py_END_ALLOW_THREADS;
     PyBuffer_Release(&symbols);
+    if (e.overflow) {
+        PyMem_Free(e.out);
+        PyErr_SetString(PyExc_SystemError, "range_encode: output bound exceeded");
+        return NULL;
+    }
     PyObject *result = PyBytes_FromStringAndSize((const char *)e.out, (Py_ssize_t)e.n);
     PyMem_Free(e.out);
     return result;
