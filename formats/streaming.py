@@ -17,6 +17,7 @@ depend on which path wrote it.
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import tempfile
@@ -114,16 +115,16 @@ def _shared_entry(name: str, shape, label_bits: int, codebook_size: int, groups:
 
 def planned_shared_fixed(name: str, shape, label_bits: int, codebook_size: int, group_rows):
     """(entry, parts) with the entry, section kinds and lengths `encode_shared_fixed` gives such a tensor,
-    for `body_start`. The parts' bytes are zeros but the stream header: zeroed memory that is never
-    written costs no pages (numpy and bytes allocate it with calloc)."""
+    for `body_start`. The parts' bytes are zeros but the stream header, in anonymous maps that are never
+    written beyond it: they cost no memory (a numpy array of zeros could: it asks for huge pages)."""
     shape = tuple(int(d) for d in shape)
     groups = tensors.groups_for(view_2d(shape)[0], group_rows)
     entry = _shared_entry(name, shape, label_bits, codebook_size, groups, group_rows)
     head = _fixed_head(label_bits, entry.numel)
-    stream = np.zeros(len(head) + (entry.numel * label_bits + 7) // 8, dtype=np.uint8)
-    stream[: len(head)] = np.frombuffer(head, dtype=np.uint8)
-    book = bytes(4 * groups * codebook_size)
-    return entry, [tensors.Part("codebook", KIND_ARRAY, book), tensors.Part("labels", KIND_STREAM, memoryview(stream))]
+    stream = mmap.mmap(-1, len(head) + (entry.numel * label_bits + 7) // 8)
+    stream[: len(head)] = head
+    book = bytes(4 * groups * codebook_size)  # a few megabytes at most
+    return entry, [tensors.Part("codebook", KIND_ARRAY, book), tensors.Part("labels", KIND_STREAM, stream)]
 
 
 def planned_raw(name: str, shape, dtype: str):
