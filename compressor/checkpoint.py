@@ -123,9 +123,10 @@ def compress_tensor(
     to_f32 = None if ref.dtype != "bfloat16" else cr.bf16_to_f32 if scratch is None else scratch.bf16_to_f32
     matrix = arr.reshape(rows, cols)
     threshold = outlier_threshold(matrix, settings.outliers, to_f32) if settings.outliers else None
+    into = None if scratch is None else scratch.labels(rows, cols)
     while True:
         labels, book = palettize(
-            matrix, bits, group_rows, settings.sensitivity, to_f32, threshold, settings.iterations, pool
+            matrix, bits, group_rows, settings.sensitivity, to_f32, threshold, settings.iterations, pool, into
         )
         if (
             settings.min_sqnr_db is None

@@ -158,7 +158,7 @@ def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
 
 class Scratch:
     """Per-thread buffers reused from tensor to tensor and block to block: a tensor's bytes as read
-    from disk, and bf16 blocks widened to float32. Each fresh multi-megabyte numpy array costs its
+    from disk, its labels, and bf16 blocks (or codebook samples) widened to float32. Each fresh multi-megabyte numpy array costs its
     pages' faults and zeroing in the kernel (~2/3 of the bf16 widening's CPU) and a trip through the
     process's memory-map lock, which threads take in turn; a reused buffer costs neither.
 
@@ -187,6 +187,10 @@ class Scratch:
                     raise CompressError(f"{ref.path}: tensor {ref.name!r} is cut short")
                 done += n
         return buf.view(dtype).reshape(ref.shape)
+
+    def labels(self, rows: int, cols: int) -> np.ndarray:
+        """A uint8 (rows, cols) array for a tensor's labels, in this thread's buffer."""
+        return self._buffer("labels", rows * cols).reshape(rows, cols)
 
     def bf16_to_f32(self, bits: np.ndarray) -> np.ndarray:
         """bf16_to_f32's values, in this thread's buffer."""

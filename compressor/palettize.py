@@ -88,6 +88,7 @@ def palettize(
     exclude_above: float | None = None,
     iterations: int = ITERATIONS,
     pool=None,
+    out: np.ndarray | None = None,
 ):
     """(labels uint8 (rows, cols), codebook float32 (groups, 2^bits)) of a 2-D array.
 
@@ -95,10 +96,13 @@ def palettize(
     the input is converted block by block, never whole. `pool` (a concurrent.futures executor of
     threads) runs the blocks in parallel: each block's codebooks depend on that block alone, so
     the result is the same whatever the pool, and the compiled k-means step releases the GIL.
+    `out`: a C-contiguous uint8 (rows, cols) array to write the labels into (a reused buffer).
     """
     rows, cols = matrix.shape
     groups = -(-rows // group_rows)
-    labels = np.empty((rows, cols), dtype=np.uint8)
+    labels = np.empty((rows, cols), dtype=np.uint8) if out is None else out
+    if labels.shape != (rows, cols) or labels.dtype != np.uint8 or not labels.flags.c_contiguous:
+        raise ValueError(f"palettize: out must be C-contiguous uint8 of shape {(rows, cols)}")
     books = np.empty((groups, 1 << bits), dtype=np.float32)
     per_block = max(1, BLOCK_ELEMENTS // max(cols * group_rows, 1))  # groups per block
     spans = [(g0, min(groups, g0 + per_block)) for g0 in range(0, groups, per_block)]

@@ -73,8 +73,9 @@ def encode_shared_fixed(
     if flat.size != int(np.prod(shape, dtype=np.int64)):
         raise FormatError(f"tensor {name!r}: {flat.size} labels for shape {shape}")
     head = _fixed_head(label_bits, flat.size)
-    stream = bytearray(len(head) + (flat.size * label_bits + 7) // 8)
-    stream[: len(head)] = head
+    # not zero-filled (every byte is packed below): a fresh bytearray's zeroing cost as much as the packing
+    stream = np.empty(len(head) + (flat.size * label_bits + 7) // 8, dtype=np.uint8)
+    stream[: len(head)] = np.frombuffer(head, dtype=np.uint8)
     payload = memoryview(stream)[len(head) :]
 
     def pack(lo: int) -> int:  # the block's largest label; its bytes start on a whole byte (PACK_BLOCK % 8 == 0)
@@ -222,8 +223,8 @@ class _Layout:
             self.dir.append((start, len(part.data), crc(part.data) if crc else 0, part.kind))
             self.pos = start + len(part.data)
             starts.append(start)
-            if part.kind == KIND_STREAM and part.data:
-                self.codings.add(part.data[0])
+            if part.kind == KIND_STREAM and len(part.data):  # (a numpy array has no truth value)
+                self.codings.add(int(part.data[0]))
         # stage sizes of this tensor alone: its sections renumbered from 2
         renumbered = entry.with_sections({role: i + 2 for i, role in enumerate(roles)})
         for key, value in stage_totals([renumbered], local).items():

@@ -203,3 +203,15 @@ def test_kmeans_fuzz_matches_numpy_for_a_second():
     from tools.dev import fuzz_kmeans
 
     assert fuzz_kmeans.main(["--seconds", "1", "--seed", "3"]) == 0
+
+
+def test_palettize_writes_labels_into_a_given_array():
+    """`out` (compress_tensor's reused per-thread buffer) receives the labels palettize would return."""
+    rng = np.random.default_rng(8)
+    bits = (rng.standard_normal((40, 300), dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    want = palettize.palettize(bits, 4, 3, to_f32=bf16_to_f32)
+    out = np.full((40, 300), 77, np.uint8)
+    got = palettize.palettize(bits, 4, 3, to_f32=bf16_to_f32, out=out)
+    assert got[0] is out and out.tobytes() == want[0].tobytes() and got[1].tobytes() == want[1].tobytes()
+    with pytest.raises(ValueError, match="out must be"):
+        palettize.palettize(bits, 4, 3, to_f32=bf16_to_f32, out=np.empty((40, 301), np.uint8))
