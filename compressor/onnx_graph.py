@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from dcz.compressor.onnx_subgraphs import Scope, constant_value, definition_counts, hoist_to_main, scopes
 from dcz.formats.layout import DCZ_LOCATION
 
 # The compressor stores the graph zlib-compressed (runtime/onnx_graph.py's GRAPH_FORMATS reads it).
@@ -110,7 +111,8 @@ class WeightSource:
     name      the tensor's name (initializer name, or the Constant node's output name).
     op_type   the consuming node type ("Conv", "Gemm", "MatMul"): the layer type for config lookup.
     node      the consuming node's name (may be empty in hand-built graphs).
-    origin    "initializer" or "constant" (a Constant node at the top level of the graph).
+    origin    "initializer" (of the main graph) or "constant" (a Constant node at any depth, or an
+              initializer of a subgraph: moved to the main graph's initializers by constants_to_initializers).
     """
 
     name: str
@@ -152,10 +154,7 @@ def placeholder_names(model: onnx.ModelProto) -> list[str]:
 
 def _constant_tensor(node: onnx.NodeProto) -> TensorProto | None:
     """The tensor of a Constant node given by its `value` attribute (the only form weights take)."""
-    for attr in node.attribute:
-        if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
-            return attr.t
-    return None
+    return constant_value(node)
 
 
 def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
@@ -165,6 +164,9 @@ def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
 # Nodes that rearrange a tensor without changing its values: a weight reached through them is
 # still a weight (exporters write MatMul(x, Transpose(W)) and the like). Input 0 is the data.
 PASS_THROUGH = frozenset({"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
+# ... and nodes that take parts of it: PyTorch's LSTM export reorders the gates of weight_ih / weight_hh
+# with Slice and puts them back together with Concat before the LSTM node (silero-vad).
+SLICING = frozenset({"Slice"})
 
 
 def _casts_to_float(node: onnx.NodeProto) -> bool:
@@ -175,75 +177,82 @@ def _casts_to_float(node: onnx.NodeProto) -> bool:
     return to in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
 
 
-def _resolve(name: str, producers, initializers: set[str]) -> tuple[str, str] | None:
-    """Follow value-preserving nodes back to an initializer or a Constant node: (tensor name, origin) or None."""
-    seen = set()
-    while name not in seen:
-        seen.add(name)
+def _resolve(name: str, scope: Scope, initializers: set[str], depth: int = 0) -> tuple[str, str] | None:
+    """Follow value-preserving nodes back to a main-graph initializer ("initializer") or to a Constant node
+    or subgraph initializer at any depth ("constant"): (tensor name, origin) or None. A Concat resolves when
+    all its inputs resolve to the same tensor (its slices put back together)."""
+    while depth < 64:
+        depth += 1
+        if name in scope.inner_initializers:
+            return name, "constant"
         if name in initializers:
             return name, "initializer"
-        node = producers.get(name)
-        if node is None:
-            return None
-        if node.op_type == "Constant" and _constant_tensor(node) is not None:
-            return name, "constant"
-        if not node.input or not (node.op_type in PASS_THROUGH or _casts_to_float(node)):
+        node = scope.producers.get(name)
+        if node is None or not node.input:
+            return (name, "constant") if node is not None and _constant_tensor(node) is not None else None
+        if node.op_type == "Concat":
+            found = {_resolve(n, scope, initializers, depth) for n in node.input}
+            return found.pop() if len(found) == 1 and None not in found else None
+        if node.op_type not in PASS_THROUGH | SLICING and not _casts_to_float(node):
             return None
         name = node.input[0]
     return None
 
 
+def _weight_tensor(name: str, origin: str, scope: Scope, inits: dict) -> TensorProto:
+    if origin == "initializer":
+        return inits[name]
+    if name in scope.inner_initializers:
+        return scope.inner_initializers[name]
+    return _constant_tensor(scope.producers[name])
+
+
 def find_weights(model: onnx.ModelProto) -> list[WeightSource]:
-    """Float weights of Conv / Gemm / MatMul nodes held in initializers or top-level Constant nodes.
+    """Float weights of Conv / Gemm / MatMul / Gather / LSTM / GRU / RNN nodes held in initializers or
+    Constant nodes, in the main graph or in If / Loop / Scan bodies (compressor/onnx_subgraphs.py).
 
     Each tensor is listed once (a weight shared by two nodes takes the first node's type). Only
-    float32 tensors of two or more dimensions qualify: biases and int constants are not weights.
+    float tensors of two or more dimensions qualify: biases and int constants are not weights. A
+    tensor defined inside a subgraph qualifies only if its name is defined once in the whole model.
     """
     from dcz.compressor.onnx_inline import must_stay_inline
 
-    graph = model.graph
-    producers = _producers(graph)
-    inits = {t.name: t for t in graph.initializer}
+    inits = {t.name: t for t in model.graph.initializer}
     inline = must_stay_inline(model)
     init_names = set(inits) - inline
+    counts: dict[str, int] | None = None
     found: dict[str, WeightSource] = {}
-    for node in graph.node:
-        for position in WEIGHT_INPUTS.get(node.op_type, ()):
-            if position >= len(node.input) or not node.input[position]:
-                continue
-            resolved = _resolve(node.input[position], producers, init_names)
-            if resolved is None:
-                continue
-            name, origin = resolved
-            tensor = inits[name] if origin == "initializer" else _constant_tensor(producers[name])
-            if tensor.data_type not in WEIGHT_DTYPES or len(tensor.dims) < 2 or name in found or name in inline:
-                continue
-            found[name] = WeightSource(name, node.op_type, node.name, origin)
-            if node.op_type in ("Gemm", "MatMul"):
-                break  # MatMul / Gemm: the first constant operand is the weight
+    for scope in scopes(model):
+        for node in scope.graph.node:
+            for position in WEIGHT_INPUTS.get(node.op_type, ()):
+                if position >= len(node.input) or not node.input[position]:
+                    continue
+                resolved = _resolve(node.input[position], scope, init_names)
+                if resolved is None:
+                    continue
+                name, origin = resolved
+                tensor = _weight_tensor(name, origin, scope, inits)
+                if tensor.data_type not in WEIGHT_DTYPES or len(tensor.dims) < 2 or name in found or name in inline:
+                    continue
+                if origin == "constant" and scope.graph is not model.graph:
+                    counts = definition_counts(model) if counts is None else counts
+                    if counts.get(name, 0) != 1:
+                        continue
+                found[name] = WeightSource(name, node.op_type, node.name, origin)
+                if node.op_type in ("Gemm", "MatMul"):
+                    break  # MatMul / Gemm: the first constant operand is the weight
     return list(found.values())
 
 
 def constants_to_initializers(model: onnx.ModelProto, names) -> None:
-    """Move the top-level Constant nodes producing `names` into `graph.initializer` (same values).
+    """Move the Constant nodes (at any depth) and subgraph initializers producing `names` into the main
+    graph's `initializer` (same values).
 
     The initializer takes the Constant's output name, so consumers are untouched and the graph
-    computes the same thing; only an initializer can become a `.dcz` placeholder.
+    computes the same thing (subgraphs read it from the outer scope); only a main-graph initializer can
+    become a `.dcz` placeholder.
     """
-    wanted = set(names)
-    graph = model.graph
-    keep = []
-    for node in graph.node:
-        tensor = _constant_tensor(node) if node.op_type == "Constant" else None
-        if tensor is not None and node.output[0] in wanted:
-            moved = TensorProto()
-            moved.CopyFrom(tensor)
-            moved.name = node.output[0]
-            graph.initializer.append(moved)
-        else:
-            keep.append(node)
-    del graph.node[:]
-    graph.node.extend(keep)
+    hoist_to_main(model, names)
 
 
 # Weights stored narrower than float32: widened for the .dcz, cast back in the graph.

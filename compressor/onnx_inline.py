@@ -5,13 +5,16 @@ session, read some inputs as constants: Resize scales, Reshape shapes, Slice sta
 and the like. A placeholder there fails ("Cannot parse data from external tensors"), so those
 tensors stay inline whatever their size or dtype. Small tensors (scalars, norm parameters) also
 stay inline: a `.dcz` entry costs more header bytes than they weigh, and ORT's constant folding
-wants them. Tensors read inside subgraphs (If / Loop / Scan bodies) are left in the graph as they
-are. numpy + onnx only.
+wants them. The same holds inside subgraphs (If / Loop / Scan bodies): constant reads there stay
+inline too; weights there are moved to the main graph first (compressor/onnx_subgraphs.py). numpy + onnx
+only.
 """
 
 from __future__ import annotations
 
 import onnx
+
+from dcz.compressor.onnx_subgraphs import all_graphs
 
 # op type -> input positions read as constants by shape inference or the kernel (default domain).
 _REDUCE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2")
@@ -46,34 +49,24 @@ SMALL_ELEMENTS = 64
 
 
 def constant_read(model: onnx.ModelProto) -> set[str]:
-    """Names read as constants by some node of the main graph (see CONSTANT_INPUTS)."""
+    """Names read as constants by some node of the model, subgraphs included (see CONSTANT_INPUTS)."""
     names: set[str] = set()
-    for node in model.graph.node:
-        if node.domain not in ("", "ai.onnx"):
-            continue
-        for position in CONSTANT_INPUTS.get(node.op_type, ()):
-            if position < len(node.input) and node.input[position]:
-                names.add(node.input[position])
+    for graph in all_graphs(model):
+        for node in graph.node:
+            if node.domain not in ("", "ai.onnx"):
+                continue
+            for position in CONSTANT_INPUTS.get(node.op_type, ()):
+                if position < len(node.input) and node.input[position]:
+                    names.add(node.input[position])
     return names
-
-
-def _subgraphs(node: onnx.NodeProto):
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            yield attr.g
-        elif attr.type == onnx.AttributeProto.GRAPHS:
-            yield from attr.graphs
 
 
 def read_in_subgraphs(model: onnx.ModelProto) -> set[str]:
     """Every name read by a node nested in a subgraph, at any depth (outer-scope references)."""
     names: set[str] = set()
-    stack = [g for node in model.graph.node for g in _subgraphs(node)]
-    while stack:
-        graph = stack.pop()
+    for graph in list(all_graphs(model))[1:]:
         for node in graph.node:
             names.update(n for n in node.input if n)
-            stack.extend(_subgraphs(node))
     return names
 
 
@@ -98,5 +91,7 @@ def drop_unused_initializers(model: onnx.ModelProto) -> list[str]:
 
 
 def must_stay_inline(model: onnx.ModelProto) -> set[str]:
-    """Initializer names that may not become `.dcz` placeholders, whatever their size."""
-    return constant_read(model) | read_in_subgraphs(model)
+    """Initializer names that may not become `.dcz` placeholders, whatever their size. A tensor a subgraph
+    reads as data (silero-vad's LSTM weights, sliced inside an If branch) may: ONNX Runtime fills a main-graph
+    initializer before it runs any subgraph that reads it from the outer scope."""
+    return constant_read(model)

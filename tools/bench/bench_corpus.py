@@ -48,14 +48,14 @@ def measure(kind: str, source: str, out: str, setting: str) -> dict:
     else:
         inputs, fidelity = corpus.INPUTS[kind](), corpus.FIDELITY[kind]
     imports_kib = peak_rss_kib()
-    reference = corpus.run_onnx(source, inputs)
+    reference = corpus.run_onnx(source, inputs, kind)
     start = time.perf_counter()
     compress_onnx(source, SETTINGS[setting], out_path=out)
     compress_s = time.perf_counter() - start
     start = time.perf_counter()
     model = runtime.load(out, threads=1)
     load_s = time.perf_counter() - start
-    outputs = model.run(dict(zip(model.input_names, inputs)))
+    outputs = corpus.outputs_of(kind, lambda x: model.run(dict(zip(model.input_names, x))), inputs)
     peak_kib = peak_rss_kib()
     return {
         "dense_bytes": os.path.getsize(source),

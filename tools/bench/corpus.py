@@ -2,7 +2,7 @@
 
 The models ship inside PyPI packages (rapidocr, rapidocr-onnxruntime): PP-OCR text detection,
 recognition and direction classification, two generations each; tools/bench/corpus_more.py adds
-models of other families (magika, nudenet). Inputs come from scikit-image's
+models of other families (magika, nudenet, silero-vad). Inputs come from scikit-image's
 scanned page (`skimage.data.page()`), preprocessed as rapidocr does (det: ImageNet mean/std;
 rec/cls: (x/255 - 0.5) / 0.5 at height 48). Used by tests/tools/test_corpus.py and
 tools/bench/bench_corpus.py.
@@ -38,7 +38,7 @@ _LINES = ((6, 40), (44, 68), (62, 86), (80, 106))
 class CorpusModel:
     name: str
     path: Path
-    kind: str  # det, rec, cls, text (sentence embeddings), filetype, yolo (corpus_more)
+    kind: str  # det, rec, cls, text (sentence embeddings), filetype, yolo, vad (corpus_more)
 
     def inputs(self, small: bool = False) -> list[np.ndarray]:
         return INPUTS[self.kind](small)
@@ -169,8 +169,8 @@ INPUTS.update(corpus_more.INPUTS)
 FIDELITY.update(corpus_more.FIDELITY)
 
 
-def run_onnx(path_or_bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """The dense model's outputs in ONNX Runtime (CPU, one thread: the reference)."""
+def onnx_runner(path_or_bytes):
+    """run(inputs) -> outputs of the dense model in ONNX Runtime (CPU, one thread: the reference), one session."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -178,4 +178,15 @@ def run_onnx(path_or_bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
     source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
     session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    return session.run(None, dict(zip(names, inputs)))
+    return lambda inputs: session.run(None, dict(zip(names, inputs)))
+
+
+def outputs_of(kind: str, run, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The outputs a corpus model's fidelity is measured on: one run, or a stream of runs (silero-vad)."""
+    stream = corpus_more.STREAMS.get(kind)
+    return run(inputs) if stream is None else stream(run, inputs)
+
+
+def run_onnx(path_or_bytes, inputs: list[np.ndarray], kind: str = "") -> list[np.ndarray]:
+    """The dense model's outputs in ONNX Runtime (CPU, one thread: the reference)."""
+    return outputs_of(kind, onnx_runner(path_or_bytes), inputs)

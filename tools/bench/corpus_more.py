@@ -9,6 +9,12 @@ and a voice-activity detector, with realistic fixed inputs and fidelity measures
   her head, camera man) at 320 x 320 as NudeNet's _read_image makes them (RGB, / 255). Fidelity: NudeNet's own
   post-processing (score >= 0.2, NMS at IoU 0.45 across classes): the same detections (class), box IoU of
   each matched pair, and the largest score change.
+- silero-vad (a voice-activity detector, silero_vad/data/silero_vad.onnx: one model per sample rate, each
+  in a branch of an If, weights as Constant nodes inside the branches): a synthesized voiced signal
+  (7 vowel syllables with moving pitch over low noise, 4 s) streamed as silero_vad.OnnxWrapper does
+  (512-sample chunks at 16 kHz after 64 samples of context, the state carried), and the same at 8 kHz
+  (256 + 32). Fidelity: the largest change of any chunk's speech probability and the share of chunks
+  whose speech / non-speech decision at silero's 0.5 threshold is unchanged.
 
 Used by tests/tools/test_corpus.py and tools/bench/bench_corpus.py through tools/bench/corpus.py.
 """
@@ -24,6 +30,7 @@ import numpy as np
 FILES = (
     ("magika", "models/standard_v3_*/model.onnx", "filetype"),
     ("nudenet", "320n.onnx", "yolo"),
+    ("silero_vad", "data/silero_vad.onnx", "vad"),
 )
 
 
@@ -169,5 +176,68 @@ def yolo_fidelity(reference, outputs) -> dict[str, float]:
     return {"same_detections": float(np.mean(same)), "min_box_iou": min(ious), "max_score_change": max(changes)}
 
 
-INPUTS = {"filetype": filetype_input, "yolo": yolo_input}
-FIDELITY = {"filetype": filetype_fidelity, "yolo": yolo_fidelity}
+# --- silero-vad: streamed audio ------------------------------------------------------------------------
+
+# formants (Hz) of five vowels (Peterson & Barney's averages for men, rounded)
+VOWELS = {"a": (730, 1090, 2440), "i": (270, 2290, 3010), "u": (300, 870, 2240), "e": (530, 1840, 2480)}
+VOWELS["o"] = (570, 840, 2410)
+SYLLABLES = ((0.5, 0.75, "a"), (0.8, 1.05, "i"), (1.1, 1.4, "o"), (1.45, 1.7, "e"), (2.6, 2.85, "u"))
+SYLLABLES += ((2.9, 3.2, "a"), (3.25, 3.5, "i"))
+VAD_THRESHOLD = 0.5  # silero_vad.get_speech_timestamps' default
+
+
+def voiced_signal(rate: int = 16000, seconds: float = 4.0) -> np.ndarray:
+    """Speech-like audio: harmonics of a moving pitch (105-155 Hz) shaped by three formants per vowel,
+    one vowel per syllable with a smooth envelope, over white noise at -50 dB; seeded, float32 in [-1, 1]."""
+    t = np.arange(int(rate * seconds)) / rate
+    audio = np.random.default_rng(0).normal(0, 0.003, t.size)
+    for i, (start, stop, vowel) in enumerate(SYLLABLES):
+        inside = (t >= start) & (t < stop)
+        local, length = t[inside] - start, stop - start
+        pitch = 130 + 25 * np.sin(np.pi * local / length + i)
+        phase = 2 * np.pi * np.cumsum(pitch) / rate
+        voice = np.zeros(local.size)
+        for k in range(1, 37):  # harmonics up to ~4 kHz
+            envelope = sum(1 / (1 + ((k * pitch - f) / (60 + 0.05 * f)) ** 2) for f in VOWELS[vowel])
+            voice += envelope / np.sqrt(k) * np.sin(k * phase) * (k * pitch < rate / 2)
+        audio[inside] += 0.1 * voice * np.sin(np.pi * local / length) ** 0.5 / np.abs(voice).max()
+    return audio.astype(np.float32)
+
+
+def vad_input(small: bool = False) -> list[np.ndarray]:
+    """The signal at 16 kHz and at 8 kHz (every other sample), one stream each (1 s when small)."""
+    audio = voiced_signal(seconds=1.0 if small else 4.0)
+    return [audio[None], np.ascontiguousarray(audio[None, ::2])]
+
+
+def vad_stream(run, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Speech probability per chunk of each stream, fed as silero_vad.OnnxWrapper feeds the model (chunk
+    after the previous chunk's last samples, state carried). `run` maps the model's inputs to its outputs."""
+    probabilities = []
+    for audio in inputs:
+        rate = 16000 if audio is inputs[0] else 8000
+        chunk, context = (512, 64) if rate == 16000 else (256, 32)
+        state = np.zeros((2, audio.shape[0], 128), np.float32)
+        previous = np.zeros((audio.shape[0], context), np.float32)
+        found = []
+        for start in range(0, audio.shape[1] - chunk + 1, chunk):
+            window = np.concatenate([previous, audio[:, start : start + chunk]], axis=1)
+            probability, state = run([window, state, np.array(rate, np.int64)])
+            previous = window[:, -context:]
+            found.append(probability[:, 0])
+        probabilities.append(np.stack(found, axis=1))
+    return probabilities
+
+
+def vad_fidelity(reference, outputs) -> dict[str, float]:
+    ref, out = np.concatenate([r.ravel() for r in reference]), np.concatenate([o.ravel() for o in outputs])
+    return {
+        "max_prob_change": float(np.max(np.abs(ref - out))),
+        "same_decision": float(np.mean((ref >= VAD_THRESHOLD) == (out >= VAD_THRESHOLD))),
+    }
+
+
+INPUTS = {"filetype": filetype_input, "yolo": yolo_input, "vad": vad_input}
+FIDELITY = {"filetype": filetype_fidelity, "yolo": yolo_fidelity, "vad": vad_fidelity}
+# kinds whose outputs come from several runs of the model (state carried between them)
+STREAMS = {"vad": vad_stream}
