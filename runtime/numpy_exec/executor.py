@@ -150,7 +150,7 @@ class NumpyExecutor:
 
     def _compile(self, index: int, node: onnx.NodeProto, sparse: Mapping[str, CsrRows]) -> Step:
         label = node.name or f"{node.op_type}_{index}"
-        ctx = OpContext(self._opset, label, node.op_type)
+        ctx = OpContext(self._opset, label, node.op_type, len(node.output))
         attrs = {a.name: _attribute(a, node, label) for a in node.attribute}
         sparse_step = self._sparse_step(node, attrs, sparse, ctx)
         if sparse_step is not None:

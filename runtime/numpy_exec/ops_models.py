@@ -1,5 +1,6 @@
 """Ops that real models bring beyond the LeNet / ResNet set: transformers (Erf, LayerNormalization,
-Range, Where, Equal, ReduceL2, Pow, Gelu) and OCR detectors (Resize, ConvTranspose)."""
+Range, Where, Equal, ReduceL2, Pow, Gelu), OCR detectors (Resize, ConvTranspose), magika's layer norm and
+softmax (Max, Min, Exp, Reciprocal) and YOLOv8's C2f blocks (Split)."""
 
 from __future__ import annotations
 
@@ -185,3 +186,47 @@ def conv_transpose(
     flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * rank]
     grouped = flipped.reshape((group, cg, mg) + tuple(kernel)).transpose((0, 2, 1) + tuple(range(3, 3 + rank)))
     return conv(ctx, padded, np.ascontiguousarray(grouped.reshape((group * mg, cg) + tuple(kernel))), b, group=group)
+
+
+@register("Exp")
+def exp(ctx, x):
+    return np.exp(x)
+
+
+@register("Reciprocal")
+def reciprocal(ctx, x):
+    return np.reciprocal(x)
+
+
+def _fold(ctx, fn, first, rest):
+    for x in rest:
+        first = broadcast_binary(ctx, fn, first, x)
+    return first
+
+
+@register("Max")
+def max_(ctx, first, *rest):
+    return _fold(ctx, np.maximum, first, rest)
+
+
+@register("Min")
+def min_(ctx, first, *rest):
+    return _fold(ctx, np.minimum, first, rest)
+
+
+@register("Split")
+def split(ctx, x, split_input=None, *, axis=0, split=None, num_outputs=None):
+    """Sizes from the `split` input (opset >= 13) or attribute, else equal parts: `num_outputs` (opset 18,
+    the last part smaller when the axis does not divide evenly) or as many as the node has outputs."""
+    axis = axis % x.ndim if x.ndim else 0
+    sizes = split_input if split_input is not None else split
+    if sizes is None:
+        parts, length = int(num_outputs or ctx.outputs), x.shape[axis]
+        if num_outputs is None and length % parts:
+            raise op_error(ctx, f"dim {axis} of shape {x.shape} does not split into {parts} equal parts")
+        step = -(-length // parts)
+        sizes = [max(0, min(step, length - i * step)) for i in range(parts)]
+    sizes = [int(s) for s in np.asarray(sizes).reshape(-1)]
+    if any(s < 0 for s in sizes) or sum(sizes) != x.shape[axis]:
+        raise op_error(ctx, f"split sizes {sizes} do not add up to dim {axis} of shape {x.shape}")
+    return tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis))

@@ -24,6 +24,7 @@ class OpContext:
     opset: int
     node: str  # node name (or op type + index) for error messages
     op: str = ""  # the node's op type, also for error messages
+    outputs: int = 1  # how many outputs the node names (Split without sizes splits into that many)
 
 
 def register(*op_types: str) -> Callable[[OpFunction], OpFunction]:

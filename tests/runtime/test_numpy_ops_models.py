@@ -77,3 +77,40 @@ def test_conv_transpose(case):
     case = dict(case)
     x, w = rand(*case.pop("x")), rand(*case.pop("w"))
     compare_single("ConvTranspose", [x, w, rand(w.shape[1] * case.get("group", 1))], **case)
+
+
+def test_magika_and_yolo_ops():
+    x = rand(3, 5, 7)
+    compare_single("Exp", [x])
+    compare_single("Reciprocal", [x + 4])
+    compare_single("Max", [x, x[:1] * 2, np.array(0.1, np.float32)])
+    compare_single("Min", [x, x[:, :1]])
+    compare_single("Max", [x])
+
+
+@pytest.mark.parametrize(
+    "sizes, attrs, outputs, opset",
+    [
+        ([2, 5], {"axis": 1}, 2, 17),  # sizes as an input (YOLOv8's C2f)
+        (None, {"axis": -1}, 3, 17),  # equal parts, as many as outputs
+        (None, {"axis": 1, "split": [1, 4, 2]}, 3, 11),  # sizes as an attribute
+        (None, {"axis": 1, "num_outputs": 4}, 4, 18),  # 7 = 2 + 2 + 2 + 1
+    ],
+)
+def test_split(sizes, attrs, outputs, opset):
+    x = rand(2, 7, 6)
+    arrays = [x] if sizes is None else [x, np.array(sizes, np.int64)]
+    compare(
+        single_op("Split", arrays, n_outputs=outputs, opset=opset, **attrs), {f"in{i}": a for i, a in enumerate(arrays)}
+    )
+
+
+def test_split_sizes_that_do_not_add_up_are_refused():
+    from dcz.runtime import DczRuntimeError
+
+    model = single_op("Split", [rand(2, 7), np.array([3, 3], np.int64)], n_outputs=2, axis=1)
+    with pytest.raises(DczRuntimeError, match=r"\(Split\): split sizes \[3, 3\] do not add up"):
+        NumpyExecutor(model, {}).run({"in0": rand(2, 7), "in1": np.array([3, 3], np.int64)})
+    uneven = single_op("Split", [rand(2, 7)], n_outputs=3, axis=1)  # before opset 18: equal parts only
+    with pytest.raises(DczRuntimeError, match=r"\(Split\): dim 1 of shape \(2, 7\) does not split into 3"):
+        NumpyExecutor(uneven, {}).run({"in0": rand(2, 7)})

@@ -103,7 +103,7 @@ def test_defaults_keep_outputs_and_compress(model, compressed):
 @pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
 def test_numpy_backend_runs_it_like_ort(model, compressed):
     """The NumPy backend runs the corpus model like ONNX Runtime (ops_models.py), or refuses it at load
-    with one error naming an op of the graph it does not implement (magika: Max, nudenet: Split, silero-vad: If)."""
+    with one error naming an op of the graph it does not implement (silero-vad: If)."""
     source, out = compressed(model)
     try:
         loaded = runtime.load(out, backend="numpy")

@@ -2,8 +2,8 @@
 
     python -m tools.bench.bench_corpus [--out docs/benchmarks/models.md]
 
-For each corpus model (tools/bench/corpus.py: rapidocr's PP-OCR models; tools/bench/minilm.py:
-all-MiniLM-L6-v2 exported to ONNX) and each setting - the safe defaults (no setting) and the former
+For each corpus model (tools/bench/corpus.py: rapidocr's PP-OCR models; tools/bench/corpus_more.py:
+magika, nudenet, silero-vad; tools/bench/minilm.py: all-MiniLM-L6-v2 exported to ONNX) and each setting - the safe defaults (no setting) and the former
 defaults (the paper's 8-bit conv / 5-bit fc codebooks, given explicitly) - one fresh subprocess
 compresses the model, loads the `.dcz` in ONNX Runtime, runs the fixed inputs and reports
 its own peak RSS (so every figure of a row comes from one process, on a shared 2-core machine).
@@ -103,12 +103,18 @@ def to_markdown(rows: list[tuple[str, str, dict]], info: dict) -> str:
         "torch included). Dense bytes: the `.onnx` file. Compress and load times are wall seconds of one",
         "run each on a machine shared with other jobs (compare rows of one run, not across runs).",
         "Inputs: `skimage.data.page()` (det: the page at 192 x 384; rec: 4 text lines at 48 x 768; cls: 4 lines",
-        "upright + 4 turned 180 degrees at 48 x 192); MiniLM: 54 sentences, 32 tokens.",
+        "upright + 4 turned 180 degrees at 48 x 192); MiniLM: 54 sentences, 32 tokens; magika: the first and last",
+        "1,024 bytes of 12 real files of 12 types from numpy / scikit-image / scikit-learn; nudenet: 3 photos of",
+        "scikit-image at 320 x 320; silero-vad: a synthesized voiced signal (7 vowel syllables, 4 s) streamed in",
+        "chunks at 16 kHz and at 8 kHz, state carried (tools/bench/corpus_more.py).",
         "Fidelity: det: relative L2 error of the text-probability map and IoU of the text masks at 0.3;",
         "rec: relative L2 error of the per-step probabilities, the share of lines whose decoded text is",
         "identical, the share of time steps whose best class changed and the largest change of the dense",
         "model's best-class probability at any step; cls: relative L2 error, largest probability change, same decision; MiniLM: cosine of",
-        "each sentence embedding to the dense model's (min and mean).",
+        "each sentence embedding to the dense model's (min and mean); magika: same type for every file, largest",
+        "probability change; nudenet: NudeNet's post-processing (score >= 0.2, NMS 0.45): same detected classes",
+        "per photo, smallest IoU of a matched box, largest score change; silero-vad: largest change of a chunk's",
+        "speech probability, share of chunks with the same decision at 0.5.",
         "Safe defaults: per layer the cheapest codebook reaching 38 dB weight SQNR (compressor/safe.py) and",
         "every row (channel) above 0 dB when row-group / per-row codebooks doing so cost at most 1.5x,",
         "BatchNormalization folded, embedding tables shared. Former defaults: the paper's 8-bit conv / 5-bit",
