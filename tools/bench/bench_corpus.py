@@ -141,7 +141,7 @@ READING = """## Reading
   recognisers), the same direction on all 8 lines (classifier), text-mask IoU >= 0.98 (detectors),
   sentence-embedding cosine >= 0.999 (MiniLM; former defaults 0.984, below the 0.995 asked), the same file
   type for all 12 files (magika; probabilities within 0.009), the same detections on the 3 photos (nudenet;
-  boxes IoU >= 0.96), the same speech / non-speech decision on all 249 chunks (silero-vad, 16 and 8 kHz;
+  boxes IoU >= 0.96), the same speech / non-speech decision on all 250 chunks (silero-vad, 16 and 8 kHz;
   probabilities within 0.042).
 - The safe defaults do **not** keep the raw output tensors within 1% on the OCR models: relative L2 error of
   the recognisers' probabilities 10-12% (former defaults 6-14%), of the detectors' maps 2.5-6.4% (former
