@@ -48,6 +48,7 @@ from dcz.formats.streaming import (
 
 from . import checkpoint_read as cr
 from .errors import CompressError
+from .gptq import feedback_palettize
 from .palettize import ITERATIONS, default_group_rows, palettize
 from .refit import read_moments, refit_codebooks
 
@@ -68,6 +69,7 @@ class Settings:
     iterations: int = ITERATIONS  # Lloyd iterations on each codebook's sample
     huffman: bool = False  # Huffman-code the labels (needs ~9 bytes per weight of the tensor while encoding)
     bits_for: tuple[tuple[str, int], ...] = ()  # (name pattern, bits): the first match wins over bits
+    error_feedback: bool = True  # with an input moment (--calib): labels by GPTQ-style error feedback (compressor.gptq)
 
     def bits_of(self, name: str) -> int:
         """Label bits of one tensor: the first `bits_for` pattern (fnmatch) matching its name, else `bits`."""
@@ -112,7 +114,8 @@ def compress_tensor(
 
     pool: a thread pool that labels the tensor's row blocks in parallel (same bytes without it).
     scratch: per-thread buffers for the tensor read and the bf16 blocks (same bytes without it).
-    moment: the input second moment E[x x^T] (cols, cols): codebooks refitted on the output (compressor.refit)."""
+    moment: the input second moment E[x x^T] (cols, cols): codebooks refitted on the output (compressor.refit)
+    and, with settings.error_feedback, labels chosen with error feedback (compressor.gptq)."""
     arr = cr.load(ref, scratch)
     if not palettized(ref, settings):
         return [encode(Raw(ref.name, _raw_array(arr, ref.dtype)), huffman=True)]
@@ -136,7 +139,12 @@ def compress_tensor(
             break
         bits += 2 if bits < 6 else 8 - bits
         group_rows = _group_rows(rows, cols, bits, settings)
-    if moment is not None:
+    if moment is not None and settings.error_feedback:
+        try:
+            labels, book = feedback_palettize(matrix, labels, book, group_rows, moment, threshold, to_f32)
+        except CompressError as error:
+            raise CompressError(f"--calib: tensor {ref.name!r}: {error}") from None
+    elif moment is not None:
         book = refit_codebooks(matrix, labels, book, group_rows, moment, threshold, to_f32)
     if settings.huffman:
         out = [encode(Shared(ref.name, labels.reshape(ref.shape), book, bits, group_rows), huffman=True)]

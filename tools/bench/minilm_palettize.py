@@ -3,8 +3,9 @@
 `python -m tools.bench.minilm_palettize [--only NAME ...]` compresses the package's model.safetensors
 with each setting below through `compress_checkpoint` (what `dcz compress` runs), decodes it with
 `dcz.checkpoint.state_dict_items` and prints the size ratio and min / mean cosine of the 54
-sentence embeddings of `minilm.SENTENCES` to the dense model's. `--calib` rows refit the codebooks
-on input moments from `minilm_calib.CALIBRATION` (127 other sentences: held out).
+sentence embeddings of `minilm.SENTENCES` to the dense model's. `calib` rows use input moments from
+`minilm_calib.CALIBRATION` (other sentences: held out): `refit` refits the codebooks only
+(--no-error-feedback), `feedback` also chooses the labels with error feedback (compressor.gptq).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ FIVE = (("encoder.*", 5), ("embeddings.position*", 5))  # all but the word embed
 SETTINGS = {
     "4b-default": (Settings(bits=4), False),
     "4b-default-out0.5": (Settings(bits=4, outliers=0.005), False),
-    "4b-default-out0.5-calib": (Settings(bits=4, outliers=0.005), True),
-    "4b-row-out0.5-calib": (Settings(bits=4, group_rows=1, outliers=0.005), True),
+    "4b-default-out0.5-calib-refit": (Settings(bits=4, outliers=0.005, error_feedback=False), True),
+    "4b-default-out0.5-calib-feedback": (Settings(bits=4, outliers=0.005), True),
+    "4b-row-out0.5-calib-refit": (Settings(bits=4, group_rows=1, outliers=0.005, error_feedback=False), True),
     "word4b-rest5b-tensor-out1-it100": (
         Settings(bits=4, group_rows=WHOLE, outliers=0.01, iterations=100, bits_for=FIVE),
         False,

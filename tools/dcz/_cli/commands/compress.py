@@ -37,8 +37,9 @@ MODEL is either
                            --accurate: 5-bit per-tensor codebooks, Huffman labels, 0.5% outliers;
                            --bits 4,encoder.*=5: bits per tensor-name pattern (first match wins);
                            --calib MOMENTS.npz: each Linear weight's input second moment E[x x^T]
-                           (one (cols, cols) array named after the tensor): codebooks refitted by
-                           least squares on the layer output;
+                           (one (cols, cols) array named after the tensor): labels chosen with
+                           GPTQ-style error feedback and codebooks refitted by least squares on the
+                           layer output (--no-error-feedback: the refit only);
                            the rest kept raw
   an .onnx file            compressed without torch (Conv / Gemm / MatMul weights), or
   package.module:factory   a function returning a torch.nn.Module; give --weights (a state dict
@@ -178,6 +179,12 @@ def register(subparsers, common) -> None:
         "--accurate", action="store_true", help="32-entry per-tensor codebooks, Huffman labels, 0.5%% outliers exact"
     )
     ckpt.add_argument("--iterations", type=int, metavar="N", help="Lloyd iterations per codebook (default 8, 1..1000)")
+    ckpt.add_argument(
+        "--no-error-feedback",
+        action="store_true",
+        help="with --calib: nearest-centroid labels, only the codebooks refitted (default: labels chosen GPTQ-style, "
+        "each column's output error moved onto the columns not yet labelled)",
+    )
     ckpt.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
 
 
@@ -597,6 +604,7 @@ def compress_checkpoint(args, out: Path) -> None:
         sensitivity=args.sensitivity,
         outliers=args.outliers,
         iterations=args.iterations,
+        error_feedback=False if args.no_error_feedback else None,
     )
     base = checkpoint.ACCURATE if args.accurate else checkpoint.Settings()
     settings = dataclasses.replace(base, **{k: v for k, v in chosen.items() if v is not None})
@@ -686,7 +694,16 @@ def print_weight_error(metadata: dict) -> None:
         print(warning, file=sys.stderr)
 
 
-CHECKPOINT_ONLY = ("workers", "scheduler", "group_rows", "sensitivity", "outliers", "accurate", "iterations")
+CHECKPOINT_ONLY = (
+    "workers",
+    "scheduler",
+    "group_rows",
+    "sensitivity",
+    "outliers",
+    "accurate",
+    "iterations",
+    "no_error_feedback",
+)
 CHECKPOINT_ALLOWED = ("model", "output", "bits", "calib", "no_progress", *CHECKPOINT_ONLY)
 
 
