@@ -10,11 +10,11 @@ exactly contribute no error and are masked out of both sides. H is damped by 1% 
 diagonal (so rarely excited inputs do not pull the centroids far from the weights they stand for),
 and a centroid no weight uses keeps its k-means value.
 
-The labels are not moved (no GPTQ-style error feedback, which overfits a few hundred calibration
-tokens: docs/benchmarks/calibrated.md); only 2^bits numbers per group are fitted. Measured on
-all-MiniLM-L6-v2 (docs/benchmarks/checkpoints.md): 4-bit per-row codebooks, held-out sentence
-cosine min 0.970 -> 0.979 (scratch, per-row codebooks) and 0.960 -> 0.968 (default groups)
-with moments from 127 other sentences.
+The labels are not moved here; compressor.gptq chooses them with error feedback and alternates
+with this refit (on by default with --calib). Measured on all-MiniLM-L6-v2
+(docs/benchmarks/checkpoints.md): 4-bit per-row codebooks, held-out sentence cosine min
+0.970 -> 0.979 (scratch, per-row codebooks) and 0.960 -> 0.968 (default groups) with moments from
+127 other sentences.
 """
 
 from __future__ import annotations
