@@ -26,7 +26,7 @@ PRUNE_METHODS = ("none", "threshold", "sparsity", "quality", "global", "gmp", "d
 INIT_METHODS = ("linear", "density", "random", "kmeans++")
 KMEANS_BACKENDS = ("exact", "sklearn")
 PRUNE_PARAMETERS = ("threshold", "sparsity", "quality")  # belong to the prune method that reads them
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "anneal")
 
 CONV_TYPES = frozenset({"Conv1d", "Conv2d", "Conv3d", "Conv", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose"})
 FC_TYPES = frozenset({"Linear", "Gemm", "MatMul", "Bilinear"})
@@ -184,7 +184,9 @@ class CompressConfig:
                     (fake-quantized int weights and int8 activations, compressor.qat; needs a train loader).
     lr, share_lr    learning rates of the default Adam optimizer while pruning / sharing.
     lr_schedule     'constant', or 'cosine': each recovery stage decays its rate to 0 along a half cosine
-                    (ends the pruning and the centroid training at a settled minimum).
+                    (ends the pruning and the centroid training at a settled minimum), or 'anneal': the rate
+                    stays constant while masks may still change (dns before `freeze`, gmp before `end`) and
+                    decays along a half cosine to 0 over the rest of the stage (the whole centroid training).
     distill_temperature  if set, recover with knowledge distillation from the dense model.
     distill_alpha   weight of the soft-target loss (the rest is the task loss), in [0, 1].
     fold_batchnorm  fold BatchNorm into the preceding conv before compressing (where valid).

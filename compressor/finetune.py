@@ -41,19 +41,25 @@ def finetune(
     desc: str = "fine-tune",
     after_batch: Callable[[], None] | None = None,
     schedule: str = "constant",
+    hold: float = 0.0,
 ) -> float:
     """Train `model`'s trainable parameters for `epochs` passes over `loader`; returns the last epoch's mean loss.
 
     A fresh optimizer is made for each call because the trainable parameters change between
     stages (weights while pruning, centroids after sharing). `after_batch()` runs after every
-    optimizer step (the training-time pruning methods update their masks there).
+    optimizer step (the training-time pruning methods update their masks there). schedule 'cosine'
+    or 'anneal' keeps the rate for the first `hold` fraction of the batches, then decays it to 0
+    along a half cosine.
     """
     task_loss = loss_fn or F.cross_entropy
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise CompressError(f"{desc}: the model has no trainable parameters")
     optimizer = (optimizer_factory or default_optimizer)(params, lr)
-    rate = _cosine_rates(optimizer, epochs * _batches(loader, desc)) if schedule == "cosine" else None
+    rate = None
+    if schedule in ("cosine", "anneal"):
+        total = epochs * _batches(loader, desc, schedule)
+        rate = _cosine_rates(optimizer, total, round(hold * total))
     if teacher is not None:
         teacher.eval()
     mean_loss = float("nan")
@@ -87,22 +93,24 @@ def finetune(
     return mean_loss
 
 
-def _batches(loader, desc: str) -> int:
+def _batches(loader, desc: str, schedule: str) -> int:
     try:
         return len(loader)
     except TypeError:
-        raise CompressError(f"{desc}: lr_schedule 'cosine' needs a train loader with a len()") from None
+        raise CompressError(f"{desc}: lr_schedule {schedule!r} needs a train loader with a len()") from None
 
 
-def _cosine_rates(optimizer: torch.optim.Optimizer, total: int) -> Callable[[], None]:
-    """A step function setting every group's rate to its start rate * (1 + cos(pi * step / total)) / 2."""
+def _cosine_rates(optimizer: torch.optim.Optimizer, total: int, hold: int = 0) -> Callable[[], None]:
+    """A step function keeping every group's start rate for `hold` steps, then setting it to
+    start rate * (1 + cos(pi * s / (total - hold))) / 2, s counting the steps after the hold."""
     start = [group["lr"] for group in optimizer.param_groups]
     step = 0
+    span = max(total - hold, 1)
 
     def advance() -> None:
         nonlocal step
         step += 1
-        factor = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+        factor = 0.5 * (1.0 + math.cos(math.pi * min(max(step - hold, 0), span) / span))
         for group, lr in zip(optimizer.param_groups, start, strict=True):
             group["lr"] = lr * factor
 

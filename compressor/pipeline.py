@@ -61,7 +61,7 @@ def compress(
     accuracy: dict[str, float] = {}
     _measure(accuracy, "dense", eval_fn, work)
 
-    def recover(epochs: int, lr: float, desc: str, after_batch=None) -> bool:
+    def recover(epochs: int, lr: float, desc: str, after_batch=None, hold: float = 0.0) -> bool:
         if train_loader is None or epochs == 0:
             return False
         finetune(
@@ -78,6 +78,7 @@ def compress(
             desc=desc,
             after_batch=after_batch,
             schedule=config.lr_schedule,
+            hold=hold if config.lr_schedule == "anneal" else 0.0,
         )
         return True
 
@@ -95,7 +96,9 @@ def compress(
                 prune_step(classic, dense_std, step, config.prune_steps)
             if step == config.prune_steps and schedule is None:
                 _measure(accuracy, "pruned", eval_fn, work)
-            tuned = recover(config.prune_epochs, config.lr, f"prune {step}/{config.prune_steps}", hook) or tuned
+            # 'anneal' decays the rate only once the masks are final (this step's share of the schedule before that: held)
+            hold = 0.0 if schedule is None else schedule.held_share(step, config.prune_steps)
+            tuned = recover(config.prune_epochs, config.lr, f"prune {step}/{config.prune_steps}", hook, hold) or tuned
         if schedule is not None:
             schedule.finish()
             _measure(accuracy, "pruned", eval_fn, work)

@@ -74,6 +74,17 @@ class ScheduledPruning:
                     module, "weight", SpliceMask(torch.ones_like(weight, dtype=torch.bool)), unsafe=True
                 )
 
+    def settled_at(self) -> float:
+        """The fraction of the schedule after which no mask changes (dns freeze, gmp end)."""
+        methods = {plan.prune for _, plan in self.layers.values()}
+        return max(
+            self.config.dns.freeze if "dns" in methods else 0.0, self.config.gmp.end if "gmp" in methods else 0.0
+        )
+
+    def held_share(self, step: int, steps: int) -> float:
+        """The share of prune step `step` (1-based, of `steps` equal steps) before the masks settle."""
+        return min(1.0, max(0.0, self.settled_at() * steps - (step - 1)))
+
     def progress(self) -> float:
         return min(1.0, self.batch / self.total)
 

@@ -102,3 +102,30 @@ def test_cosine_schedule_needs_a_sized_loader():
     batches = iter([(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long))])
     with pytest.raises(CompressError, match="lr_schedule 'cosine' needs a train loader with a len"):
         finetune(model, batches, 1, 0.1, progress=False, schedule="cosine")
+
+
+def test_anneal_holds_the_rate_then_decays_it_to_zero():
+    torch.manual_seed(0)
+    _, _, loader = _toy()
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    seen, optimizers = [], []
+
+    def factory(params, lr):
+        optimizers.append(torch.optim.SGD(params, lr=lr))
+        return optimizers[-1]
+
+    record = lambda: seen.append(optimizers[0].param_groups[0]["lr"])  # noqa: E731
+    finetune(
+        model,
+        loader,
+        4,
+        0.1,
+        optimizer_factory=factory,
+        progress=False,
+        schedule="anneal",
+        hold=0.5,
+        after_batch=record,
+    )
+    held, decayed = seen[: len(seen) // 2], seen[len(seen) // 2 :]
+    assert held == [0.1] * len(held)  # the rate while masks may still change
+    assert all(a > b for a, b in zip(decayed, decayed[1:])) and decayed[-1] == pytest.approx(0.0, abs=1e-12)

@@ -142,3 +142,32 @@ def test_methods_need_training():
     x, _ = _task()
     with pytest.raises(CompressError, match="train loader and prune_epochs >= 1"):
         compress(_mlp(), x[:1], {"global": {"prune": "gmp", "sparsity": 0.5}}, progress=False)
+
+
+def test_anneal_decays_the_rate_only_after_the_dns_masks_freeze():
+    x, y = _task()
+    rates, optimizers = [], []
+
+    def factory(params, lr):
+        optimizers.append(torch.optim.Adam(params, lr=lr))
+        return optimizers[-1]
+
+    class Recording(Batches):
+        def __iter__(self):
+            for batch in super().__iter__():
+                if optimizers:
+                    rates.append(optimizers[-1].param_groups[0]["lr"])
+                yield batch
+
+    config = {
+        "global": {"prune": "dns", "sparsity": 0.8, "share": False},
+        "dns": {"end": 0.5, "freeze": 0.75},
+        "prune_epochs": 4,
+        "lr": 1e-2,
+        "lr_schedule": "anneal",
+    }
+    compress(_trained(), x[:1], config, train_loader=Recording(x, y), optimizer_factory=factory, progress=False)
+    per_epoch = len(Batches(x, y))
+    frozen = 3 * per_epoch  # freeze at 0.75 of 4 epochs
+    assert rates[:frozen] == [1e-2] * frozen  # rate read before each batch: constant up to the freeze
+    assert all(a > b for a, b in zip(rates[frozen:], rates[frozen + 1 :])) and rates[-1] < 1e-3

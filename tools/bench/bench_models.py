@@ -184,11 +184,11 @@ def _train_and_compress_lenet(name: str) -> tuple[nn.Module, object, float, tupl
     torch.manual_seed(0)
     X, y = (torch.from_numpy(a) for a in load_mnist_5k())
     X_test, y_test = (torch.from_numpy(a) for a in test)
-    loader = lx.ShiftedBatches(X, y, batch_size=64, shift=2, seed=0)
-    decay = setup["weight_decay"]
-    optimizer = lambda params, lr: torch.optim.Adam(params, lr=lr, weight_decay=decay)  # noqa: E731
+    dense = setup["dense"]
+    loader = lx.ShiftedBatches(X, y, batch_size=64, shift=dense["shift"], seed=0)
+    optimizer = lambda params, lr: torch.optim.Adam(params, lr=lr, weight_decay=dense["weight_decay"])  # noqa: E731
     model = setup["build"]()
-    finetune(model, loader, setup["dense_epochs"], 1e-3, optimizer_factory=optimizer, progress=False)
+    finetune(model, loader, dense["epochs"], dense["lr"], optimizer_factory=optimizer, progress=False)
     model.eval()
     start = time.perf_counter()
     result = compress(

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from dcz.compressor import CompressConfig, compress
 from dcz.compressor.finetune import accuracy, finetune
 from dcz.demo import frontier
-from dcz.demo.augment import AffineBatches, Moves, SeededBatches
+from dcz.demo.augment import AffineBatches, Moves, ShiftedBatches
 from dcz.demo.datasets import load_mnist_5k, load_mnist_idx
 from dcz.demo.models import lenet5, lenet_300_100
 
@@ -65,8 +65,7 @@ PAPER = {
 SETUPS = {
     "lenet300": dict(
         build=lenet_300_100,
-        dense_epochs=40,
-        weight_decay=1e-4,
+        dense=frontier.DENSE["lenet-300-100"],
         config={
             "global": {"prune": "sparsity"},
             "by_type": {"fc": {"bits": 5, "gap_bits": 5}},
@@ -87,8 +86,7 @@ SETUPS = {
     ),
     "lenet5": dict(
         build=lenet5,
-        dense_epochs=30,
-        weight_decay=1e-4,
+        dense=frontier.DENSE["lenet-5"],
         config={
             "global": {"prune": "sparsity"},
             "by_type": {"conv": {"bits": 8, "gap_bits": 5}, "fc": {"bits": 5, "gap_bits": 5}},
@@ -117,25 +115,6 @@ FRONTIER_AUGMENT = {"lenet300": frontier.AUGMENT.get("lenet-300-100"), "lenet5":
 FRONTIER_SAVE = frontier.SAVE
 
 
-class ShiftedBatches(SeededBatches):
-    """Shuffled mini-batches with each digit shifted by up to `shift` pixels (seeded, reproducible)."""
-
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, shift: int, seed: int):
-        super().__init__(inputs, targets, batch_size, seed)
-        self.shift = shift
-
-    def _moved(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.shift == 0:
-            return batch
-        s, n, side = self.shift, batch.shape[0], batch.shape[-1]
-        padded = torch.nn.functional.pad(batch, (s, s, s, s))
-        dy = torch.randint(0, 2 * s + 1, (n,), generator=self.generator)
-        dx = torch.randint(0, 2 * s + 1, (n,), generator=self.generator)
-        rows = (dy[:, None] + torch.arange(side))[:, :, None]
-        cols = (dx[:, None] + torch.arange(side))[:, None, :]
-        return padded[torch.arange(n)[:, None, None], 0, rows, cols].unsqueeze(1)
-
-
 def run(
     name: str,
     out: Path,
@@ -147,35 +126,41 @@ def run(
     augment: Moves | None = None,
     dense_cache: Path | None = None,
     lean: bool = False,
+    holdout: int = 0,
 ) -> dict:
     setup = SETUPS[name]
     if augment is None and frontier and FRONTIER_AUGMENT[name]:
         augment = Moves.parse(FRONTIER_AUGMENT[name])
-    if dense_cache is not None and augment is None:  # unmoved recovery batches continue the dense shuffle
-        raise SystemExit("--dense-cache needs moved recovery batches (--augment, or --frontier's own)")
     torch.manual_seed(0)
     X, y = (torch.from_numpy(a) for a in load_mnist_5k())
     X_test, y_test = (torch.from_numpy(a) for a in load_mnist_idx(mnist))
+    if holdout:  # choosing settings: score on training digits set aside, never on the test digits
+        X, y, X_test, y_test = split_holdout(X, y, holdout)
     if quick:  # a smoke run of the whole path in seconds
         X, y, X_test, y_test = X[::10], y[::10], X_test[:1000], y_test[:1000]
-    loader = ShiftedBatches(X, y, batch_size=64, shift=2, seed=0)
+    dense = setup["dense"]  # the recipe `dcz demo --frontier` trains with too (dcz.demo.frontier.DENSE)
+    loader = ShiftedBatches(X, y, batch_size=64, shift=dense["shift"], seed=0)
     evaluate = lambda model: accuracy(model, X_test, y_test)  # noqa: E731
 
-    # L2 decay (as Han et al.'s Caffe training) drives weights that never get a gradient, e.g. those
-    # of the always-blank border pixels, to zero, so magnitude pruning removes them first.
-    decay = setup["weight_decay"]
+    # L2 decay drives the weights that never get a gradient to zero, so magnitude pruning removes them first
+    decay = dense["weight_decay"]
     optimizer = lambda params, lr: torch.optim.Adam(params, lr=lr, weight_decay=decay)  # noqa: E731
     model = setup["build"]()
     started = time.perf_counter()
-    cached = None if dense_cache is None else dense_cache / f"{name}{'-quick' if quick else ''}-dense.safetensors"
+    dense_epochs = 2 if quick else dense["epochs"]
+    variant = ("-quick" if quick else "") + (f"-holdout{holdout}" if holdout else "")
+    cached = None if dense_cache is None else dense_cache / f"{name}{variant}-dense.safetensors"
     if cached is not None and cached.is_file():  # the same dense model as training it again, without the CPU
         model.load_state_dict(load_file(cached))
+        for _ in range(dense_epochs if augment is None else 0):  # unmoved recovery batches follow the dense ones
+            for _ in loader:
+                pass
     else:
         finetune(
             model,
             loader,
-            2 if quick else setup["dense_epochs"],
-            1e-3,
+            dense_epochs,
+            dense["lr"],
             optimizer_factory=optimizer,
             progress=progress,
             desc=f"{name} dense",
@@ -222,12 +207,22 @@ def run(
         "seconds": {"dense_training": dense_seconds, "compress": compress_seconds},
         "train_digits": len(X),
         "test_digits": len(X_test),
+        "scored_on": "training digits held out (validation)" if holdout else "MNIST test digits",
         "config": config.to_dict(),
         "augment": None if augment is None else vars(augment),
     }
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
     print(render(name, summary, report))
     return summary
+
+
+def split_holdout(X: torch.Tensor, y: torch.Tensor, n: int):
+    """(train X, y, validation X, y): `n` of the training digits, drawn by a fixed seed, set aside."""
+    if not 0 < n < len(X):
+        raise SystemExit(f"--holdout: must be between 1 and {len(X) - 1} digits, got {n}")
+    order = torch.randperm(len(X), generator=torch.Generator().manual_seed(20261129))
+    keep, held = order[n:].sort().values, order[:n].sort().values
+    return X[keep], y[keep], X[held], y[held]
 
 
 def render(name: str, summary: dict, report) -> str:
@@ -239,7 +234,7 @@ def render(name: str, summary: dict, report) -> str:
         f"paper: {paper['dense_kb']} KB -> {paper['compressed_kb']} KB, {paper['ratio']}x, {paper['kept']}% kept, "
         f"top-1 error {paper['top1_error'][0]}% -> {paper['top1_error'][1]}%",
         "",
-        "accuracy on the 10,000 MNIST test digits (trained on %d digits):" % summary["train_digits"],
+        f"accuracy on {summary['test_digits']:,} {summary['scored_on']} (trained on {summary['train_digits']:,} digits):",
         "",
         "| stage | top-1 % |",
         "|---|---|",
@@ -280,11 +275,16 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--dense-cache",
         type=Path,
-        help="folder: reuse the dense model trained by an earlier run (only with moved recovery batches: "
-        "unmoved ones continue the dense training's shuffle, so a cached model would change them)",
+        help="folder: reuse the dense model trained by an earlier run (same bytes as training it again)",
     )
     parser.add_argument(
         "--lean", action="store_true", help="lean metadata: no config / provenance in the file (~400 B less)"
+    )
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        help="score on N training digits set aside (validation, for choosing settings) instead of the test digits",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -301,6 +301,7 @@ def main(argv=None) -> int:
             args.augment,
             args.dense_cache,
             args.lean,
+            args.holdout,
         )
     return 0
 

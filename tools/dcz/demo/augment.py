@@ -84,3 +84,22 @@ class AffineBatches(SeededBatches):
         theta = torch.stack([torch.stack([cos, -sin, dx], 1), torch.stack([sin, cos, dy], 1)], 1)
         grid = F.affine_grid(theta.to(batch.dtype), list(batch.shape), align_corners=False)
         return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class ShiftedBatches(SeededBatches):
+    """Shuffled mini-batches with each digit shifted by up to `shift` pixels (seeded, reproducible)."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, shift: int, seed: int):
+        super().__init__(inputs, targets, batch_size, seed)
+        self.shift = shift
+
+    def _moved(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.shift == 0:
+            return batch
+        s, n, side = self.shift, batch.shape[0], batch.shape[-1]
+        padded = torch.nn.functional.pad(batch, (s, s, s, s))
+        dy = torch.randint(0, 2 * s + 1, (n,), generator=self.generator)
+        dx = torch.randint(0, 2 * s + 1, (n,), generator=self.generator)
+        rows = (dy[:, None] + torch.arange(side))[:, :, None]
+        cols = (dx[:, None] + torch.arange(side))[:, None, :]
+        return padded[torch.arange(n)[:, None, None], 0, rows, cols].unsqueeze(1)

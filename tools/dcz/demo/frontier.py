@@ -45,6 +45,15 @@ CONFIGS = {
     },
 }
 
+# How the dense nets are trained before compression (tools/bench/lenet_experiment.py, and `dcz demo --frontier`
+# on its 4,000 digits): Adam at `lr` on digits shifted at random by up to `shift` pixels, with L2 `weight_decay`
+# (as Han et al.'s Caffe training: weights that never get a gradient, e.g. of the blank border pixels, decay to
+# zero), which the recovery training keeps.
+DENSE = {
+    "lenet-300-100": {"epochs": 40, "lr": 1e-3, "shift": 2, "weight_decay": 1e-4},
+    "lenet-5": {"epochs": 30, "lr": 1e-3, "shift": 2, "weight_decay": 1e-4},
+}
+
 # Recovery batches (pruning and centroid training, not the dense model's training) move each digit at
 # random (dcz.demo.augment): pruned to ~2% of its weights, LeNet-300-100 otherwise overfits the 5,000
 # training digits. LeNet-5's settings were measured without it.

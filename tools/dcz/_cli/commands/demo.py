@@ -50,7 +50,10 @@ def register(subparsers, common) -> None:
         "--quick", action="store_true", help="tiny run for smoke tests: 600 digits, one epoch per stage"
     )
     parser.add_argument(
-        "--epochs", type=int, metavar="N", help="dense training epochs (default 12 LeNet-300-100, 8 LeNet-5)"
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="dense training epochs (default 12 LeNet-300-100, 8 LeNet-5; --frontier 40, 30)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for data split, training and k-means (default 0)")
     parser.add_argument(
@@ -83,6 +86,8 @@ class Recipe:
     plot_layer: str
     quick_config: dict = field(default_factory=dict)
     augment: str | None = None  # recovery batches moved at random (dcz.demo.augment.Moves text)
+    dense_shift: int = 0  # dense training on digits shifted by up to this many pixels (0: a plain shuffle)
+    weight_decay: float = 0.0  # Adam's L2 decay, dense training and recovery
 
 
 def recipes() -> dict[str, Recipe]:
@@ -124,18 +129,19 @@ def recipes() -> dict[str, Recipe]:
 
 
 def frontier_recipes() -> dict[str, Recipe]:
-    """The ratio-frontier settings (dcz.demo.frontier), with longer dense training."""
+    """The ratio-frontier settings (dcz.demo.frontier): the measured dense recipe and compression settings."""
     frontier = require("dcz.demo.frontier", "dcz demo --frontier")
     base = recipes()
-    epochs = {"lenet-300-100": 20, "lenet-5": 15}
     return {
         name: Recipe(
             name=name,
             factory=recipe.factory,
-            epochs=epochs[name],
+            epochs=frontier.DENSE[name]["epochs"],
             config=frontier.CONFIGS[name],
             plot_layer=recipe.plot_layer,
             augment=frontier.AUGMENT.get(name),
+            dense_shift=frontier.DENSE[name]["shift"],
+            weight_decay=frontier.DENSE[name]["weight_decay"],
         )
         for name, recipe in base.items()
     }
@@ -185,14 +191,25 @@ class WeightRecorder:
         return self.accuracy_fn(model, self.x, self.y) / 100.0
 
 
+def optimizer_for(torch, recipe: Recipe):
+    return lambda params, lr: torch.optim.Adam(params, lr=lr, weight_decay=recipe.weight_decay)
+
+
 def train_dense(torch, recipe: Recipe, data, args):
+    """The trained dense model and its batches (unmoved recovery batches continue them, as the benchmark's)."""
     models = require("dcz.demo.models", "dcz demo")
     finetune = require("dcz.compressor.finetune", "dcz demo")
     torch.manual_seed(args.seed)
     model = getattr(models, recipe.factory)()
     epochs = 1 if args.quick else (args.epochs or recipe.epochs)
-    finetune.finetune(model, loader(torch, data[0], data[1], args.seed), epochs, 1e-3, desc=f"train {recipe.name}")
-    return model.eval()
+    if recipe.dense_shift:
+        augment = require("dcz.demo.augment", "dcz demo")
+        batches = augment.ShiftedBatches(data[0], data[1], batch_size=64, shift=recipe.dense_shift, seed=args.seed)
+    else:
+        batches = loader(torch, data[0], data[1], args.seed)
+    optimizer = optimizer_for(torch, recipe)
+    finetune.finetune(model, batches, epochs, 1e-3, optimizer_factory=optimizer, desc=f"train {recipe.name}")
+    return model.eval(), batches
 
 
 def check_runtime(path: Path, reference, x, y) -> dict[str, tuple[float, float, float]]:
@@ -219,17 +236,22 @@ def run_model(torch, recipe: Recipe, data, args, out: Path) -> dict:
     print(f"\n=== {recipe.name} ===")
     start = time.perf_counter()
     say(f"[1/4] training the dense {recipe.name}")
-    dense = train_dense(torch, recipe, data, args)
+    dense, dense_batches = train_dense(torch, recipe, data, args)
     config = quick(recipe.config) if args.quick else recipe.config
     config = compressor.CompressConfig.from_dict({**config, "seed": args.seed})
     recorder = WeightRecorder(finetune.accuracy, data[2], data[3], recipe.plot_layer)
     say(f"[2/4] prune in {config.prune_steps} steps with fine-tuning -> share weights (k-means) -> fine-tune centroids")
+    if recipe.augment or not recipe.dense_shift:
+        recovery = loader(torch, data[0], data[1], args.seed, recipe.augment)
+    else:
+        recovery = dense_batches
     result = compressor.compress(
         dense,
         data[0][:1],
         config,
-        train_loader=loader(torch, data[0], data[1], args.seed, recipe.augment),
+        train_loader=recovery,
         eval_fn=recorder,
+        optimizer_factory=optimizer_for(torch, recipe),
     )
     with torch.no_grad():  # the compressed torch model's answers, to check the .dcz against
         reference = result.model(data[2]).numpy()
