@@ -288,7 +288,9 @@ def test_demo_frontier_quick_uses_surgery_and_shared_biases(capsys, tmp_path):
         assert set(f.metadata["compress.accuracy"]) >= {"dense", "pruned", "shared+finetuned"}
         assert f.info("fc1.bias").encoding == "shared" and f.info("fc1.weight").encoding == "sparse_shared"
         kept = f.info("fc1.weight").nnz / (300 * 784)
-    assert kept == pytest.approx(0.025, abs=1e-4)
+    from dcz.demo.frontier import CONFIGS
+
+    assert kept == pytest.approx(1 - CONFIGS["lenet-300-100"]["by_name"]["fc1.weight"]["sparsity"], abs=1e-4)
     assert (tmp_path / "demo" / "lenet-300-100-dense.onnx").exists() and "summary" in out
 
 
