@@ -111,8 +111,11 @@ class SuffixRunner:
         plan = self.plans.get(name)
         if plan is None or plan.failed or not self._load(name):
             return self.runner.run(self.calib, replaced)
-        if plan.session is None and not self._build(plan):
-            return self.runner.run(self.calib, replaced)
+        if plan.session is None:
+            for other in self.plans.values():  # one partial session alive at a time (each holds its own arena)
+                other.session = None
+            if not self._build(plan):
+                return self.runner.run(self.calib, replaced)
         try:
             return self._run_part(plan, {**self.runner.dense, **replaced})
         except Exception:  # never worse than before: a partial run that fails is run whole from then on
