@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from native_paths import compiled_and_fallback
+from native_paths import compiled_and_fallback, on_both_paths
 
 from dcz import formats
 from dcz.formats import codec, native
@@ -41,6 +41,12 @@ def test_dcz_native_0_selects_numpy(monkeypatch):
 
 def _decode(stream: bytes) -> np.ndarray:
     return codec.decode_stream(Cursor(memoryview(stream), 0, len(stream), "stream"))
+
+
+def _encode_and_decode(encode):
+    """(the stream encode() writes, that stream decoded) on the path DCZ_NATIVE selects."""
+    stream = encode()
+    return stream, _decode(stream)
 
 
 @needs_core
@@ -75,15 +81,10 @@ def streams(draw):
 @given(streams())
 def test_streams_encode_and_decode_identically(case):
     symbols, width, chunk = case
-    os.environ.pop("DCZ_NATIVE", None)
-    compiled = codec.encode_stream(symbols, width, chunk=chunk)
-    decoded = _decode(compiled)
-    os.environ["DCZ_NATIVE"] = "0"
-    try:
-        assert codec.encode_stream(symbols, width, chunk=chunk) == compiled
-        fallback = _decode(compiled)
-    finally:
-        os.environ.pop("DCZ_NATIVE", None)
+    (compiled, decoded), (encoded, fallback) = on_both_paths(
+        lambda: _encode_and_decode(lambda: codec.encode_stream(symbols, width, chunk=chunk))
+    )
+    assert encoded == compiled
     assert np.array_equal(decoded, symbols) and decoded.dtype == fallback.dtype
     assert decoded.tobytes() == fallback.tobytes()
 
@@ -174,13 +175,7 @@ def test_csr_streams_are_identical_on_both_paths(seed, gap_bits):
     rng = np.random.default_rng(seed)
     rows, cols = int(rng.integers(1, 8)), int(rng.integers(1, 300))
     mask = rng.random((rows, cols)) < rng.choice([0.0, 0.01, 0.1, 0.5, 1.0])
-    os.environ.pop("DCZ_NATIVE", None)
-    compiled = csr_streams(mask, gap_bits)
-    os.environ["DCZ_NATIVE"] = "0"
-    try:
-        fallback = csr_streams(mask, gap_bits)
-    finally:
-        os.environ.pop("DCZ_NATIVE", None)
+    compiled, fallback = on_both_paths(lambda: csr_streams(mask, gap_bits))
     for got, want in zip(compiled, fallback):
         assert got.dtype == want.dtype and np.array_equal(got, want)
 
@@ -228,13 +223,7 @@ def test_damaged_csr_streams_give_the_same_outcome_on_both_paths(seed, gap_bits,
         groups=n_groups,
         group_rows=group_rows,
     )
-    os.environ.pop("DCZ_NATIVE", None)
-    compiled = _scatter_outcome(entry, book, streams)
-    os.environ["DCZ_NATIVE"] = "0"
-    try:
-        fallback = _scatter_outcome(entry, book, streams)
-    finally:
-        os.environ.pop("DCZ_NATIVE", None)
+    compiled, fallback = on_both_paths(lambda: _scatter_outcome(entry, book, streams))
     assert compiled == fallback
 
 
@@ -247,13 +236,7 @@ def test_fixed_width_unpack_is_identical_on_both_paths(seed, width, count, short
     rng = np.random.default_rng(seed)
     payload = codec.pack_fixed(rng.integers(0, 1 << width, count, dtype=np.int64), width)
     payload = payload[: max(0, len(payload) + short)]
-    os.environ.pop("DCZ_NATIVE", None)
-    compiled = codec.unpack_fixed(payload, count, width)
-    os.environ["DCZ_NATIVE"] = "0"
-    try:
-        fallback = codec.unpack_fixed(payload, count, width)
-    finally:
-        os.environ.pop("DCZ_NATIVE", None)
+    compiled, fallback = on_both_paths(lambda: codec.unpack_fixed(payload, count, width))
     assert compiled.dtype == fallback.dtype and np.array_equal(compiled, fallback)
 
 
@@ -283,13 +266,7 @@ def test_pruned_shared_tensors_write_identically_on_both_paths(seed, dtype, gap_
         except formats.FormatError as exc:
             return str(exc)
 
-    os.environ.pop("DCZ_NATIVE", None)
-    compiled = write()
-    os.environ["DCZ_NATIVE"] = "0"
-    try:
-        fallback = write()
-    finally:
-        os.environ.pop("DCZ_NATIVE", None)
+    compiled, fallback = on_both_paths(lambda: write())
     assert compiled == fallback
 
 
