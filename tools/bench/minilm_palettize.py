@@ -27,6 +27,8 @@ SETTINGS = {
     "4b-default-out0.5": (Settings(bits=4, outliers=0.005), False),
     "4b-default-out0.5-calib-refit": (Settings(bits=4, outliers=0.005, error_feedback=False), True),
     "4b-default-out0.5-calib-feedback": (Settings(bits=4, outliers=0.005), True),
+    "4b-default-out1-calib-feedback": (Settings(bits=4, outliers=0.01), True),
+    "4b-default-out1.5-calib-feedback": (Settings(bits=4, outliers=0.015), True),
     "4b-row-out0.5-calib-refit": (Settings(bits=4, group_rows=1, outliers=0.005, error_feedback=False), True),
     "word4b-rest5b-tensor-out1-it100": (
         Settings(bits=4, group_rows=WHOLE, outliers=0.01, iterations=100, bits_for=FIVE),
