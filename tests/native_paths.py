@@ -26,3 +26,17 @@ def on_both_paths(fn):
     finally:
         os.environ.pop("DCZ_NATIVE", None)
     return compiled, fallback
+
+
+def flipped_byte_outcomes(good: bytes, outcome, rng, monkeypatch, trials: int, first: int = 16) -> list:
+    """`trials` copies of `good`, each with one byte at or after `first` flipped: outcome(copy) must agree on the
+    compiled path and the fallback (same symbols or the same error); returns the compiled outcomes."""
+    outcomes = []
+    for trial in range(trials):
+        stream = bytearray(good)
+        at = int(rng.integers(first, len(stream)))
+        stream[at] ^= int(rng.integers(1, 256))
+        compiled, fallback = compiled_and_fallback(monkeypatch, lambda s=bytes(stream): outcome(s))
+        assert compiled == fallback, f"trial {trial}: byte {at}"
+        outcomes.append(compiled)
+    return outcomes
