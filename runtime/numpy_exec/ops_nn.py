@@ -196,7 +196,9 @@ def leaky_relu(ctx, x, *, alpha=0.01):
 
 @register("Sigmoid")
 def sigmoid(ctx, x):
-    return (1.0 / (1.0 + np.exp(-x))).astype(x.dtype)
+    # exp of -|x| never overflows (1 / (1 + exp(-x)) warned on nudenet's large negative logits)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype)
 
 
 @register("Tanh")
