@@ -590,6 +590,7 @@ def export_dcz(
     compact_graph: bool = False,
     lean_metadata: bool = False,
     range_coding: bool = False,
+    compact_container: bool = False,
 ):
     """Write `model` with its compressed `layers` (param name -> LayerState) to a `.dcz` at `path`.
 
@@ -601,7 +602,8 @@ def export_dcz(
     header zlib-compressed (format 1.2; None: when that saves >= 1% of the file); `compact_graph` stores
     onnx_graph.compacted_graph's smaller equivalent graph (any reader); `lean_metadata` leaves out the
     provenance (`source.*`) and `compress.layers` / `kept_raw` (what `metadata` gives is kept); `range_coding` lets
-    streams take the adaptive range coding where it is smaller (format 1.3). The file is never larger than
+    streams take the adaptive range coding where it is smaller (format 1.3); `compact_container` writes format 1.4's
+    compact container (SPEC 2.6). The file is never larger than
     the model's float ONNX export (compressor/never_larger.py). The write is atomic. Returns the file's
     `formats.SizeReport`.
     """
@@ -618,6 +620,7 @@ def export_dcz(
                 huffman,
                 compact_header=compact,
                 range_coding=range_coding,
+                compact_container=compact_container,
             )
             return data, plan.tensors
 

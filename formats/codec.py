@@ -18,7 +18,7 @@ from bitarray import bitarray
 from bitarray.util import canonical_decode
 
 from . import lockstep, native, range_coder
-from .cursor import Cursor
+from .cursor import Cursor, varint
 from .layout import (
     CODING_CHUNKED,
     CODING_FIXED,
@@ -518,12 +518,26 @@ def index_bytes(bits: np.ndarray, chunk: int) -> bytes:
     return _INDEX.pack(chunk, width, base) + (pack_fixed(bits - base, width) if width else b"")
 
 
-def read_stream_header(cur: Cursor) -> StreamHeader:
-    """Parse and validate a stream header, table and chunk index; the cursor is left at the payload."""
+def read_stream_header(cur: Cursor, compact: bool = False) -> StreamHeader:
+    """Parse and validate a stream header, table and chunk index; the cursor is left at the payload.
+
+    compact: the header of a version-1.4 file (SPEC 2.6.5): coding, width and L bytes, then S and N as
+    varints, no reserved byte; the rest of the section is the same."""
     at = cur.pos
-    cur.need(STREAM_HEADER_SIZE, "stream header")  # then one unpack for its six fields
-    coding, width, n_len, reserved, n_sym, count = STREAM_HEADER.unpack_from(cur.buf, at)
-    cur.pos += STREAM_HEADER_SIZE
+    if compact:
+        coding = cur.uint("u8", "stream coding")
+        width = cur.uint("u8", "stream symbol width")
+        n_len = cur.uint("u8", "stream code length")
+        reserved, sym_at = 0, cur.pos
+        n_sym = cur.varint("stream table symbols", 0xFFFFFFFF)
+        count_at = cur.pos
+        count = cur.varint("stream symbol count")
+    else:
+        cur.need(STREAM_HEADER_SIZE, "stream header")  # then one unpack for its six fields
+        coding, width, n_len, reserved, n_sym, count = STREAM_HEADER.unpack_from(cur.buf, at)
+        cur.pos += STREAM_HEADER_SIZE
+        sym_at, count_at = at + 4, at + 8
+    header_size = cur.pos - at
     if reserved:
         raise cur.fail("stream reserved byte must be zero", at + 3)
     if not 1 <= width <= MAX_SYMBOL_WIDTH:
@@ -541,7 +555,7 @@ def read_stream_header(cur: Cursor) -> StreamHeader:
             )
     elif coding in (CODING_HUFFMAN, CODING_CHUNKED):
         longest = MAX_CODE_LENGTH if coding == CODING_HUFFMAN else MAX_CHUNKED_CODE_LENGTH
-        counts, symbols = _read_table(cur, at, width, n_len, n_sym, longest)
+        counts, symbols = _read_table(cur, at, sym_at, width, n_len, n_sym, longest)
         if coding == CODING_CHUNKED:
             chunk, starts = _read_chunk_index(cur, count, n_len)
         if count == 0 or count > 8 * cur.left:
@@ -552,16 +566,24 @@ def read_stream_header(cur: Cursor) -> StreamHeader:
                 f"{count - (starts.size - 1) * chunk} symbols can fit in {cur.left} payload bytes"
             )
     elif coding == CODING_RANGE:
-        _check_range_header(cur, at, width, n_len, n_sym, count)
+        _check_range_header(cur, at, sym_at, count_at, width, n_len, n_sym, count)
         context = n_sym
     else:
         raise cur.fail(f"unknown stream coding {coding} (0 fixed, 1 huffman, 2 chunked huffman, 3 range)", at)
-    table_bytes = cur.pos - at - STREAM_HEADER_SIZE
+    table_bytes = cur.pos - at - header_size
     info = StreamInfo(coding, width, count, n_len, table_bytes, cur.left, chunk, starts, context)
     return StreamHeader(info, counts, symbols, cur.pos)
 
 
-def _check_range_header(cur: Cursor, at: int, width: int, shift: int, context: int, count: int) -> None:
+def compact_stream(section: bytes) -> bytes:
+    """A stream section of the 16-byte header form with the compact header of version 1.4 (SPEC 2.6.5)."""
+    coding, width, n_len, _, n_sym, count = STREAM_HEADER.unpack_from(section)
+    return bytes([coding, width, n_len]) + varint(n_sym) + varint(count) + section[STREAM_HEADER_SIZE:]
+
+
+def _check_range_header(
+    cur: Cursor, at: int, sym_at: int, count_at: int, width: int, shift: int, context: int, count: int
+) -> None:
     """The header rules of a range-coded stream (SPEC 3.4.2), before anything is sized from `count`."""
     if width > MAX_RANGE_WIDTH:
         raise cur.fail(f"range-coded stream of {width}-bit symbols (at most {MAX_RANGE_WIDTH})", at + 1)
@@ -571,25 +593,25 @@ def _check_range_header(cur: Cursor, at: int, width: int, shift: int, context: i
             at + 2,
         )
     if context not in (range_coder.ORDER0, range_coder.ORDER1):
-        raise cur.fail(f"range-coded stream's context model {context} is not 0 or 1", at + 4)
+        raise cur.fail(f"range-coded stream's context model {context} is not 0 or 1", sym_at)
     if context == range_coder.ORDER1 and width > range_coder.MAX_ORDER1_WIDTH:
         raise cur.fail(
             f"range-coded stream: context model 1 needs symbols of at most {range_coder.MAX_ORDER1_WIDTH} bits, "
             f"not {width}",
-            at + 4,
+            sym_at,
         )
     if not 1 <= count <= MAX_RANGE_SYMBOLS:
-        raise cur.fail(f"range-coded stream declares {count} symbols (1..{MAX_RANGE_SYMBOLS})", at + 8)
+        raise cur.fail(f"range-coded stream declares {count} symbols (1..{MAX_RANGE_SYMBOLS})", count_at)
     if cur.left < 4:
         raise cur.fail(f"range-coded stream has {cur.left} payload bytes (at least 4)", cur.pos)
 
 
-def _read_table(cur: Cursor, at: int, width: int, n_len: int, n_sym: int, longest: int):
+def _read_table(cur: Cursor, at: int, sym_at: int, width: int, n_len: int, n_sym: int, longest: int):
     """Counts per code length and the canonical symbol list, checked (SPEC 3.4)."""
     if not 1 <= n_len <= longest:
         raise cur.fail(f"Huffman max code length {n_len} outside 1..{longest}", at + 2)
     if not 1 <= n_sym <= MAX_HUFFMAN_SYMBOLS:
-        raise cur.fail(f"Huffman symbol count {n_sym} outside 1..{MAX_HUFFMAN_SYMBOLS}", at + 4)
+        raise cur.fail(f"Huffman symbol count {n_sym} outside 1..{MAX_HUFFMAN_SYMBOLS}", sym_at)
     table_at = cur.pos
     counts = list(struct.unpack(f"<{n_len}H", cur.bytes(2 * n_len, "Huffman code-length counts")))
     if counts[-1] == 0:

@@ -24,15 +24,22 @@ def deflate_header(text: bytes) -> bytes:
 def inflate_header(data: bytes, fail: Callable[[str], FormatError]) -> bytes:
     """The JSON text of a 1.2 header section: one complete zlib stream, nothing after it, at most
     MAX_HEADER_BYTES inflated (a bomb is stopped at the cap, never inflated whole)."""
-    inflater = zlib.decompressobj()
+    return inflate(data, fail)
+
+
+def inflate(data: bytes, fail: Callable[[str], FormatError], wbits: int = 15, zdict: bytes = b"") -> bytes:
+    """One complete deflate stream (zlib-wrapped for wbits 15, raw for -15, with a preset dictionary `zdict`),
+    nothing after it, inflated to at most MAX_HEADER_BYTES (a bomb is stopped at the cap)."""
+    inflater = zlib.decompressobj(wbits, zdict) if zdict else zlib.decompressobj(wbits)
+    what = "compressed header" if wbits > 0 else "deflated header document"
     try:
         text = inflater.decompress(data, MAX_HEADER_BYTES + 1)
     except zlib.error as error:
-        raise fail(f"compressed header is not a valid zlib stream ({error})") from None
+        raise fail(f"{what} is not a valid {'zlib' if wbits > 0 else 'deflate'} stream ({error})") from None
     if len(text) > MAX_HEADER_BYTES or inflater.unconsumed_tail:
-        raise fail(f"compressed header inflates past the {MAX_HEADER_BYTES}-byte cap")
+        raise fail(f"{what} inflates past the {MAX_HEADER_BYTES}-byte cap")
     if not inflater.eof:
-        raise fail("compressed header is truncated (the zlib stream does not end)")
+        raise fail(f"{what} is truncated (the stream does not end)")
     if inflater.unused_data:
-        raise fail(f"{len(inflater.unused_data)} bytes after the compressed header's zlib stream")
+        raise fail(f"{len(inflater.unused_data)} bytes after the {what}'s stream")
     return text

@@ -12,6 +12,8 @@ import struct
 from .errors import FormatError
 
 _FMT = {"u8": "<B", "u16": "<H", "u32": "<I", "u64": "<Q"}
+MAX_VARINT_BYTES = 10  # LEB128 of a value below 2^64
+MAX_VARINT = (1 << 64) - 1
 
 
 class Cursor:
@@ -68,3 +70,34 @@ class Cursor:
         """Raise if bytes remain in the window."""
         if self.left:
             raise self.fail(f"{self.left} trailing bytes after {what}")
+
+    def varint(self, what: str, hi: int = MAX_VARINT) -> int:
+        """An unsigned LEB128 integer (version 1.4, SPEC 2.6.1): 7 bits a byte, least significant group first,
+        at most 10 bytes, minimal (no trailing zero group), at most `hi`; checked byte by byte, so a hostile
+        run of continuation bytes is refused at its 11th byte."""
+        at, value, shift = self.pos, 0, 0
+        while True:
+            if shift >= 7 * MAX_VARINT_BYTES:
+                raise self.fail(f"{what}: varint longer than {MAX_VARINT_BYTES} bytes", at)
+            byte = self.uint("u8", what)
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        if byte == 0 and shift > 7:
+            raise self.fail(f"{what}: varint is not minimal (ends with a zero byte)", at)
+        if value > hi:
+            raise self.fail(f"{what} {value} exceeds {hi}", at)
+        return value
+
+
+def varint(value: int) -> bytes:
+    """The minimal LEB128 bytes of a non-negative int below 2^64 (the writer side of Cursor.varint)."""
+    if not 0 <= value <= MAX_VARINT:
+        raise FormatError(f"varint value {value} outside 0..2^64-1")
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

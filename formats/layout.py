@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 MAGIC = b"\x89DCZ\r\n\x1a\n"
-VERSION = (1, 3)  # the newest this package reads and writes; a file uses 1.0 unless it needs 1.1 / 1.2
+VERSION = (1, 4)  # the newest this package reads and writes; a file uses 1.0 unless it needs a later feature
 SUPPORTED_MAJORS = (1,)
 
 PREAMBLE_SIZE = 64

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import codec, header
+from . import codec, container, header, table
 from .compact import COMPACT_MINOR, inflate_header
 from .cursor import Cursor
 from .decode import decode_csr, decode_entry, stream_roles
@@ -60,8 +60,8 @@ class Section:
     kind: int
 
 
-def read_preamble(buf) -> tuple[tuple[int, int], int]:
-    """Validate the preamble: ((major, minor), section count)."""
+def read_version(buf) -> tuple[int, int]:
+    """The magic and (major, minor) version, refusing a major version this reader does not support."""
     cur = Cursor(buf, 0, len(buf), "preamble")
     if len(buf) < len(MAGIC) or bytes(buf[: len(MAGIC)]) != MAGIC:
         raise cur.fail(f"bad magic: not a .dcz file (expected {MAGIC!r})", 0)
@@ -71,6 +71,13 @@ def read_preamble(buf) -> tuple[tuple[int, int], int]:
     if major not in SUPPORTED_MAJORS:
         supported = ", ".join(f"{m}.x" for m in SUPPORTED_MAJORS)
         raise cur.fail(f"file format version {major}.{minor} is not supported (this reader supports {supported})", 8)
+    return major, minor
+
+
+def read_preamble(buf) -> tuple[tuple[int, int], int]:
+    """Validate the 64-byte preamble of versions 1.0-1.3: ((major, minor), section count)."""
+    major, minor = read_version(buf)
+    cur = Cursor(buf, 12, len(buf), "preamble")
     cur.need(PREAMBLE_SIZE - cur.pos, "rest of the 64-byte preamble")
     count = cur.uint("u32", "section count")
     file_length = cur.uint("u64", "file length")
@@ -171,8 +178,16 @@ class DczFile:
     def __init__(self, buf, closer=None, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES):
         self._buf = buf
         self._closer = closer
-        self.version, count = read_preamble(buf)
-        self._sections = read_directory(buf, count)
+        self.version = read_version(buf)
+        self.compact = self.version[1] >= container.CONTAINER_MINOR  # version 1.4: SPEC 2.6
+        if self.compact:
+            self._sections = [Section(i, *where) for i, where in enumerate(container.read(buf))]
+            self._front_bytes = self._sections[0].offset  # preamble + directory: no padding
+        else:
+            _, count = read_preamble(buf)
+            self._sections = read_directory(buf, count)
+            self._front_bytes = PREAMBLE_SIZE + DIR_ENTRY_SIZE * count
+        count = len(self._sections)
         head = self._sections[0]
         if head.length > MAX_HEADER_BYTES:
             raise FormatError(
@@ -183,9 +198,12 @@ class DczFile:
             return FormatError(f"section 0 (header) at byte {head.offset}: {msg}")
 
         text = self._bytes(0)
-        if self.version[1] >= COMPACT_MINOR and bytes(text[:1]) != b"{":  # 1.2: one zlib stream (SPEC 2.3.1)
-            text = inflate_header(bytes(text), hfail)
-        obj = header.parse_json(text, hfail)
+        if self.compact:  # 1.4: binary tensor table + document (SPEC 2.6.2)
+            obj = table.read(bytes(text), head.offset, count, hfail)
+        else:
+            if self.version[1] >= COMPACT_MINOR and bytes(text[:1]) != b"{":  # 1.2: one zlib stream (SPEC 2.3.1)
+                text = inflate_header(bytes(text), hfail)
+            obj = header.parse_json(text, hfail)
         self.metadata, self.graph_format, entries = header.check_header(obj, count, hfail)
         check_dense_budget(entries, max_dense_bytes, f"section 0 (header) at byte {head.offset}")
         self._entries = {e.name: e for e in entries}
@@ -230,7 +248,7 @@ class DczFile:
 
     def _check_stream(self, e: TensorEntry, role: str, idx: int) -> None:
         cur = self._cursor(e, role)
-        head = codec.read_stream_header(cur)
+        head = codec.read_stream_header(cur, compact=self.compact)
         info = self._streams[idx] = head.info
         self._stream_headers[idx] = head  # decoding starts at its payload, without parsing it again
         width = {"labels": e.label_bits, "gaps": e.gap_bits}.get(role)
@@ -345,7 +363,7 @@ class DczFile:
     def size_report(self):
         from .report import build_report
 
-        return build_report(self._entries.values(), self._sections, self._streams, len(self._buf))
+        return build_report(self._entries.values(), self._sections, self._streams, len(self._buf), self._front_bytes)
 
     def drop_pages(self) -> None:
         """Unmap the memory-mapped file's pages from this process (decoded arrays stay valid: the next

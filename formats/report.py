@@ -218,9 +218,12 @@ def tensor_sizes(e: TensorEntry, sections, streams) -> TensorSizes:
     )
 
 
-def build_report(entries, sections, streams, file_bytes: int) -> SizeReport:
+def build_report(entries, sections, streams, file_bytes: int, front_bytes: int | None = None) -> SizeReport:
+    """front_bytes: preamble + directory (default: the 1.0 container's 64 + 24 per section)."""
     tensors = [tensor_sizes(e, sections, streams) for e in entries]
-    header_bytes = PREAMBLE_SIZE + DIR_ENTRY_SIZE * len(sections) + sections[0].length
+    if front_bytes is None:
+        front_bytes = PREAMBLE_SIZE + DIR_ENTRY_SIZE * len(sections)
+    header_bytes = front_bytes + sections[0].length
     graph_bytes = sections[1].length
     data = sum(t.huffman_bytes for t in tensors)
     padding = file_bytes - header_bytes - graph_bytes - data

@@ -6,7 +6,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from . import codec, header, tensors
+from . import codec, container, header, table, tensors
 from .atomic import atomic_write_bytes
 from .compact import COMPACT_MINOR, deflate_header
 from .entry import TensorEntry
@@ -84,6 +84,7 @@ def dumps(
     chunk_symbols: int | None = None,
     compact_header: bool | None = False,
     range_coding: bool = False,
+    compact_container: bool = False,
 ) -> bytes:
     """The bytes of a .dcz file holding `tensor_list` (see formats.write)."""
     if chunk_symbols is not None and (not isinstance(chunk_symbols, int) or not 0 <= chunk_symbols < 1 << 32):
@@ -104,14 +105,21 @@ def dumps(
             raise FormatError(f"tensor {entry.name!r} given twice")
         seen.add(entry.name)
         roles = {}
-        for part in parts:
-            roles[part.role] = len(sections)
-            sections.append((part.kind, part.data))
+        for part in sorted(parts, key=lambda part: tensors.ROLES[entry.encoding].index(part.role)):
+            roles[part.role] = len(sections)  # in ROLES order: a 1.4 table implies the indexes (SPEC 2.6.3)
+            data = codec.compact_stream(part.data) if compact_container and part.kind == KIND_STREAM else part.data
+            sections.append((part.kind, data))
         entries.append(entry.with_sections(roles))
     if len(sections) > MAX_SECTIONS:
         raise FormatError(f"{len(sections)} sections exceed the limit {MAX_SECTIONS}")
     metadata["dcz.producer"] = PRODUCER
     metadata["dcz.huffman"] = bool(huffman)
+    if compact_container:  # version 1.4 (SPEC 2.6): binary table, compact directory and stream headers
+        # dcz.sizes left out: the reader derives the same totals from the sections (SPEC 6); 32 B of a LeNet file
+        sections[0] = (KIND_HEADER, table.encode(entries, graph_format, metadata))
+        if len(sections[0][1]) > MAX_HEADER_BYTES:
+            raise FormatError(f"header of {len(sections[0][1])} bytes exceeds the {MAX_HEADER_BYTES}-byte cap")
+        return container.pack(VERSION[0], container.CONTAINER_MINOR, sections)
     metadata["dcz.sizes"] = stage_totals(entries, sections)
     doc = {"graph_format": graph_format, "metadata": metadata, "tensors": [e.to_json() for e in entries]}
     head = header.dump_json(doc)
@@ -165,8 +173,14 @@ def write(
     chunk_symbols: int | None = None,
     compact_header: bool | None = False,
     range_coding: bool = False,
+    compact_container: bool = False,
 ):
     """Write a .dcz file atomically; returns its SizeReport.
+
+    compact_container: version 1.4 (SPEC 2.6): a binary tensor table instead of JSON entries, the metadata
+    deflated with a preset dictionary, varint directory and stream headers, no padding, one CRC32: ~1 KB less
+    for a LeNet (a tenth of a 100x file); older readers refuse such a file, so only when asked. compact_header
+    and the version it implies are then moot (the 1.4 header is always compact).
 
     range_coding: per stream of byte symbols (at most 65,536 of them), also try the adaptive binary
     range coding (version 1.3, SPEC 3.4.2) and keep it where it is smaller than fixed width and
@@ -186,6 +200,16 @@ def write(
     """
     from .reader import loads
 
-    data = dumps(tensor_list, graph, graph_format, metadata, huffman, chunk_symbols, compact_header, range_coding)
+    data = dumps(
+        tensor_list,
+        graph,
+        graph_format,
+        metadata,
+        huffman,
+        chunk_symbols,
+        compact_header,
+        range_coding,
+        compact_container,
+    )
     atomic_write_bytes(Path(path), data)
     return loads(data).size_report()

@@ -71,6 +71,13 @@ def with_section(data: bytes, index: int, payload: bytes) -> bytes:
     return join(secs)
 
 
+def fix_file_crc(data: bytes) -> bytes:
+    """A version-1.4 file (compact container) with its file CRC32 recomputed after an edit."""
+    from dcz.formats.container import file_crc
+
+    return data[:12] + struct.pack("<I", file_crc(data)) + data[16:]
+
+
 def fix_preamble_crc(data: bytes) -> bytes:
     buf = bytearray(data)
     buf[60:64] = struct.pack("<I", zlib.crc32(bytes(buf[:60])))

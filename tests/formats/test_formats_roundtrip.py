@@ -43,10 +43,8 @@ def test_graph_metadata_and_version():
     f = formats.loads(sample_file())
     assert f.graph == b"graph-bytes" and f.graph_format == "onnx"
     assert f.metadata["user.note"] == "test" and f.metadata["dcz.producer"].startswith("dcz-formats")
-    assert f.version == (1, 0) and formats.VERSION == (
-        1,
-        3,
-    )  # 1.0 unless a stream is chunked or range-coded or the header compressed
+    # 1.0 unless a stream is chunked or range-coded, the header compressed or the container compact
+    assert f.version == (1, 0) and formats.VERSION == (1, 4)
 
 
 def test_write_then_open_memory_mapped(tmp_path):

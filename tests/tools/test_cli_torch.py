@@ -285,7 +285,7 @@ def test_demo_frontier_quick_uses_surgery_and_shared_biases(capsys, tmp_path):
     assert code == 0, err
     with formats.open(tmp_path / "demo" / "lenet-300-100.dcz") as f:
         assert "compress.config" not in f.metadata and "source.framework" not in f.metadata  # lean
-        assert f.version == (1, 3)  # written with dcz.demo.frontier.SAVE: range-coded streams (format 1.3)
+        assert f.version == (1, 4)  # written with dcz.demo.frontier.SAVE: the compact container (format 1.4)
         assert set(f.metadata["compress.accuracy"]) >= {"dense", "pruned", "shared+finetuned"}
         assert f.info("fc1.bias").encoding == "shared" and f.info("fc1.weight").encoding == "sparse_shared"
         kept = f.info("fc1.weight").nnz / (300 * 784)

@@ -68,7 +68,7 @@ def analyse(path: str) -> str:
             f"file {report.file_bytes:,} B = header {report.header_bytes:,} B + graph {report.graph_bytes:,} B + "
             f"padding {report.padding_bytes:,} B + tensors {sum(t.huffman_bytes for t in report.tensors):,} B",
             "",
-            "Per stream, bytes after the 16-byte stream header (table included); entropy = N x H0 / 8:",
+            "Per stream, bytes after the stream header (table included); entropy = N x H0 / 8:",
             "",
             "| tensor | stream | symbols | width | as written (coding) | static rANS + table | adaptive range, "
             "order 0 (shift) | adaptive range, best of order 0 / 1 (shift/order) | entropy (order 0) "
@@ -83,7 +83,7 @@ def analyse(path: str) -> str:
                     continue
                 (symbols,) = dcz._decode_streams([(entry, role)])
                 info = dcz._stream_headers[index].info
-                written = dcz._sections[index].length - 16  # the 16-byte stream header is framing
+                written = info.table_bytes + info.payload_bytes  # the stream header (16 B; 1.4: 4-8 B) is framing
                 h = entropy_bits(symbols) / 8
                 rans = stream_coders.static_rans_bytes(symbols)
                 adaptive0 = adaptive = "-"
@@ -130,10 +130,11 @@ def _positions(dcz, name: str, entry: dict) -> str:
     stored, adaptive = 0, 0
     for role in ("rows", "gaps"):
         index = entry.sections[role]
-        written = dcz._sections[index].length - 16
+        info = dcz._stream_headers[index].info
+        written = info.table_bytes + info.payload_bytes  # without the stream header
         stored += written
         (symbols,) = dcz._decode_streams([(entry, role)])
-        width = dcz._stream_headers[index].info.width
+        width = info.width
         adaptive += min(written, stream_coders.adaptive_stream_bytes(symbols, width)[0]) if width <= 8 else written
     rice, k = golomb_rice_bits(gaps)
     mask = np.zeros((rows, cols), dtype=bool)

@@ -1,10 +1,11 @@
 """Re-encode a `.dcz` file's tensors with other stream codings: the same tensors, graph and metadata, so
 two codings of one file are compared side by side (bytes before / after).
 
-    python -m tools.bench.recode IN.dcz OUT.dcz [--range-coding]
+    python -m tools.bench.recode IN.dcz OUT.dcz [--range-coding] [--compact-container]
 
 Without --range-coding the output is byte-identical to a file the current writer made (the check that the
-re-encoding loses nothing); with it, streams take format 1.3's adaptive range coding where it is smaller.
+re-encoding loses nothing); with it, streams take format 1.3's adaptive range coding where it is smaller; --compact-container writes format
+1.4's compact container (binary tensor table, varint directory and stream headers, no padding).
 """
 
 from __future__ import annotations
@@ -59,10 +60,10 @@ def writer_inputs(dcz) -> list:
     return out
 
 
-def recode(path: str, range_coding: bool) -> bytes:
+def recode(path: str, range_coding: bool, compact_container: bool = False) -> bytes:
     with formats.open(path) as dcz:
         metadata = {k: v for k, v in dcz.metadata.items() if not k.startswith("dcz.")}
-        compact = bytes(dcz._bytes(0)[:1]) != b"{"
+        compact = dcz.compact or bytes(dcz._bytes(0)[:1]) != b"{"
         return formats.dumps(
             writer_inputs(dcz),
             dcz.graph,
@@ -71,6 +72,7 @@ def recode(path: str, range_coding: bool) -> bytes:
             dcz.metadata.get("dcz.huffman", True),
             compact_header=compact,
             range_coding=range_coding,
+            compact_container=compact_container,
         )
 
 
@@ -79,8 +81,9 @@ def main(argv=None) -> int:
     parser.add_argument("source")
     parser.add_argument("target")
     parser.add_argument("--range-coding", action="store_true")
+    parser.add_argument("--compact-container", action="store_true", help="write format 1.4 (SPEC 2.6)")
     args = parser.parse_args(argv)
-    data = recode(args.source, args.range_coding)
+    data = recode(args.source, args.range_coding, args.compact_container)
     with open(args.source, "rb") as f:
         before = len(f.read())
     with open(args.target, "wb") as f:

@@ -29,11 +29,12 @@ def seed_files() -> dict[str, bytes]:
 
     out = {f"formats_{i}.dcz": data for i, data in enumerate(format_seeds())}
     out["model_mlp.dcz"] = _tiny_model()
+    out["model_mlp_compact.dcz"] = _tiny_model(compact_container=True)  # version 1.4 (SPEC 2.6)
     return out
 
 
-def _tiny_model() -> bytes:
-    """A 2-layer MLP (Gemm, Relu, Gemm) with a pruned, a shared and a raw weight."""
+def _tiny_model(**kw) -> bytes:
+    """A 2-layer MLP (Gemm, Relu, Gemm) with a pruned, a shared and a raw weight (kw: of formats.dumps)."""
     from onnx import TensorProto, helper
 
     from dcz import formats
@@ -69,7 +70,7 @@ def _tiny_model() -> bytes:
         formats.Raw("b1", np.zeros(6, np.float32)),
         formats.Shared("w2", labels, book, 2),
     ]
-    return formats.dumps(tensors, graph=model.SerializeToString(), graph_format="onnx")
+    return formats.dumps(tensors, graph=model.SerializeToString(), graph_format="onnx", **kw)
 
 
 def make_corpus(folder: str) -> None:

@@ -8,7 +8,9 @@ draws them at random for long local runs:
 
 Mutations: flip a bit, set a byte, insert or delete bytes, truncate, and the same after which
 every CRC (and the file-length field) is recomputed so that the deeper checks are reached; also
-replace one value of the JSON header with a hostile one.
+replace one value of the JSON header with a hostile one. Version 1.4 files (compact container, SPEC 2.6)
+get the same: their file length varint and file CRC32 are recomputed, and a header mutation replaces a
+value of the JSON document or one byte of the binary tensor table with a hostile varint.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import zlib
 import numpy as np
 
 from dcz import formats
+from dcz.formats import container
+from dcz.formats.cursor import Cursor, varint
+from dcz.formats.errors import FormatError
 
 OPS = ("flip", "set", "insert", "delete", "truncate")
 HOSTILE_VALUES = (
@@ -87,7 +92,47 @@ def seed_files() -> list[bytes]:
         formats.dumps([walked], chunk_symbols=1),
         formats.dumps(tensors, range_coding=True),  # version 1.3: range-coded streams (coding 3)
         formats.dumps([skewed, walked], range_coding=True),
+        # version 1.4: the compact container (binary table, varint directory and stream headers)
+        formats.dumps(tensors, graph=b"graph", metadata={"user.k": [1, 2]}, compact_container=True),
+        formats.dumps([skewed, walked, wide_rows], range_coding=True, compact_container=True),
+        formats.dumps([walked, skewed], chunk_symbols=16, compact_container=True),
     ]
+
+
+def is_compact(data: bytes) -> bool:
+    """Whether `data` claims the compact container (version 1.4 or later: minor >= 4)."""
+    return len(data) >= 12 and struct.unpack_from("<H", data, 10)[0] >= container.CONTAINER_MINOR
+
+
+def compact_sections(data: bytes) -> list[tuple[int, bytes]] | None:
+    """The (kind, bytes) sections of a valid compact-container file, or None."""
+    try:
+        return [(kind, data[off : off + length]) for off, length, kind in container.read(data)]
+    except FormatError:
+        return None
+
+
+def repack(data: bytes, sections: list[tuple[int, bytes]]) -> bytes:
+    """A compact-container file of `data`'s version holding `sections` (length and CRC right)."""
+    major, minor = struct.unpack_from("<HH", data, 8)
+    return container.pack(major, minor, sections)
+
+
+def fix_compact(data: bytes) -> bytes:
+    """Recompute a compact file's length varint (when it parses) and its file CRC32."""
+    if len(data) < 16:
+        return data
+    cur = Cursor(data, 16, len(data), "fuzz")
+    try:
+        cur.varint("length")
+    except FormatError:
+        return data[:12] + struct.pack("<I", container.file_crc(data)) + data[16:]
+    tail = data[cur.pos :]
+    n = 16 + len(tail) + 1
+    while 16 + len(varint(n)) + len(tail) != n:
+        n = 16 + len(varint(n)) + len(tail)
+    out = data[:16] + varint(n) + tail
+    return out[:12] + struct.pack("<I", container.file_crc(out)) + out[16:]
 
 
 def mutate(data: bytes, op: str, pos: int, value: int, length: int) -> bytes:
@@ -109,6 +154,8 @@ def mutate(data: bytes, op: str, pos: int, value: int, length: int) -> bytes:
 
 def fix_checksums(data: bytes) -> bytes:
     """Recompute the file length, section CRCs, directory CRC and preamble CRC where they fit."""
+    if is_compact(data):
+        return fix_compact(data)
     if len(data) < 64:
         return data
     buf = bytearray(data)
@@ -129,6 +176,16 @@ def mutate_section(data: bytes, which: int, pos: int, value: int) -> bytes:
 
     Structure stays valid, so this reaches the stream tables, payloads and CSR checks.
     """
+    if is_compact(data):
+        sections = compact_sections(data)
+        if sections is None or len(sections) < 3:
+            return data
+        i = 2 + which % (len(sections) - 2)
+        kind, body = sections[i]
+        if body:
+            at = pos % len(body)
+            sections[i] = (kind, body[:at] + bytes([body[at] ^ (1 << (value % 8))]) + body[at + 1 :])
+        return repack(data, sections)
     count = struct.unpack_from("<I", data, 12)[0]
     if count < 3:
         return data
@@ -154,6 +211,8 @@ def mutate_header(data: bytes, which: int, value) -> bytes:
     """Replace the `which`-th value of the JSON header with `value` and fix every checksum."""
     from dcz.formats.writer import assemble as _assemble
 
+    if is_compact(data):
+        return mutate_compact_header(data, which, value)
     count = struct.unpack_from("<I", data, 12)[0]
     secs = []
     for i in range(count):
@@ -168,6 +227,52 @@ def mutate_header(data: bytes, which: int, value) -> bytes:
     target[path[-1]] = value
     secs[0] = (secs[0][0], json.dumps(obj).encode())
     return _assemble(secs)
+
+
+def mutate_compact_header(data: bytes, which: int, value) -> bytes:
+    """A 1.4 header with one hostile value: odd `which` replace a value of the JSON document (re-deflated
+    with the preset dictionary), even ones a byte of the binary tensor table by the varint of an int `value`
+    (others: by 0xff); the length and CRC are fixed."""
+    from dcz.formats import table
+
+    sections = compact_sections(data)
+    if sections is None:
+        return data
+    header = sections[0][1]
+    try:
+        obj = table.read(header, 0, len(sections), FormatError)
+    except FormatError:
+        return data
+    tensors = obj.pop("tensors")
+    cut = len(header) - _document_bytes(header)
+    if which % 2:
+        paths = list(_paths(obj))[1:]
+        path = paths[which // 2 % len(paths)]
+        target = obj
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        doc = json.dumps(obj).encode()
+        header = header[: cut - 1] + bytes([table.DOC_DEFLATE]) + table.deflate(doc)
+    elif cut > 1 and tensors:
+        at = which // 2 % (cut - 1)
+        hostile = (
+            varint(value) if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64 else b"\xff"
+        )
+        header = header[:at] + hostile + header[at + 1 :]
+    sections[0] = (sections[0][0], header)
+    return repack(data, sections)
+
+
+def _document_bytes(header: bytes) -> int:
+    """Bytes of a valid 1.4 header section's document (after its coding byte): found by re-reading the table."""
+    from dcz.formats import table
+
+    cur = Cursor(header, 0, len(header), "fuzz")
+    previous = b""
+    for i in range(cur.varint("count")):
+        _, previous = table._read_record(cur, i, previous, 0, FormatError)
+    return len(header) - cur.pos - 1
 
 
 def exercise(data: bytes) -> None:

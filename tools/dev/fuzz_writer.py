@@ -55,7 +55,9 @@ def main(argv=None) -> int:
         tensor, want = random_tensor(rng)
         chunk = [None, 0, 64, 1000][int(rng.integers(0, 4))]
         ranged = bool(runs % 2)  # every other round may take the range coding (format 1.3)
-        got = formats.loads(formats.dumps([tensor], chunk_symbols=chunk, range_coding=ranged)).tensor("w")
+        compact = bool(runs // 2 % 2)  # and every other pair the compact container (format 1.4)
+        data = formats.dumps([tensor], chunk_symbols=chunk, range_coding=ranged, compact_container=compact)
+        got = formats.loads(data).tensor("w")
         if got.shape != want.shape or got.tobytes() != want.tobytes():
             print(f"round {runs}: decoded tensor differs from the one written", file=sys.stderr)
             return 1

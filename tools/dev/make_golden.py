@@ -1,4 +1,4 @@
-"""Write the golden .dcz files and their expected arrays: tests/golden/v1_0, v1_1, v1_2 and v1_3.
+"""Write the golden .dcz files and their expected arrays: tests/golden/v1_0 .. v1_4.
 
     python -m tools.dev.make_golden [--out DIR]     (DIR gets one folder per version)
 
@@ -174,11 +174,33 @@ V1_3 = {
     "range_coded": _range_coded,
     "range_coded_compact_header": _range_compact,
 }
+
+
+def _compact(build):
+    """Version 1.4: the same tensors in the compact container (SPEC 2.6)."""
+
+    def compact():
+        tensors, kw = build()
+        return tensors, {**kw, "compact_container": True}
+
+    compact.__doc__ = f"{build.__doc__ or build.__name__} (compact container)"
+    return compact
+
+
+V1_4 = {
+    "compact_raw_dtypes": _compact(_raw_file),  # every dtype, a scalar, an empty tensor; names sharing "f", "i"
+    "compact_sparse_long_gaps": _compact(_sparse_file),
+    "compact_shared_grouped": _compact(_shared_file),  # grouped codebooks: group_rows stored, groups derived
+    "compact_deep_compression": _compact(_dc_huffman),  # Huffman streams, .weight / .bias names
+    "compact_chunked": _compact(_chunked_file),  # chunked Huffman after the varint stream header
+    "compact_range_coded": _compact(_range_coded),  # range, Huffman and fixed-width streams
+}
 VERSIONS = {
     "v1_0": V1_0,
     "v1_1": V1_1,
     "v1_2": V1_2,
     "v1_3": V1_3,
+    "v1_4": V1_4,
 }  # folder -> generator entries; a folder is never rewritten
 GOLDEN = V1_0  # kept for callers of the v1.0 set
 
