@@ -58,6 +58,7 @@ from dcz.compressor.onnx_graph import (
 from dcz.compressor.report import ACCURACY_KEY, METRIC_KEY
 from dcz.compressor.state import LayerState
 from dcz.formats.atomic import atomic_write_bytes
+from dcz.formats.graph_codec import GRAPH_FORMAT_DEFLATE
 
 OPSET = 17
 # How far the model's own weight may drift from LayerState.weight() before we call the state stale.
@@ -603,7 +604,7 @@ def export_dcz(
     onnx_graph.compacted_graph's smaller equivalent graph (any reader); `lean_metadata` leaves out the
     provenance (`source.*`) and `compress.layers` / `kept_raw` (what `metadata` gives is kept); `range_coding` lets
     streams take the adaptive range coding where it is smaller (format 1.3); `compact_container` writes format 1.4's
-    compact container (SPEC 2.6). The file is never larger than
+    compact container (SPEC 2.6) and the graph as `onnx.deflate` (SPEC 2.5.1). The file is never larger than
     the model's float ONNX export (compressor/never_larger.py). The write is atomic. Returns the file's
     `formats.SizeReport`.
     """
@@ -611,11 +612,13 @@ def export_dcz(
         graph, plan = export_graph(model, example_input, layers, raw_small, kept_raw)
         meta = {**_metadata(model, plan, metadata, accuracies, metric, lean_metadata), **linear_metadata(layers, plan)}
 
+        graph_format = GRAPH_FORMAT_DEFLATE if compact_container else GRAPH_FORMAT  # 1.4 with its graph format
+
         def dumps(graph_model: onnx.ModelProto, compact: bool | None) -> tuple:
             data = formats.dumps(
                 plan.tensors,
-                pack_graph(graph_model),
-                GRAPH_FORMAT,
+                pack_graph(graph_model, graph_format),
+                graph_format,
                 meta,
                 huffman,
                 compact_header=compact,

@@ -40,7 +40,7 @@ DICTIONARY = (
     b'"compress.metric":"accuracy""compress.accuracy":{"dense":9"fine-tuned":9"pruned":9"pruned+finetuned":9'
     b'"shared":9"shared+finetuned":9},"dcz.huffman":false"dcz.huffman":true,"dcz.producer":"dcz-formats 0.1.0",'
     b'"dcz.sizes":{"dense_bytes":"huffman_bytes":"pruned_bytes":"quantized_bytes":}}}'
-    b'{"graph_format":"onnx","graph_format":"onnx.zlib","metadata":{'
+    b'{"graph_format":"onnx","graph_format":"onnx.zlib","graph_format":"onnx.deflate","metadata":{'
 )
 _ENCODING_CODE = {name: i for i, name in enumerate(ENCODINGS)}  # raw 0, sparse 1, shared 2, sparse_shared 3
 _DTYPE_CODE = {name: i for i, name in enumerate(RAW_DTYPES)}  # float32 0 (every compressed encoding)

@@ -13,13 +13,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from dcz.formats.graph_codec import GRAPH_FORMAT_DEFLATE, graph_inflater
 from dcz.formats.layout import DCZ_LOCATION
 
 from .errors import DczRuntimeError
 
-# graph_format values the runtime reads: the serialized ModelProto, as is or zlib-compressed (the
-# compressor writes "onnx.zlib": a graph without its weights is mostly names, ~3x smaller).
-GRAPH_FORMATS = ("onnx", "onnx.zlib")
+# graph_format values the runtime reads: the serialized ModelProto, as is, zlib-compressed (the compressor writes
+# "onnx.zlib": a graph without its weights is mostly names, ~3x smaller) or raw-deflated with the graph dictionary
+# ("onnx.deflate", SPEC 2.5.1: the compressor writes it with format 1.4's compact container).
+GRAPH_FORMATS = ("onnx", "onnx.zlib", GRAPH_FORMAT_DEFLATE)
 # Graph size caps (formats/SPEC.md, "Limits"). The weights live in the .dcz's own sections, so the
 # graph is mostly names and small constants: the largest corpus model (PP-OCRv4 rec) has ~1,000
 # nodes and a graph of ~0.3 MB. A hostile 7.6 MB graph of 300k nodes took 40 s and 1.1 GB to load.
@@ -31,21 +33,22 @@ def graph_bytes(graph_format: str, graph) -> bytes:
     """The serialized ONNX ModelProto of a graph section of this graph_format."""
     if graph_format == "onnx":
         return bytes(graph)
-    if graph_format != "onnx.zlib":
+    if graph_format not in GRAPH_FORMATS:
         raise DczRuntimeError(f"graph_format is {graph_format!r}; the runtime runs {' or '.join(GRAPH_FORMATS)} graphs")
     import zlib
 
-    inflate = zlib.decompressobj()
+    stream = "zlib" if graph_format == "onnx.zlib" else "deflate"
+    inflate = zlib.decompressobj() if stream == "zlib" else graph_inflater()
     try:
         data = inflate.decompress(bytes(graph), MAX_GRAPH_BYTES)
     except zlib.error as exc:
-        raise DczRuntimeError(f"the graph section is not a valid zlib stream ({exc})") from None
+        raise DczRuntimeError(f"the graph section is not a valid {stream} stream ({exc})") from None
     if not inflate.eof:
         raise DczRuntimeError(
-            f"the graph section's zlib stream is truncated or inflates past {MAX_GRAPH_BYTES:,} bytes"
+            f"the graph section's {stream} stream is truncated or inflates past {MAX_GRAPH_BYTES:,} bytes"
         )
     if inflate.unused_data:
-        raise DczRuntimeError(f"the graph section has {len(inflate.unused_data)} bytes after its zlib stream")
+        raise DczRuntimeError(f"the graph section has {len(inflate.unused_data)} bytes after its {stream} stream")
     return data
 
 

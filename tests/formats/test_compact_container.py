@@ -340,3 +340,14 @@ def test_crc_field_itself_is_checked():
     refused(bytes(data), "file CRC32 mismatch")
     assert container.file_crc(BASE) == struct.unpack_from("<I", BASE, 12)[0]
     assert container.file_crc(BASE) == zlib.crc32(BASE[16:], zlib.crc32(BASE[:12]))
+
+
+def test_spec_quotes_the_graph_dictionary():
+    from pathlib import Path
+
+    from dcz.formats.graph_codec import GRAPH_DICTIONARY
+
+    spec = (Path(__file__).resolve().parents[2] / "formats" / "SPEC.md").read_text()
+    block = spec.split("<!-- BEGIN graph dictionary -->")[1].split("<!-- END graph dictionary -->")[0]
+    assert bytes.fromhex(block.strip().strip("`").replace("\n", " ")) == GRAPH_DICTIONARY
+    assert len(GRAPH_DICTIONARY) == 961

@@ -286,6 +286,7 @@ def test_demo_frontier_quick_uses_surgery_and_shared_biases(capsys, tmp_path):
     with formats.open(tmp_path / "demo" / "lenet-300-100.dcz") as f:
         assert "compress.config" not in f.metadata and "source.framework" not in f.metadata  # lean
         assert f.version == (1, 4)  # written with dcz.demo.frontier.SAVE: the compact container (format 1.4)
+        assert f.graph_format == "onnx.deflate"  # its graph format (SPEC 2.5.1)
         assert set(f.metadata["compress.accuracy"]) >= {"dense", "pruned", "shared+finetuned"}
         assert f.info("fc1.bias").encoding == "shared" and f.info("fc1.weight").encoding == "sparse_shared"
         kept = f.info("fc1.weight").nnz / (300 * 784)
@@ -293,6 +294,14 @@ def test_demo_frontier_quick_uses_surgery_and_shared_biases(capsys, tmp_path):
 
     assert kept == pytest.approx(1 - CONFIGS["lenet-300-100"]["by_name"]["fc1.weight"]["sparsity"], abs=1e-4)
     assert (tmp_path / "demo" / "lenet-300-100-dense.onnx").exists() and "summary" in out
+    from dcz import runtime
+
+    x = {"input": np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)}
+    outputs = []
+    for backend in ("numpy", "ort"):
+        with runtime.load(tmp_path / "demo" / "lenet-300-100.dcz", backend=backend) as model:
+            outputs.append(model.run(x)[0])
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
 
 
 def test_compress_int4_with_train_data_runs_qat_and_calibrates(capsys, project):

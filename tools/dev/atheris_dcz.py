@@ -29,12 +29,13 @@ def seed_files() -> dict[str, bytes]:
 
     out = {f"formats_{i}.dcz": data for i, data in enumerate(format_seeds())}
     out["model_mlp.dcz"] = _tiny_model()
-    out["model_mlp_compact.dcz"] = _tiny_model(compact_container=True)  # version 1.4 (SPEC 2.6)
+    out["model_mlp_compact.dcz"] = _tiny_model(compact=True)  # version 1.4 (SPEC 2.6), graph "onnx.deflate"
     return out
 
 
-def _tiny_model(**kw) -> bytes:
-    """A 2-layer MLP (Gemm, Relu, Gemm) with a pruned, a shared and a raw weight (kw: of formats.dumps)."""
+def _tiny_model(compact: bool = False) -> bytes:
+    """A 2-layer MLP (Gemm, Relu, Gemm) with a pruned, a shared and a raw weight; compact: in the compact
+    container with the graph as "onnx.deflate" (SPEC 2.5.1), as the LeNet frontier files are written."""
     from onnx import TensorProto, helper
 
     from dcz import formats
@@ -70,7 +71,12 @@ def _tiny_model(**kw) -> bytes:
         formats.Raw("b1", np.zeros(6, np.float32)),
         formats.Shared("w2", labels, book, 2),
     ]
-    return formats.dumps(tensors, graph=model.SerializeToString(), graph_format="onnx", **kw)
+    if compact:
+        from dcz.formats.graph_codec import GRAPH_FORMAT_DEFLATE, deflate_graph
+
+        graph = deflate_graph(model.SerializeToString())
+        return formats.dumps(tensors, graph=graph, graph_format=GRAPH_FORMAT_DEFLATE, compact_container=True)
+    return formats.dumps(tensors, graph=model.SerializeToString(), graph_format="onnx")
 
 
 def make_corpus(folder: str) -> None:
