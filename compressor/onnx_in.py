@@ -271,6 +271,7 @@ def compress_onnx(
     calib=None,
     calib_method: str = "entropy",
     dynamic: bool = False,
+    range_coding: bool = False,
 ) -> OnnxCompressed:
     """Post-training compression of an ONNX model (ModelProto, bytes or path) to `.dcz`.
 
@@ -278,8 +279,8 @@ def compress_onnx(
     pruning, per-layer bits from compressor.safe, BatchNormalization folded into Conv). `calib` (an .npz
     path or {input: array}) records static int8 activation scales by `calib_method` (compressor.qdq); `dynamic`
     asks the runtime to quantize MatMul / Gemm activations at run time instead (needs 8-bit linear weights,
-    runtime/qdq_dynamic.py). Writes `out_path` atomically when given; otherwise the `.dcz` bytes are in the
-    result's `dcz`.
+    runtime/qdq_dynamic.py). `range_coding` lets streams take format 1.3's adaptive range coding where it is
+    smaller. Writes `out_path` atomically when given; otherwise the `.dcz` bytes are in the result's `dcz`.
     """
 
     config = as_config(config)
@@ -319,7 +320,9 @@ def compress_onnx(
         **({"compress.dropped_unused": unused} if unused else {}),
         **dict(metadata or {}),
     }
-    return write_states(model, by_initializer, kept_raw, out_path, meta, huffman, raw_small, states, source)
+    return write_states(
+        model, by_initializer, kept_raw, out_path, meta, huffman, raw_small, states, source, range_coding=range_coding
+    )
 
 
 def _by_initializer(model: onnx.ModelProto, states: Mapping[str, LayerState]) -> dict[str, LayerState]:
@@ -342,12 +345,15 @@ def write_states(
     raw_small: bool = True,
     reported_states: Mapping[str, LayerState] | None = None,
     source=None,
+    *,
+    range_coding: bool = False,
 ) -> OnnxCompressed:
     """Write `model` (modified: the states' initializers become placeholders) with `states` by
     initializer name as a `.dcz`: atomically to `out_path`, or to bytes in the result.
 
     source: the dense model as given (ModelProto, bytes or path): the `.dcz` is then never larger than
-    it (compressor/never_larger.py: header and graph compacted, else the dense model kept whole)."""
+    it (compressor/never_larger.py: header and graph compacted, else the dense model kept whole).
+    range_coding: streams may take format 1.3's adaptive range coding where it is smaller."""
     from dcz import formats
     from dcz.compressor.report import Report
     from dcz.formats.atomic import atomic_write_bytes
@@ -369,7 +375,9 @@ def write_states(
 
         def dumps(graph_model: onnx.ModelProto, compact: bool | None) -> tuple:
             packed = pack_graph(graph_model)
-            data = formats.dumps(plan.tensors, packed, GRAPH_FORMAT, meta, huffman, compact_header=compact)
+            data = formats.dumps(
+                plan.tensors, packed, GRAPH_FORMAT, meta, huffman, compact_header=compact, range_coding=range_coding
+            )
             return data, plan.tensors, plan, reported, graph
 
         plain = dumps(model, None)

@@ -22,6 +22,7 @@ def compress(
     max_loss: float | None = None,
     out: str | os.PathLike | None = None,
     metadata: Mapping[str, Any] | None = None,
+    range_coding: bool = False,
     **options: Any,
 ):
     """Compress `model` as `config` says (a CompressConfig, a dict for it, or None for the defaults),
@@ -39,6 +40,8 @@ def compress(
                    centroid fine-tuning (dcz.compressor.budget.loss_target.fit_max_loss takes the options).
     out            write the `.dcz` there (atomically); otherwise call `.save(path)` on the result
                    (PyTorch) or read the bytes from `.dcz` (ONNX).
+    range_coding   streams also try format 1.3's adaptive range coding and keep it where smaller (files a
+                   pre-1.3 reader cannot open; not with budget / max_loss). A torch result's `.save` takes it too.
     options        for an ONNX model, `calib=` (.npz path or {input: array}) and `calib_method=` (minmax,
                    entropy, percentile): static int8 activation scales (compressor.qdq), or `dynamic=True`:
                    activations quantized at run time; with a budget, `calib=` is the data damage is measured
@@ -48,6 +51,8 @@ def compress(
     """
     from dcz.compressor.errors import CompressError
 
+    if range_coding and (max_loss is not None or budget is not None):
+        raise CompressError("range_coding: not with budget / max_loss (their solvers size Huffman-coded streams)")
     if max_loss is not None:
         if config is not None or budget is not None:
             raise CompressError("give one of config, budget and max_loss: they are three ways to choose the settings")
@@ -66,14 +71,14 @@ def compress(
             )
         from dcz.compressor.onnx_in import compress_onnx
 
-        return compress_onnx(model, config, out_path=out, metadata=metadata, **calibration)
+        return compress_onnx(model, config, out_path=out, metadata=metadata, range_coding=range_coding, **calibration)
     if example_input is None:
         raise CompressError("compressing a torch module needs example_input (a tensor the model runs on)")
     from dcz.compressor.pipeline import compress as compress_torch
 
     result = compress_torch(model, example_input, config, **options)
     if out is not None:
-        result.save(out, metadata=metadata)
+        result.save(out, metadata=metadata, range_coding=range_coding)
     return result
 
 
