@@ -27,6 +27,7 @@ INIT_METHODS = ("linear", "density", "random", "kmeans++")
 KMEANS_BACKENDS = ("exact", "sklearn")
 PRUNE_PARAMETERS = ("threshold", "sparsity", "quality")  # belong to the prune method that reads them
 LR_SCHEDULES = ("constant", "cosine", "anneal")
+AVERAGE_METHODS = ("none", "swa", "ema")  # compressor.averaging (kept here: this module imports no torch)
 
 CONV_TYPES = frozenset({"Conv1d", "Conv2d", "Conv3d", "Conv", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose"})
 FC_TYPES = frozenset({"Linear", "Gemm", "MatMul", "Bilinear"})
@@ -167,6 +168,18 @@ class LayerPlan:
     auto: bool = False  # no bits set by the user: compressor.safe picks them per layer
 
 
+# whole-run settings written by to_dict only when set: older configs read back the same
+_LEFT_OUT_WHEN_DEFAULT = (
+    ("bias_bits", None),
+    ("qat_epochs", 0),
+    ("lr_schedule", "constant"),
+    ("average", "none"),
+    ("average_decay", 0.998),
+    ("average_start", 0.0),
+    ("label_smoothing", 0.0),
+)
+
+
 # --- whole-run settings -------------------------------------------------------------------------
 
 
@@ -194,6 +207,13 @@ class CompressConfig:
     seed            seeds k-means init and training, so a run is reproducible.
     gmp, dns        settings of the training-time pruning methods (compressor.prune_settings).
     bias_bits       if set (1..8), biases of shared layers (>= 64 values) get a codebook of this many bits.
+    average         'none', or 'swa' / 'ema': the recovered weights are replaced by their average over the
+                    settled part of each stage (after the training-time masks freeze, or over the last pruning
+                    step's fine-tuning; over the centroid training), compressor.averaging. Needs len(loader).
+    average_decay   'ema': the moving average's decay per optimizer step, in [0, 1).
+    average_start   fraction of each settled part skipped before averaging begins, in [0, 1).
+    label_smoothing recovery's task loss (the default cross-entropy) against labels smoothed by this much, in
+                    [0, 1) (Szegedy et al. 2016; with distillation, only the hard-label part).
     """
 
     global_config: LayerConfig = field(default_factory=LayerConfig)
@@ -214,6 +234,10 @@ class CompressConfig:
     bias_bits: int | None = None
     qat_epochs: int = 0
     lr_schedule: str = "constant"
+    average: str = "none"
+    average_decay: float = 0.998
+    average_start: float = 0.0
+    label_smoothing: float = 0.0
 
     _DICT_KEYS = (
         "global",
@@ -234,6 +258,10 @@ class CompressConfig:
         "bias_bits",
         "qat_epochs",
         "lr_schedule",
+        "average",
+        "average_decay",
+        "average_start",
+        "label_smoothing",
     )
 
     def __post_init__(self) -> None:
@@ -264,6 +292,10 @@ class CompressConfig:
         if self.bias_bits is not None:
             check_int("config.bias_bits", self.bias_bits, 1, 8)
         check_choice("config.lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("config.average", self.average, AVERAGE_METHODS)
+        check_float("config.average_decay", self.average_decay, 0.0, 1.0, high_open=True)
+        check_float("config.average_start", self.average_start, 0.0, 1.0, high_open=True)
+        check_float("config.label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> CompressConfig:
@@ -290,7 +322,7 @@ class CompressConfig:
         }
         for key in self._DICT_KEYS[3:]:
             value = getattr(self, key)
-            if (key, value) in (("bias_bits", None), ("qat_epochs", 0), ("lr_schedule", "constant")):
+            if (key, value) in _LEFT_OUT_WHEN_DEFAULT:
                 continue  # left out when unset: older configs read back the same
             if key in ("gmp", "dns"):
                 if value != type(value)():  # defaults left out: older configs read back the same

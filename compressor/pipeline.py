@@ -9,16 +9,19 @@ The user's model is never modified: the pipeline works on a copy.
 from __future__ import annotations
 
 import copy
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from dcz.compressor import linear, qat
+from dcz.compressor.averaging import WeightAverage
 from dcz.compressor.config import CompressConfig, LayerPlan, as_config
 from dcz.compressor.errors import CompressError
 from dcz.compressor.finetune import LossFn, OptimizerFactory, finetune
@@ -52,6 +55,7 @@ def compress(
     stage. optimizer_factory(params, lr) overrides the default Adam.
     """
     config = as_config(config)
+    loss_fn = _task_loss(loss_fn, config)
     torch.manual_seed(config.seed)
     work = _private_copy(model, share_parameters=train_loader is None).eval()
     _check_runs(work, example_input)
@@ -89,7 +93,7 @@ def compress(
         trained = {n: lp for n, lp in pruning.items() if lp[1].prune in METHODS}
         batches = check_trainable(trained, train_loader, config)
         schedule = ScheduledPruning(trained, config, batches, config.seed) if trained else None
-        hook = schedule.after_batch if schedule is not None else None
+        average = _averager(work, config, train_loader)
         tuned = False
         for step in range(1, config.prune_steps + 1):
             if classic:
@@ -98,10 +102,13 @@ def compress(
                 _measure(accuracy, "pruned", eval_fn, work)
             # 'anneal' decays the rate only once the masks are final (this step's share of the schedule before that: held)
             hold = 0.0 if schedule is None else schedule.held_share(step, config.prune_steps)
+            hook = _pruning_hook(schedule, average, step, bool(classic), train_loader, config)
             tuned = recover(config.prune_epochs, config.lr, f"prune {step}/{config.prune_steps}", hook, hold) or tuned
         if schedule is not None:
             schedule.finish()
             _measure(accuracy, "pruned", eval_fn, work)
+        if average is not None and average.apply():
+            _measure(accuracy, "pruned+averaged", eval_fn, work)
         if tuned:
             _measure(accuracy, "pruned+finetuned", eval_fn, work)
 
@@ -124,7 +131,12 @@ def compress(
             for index, name in enumerate(sharing):
                 share_bias(sharing[name][0], config.bias_bits, seed=config.seed + index)
         _measure(accuracy, "shared", eval_fn, work)
-        if recover(config.share_epochs, config.share_lr or config.lr, "share"):
+        average = _averager(work, config, train_loader)
+        if average is not None:  # labels and masks are fixed from the start of the centroid training
+            average.settle(config.share_epochs * len(train_loader))
+        if recover(config.share_epochs, config.share_lr or config.lr, "share", average and average.step):
+            if average is not None:
+                average.apply()
             _measure(accuracy, "shared+finetuned", eval_fn, work)
 
     states, skipped = collect_states(layers, unshared, skipped)
@@ -140,6 +152,49 @@ def compress(
         config=config,
         activation_ranges=activation_ranges,
     )
+
+
+def _task_loss(loss_fn: LossFn | None, config: CompressConfig) -> LossFn | None:
+    """The recovery's task loss: the caller's, or cross-entropy against labels smoothed by config.label_smoothing."""
+    if not config.label_smoothing:
+        return loss_fn
+    if loss_fn is not None:
+        raise CompressError("config.label_smoothing: applies to the default cross-entropy; drop it or loss_fn")
+    return functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing)
+
+
+def _averager(work: nn.Module, config: CompressConfig, train_loader) -> WeightAverage | None:
+    """The stage's WeightAverage of the trainable parameters (None: config.average 'none' or no training)."""
+    if config.average == "none" or train_loader is None:
+        return None
+    try:
+        len(train_loader)
+    except TypeError:
+        raise CompressError(f"average {config.average!r}: the train loader must have a len()") from None
+    return WeightAverage(work, config.average, config.average_decay, config.average_start)
+
+
+def _pruning_hook(schedule, average: WeightAverage | None, step: int, classic: bool, train_loader, config):
+    """after_batch of pruning step `step`: the schedule's mask updates, then the average once every mask is
+    final (the schedule has finished; with classic rules, in their last step)."""
+    if average is None:
+        return schedule.after_batch if schedule is not None else None
+    per_step = config.prune_epochs * len(train_loader)
+    left = (config.prune_steps - step + 1) * per_step  # batches left in the pruning stage
+    final_step = step == config.prune_steps or not classic
+    if schedule is None and final_step:
+        average.settle(left)
+
+    def after_batch() -> None:
+        nonlocal left
+        left -= 1
+        if schedule is not None:
+            schedule.after_batch()
+            if schedule.finished and final_step:
+                average.settle(left)
+        average.step()
+
+    return after_batch
 
 
 def _private_copy(model: nn.Module, share_parameters: bool) -> nn.Module:
