@@ -116,6 +116,21 @@ def test_frontier_streams_codings_and_report():
     assert "| fc.weight | gaps |" in text and "Golomb-Rice" in text
 
 
+def test_fill_bytes_spends_the_freed_bytes_on_the_layer():
+    from dcz import formats
+    from tools.bench.fill_bytes import sparsity_for
+
+    path = str(Path(__file__).resolve().parents[1] / "golden" / "v1_2" / "compact_header.dcz")
+    with formats.open(path) as dcz:
+        report = dcz.size_report()
+    layer = next(t for t in report.tensors if t.nnz and t.nnz < t.numel)
+    same = sparsity_for(path, layer.name, int(report.file_bytes))
+    assert same["kept_target"] == layer.nnz
+    more = sparsity_for(path, layer.name, int(report.file_bytes) + 100)
+    assert more["kept_target"] > layer.nnz and more["sparsity"] < same["sparsity"]
+    assert (more["kept_target"] - layer.nnz) * more["bits_per_kept"] <= 800  # never over the target
+
+
 MNIST_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
 
 
