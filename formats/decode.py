@@ -161,7 +161,8 @@ def _compiled_sparse(core, entry: TensorEntry, section, streams: dict, fail) -> 
     if total != gaps.size:
         raise fail("rows", f"row counts add up to {total}, the gap stream has {gaps.size}")
     if entry.encoding == "sparse":
-        labels, book, book_size = None, np.frombuffer(section("values"), dtype="<f4"), 1
+        # a 1.4 file packs its sections without alignment: an unaligned view is copied for the compiled core
+        labels, book, book_size = None, np.require(np.frombuffer(section("values"), dtype="<f4"), requirements="A"), 1
     else:
         labels = streams["labels"]
         if labels.size != entry.nnz:
