@@ -15,7 +15,8 @@ one core. Each block's codebooks depend on that block only: the same bytes for a
 
 Outliers (`Settings.outliers`, a fraction of each palettized tensor, SqueezeLLM's dense-and-sparse
 split): the weights of largest magnitude are kept exactly in a `sparse` side tensor named
-`<name>.outliers` (f32 values, Huffman-coded CSR gaps) and take no part in fitting the codebooks;
+`<name>.outliers` (f32 values, Huffman-coded CSR gaps; with error feedback, the values the feedback
+left them at) and take no part in fitting the codebooks;
 metadata `checkpoint.outliers` maps each tensor to its side tensor, and the checkpoint readers
 (dcz.checkpoint, export-safetensors) write the side tensor's values over the palettized ones.
 
@@ -139,9 +140,10 @@ def compress_tensor(
             break
         bits += 2 if bits < 6 else 8 - bits
         group_rows = _group_rows(rows, cols, bits, settings)
+    kept = None
     if moment is not None and settings.error_feedback:
         try:
-            labels, book = feedback_palettize(matrix, labels, book, group_rows, moment, threshold, to_f32)
+            labels, book, kept = feedback_palettize(matrix, labels, book, group_rows, moment, threshold, to_f32)
         except CompressError as error:
             raise CompressError(f"--calib: tensor {ref.name!r}: {error}") from None
     elif moment is not None:
@@ -152,6 +154,8 @@ def compress_tensor(
         out = [encode_shared_fixed(ref.name, ref.shape, labels, book, bits, group_rows, pool)]
     if threshold is not None:
         flat, values = outliers_above(matrix, threshold, to_f32)
+        if kept is not None:  # error feedback: the outliers as the feedback left them (compressor.gptq)
+            values = kept.reshape(-1)[flat]
         out.append(encode_sparse_flat(ref.name + OUTLIER_SUFFIX, ref.shape, flat, values, OUTLIER_GAP_BITS))
     return out
 

@@ -77,6 +77,11 @@ def _labels_and_codebook(streams: dict, section, entry: TensorEntry, expected: i
     return labels, _codebook(section("codebook"), entry)
 
 
+def decode_labels_and_codebook(entry: TensorEntry, section, labels: np.ndarray, fail):
+    """(labels, codebook (groups, codebook_size)) of a `shared` entry, checked for count and range."""
+    return _labels_and_codebook({"labels": labels}, section, entry, entry.numel, f"{entry.numel} elements", fail)
+
+
 def _alloc(entry: TensorEntry, fail, zeroed: bool = True) -> np.ndarray:
     """The flat float32 output; zeroed=False when the compiled scatter writes every element itself
     (it clears each row just before filling it: the array is written once, not zeroed then scattered)."""

@@ -13,7 +13,7 @@ import numpy as np
 from . import codec, container, header, table
 from .compact import COMPACT_MINOR, inflate_header
 from .cursor import Cursor
-from .decode import decode_csr, decode_entry, stream_roles
+from .decode import decode_csr, decode_entry, decode_labels_and_codebook, stream_roles
 from .entry import TensorEntry
 from .errors import DenseBudgetError, FormatError
 from .layout import (
@@ -343,6 +343,19 @@ class DczFile:
         return decode_csr(
             e, lambda role: self._bytes(e.sections[role]), streams, lambda role, msg: self._fail(e, role, msg)
         )
+
+    def palette(self, name: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """(labels (rows, cols), codebook float32 (groups, codebook_size), group_rows) of a `shared` tensor's
+        2-D view, checked as decoding checks them: what a tool needs to change the codebook and keep the
+        labels (compressor.tune). Element (r, c) is codebook[r // group_rows][labels[r, c]]."""
+        e = self._entry(name)
+        if e.encoding != "shared":
+            raise FormatError(f"tensor {name!r} is not palettized (encoding {e.encoding}): it has no codebook")
+        (labels,) = self._decode_streams([(e, "labels")])
+        labels, book = decode_labels_and_codebook(
+            e, lambda role: self._bytes(e.sections[role]), labels, lambda role, msg: self._fail(e, role, msg)
+        )
+        return labels.reshape(e.rows, e.cols), book, e.group_rows or e.rows
 
     def _decode_streams(self, jobs: list[tuple[TensorEntry, str]]) -> list[np.ndarray]:
         """The symbols of each (entry, role) stream, from the headers validated at open."""

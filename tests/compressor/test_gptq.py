@@ -71,6 +71,21 @@ def test_exact_weights_pass_their_inherited_error_on():
     assert output_error(w, with_exact(feedback), h) < 0.8 * output_error(w, with_exact(nearest), h)
 
 
+def test_exact_weights_stored_as_updated_absorb_their_inherited_error():
+    rng = np.random.default_rng(2)
+    w = (rng.standard_normal((32, 48)) * 0.05).astype(np.float32)
+    x = correlated_inputs(rng, cols=48)
+    h = x.T @ x / len(x)
+    exact = np.abs(w) > np.quantile(np.abs(w), 0.95)
+    _, books = palettize(w, 3, 32, exclude_above=float(np.quantile(np.abs(w), 0.95)))
+    passed_on = np.where(exact, w, decoded(error_feedback_labels(w, books, 32, h, exact=exact), books, 32))
+    updated = np.empty(w.shape)
+    labels = error_feedback_labels(w, books, 32, h, exact=exact, updated=updated)
+    absorbed = np.where(exact, updated, decoded(labels, books, 32))
+    assert not np.allclose(updated[exact], w[exact])  # the feedback moved them
+    assert output_error(w, absorbed, h) < 0.97 * output_error(w, passed_on, h)  # measured 0.94x
+
+
 def test_same_labels_on_rerun_and_for_a_float32_or_float64_moment():
     rng = np.random.default_rng(3)
     w = (rng.standard_normal((40, 300)) * 0.05).astype(np.float32)  # 300 columns: three blocks of 128

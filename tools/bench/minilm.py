@@ -58,17 +58,26 @@ def _modules():
             self.norm = nn.LayerNorm(HIDDEN, eps=EPS)
             self.layers = nn.ModuleList(Layer() for _ in range(LAYERS))
 
-        def forward(self, input_ids, attention_mask):
+        def hidden(self, input_ids, attention_mask):
+            """The last layer's token states (batch, seq, HIDDEN)."""
             seq = input_ids.shape[1]
             positions = torch.arange(seq, device=input_ids.device).unsqueeze(0)
             x = self.word(input_ids) + self.position(positions) + self.token_type.weight[0]
             x = self.norm(x)
-            mask = attention_mask.to(x.dtype)
-            bias = (1.0 - mask)[:, None, None, :] * -1e9
+            bias = (1.0 - attention_mask.to(x.dtype))[:, None, None, :] * -1e9
             for layer in self.layers:
                 x = layer(x, bias)
+            return x
+
+        @staticmethod
+        def pool(x, attention_mask):
+            """sentence-transformers' mean pooling over the real tokens, L2-normalised."""
+            mask = attention_mask.to(x.dtype)
             pooled = (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1e-9)
             return nn.functional.normalize(pooled, dim=-1)
+
+        def forward(self, input_ids, attention_mask):
+            return self.pool(self.hidden(input_ids, attention_mask), attention_mask)
 
     return MiniLM
 
@@ -93,6 +102,16 @@ _LAYER = {
 }
 
 
+def parameter_names() -> dict[str, str]:
+    """safetensors (BERT) tensor name -> our parameter name, for every tensor the encoder uses."""
+    names = {theirs: ours for theirs, ours in _EMBEDDINGS.items()}
+    for i in range(LAYERS):
+        for theirs, ours in _LAYER.items():
+            for kind in ("weight", "bias"):
+                names[f"encoder.layer.{i}.{theirs}.{kind}"] = f"layers.{i}.{ours}.{kind}"
+    return names
+
+
 def load_model(stored: dict | None = None):
     """The pretrained encoder in torch (eval mode); `stored`: the checkpoint's tensors by BERT name
     (default: read from the package's model.safetensors)."""
@@ -101,11 +120,7 @@ def load_model(stored: dict | None = None):
 
     if stored is None:
         stored = load_file(str(model_folder() / "model.safetensors"))
-    state = {ours: stored[theirs] for theirs, ours in _EMBEDDINGS.items()}
-    for i in range(LAYERS):
-        for theirs, ours in _LAYER.items():
-            for kind in ("weight", "bias"):
-                state[f"layers.{i}.{ours}.{kind}"] = stored[f"encoder.layer.{i}.{theirs}.{kind}"]
+    state = {ours: stored[theirs] for theirs, ours in parameter_names().items()}
     model = _modules()()
     model.load_state_dict(
         {k: v if torch.is_tensor(v) else torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
