@@ -17,6 +17,7 @@ torch thread count give the same bytes (torch's CPU kernels sum in a fixed order
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -30,6 +31,7 @@ from dcz.formats.streaming import StreamWriter, encode, encode_shared_fixed, enc
 from .errors import CompressError
 
 FLOATING = ("float16", "float32", "float64")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,20 @@ class TuneSettings:
     lr: float = 1e-4  # Adam step; centroids move by ~lr per step
     raw: bool = True  # also train the raw floating tensors (norms, biases: stored lossless)
     seed: int = 0
+    schedule: str = "constant"  # or "cosine": epoch e steps at lr * (1 + cos(pi * e / epochs)) / 2
 
     def check(self) -> None:
         if not 1 <= self.epochs <= 10_000:
             raise CompressError(f"tune epochs must be in 1..10000, got {self.epochs}")
         if not 0 < self.lr < 1:
             raise CompressError(f"tune lr must be in (0, 1), got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise CompressError(f"tune schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+
+    def lr_at(self, epoch: int) -> float:
+        if self.schedule == "cosine":
+            return self.lr * (1 + math.cos(math.pi * epoch / self.epochs)) / 2
+        return self.lr
 
 
 def tune_checkpoint(path, out, module, loss, batches, names=None, settings: TuneSettings | None = None) -> dict:
@@ -185,6 +195,8 @@ def _train(module, loss, batches, params, settings: TuneSettings) -> list[float]
     losses = []
     try:
         for epoch in range(settings.epochs):
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr_at(epoch)
             total, count = 0.0, 0
             for batch in batches(epoch) if callable(batches) else batches:
                 value = loss(module, batch)

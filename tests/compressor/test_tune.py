@@ -73,7 +73,7 @@ def test_tuning_lowers_the_output_error_and_keeps_labels_outliers_and_size(compr
 def test_tuning_is_deterministic_and_can_leave_raw_tensors(compressed, tmp_path):
     teacher, path, x = compressed
     loss, batches = distillation(teacher, x[:128])
-    settings = TuneSettings(epochs=2, lr=1e-3, raw=False)
+    settings = TuneSettings(epochs=2, lr=1e-3, raw=False, schedule="cosine")
     tune_checkpoint(path, tmp_path / "a.dcz", mlp(), loss, lambda epoch: batches, settings=settings)
     tune_checkpoint(path, tmp_path / "b.dcz", mlp(), loss, batches, settings=settings)
     assert (tmp_path / "a.dcz").read_bytes() == (tmp_path / "b.dcz").read_bytes()
@@ -101,6 +101,7 @@ def test_names_map_checkpoint_tensors_to_module_parameters(compressed, tmp_path)
         ({"0.weight": "2.weight"}, TuneSettings(), r"\(128, 64\) in the checkpoint, \(32, 128\) in the module"),
         (None, TuneSettings(epochs=0), "epochs must be in"),
         (None, TuneSettings(lr=-1.0), "lr must be in"),
+        (None, TuneSettings(schedule="linear"), "schedule must be one of constant, cosine"),
     ],
 )
 def test_bad_input_one_error(compressed, tmp_path, names, settings, message):

@@ -84,8 +84,10 @@ def main(argv=None) -> None:
     parser.add_argument("--setting", default="4b-default-out1.5-calib-feedback", choices=sorted(SETTINGS))
     parser.add_argument("--epochs", type=int, default=TuneSettings.epochs)
     parser.add_argument("--lr", type=float, default=TuneSettings.lr)
+    parser.add_argument("--schedule", default=TuneSettings.schedule, choices=("constant", "cosine"))
     parser.add_argument("--splice", type=int, default=1, help="spliced sentences per calibration sentence per epoch")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--compressed", type=Path, help="tune this .dcz of --setting instead of compressing again")
     parser.add_argument("--keep", type=Path, help="also copy the tuned .dcz here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -97,12 +99,14 @@ def main(argv=None) -> None:
     settings, calib = SETTINGS[args.setting]
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        moments = minilm_calib.write_moments(folder / "moments.npz") if calib else None
         start = time.perf_counter()
-        summary = compress_checkpoint(
-            source, folder / "m.dcz", settings, workers=args.workers, progress=False, calib=moments
-        )
+        if args.compressed:
+            (folder / "m.dcz").write_bytes(args.compressed.read_bytes())
+        else:
+            moments = minilm_calib.write_moments(folder / "moments.npz") if calib else None
+            compress_checkpoint(source, folder / "m.dcz", settings, workers=args.workers, progress=False, calib=moments)
         compress_s = time.perf_counter() - start
+        size = (folder / "m.dcz").stat().st_size
         before = cosine(folder / "m.dcz", ids, mask, reference)
         loss, batches = distillation(teacher, args.splice)
         tuned = tune_checkpoint(
@@ -112,16 +116,16 @@ def main(argv=None) -> None:
             loss,
             batches,
             minilm.parameter_names(),
-            TuneSettings(epochs=args.epochs, lr=args.lr),
+            TuneSettings(epochs=args.epochs, lr=args.lr, schedule=args.schedule),
         )
         after = cosine(folder / "t.dcz", ids, mask, reference)
         if args.keep:
             args.keep.write_bytes((folder / "t.dcz").read_bytes())
     ratio = source.stat().st_size
     print(
-        f"{args.setting}: {summary['file_bytes']:,} B {ratio / summary['file_bytes']:.2f}x "
+        f"{args.setting}: {size:,} B {ratio / size:.2f}x "
         f"cos {before['min_cosine']:.4f} / {before['mean_cosine']:.4f} (compress {compress_s:.0f} s)\n"
-        f"tuned {args.epochs} epochs lr {args.lr:g} splice {args.splice}: {tuned['file_bytes']:,} B "
+        f"tuned {args.epochs} epochs lr {args.lr:g} {args.schedule} splice {args.splice}: {tuned['file_bytes']:,} B "
         f"{ratio / tuned['file_bytes']:.2f}x cos {after['min_cosine']:.4f} / {after['mean_cosine']:.4f} "
         f"(tune {tuned['seconds']:.0f} s; loss per epoch {', '.join(f'{x:.4f}' for x in tuned['losses'])})",
         flush=True,
