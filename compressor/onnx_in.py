@@ -42,6 +42,7 @@ from dcz.compressor.onnx_inline import drop_unused_initializers
 from dcz.compressor.onnx_qdq_graph import per_channel_linear, qdq_model
 from dcz.compressor.onnx_quantized import find_quantized_weights, lossless_state
 from dcz.compressor.state import LayerState, safe_metadata
+from dcz.formats.graph_codec import GRAPH_FORMAT_DEFLATE
 
 
 @dataclass
@@ -272,6 +273,7 @@ def compress_onnx(
     calib_method: str = "entropy",
     dynamic: bool = False,
     range_coding: bool = False,
+    compact_container: bool = False,
 ) -> OnnxCompressed:
     """Post-training compression of an ONNX model (ModelProto, bytes or path) to `.dcz`.
 
@@ -279,7 +281,8 @@ def compress_onnx(
     pruning, per-layer bits from compressor.safe, BatchNormalization folded into Conv). `calib` (an .npz
     path or {input: array}) records static int8 activation scales by `calib_method` (compressor.qdq); `dynamic`
     asks the runtime to quantize MatMul / Gemm activations at run time instead (needs 8-bit linear weights,
-    runtime/qdq_dynamic.py). `range_coding` lets streams take format 1.3's adaptive range coding where it is
+    runtime/qdq_dynamic.py). `compact_container` writes format 1.4 (SPEC 2.6, graph as
+    `onnx.deflate`). `range_coding` lets streams take format 1.3's adaptive range coding where it is
     smaller. Writes `out_path` atomically when given; otherwise the `.dcz` bytes are in the result's `dcz`.
     """
 
@@ -321,7 +324,17 @@ def compress_onnx(
         **dict(metadata or {}),
     }
     return write_states(
-        model, by_initializer, kept_raw, out_path, meta, huffman, raw_small, states, source, range_coding=range_coding
+        model,
+        by_initializer,
+        kept_raw,
+        out_path,
+        meta,
+        huffman,
+        raw_small,
+        states,
+        source,
+        range_coding=range_coding,
+        compact_container=compact_container,
     )
 
 
@@ -347,13 +360,15 @@ def write_states(
     source=None,
     *,
     range_coding: bool = False,
+    compact_container: bool = False,
 ) -> OnnxCompressed:
     """Write `model` (modified: the states' initializers become placeholders) with `states` by
     initializer name as a `.dcz`: atomically to `out_path`, or to bytes in the result.
 
     source: the dense model as given (ModelProto, bytes or path): the `.dcz` is then never larger than
     it (compressor/never_larger.py: header and graph compacted, else the dense model kept whole).
-    range_coding: streams may take format 1.3's adaptive range coding where it is smaller."""
+    range_coding: streams may take format 1.3's adaptive range coding where it is smaller.
+    compact_container: format 1.4's compact container (SPEC 2.6) with the graph as `onnx.deflate` (SPEC 2.5.1)."""
     from dcz import formats
     from dcz.compressor.report import Report
     from dcz.formats.atomic import atomic_write_bytes
@@ -373,10 +388,19 @@ def write_states(
             **given,
         }
 
+        graph_format = GRAPH_FORMAT_DEFLATE if compact_container else GRAPH_FORMAT
+
         def dumps(graph_model: onnx.ModelProto, compact: bool | None) -> tuple:
-            packed = pack_graph(graph_model)
+            packed = pack_graph(graph_model, graph_format)
             data = formats.dumps(
-                plan.tensors, packed, GRAPH_FORMAT, meta, huffman, compact_header=compact, range_coding=range_coding
+                plan.tensors,
+                packed,
+                graph_format,
+                meta,
+                huffman,
+                compact_header=compact,
+                range_coding=range_coding,
+                compact_container=compact_container,
             )
             return data, plan.tensors, plan, reported, graph
 

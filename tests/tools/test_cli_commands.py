@@ -184,6 +184,46 @@ def test_python_api_range_coding_is_smaller_and_decodes_the_same(tmp_path):
         dcz.compress(model, budget=4096, range_coding=True)
 
 
+def test_compress_compact_container_is_smaller_and_runs_the_same(capsys, files, tmp_path):
+    settings = ["--sparsity", "0.9", "--bits", "3", "--gap-bits", "6"]
+    for name, extra in (("plain.dcz", []), ("compact.dcz", ["--compact-container"])):
+        code, _, err = cli(capsys, "compress", files["onnx"], *settings, *extra, "-o", tmp_path / name)
+        assert code == 0, err
+    plain, compact = tmp_path / "plain.dcz", tmp_path / "compact.dcz"
+    assert compact.stat().st_size < plain.stat().st_size
+    with formats.open(plain) as a, formats.open(compact) as b:
+        assert a.version < (1, 4) <= b.version and b.graph_format == "onnx.deflate"
+        assert a.names == b.names
+        for name in a.names:
+            np.testing.assert_array_equal(a.tensor(name), b.tensor(name))
+    x = files["x"]
+    code, _, err = cli(capsys, "run", compact, "--input", files["folder"] / "x.npy", "--output", tmp_path / "y.npy")
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), reference_logits(plain, x), rtol=1e-5, atol=1e-5)
+
+
+def test_python_api_compact_container(tmp_path):
+    import dcz
+
+    config = {"global": {"prune": "sparsity", "sparsity": 0.9, "bits": 3, "gap_bits": 6}}
+    model = build_mlp().SerializeToString()
+    dcz.compress(model, config=config, out=tmp_path / "plain.dcz")
+    dcz.compress(model, config=config, out=tmp_path / "compact.dcz", compact_container=True, range_coding=True)
+    assert (tmp_path / "compact.dcz").stat().st_size < (tmp_path / "plain.dcz").stat().st_size
+    with formats.open(tmp_path / "plain.dcz") as a, formats.open(tmp_path / "compact.dcz") as b:
+        assert b.version == (1, 4)
+        for name in a.names:
+            np.testing.assert_array_equal(a.tensor(name), b.tensor(name))
+    with pytest.raises(dcz.DczError, match="compact_container: not with budget"):
+        dcz.compress(model, budget=4096, compact_container=True)
+
+
+def test_compact_container_is_refused_with_a_budget(capsys, files, tmp_path):
+    argv = ["compress", files["onnx"], "--budget", "4KB", "--calib", files["folder"] / "x.npy", "--compact-container"]
+    code, _, err = cli(capsys, *argv, "-o", tmp_path / "b.dcz")
+    assert code == 2 and "--compact-container is not available with --budget" in one_line_error(err)
+
+
 def test_range_coding_is_refused_with_a_budget(capsys, files, tmp_path):
     argv = ["compress", files["onnx"], "--budget", "4KB", "--calib", files["folder"] / "x.npy", "--range-coding"]
     code, _, err = cli(capsys, *argv, "-o", tmp_path / "b.dcz")

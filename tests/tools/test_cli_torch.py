@@ -84,6 +84,18 @@ def test_compress_torch_factory_and_run_it(capsys, project):
     np.testing.assert_allclose(got, reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_compress_torch_compact_container_is_smaller_and_decodes_the_same(capsys, project):
+    settings = ["--sparsity", "0.9", "--bits", "fc=3"]
+    for name, extra in (("plain.dcz", []), ("compact.dcz", ["--compact-container"])):
+        code, _, err = cli(capsys, *TINYNET, *settings, *extra, "-o", name)
+        assert code == 0, err
+    assert (project / "compact.dcz").stat().st_size < (project / "plain.dcz").stat().st_size
+    with formats.open(project / "plain.dcz") as a, formats.open(project / "compact.dcz") as b:
+        assert b.version == (1, 4) and b.graph_format == "onnx.deflate" and a.names == b.names
+        for name in a.names:
+            np.testing.assert_array_equal(a.tensor(name), b.tensor(name))
+
+
 def test_compress_torch_range_coding_is_never_larger_and_decodes_the_same(capsys, project):
     settings = ["--sparsity", "0.9", "--bits", "fc=3"]
     for name, extra in (("plain.dcz", []), ("range.dcz", ["--range-coding"])):

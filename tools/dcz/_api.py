@@ -23,6 +23,7 @@ def compress(
     out: str | os.PathLike | None = None,
     metadata: Mapping[str, Any] | None = None,
     range_coding: bool = False,
+    compact_container: bool = False,
     **options: Any,
 ):
     """Compress `model` as `config` says (a CompressConfig, a dict for it, or None for the defaults),
@@ -42,6 +43,9 @@ def compress(
                    (PyTorch) or read the bytes from `.dcz` (ONNX).
     range_coding   streams also try format 1.3's adaptive range coding and keep it where smaller (files a
                    pre-1.3 reader cannot open; not with budget / max_loss). A torch result's `.save` takes it too.
+    compact_container  format 1.4's compact container (binary tensor table, varint directory, no padding) and the
+                   graph as `onnx.deflate`: ~1 KB less per file (pre-1.4 readers cannot open it; not with budget /
+                   max_loss). A torch result's `.save` takes it too.
     options        for an ONNX model, `calib=` (.npz path or {input: array}) and `calib_method=` (minmax,
                    entropy, percentile): static int8 activation scales (compressor.qdq), or `dynamic=True`:
                    activations quantized at run time; with a budget, `calib=` is the data damage is measured
@@ -53,6 +57,8 @@ def compress(
 
     if range_coding and (max_loss is not None or budget is not None):
         raise CompressError("range_coding: not with budget / max_loss (their solvers size Huffman-coded streams)")
+    if compact_container and (max_loss is not None or budget is not None):
+        raise CompressError("compact_container: not with budget / max_loss (their solvers size the 1.0 container)")
     if max_loss is not None:
         if config is not None or budget is not None:
             raise CompressError("give one of config, budget and max_loss: they are three ways to choose the settings")
@@ -71,14 +77,22 @@ def compress(
             )
         from dcz.compressor.onnx_in import compress_onnx
 
-        return compress_onnx(model, config, out_path=out, metadata=metadata, range_coding=range_coding, **calibration)
+        return compress_onnx(
+            model,
+            config,
+            out_path=out,
+            metadata=metadata,
+            range_coding=range_coding,
+            compact_container=compact_container,
+            **calibration,
+        )
     if example_input is None:
         raise CompressError("compressing a torch module needs example_input (a tensor the model runs on)")
     from dcz.compressor.pipeline import compress as compress_torch
 
     result = compress_torch(model, example_input, config, **options)
     if out is not None:
-        result.save(out, metadata=metadata, range_coding=range_coding)
+        result.save(out, metadata=metadata, range_coding=range_coding, compact_container=compact_container)
     return result
 
 
