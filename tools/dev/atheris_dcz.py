@@ -17,8 +17,6 @@ import time
 
 import numpy as np
 
-from tools.dev.fuzz_formats import fix_checksums
-
 SLOW_S = 1.0
 BASE_MEMORY = 64 << 20
 
@@ -93,6 +91,8 @@ def _declared_dense(f) -> int:
 def one_input(data: bytes) -> None:
     """Open, decode and run one file; only DczError may escape, within time and memory."""
     # file length and every CRC made right, so mutations reach the checks behind them
+    from tools.dev.fuzz_formats import fix_checksums  # imported late: see main()
+
     data = fix_checksums(data)
     from dcz import formats, runtime
     from dcz.formats.errors import DczError
@@ -157,6 +157,11 @@ def main() -> None:
         return
     import atheris
 
+    # instrument_imports only instruments modules first imported inside it: a dcz module imported earlier
+    # (tools.dev.fuzz_formats imports dcz.formats) would be fuzzed without coverage feedback.
+    early = sorted(m for m in sys.modules if m == "dcz" or m.startswith("dcz."))
+    if early:
+        raise SystemExit(f"atheris_dcz: {early[0]} was imported before instrumentation; its coverage would be blind")
     with atheris.instrument_imports():
         import dcz.formats  # noqa: F401
         import dcz.runtime  # noqa: F401
