@@ -6,7 +6,7 @@ package's model.safetensors with one `minilm_palettize` setting (with --calib mo
 the biases with `tune_checkpoint`: the student is the re-declared encoder holding the compressed
 tensors, the loss the dense model's last hidden states (mean squared error over real tokens, divided
 by their variance) plus 10 x (1 - cosine) of the sentence embeddings, on the calibration sentences
-only; each epoch adds K x 357 sentences spliced from two calibration sentences (first words of one,
+only; each epoch adds K sentences per calibration sentence spliced from two calibration sentences (first words of one,
 last words of another: new contexts for the same words, no test sentence). Prints the size and the
 min / mean cosine of the 54 held-out sentence embeddings before and after, and the seconds.
 """
@@ -48,7 +48,9 @@ def distillation(teacher, splice: int):
         scale = float(teacher.hidden(torch.from_numpy(ids), torch.from_numpy(mask))[torch.from_numpy(mask) > 0].var())
 
     def batches(epoch: int):
-        sentences = list(minilm_calib.CALIBRATION) + spliced(minilm_calib.CALIBRATION, splice * 357, epoch)
+        sentences = list(minilm_calib.CALIBRATION) + spliced(
+            minilm_calib.CALIBRATION, splice * len(minilm_calib.CALIBRATION), epoch
+        )
         random.Random(1000 + epoch).shuffle(sentences)
         ids, mask = minilm.tokenize(sentences)
         for i in range(0, len(sentences), BATCH):
