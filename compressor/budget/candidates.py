@@ -42,12 +42,17 @@ class CandidateGrid(StrictConfig):
     label_bits  codebook index widths, each in 1..8 (2**bits centroids).
     gap_bits    relative column index widths of the sparse encoding, each in 1..8.
     allow_raw   also offer float32 as-is: zero damage, 4 bytes a weight (only for roomy budgets).
+    entropy_steps  also offer entropy-constrained codebooks (budget/entropy.py: up to 256 levels, labels
+                sized Huffman-coded) of the dense weight at these grid steps, in robust standard deviations
+                of the weight (1.4826 x the median absolute deviation, which outliers do not inflate;
+                e.g. 0.5: ~3 bits a weight on a bell-shaped tensor); none by default.
     """
 
     sparsities: tuple[float, ...] = DEFAULT_SPARSITIES
     label_bits: tuple[int, ...] = DEFAULT_LABEL_BITS
     gap_bits: tuple[int, ...] = DEFAULT_GAP_BITS
     allow_raw: bool = True
+    entropy_steps: tuple[float, ...] = ()
     where: str = field(default="candidates", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -56,10 +61,19 @@ class CandidateGrid(StrictConfig):
         object.__setattr__(self, "label_bits", _checked_values(f"{w}.label_bits", self.label_bits, _width))
         object.__setattr__(self, "gap_bits", _checked_values(f"{w}.gap_bits", self.gap_bits, _width))
         check_bool(f"{w}.allow_raw", self.allow_raw)
+        steps = self.entropy_steps
+        if isinstance(steps, Sequence) and not isinstance(steps, (str, bytes)) and not steps:
+            object.__setattr__(self, "entropy_steps", ())  # none (a JSON [] too)
+        else:
+            object.__setattr__(self, "entropy_steps", _checked_values(f"{w}.entropy_steps", steps, _step))
 
 
 def _sparsity(where: str, value: Any) -> float:
     return check_float(where, value, 0.0, 1.0, high_open=True)
+
+
+def _step(where: str, value: Any) -> float:
+    return check_float(where, value, 0.01, 10.0)
 
 
 def _width(where: str, value: Any) -> int:
@@ -82,6 +96,7 @@ class Candidate:
     gap_bits: int | None  # None = dense (no index stream) or raw
     nbytes: int  # bytes this tensor occupies in the file (formats SizeReport huffman_bytes)
     damage: float  # sum_w F_w (w - w_hat)^2
+    step: float | None = None  # entropy-constrained codebook at this grid step (x the weight's std); None: k-means
 
     @property
     def encoding(self) -> str:
@@ -90,7 +105,7 @@ class Candidate:
         return "shared" if self.gap_bits is None else "sparse_shared"
 
     def key(self) -> tuple:
-        return (self.sparsity, self.label_bits, self.gap_bits)
+        return (self.sparsity, self.label_bits, self.gap_bits, self.step)
 
 
 @dataclass
@@ -109,6 +124,12 @@ class LayerCandidates:
     # reruns k-means (a search rebuilds hundreds: on MiniLM the argsorts alone were 99 of 243 s)
     order: np.ndarray | None = field(default=None, repr=False)
     codebooks: dict[tuple[float, int], np.ndarray] = field(default_factory=dict, repr=False)
+    # error-feedback labels (budget/feedback.py) for dense shared candidates, when the search set an input
+    # moment E[x x^T] (in, in); `transposed`: the weight is stored (out, in) (Gemm transB=1), else (in, out)
+    moment: np.ndarray | None = field(default=None, repr=False)
+    transposed: bool = False
+    fed: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
+    factor: Any = field(default=None, repr=False)  # budget.feedback.Factor of the moment, made once
 
     @property
     def numel(self) -> int:
@@ -118,8 +139,9 @@ class LayerCandidates:
         return min(self.candidates, key=lambda c: (c.nbytes, c.damage))
 
     def find(self, sparsity: float, label_bits: int | None) -> Candidate | None:
+        """The k-means (or raw) candidate of this setting (entropy-constrained ones are not settings)."""
         for cand in self.candidates:
-            if cand.sparsity == sparsity and cand.label_bits == label_bits:
+            if cand.sparsity == sparsity and cand.label_bits == label_bits and cand.step is None:
                 return cand
         return None
 
@@ -143,11 +165,16 @@ class LayerCandidates:
         if self.order is None:
             self.order = prune_order(self.weight)
         mask = prune_mask(self.weight, cand.sparsity, self.order)
-        codebook = self.codebooks.get((cand.sparsity, cand.label_bits))
-        if codebook is None:
+        codebook = self.codebooks.get(_book_key(cand))
+        if codebook is None and cand.step is not None:
+            codebook = entropy_book(self.weight[mask], cand.step)
+            labels = _labels(self.weight, mask, codebook)
+        elif codebook is None:
             codebook, labels = share(self.weight, mask, cand.label_bits)  # same as when measured (deterministic)
         else:  # share() would compute this very codebook again (tests/compressor/budget: same states)
             labels = _labels(self.weight, mask, codebook)
+        if self.moment is not None and cand.gap_bits is None:
+            labels = self.feedback_labels(cand, codebook)
         gaps = cand.gap_bits if gap_bits is None else gap_bits
         return LayerState(
             self.name,
@@ -159,6 +186,34 @@ class LayerCandidates:
             label_bits=cand.label_bits,
             gap_bits=gaps if cand.gap_bits is not None else None,
         )
+
+    def matrix(self) -> np.ndarray:
+        """The weight as (outputs, inputs), the orientation of its input moment's columns."""
+        return self.weight if self.transposed else self.weight.T
+
+    def feedback_labels(self, cand: Candidate, codebook: np.ndarray) -> np.ndarray:
+        """The dense candidate's labels chosen with error feedback from the input moment (kept once made)."""
+        from dcz.compressor.budget.feedback import Factor, feedback_labels
+
+        key = _book_key(cand)
+        if key not in self.fed:
+            if self.factor is None:
+                self.factor = Factor.of(self.moment)
+            self.fed[key] = feedback_labels(self.matrix(), codebook, self.factor)
+        labels = self.fed[key]
+        return labels if self.transposed else labels.T
+
+
+def _book_key(cand: Candidate) -> tuple:
+    return (cand.sparsity, cand.label_bits) if cand.step is None else (cand.sparsity, cand.label_bits, cand.step)
+
+
+def entropy_book(kept: np.ndarray, step: float, sorted_kept: np.ndarray | None = None) -> np.ndarray | None:
+    """The entropy-constrained codebook of these weights at `step` x their spread (budget/entropy.py)."""
+    from dcz.compressor.budget.entropy import ecsq_codebook, robust_scale
+
+    srt = np.sort(kept.reshape(-1)) if sorted_kept is None else sorted_kept
+    return ecsq_codebook(srt, step * robust_scale(srt))
 
 
 def _labels(weight: np.ndarray, mask: np.ndarray, codebook: np.ndarray) -> np.ndarray:
@@ -295,7 +350,30 @@ def measure_layer(
                 np.flatnonzero(histogram), histogram[histogram > 0], bits, lambda: kept_labels
             )
             out.candidates.append(Candidate(float(sparsity), bits, best_gap, nbytes, damage))
+        if sparsity == 0.0:
+            out.candidates += _entropy_candidates(out, kept, grid.entropy_steps)
     return out
+
+
+def _entropy_candidates(out: LayerCandidates, kept: _KeptValues, steps) -> list[Candidate]:
+    """The dense weight's entropy-constrained codebooks, sized like the k-means ones (Huffman labels)."""
+    from dcz.compressor.budget.entropy import label_width
+
+    found = []
+    for step in steps:
+        book = entropy_book(kept.sorted.values, step, kept.sorted.values)
+        if book is None or book.size < 2:
+            continue
+        bits = label_width(book.size)
+        kept_labels, histogram = kept.labels(book)
+        damage = kept.damage(book, kept_labels)
+        nbytes = FLOAT32_BYTES * book.size + histogram_stream_bytes(
+            np.flatnonzero(histogram), histogram[histogram > 0], bits, lambda: kept_labels
+        )
+        cand = Candidate(0.0, bits, None, nbytes, float(damage), float(step))
+        out.codebooks[_book_key(cand)] = book
+        found.append(cand)
+    return found
 
 
 def _value_order(flat32: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -83,6 +83,9 @@ class BudgetConfig(StrictConfig):
 
 
 SENSITIVITY_ROWS = 256  # calibration rows for the per-layer sensitivity of the ONNX search
+# ... above onnx_search.LARGE_MODEL weights, where one run over 256 rows costs seconds (MiniLM: 256 sentences of
+# 32 tokens, ~3 s) and a search makes a few hundred; the allocations are still measured on every row
+SENSITIVITY_ROWS_LARGE = 64
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ class OnnxSearchConfig(StrictConfig):
     candidates        CandidateGrid the search chooses each layer's setting from; None: the default grid
                       (a coarser one above 4 M weights).
     points            candidates per layer whose damage ORT measures; None: 24 below 1 M weights, else 8.
-    sensitivity_rows  calibration rows for the per-layer sensitivity (the search itself uses them all).
+    sensitivity_rows  calibration rows for the per-layer sensitivity (the search itself uses them all); None:
+                      256, or 64 on models over 4 M weights.
     uniform           with budget_bytes: keep the uniform setting (one for every layer) when it measured better.
     bias_correction   correct each MatMul / Gemm bias for its replaced weight's mean output shift, measured
                       on the calibration data (costs no bytes): a layer measured alone with the dense model's
@@ -103,15 +107,21 @@ class OnnxSearchConfig(StrictConfig):
                       compressed model's own input means (compressor/bias_sequential). Off by default: on the
                       digits CNN it hurts even on the allocation chosen without it (held out, 1/20: 97.08% ->
                       95.78%; 1/40: 94.72% -> 46.77%), and searching with it chose worse ones (1/40: 38.09%).
+    error_feedback    label the dense codebook candidates of MatMul / Gemm weights GPTQ-style, each column's
+                      error fed to the later ones along H = E[x x^T] of the layer's input, gathered by ORT on
+                      the calibration rows the sensitivities are not measured on (compressor/onnx_moments,
+                      budget/feedback): measured and written so. None: on for models over 4 M weights (where
+                      it was measured: MiniLM, docs/benchmarks/calibrated.md), off below.
     """
 
     budget_bytes: int | None = None
     max_loss: float | None = None
     candidates: CandidateGrid | None = None
     points: int | None = None
-    sensitivity_rows: int = SENSITIVITY_ROWS
+    sensitivity_rows: int | None = None
     uniform: bool = True
     bias_correction: bool = False
+    error_feedback: bool | None = None
     where: str = field(default="search", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -132,9 +142,12 @@ class OnnxSearchConfig(StrictConfig):
             raise fail(f"{w}.candidates", f"must be a CandidateGrid, got {type(self.candidates).__name__}")
         if self.points is not None:
             check_int(f"{w}.points", self.points, 1)
-        check_int(f"{w}.sensitivity_rows", self.sensitivity_rows, 1)
+        if self.sensitivity_rows is not None:
+            check_int(f"{w}.sensitivity_rows", self.sensitivity_rows, 1)
         check_bool(f"{w}.uniform", self.uniform)
         check_bool(f"{w}.bias_correction", self.bias_correction)
+        if self.error_feedback is not None:
+            check_bool(f"{w}.error_feedback", self.error_feedback)
 
     NESTED = {"candidates": CandidateGrid}
 

@@ -52,7 +52,12 @@ MAX_WRITES = 6
 LINE_SEARCH = (0.97, 0.94, 0.9, 0.85, 0.8, 0.7)  # --budget: smaller allocations measured too
 SMALL_MODEL = 1_000_000  # weights: below, more candidates per layer are measured (runs are cheap)
 LARGE_MODEL = 4_000_000  # weights: above, the coarse grid (a full grid costs minutes of k-means)
-COARSE_GRID = CandidateGrid(sparsities=(0.0, 0.5, 0.7, 0.9), label_bits=(2, 3, 4, 5, 6, 8), gap_bits=(3, 4, 5, 6))
+# entropy-constrained codebooks (budget/entropy.py) from ~1.6 to ~5 bits a weight: on MiniLM they carry the
+# tails (FFN-down outliers of 23-175 sigma) at a level of their own (docs/benchmarks/calibrated.md)
+ENTROPY_STEPS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.25, 1.6)
+COARSE_GRID = CandidateGrid(
+    sparsities=(0.0, 0.5, 0.7, 0.9), label_bits=(2, 3, 4, 5, 6, 8), gap_bits=(3, 4, 5, 6), entropy_steps=ENTROPY_STEPS
+)
 CACHE_BYTES = 512 << 20
 BIAS_MODE = "own"  # bias_sequential: "own" (each layer's own weight shift) or "match" (the dense mean output)
 SIZING_WORKERS = min(2, os.cpu_count() or 1)  # threads sizing layers' candidates (the ORT runs use the cores after)
@@ -285,6 +290,7 @@ def _allocation_metadata(layers, choice, gaps=None, extra=None) -> dict[str, Any
     gaps = gaps or [None] * len(layers)
     rows = [
         [layer.name, c.sparsity, c.label_bits, g if g is not None else c.gap_bits, int(c.nbytes)]
+        + ([c.step] if c.step is not None else [])  # an entropy-constrained codebook's grid step
         for layer, c, g in zip(layers, choice, gaps)
     ]
     return {"compress.budget.allocation": rows, **(extra or {})}
@@ -386,10 +392,14 @@ def fit_onnx(
             # a layer measured alone (the others dense) is corrected with the dense model's input mean: exact
             prepared.means = {w: sequential.dense_means[link.input] for w, link in prepared.links.items()}
         full = _measure(prepared, grid, bar_, smallest_layers)
+        sensitivity_rows = min(_sensitivity_rows(prepared, config), calibration.rows)
+        if _feedback(prepared, config):
+            bar_.stage("measuring the layers' input moments")
+            _set_moments(prepared, full, _moment_rows(calibration, sensitivity_rows))
         search_steps = SCAN_POINTS + SEARCH_STEPS if max_loss is not None else len(LINE_SEARCH) + 12
         bar_.remaining(sum(min(points, len(pareto(layer.candidates))) for layer in full) + search_steps)
         weights = _Weights(full, prepared, sequential)
-        sens = calibration.head(min(config.sensitivity_rows, calibration.rows))
+        sens = calibration.head(sensitivity_rows)
         layers = _sensitivities(full, weights, runner, sens, points, bar_)
         damage = Damage(runner.run(calibration), calibration.labels, calibration.where)
         search = _Search(prepared, layers, full, grid, weights, runner, calibration, damage, bar_)
@@ -406,6 +416,43 @@ def fit_onnx(
         atomic_write_bytes(Path(out_path), result.data)
     say(result.summary())
     return result
+
+
+def _sensitivity_rows(prepared: _Prepared, config: OnnxSearchConfig) -> int:
+    from dcz.compressor.budget.config import SENSITIVITY_ROWS, SENSITIVITY_ROWS_LARGE
+
+    if config.sensitivity_rows is not None:
+        return config.sensitivity_rows
+    large = sum(w.size for w in prepared.weights.values()) > LARGE_MODEL
+    return SENSITIVITY_ROWS_LARGE if large else SENSITIVITY_ROWS
+
+
+def _feedback(prepared: _Prepared, config: OnnxSearchConfig) -> bool:
+    if config.error_feedback is not None:
+        return config.error_feedback
+    return sum(w.size for w in prepared.weights.values()) > LARGE_MODEL
+
+
+def _moment_rows(calib: Calibration, sensitivity_rows: int) -> Calibration:
+    """The calibration rows the input moments are gathered on: those after the sensitivity rows when at
+    least as many are left. Labels chosen with error feedback fit the moments' own rows better than
+    others, so a layer's damage measured on those rows flattered low label widths (MiniLM: the search
+    starved the MatMuls, held-out min cosine 0.937 instead of 0.958 without feedback)."""
+    if calib.rows - sensitivity_rows >= sensitivity_rows:
+        return Calibration({k: v[sensitivity_rows:] for k, v in calib.inputs.items()}, None, calib.where)
+    return calib
+
+
+def _set_moments(prepared: _Prepared, layers: list[LayerCandidates], calib: Calibration) -> None:
+    """Each MatMul / Gemm layer's input moment E[x x^T] on the calibration data (compressor/onnx_moments):
+    its dense codebook candidates are then labelled with error feedback (budget/feedback.py)."""
+    from dcz.compressor.onnx_moments import input_moments, weight_inputs
+
+    links = weight_inputs(prepared.model, prepared.weights)
+    moments = input_moments(prepared.model, calib, links)
+    for layer in layers:
+        if layer.name in moments:
+            layer.moment, layer.transposed = moments[layer.name], links[layer.name].transposed
 
 
 def _link_biases(prepared: _Prepared) -> None:
@@ -615,6 +662,7 @@ class _Search:
                 "gap_bits": c.gap_bits,
                 "bytes": int(c.nbytes),
                 "damage": float(c.damage),
+                "entropy_step": c.step,
             }
             for layer, c in zip(self.layers, choice)
         ]
