@@ -58,6 +58,8 @@ ENTROPY_STEPS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.25
 COARSE_GRID = CandidateGrid(
     sparsities=(0.0, 0.5, 0.7, 0.9), label_bits=(2, 3, 4, 5, 6, 8), gap_bits=(3, 4, 5, 6), entropy_steps=ENTROPY_STEPS
 )
+BIG_LAYER_SHARE = 0.1  # a layer with this share of a large model's weights gets BIG_LAYER_POINTS x the measured points
+BIG_LAYER_POINTS = 3
 CACHE_BYTES = 512 << 20
 BIAS_MODE = "own"  # bias_sequential: "own" (each layer's own weight shift) or "match" (the dense mean output)
 SIZING_WORKERS = min(2, os.cpu_count() or 1)  # threads sizing layers' candidates (the ORT runs use the cores after)
@@ -182,6 +184,20 @@ def _measure(
     return layers
 
 
+def _measured_points(front: list[Candidate], points: int, big: bool = False) -> list[Candidate]:
+    """The candidates of a Pareto front whose damage is measured: `points` spread in log bytes. On a
+    large model (`big` set for a layer holding a large share of its weights) raw float32 is left out of
+    the spread and the layer gets BIG_LAYER_POINTS x the points: MiniLM's word embeddings (half the
+    weights) otherwise had measured points 1.5x apart in bytes (2.9, 4.3, 6.4 MB ... raw 47 MB), and the
+    allocation could only jump between them (2-bit k-means at 1/10: half the output error)."""
+    if not big:
+        return [front[i] for i in _spread([c.nbytes for c in front], points)]
+    coded = [c for c in front if c.label_bits is not None]
+    raw = [c for c in front if c.label_bits is None]
+    picked = [coded[i] for i in _spread([c.nbytes for c in coded], BIG_LAYER_POINTS * points)] if coded else []
+    return picked + raw
+
+
 def _spread(sizes: list[int], points: int) -> list[int]:
     logs = np.log(np.maximum(np.asarray(sizes, dtype=np.float64), 1.0))
     targets = np.linspace(logs[0], logs[-1], min(points, len(sizes)))
@@ -241,19 +257,21 @@ class _Weights:
         }
 
 
-def _sensitivities(layers, weights: _Weights, runner, calib: Calibration, points: int, progress) -> list:
+def _sensitivities(
+    layers, weights: _Weights, runner, calib: Calibration, points: int, progress, large: bool = False
+) -> list:
     """Each layer's thinned Pareto front with damage measured alone (the other layers dense)."""
     from dcz.compressor.onnx_suffix import SuffixRunner
 
     damage = Damage(runner.run(calib), calib.labels, calib.where)
     part = SuffixRunner(runner, calib, [layer.name for layer in layers])
+    total = sum(layer.numel for layer in layers)
     measured_layers = []
     for layer in layers:
         progress.stage(f"measuring {layer.name}")
         front = pareto(layer.candidates)
         measured = []
-        for index in _spread([c.nbytes for c in front], points):
-            cand = front[index]
+        for cand in _measured_points(front, points, large and layer.numel >= BIG_LAYER_SHARE * total):
             if cand.label_bits is None:
                 measured.append(replace(cand, damage=0.0))
             else:
@@ -397,10 +415,16 @@ def fit_onnx(
             bar_.stage("measuring the layers' input moments")
             _set_moments(prepared, full, _moment_rows(calibration, sensitivity_rows))
         search_steps = SCAN_POINTS + SEARCH_STEPS if max_loss is not None else len(LINE_SEARCH) + 12
-        bar_.remaining(sum(min(points, len(pareto(layer.candidates))) for layer in full) + search_steps)
+        large = sum(w.size for w in prepared.weights.values()) > LARGE_MODEL
+        total = sum(layer.numel for layer in full)
+        runs = [
+            len(_measured_points(pareto(layer.candidates), points, large and layer.numel >= BIG_LAYER_SHARE * total))
+            for layer in full
+        ]
+        bar_.remaining(sum(runs) + search_steps)
         weights = _Weights(full, prepared, sequential)
         sens = calibration.head(sensitivity_rows)
-        layers = _sensitivities(full, weights, runner, sens, points, bar_)
+        layers = _sensitivities(full, weights, runner, sens, points, bar_, large)
         damage = Damage(runner.run(calibration), calibration.labels, calibration.where)
         search = _Search(prepared, layers, full, grid, weights, runner, calibration, damage, bar_)
         if budget_bytes is not None:

@@ -96,6 +96,7 @@ MODES = {
     "before": (BEFORE, {}),
     "bias": ("", {"bias_correction": True}),
     "biasmatch": (MATCH, {"bias_correction": True}),
+    "nofeedback": ("", {"error_feedback": False}),  # nearest-centroid labels (error feedback is on above 4M weights)
 }
 
 
@@ -224,7 +225,8 @@ def main(argv=None) -> int:
         "--modes",
         default="after",
         help="after (the search), before (as before the 2026-11-29 speed-ups: side by side, e.g. before,after), "
-        "bias / biasmatch (with bias correction, own shift / dense mean output); comma-separated, in turn per target",
+        "bias / biasmatch (with bias correction, own shift / dense mean output), nofeedback (nearest-centroid labels); "
+        "comma-separated, in turn per target",
     )
     args = parser.parse_args(argv)
     out = Path(args.out)
