@@ -199,6 +199,7 @@ def minilm(out: Path, runs: list[str], modes: list[str]) -> list[dict]:
     dense = onnx_path.stat().st_size
     rows = []
     targets = {"budget": ("--budget 1/10", ["budget", dense // 10]), "loss": ("--max-loss 0.15", ["max_loss", 0.15])}
+    targets.update({f"budget{n}": (f"--budget 1/{n}", ["budget", dense // n]) for n in (6, 7, 8, 9)})
     for (label, extra), mode in [(targets[run], mode) for run in runs for mode in modes]:
         dst = out / f"minilm_{extra[0]}{_suffix(mode)}.dcz"
         stats = fit_in_child(onnx_path, out / "minilm_calib.npz", dst, *extra, mode)
@@ -218,8 +219,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="/tmp/dcz-calib-bench")
     parser.add_argument(
         "--runs",
-        help="minilm: budget (1/10, the default), loss (--max-loss 0.15); digits: loss, budget20, budget40 (all by "
-        "default); comma-separated",
+        help="minilm: budget (1/10, the default), budget6 .. budget9 (1/6 .. 1/9), loss (--max-loss 0.15); digits: "
+        "loss, budget20, budget40 (all by default); comma-separated",
     )
     parser.add_argument(
         "--modes",
