@@ -60,6 +60,28 @@ def error_feedback_labels(
     original = w.copy() if keep is not None else None
     grid = np.asarray(books, np.float64)[np.arange(rows) // group_rows]  # (rows, k): each row's codebook
     at = np.arange(rows)
+
+    def quantize(c: int, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        label = np.abs(col[:, None] - grid).argmin(axis=1)
+        quantized = grid[at, label]
+        if keep is not None:
+            quantized = np.where(keep[:, c], col if updated is not None else original[:, c], quantized)
+        return label, quantized
+
+    labels = feed_back(w, upper, quantize, block)
+    out = np.empty_like(labels)
+    out[:, order] = labels
+    if updated is not None:
+        updated[:, order] = w
+    return out
+
+
+def feed_back(w: np.ndarray, upper: np.ndarray, quantize, block: int = BLOCK) -> np.ndarray:
+    """GPTQ's column loop: uint8 labels (rows, cols) of float64 `w` (columns already in the factor's order,
+    updated in place: each column as the feedback left it when it was labelled). `quantize(c, column)`
+    gives the labels and quantized values of column c; its error, scaled by U_cc, is pushed onto the
+    columns not yet labelled along row c of `upper` (within the block at once, beyond it per block)."""
+    rows, cols = w.shape
     labels = np.empty((rows, cols), dtype=np.uint8)
     for c0 in range(0, cols, block):
         c1 = min(cols, c0 + block)
@@ -67,20 +89,13 @@ def error_feedback_labels(
         errors = np.empty((rows, c1 - c0))
         for j in range(c1 - c0):
             col = part[:, j]
-            label = np.abs(col[:, None] - grid).argmin(axis=1)
-            quantized = grid[at, label]
-            if keep is not None:
-                quantized = np.where(keep[:, c0 + j], col if updated is not None else original[:, c0 + j], quantized)
+            label, quantized = quantize(c0 + j, col)
             error = (col - quantized) / upper[c0 + j, c0 + j]
             part[:, j + 1 :] -= np.outer(error, upper[c0 + j, c0 + j + 1 : c1])
             errors[:, j] = error
             labels[:, c0 + j] = label
         w[:, c1:] -= errors @ upper[c0:c1, c1:]
-    out = np.empty_like(labels)
-    out[:, order] = labels
-    if updated is not None:
-        updated[:, order] = w
-    return out
+    return labels
 
 
 def inverse_cholesky(moment: np.ndarray, damping: float = DAMPING) -> np.ndarray:

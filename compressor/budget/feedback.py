@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dcz.compressor.gptq import BLOCK, DAMPING, inverse_cholesky
+from dcz.compressor.gptq import BLOCK, DAMPING, feed_back, inverse_cholesky
 
 SAMPLE_ROWS = 96  # rows of a matrix the damage ratio is estimated on
 
@@ -41,25 +41,17 @@ def feedback_labels(matrix: np.ndarray, book: np.ndarray, factor: Factor, block:
     """uint8 labels (rows, cols) of `matrix` (rows = outputs, cols = inputs) into the 1-D `book`, each
     column labelled at the nearest level after the earlier columns' error was fed back."""
     w = np.array(matrix, dtype=np.float64)
-    rows, cols = w.shape
     order, upper = factor.order, factor.upper
     w = w[:, order]
     ascending = np.argsort(book, kind="stable")  # k-means and entropy codebooks are ascending already
     levels = np.asarray(book, np.float64)[ascending]
     midpoints = (levels[:-1] + levels[1:]) / 2
-    labels = np.empty((rows, cols), dtype=np.uint8)
-    for c0 in range(0, cols, block):
-        c1 = min(cols, c0 + block)
-        part = w[:, c0:c1]  # a view: updated in place
-        errors = np.empty((rows, c1 - c0))
-        for j in range(c1 - c0):
-            col = part[:, j]
-            label = midpoints.searchsorted(col, side="left")  # ties to the lower level, as kmeans.assign
-            error = (col - levels[label]) / upper[c0 + j, c0 + j]
-            part[:, j + 1 :] -= np.outer(error, upper[c0 + j, c0 + j + 1 : c1])
-            errors[:, j] = error
-            labels[:, c0 + j] = label
-        w[:, c1:] -= errors @ upper[c0:c1, c1:]
+
+    def quantize(c: int, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        label = midpoints.searchsorted(col, side="left")  # ties to the lower level, as kmeans.assign
+        return label, levels[label]
+
+    labels = feed_back(w, upper, quantize, block)
     out = np.empty_like(labels)
     out[:, order] = ascending.astype(np.uint8)[labels]
     return out
