@@ -13,8 +13,8 @@ a second pool of `workers` threads labels the row blocks of each tensor in paral
 embedding tables (the largest tensors, at both ends of an LLM checkpoint) do not run alone on
 one core. Each block's codebooks depend on that block only: the same bytes for any worker count.
 
-Outliers (`Settings.outliers`, a fraction of each palettized tensor, SqueezeLLM's dense-and-sparse
-split): the weights of largest magnitude are kept exactly in a `sparse` side tensor named
+Outliers (`Settings.outliers`, a fraction of each palettized tensor, or per tensor-name pattern with
+`outliers_for`; SqueezeLLM's dense-and-sparse split): the weights of largest magnitude are kept exactly in a `sparse` side tensor named
 `<name>.outliers` (f32 values, Huffman-coded CSR gaps; with error feedback, the values the feedback
 left them at) and take no part in fitting the codebooks;
 metadata `checkpoint.outliers` maps each tensor to its side tensor, and the checkpoint readers
@@ -70,11 +70,19 @@ class Settings:
     iterations: int = ITERATIONS  # Lloyd iterations on each codebook's sample
     huffman: bool = False  # Huffman-code the labels (needs ~9 bytes per weight of the tensor while encoding)
     bits_for: tuple[tuple[str, int], ...] = ()  # (name pattern, bits): the first match wins over bits
+    outliers_for: tuple[tuple[str, float], ...] = ()  # (name pattern, fraction): the first match wins over outliers
     error_feedback: bool = True  # with an input moment (--calib): labels by GPTQ-style error feedback (compressor.gptq)
 
     def bits_of(self, name: str) -> int:
         """Label bits of one tensor: the first `bits_for` pattern (fnmatch) matching its name, else `bits`."""
         return next((bits for pattern, bits in self.bits_for if fnmatch.fnmatchcase(name, pattern)), self.bits)
+
+    def outliers_of(self, name: str) -> float:
+        """Outlier fraction of one tensor: the first `outliers_for` pattern matching its name, else `outliers`."""
+        return next((f for pattern, f in self.outliers_for if fnmatch.fnmatchcase(name, pattern)), self.outliers)
+
+    def any_outliers(self) -> bool:
+        return bool(self.outliers) or any(f for _, f in self.outliers_for)
 
     def check(self) -> None:
         if not 1 <= self.bits <= 8:
@@ -90,6 +98,12 @@ class Settings:
             raise CompressError(f"iterations must be in 1..1000, got {self.iterations}")
         if not 0 <= self.outliers <= MAX_OUTLIERS:
             raise CompressError(f"outliers must be a fraction in 0..{MAX_OUTLIERS}, got {self.outliers}")
+        for pattern, fraction in self.outliers_for:
+            ok = isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 <= fraction <= MAX_OUTLIERS
+            if not isinstance(pattern, str) or not pattern or not ok:
+                raise CompressError(
+                    f"outliers for {pattern!r} must be a fraction in 0..{MAX_OUTLIERS}, got {fraction!r}"
+                )
         if self.sensitivity not in (None, "magnitude"):
             raise CompressError(f"sensitivity must be 'magnitude' or none, got {self.sensitivity!r}")
 
@@ -126,7 +140,8 @@ def compress_tensor(
     group_rows = _group_rows(rows, cols, bits, settings)
     to_f32 = None if ref.dtype != "bfloat16" else cr.bf16_to_f32 if scratch is None else scratch.bf16_to_f32
     matrix = arr.reshape(rows, cols)
-    threshold = outlier_threshold(matrix, settings.outliers, to_f32) if settings.outliers else None
+    fraction = settings.outliers_of(ref.name)
+    threshold = outlier_threshold(matrix, fraction, to_f32) if fraction else None
     into = None if scratch is None else scratch.labels(rows, cols)
     while True:
         labels, book = palettize(
@@ -168,7 +183,7 @@ def _planned(refs, settings: Settings):
     """(entry, parts) of each tensor as it will be written (parts' lengths right, bytes zero), or None
     when that is not known before compressing: Huffman-coded labels, an SQNR floor that may raise the
     bits, outliers' side tensors. The writer then knows where the body starts and writes it in place."""
-    if settings.huffman or settings.min_sqnr_db is not None or settings.outliers:
+    if settings.huffman or settings.min_sqnr_db is not None or settings.any_outliers():
         return None
 
     def plan(ref):
@@ -263,7 +278,7 @@ def compress_checkpoint(
         "source.dtypes": {r.name: r.dtype for r in refs},
         "compress.checkpoint": asdict(settings),
     }
-    if settings.outliers:
+    if settings.any_outliers():
         metadata["checkpoint.outliers"] = _outlier_names(refs, settings)
     if moments:
         by_name = {r.name: r for r in refs}
@@ -287,7 +302,7 @@ def compress_checkpoint(
 def _outlier_names(refs, settings: Settings) -> dict:
     """tensor -> its side tensor of outliers, for every palettized tensor; no name may be taken twice."""
     names = {r.name for r in refs}
-    sides = {r.name: r.name + OUTLIER_SUFFIX for r in refs if palettized(r, settings)}
+    sides = {r.name: r.name + OUTLIER_SUFFIX for r in refs if palettized(r, settings) and settings.outliers_of(r.name)}
     clash = sorted(names.intersection(sides.values()))
     if clash:
         raise CompressError(f"tensor {clash[0]!r} is named like a side tensor of outliers: compress with outliers 0")

@@ -178,6 +178,21 @@ def test_outliers_exported_merged(llama, tmp_path):
         assert sorted(f.keys()) == sorted(decoded)
 
 
+def test_outliers_per_name_pattern(llama, tmp_path):
+    """The first matching pattern sets a tensor's fraction; a tensor at 0 gets no side tensor at all."""
+    single, _ = llama
+    settings = Settings(outliers=0.01, outliers_for=(("*embed*", 0.0), ("*mlp*", 0.04)))
+    compress_checkpoint(single, tmp_path / "o.dcz", settings, workers=1, progress=False)
+    with formats.open(tmp_path / "o.dcz") as f:
+        sides = f.metadata["checkpoint.outliers"]
+        fractions = {name: f.info(side).nnz / np.prod(f.info(name).shape) for name, side in sides.items()}
+    assert fractions and not any("embed" in name for name in fractions)
+    for name, fraction in fractions.items():
+        assert fraction == pytest.approx(0.04 if "mlp" in name else 0.01, rel=0.3), name
+    decoded = dict(iter_tensors(tmp_path / "o.dcz"))
+    assert set(decoded) == {r.name for r in read_checkpoint(single)}
+
+
 def test_outlier_name_clash_refused(tmp_path):
     save_file(
         {"w": np.ones((64, 64), np.float32), "w.outliers": np.ones(3, np.float32)}, str(tmp_path / "c.safetensors")
@@ -187,9 +202,12 @@ def test_outlier_name_clash_refused(tmp_path):
     assert not (tmp_path / "c.dcz").exists()
 
 
-@pytest.mark.parametrize("bad", [dict(outliers=0.5), dict(outliers=-0.1), dict(iterations=0)])
+@pytest.mark.parametrize(
+    "bad",
+    [dict(outliers=0.5), dict(outliers=-0.1), dict(iterations=0), dict(outliers_for=(("*", 0.2),))],
+)
 def test_bad_settings_one_error(llama, tmp_path, bad):
-    with pytest.raises(CompressError, match=next(iter(bad))):
+    with pytest.raises(CompressError, match=next(iter(bad)).replace("_", " ")):
         compress_checkpoint(llama[0], tmp_path / "x.dcz", Settings(**bad), workers=1, progress=False)
 
 
@@ -203,6 +221,18 @@ def test_cli_outliers_and_accurate(llama, tmp_path, capsys):
         assert f.metadata["compress.checkpoint"]["bits"] == 5 and f.metadata["compress.checkpoint"]["huffman"]
     assert main(["compress", str(single), "-o", str(tmp_path / "b.dcz"), "--outliers", "0.5"]) != 0
     assert "outliers" in capsys.readouterr().err
+    per_name = ["--outliers", "0.02,*embed*=0", "--huffman-labels", "--group-rows", "tensor", "--workers", "1"]
+    assert main(["compress", str(single), "-o", str(tmp_path / "n.dcz"), *per_name]) == 0
+    with formats.open(tmp_path / "n.dcz") as f:
+        chosen = f.metadata["compress.checkpoint"]
+        assert chosen["outliers"] == 0.02 and chosen["outliers_for"] == [["*embed*", 0.0]] and chosen["huffman"]
+        assert {f.info(name).groups for name in f.names if f.info(name).encoding == "shared"} == {1}
+        assert not any("embed" in name for name in f.metadata["checkpoint.outliers"])
+    for bad in ("0.01,=0.1", "0.01,*embed*=lots"):
+        assert main(["compress", str(single), "-o", str(tmp_path / "x.dcz"), "--outliers", bad]) == 2
+        assert "--outliers" in capsys.readouterr().err
+    assert main(["compress", str(single), "-o", str(tmp_path / "x.dcz"), "--group-rows", "all"]) == 2
+    assert "'all' is not a number of rows or 'tensor'" in capsys.readouterr().err
 
 
 def test_cli_accurate_refused_for_onnx(tmp_path, capsys):

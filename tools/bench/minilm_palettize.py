@@ -6,6 +6,10 @@ with each setting below through `compress_checkpoint` (what `dcz compress` runs)
 sentence embeddings of `minilm.SENTENCES` to the dense model's. `calib` rows use input moments from
 `minilm_calib.CALIBRATION` (other sentences: held out): `refit` refits the codebooks only
 (--no-error-feedback), `feedback` also chooses the labels with error feedback (compressor.gptq).
+
+`--select` is how settings are chosen without looking at the 54: the moments come from the calibration
+sentences but every sixth (`VALIDATION`, 60 sentences), and each row also prints the min / mean cosine
+of those 60, which no setting was fitted on.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +27,16 @@ from tools.bench import minilm, minilm_calib
 
 WHOLE = 1 << 30  # one codebook per tensor
 FIVE = (("encoder.*", 5), ("embeddings.position*", 5))  # all but the word embeddings at 5 bits
+# one 16-entry codebook per tensor; 5% of each encoder matrix and 1.5% of the word embeddings kept exactly
+# (the encoder's error reaches every token, an embedding row's only its own; chosen on calibration sentences
+# held out of the moments, docs/benchmarks/checkpoints.md)
+FOUR_BIT = Settings(bits=4, group_rows=WHOLE, outliers=0.05, outliers_for=(("embeddings.word*", 0.015),))
+
+
+def _word(fraction: float) -> tuple:
+    return (("embeddings.word*", fraction),)
+
+
 SETTINGS = {
     "4b-default": (Settings(bits=4), False),
     "4b-default-out0.5": (Settings(bits=4, outliers=0.005), False),
@@ -29,6 +44,12 @@ SETTINGS = {
     "4b-default-out0.5-calib-feedback": (Settings(bits=4, outliers=0.005), True),
     "4b-default-out1-calib-feedback": (Settings(bits=4, outliers=0.01), True),
     "4b-default-out1.5-calib-feedback": (Settings(bits=4, outliers=0.015), True),
+    "4b-tensor-out5-word1.5-calib-feedback": (FOUR_BIT, True),
+    "4b-tensor-out5.5-word1-calib-feedback": (replace(FOUR_BIT, outliers=0.055, outliers_for=_word(0.01)), True),
+    "4b-tensor-out4.5-word2-calib-feedback": (replace(FOUR_BIT, outliers=0.045, outliers_for=_word(0.02)), True),
+    "4b-tensor-out6-word0-calib-feedback": (replace(FOUR_BIT, outliers=0.06, outliers_for=_word(0.0)), True),
+    "4b-g64-out4.5-word1.5-calib-feedback": (replace(FOUR_BIT, group_rows=64, outliers=0.045), True),
+    "4b-tensor-out3-calib-feedback": (replace(FOUR_BIT, outliers=0.03, outliers_for=()), True),
     "4b-row-out0.5-calib-refit": (Settings(bits=4, group_rows=1, outliers=0.005, error_feedback=False), True),
     "word4b-rest5b-tensor-out1-it100": (
         Settings(bits=4, group_rows=WHOLE, outliers=0.01, iterations=100, bits_for=FIVE),
@@ -49,6 +70,9 @@ def embeddings(model, ids, mask) -> np.ndarray:
         return model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
 
 
+VALIDATION = minilm_calib.CALIBRATION[::6]  # --select: held out of the moments
+
+
 def main(argv=None) -> None:
     import torch
 
@@ -57,13 +81,17 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(SETTINGS), help="settings to run (default: all)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--select", action="store_true", help="moments without VALIDATION; print its cosines too")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     source = minilm.model_folder() / "model.safetensors"
-    ids, mask = minilm.tokenize(minilm.SENTENCES)
-    reference = embeddings(minilm.load_model(), ids, mask)
+    dense = minilm.load_model()
+    sets = {"test": minilm.SENTENCES, **({"validation": VALIDATION} if args.select else {})}
+    tokens = {key: minilm.tokenize(sentences) for key, sentences in sets.items()}
+    references = {key: embeddings(dense, *tokens[key]) for key in sets}
+    fit = [s for s in minilm_calib.CALIBRATION if s not in VALIDATION] if args.select else None
     with tempfile.TemporaryDirectory() as folder:
-        moments = minilm_calib.write_moments(Path(folder) / "moments.npz")
+        moments = minilm_calib.write_moments(Path(folder) / "moments.npz", fit)
         for name in args.only or SETTINGS:
             settings, calib = SETTINGS[name]
             start = time.perf_counter()
@@ -72,12 +100,14 @@ def main(argv=None) -> None:
                 source, out, settings, workers=args.workers, progress=False, calib=moments if calib else None
             )
             seconds = time.perf_counter() - start
-            state = dict(dcz.checkpoint.state_dict_items(out, framework="torch"))
-            cos = minilm.cosine_fidelity([reference], [embeddings(minilm.load_model(state), ids, mask)])
+            model = minilm.load_model(dict(dcz.checkpoint.state_dict_items(out, framework="torch")))
+            cosines = []
+            for key in sets:
+                cos = minilm.cosine_fidelity([references[key]], [embeddings(model, *tokens[key])])
+                cosines.append(f"{key} cos {cos['min_cosine']:.4f} / {cos['mean_cosine']:.4f}")
             ratio = source.stat().st_size / summary["file_bytes"]
             print(
-                f"{name:40s} {summary['file_bytes']:>11,} B {ratio:5.2f}x  "
-                f"cos {cos['min_cosine']:.4f} / {cos['mean_cosine']:.4f}  compress {seconds:.0f} s",
+                f"{name:40s} {summary['file_bytes']:>11,} B {ratio:5.2f}x  {'  '.join(cosines)}  compress {seconds:.0f} s",
                 flush=True,
             )
 

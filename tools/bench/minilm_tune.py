@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--setting", default="4b-default-out1.5-calib-feedback", choices=sorted(SETTINGS))
+    parser.add_argument("--setting", default="4b-tensor-out5-word1.5-calib-feedback", choices=sorted(SETTINGS))
     parser.add_argument("--epochs", type=int, default=TuneSettings.epochs)
     parser.add_argument("--lr", type=float, default=TuneSettings.lr)
     parser.add_argument("--schedule", default=TuneSettings.schedule, choices=("constant", "cosine"))

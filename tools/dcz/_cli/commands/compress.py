@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
 import json
@@ -33,7 +34,9 @@ MODEL is either
   a safetensors checkpoint model.safetensors, model.safetensors.index.json (shards) or a folder:
                            a weights-only .dcz, tensor by tensor on --workers cores (or a Dask
                            cluster: --scheduler), 2-D float tensors palettized at --bits (default 4)
-                           with one codebook per --group-rows rows, --outliers kept exactly;
+                           with one codebook per --group-rows rows, --outliers kept exactly
+                           (0.045,embeddings.*=0.015: a fraction per tensor-name pattern);
+                           --huffman-labels: entropy-coded labels;
                            --accurate: 5-bit per-tensor codebooks, Huffman labels, 0.5% outliers;
                            --bits 4,encoder.*=5: bits per tensor-name pattern (first match wins);
                            --calib MOMENTS.npz: each Linear weight's input second moment E[x x^T]
@@ -182,10 +185,24 @@ def register(subparsers, common) -> None:
     ckpt.add_argument(
         "--scheduler", metavar="ADDRESS", help="Dask distributed scheduler address, or 'local' for a local cluster"
     )
-    ckpt.add_argument("--group-rows", type=int, metavar="R", help="rows per codebook (default: >= 32 weights/centroid)")
+    ckpt.add_argument(
+        "--group-rows",
+        type=group_rows,
+        metavar="R",
+        help="rows per codebook, or 'tensor': one codebook per tensor (default: >= 32 weights/centroid)",
+    )
     ckpt.add_argument("--sensitivity", choices=("magnitude",), help="weigh k-means by |w| (large weights kept closer)")
     ckpt.add_argument(
-        "--outliers", type=float, metavar="F", help="fraction of each tensor's largest weights kept exactly (0..0.1)"
+        "--outliers",
+        metavar="F",
+        help="fraction of each tensor's largest weights kept exactly (0..0.1); F,PATTERN=F,... per tensor-name "
+        "pattern (first match wins)",
+    )
+    ckpt.add_argument(
+        "--huffman-labels",
+        action="store_true",
+        help="Huffman-code the labels (smaller only where a codebook's labels are skewed, as with --accurate; "
+        "~9 bytes per weight of the largest tensor while encoding)",
     )
     ckpt.add_argument(
         "--accurate", action="store_true", help="32-entry per-tensor codebooks, Huffman labels, 0.5%% outliers exact"
@@ -621,15 +638,50 @@ def checkpoint_bits(text: str | None) -> tuple[int | None, tuple]:
     return bits, tuple(pairs)
 
 
+def group_rows(text: str) -> int:
+    """--group-rows: a positive whole number, or 'tensor' (one codebook for all of a tensor's rows)."""
+    if text == "tensor":
+        return 1 << 30
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of rows or 'tensor'") from None
+
+
+def checkpoint_outliers(text: str | None) -> tuple[float | None, tuple]:
+    """'0.01' -> (0.01, ()); '0.045,embeddings.*=0.015' -> (0.045, (('embeddings.*', 0.015),))."""
+    if text is None:
+        return None, ()
+    fraction, pairs = None, []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.rpartition("=")
+        if sep and not key.strip():
+            raise usage_error(f"--outliers {text!r}: {item!r} is not PATTERN=F", "write e.g. 0.04,embeddings.*=0.01")
+        try:
+            number = float(value)
+        except ValueError:
+            raise usage_error(
+                f"--outliers: {value!r} is not a fraction", "write e.g. 0.01 or 0.04,embeddings.*=0.01"
+            ) from None
+        if sep:
+            pairs.append((key.strip(), number))
+        else:
+            fraction = number
+    return fraction, tuple(pairs)
+
+
 def compress_checkpoint(args, out: Path) -> None:
     checkpoint = require("dcz.compressor.checkpoint", "compressing a safetensors checkpoint")
     bits, bits_for = checkpoint_bits(args.bits)
+    outliers, outliers_for = checkpoint_outliers(args.outliers)
     chosen = dict(
         bits=bits,
         bits_for=bits_for or None,
         group_rows=args.group_rows,
         sensitivity=args.sensitivity,
-        outliers=args.outliers,
+        outliers=outliers,
+        outliers_for=outliers_for or None,
+        huffman=True if args.huffman_labels else None,
         iterations=args.iterations,
         error_feedback=False if args.no_error_feedback else None,
     )
@@ -738,6 +790,7 @@ CHECKPOINT_ONLY = (
     "group_rows",
     "sensitivity",
     "outliers",
+    "huffman_labels",
     "accurate",
     "iterations",
     "no_error_feedback",
