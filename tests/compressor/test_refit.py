@@ -91,7 +91,7 @@ def test_cli_calib_and_bit_patterns(checkpoint, tmp_path, capsys):
         assert f.info("up.weight").label_bits == 3 and f.info("down.weight").label_bits == 6
         assert f.metadata["compress.checkpoint.refit"] == ["up.weight"]
     assert main(["compress", str(source), "-o", str(out), "--bits", "4,=5"]) != 0
-    assert "is not PATTERN=N" in capsys.readouterr().err
+    assert "is not PATTERN=VALUE" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

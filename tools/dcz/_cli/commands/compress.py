@@ -622,20 +622,39 @@ def is_checkpoint(spec: str) -> bool:
     return spec.endswith((".safetensors", ".safetensors.index.json")) or Path(spec).is_dir()
 
 
-def checkpoint_bits(text: str | None) -> tuple[int | None, tuple]:
-    """'4' -> (4, ()); '4,encoder.*=5' -> (4, (('encoder.*', 5),)): tensor-name patterns (fnmatch), first match wins."""
+def per_pattern(option: str, text: str | None, parse, example: str) -> tuple:
+    """'V,PATTERN=V,...' -> (V or None, ((PATTERN, V), ...)): tensor-name patterns (fnmatch), first match wins."""
     if text is None:
         return None, ()
-    bits, pairs = None, []
+    value, pairs = None, []
     for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.rpartition("=")
-        if not sep:
-            bits = _bits("--bits", item)
-        elif not key.strip():
-            raise usage_error(f"--bits {text!r}: {item!r} is not PATTERN=N", "write e.g. 4,encoder.*=5")
+        key, sep, given = item.rpartition("=")
+        if sep and not key.strip():
+            raise usage_error(f"{option} {text!r}: {item!r} is not PATTERN=VALUE", f"write e.g. {example}")
+        if sep:
+            pairs.append((key.strip(), parse(given)))
         else:
-            pairs.append((key.strip(), _bits("--bits", value)))
-    return bits, tuple(pairs)
+            value = parse(item)
+    return value, tuple(pairs)
+
+
+def checkpoint_bits(text: str | None) -> tuple[int | None, tuple]:
+    """'4' -> (4, ()); '4,encoder.*=5' -> (4, (('encoder.*', 5),))."""
+    return per_pattern("--bits", text, lambda v: _bits("--bits", v), "4,encoder.*=5")
+
+
+def checkpoint_outliers(text: str | None) -> tuple[float | None, tuple]:
+    """'0.01' -> (0.01, ()); '0.045,embeddings.*=0.015' -> (0.045, (('embeddings.*', 0.015),))."""
+
+    def fraction(value: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            raise usage_error(
+                f"--outliers: {value!r} is not a fraction", "write e.g. 0.01 or 0.04,embeddings.*=0.01"
+            ) from None
+
+    return per_pattern("--outliers", text, fraction, "0.04,embeddings.*=0.01")
 
 
 def group_rows(text: str) -> int:
@@ -646,28 +665,6 @@ def group_rows(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of rows or 'tensor'") from None
-
-
-def checkpoint_outliers(text: str | None) -> tuple[float | None, tuple]:
-    """'0.01' -> (0.01, ()); '0.045,embeddings.*=0.015' -> (0.045, (('embeddings.*', 0.015),))."""
-    if text is None:
-        return None, ()
-    fraction, pairs = None, []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.rpartition("=")
-        if sep and not key.strip():
-            raise usage_error(f"--outliers {text!r}: {item!r} is not PATTERN=F", "write e.g. 0.04,embeddings.*=0.01")
-        try:
-            number = float(value)
-        except ValueError:
-            raise usage_error(
-                f"--outliers: {value!r} is not a fraction", "write e.g. 0.01 or 0.04,embeddings.*=0.01"
-            ) from None
-        if sep:
-            pairs.append((key.strip(), number))
-        else:
-            fraction = number
-    return fraction, tuple(pairs)
 
 
 def compress_checkpoint(args, out: Path) -> None:
