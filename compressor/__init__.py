@@ -15,7 +15,8 @@ Inside your own training loop instead: `Pruner(model, config)` / `Palettizer(mod
 prepare() / step() / finalize() (compressor.loop), the same masks, codebooks and config.
 
 Importing `compressor` pulls in neither torch nor scikit-learn: the ONNX-in path and the config
-objects work without them. The torch parts (`compress`, `Compressed`, `Pruner`, `Palettizer`) load on first use.
+objects work without them. The torch parts (`compress`, `Compressed`, `Pruner`, `Palettizer`, `linear_input_moments`: the input
+moments a checkpoint's `--calib` takes) load on first use.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ _LAZY = {
     "Compressed": "dcz.compressor.result",
     "Pruner": "dcz.compressor.loop",
     "Palettizer": "dcz.compressor.loop",
+    "linear_input_moments": "dcz.compressor.moments",
+    "save_moments": "dcz.compressor.moments",
 }
 
 __all__ = ["CompressConfig", "LayerConfig", "CompressError", "LayerState", "kmeans_1d", *_LAZY]

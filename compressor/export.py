@@ -44,13 +44,12 @@ from dcz.compressor.errors import CompressError
 from dcz.compressor.linear import linear_metadata
 from dcz.compressor.never_larger import first_within, inline_candidate
 from dcz.compressor.onnx_graph import (
-    GRAPH_FORMAT,
     TensorPlan,
     compacted_graph,
+    dumps_with_graph,
     find_weights,
     initializer_array,
     make_placeholder,
-    pack_graph,
     plan_metadata,
     plan_tensors,
     to_placeholders,
@@ -58,7 +57,6 @@ from dcz.compressor.onnx_graph import (
 from dcz.compressor.report import ACCURACY_KEY, METRIC_KEY
 from dcz.compressor.state import LayerState
 from dcz.formats.atomic import atomic_write_bytes
-from dcz.formats.graph_codec import GRAPH_FORMAT_DEFLATE
 
 OPSET = 17
 # How far the model's own weight may drift from LayerState.weight() before we call the state stale.
@@ -612,20 +610,9 @@ def export_dcz(
         graph, plan = export_graph(model, example_input, layers, raw_small, kept_raw)
         meta = {**_metadata(model, plan, metadata, accuracies, metric, lean_metadata), **linear_metadata(layers, plan)}
 
-        graph_format = GRAPH_FORMAT_DEFLATE if compact_container else GRAPH_FORMAT  # 1.4 with its graph format
-
         def dumps(graph_model: onnx.ModelProto, compact: bool | None) -> tuple:
-            data = formats.dumps(
-                plan.tensors,
-                pack_graph(graph_model, graph_format),
-                graph_format,
-                meta,
-                huffman,
-                compact_header=compact,
-                range_coding=range_coding,
-                compact_container=compact_container,
-            )
-            return data, plan.tensors
+            options = dict(compact_header=compact, range_coding=range_coding, compact_container=compact_container)
+            return dumps_with_graph(plan.tensors, graph_model, meta, huffman, **options), plan.tensors
 
         plain = dumps(compacted_graph(graph) if compact_graph else graph, compact_header)
         data, _ = first_within(

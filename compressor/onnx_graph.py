@@ -36,6 +36,16 @@ def pack_graph(model: onnx.ModelProto, graph_format: str = GRAPH_FORMAT) -> byte
     return zlib.compress(model.SerializeToString(), 9)
 
 
+def dumps_with_graph(tensors, model: onnx.ModelProto, metadata: dict, huffman: bool, **options) -> bytes:
+    """A whole .dcz of `tensors` and the graph `model`: the graph packed in format 1.4's "onnx.deflate" when
+    options ask for the compact container, else "onnx.zlib"; options: formats.dumps' compact_header,
+    range_coding, compact_container."""
+    from dcz import formats
+
+    graph_format = GRAPH_FORMAT_DEFLATE if options.get("compact_container") else GRAPH_FORMAT
+    return formats.dumps(tensors, pack_graph(model, graph_format), graph_format, metadata, huffman, **options)
+
+
 # Spatial attributes whose ONNX default is "all ones" / "all zeros" but which have no default_value in the schema.
 _SPATIAL_DEFAULTS = {"strides": 1, "dilations": 1, "pads": 0}
 

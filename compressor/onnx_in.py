@@ -24,15 +24,14 @@ from dcz.compressor.kmeans import cluster_weights
 from dcz.compressor.never_larger import first_within, inline_candidate, onnx_source_bytes
 from dcz.compressor.onnx_fold import fold_batchnorm
 from dcz.compressor.onnx_graph import (
-    GRAPH_FORMAT,
     TensorPlan,
     WeightSource,
     compacted_graph,
     constants_to_initializers,
+    dumps_with_graph,
     find_weights,
     initializer_array,
     is_placeholder,
-    pack_graph,
     plan_metadata,
     plan_tensors,
     to_placeholders,
@@ -42,7 +41,6 @@ from dcz.compressor.onnx_inline import drop_unused_initializers
 from dcz.compressor.onnx_qdq_graph import per_channel_linear, qdq_model
 from dcz.compressor.onnx_quantized import find_quantized_weights, lossless_state
 from dcz.compressor.state import LayerState, safe_metadata
-from dcz.formats.graph_codec import GRAPH_FORMAT_DEFLATE
 
 
 @dataclass
@@ -388,20 +386,9 @@ def write_states(
             **given,
         }
 
-        graph_format = GRAPH_FORMAT_DEFLATE if compact_container else GRAPH_FORMAT
-
         def dumps(graph_model: onnx.ModelProto, compact: bool | None) -> tuple:
-            packed = pack_graph(graph_model, graph_format)
-            data = formats.dumps(
-                plan.tensors,
-                packed,
-                graph_format,
-                meta,
-                huffman,
-                compact_header=compact,
-                range_coding=range_coding,
-                compact_container=compact_container,
-            )
+            options = dict(compact_header=compact, range_coding=range_coding, compact_container=compact_container)
+            data = dumps_with_graph(plan.tensors, graph_model, meta, huffman, **options)
             return data, plan.tensors, plan, reported, graph
 
         plain = dumps(model, None)

@@ -107,3 +107,16 @@ def test_readme_training_loop_example_runs_as_written(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     with __import__("dcz").open(tmp_path / "digits.dcz") as f:
         assert f.info("0.weight").encoding == "sparse_shared"
+
+
+def test_readme_checkpoint_example_runs_as_written(tmp_path):
+    """The checkpoint ```python block, verbatim, in a fresh interpreter: the tensors come back palettized."""
+    pytest.importorskip("torch")
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    block = next((b for b in blocks if "compress_checkpoint" in b), None)
+    assert block, "README.md has no checkpoint example"
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with __import__("dcz").open(tmp_path / "model.dcz") as f:
+        assert {f.info(name).codebook_size for name in ("0.weight", "2.weight")} == {16}
+    assert "-> " in done.stdout

@@ -30,28 +30,12 @@ def input_moments(sentences: list[str] | None = None, length: int = 32) -> dict[
     """{safetensors weight name: E[x x^T] float32 (in, in)} of each encoder Linear's input."""
     import torch
 
+    from dcz.compressor.moments import linear_input_moments
+
     ids, mask = minilm.tokenize(sentences or CALIBRATION, length)
-    model, names = minilm.load_model(), linear_weights()
-    real = torch.from_numpy(mask.astype(bool))
-    sums: dict[str, list] = {}
-
-    def hook(name):
-        def add(module, inputs, output):
-            x = inputs[0][real].double()
-            total = sums.setdefault(name, [0.0, 0])
-            total[0] = total[0] + x.T @ x
-            total[1] += x.shape[0]
-
-        return add
-
-    handles = [m.register_forward_hook(hook(names[n])) for n, m in model.named_modules() if n in names]
-    try:
-        with torch.no_grad():
-            model(torch.from_numpy(ids), torch.from_numpy(mask))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {name: (s / n).float().numpy() for name, (s, n) in sums.items()}
+    batch = (torch.from_numpy(ids), torch.from_numpy(mask))
+    names = {weight: f"{module}.weight" for module, weight in linear_weights().items()}
+    return linear_input_moments(minilm.load_model(), [batch], names, token_mask=lambda b: b[1] > 0)
 
 
 def write_moments(path: Path, sentences: list[str] | None = None) -> Path:

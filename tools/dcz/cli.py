@@ -39,6 +39,7 @@ examples:
   dcz demo                                   train + compress LeNet on the bundled digits
   dcz compress model.onnx -o model.dcz       compress an ONNX model (no torch needed)
   dcz compress pkg.mod:make_net --weights w.pt --input-shape 1,3,32,32 -o net.dcz
+  dcz compress model.safetensors -o m.dcz    palettize a checkpoint at 4 bits, tensor by tensor
   dcz info model.dcz                         the per-layer table of the paper, from the file
   dcz report model.dcz --budget 100KB        does it fit? which layers hold the bytes?
   dcz run model.dcz --input x.npy            run it (ONNX Runtime or --backend numpy)

@@ -40,7 +40,9 @@ MODEL is either
                            --accurate: 5-bit per-tensor codebooks, Huffman labels, 0.5% outliers;
                            --bits 4,encoder.*=5: bits per tensor-name pattern (first match wins);
                            --calib MOMENTS.npz: each Linear weight's input second moment E[x x^T]
-                           (one (cols, cols) array named after the tensor): labels chosen with
+                           (one (cols, cols) array named after the tensor; made from your torch
+                           model and calibration batches by dcz.compressor.linear_input_moments
+                           and save_moments): labels chosen with
                            GPTQ-style error feedback and codebooks refitted by least squares on the
                            layer output (--no-error-feedback: the refit only);
                            the rest kept raw
@@ -79,7 +81,14 @@ examples:
 
 
 def register(subparsers, common) -> None:
-    parser = add_command(subparsers, common, "compress", "compress a PyTorch or ONNX model to .dcz", DESCRIPTION, run)
+    parser = add_command(
+        subparsers,
+        common,
+        "compress",
+        "compress a PyTorch or ONNX model, or a safetensors checkpoint, to .dcz",
+        DESCRIPTION,
+        run,
+    )
     parser.add_argument("model", help="model.onnx, or package.module:factory for a PyTorch model")
     parser.add_argument("-o", "--output", metavar="OUT.dcz", help="file to write (default: the model's name + .dcz)")
     parser.add_argument("--weights", metavar="STATE.pt", help="state dict for a PyTorch model (loaded weights-only)")
