@@ -14,9 +14,9 @@ embedding tables (the largest tensors, at both ends of an LLM checkpoint) do not
 one core. Each block's codebooks depend on that block only: the same bytes for any worker count.
 
 Outliers (`Settings.outliers`, a fraction of each palettized tensor, or per tensor-name pattern with
-`outliers_for`; SqueezeLLM's dense-and-sparse split): the weights of largest magnitude are kept exactly in a `sparse` side tensor named
-`<name>.outliers` (f32 values, Huffman-coded CSR gaps; with error feedback, the values the feedback
-left them at) and take no part in fitting the codebooks;
+`outliers_for`; SqueezeLLM's dense-and-sparse split): the weights of largest magnitude are kept
+exactly in a `sparse` side tensor named `<name>.outliers` (f32 values, Huffman-coded CSR gaps; with
+error feedback, the values the feedback left them at) and take no part in fitting the codebooks;
 metadata `checkpoint.outliers` maps each tensor to its side tensor, and the checkpoint readers
 (dcz.checkpoint, export-safetensors) write the side tensor's values over the palettized ones.
 

@@ -44,7 +44,7 @@ class OrtRunner:
             self.session = ort.InferenceSession(fed.SerializeToString(), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # ORT raises its own types: one line
             raise CompressError(f"ONNX Runtime cannot load the model: {error}".splitlines()[0]) from None
-        self.batch = _batch_size(model)
+        self.batch = batch_size_of(model)
 
     def run(self, calib: Calibration, replaced: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
         """Every output over every sample, with `replaced` weights instead of the dense ones."""
@@ -82,7 +82,7 @@ def _weights_as_inputs(model: onnx.ModelProto, names: set[str]) -> onnx.ModelPro
     return fed
 
 
-def _batch_size(model: onnx.ModelProto) -> int:
+def batch_size_of(model: onnx.ModelProto) -> int:
     """Rows per run: a fixed leading dimension of an input (e.g. 1) is respected."""
     inits = {t.name for t in model.graph.initializer}
     for value in model.graph.input:

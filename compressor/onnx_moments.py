@@ -75,9 +75,9 @@ def input_moments(
     rows per run (default MOMENT_BATCH, or the model's fixed batch size)."""
     import onnxruntime as ort
 
-    from dcz.compressor.onnx_damage import _batch_size
+    from dcz.compressor.onnx_damage import batch_size_of
 
-    batch = batch or min(MOMENT_BATCH, _batch_size(model))
+    batch = batch or min(MOMENT_BATCH, batch_size_of(model))
 
     tensors = sorted({link.input for link in links.values()})
     if not tensors:
