@@ -376,7 +376,10 @@ class DczFile:
     def size_report(self):
         from .report import build_report
 
-        return build_report(self._entries.values(), self._sections, self._streams, len(self._buf), self._front_bytes)
+        sides = self.metadata.get("checkpoint.outliers")
+        return build_report(
+            self._entries.values(), self._sections, self._streams, len(self._buf), self._front_bytes, sides
+        )
 
     def drop_pages(self) -> None:
         """Unmap the memory-mapped file's pages from this process (decoded arrays stay valid: the next

@@ -9,7 +9,7 @@ padding are reported apart, and all parts add up to the file size exactly.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .entry import TensorEntry
 from .layout import DIR_ENTRY_SIZE, PREAMBLE_SIZE, SPARSE_ENCODINGS
@@ -31,6 +31,7 @@ class TensorSizes:
     quantized_bytes: int
     huffman_bytes: int
     streams: dict = field(default_factory=dict)
+    side_of: str | None = None  # a checkpoint's side tensor of outliers: the tensor it corrects (metadata)
 
     # bits per kept weight, as the paper's table reports them
     def _per_nnz(self, nbytes: int) -> float:
@@ -64,8 +65,12 @@ class SizeReport:
     file_bytes: int
 
     def totals(self) -> dict:
-        keys = ("numel", "nnz", "dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes")
-        return {k: sum(getattr(t, k) for t in self.tensors) for k in keys}
+        """Sums over the tensors; a side tensor of outliers adds its bytes but not its weights or dense size (its
+        tensor's are counted once: the two store one tensor of the source checkpoint)."""
+        own = [t for t in self.tensors if t.side_of is None]
+        counts = {k: sum(getattr(t, k) for t in own) for k in ("numel", "nnz", "dense_bytes")}
+        stages = ("pruned_bytes", "quantized_bytes", "huffman_bytes")
+        return {**counts, **{k: sum(getattr(t, k) for t in self.tensors) for k in stages}}
 
     def to_dict(self) -> dict:
         out = {
@@ -218,9 +223,14 @@ def tensor_sizes(e: TensorEntry, sections, streams) -> TensorSizes:
     )
 
 
-def build_report(entries, sections, streams, file_bytes: int, front_bytes: int | None = None) -> SizeReport:
-    """front_bytes: preamble + directory (default: the 1.0 container's 64 + 24 per section)."""
-    tensors = [tensor_sizes(e, sections, streams) for e in entries]
+def build_report(
+    entries, sections, streams, file_bytes: int, front_bytes: int | None = None, sides: dict | None = None
+) -> SizeReport:
+    """front_bytes: preamble + directory (default: the 1.0 container's 64 + 24 per section).
+    sides: tensor -> its side tensor of outliers (metadata `checkpoint.outliers`, as the file says it)."""
+    entries = list(entries)
+    side_of = _side_tensors(sides, {e.name for e in entries})
+    tensors = [replace(tensor_sizes(e, sections, streams), side_of=side_of.get(e.name)) for e in entries]
     if front_bytes is None:
         front_bytes = PREAMBLE_SIZE + DIR_ENTRY_SIZE * len(sections)
     header_bytes = front_bytes + sections[0].length
@@ -228,3 +238,12 @@ def build_report(entries, sections, streams, file_bytes: int, front_bytes: int |
     data = sum(t.huffman_bytes for t in tensors)
     padding = file_bytes - header_bytes - graph_bytes - data
     return SizeReport(tensors, header_bytes, graph_bytes, padding, file_bytes)
+
+
+def _side_tensors(sides, names: set) -> dict:
+    """side tensor -> its tensor, for the pairs of `sides` that name two tensors of the file (a report
+    describes whatever the metadata says; checkpoint readers are the ones that refuse a bad map)."""
+    if not isinstance(sides, dict):
+        return {}
+    pairs = [(side, name) for name, side in sides.items() if isinstance(side, str) and side != name]
+    return {side: name for side, name in pairs if side in names and name in names}

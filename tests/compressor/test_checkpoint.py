@@ -147,6 +147,10 @@ def test_outliers_kept_exactly(llama, tmp_path):
     with formats.open(tmp_path / "o.dcz") as f:
         sides = f.metadata["checkpoint.outliers"]
         assert set(f.names) == {r.name for r in read_checkpoint(single)} | set(sides.values())
+        # the size report counts each checkpoint tensor's weights once, side tensors' bytes on top
+        totals = f.size_report().totals()
+        assert totals["numel"] == sum(r.numel for r in read_checkpoint(single))
+        assert {t.side_of for t in f.size_report().tensors if t.side_of} == set(sides)
     decoded = dict(iter_tensors(tmp_path / "o.dcz"))
     assert set(decoded) == {r.name for r in read_checkpoint(single)}  # side tensors are not the checkpoint's
     palettized = dict(iter_tensors(tmp_path / "p.dcz"))

@@ -122,3 +122,33 @@ def test_writer_records_stage_totals_in_metadata():
     assert f.metadata["dcz.sizes"] == {
         k: totals[k] for k in ("dense_bytes", "pruned_bytes", "quantized_bytes", "huffman_bytes")
     }
+
+
+@pytest.mark.parametrize(
+    "sides, counted_once",
+    [
+        ({"w": "w.outliers"}, True),
+        (None, False),
+        ({"w": "missing"}, False),  # a map naming no tensor of the file: the report ignores it
+        (["w", "w.outliers"], False),
+    ],
+)
+def test_size_report_counts_a_side_tensor_of_outliers_once(sides, counted_once):
+    """A checkpoint's side tensor of outliers (metadata checkpoint.outliers) adds its bytes to the file but
+    not its weights or dense size: the ratio is the source tensor's over the file, not twice it."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 16, (64, 96))
+    mask = np.zeros((64, 96), bool)
+    mask[rng.random((64, 96)) < 0.05] = True
+    tensors = [
+        formats.Shared("w", labels, np.linspace(-1, 1, 16, dtype=np.float32), 4),
+        formats.Sparse("w.outliers", rng.standard_normal((64, 96)).astype(np.float32) * mask, mask, 8),
+    ]
+    metadata = {} if sides is None else {"checkpoint.outliers": sides}
+    f = formats.loads(formats.dumps(tensors, metadata=metadata))
+    report = f.size_report()
+    totals = report.totals()
+    assert totals["numel"] == 64 * 96 * (1 if counted_once else 2)
+    assert totals["dense_bytes"] == 4 * 64 * 96 * (1 if counted_once else 2)
+    assert totals["huffman_bytes"] == sum(t.huffman_bytes for t in report.tensors)  # every byte still counted
+    assert [t.side_of for t in report.tensors] == ([None, "w"] if counted_once else [None, None])

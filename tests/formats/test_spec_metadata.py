@@ -15,7 +15,7 @@ import dcz
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITERS = ("formats", "compressor", "tools/dcz")
-KEY = re.compile(r"^(dcz|compress|source)(\.[a-z0-9_]+)+$")
+KEY = re.compile(r"^(dcz|compress|source|checkpoint)(\.[a-z0-9_]+)+$")
 ROW = re.compile(r"^\| `([a-z0-9_.]+)` \|", re.MULTILINE)
 # "dcz.<module>" strings name modules (imports, lazy attributes), not metadata keys
 MODULES = {m.name for m in pkgutil.iter_modules(dcz.__path__)} | {"formats", "compressor", "runtime"}
