@@ -110,6 +110,8 @@ def test_cli_compress(llama, tmp_path, capsys):
     with formats.open(tmp_path / "c.dcz") as f:
         info = f.info("model.layers.0.mlp.up_proj.weight")
         assert info.label_bits == 3 and info.groups == 352 // 4
+    assert main(["info", str(tmp_path / "c.dcz")]) == 0
+    assert "no graph (weights only)" in capsys.readouterr().out.splitlines()[0]
 
 
 def test_cli_refuses_onnx_only_options(llama, capsys):

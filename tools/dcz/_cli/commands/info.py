@@ -104,7 +104,12 @@ def run(args) -> int:
         major, minor = dcz.version
         print(
             f"{args.file}: DCZ v{major}.{minor}, {report.file_bytes:,} bytes; "
-            f"{len(dcz.names)} tensors; graph: {dcz.graph_format}, {len(dcz.graph):,} bytes"
+            f"{len(dcz.names)} tensors; "
+            + (
+                f"graph: {dcz.graph_format}, {len(dcz.graph):,} bytes"
+                if dcz.graph_format
+                else "no graph (weights only)"
+            )
         )
         lines = metadata_lines(dcz.metadata)
         if lines:
