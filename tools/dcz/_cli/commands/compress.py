@@ -89,7 +89,9 @@ def register(subparsers, common) -> None:
         DESCRIPTION,
         run,
     )
-    parser.add_argument("model", help="model.onnx, or package.module:factory for a PyTorch model")
+    parser.add_argument(
+        "model", help="model.onnx, package.module:factory for a PyTorch model, or a safetensors checkpoint"
+    )
     parser.add_argument("-o", "--output", metavar="OUT.dcz", help="file to write (default: the model's name + .dcz)")
     parser.add_argument("--weights", metavar="STATE.pt", help="state dict for a PyTorch model (loaded weights-only)")
     parser.add_argument(
