@@ -56,13 +56,19 @@ def test_uncorrelated_inputs_give_nearest_labels():
     np.testing.assert_array_equal(error_feedback_labels(w, books, 4, h, damping=0.0), nearest)
 
 
-def test_exact_weights_pass_their_inherited_error_on():
+def with_top_5_percent_exact():
+    """(w, h, exact, nearest labels, books): one 8-entry codebook fitted without the 5% largest weights."""
     rng = np.random.default_rng(2)
     w = (rng.standard_normal((32, 48)) * 0.05).astype(np.float32)
     x = correlated_inputs(rng, cols=48)
     h = x.T @ x / len(x)
-    exact = np.abs(w) > np.quantile(np.abs(w), 0.95)
-    nearest, books = palettize(w, 3, 32, exclude_above=float(np.quantile(np.abs(w), 0.95)))
+    threshold = float(np.quantile(np.abs(w), 0.95))
+    nearest, books = palettize(w, 3, 32, exclude_above=threshold)
+    return w, h, np.abs(w) > threshold, nearest, books
+
+
+def test_exact_weights_pass_their_inherited_error_on():
+    w, h, exact, nearest, books = with_top_5_percent_exact()
     feedback = error_feedback_labels(w, books, 32, h, exact=exact)
 
     def with_exact(labels):
@@ -72,12 +78,7 @@ def test_exact_weights_pass_their_inherited_error_on():
 
 
 def test_exact_weights_stored_as_updated_absorb_their_inherited_error():
-    rng = np.random.default_rng(2)
-    w = (rng.standard_normal((32, 48)) * 0.05).astype(np.float32)
-    x = correlated_inputs(rng, cols=48)
-    h = x.T @ x / len(x)
-    exact = np.abs(w) > np.quantile(np.abs(w), 0.95)
-    _, books = palettize(w, 3, 32, exclude_above=float(np.quantile(np.abs(w), 0.95)))
+    w, h, exact, _, books = with_top_5_percent_exact()
     passed_on = np.where(exact, w, decoded(error_feedback_labels(w, books, 32, h, exact=exact), books, 32))
     updated = np.empty(w.shape)
     labels = error_feedback_labels(w, books, 32, h, exact=exact, updated=updated)
